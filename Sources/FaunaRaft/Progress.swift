@@ -115,6 +115,10 @@ struct Inflights {
         }
     }
 
+    mutating func freeFirst() {
+        if head < buffer.count { head += 1 }
+    }
+
     mutating func removeAll() {
         buffer.removeAll(keepingCapacity: true)
         head = 0

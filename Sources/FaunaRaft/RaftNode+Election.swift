@@ -86,7 +86,8 @@ extension RaftNode {
             // A transfer that did not finish within an election timeout is abandoned.
             leadTransferee = nil
         }
-        for (peer, var pr) in progress where pr.state == .snapshot {
+        for peer in progress.keys.sorted() {
+            guard var pr = progress[peer], pr.state == .snapshot else { continue }
             pr.snapshotElapsedTicks += 1
             if pr.snapshotElapsedTicks >= config.electionTicks {
                 pr.becomeProbe()  // the snapshot was probably lost: try again

@@ -36,12 +36,15 @@ extension RaftNode {
     // MARK: Leader side
 
     func broadcastAppend() {
-        for peer in progress.keys where peer != id { sendAppends(to: peer, sendIfEmpty: true) }
+        // Sorted: dictionary order is randomized per process, and the core must be
+        // deterministic for the simulator's seeds to replay.
+        for peer in progress.keys.sorted() where peer != id { sendAppends(to: peer, sendIfEmpty: true) }
     }
 
     func broadcastHeartbeat() {
         let context = reads.heartbeatContext
-        for (peer, pr) in progress where peer != id {
+        for peer in progress.keys.sorted() where peer != id {
+            guard let pr = progress[peer] else { continue }
             send(Message(
                 type: .heartbeat, from: id, to: peer, term: term,
                 commit: min(pr.match, log.committed), context: context))
@@ -123,6 +126,11 @@ extension RaftNode {
             guard var pr = progress[m.from] else { return }
             pr.isRecentActive = true
             pr.isProbeSent = false
+            // Appends may have been lost with the window full: free one slot so the next
+            // append goes out; if there is a gap the follower rejects it and we probe.
+            if pr.state == .replicate && pr.inflights.count >= config.inflightMessagesMax {
+                pr.inflights.freeFirst()
+            }
             progress[m.from] = pr
             if pr.match < log.lastIndex { sendAppends(to: m.from, sendIfEmpty: false) }
             if conf.isVoter(m.from) { acknowledgeReadRound(from: m.from, context: m.context) }
