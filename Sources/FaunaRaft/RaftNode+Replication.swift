@@ -54,7 +54,7 @@ extension RaftNode {
     /// Sends as many appends to `peer` as its flow control allows. With `sendIfEmpty`, an
     /// empty append still goes out (to carry the commit index or probe the follower's log).
     func sendAppends(to peer: NodeID, sendIfEmpty: Bool) {
-        var sentEmpty = false
+        var sentAny = false
         // Bounded: each iteration either sends a message that fills the in-flight window by
         // one, or stops.
         for _ in 0...config.inflightMessagesMax {
@@ -69,8 +69,8 @@ extension RaftNode {
                 sendSnapshot(to: peer)
                 return
             }
-            if entries.isEmpty && (!sendIfEmpty || sentEmpty) { return }
-            if entries.isEmpty { sentEmpty = true }
+            if entries.isEmpty && (!sendIfEmpty || sentAny) { return }
+            sentAny = true
             send(Message(
                 type: .append, from: id, to: peer, term: term, logTerm: prevTerm, index: prevIndex,
                 entries: entries, commit: log.committed))
@@ -132,7 +132,9 @@ extension RaftNode {
                 pr.inflights.freeFirst()
             }
             progress[m.from] = pr
-            if pr.match < log.lastIndex { sendAppends(to: m.from, sendIfEmpty: false) }
+            // A follower behind us gets an append, even an empty one: if the appends we think
+            // are in flight were lost, it rejects this one and we fall back to probing.
+            if pr.match < log.lastIndex { sendAppends(to: m.from, sendIfEmpty: true) }
             if conf.isVoter(m.from) { acknowledgeReadRound(from: m.from, context: m.context) }
         case .readIndex:
             handleReadIndexRequest(from: m.from, context: m.context)
