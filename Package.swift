@@ -16,7 +16,9 @@ let package = Package(
         // Deterministic cluster simulator (test support; not part of any product).
         .target(name: "RaftSimulator", dependencies: ["FaunaRaft"]),
         .executableTarget(name: "raft-sim", dependencies: ["RaftSimulator"]),
-        .executableTarget(name: "raft-bench", dependencies: ["FaunaRaft", "RaftSimulator"]),
+        // Heap allocation counter for benchmarks (interposes malloc; never in a product).
+        .target(name: "CAllocationCounter"),
+        .executableTarget(name: "raft-bench", dependencies: ["FaunaRaft", "CAllocationCounter"]),
         .testTarget(name: "FaunaRaftTests", dependencies: ["FaunaRaft", "RaftSimulator"]),
     ],
     swiftLanguageModes: [.v6]

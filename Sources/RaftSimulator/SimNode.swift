@@ -11,6 +11,8 @@ final class SimNode {
     var proposals: [LogIndex: (term: Term, writeID: UInt64, tick: Int)] = [:]
     /// Reads asked of this node, by context: the highest acknowledged write index when asked.
     var reads: [UInt64: LogIndex] = [:]
+    /// A Ready being persisted (slow disk), and the subtick its fsync completes. Lost on crash.
+    var outstanding: (ready: Ready, completeAt: Int)?
     /// Highest commit index whose terms were checked against the cluster's committed history.
     var commitChecked: LogIndex = .zero
 
@@ -38,6 +40,7 @@ final class SimNode {
 
     func crash() {
         raft = nil
+        outstanding = nil
         proposals = [:]
         reads = [:]
     }

@@ -15,7 +15,11 @@ public struct SimOptions: Sendable {
     public var duplicateRate = 0.02  // per message
     public var crashRate = 0.015
     /// Per Ready: crash after sending early messages, before persisting anything.
-    public var crashInReadyRate = 0.002
+    public var crashInReadyRate = 0.003
+    /// Per Ready: the fsync is slow — persisting completes 1...`persistDelaySubticksMax`
+    /// subticks later, while the node goes on receiving messages.
+    public var slowPersistRate = 0.3
+    public var persistDelaySubticksMax = 15
     public var restartRate = 0.08  // per down node
     public var partitionRate = 0.02
     public var healRate = 0.04

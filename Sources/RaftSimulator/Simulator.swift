@@ -67,6 +67,7 @@ public final class Simulator {
         for _ in 0..<options.subticksPerTick {
             now += 1
             try deliverDueMessages()
+            try completeDuePersists()
         }
         for node in nodes where node.isUp {
             node.raft?.tick()
@@ -119,27 +120,49 @@ public final class Simulator {
 
     // MARK: Ready handling: persist, send, apply, advance
 
+    /// Takes the node's Ready if it has one and none is being persisted. Its early messages
+    /// leave at once; persisting completes now or after a random delay, during which the node
+    /// keeps receiving messages (as a real node keeps stepping while its fsync runs), and a
+    /// crash loses it.
     func processReady(_ node: SimNode) throws {
         for _ in 0..<1_000 {
-            guard let raft = node.raft, raft.hasReady else { return }
+            guard let raft = node.raft, node.outstanding == nil, raft.hasReady else { return }
             let ready = raft.ready()
             if let soft = ready.softState, soft.role == .leader {
                 report.leadersElected += 1
                 try checker.leaderElected(node.id, term: raft.term, raft: raft)
             }
             for m in ready.earlyMessages { send(m) }
-            if isFaulty && random.chance(options.crashInReadyRate) {
-                crash(node)  // nothing of this Ready is durable
+            if isFaulty && random.chance(options.slowPersistRate) {
+                node.outstanding = (ready, now + 1 + random.int(0..<options.persistDelaySubticksMax))
                 return
             }
-            try persist(ready, on: node)
-            for m in ready.messages { send(m) }
-            try apply(ready, on: node, raft: raft)
-            raft.advance(ready)
-            try checker.commitAdvanced(on: node, raft: raft)
-            try maybeSnapshot(node)
+            try complete(ready, on: node, raft: raft)
         }
         throw SimFailure("\(node.id) produced 1000 Readies in a row without settling")
+    }
+
+    /// Finishes a Ready: persist, send, apply, advance — or crash before persisting.
+    func complete(_ ready: Ready, on node: SimNode, raft: RaftNode) throws {
+        node.outstanding = nil
+        if isFaulty && random.chance(options.crashInReadyRate) {
+            crash(node)  // nothing of this Ready is durable
+            return
+        }
+        try persist(ready, on: node)
+        for m in ready.messages { send(m) }
+        try apply(ready, on: node, raft: raft)
+        raft.advance(ready)
+        try checker.commitAdvanced(on: node, raft: raft)
+        try maybeSnapshot(node)
+    }
+
+    func completeDuePersists() throws {
+        for node in nodes {
+            guard let (ready, at) = node.outstanding, at <= now, let raft = node.raft else { continue }
+            try complete(ready, on: node, raft: raft)
+            try processReady(node)
+        }
     }
 
     func persist(_ ready: Ready, on node: SimNode) throws {
@@ -215,6 +238,9 @@ public final class Simulator {
     }
 
     func heal() {
+        for node in nodes {
+            if let (ready, _) = node.outstanding, let raft = node.raft { try? complete(ready, on: node, raft: raft) }
+        }
         isFaulty = false
         healedAt = tick
         blockedLinks = []
