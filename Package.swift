@@ -24,15 +24,21 @@ let package = Package(
         .testTarget(name: "FaunaRaftTests", dependencies: ["FaunaRaft", "RaftSimulator"]),
 
         // Audit chain verifier: RFC 9162 hashing, proof and tree head checks. swift-crypto only.
-        .target(name: "FaunaVerify", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "FaunaVerify",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
+        ),
         // Audit chain tree: complete-subtree storage, roots, proof generation, tree head signing.
         .target(
             name: "FaunaAudit",
-            dependencies: ["FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["FaunaVerify", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
         ),
         .executableTarget(
             name: "audit-bench",
-            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
         ),
         .testTarget(
             name: "FaunaVerifyTests",
