@@ -108,6 +108,19 @@ func flipHexBit(_ object: [String: Any], _ path: [Any], bit: Int) -> [String: An
             o["signatures"] = Array((o["signatures"] as! [Any]).prefix(1)) + [["publicKey": hex(sig.publicKey), "signature": hex(sig.signature)]]
         }
         with("no-signatures") { $0["signatures"] = [Any]() }
+        with("member-first-signature-invalid") { o in
+            // Only a member's first signature counts: a valid second one does not rescue it.
+            let s = o["signatures"] as! [[String: Any]]
+            var bad = s[0]
+            bad["signature"] = String(repeating: "00", count: 64)
+            o["signatures"] = [bad, s[0], s[1]]
+        }
+        cases.append(("valid-padded-with-copies", {
+            var o = base
+            let s = o["signatures"] as! [Any]
+            o["signatures"] = s + s + s
+            return o
+        }(), true))
         with("format-v2") { $0["format"] = "fauna-proof-v2" }
         with("missing-root") { $0["rootHash"] = nil }
         with("unknown-field") { $0["extra"] = "x" }
