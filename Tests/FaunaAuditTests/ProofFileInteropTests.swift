@@ -148,9 +148,14 @@ func flipHexBit(_ object: [String: Any], _ path: [Any], bit: Int) -> [String: An
             + memberArgs + ["--cluster", hex(InteropFixture.clusterID.bytes)] + files
         let output = Pipe()
         process.standardOutput = output
+        let errors = Pipe()
+        process.standardError = errors
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        try #require(process.terminationStatus != 2 && process.terminationStatus != 127,
+                     "tools/verify-proof did not run (python3 and its cryptography package: run tools/setup): \(errorText)")
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
         #expect(lines.count == cases.count)
         #expect(process.terminationStatus == 1, "some files are adversarial")
