@@ -2,14 +2,18 @@
 import PackageDescription
 
 // Module boundaries and import rules: shared/DESIGN.md and docs/adr/0001-modules.md.
-// tools/check-imports enforces that FaunaRaft imports only the standard library.
+// tools/check-imports enforces the allowed imports of FaunaRaft, FaunaVerify and FaunaAudit.
 let package = Package(
     name: "Fauna",
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "FaunaRaft", targets: ["FaunaRaft"]),
+        .library(name: "FaunaVerify", targets: ["FaunaVerify"]),
+        .library(name: "FaunaAudit", targets: ["FaunaAudit"]),
     ],
-    dependencies: [],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
+    ],
     targets: [
         // Consensus core: pure, deterministic, no IO, no clocks, no threads.
         .target(name: "FaunaRaft"),
@@ -20,6 +24,32 @@ let package = Package(
         .target(name: "CAllocationCounter"),
         .executableTarget(name: "raft-bench", dependencies: ["FaunaRaft", "CAllocationCounter"]),
         .testTarget(name: "FaunaRaftTests", dependencies: ["FaunaRaft", "RaftSimulator"]),
+
+        // Audit chain verifier: RFC 9162 hashing, proof and tree head checks. swift-crypto only.
+        .target(
+            name: "FaunaVerify",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
+        ),
+        // Audit chain tree: complete-subtree storage, roots, proof generation, tree head signing.
+        .target(
+            name: "FaunaAudit",
+            dependencies: ["FaunaVerify", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "audit-bench",
+            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
+        ),
+        .testTarget(
+            name: "FaunaVerifyTests",
+            dependencies: ["FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
+            name: "FaunaAuditTests",
+            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
