@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "FaunaRaft", targets: ["FaunaRaft"]),
+        .library(name: "FaunaKV", targets: ["FaunaKV"]),
     ],
     dependencies: [],
     targets: [
@@ -18,6 +19,10 @@ let package = Package(
         .executableTarget(name: "raft-sim", dependencies: ["RaftSimulator"]),
         .executableTarget(name: "raft-bench", dependencies: ["FaunaRaft", "RaftSimulator"]),
         .testTarget(name: "FaunaRaftTests", dependencies: ["FaunaRaft", "RaftSimulator"]),
+        // KV state machine: pure logic over a small storage interface (docs/adr/0003).
+        // Standard library only (tools/check-imports).
+        .target(name: "FaunaKV"),
+        .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
     ],
     swiftLanguageModes: [.v6]
 )
