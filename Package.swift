@@ -21,7 +21,7 @@ let package = Package(
         .testTarget(name: "FaunaRaftTests", dependencies: ["FaunaRaft", "RaftSimulator"]),
         // KV state machine: pure logic over a small storage interface (docs/adr/0003).
         // Standard library only (tools/check-imports).
-        .target(name: "FaunaKV"),
+        .target(name: "FaunaKV", exclude: ["README.md"]),
         .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
     ],
     swiftLanguageModes: [.v6]
