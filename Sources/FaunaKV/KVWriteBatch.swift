@@ -37,6 +37,13 @@ public struct KVWriteBatch: Sendable {
         meta[key] = .some(value)
     }
 
+    /// Adds `other`'s writes; where both write a key, `other`'s write wins.
+    mutating func merge(_ other: KVWriteBatch) {
+        for (key, value) in other.records { records[key] = .some(value) }
+        for (key, value) in other.history { history[key] = .some(value) }
+        for (key, value) in other.meta { meta[key] = .some(value) }
+    }
+
     /// The record writes ordered by key.
     public var sortedRecordWrites: [(key: [UInt8], record: KVRecord?)] {
         records.map { (key: $0.key, record: $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
