@@ -14,6 +14,7 @@ public struct KVWriteBatch: Sendable {
     /// `meta` CF: key → bytes, or nil to delete.
     public private(set) var meta: [[UInt8]: [UInt8]?] = [:]
 
+    /// An empty batch.
     public init() {}
 
     /// Whether the batch holds no writes.
