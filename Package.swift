@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "FaunaRaft", targets: ["FaunaRaft"]),
         .library(name: "FaunaVerify", targets: ["FaunaVerify"]),
         .library(name: "FaunaAudit", targets: ["FaunaAudit"]),
+        .library(name: "FaunaKV", targets: ["FaunaKV"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
@@ -50,6 +51,11 @@ let package = Package(
             name: "FaunaAuditTests",
             dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
         ),
+
+        // KV state machine: pure logic over a small storage interface (docs/adr/0003).
+        // Standard library only (tools/check-imports).
+        .target(name: "FaunaKV", exclude: ["README.md"]),
+        .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
     ],
     swiftLanguageModes: [.v6]
 )
