@@ -65,9 +65,11 @@ extension RaftNode {
             do {
                 prevTerm = try log.term(at: prevIndex)
                 entries = try log.entries(from: pr.next, to: log.lastIndex + 1, maxBytes: config.entriesPerMessageBytesMax)
-            } catch {
-                sendSnapshot(to: peer)
+            } catch RaftStorageError.compacted {
+                sendSnapshot(to: peer)  // the follower needs entries we no longer have
                 return
+            } catch {
+                return  // not available (yet): retried on the next heartbeat response
             }
             if entries.isEmpty && (!sendIfEmpty || sentAny) { return }
             sentAny = true
@@ -164,6 +166,9 @@ extension RaftNode {
             }
             return
         }
+        // A success can only acknowledge entries we have; anything else is a corrupt or
+        // misdirected message.
+        guard m.index <= log.lastIndex else { return }
         let updated = pr.maybeUpdate(match: m.index)
         if updated {
             switch pr.state {
@@ -231,9 +236,14 @@ extension RaftNode {
             return
         }
         if log.matchTerm(m.index, m.logTerm) {
-            // Validate before trusting: entries must follow prevIndex contiguously.
-            for (offset, entry) in m.entries.enumerated() where entry.index != m.index + UInt64(offset + 1) {
-                return  // malformed: drop, the leader retries
+            // Validate before trusting: entries follow prevIndex contiguously, with terms that
+            // never decrease, start at prevTerm or later and end at the leader's term or earlier.
+            var previousTerm = m.logTerm
+            for (offset, entry) in m.entries.enumerated() {
+                guard entry.index == m.index + UInt64(offset + 1), entry.term >= previousTerm, entry.term <= m.term else {
+                    return  // malformed: drop, the leader retries
+                }
+                previousTerm = entry.term
             }
             let lastNew: LogIndex
             do {

@@ -14,6 +14,7 @@ public struct SimOptions: Sendable {
     public var dropRate = 0.03  // per message
     public var duplicateRate = 0.02  // per message
     public var crashRate = 0.015
+    public var leaderCrashRate = 0.01
     /// Per Ready: crash after sending early messages, before persisting anything.
     public var crashInReadyRate = 0.003
     /// Per Ready: the fsync is slow — persisting completes 1...`persistDelaySubticksMax`

@@ -217,6 +217,9 @@ public final class Simulator {
 
     func injectFaults() {
         if random.chance(options.crashRate), let victim = random.pick(nodes.filter(\.isUp)) { crash(victim) }
+        // Leader churn: leaders dying soon after election, with entries half replicated, is
+        // what the paper's figure 8 is made of.
+        if random.chance(options.leaderCrashRate), let leader = currentLeader { crash(leader) }
         for node in nodes where !node.isUp && random.chance(options.restartRate) {
             try? restart(node)
         }
@@ -248,7 +251,13 @@ public final class Simulator {
 
     func partition() {
         let ids = nodes.map(\.id.rawValue)
-        switch random.int(0..<3) {
+        switch random.int(0..<4) {
+        case 3:  // the leader keeps a link to one peer only: entries reach a minority
+            guard let leader = currentLeader?.id.rawValue, let keep = random.pick(ids.filter({ $0 != leader })) else { return }
+            for other in ids where other != leader && other != keep {
+                blockedLinks.insert([leader, other])
+                blockedLinks.insert([other, leader])
+            }
         case 0:  // isolate one node (often the leader)
             let leader = nodes.first { $0.raft?.isLeader == true }?.id.rawValue
             guard let victim = random.chance(0.5) ? leader ?? random.pick(ids) : random.pick(ids) else { return }

@@ -113,3 +113,30 @@ import Testing
         #expect(c[2].hardState == before)
     }
 }
+
+@Suite struct MalformedInputTests {
+    @Test func malformedAppendsAreDroppedNotApplied() throws {
+        let c = try TestCluster(voters: [1, 2, 3])
+        try c.elect(1)
+        let term = c[1].term
+        let last = c[2].lastIndex
+        let cases: [[Entry]] = [
+            [Entry(term: term, index: last + 2)],  // gap
+            [Entry(term: term, index: last + 1), Entry(term: Term(1), index: last + 2)],  // term decreases
+            [Entry(term: term.next, index: last + 1)],  // term beyond the leader's
+        ]
+        for entries in cases {
+            c[2].step(Message(type: .append, from: NodeID(1), to: NodeID(2), term: term,
+                              logTerm: c[2].term(at: last)!, index: last, entries: entries))
+            #expect(c[2].lastIndex == last)
+        }
+    }
+
+    @Test func acknowledgementBeyondTheLogIsIgnored() throws {
+        let c = try TestCluster(voters: [1, 2, 3])
+        try c.elect(1)
+        c[1].step(Message(type: .appendResponse, from: NodeID(2), to: NodeID(1), term: c[1].term, index: LogIndex(1_000)))
+        #expect(c[1].matchIndexes[NodeID(2)]! <= c[1].lastIndex)
+        #expect(c[1].commitIndex <= c[1].lastIndex)
+    }
+}
