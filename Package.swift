@@ -14,12 +14,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         // Consensus core: pure, deterministic, no IO, no clocks, no threads.
-        .target(name: "FaunaRaft"),
+        .target(name: "FaunaRaft", exclude: ["README.md"]),
         // Deterministic cluster simulator (test support; not part of any product).
-        .target(name: "RaftSimulator", dependencies: ["FaunaRaft"]),
+        .target(name: "RaftSimulator", dependencies: ["FaunaRaft"], exclude: ["README.md"]),
         .executableTarget(name: "raft-sim", dependencies: ["RaftSimulator"]),
         // Heap allocation counter for benchmarks (interposes malloc; never in a product).
         .target(name: "CAllocationCounter"),
@@ -56,6 +57,10 @@ let package = Package(
         // Standard library only (tools/check-imports).
         .target(name: "FaunaKV", exclude: ["README.md"]),
         .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
+
+        // cluster.toml: parsed and validated in one place for faunad and fctl.
+        .target(name: "FaunaConfig", dependencies: ["FaunaRaft", .product(name: "TOMLKit", package: "TOMLKit")]),
+        .testTarget(name: "FaunaConfigTests", dependencies: ["FaunaConfig", "FaunaRaft"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,176 @@
+import FaunaRaft
+import TOMLKit
+
+/// The cluster description in `cluster.toml`, validated. Parsed in one place for `faunad` and
+/// `fctl` (DESIGN.md "Configuration").
+///
+/// ```toml
+/// [cluster]
+/// name = "local"
+/// data_dir = "data"          # each node uses data_dir/<id>
+///
+/// [[node]]
+/// id = "n1"
+/// peer = "127.0.0.1:7001"    # Raft traffic
+/// client = "127.0.0.1:7101"  # client traffic
+/// ```
+public struct ClusterConfig: Sendable, Equatable {
+    /// Letters, digits, `-` and `_`; names the trusted-state directory of clients too.
+    public var name: String
+    /// Relative paths are relative to the directory holding the configuration file.
+    public var dataDirectory: String
+    public var tickMs: Int
+    public var electionTicks: Int
+    public var heartbeatTicks: Int
+    /// A node snapshots and compacts its Raft log after this many applied entries.
+    public var snapshotEntries: Int
+    public var nodes: [NodeConfig]
+
+    public struct NodeConfig: Sendable, Equatable {
+        /// The name in the file, `n<number>`; the number is the Raft node id.
+        public var name: String
+        public var nodeID: NodeID
+        public var peer: Endpoint
+        public var client: Endpoint
+    }
+
+    /// A `host:port` address.
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var description: String { "\(host):\(port)" }
+
+        /// Parses `host:port`; the host must be non-empty, the port 1...65535.
+        public init(parsing text: String) throws(ConfigError) {
+            guard let colon = text.lastIndex(of: ":") else {
+                throw ConfigError("address \"\(text)\": want host:port")
+            }
+            let host = String(text[..<colon])
+            let portText = text[text.index(after: colon)...]
+            guard !host.isEmpty else { throw ConfigError("address \"\(text)\": empty host") }
+            guard let port = Int(portText), (1...65_535).contains(port) else {
+                throw ConfigError("address \"\(text)\": port \"\(portText)\", want 1...65535")
+            }
+            self.host = host
+            self.port = port
+        }
+    }
+
+    /// The node named `name` (e.g. "n1").
+    public func node(named name: String) throws(ConfigError) -> NodeConfig {
+        guard let node = nodes.first(where: { $0.name == name }) else {
+            let known = nodes.map(\.name).joined(separator: ", ")
+            throw ConfigError("no node \"\(name)\" in the configuration (nodes: \(known))")
+        }
+        return node
+    }
+
+    public func node(id: NodeID) -> NodeConfig? { nodes.first { $0.nodeID == id } }
+
+    /// Parses and validates a whole configuration file's text.
+    public init(parsing text: String) throws(ConfigError) {
+        let raw: RawConfig
+        do {
+            raw = try TOMLDecoder(strictDecoding: true).decode(RawConfig.self, from: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError("line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigError(Self.describe(error))
+        }
+        try self.init(validating: raw)
+    }
+
+    init(validating raw: RawConfig) throws(ConfigError) {
+        let cluster = raw.cluster
+        name = cluster.name
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+            throw ConfigError("cluster.name \"\(name)\": want letters, digits, - or _")
+        }
+        dataDirectory = cluster.data_dir
+        guard !dataDirectory.isEmpty else { throw ConfigError("cluster.data_dir is empty") }
+        tickMs = cluster.tick_ms ?? 10
+        electionTicks = cluster.election_ticks ?? 100
+        heartbeatTicks = cluster.heartbeat_ticks ?? 10
+        snapshotEntries = cluster.snapshot_entries ?? 100_000
+        guard (1...1_000).contains(tickMs) else { throw ConfigError("cluster.tick_ms \(tickMs): want 1...1000") }
+        guard heartbeatTicks >= 1, electionTicks > heartbeatTicks else {
+            throw ConfigError("cluster.election_ticks \(electionTicks) must exceed heartbeat_ticks \(heartbeatTicks) (≥ 1)")
+        }
+        guard snapshotEntries >= 1 else { throw ConfigError("cluster.snapshot_entries \(snapshotEntries): want ≥ 1") }
+        guard !raw.node.isEmpty else { throw ConfigError("no [[node]] entries") }
+
+        var seenIDs: Set<NodeID> = []
+        var seenEndpoints: [Endpoint: String] = [:]
+        nodes = []
+        for rawNode in raw.node {
+            let id = try Self.nodeID(parsing: rawNode.id)
+            guard seenIDs.insert(id).inserted else { throw ConfigError("duplicate node id \"\(rawNode.id)\"") }
+            let peer = try Endpoint(parsing: rawNode.peer)
+            let client = try Endpoint(parsing: rawNode.client)
+            for (endpoint, role) in [(peer, "peer"), (client, "client")] {
+                if let other = seenEndpoints[endpoint] {
+                    throw ConfigError("address \(endpoint) of \(rawNode.id).\(role) is also \(other)")
+                }
+                seenEndpoints[endpoint] = "\(rawNode.id).\(role)"
+            }
+            nodes.append(NodeConfig(name: rawNode.id, nodeID: id, peer: peer, client: client))
+        }
+    }
+
+    /// `n<number>` with number ≥ 1 → that number.
+    public static func nodeID(parsing name: String) throws(ConfigError) -> NodeID {
+        guard name.first == "n", let number = UInt64(name.dropFirst()), number > 0, "n\(number)" == name else {
+            throw ConfigError("node id \"\(name)\": want n<number>, e.g. n1")
+        }
+        return NodeID(number)
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, let context):
+            let keys = context.codingPath.last?.stringValue == key.stringValue ? context.codingPath : context.codingPath + [key]
+            if path(keys) == "node" { return "no [[node]] entries" }
+            return "missing key \(path(keys))"
+        case DecodingError.typeMismatch(let type, let context):
+            return "\(path(context.codingPath)): want \(type)"
+        case DecodingError.dataCorrupted(let context):
+            return "\(path(context.codingPath)): \(context.debugDescription)"
+        case DecodingError.valueNotFound(_, let context):
+            return "\(path(context.codingPath)): missing value"
+        default:
+            return "\(error)"
+        }
+    }
+
+    static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+}
+
+/// A configuration problem, in one line that says what to fix.
+public struct ConfigError: Error, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The file's shape; strict decoding rejects any key not named here.
+struct RawConfig: Decodable {
+    struct Cluster: Decodable {
+        var name: String
+        var data_dir: String
+        var tick_ms: Int?
+        var election_ticks: Int?
+        var heartbeat_ticks: Int?
+        var snapshot_entries: Int?
+    }
+
+    struct Node: Decodable {
+        var id: String
+        var peer: String
+        var client: String
+    }
+
+    var cluster: Cluster
+    var node: [Node]
+}

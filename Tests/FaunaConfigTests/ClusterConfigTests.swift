@@ -1,0 +1,61 @@
+import FaunaConfig
+import FaunaRaft
+import Testing
+
+@Suite struct ClusterConfigTests {
+    static let valid = """
+        [cluster]
+        name = "local"
+        data_dir = "data"
+
+        [[node]]
+        id = "n1"
+        peer = "127.0.0.1:7001"
+        client = "127.0.0.1:7101"
+
+        [[node]]
+        id = "n2"
+        peer = "127.0.0.1:7002"
+        client = "127.0.0.1:7102"
+        """
+
+    @Test func parsesAValidFile() throws {
+        let config = try ClusterConfig(parsing: Self.valid)
+        #expect(config.name == "local" && config.dataDirectory == "data")
+        #expect(config.nodes.map(\.nodeID) == [NodeID(1), NodeID(2)])
+        #expect(try config.node(named: "n2").client == ClusterConfig.Endpoint(parsing: "127.0.0.1:7102"))
+        #expect(config.electionTicks > config.heartbeatTicks)
+    }
+
+    @Test func theRepositoryClusterFileIsValid() throws {
+        let text = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/FaunaConfigTests/ClusterConfigTests.swift", with: "cluster.toml"), encoding: .utf8)
+        let config = try ClusterConfig(parsing: text)
+        #expect(config.nodes.count == 3)
+    }
+
+    @Test(arguments: [
+        ("unknown key", Self.valid.replacingOccurrences(of: "data_dir = \"data\"", with: "data_dir = \"data\"\ncolour = 1"), "colour"),
+        ("duplicate id", Self.valid.replacingOccurrences(of: "id = \"n2\"", with: "id = \"n1\""), "duplicate node id"),
+        ("duplicate port", Self.valid.replacingOccurrences(of: "127.0.0.1:7102", with: "127.0.0.1:7001"), "also n1.peer"),
+        ("missing node id", Self.valid.replacingOccurrences(of: "id = \"n2\"\n", with: ""), "id"),
+        ("bad id", Self.valid.replacingOccurrences(of: "\"n2\"", with: "\"node-two\""), "want n<number>"),
+        ("bad port", Self.valid.replacingOccurrences(of: "127.0.0.1:7102", with: "127.0.0.1:99999"), "want 1...65535"),
+        ("no nodes", "node = []\n[cluster]\nname = \"x\"\ndata_dir = \"d\"\n", "no [[node]]"),
+        ("no node table", "[cluster]\nname = \"x\"\ndata_dir = \"d\"\n", "no [[node]]"),
+        ("syntax", "[cluster\nname = 1", "line"),
+        ("bad name", Self.valid.replacingOccurrences(of: "name = \"local\"", with: "name = \"a b\""), "cluster.name"),
+    ])
+    func invalidFilesGiveOneLineErrors(what: String, text: String, mentions: String) {
+        #expect {
+            try ClusterConfig(parsing: text)
+        } throws: { error in
+            let message = (error as? ConfigError)?.message ?? ""
+            return message.contains(mentions) && !message.contains("\n")
+        }
+    }
+
+    @Test func unknownNodeNameIsAClearError() throws {
+        let config = try ClusterConfig(parsing: Self.valid)
+        #expect(throws: ConfigError("no node \"n9\" in the configuration (nodes: n1, n2)")) { try config.node(named: "n9") }
+    }
+}
