@@ -16,11 +16,11 @@ public struct SimOptions: Sendable {
     public var crashRate = 0.015
     public var leaderCrashRate = 0.01
     /// Per Ready: crash after sending early messages, before persisting anything.
-    public var crashInReadyRate = 0.003
+    public var crashInReadyRate = 0.01
     /// Per Ready: the fsync is slow — persisting completes 1...`persistDelaySubticksMax`
     /// subticks later, while the node goes on receiving messages.
-    public var slowPersistRate = 0.3
-    public var persistDelaySubticksMax = 15
+    public var slowPersistRate = 0.5
+    public var persistDelaySubticksMax = 30
     public var restartRate = 0.08  // per down node
     public var partitionRate = 0.02
     public var healRate = 0.04

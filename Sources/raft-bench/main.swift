@@ -96,7 +96,26 @@ func run(_ cluster: Cluster, batch: [[UInt8]], entries: Int) throws -> (seconds:
     return (seconds, fauna_allocation_count() - allocationsBefore, cluster.appliedOnLeader - start)
 }
 
+/// CPU-speed canary measured in the same run (this VM's speed drifts): SplitMix64 steps/s.
+func canaryStepsPerSecond() -> Double {
+    let clock = ContinuousClock()
+    var state: UInt64 = 1
+    var sink: UInt64 = 0
+    let steps = 50_000_000
+    let began = clock.now
+    for _ in 0..<steps {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        sink ^= z ^ (z >> 27)
+    }
+    let elapsed = clock.now - began
+    precondition(sink != 42)  // keep the loop
+    return Double(steps) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}
+
 func main() throws {
+    let canaryBefore = canaryStepsPerSecond()
     let cluster = try Cluster()
     for _ in 0..<30 {
         cluster.nodes[0].tick()
@@ -112,6 +131,8 @@ func main() throws {
     print("raft-bench: 3 nodes in one thread, \(entryBytes)-byte entries, batches of \(batchSize)")
     print("committed \(result.committed) entries in \(fixed(result.seconds, 3)) s: \(Int(perSecond)) entries/s")
     print("allocations: \(fixed(allocations, 2)) per committed entry (all three nodes together)")
+    let canary = (canaryBefore + canaryStepsPerSecond()) / 2
+    print("canary: \(fixed(canary / 1e6, 1))M SplitMix64 steps/s; entries/s per canary step/s: \(fixed(perSecond / canary * 1000, 2))e-3")
 }
 
 try main()
