@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 // Module boundaries and import rules: shared/DESIGN.md and docs/adr/0001-modules.md.
@@ -9,7 +10,9 @@ let package = Package(
     products: [
         .library(name: "FaunaRaft", targets: ["FaunaRaft"]),
     ],
-    dependencies: [],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
+    ],
     targets: [
         // Consensus core: pure, deterministic, no IO, no clocks, no threads.
         .target(name: "FaunaRaft"),
@@ -18,6 +21,23 @@ let package = Package(
         .executableTarget(name: "raft-sim", dependencies: ["RaftSimulator"]),
         .executableTarget(name: "raft-bench", dependencies: ["FaunaRaft", "RaftSimulator"]),
         .testTarget(name: "FaunaRaftTests", dependencies: ["FaunaRaft", "RaftSimulator"]),
+        // RocksDB C API (Debian librocksdb-dev); only FaunaStore's wrapper imports it.
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        // Storage: Raft log, KV state machine, audit journal + tree nodes, snapshots (RocksDB).
+        .target(
+            name: "FaunaStore",
+            dependencies: ["CRocksDB", "FaunaRaft", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(name: "FaunaStoreTests", dependencies: ["FaunaStore", "FaunaRaft"]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Feature branches are cut while other modules are still being written in parallel worktrees:
+// skip a target whose source directory is absent so each branch builds on its own. On main,
+// where every module exists, this removes nothing.
+package.targets.removeAll { target in
+    guard target.type != .system else { return false }
+    let dir = target.path ?? (target.type == .test ? "Tests/" : "Sources/") + target.name
+    return !FileManager.default.fileExists(atPath: Context.packageDirectory + "/" + dir)
+}
