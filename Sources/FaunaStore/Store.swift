@@ -1,0 +1,76 @@
+import FaunaRaft
+import Foundation
+
+/// One node's storage: a RocksDB instance with the six column families of DESIGN.md, the Raft
+/// log on `raft`, and (see `Store+Apply.swift`) the state machine, journal and Merkle nodes.
+///
+/// Open with `Store(path:)`; call `close()` before reopening the same directory in-process.
+public final class Store: @unchecked Sendable {
+    /// The data directory.
+    public let path: String
+    let db: RocksDB
+    let cfs: ColumnFamilies
+    /// The Raft log, hard state and membership (FaunaRaft's `RaftStorage`).
+    public let raftLog: RaftLogStorage
+
+    struct ColumnFamilies {
+        let raft, kv, history, journal, merkle, meta: RocksDBColumnFamily
+    }
+
+    /// Opens or creates the store at `path` (the directory and its parent are created).
+    ///
+    /// - Throws: `StoreError` with `.rocksDB` / `.alreadyInUse` if another process has the
+    ///   directory open, `.corruptRecord` if bookkeeping records do not decode.
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError(.fileSystem, "create data directory \(path): \(error)")
+        }
+        let db = try rocks { () throws(RocksDBError) in
+            try RocksDB(path: path, columnFamilies: StoreColumnFamily.allCases.map(\.options))
+        }
+        func cf(_ c: StoreColumnFamily) -> RocksDBColumnFamily {
+            guard let handle = db.columnFamily(c.rawValue) else {
+                preconditionFailure("open did not create column family \(c.rawValue)")
+            }
+            return handle
+        }
+        self.db = db
+        self.cfs = ColumnFamilies(
+            raft: cf(.raft), kv: cf(.kv), history: cf(.history), journal: cf(.journal), merkle: cf(.merkle),
+            meta: cf(.meta))
+        try Self.checkSchema(db: db, meta: cfs.meta)
+        self.raftLog = try RaftLogStorage(db: db, cf: cfs.raft)
+    }
+
+    /// Stops background writers. The database itself closes when the last reference goes.
+    public func close() { raftLog.close() }
+
+    deinit { raftLog.close() }
+
+    private static func checkSchema(db: RocksDB, meta: RocksDBColumnFamily) throws(StoreError) {
+        let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
+        guard let stored else {
+            var w = ByteWriter(capacity: 4)
+            w.u32(storeSchemaVersion)
+            try rocks { () throws(RocksDBError) in try db.put(meta, MetaKey.schema, w.bytes, sync: true) }
+            return
+        }
+        var r = ByteReader(stored)
+        let version: UInt32
+        do { version = try r.u32(); try r.end() } catch {
+            throw StoreError.corrupt(meta.name, key: MetaKey.schema, error.reason)
+        }
+        guard version == storeSchemaVersion else {
+            throw StoreError(.corruptRecord, "schema version in \(meta.name): got \(version), want \(storeSchemaVersion)")
+        }
+    }
+
+    /// A RocksDB property of one column family (e.g. "rocksdb.estimate-num-keys").
+    public func property(_ name: String, of family: StoreColumnFamily) -> String? {
+        guard let cf = db.columnFamily(family.rawValue) else { return nil }
+        return db.property(name, of: cf)
+    }
+}
