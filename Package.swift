@@ -9,6 +9,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "FaunaRaft", targets: ["FaunaRaft"]),
+        .library(name: "FaunaKV", targets: ["FaunaKV"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
@@ -21,14 +22,20 @@ let package = Package(
         .executableTarget(name: "raft-sim", dependencies: ["RaftSimulator"]),
         .executableTarget(name: "raft-bench", dependencies: ["FaunaRaft", "RaftSimulator"]),
         .testTarget(name: "FaunaRaftTests", dependencies: ["FaunaRaft", "RaftSimulator"]),
+        // KV state machine: pure logic over a small storage interface (docs/adr/0003).
+        // Standard library only (tools/check-imports).
+        .target(name: "FaunaKV"),
+        .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
         // RocksDB C API (Debian librocksdb-dev); only FaunaStore's wrapper imports it.
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         // Storage: Raft log, KV state machine, audit journal + tree nodes, snapshots (RocksDB).
         .target(
             name: "FaunaStore",
-            dependencies: ["CRocksDB", "FaunaRaft", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "CRocksDB", "FaunaRaft", "FaunaKV", .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
-        .testTarget(name: "FaunaStoreTests", dependencies: ["FaunaStore", "FaunaRaft"]),
+        .testTarget(name: "FaunaStoreTests", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
     ],
     swiftLanguageModes: [.v6]
 )

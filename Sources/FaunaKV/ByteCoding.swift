@@ -1,0 +1,113 @@
+/// Appends `value` as 8 bytes, big-endian.
+@inlinable
+func appendUInt64(_ value: UInt64, to out: inout [UInt8]) {
+    for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+}
+
+/// Writes the fixed-width big-endian fields of the KV formats.
+struct ByteWriter {
+    var bytes: [UInt8] = []
+
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+
+    mutating func u16(_ v: UInt16) {
+        bytes.append(UInt8(truncatingIfNeeded: v >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: v))
+    }
+
+    mutating func u32(_ v: UInt32) {
+        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
+    }
+
+    mutating func u64(_ v: UInt64) { appendUInt64(v, to: &bytes) }
+
+    /// `u32 length ‖ bytes`. Callers keep lengths within the limits (all far below 2^32).
+    mutating func lengthPrefixed(_ b: [UInt8]) {
+        precondition(b.count <= UInt32.max, "field of \(b.count) bytes does not fit a u32 length")
+        u32(UInt32(b.count))
+        bytes.append(contentsOf: b)
+    }
+
+    mutating func flag(_ b: Bool) { bytes.append(b ? 1 : 0) }
+}
+
+/// Reads the fields `ByteWriter` writes; every read checks the remaining length first and
+/// every length is checked against its limit before anything is allocated.
+struct ByteReader {
+    let bytes: [UInt8]
+    private(set) var offset = 0
+    /// Names the structure being decoded in error reasons.
+    let context: String
+
+    init(_ bytes: [UInt8], context: String) {
+        self.bytes = bytes
+        self.context = context
+    }
+
+    var remaining: Int { bytes.count - offset }
+
+    private mutating func take(_ n: Int, _ field: String) throws(KVDecodingError) -> ArraySlice<UInt8> {
+        guard n <= remaining else {
+            throw KVDecodingError(.truncated, "\(context) \(field): got \(remaining) bytes, want \(n)")
+        }
+        defer { offset += n }
+        return bytes[offset..<offset + n]
+    }
+
+    mutating func u8(_ field: String) throws(KVDecodingError) -> UInt8 {
+        try take(1, field).first ?? 0
+    }
+
+    mutating func u16(_ field: String) throws(KVDecodingError) -> UInt16 {
+        try take(2, field).reduce(0) { $0 << 8 | UInt16($1) }
+    }
+
+    mutating func u32(_ field: String) throws(KVDecodingError) -> UInt32 {
+        try take(4, field).reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    mutating func u64(_ field: String) throws(KVDecodingError) -> UInt64 {
+        try take(8, field).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// A `u32 length ‖ bytes` field of at most `max` bytes.
+    mutating func lengthPrefixed(_ field: String, max: Int) throws(KVDecodingError) -> [UInt8] {
+        let raw = try u32("\(field) length")
+        guard let n = Int(exactly: raw), n <= max else {
+            throw KVDecodingError(.limitExceeded, "\(context) \(field): got \(raw) bytes, want <= \(max)")
+        }
+        return Array(try take(n, field))
+    }
+
+    /// A u8 that must be 0 or 1.
+    mutating func flag(_ field: String) throws(KVDecodingError) -> Bool {
+        let v = try u8(field)
+        guard v <= 1 else { throw KVDecodingError(.invalidValue, "\(context) \(field): got \(v), want 0 or 1") }
+        return v == 1
+    }
+
+    /// A u8 of flag bits of which only `allowed` may be set.
+    mutating func flags(_ field: String, allowed: UInt8) throws(KVDecodingError) -> UInt8 {
+        let v = try u8(field)
+        guard v & ~allowed == 0 else {
+            throw KVDecodingError(.reservedBits, "\(context) \(field): got 0x\(String(v, radix: 16)), want bits of 0x\(String(allowed, radix: 16)) only")
+        }
+        return v
+    }
+
+    /// A u64 count or limit that must fit `0...max`.
+    mutating func count(_ field: String, max: Int) throws(KVDecodingError) -> Int {
+        let raw = try u64(field)
+        guard let n = Int(exactly: raw), n <= max else {
+            throw KVDecodingError(.limitExceeded, "\(context) \(field): got \(raw), want <= \(max)")
+        }
+        return n
+    }
+
+    /// Throws unless every byte was consumed.
+    func finish() throws(KVDecodingError) {
+        guard remaining == 0 else {
+            throw KVDecodingError(.trailingBytes, "\(context): got \(remaining) bytes after the end, want 0")
+        }
+    }
+}

@@ -1,0 +1,158 @@
+/// The payload of a normal Raft entry: a command and, for exactly-once retries, the session
+/// that proposed it. Encoded by `encoded()` / `init(decoding:)` (docs/KV-COMMANDS.md).
+public struct KVProposal: Hashable, Sendable {
+    /// nil for commands the node makes itself (e.g. periodic compaction); such commands are
+    /// not deduplicated.
+    public var session: ClientSession?
+    public var command: KVCommand
+
+    public init(session: ClientSession? = nil, command: KVCommand) {
+        self.session = session
+        self.command = command
+    }
+}
+
+/// A state-changing command. Reads outside transactions do not go through the log (they use
+/// ReadIndex and `KVStateMachine.range`), so the only read here is inside `txn`.
+public enum KVCommand: Hashable, Sendable {
+    /// Sets a key's value.
+    case put(KVPut)
+    /// Deletes every key in a range (one key with `KeyRange.single`).
+    case deleteRange(KVDeleteRange)
+    /// Compares, then runs the success or the failure branch, atomically at one revision.
+    case txn(KVTxn)
+    /// Discards history below a revision: reads before it then fail with `compacted`.
+    case compact(Revision)
+
+    /// Deletes one key.
+    public static func delete(_ key: [UInt8], returnsPrevious: Bool = false) -> KVCommand {
+        .deleteRange(KVDeleteRange(range: .single(key), returnsPrevious: returnsPrevious))
+    }
+
+    /// Deletes every key beginning with `prefix`.
+    public static func deletePrefix(_ prefix: [UInt8], returnsPrevious: Bool = false) -> KVCommand {
+        .deleteRange(KVDeleteRange(range: .prefix(prefix), returnsPrevious: returnsPrevious))
+    }
+}
+
+/// Put one key. Key: 1...`keyBytesMax` bytes; value: at most `valueBytesMax` bytes.
+public struct KVPut: Hashable, Sendable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    /// Put only if the key does not exist; otherwise the outcome is `.alreadyExists` and
+    /// nothing is written (inside a transaction: nothing of the whole transaction).
+    public var ifAbsent: Bool
+    /// Return the record the key held before (etcd's `prev_kv`).
+    public var returnsPrevious: Bool
+
+    public init(key: [UInt8], value: [UInt8], ifAbsent: Bool = false, returnsPrevious: Bool = false) {
+        self.key = key
+        self.value = value
+        self.ifAbsent = ifAbsent
+        self.returnsPrevious = returnsPrevious
+    }
+}
+
+/// Delete every key in `range`.
+public struct KVDeleteRange: Hashable, Sendable {
+    public var range: KeyRange
+    /// Return the deleted records (etcd's `prev_kv`).
+    public var returnsPrevious: Bool
+
+    public init(range: KeyRange, returnsPrevious: Bool = false) {
+        self.range = range
+        self.returnsPrevious = returnsPrevious
+    }
+}
+
+/// A read of the keys in a range, as of a revision. Used inside transactions and by
+/// `KVStateMachine.range`.
+public struct KVRangeRequest: Hashable, Sendable {
+    public var range: KeyRange
+    /// Return at most this many records (nil: all; in a transaction at most
+    /// `KVLimits.txnRangeResultsMax`). `count` in the result is not limited.
+    public var limit: Int?
+    /// Read the state as of this revision; nil: the current state.
+    public var revision: Revision?
+    /// Descending key order (the limit then keeps the greatest keys).
+    public var isReversed: Bool
+    /// Return records with empty values.
+    public var isKeysOnly: Bool
+    /// Return only the count, no records.
+    public var isCountOnly: Bool
+
+    public init(
+        range: KeyRange, limit: Int? = nil, revision: Revision? = nil, isReversed: Bool = false,
+        isKeysOnly: Bool = false, isCountOnly: Bool = false
+    ) {
+        self.range = range
+        self.limit = limit
+        self.revision = revision
+        self.isReversed = isReversed
+        self.isKeysOnly = isKeysOnly
+        self.isCountOnly = isCountOnly
+    }
+}
+
+/// A transaction (etcd's Txn): if every compare holds, run `success`, else `failure`.
+/// All writes share the entry's revision; each operation sees the writes of the ones before it.
+///
+/// Like etcd, a branch may not write one key twice: two puts of a key, or a put of a key that
+/// a delete range of the same branch covers, make the transaction invalid.
+public struct KVTxn: Hashable, Sendable {
+    public var compares: [KVCompare]
+    public var success: [KVOperation]
+    public var failure: [KVOperation]
+
+    public init(compares: [KVCompare], success: [KVOperation], failure: [KVOperation] = []) {
+        self.compares = compares
+        self.success = success
+        self.failure = failure
+    }
+}
+
+/// One operation of a transaction branch.
+public enum KVOperation: Hashable, Sendable {
+    case put(KVPut)
+    case deleteRange(KVDeleteRange)
+    case range(KVRangeRequest)
+}
+
+/// A condition on the current state of a key (or of every key in a range) as etcd's Compare.
+///
+/// A missing key has version 0, create revision 0 and mod revision 0; a value compare on a
+/// missing key is false whatever the operator (etcd: "nil == empty string in grpc"). Over a
+/// range, the compare holds if it holds for every key in it; an empty range behaves as one
+/// missing key. Values compare byte-wise lexicographically.
+public struct KVCompare: Hashable, Sendable {
+    public var range: KeyRange
+    public var target: Target
+    public var op: Operator
+
+    public init(range: KeyRange, _ target: Target, _ op: Operator) {
+        self.range = range
+        self.target = target
+        self.op = op
+    }
+
+    /// A compare on one key.
+    public init(key: [UInt8], _ target: Target, _ op: Operator) {
+        self.init(range: .single(key), target, op)
+    }
+
+    /// What is compared, with the operand on the right-hand side.
+    public enum Target: Hashable, Sendable {
+        case value([UInt8])
+        case version(UInt64)
+        case createRevision(Revision)
+        case modRevision(Revision)
+    }
+
+    /// How the key's property (left) compares to the operand (right).
+    public enum Operator: UInt8, Hashable, Sendable, CaseIterable {
+        case equal = 0
+        case notEqual = 1
+        case less = 2
+        case greater = 3
+    }
+}

@@ -1,0 +1,78 @@
+/// Bytes that are not a valid encoding (command, result, record, history value or key).
+/// A struct with a code so that new cases do not break callers (swift-nio's style).
+public struct KVDecodingError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var code: Code
+    /// What was wrong, in "got X, want Y" form, naming the field.
+    public var reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public enum Code: Hashable, Sendable {
+        /// The input ended inside a field.
+        case truncated
+        /// Bytes were left over after a complete value.
+        case trailingBytes
+        /// An unknown format version.
+        case unsupportedVersion
+        /// An unknown tag or enum value.
+        case unknownTag
+        /// A reserved flag bit was set.
+        case reservedBits
+        /// A length or count above its limit.
+        case limitExceeded
+        /// Decoded fields that contradict each other or an invariant.
+        case invalidValue
+    }
+
+    public var description: String { "\(code): \(reason)" }
+}
+
+/// A command that breaks a limit or a rule; the outcome `.invalid` carries it.
+public struct KVCommandError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var code: Code
+    /// What was wrong, in "got X, want Y" form.
+    public var reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public enum Code: Hashable, Sendable {
+        /// An empty key, or a key or range end longer than allowed.
+        case keyLength
+        /// A value longer than `KVLimits.valueBytesMax`.
+        case valueLength
+        /// Too many operations or compares in a transaction.
+        case txnSize
+        /// A transaction branch writes one key twice (etcd: "duplicate key given in txn").
+        case duplicateKeyInTxn
+        /// A negative range limit, a zero session sequence or another impossible field.
+        case invalidField
+        /// The entry payload did not decode; the outcome carries the decoder's reason.
+        case malformed
+    }
+
+    public var description: String { "\(code): \(reason)" }
+}
+
+/// Why a read (`KVStateMachine.get`/`range`) cannot be answered.
+public enum KVReadError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The revision asked for is below the compacted revision: its history is gone.
+    case compacted(requested: Revision, compacted: Revision)
+    /// The revision asked for is above the current revision.
+    case futureRevision(requested: Revision, current: Revision)
+    /// The request breaks a limit (e.g. a key too long).
+    case invalid(KVCommandError)
+
+    public var description: String {
+        switch self {
+        case .compacted(let r, let c): "revision \(r) is compacted: got \(r), want >= \(c)"
+        case .futureRevision(let r, let c): "revision \(r) is in the future: got \(r), want <= \(c)"
+        case .invalid(let e): "invalid request: \(e)"
+        }
+    }
+}

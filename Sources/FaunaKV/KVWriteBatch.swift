@@ -1,0 +1,54 @@
+/// The writes of one or more applied entries, not yet committed. The caller owns it, passes
+/// it to every `KVStateMachine.apply` of a group of entries, then commits all of it in one
+/// atomic write (a RocksDB WriteBatch with the journal, Merkle nodes and applied index) and
+/// starts a new one. Later applies read through it, so entries applied into one batch see each
+/// other's writes.
+///
+/// Each write is the final state of one storage key: the writes commute, so a backend may
+/// apply them in any order. nil means "delete".
+public struct KVWriteBatch: Sendable {
+    /// `kv` CF: user key → record, or nil to delete.
+    public private(set) var records: [[UInt8]: KVRecord?] = [:]
+    /// `history` CF: (key, revision) → history value, or nil to delete (compaction).
+    public private(set) var history: [HistoryKey: KVHistoryValue?] = [:]
+    /// `meta` CF: key → bytes, or nil to delete.
+    public private(set) var meta: [[UInt8]: [UInt8]?] = [:]
+
+    public init() {}
+
+    /// Whether the batch holds no writes.
+    public var isEmpty: Bool { records.isEmpty && history.isEmpty && meta.isEmpty }
+
+    /// The number of writes over all key spaces.
+    public var count: Int { records.count + history.count + meta.count }
+
+    /// Sets the current record of `key` (nil: delete it).
+    public mutating func setRecord(_ record: KVRecord?, forKey key: [UInt8]) {
+        records[key] = .some(record)
+    }
+
+    /// Sets the history entry of `key` at `revision` (nil: delete it).
+    public mutating func setHistory(_ value: KVHistoryValue?, forKey key: [UInt8], at revision: Revision) {
+        history[HistoryKey(key: key, revision: revision)] = .some(value)
+    }
+
+    /// Sets the meta value of `key` (nil: delete it).
+    public mutating func setMeta(_ value: [UInt8]?, forKey key: [UInt8]) {
+        meta[key] = .some(value)
+    }
+
+    /// The record writes ordered by key.
+    public var sortedRecordWrites: [(key: [UInt8], record: KVRecord?)] {
+        records.map { (key: $0.key, record: $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+    }
+
+    /// The history writes ordered by key, then revision.
+    public var sortedHistoryWrites: [(key: HistoryKey, value: KVHistoryValue?)] {
+        history.map { (key: $0.key, value: $0.value) }.sorted { $0.key < $1.key }
+    }
+
+    /// The meta writes ordered by key.
+    public var sortedMetaWrites: [(key: [UInt8], value: [UInt8]?)] {
+        meta.map { (key: $0.key, value: $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+    }
+}
