@@ -4,14 +4,25 @@ import Foundation
 /// One node's storage: a RocksDB instance with the six column families of DESIGN.md, the Raft
 /// log on `raft`, and (see `Store+Apply.swift`) the state machine, journal and Merkle nodes.
 ///
-/// Open with `Store(path:)`; call `close()` before reopening the same directory in-process.
+/// Layout of the data directory `path`: `db/` is the RocksDB instance; `db.incoming/` is a
+/// snapshot being installed, `db.old/` the instance it replaces, `snapshots/` checkpoints
+/// being streamed out (docs/STORAGE.md). Open with `Store(path:)`; call `close()` and drop
+/// the instance before reopening the same directory in-process.
+///
+/// `@unchecked Sendable`: the database is thread-safe, the Raft log guards its own state and
+/// the apply state is guarded by `applyLock`.
 public final class Store: @unchecked Sendable {
     /// The data directory.
     public let path: String
+    /// The RocksDB directory inside it (what `ldb --db=` takes).
+    public var databasePath: String { "\(path)/db" }
     let db: RocksDB
     let cfs: ColumnFamilies
     /// The Raft log, hard state and membership (FaunaRaft's `RaftStorage`).
     public let raftLog: RaftLogStorage
+    /// Serialises applies and snapshot creation; guards `applied` (and the apply pipeline).
+    let applyLock = NSLock()
+    var applied: AppliedState
 
     struct ColumnFamilies {
         let raft, kv, history, journal, merkle, meta: RocksDBColumnFamily
@@ -28,8 +39,10 @@ public final class Store: @unchecked Sendable {
         } catch {
             throw StoreError(.fileSystem, "create data directory \(path): \(error)")
         }
+        try Self.recoverInstall(root: path)
+        let dbPath = "\(path)/db"
         let db = try rocks { () throws(RocksDBError) in
-            try RocksDB(path: path, columnFamilies: StoreColumnFamily.allCases.map(\.options))
+            try RocksDB(path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options))
         }
         func cf(_ c: StoreColumnFamily) -> RocksDBColumnFamily {
             guard let handle = db.columnFamily(c.rawValue) else {
@@ -43,6 +56,8 @@ public final class Store: @unchecked Sendable {
             meta: cf(.meta))
         try Self.checkSchema(db: db, meta: cfs.meta)
         self.raftLog = try RaftLogStorage(db: db, cf: cfs.raft)
+        self.applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
+        try FileIO.removeTree("\(path)/snapshots")
     }
 
     /// Stops background writers. The database itself closes when the last reference goes.
