@@ -1,0 +1,135 @@
+/// The state as the state machine sees it while applying: the committed backend overlaid with
+/// the writes of the batch being built (earlier entries of the group and earlier operations of
+/// the same transaction). Also the only place that writes into the batch.
+struct KVReadView<Backend: KVBackend> {
+    let backend: Backend
+    var batch: KVWriteBatch
+
+    // MARK: Records
+
+    func record(forKey key: [UInt8]) throws -> KVRecord? {
+        if let staged = batch.records[key] { return staged }
+        return try backend.record(forKey: key)
+    }
+
+    /// Visits the current records in `range` in key order (descending if `reverse`).
+    func scanRecords(in range: KeyRange, reverse: Bool, _ body: ([UInt8], KVRecord) throws -> Bool) throws {
+        guard !range.isEmpty else { return }
+        let overlay = batch.records.filter { range.contains($0.key) }
+            .map { (key: $0.key, value: $0.value) }
+            .sorted { reverse ? $1.key.lexicographicallyPrecedes($0.key) : $0.key.lexicographicallyPrecedes($1.key) }
+        try mergeScan(
+            overlay: overlay,
+            precedes: { reverse ? $1.lexicographicallyPrecedes($0) : $0.lexicographicallyPrecedes($1) },
+            backendScan: { visit in try backend.scanRecords(in: range, reverse: reverse, visit) },
+            body)
+    }
+
+    // MARK: History
+
+    /// Visits every kept history entry in `range`, by key then revision (both descending if
+    /// `reverse`).
+    func scanHistory(in range: KeyRange, reverse: Bool, _ body: ([UInt8], KVHistoryVersion) throws -> Bool) throws {
+        guard !range.isEmpty else { return }
+        let overlay = batch.history.filter { range.contains($0.key.key) }
+            .map { (key: $0.key, value: $0.value) }
+            .sorted { reverse ? $1.key < $0.key : $0.key < $1.key }
+        try mergeScan(
+            overlay: overlay,
+            precedes: { reverse ? $1 < $0 : $0 < $1 },
+            backendScan: { visit in
+                try backend.scanHistory(in: range, reverse: reverse) { key, version in
+                    try visit(HistoryKey(key: key, revision: version.revision), version.value)
+                }
+            },
+            { try body($0.key, KVHistoryVersion(revision: $0.revision, value: $1)) })
+    }
+
+    /// The newest kept history entry of `key` at or before `revision`.
+    func historyVersion(forKey key: [UInt8], atOrBefore revision: Revision) throws -> KVHistoryVersion? {
+        guard batch.history.keys.contains(where: { $0.key == key }) else {
+            return try backend.historyVersion(forKey: key, atOrBefore: revision)
+        }
+        var found: KVHistoryVersion?
+        try scanHistory(in: .single(key), reverse: true) { _, version in
+            guard version.revision <= revision else { return true }
+            found = version
+            return false
+        }
+        return found
+    }
+
+    // MARK: Meta
+
+    func metaValue(forKey key: [UInt8]) throws -> [UInt8]? {
+        if let staged = batch.meta[key] { return staged }
+        return try backend.metaValue(forKey: key)
+    }
+
+    /// The first meta entry in `range` (ascending).
+    func firstMeta(in range: KeyRange) throws -> ([UInt8], [UInt8])? {
+        let overlay = batch.meta.filter { range.contains($0.key) }
+            .map { (key: $0.key, value: $0.value) }
+            .sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        var first: ([UInt8], [UInt8])?
+        try mergeScan(
+            overlay: overlay, precedes: { $0.lexicographicallyPrecedes($1) },
+            backendScan: { visit in try backend.scanMeta(in: range, visit) }
+        ) { key, value in
+            first = (key, value)
+            return false
+        }
+        return first
+    }
+
+    // MARK: Writes
+
+    mutating func setRecord(_ record: KVRecord?, forKey key: [UInt8]) { batch.setRecord(record, forKey: key) }
+
+    mutating func setHistory(_ value: KVHistoryValue?, forKey key: [UInt8], at revision: Revision) {
+        batch.setHistory(value, forKey: key, at: revision)
+    }
+
+    mutating func setMeta(_ value: [UInt8]?, forKey key: [UInt8]) { batch.setMeta(value, forKey: key) }
+}
+
+/// Merges a backend scan with the batch's writes to the same key space: both come in scan
+/// order; a batch write replaces the backend entry of the same key (nil: hides it). Stops as
+/// soon as `body` returns false.
+func mergeScan<Key: Equatable, Value>(
+    overlay: [(key: Key, value: Value?)],
+    precedes: (Key, Key) -> Bool,
+    backendScan: ((Key, Value) throws -> Bool) throws -> Void,
+    _ body: (Key, Value) throws -> Bool
+) throws {
+    // withoutActuallyEscaping: the closure handed to `backendScan` calls `body`; both are
+    // only used during this call, which Swift cannot prove on its own.
+    try withoutActuallyEscaping(body) { body in
+        try withoutActuallyEscaping(precedes) { precedes in
+            var i = 0
+            var stopped = false
+            try backendScan { key, value in
+                while i < overlay.count, precedes(overlay[i].key, key) {
+                    defer { i += 1 }
+                    if let staged = overlay[i].value, try !body(overlay[i].key, staged) {
+                        stopped = true
+                        return false
+                    }
+                }
+                if i < overlay.count, overlay[i].key == key {
+                    defer { i += 1 }
+                    guard let staged = overlay[i].value else { return true }
+                    stopped = try !body(key, staged)
+                    return !stopped
+                }
+                stopped = try !body(key, value)
+                return !stopped
+            }
+            guard !stopped else { return }
+            while i < overlay.count {
+                defer { i += 1 }
+                if let staged = overlay[i].value, try !body(overlay[i].key, staged) { return }
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+/// Ends a command with a domain outcome other than success; caught in `execute`, so its
+/// staged writes are dropped.
+struct AbortOutcome: Error {
+    let outcome: KVOutcome
+}
+
+extension KVStateMachine {
+    /// Runs one command against `view`. `current` is the revision before this entry.
+    /// Writes go into `view`; the caller keeps them only if the outcome is `.success`.
+    func execute<Backend>(
+        _ command: KVCommand, at revision: Revision, current: Revision, _ view: inout KVReadView<Backend>
+    ) throws -> KVOutcome {
+        do {
+            switch command {
+            case .put(let put):
+                return .success(succeeded: true, results: [try self.put(put, at: revision, &view)])
+            case .deleteRange(let delete):
+                return .success(succeeded: true, results: [try deleteRange(delete, at: revision, &view)])
+            case .txn(let txn):
+                return try self.txn(txn, at: revision, &view)
+            case .compact(let target):
+                try compact(to: target, current: current, &view)
+                return .success(succeeded: true, results: [])
+            }
+        } catch let abort as AbortOutcome {
+            return abort.outcome
+        }
+    }
+
+    func put<Backend>(_ put: KVPut, at revision: Revision, _ view: inout KVReadView<Backend>) throws -> KVOperationResult {
+        let previous = try view.record(forKey: put.key)
+        if put.ifAbsent, previous != nil { throw AbortOutcome(outcome: .alreadyExists(key: put.key)) }
+        let (version, overflow) = (previous?.version ?? 0).addingReportingOverflow(1)
+        guard !overflow else { throw KVApplyError.counterOverflow("version of key \(put.key)") }
+        let record = KVRecord(
+            value: put.value, createRevision: previous?.createRevision ?? revision, modRevision: revision,
+            version: version)
+        view.setRecord(record, forKey: put.key)
+        view.setHistory(.record(record), forKey: put.key, at: revision)
+        return .put(previous: put.returnsPrevious ? previous : nil)
+    }
+
+    func deleteRange<Backend>(
+        _ delete: KVDeleteRange, at revision: Revision, _ view: inout KVReadView<Backend>
+    ) throws -> KVOperationResult {
+        var deleted: [KVKeyValue] = []
+        try view.scanRecords(in: delete.range, reverse: false) { key, record in
+            deleted.append(KVKeyValue(key: key, record: delete.returnsPrevious ? record : record.withoutValue))
+            return true
+        }
+        for entry in deleted {
+            view.setRecord(nil, forKey: entry.key)
+            view.setHistory(.tombstone, forKey: entry.key, at: revision)
+        }
+        return .deleteRange(deleted: deleted.count, previous: delete.returnsPrevious ? deleted : [])
+    }
+
+    /// etcd's Txn: every compare is evaluated on the state before the transaction; then one
+    /// branch runs, each operation seeing the writes of the ones before it.
+    func txn<Backend>(_ txn: KVTxn, at revision: Revision, _ view: inout KVReadView<Backend>) throws -> KVOutcome {
+        var succeeded = true
+        for compare in txn.compares {
+            if try !holds(compare, view) {
+                succeeded = false
+                break
+            }
+        }
+        var results: [KVOperationResult] = []
+        for op in succeeded ? txn.success : txn.failure {
+            switch op {
+            case .put(let put): results.append(try self.put(put, at: revision, &view))
+            case .deleteRange(let delete): results.append(try deleteRange(delete, at: revision, &view))
+            case .range(let request): results.append(.range(try rangeInTxn(request, at: revision, view)))
+            }
+        }
+        return .success(succeeded: succeeded, results: results)
+    }
+
+    /// A read inside a transaction: "now" is the transaction's own revision (its earlier writes
+    /// are visible); results are capped at `KVLimits.txnRangeResultsMax`.
+    private func rangeInTxn<Backend>(
+        _ request: KVRangeRequest, at revision: Revision, _ view: KVReadView<Backend>
+    ) throws -> KVRangeResult {
+        let readRevision = try checkedReadRevision(request.revision, current: revision, view).get()
+        let limit = min(request.limit ?? KVLimits.txnRangeResultsMax, KVLimits.txnRangeResultsMax)
+        return try readRange(request, limit: limit, at: readRevision, current: revision, view)
+    }
+
+    /// Resolves a requested read revision (nil or 0: `current`) and checks it against the
+    /// compacted and current revisions, as etcd's checkRange.
+    func checkedReadRevision<Backend>(
+        _ requested: Revision?, current: Revision, _ view: KVReadView<Backend>
+    ) throws -> Result<Revision, AbortOutcome> {
+        guard let requested, requested != .zero else { return .success(current) }
+        if requested > current {
+            return .failure(AbortOutcome(outcome: .futureRevision(requested: requested, current: current)))
+        }
+        let compacted = try view.compactedRevision()
+        if requested < compacted {
+            return .failure(AbortOutcome(outcome: .compacted(requested: requested, compacted: compacted)))
+        }
+        return .success(requested)
+    }
+
+    /// Whether `compare` holds for every key in its range (for a missing key: on a zero record;
+    /// a value compare with a missing key never holds — etcd's applyCompare).
+    func holds<Backend>(_ compare: KVCompare, _ view: KVReadView<Backend>) throws -> Bool {
+        var sawKey = false
+        var allHold = true
+        try view.scanRecords(in: compare.range, reverse: false) { _, record in
+            sawKey = true
+            allHold = KVStateMachine.holds(compare, on: record)
+            return allHold
+        }
+        return sawKey ? allHold : KVStateMachine.holds(compare, on: nil)
+    }
+
+    static func holds(_ compare: KVCompare, on record: KVRecord?) -> Bool {
+        let order: Int
+        switch compare.target {
+        case .value(let operand):
+            guard let record else { return false }
+            order = compareBytes(record.value, operand)
+        case .version(let operand): order = compareValues(record?.version ?? 0, operand)
+        case .createRevision(let operand): order = compareValues(record?.createRevision ?? .zero, operand)
+        case .modRevision(let operand): order = compareValues(record?.modRevision ?? .zero, operand)
+        }
+        switch compare.op {
+        case .equal: return order == 0
+        case .notEqual: return order != 0
+        case .less: return order < 0
+        case .greater: return order > 0
+        }
+    }
+}
+
+/// -1, 0 or 1 as `a` is below, equal to or above `b`.
+func compareValues<T: Comparable>(_ a: T, _ b: T) -> Int { a < b ? -1 : (a == b ? 0 : 1) }
+
+/// Byte-wise lexicographic order (Go's bytes.Compare): -1, 0 or 1.
+func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    if a == b { return 0 }
+    return a.lexicographicallyPrecedes(b) ? -1 : 1
+}
+
+extension KVRecord {
+    /// The record with an empty value (keys-only reads).
+    var withoutValue: KVRecord {
+        KVRecord(value: [], createRevision: createRevision, modRevision: modRevision, version: version)
+    }
+}

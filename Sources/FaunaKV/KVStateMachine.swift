@@ -1,0 +1,146 @@
+/// The key-value state machine: applies committed proposals and answers reads, as pure logic
+/// over a `KVBackend` (docs/adr/0003-kv-state-machine.md).
+///
+/// It holds no state of its own: the current revision, the compacted revision and the client
+/// sessions live in the backend's meta space, so whatever the caller commits is the whole
+/// truth and a restarted node continues from its backend.
+///
+/// Apply contract: the caller applies committed entries in log order, each with its Raft
+/// index as `revision`, into a `KVWriteBatch` it then commits atomically together with the
+/// applied index. The batch may span several entries (group commit): later entries read
+/// through it. If commit fails the caller must throw the batch away and stop (fail-stop).
+public struct KVStateMachine: Sendable {
+    /// How many client sessions are kept (eviction rule: `docs/KV-COMMANDS.md` "Sessions").
+    /// Must be the same on every replica: it decides which session is evicted.
+    public let sessionsMax: Int
+
+    /// - Precondition: `sessionsMax >= 1`.
+    public init(sessionsMax: Int = KVLimits.sessionsMaxDefault) {
+        precondition(sessionsMax >= 1, "sessionsMax: got \(sessionsMax), want >= 1")
+        self.sessionsMax = sessionsMax
+    }
+
+    /// Decodes the payload of a committed normal entry and applies it (`apply(_:at:on:into:)`).
+    /// A payload that does not decode is deterministic on every replica, so it is an outcome,
+    /// `.invalid` with code `.malformed`, not an error: one bad entry must not stop the cluster.
+    public func apply(
+        entryData: [UInt8], at revision: Revision, on backend: some KVBackend, into batch: inout KVWriteBatch
+    ) throws -> KVApplyResult {
+        let proposal: KVProposal
+        do {
+            proposal = try KVProposal(decoding: entryData)
+        } catch {
+            return try applyChecked(nil, invalid: KVCommandError(.malformed, error.description), at: revision, on: backend, into: &batch)
+        }
+        return try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch)
+    }
+
+    /// Applies `proposal` as the entry with index `revision`, adding its writes to `batch`.
+    ///
+    /// Reads see `backend` overlaid with `batch`. Only `.success` writes state; every outcome
+    /// (replays and invalid commands included) advances the current revision to `revision`.
+    /// - Throws: `KVApplyError` if `revision` is not above the current revision or a stored
+    ///   counter would overflow; any error of the backend, unchanged. After a throw `batch` is
+    ///   unchanged, but the caller must stop (fail-stop): the entry is not applied.
+    public func apply(
+        _ proposal: KVProposal, at revision: Revision, on backend: some KVBackend, into batch: inout KVWriteBatch
+    ) throws -> KVApplyResult {
+        do {
+            try proposal.validate()
+        } catch {
+            return try applyChecked(nil, invalid: error, at: revision, on: backend, into: &batch)
+        }
+        return try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch)
+    }
+
+    private func applyChecked<Backend: KVBackend>(
+        _ proposal: KVProposal?, invalid: KVCommandError?, at revision: Revision, on backend: Backend,
+        into batch: inout KVWriteBatch
+    ) throws -> KVApplyResult {
+        var view = KVReadView(backend: backend, batch: batch)
+        let current = try view.currentRevision()
+        guard revision > current else { throw KVApplyError.revisionNotIncreasing(got: revision, current: current) }
+        let result: KVApplyResult
+        if let invalid {
+            result = KVApplyResult(revision: revision, outcome: .invalid(invalid))
+        } else if let proposal {
+            if let session = proposal.session, let early = try sessionOutcome(session, at: revision, view) {
+                result = early
+            } else {
+                var staged = view
+                let outcome = try execute(proposal.command, at: revision, current: current, &staged)
+                if case .success = outcome { view = staged }
+                result = KVApplyResult(revision: revision, outcome: outcome)
+                if let session = proposal.session { try recordSession(session, result, at: revision, &view) }
+            }
+        } else {
+            preconditionFailure("applyChecked: neither a proposal nor an invalid reason")
+        }
+        view.setMeta(encodeUInt64(revision.rawValue), forKey: KVMetaKey.revision)
+        batch = view.batch
+        return result
+    }
+
+    /// The revision of the last applied entry (0 before the first): reads without a revision
+    /// read this one.
+    public func currentRevision(on backend: some KVBackend) throws -> Revision {
+        try KVReadView(backend: backend, batch: KVWriteBatch()).currentRevision()
+    }
+
+    /// The revision history was last compacted to (0 if never): reads below it fail.
+    public func compactedRevision(on backend: some KVBackend) throws -> Revision {
+        try KVReadView(backend: backend, batch: KVWriteBatch()).compactedRevision()
+    }
+}
+
+/// Errors of `KVStateMachine.apply` that are not domain outcomes: the caller broke the apply
+/// contract or the stored state is impossible. The node must stop.
+public enum KVApplyError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Entries must be applied with growing revisions (Raft indexes, in log order).
+    case revisionNotIncreasing(got: Revision, current: Revision)
+    /// A stored counter is at its maximum (only possible with corrupt state).
+    case counterOverflow(String)
+
+    public var description: String {
+        switch self {
+        case .revisionNotIncreasing(let got, let current):
+            "apply revision: got \(got), want > current revision \(current)"
+        case .counterOverflow(let what): "counter overflow: \(what)"
+        }
+    }
+}
+
+/// The state machine's keys in the meta space (docs/KV-COMMANDS.md "Meta keys"). All start
+/// with `kv/` so they cannot collide with the store's own meta keys.
+enum KVMetaKey {
+    static let revision = Array("kv/revision".utf8)
+    static let compacted = Array("kv/compacted".utf8)
+    static let sessionCount = Array("kv/session-count".utf8)
+    static let sessionPrefix = Array("kv/session/".utf8)
+    static let sessionLRUPrefix = Array("kv/session-lru/".utf8)
+}
+
+func encodeUInt64(_ value: UInt64) -> [UInt8] {
+    var out: [UInt8] = []
+    appendUInt64(value, to: &out)
+    return out
+}
+
+func decodeUInt64(_ bytes: [UInt8], _ field: String) throws(KVDecodingError) -> UInt64 {
+    guard bytes.count == 8 else {
+        throw KVDecodingError(bytes.count < 8 ? .truncated : .trailingBytes, "meta \(field): got \(bytes.count) bytes, want 8")
+    }
+    return bytes.reduce(0) { $0 << 8 | UInt64($1) }
+}
+
+extension KVReadView {
+    func currentRevision() throws -> Revision {
+        guard let bytes = try metaValue(forKey: KVMetaKey.revision) else { return .zero }
+        return Revision(try decodeUInt64(bytes, "kv/revision"))
+    }
+
+    func compactedRevision() throws -> Revision {
+        guard let bytes = try metaValue(forKey: KVMetaKey.compacted) else { return .zero }
+        return Revision(try decodeUInt64(bytes, "kv/compacted"))
+    }
+}
