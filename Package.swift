@@ -10,6 +10,9 @@ let package = Package(
     products: [
         .library(name: "FaunaRaft", targets: ["FaunaRaft"]),
         .library(name: "FaunaKV", targets: ["FaunaKV"]),
+        .library(name: "FaunaVerify", targets: ["FaunaVerify"]),
+        .library(name: "FaunaAudit", targets: ["FaunaAudit"]),
+        .library(name: "FaunaStore", targets: ["FaunaStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
@@ -26,16 +29,44 @@ let package = Package(
         // Standard library only (tools/check-imports).
         .target(name: "FaunaKV"),
         .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
-        // RocksDB C API (Debian librocksdb-dev); only FaunaStore's wrapper imports it.
+
+        // Audit chain verifier: RFC 9162 hashing, proof and tree head checks. swift-crypto only.
+        .target(name: "FaunaVerify", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        // Audit chain tree: complete-subtree storage, roots, proof generation, tree head signing.
+        .target(
+            name: "FaunaAudit",
+            dependencies: ["FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .executableTarget(
+            name: "audit-bench",
+            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
+            name: "FaunaVerifyTests",
+            dependencies: ["FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
+            name: "FaunaAuditTests",
+            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+
+        // RocksDB C API (Debian librocksdb-dev); only FaunaStore's RocksDB*.swift imports it.
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         // Storage: Raft log, KV state machine, audit journal + tree nodes, snapshots (RocksDB).
         .target(
             name: "FaunaStore",
             dependencies: [
-                "CRocksDB", "FaunaRaft", "FaunaKV", .product(name: "Crypto", package: "swift-crypto"),
+                "CRocksDB", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "FaunaStoreTests", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
+        // Test helper for the crash-kill test: applies entries, prints each durable index.
+        .executableTarget(name: "store-crash-helper", dependencies: ["FaunaStore", "FaunaRaft"]),
+        .executableTarget(name: "store-bench", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
+        .testTarget(
+            name: "FaunaStoreTests",
+            dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,91 @@
+import Crypto
+
+/// RFC 9162 §2.1 hashing with SHA-256: domain-separated leaf and node hashes.
+///
+/// The 0x00/0x01 prefixes make a leaf hash never equal an interior node hash, so a proof
+/// cannot pass an interior node off as a leaf (second-preimage attack, RFC 9162 §2.1.1).
+public enum MerkleHasher {
+    /// The root hash of the empty tree: SHA-256 of the empty string (RFC 9162 §2.1.1).
+    public static let emptyRoot = MerkleHash(SHA256.hash(data: [UInt8]()))
+
+    /// `SHA256(0x00 ‖ leafData)`.
+    public static func leafHash(_ leafData: [UInt8]) -> MerkleHash {
+        var sha = SHA256()
+        sha.update(data: [0x00])
+        sha.update(data: leafData)
+        return MerkleHash(sha.finalize())
+    }
+
+    /// `SHA256(0x01 ‖ left ‖ right)`. The hot path of appends and proofs: one contiguous
+    /// 65-byte buffer on the stack, one `update`.
+    public static func nodeHash(_ left: MerkleHash, _ right: MerkleHash) -> MerkleHash {
+        withUnsafeTemporaryAllocation(byteCount: 65, alignment: 8) { buffer in
+            buffer[0] = 0x01
+            left.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[1..<33]).copyMemory(from: $0) }
+            right.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[33..<65]).copyMemory(from: $0) }
+            var sha = SHA256()
+            sha.update(bufferPointer: UnsafeRawBufferPointer(buffer))
+            return MerkleHash(sha.finalize())
+        }
+    }
+}
+
+/// A position among the leaves, 0-based. Leaf `i` is the committed Raft entry with index
+/// `i + 1`: the type exists so that the two numbering schemes are never mixed up.
+public struct LeafIndex: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ value: UInt64) { self.rawValue = value }
+    public static func < (a: LeafIndex, b: LeafIndex) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { String(rawValue) }
+}
+
+/// A committed Raft entry as it enters the audit tree (DESIGN.md "Audit chain").
+public struct JournalEntry: Hashable, Sendable {
+    /// The Raft log index, ≥ 1.
+    public var index: UInt64
+    /// The Raft term the entry was created in.
+    public var term: UInt64
+    /// The entry type byte: 0 = normal (an empty normal entry is a leader's no-op), 1 = conf change.
+    public var type: UInt8
+    /// The entry payload, opaque here.
+    public var payload: [UInt8]
+
+    public init(index: UInt64, term: UInt64, type: UInt8, payload: [UInt8]) {
+        self.index = index
+        self.term = term
+        self.type = type
+        self.payload = payload
+    }
+
+    /// The leaf this entry occupies (`index - 1`); nil for index 0, which no entry has.
+    public var leafIndex: LeafIndex? { index == 0 ? nil : LeafIndex(index - 1) }
+
+    /// `u64BE(index) ‖ u64BE(term) ‖ u8(type) ‖ payload`.
+    public var leafData: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(17 + payload.count)
+        appendBigEndian(index, to: &out)
+        appendBigEndian(term, to: &out)
+        out.append(type)
+        out.append(contentsOf: payload)
+        return out
+    }
+
+    /// `SHA256(0x00 ‖ leafData)`, hashed without building `leafData`.
+    public var leafHash: MerkleHash {
+        var header: [UInt8] = [0x00]
+        header.reserveCapacity(18)
+        appendBigEndian(index, to: &header)
+        appendBigEndian(term, to: &header)
+        header.append(type)
+        var sha = SHA256()
+        sha.update(data: header)
+        sha.update(data: payload)
+        return MerkleHash(sha.finalize())
+    }
+}
+
+func appendBigEndian(_ value: UInt64, to out: inout [UInt8]) {
+    for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+}
