@@ -39,6 +39,8 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
     /// Stops the writer thread after it has written everything already submitted.
     public func close() { writer.stop() }
 
+    deinit { writer.stop() }
+
     var currentView: View { lock.withLock { view } }
 
     func publish(_ v: View) { lock.withLock { view = v } }

@@ -1,3 +1,5 @@
+import FaunaAudit
+import FaunaKV
 import FaunaRaft
 import Foundation
 
@@ -23,6 +25,12 @@ public final class Store: @unchecked Sendable {
     /// Serialises applies and snapshot creation; guards `applied` (and the apply pipeline).
     let applyLock = NSLock()
     var applied: AppliedState
+    /// The tree's right edge as of `applied.index` (guarded by `applyLock`).
+    var frontier: MerkleFrontier
+    /// Set after a failed apply: the store refuses further applies (fail-stop).
+    var applyFailure: StoreError?
+    /// The key-value state machine (stateless: its state lives in the kv/history/meta CFs).
+    public let kvStateMachine = KVStateMachine()
 
     struct ColumnFamilies {
         let raft, kv, history, journal, merkle, meta: RocksDBColumnFamily
@@ -55,8 +63,11 @@ public final class Store: @unchecked Sendable {
             raft: cf(.raft), kv: cf(.kv), history: cf(.history), journal: cf(.journal), merkle: cf(.merkle),
             meta: cf(.meta))
         try Self.checkSchema(db: db, meta: cfs.meta)
+        let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
+        self.applied = applied
+        self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied)
+        // Last: it starts the writer thread.
         self.raftLog = try RaftLogStorage(db: db, cf: cfs.raft)
-        self.applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         try FileIO.removeTree("\(path)/snapshots")
     }
 
