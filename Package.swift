@@ -65,7 +65,8 @@ let package = Package(
         .executableTarget(name: "store-bench", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
         .testTarget(
             name: "FaunaStoreTests",
-            dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify"]
+            // The helper is a dependency so that `swift build --build-tests` builds it.
+            dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify", "store-crash-helper"]
         ),
     ],
     swiftLanguageModes: [.v6]
