@@ -24,14 +24,16 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
 
     let db: RocksDB
     let cf: RocksDBColumnFamily
+    let diskGuard: DiskSpaceGuard
     private let lock = NSLock()
     private var view: View
     private(set) var writer: RaftLogWriter!
 
     /// Loads the durable state from `cf` and starts the group-commit writer thread.
-    init(db: RocksDB, cf: RocksDBColumnFamily, pendingUpdatesMax: Int = 4096) throws(StoreError) {
+    init(db: RocksDB, cf: RocksDBColumnFamily, diskGuard: DiskSpaceGuard, pendingUpdatesMax: Int) throws(StoreError) {
         self.db = db
         self.cf = cf
+        self.diskGuard = diskGuard
         self.view = try Self.load(db: db, cf: cf)
         self.writer = RaftLogWriter(storage: self, pendingUpdatesMax: pendingUpdatesMax)
     }

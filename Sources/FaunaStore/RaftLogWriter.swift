@@ -145,6 +145,7 @@ final class RaftLogWriter: @unchecked Sendable {
         do {
             var batchTerms: [LogIndex: Term] = [:]
             for p in group { try add(p.operation, to: batch, view: &view, batchTerms: &batchTerms) }
+            try storage.diskGuard.check(adding: batch.dataBytes, operation: "raft log write")
             try storage.db.write(batch, sync: true)
         } catch {
             let e = (error as? StoreError) ?? (error as? RocksDBError).map(StoreError.init)

@@ -16,6 +16,13 @@ public final class RocksDBWriteBatch {
     /// The number of operations in the batch.
     public var count: Int { Int(rocksdb_writebatch_count(batch)) }
 
+    /// The size of the batch's serialized representation (about what it adds to the WAL).
+    public var dataBytes: Int {
+        var size = 0
+        _ = rocksdb_writebatch_data(batch, &size)
+        return size
+    }
+
     /// Removes every operation, keeping the allocation for reuse.
     public func clear() { rocksdb_writebatch_clear(batch) }
 

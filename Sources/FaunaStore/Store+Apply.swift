@@ -76,6 +76,7 @@ extension Store {
         state.term = last.term
         if let confState { state.confState = confState }
         add(state, to: batch)
+        try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
         try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
         precondition(frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
         self.frontier = frontier

@@ -36,18 +36,33 @@ public final class Store: @unchecked Sendable {
         let raft, kv, history, journal, merkle, meta: RocksDBColumnFamily
     }
 
+    /// Tunables of a store. The defaults suit a node; tests shrink them.
+    public struct Options: Sendable {
+        /// Writes are refused (fail-stop, `.diskFull`) when less than this is free on the data
+        /// directory's filesystem: room for memtable flushes and compaction to finish.
+        public var diskFreeBytesMin: UInt64 = 256 << 20
+        /// Bound of the Raft log's group-commit queue.
+        public var logPendingUpdatesMax = 4096
+        public init() {}
+    }
+
+    let diskGuard: DiskSpaceGuard
+
     /// Opens or creates the store at `path` (the directory and its parent are created).
     ///
     /// - Throws: `StoreError` with `.rocksDB` / `.alreadyInUse` if another process has the
     ///   directory open, `.corruptRecord` if bookkeeping records do not decode.
-    public init(path: String) throws(StoreError) {
+    public init(path: String, options: Options = Options()) throws(StoreError) {
         self.path = path
+        self.diskGuard = DiskSpaceGuard(path: path, freeBytesMin: options.diskFreeBytesMin)
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
             throw StoreError(.fileSystem, "create data directory \(path): \(error)")
         }
         try Self.recoverInstall(root: path)
+        // Opening replays the WAL and may flush it to an SST: refuse on a full disk up front.
+        try diskGuard.check(adding: 0, operation: "open")
         let dbPath = "\(path)/db"
         let db = try rocks { () throws(RocksDBError) in
             try RocksDB(path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options))
@@ -67,7 +82,8 @@ public final class Store: @unchecked Sendable {
         self.applied = applied
         self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied)
         // Last: it starts the writer thread.
-        self.raftLog = try RaftLogStorage(db: db, cf: cfs.raft)
+        self.raftLog = try RaftLogStorage(
+            db: db, cf: cfs.raft, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax)
         try FileIO.removeTree("\(path)/snapshots")
     }
 

@@ -17,6 +17,8 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let closed = Code(name: "closed")
         /// A snapshot file or manifest failed verification.
         public static let snapshotInvalid = Code(name: "snapshotInvalid")
+        /// The data directory's filesystem is (nearly) full; nothing was written.
+        public static let diskFull = Code(name: "diskFull")
         /// A filesystem call outside RocksDB failed (snapshot files, directories).
         public static let fileSystem = Code(name: "fileSystem")
         public var description: String { name }
@@ -46,7 +48,7 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isFailStop: Bool {
         switch code {
         case .rocksDB: return rocksDB?.isFailStop ?? true
-        case .corruptRecord, .stopped, .fileSystem: return true
+        case .corruptRecord, .stopped, .fileSystem, .diskFull: return true
         default: return false
         }
     }

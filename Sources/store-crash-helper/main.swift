@@ -30,8 +30,14 @@ struct SplitMix {
 }
 
 /// Writes one line to stdout unbuffered, so a line printed is a line the test can read.
+/// Retries failed writes: under libfiu (the EIO test) stdout writes fail at random too.
 func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    let bytes = Array((line + "\n").utf8)
+    var done = 0, failures = 0
+    while done < bytes.count && failures < 1000 {
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress! + done, bytes.count - done) }
+        if n > 0 { done += n } else { failures += 1 }
+    }
 }
 
 func run(arguments: [String]) -> Int32 {
