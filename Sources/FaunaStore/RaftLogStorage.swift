@@ -38,6 +38,9 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
         self.writer = RaftLogWriter(storage: self, pendingUpdatesMax: pendingUpdatesMax)
     }
 
+    /// Synced batches written and updates they carried since open (group-commit efficiency).
+    public var writerCounters: (batches: Int, operations: Int) { writer.counters }
+
     /// Stops the writer thread after it has written everything already submitted.
     public func close() { writer.stop() }
 
@@ -56,6 +59,10 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
         if let h = try decode(RaftKey.hardState, RaftLogCodec.decodeHardState) { v.hardState = h }
         if let c = try decode(RaftKey.confState, RaftLogCodec.decodeConfState) { v.confState = c }
         if let s = try decode(RaftKey.snapshot, RaftLogCodec.decodeSnapshot) { v.snapshot = s }
+        // Indexes near 2^64 cannot be real and would overflow `index + 1` below: corrupt.
+        guard v.snapshot.index.rawValue < UInt64.max / 2 else {
+            throw StoreError.corrupt(cf.name, key: RaftKey.snapshot, "snapshot index \(v.snapshot.index) out of range")
+        }
         v.lastIndex = v.snapshot.index
         v.lastTerm = v.snapshot.term
         let it = db.makeIterator(cf, lowerBound: RaftKey.entry(.zero), upperBound: [RaftKey.entryPrefix + 1])
@@ -67,7 +74,7 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
             }
             it.seekToLast()
             let lastKey = it.key
-            guard let last = RaftKey.index(ofEntryKey: lastKey) else {
+            guard let last = RaftKey.index(ofEntryKey: lastKey), last.rawValue < UInt64.max / 2 else {
                 throw StoreError.corrupt(cf.name, key: lastKey, "not an entry key")
             }
             do { v.lastTerm = try RaftLogCodec.decodeTerm(it.value) } catch {

@@ -23,6 +23,9 @@ extension Store {
             return v
         }
         state.index = LogIndex(try u64(MetaKey.applied) ?? 0)
+        guard state.index.rawValue < UInt64.max / 2 else {
+            throw StoreError.corrupt(meta.name, key: MetaKey.applied, "applied index \(state.index) out of range")
+        }
         state.term = Term(try u64(MetaKey.appliedTerm) ?? 0)
         if let b = try rocks({ () throws(RocksDBError) in try db.get(meta, MetaKey.confState) }) {
             do { state.confState = try RaftLogCodec.decodeConfState(b) } catch {
