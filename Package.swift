@@ -62,6 +62,7 @@ let package = Package(
         ),
         // Test helper for the crash-kill test: applies entries, prints each durable index.
         .executableTarget(name: "store-crash-helper", dependencies: ["FaunaStore", "FaunaRaft"]),
+        // Storage benchmark (docs/PERFORMANCE.md "Storage"); run in release.
         .executableTarget(name: "store-bench", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
         .testTarget(
             name: "FaunaStoreTests",
@@ -74,7 +75,8 @@ let package = Package(
 
 // Feature branches are cut while other modules are still being written in parallel worktrees:
 // skip a target whose source directory is absent so each branch builds on its own. On main,
-// where every module exists, this removes nothing.
+// where every module exists, this removes nothing. (SwiftPM caches the evaluated manifest by
+// its contents: after adding a directory, edit this file or `swift package reset`.)
 package.targets.removeAll { target in
     guard target.type != .system else { return false }
     let dir = target.path ?? (target.type == .test ? "Tests/" : "Sources/") + target.name
