@@ -3,15 +3,15 @@ import Foundation
 import PackageDescription
 
 // Module boundaries and import rules: shared/DESIGN.md and docs/adr/0001-modules.md.
-// tools/check-imports enforces that FaunaRaft imports only the standard library.
+// tools/check-imports enforces the allowed imports of FaunaRaft, FaunaVerify and FaunaAudit.
 let package = Package(
     name: "Fauna",
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "FaunaRaft", targets: ["FaunaRaft"]),
-        .library(name: "FaunaKV", targets: ["FaunaKV"]),
         .library(name: "FaunaVerify", targets: ["FaunaVerify"]),
         .library(name: "FaunaAudit", targets: ["FaunaAudit"]),
+        .library(name: "FaunaKV", targets: ["FaunaKV"]),
         .library(name: "FaunaStore", targets: ["FaunaStore"]),
     ],
     dependencies: [
@@ -23,23 +23,27 @@ let package = Package(
         // Deterministic cluster simulator (test support; not part of any product).
         .target(name: "RaftSimulator", dependencies: ["FaunaRaft"]),
         .executableTarget(name: "raft-sim", dependencies: ["RaftSimulator"]),
-        .executableTarget(name: "raft-bench", dependencies: ["FaunaRaft", "RaftSimulator"]),
+        // Heap allocation counter for benchmarks (interposes malloc; never in a product).
+        .target(name: "CAllocationCounter"),
+        .executableTarget(name: "raft-bench", dependencies: ["FaunaRaft", "CAllocationCounter"]),
         .testTarget(name: "FaunaRaftTests", dependencies: ["FaunaRaft", "RaftSimulator"]),
-        // KV state machine: pure logic over a small storage interface (docs/adr/0003).
-        // Standard library only (tools/check-imports).
-        .target(name: "FaunaKV"),
-        .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
 
         // Audit chain verifier: RFC 9162 hashing, proof and tree head checks. swift-crypto only.
-        .target(name: "FaunaVerify", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "FaunaVerify",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
+        ),
         // Audit chain tree: complete-subtree storage, roots, proof generation, tree head signing.
         .target(
             name: "FaunaAudit",
-            dependencies: ["FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["FaunaVerify", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
         ),
         .executableTarget(
             name: "audit-bench",
-            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")],
+            exclude: ["README.md"]
         ),
         .testTarget(
             name: "FaunaVerifyTests",
@@ -50,6 +54,11 @@ let package = Package(
             dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
         ),
 
+        // KV state machine: pure logic over a small storage interface (docs/adr/0003).
+        // Standard library only (tools/check-imports).
+        .target(name: "FaunaKV", exclude: ["README.md"]),
+        .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
+
         // RocksDB C API (Debian librocksdb-dev); only FaunaStore's RocksDB*.swift imports it.
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         // Storage: Raft log, KV state machine, audit journal + tree nodes, snapshots (RocksDB).
@@ -58,10 +67,11 @@ let package = Package(
             dependencies: [
                 "CRocksDB", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            exclude: ["README.md"]
         ),
-        // Test helper for the crash-kill test: applies entries, prints each durable index.
-        .executableTarget(name: "store-crash-helper", dependencies: ["FaunaStore", "FaunaRaft"]),
+        // Test helper for the crash-kill and EIO tests: applies entries, prints each durable index.
+        .executableTarget(name: "store-crash-helper", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
         // Storage benchmark (docs/PERFORMANCE.md "Storage"); run in release.
         .executableTarget(name: "store-bench", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
         .testTarget(

@@ -74,7 +74,8 @@ public struct MerkleProver<Reader: MerkleNodeReader> {
         for level in fromLevel..<max(fromLevel, inner) {
             let sibling = (leaf >> UInt64(level)) ^ 1
             let start = sibling << UInt64(level)
-            plan.append(subtrees(from: start, to: min(start + (1 << UInt64(level)), size)))
+            let width: UInt64 = 1 << UInt64(level)
+            plan.append(subtrees(from: start, to: size - start < width ? size : start + width))  // no overflow near 2^64
         }
         for level in inner..<64 where (leaf >> UInt64(level)) & 1 == 1 {
             plan.append([NodeAddress(level: UInt8(level), index: (leaf >> UInt64(level)) - 1)])

@@ -7,9 +7,12 @@
 /// prefix-free and sorts exactly like (key, revision), so the entries of a key are contiguous
 /// and byte order equals tuple order (FoundationDB's tuple layer uses the same escape).
 public struct HistoryKey: Hashable, Comparable, Sendable {
+    /// The user key.
     public var key: [UInt8]
+    /// The revision of the write this entry records.
     public var revision: Revision
 
+    /// The history entry of `key` at `revision`.
     public init(key: [UInt8], revision: Revision) {
         self.key = key
         self.revision = revision

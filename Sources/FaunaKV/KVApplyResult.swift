@@ -3,12 +3,14 @@
 public struct KVApplyResult: Hashable, Sendable {
     /// The revision of the entry (its Raft index). For a replay: the revision of the original.
     public var revision: Revision
+    /// What the command did.
     public var outcome: KVOutcome
     /// A retry of an already applied proposal: nothing was written; `outcome` is the stored
     /// one with read data dropped (records of ranges and `returnsPrevious`: see
     /// `KVOutcome.withoutReadData`). Re-read if the records are needed.
     public var isReplay: Bool
 
+    /// A result; `isReplay` only for stored results returned to a retry.
     public init(revision: Revision, outcome: KVOutcome, isReplay: Bool = false) {
         self.revision = revision
         self.outcome = outcome
@@ -57,6 +59,7 @@ public struct KVRangeResult: Hashable, Sendable {
     /// The current revision of the store when read (etcd's header revision), not the read one.
     public var revision: Revision
 
+    /// A range result (see the properties for their invariants).
     public init(records: [KVKeyValue], count: Int, hasMore: Bool, revision: Revision) {
         self.records = records
         self.count = count

@@ -4,8 +4,10 @@ public struct KVProposal: Hashable, Sendable {
     /// nil for commands the node makes itself (e.g. periodic compaction); such commands are
     /// not deduplicated.
     public var session: ClientSession?
+    /// What to do.
     public var command: KVCommand
 
+    /// A proposal of `command`, deduplicated by `session` if there is one.
     public init(session: ClientSession? = nil, command: KVCommand) {
         self.session = session
         self.command = command
@@ -37,7 +39,9 @@ public enum KVCommand: Hashable, Sendable {
 
 /// Put one key. Key: 1...`keyBytesMax` bytes; value: at most `valueBytesMax` bytes.
 public struct KVPut: Hashable, Sendable {
+    /// The key: 1...`KVLimits.keyBytesMax` bytes.
     public var key: [UInt8]
+    /// The new value: at most `KVLimits.valueBytesMax` bytes.
     public var value: [UInt8]
     /// Put only if the key does not exist; otherwise the outcome is `.alreadyExists` and
     /// nothing is written (inside a transaction: nothing of the whole transaction).
@@ -45,6 +49,7 @@ public struct KVPut: Hashable, Sendable {
     /// Return the record the key held before (etcd's `prev_kv`).
     public var returnsPrevious: Bool
 
+    /// A put of `value` under `key`.
     public init(key: [UInt8], value: [UInt8], ifAbsent: Bool = false, returnsPrevious: Bool = false) {
         self.key = key
         self.value = value
@@ -55,10 +60,12 @@ public struct KVPut: Hashable, Sendable {
 
 /// Delete every key in `range`.
 public struct KVDeleteRange: Hashable, Sendable {
+    /// The keys to delete.
     public var range: KeyRange
     /// Return the deleted records (etcd's `prev_kv`).
     public var returnsPrevious: Bool
 
+    /// A delete of every key in `range`.
     public init(range: KeyRange, returnsPrevious: Bool = false) {
         self.range = range
         self.returnsPrevious = returnsPrevious
@@ -68,6 +75,7 @@ public struct KVDeleteRange: Hashable, Sendable {
 /// A read of the keys in a range, as of a revision. Used inside transactions and by
 /// `KVStateMachine.range`.
 public struct KVRangeRequest: Hashable, Sendable {
+    /// The keys to read.
     public var range: KeyRange
     /// Return at most this many records (nil: all; in a transaction at most
     /// `KVLimits.txnRangeResultsMax`). `count` in the result is not limited.
@@ -81,6 +89,7 @@ public struct KVRangeRequest: Hashable, Sendable {
     /// Return only the count, no records.
     public var isCountOnly: Bool
 
+    /// A read of `range`; by default all records at the current revision, ascending.
     public init(
         range: KeyRange, limit: Int? = nil, revision: Revision? = nil, isReversed: Bool = false,
         isKeysOnly: Bool = false, isCountOnly: Bool = false
@@ -100,10 +109,14 @@ public struct KVRangeRequest: Hashable, Sendable {
 /// Like etcd, a branch may not write one key twice: two puts of a key, or a put of a key that
 /// a delete range of the same branch covers, make the transaction invalid.
 public struct KVTxn: Hashable, Sendable {
+    /// At most `KVLimits.txnComparesMax` conditions, all of which must hold for `success`.
     public var compares: [KVCompare]
+    /// Run if every compare holds (at most `KVLimits.txnOperationsMax`).
     public var success: [KVOperation]
+    /// Run otherwise (at most `KVLimits.txnOperationsMax`).
     public var failure: [KVOperation]
 
+    /// A transaction; `failure` defaults to doing nothing.
     public init(compares: [KVCompare], success: [KVOperation], failure: [KVOperation] = []) {
         self.compares = compares
         self.success = success
@@ -125,10 +138,14 @@ public enum KVOperation: Hashable, Sendable {
 /// range, the compare holds if it holds for every key in it; an empty range behaves as one
 /// missing key. Values compare byte-wise lexicographically.
 public struct KVCompare: Hashable, Sendable {
+    /// The key (`KeyRange.single`) or keys compared.
     public var range: KeyRange
+    /// The property compared and the operand.
     public var target: Target
+    /// How the key's property must relate to the operand.
     public var op: Operator
 
+    /// A compare over every key in `range`.
     public init(range: KeyRange, _ target: Target, _ op: Operator) {
         self.range = range
         self.target = target

@@ -1,15 +1,18 @@
 /// Bytes that are not a valid encoding (command, result, record, history value or key).
 /// A struct with a code so that new cases do not break callers (swift-nio's style).
 public struct KVDecodingError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What kind of problem; stable across releases.
     public var code: Code
     /// What was wrong, in "got X, want Y" form, naming the field.
     public var reason: String
 
+    /// An error of kind `code`, explained by `reason`.
     public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
     }
 
+    /// The kinds of problem.
     public enum Code: Hashable, Sendable {
         /// The input ended inside a field.
         case truncated
@@ -32,15 +35,18 @@ public struct KVDecodingError: Error, Hashable, Sendable, CustomStringConvertibl
 
 /// A command that breaks a limit or a rule; the outcome `.invalid` carries it.
 public struct KVCommandError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What kind of problem; stable across releases.
     public var code: Code
     /// What was wrong, in "got X, want Y" form.
     public var reason: String
 
+    /// An error of kind `code`, explained by `reason`.
     public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
     }
 
+    /// The kinds of problem.
     public enum Code: Hashable, Sendable {
         /// An empty key, or a key or range end longer than allowed.
         case keyLength

@@ -42,7 +42,7 @@ extension KVProposal {
         try r.finish()
         self.init(session: session, command: command)
         do {
-            try validate()
+            try validateRules()
         } catch {
             throw KVDecodingError(.invalidValue, "proposal: \(error.reason)")
         }

@@ -2,14 +2,22 @@ extension KVProposal {
     /// Checks every limit and rule of docs/KV-COMMANDS.md ("Limits", "Rules"). The decoder runs
     /// it on every decoded proposal; a client or leader runs it before proposing.
     public func validate() throws(KVCommandError) {
-        if let session, session.sequence < .first {
-            throw KVCommandError(.invalidField, "session sequence: got \(session.sequence), want >= \(SequenceNumber.first)")
-        }
-        try command.validate()
+        try validateRules()
         let size = encoded().count
         guard size <= KVLimits.proposalBytesMax else {
             throw KVCommandError(.txnSize, "proposal: got \(size) encoded bytes, want <= \(KVLimits.proposalBytesMax)")
         }
+    }
+}
+
+extension KVProposal {
+    /// Everything `validate()` checks but the encoded size (the decoder has checked that on the
+    /// input already, and encoding again would copy every value once more per entry).
+    func validateRules() throws(KVCommandError) {
+        if let session, session.sequence < .first {
+            throw KVCommandError(.invalidField, "session sequence: got \(session.sequence), want >= \(SequenceNumber.first)")
+        }
+        try command.validate()
     }
 }
 

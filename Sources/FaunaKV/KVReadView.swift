@@ -1,21 +1,61 @@
-/// The state as the state machine sees it while applying: the committed backend overlaid with
-/// the writes of the batch being built (earlier entries of the group and earlier operations of
-/// the same transaction). Also the only place that writes into the batch.
+/// The state as the state machine sees it while applying, in three layers: `staged` (the
+/// writes of the entry being applied, dropped unless it succeeds) over `base` (the caller's
+/// batch: earlier entries of the group) over the committed `backend`. Also the only place that
+/// writes: always into `staged`, so `base` is never copied or changed while an entry runs.
 struct KVReadView<Backend: KVBackend> {
     let backend: Backend
-    var batch: KVWriteBatch
+    /// The caller's batch as it was before this entry; read-only until `takeMerged`.
+    private(set) var base: KVWriteBatch
+    /// This entry's writes.
+    var staged = KVWriteBatch()
+
+    init(backend: Backend, base: KVWriteBatch) {
+        self.backend = backend
+        self.base = base
+    }
+
+    /// Hands back `base` without this entry's writes, leaving the view empty.
+    mutating func takeBase() -> KVWriteBatch {
+        var taken = KVWriteBatch()
+        swap(&taken, &base)
+        staged = KVWriteBatch()
+        return taken
+    }
+
+    /// Hands back `base` with this entry's writes merged in (in place: the view gives up its
+    /// reference first, so the batch is not copied), leaving the view empty.
+    mutating func takeMerged() -> KVWriteBatch {
+        let writes = staged
+        var merged = takeBase()
+        merged.merge(writes)
+        return merged
+    }
+
+    /// The writes of `staged` and `base` in one key space, restricted to `range`.
+    private static func overlay<Key: Hashable, Value>(
+        _ base: [Key: Value?], _ staged: [Key: Value?], _ isInRange: (Key) -> Bool
+    ) -> [Key: Value?] {
+        var merged = base.filter { isInRange($0.key) }
+        for (key, value) in staged where isInRange(key) { merged[key] = .some(value) }
+        return merged
+    }
 
     // MARK: Records
 
     func record(forKey key: [UInt8]) throws -> KVRecord? {
-        if let staged = batch.records[key] { return staged }
+        if let write = staged.records[key] { return write }
+        if let write = base.records[key] { return write }
         return try backend.record(forKey: key)
     }
 
     /// Visits the current records in `range` in key order (descending if `reverse`).
     func scanRecords(in range: KeyRange, reverse: Bool, _ body: ([UInt8], KVRecord) throws -> Bool) throws {
         guard !range.isEmpty else { return }
-        let overlay = batch.records.filter { range.contains($0.key) }
+        if range.isSingleKey {  // compares and deletes of one key: no pass over the batch
+            if let record = try record(forKey: range.start) { _ = try body(range.start, record) }
+            return
+        }
+        let overlay = Self.overlay(base.records, staged.records, range.contains)
             .map { (key: $0.key, value: $0.value) }
             .sorted { reverse ? $1.key.lexicographicallyPrecedes($0.key) : $0.key.lexicographicallyPrecedes($1.key) }
         try mergeScan(
@@ -31,7 +71,7 @@ struct KVReadView<Backend: KVBackend> {
     /// `reverse`).
     func scanHistory(in range: KeyRange, reverse: Bool, _ body: ([UInt8], KVHistoryVersion) throws -> Bool) throws {
         guard !range.isEmpty else { return }
-        let overlay = batch.history.filter { range.contains($0.key.key) }
+        let overlay = Self.overlay(base.history, staged.history) { range.contains($0.key) }
             .map { (key: $0.key, value: $0.value) }
             .sorted { reverse ? $1.key < $0.key : $0.key < $1.key }
         try mergeScan(
@@ -47,7 +87,8 @@ struct KVReadView<Backend: KVBackend> {
 
     /// The newest kept history entry of `key` at or before `revision`.
     func historyVersion(forKey key: [UInt8], atOrBefore revision: Revision) throws -> KVHistoryVersion? {
-        guard batch.history.keys.contains(where: { $0.key == key }) else {
+        let inBatch = { (write: HistoryKey) in write.key == key }
+        if !base.history.keys.contains(where: inBatch) && !staged.history.keys.contains(where: inBatch) {
             return try backend.historyVersion(forKey: key, atOrBefore: revision)
         }
         var found: KVHistoryVersion?
@@ -62,13 +103,14 @@ struct KVReadView<Backend: KVBackend> {
     // MARK: Meta
 
     func metaValue(forKey key: [UInt8]) throws -> [UInt8]? {
-        if let staged = batch.meta[key] { return staged }
+        if let write = staged.meta[key] { return write }
+        if let write = base.meta[key] { return write }
         return try backend.metaValue(forKey: key)
     }
 
     /// The first meta entry in `range` (ascending).
     func firstMeta(in range: KeyRange) throws -> ([UInt8], [UInt8])? {
-        let overlay = batch.meta.filter { range.contains($0.key) }
+        let overlay = Self.overlay(base.meta, staged.meta, range.contains)
             .map { (key: $0.key, value: $0.value) }
             .sorted { $0.key.lexicographicallyPrecedes($1.key) }
         var first: ([UInt8], [UInt8])?
@@ -84,13 +126,13 @@ struct KVReadView<Backend: KVBackend> {
 
     // MARK: Writes
 
-    mutating func setRecord(_ record: KVRecord?, forKey key: [UInt8]) { batch.setRecord(record, forKey: key) }
+    mutating func setRecord(_ record: KVRecord?, forKey key: [UInt8]) { staged.setRecord(record, forKey: key) }
 
     mutating func setHistory(_ value: KVHistoryValue?, forKey key: [UInt8], at revision: Revision) {
-        batch.setHistory(value, forKey: key, at: revision)
+        staged.setHistory(value, forKey: key, at: revision)
     }
 
-    mutating func setMeta(_ value: [UInt8]?, forKey key: [UInt8]) { batch.setMeta(value, forKey: key) }
+    mutating func setMeta(_ value: [UInt8]?, forKey key: [UInt8]) { staged.setMeta(value, forKey: key) }
 }
 
 /// Merges a backend scan with the batch's writes to the same key space: both come in scan

@@ -12,6 +12,7 @@ public struct KVRecord: Hashable, Sendable {
     /// How many puts since the key was created: 1 on create, +1 per put; a delete ends it.
     public var version: UInt64
 
+    /// A record; the state machine keeps the invariants above.
     public init(value: [UInt8], createRevision: Revision, modRevision: Revision, version: UInt64) {
         self.value = value
         self.createRevision = createRevision
@@ -22,9 +23,12 @@ public struct KVRecord: Hashable, Sendable {
 
 /// A key with its record, as reads return them.
 public struct KVKeyValue: Hashable, Sendable {
+    /// The key.
     public var key: [UInt8]
+    /// Its record (value empty in keys-only results).
     public var record: KVRecord
 
+    /// `key` with `record`.
     public init(key: [UInt8], record: KVRecord) {
         self.key = key
         self.record = record
@@ -42,9 +46,12 @@ public enum KVHistoryValue: Hashable, Sendable {
 
 /// A history entry with the revision it was written at, as the backend returns it.
 public struct KVHistoryVersion: Hashable, Sendable {
+    /// The revision of the write.
     public var revision: Revision
+    /// What the write left.
     public var value: KVHistoryValue
 
+    /// The history entry written at `revision`.
     public init(revision: Revision, value: KVHistoryValue) {
         self.revision = revision
         self.value = value

@@ -13,7 +13,7 @@ extension KVStateMachine {
     /// key | record (KVRecord.encoded)`, then `u8 0x00 | u64 key count`. One `sink` call per
     /// header, key and trailer. Reads the committed backend only (commit the batch first).
     public func digestStream(on backend: some KVBackend, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let view = KVReadView(backend: backend, batch: KVWriteBatch())
+        let view = KVReadView(backend: backend, base: KVWriteBatch())
         var header = ByteWriter()
         header.bytes.append(contentsOf: KVStateMachine.digestMagic)
         header.u8(KVStateMachine.digestFormatVersion)

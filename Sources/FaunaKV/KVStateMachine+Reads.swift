@@ -7,7 +7,7 @@ extension KVStateMachine {
         guard (1...KVLimits.keyBytesMax).contains(key.count) else {
             throw KVReadError.invalid(KVCommandError(.keyLength, "get key: got \(key.count) bytes, want 1...\(KVLimits.keyBytesMax)"))
         }
-        let view = KVReadView(backend: backend, batch: KVWriteBatch())
+        let view = KVReadView(backend: backend, base: KVWriteBatch())
         let current = try view.currentRevision()
         let readRevision = try readError(checkedReadRevision(revision, current: current, view)).get()
         return try KVStateMachine.record(forKey: key, at: readRevision, current: current, view)
@@ -23,7 +23,7 @@ extension KVStateMachine {
         } catch {
             throw KVReadError.invalid(error)
         }
-        let view = KVReadView(backend: backend, batch: KVWriteBatch())
+        let view = KVReadView(backend: backend, base: KVWriteBatch())
         let current = try view.currentRevision()
         let readRevision = try readError(checkedReadRevision(request.revision, current: current, view)).get()
         return try readRange(request, limit: request.limit ?? Int.max, at: readRevision, current: current, view)

@@ -57,7 +57,26 @@ public struct KVStateMachine: Sendable {
         _ proposal: KVProposal?, invalid: KVCommandError?, at revision: Revision, on backend: Backend,
         into batch: inout KVWriteBatch
     ) throws -> KVApplyResult {
-        var view = KVReadView(backend: backend, batch: batch)
+        // The view takes the caller's batch and `batch` lets go of it, so that merging this
+        // entry's writes at the end mutates it in place instead of copying it (copy-on-write)
+        // once per entry. On a throw the untouched base goes back to the caller.
+        var view = KVReadView(backend: backend, base: batch)
+        batch = KVWriteBatch()
+        let result: KVApplyResult
+        do {
+            result = try run(proposal, invalid: invalid, at: revision, &view)
+        } catch {
+            batch = view.takeBase()
+            throw error
+        }
+        batch = view.takeMerged()
+        return result
+    }
+
+    /// Runs one entry on `view`: its writes end in `view.staged`.
+    private func run<Backend>(
+        _ proposal: KVProposal?, invalid: KVCommandError?, at revision: Revision, _ view: inout KVReadView<Backend>
+    ) throws -> KVApplyResult {
         let current = try view.currentRevision()
         guard revision > current else { throw KVApplyError.revisionNotIncreasing(got: revision, current: current) }
         let result: KVApplyResult
@@ -67,9 +86,8 @@ public struct KVStateMachine: Sendable {
             if let session = proposal.session, let early = try sessionOutcome(session, at: revision, view) {
                 result = early
             } else {
-                var staged = view
-                let outcome = try execute(proposal.command, at: revision, current: current, &staged)
-                if case .success = outcome { view = staged }
+                let outcome = try execute(proposal.command, at: revision, current: current, &view)
+                if case .success = outcome {} else { view.staged = KVWriteBatch() }
                 result = KVApplyResult(revision: revision, outcome: outcome)
                 if let session = proposal.session { try recordSession(session, result, at: revision, &view) }
             }
@@ -77,19 +95,18 @@ public struct KVStateMachine: Sendable {
             preconditionFailure("applyChecked: neither a proposal nor an invalid reason")
         }
         view.setMeta(encodeUInt64(revision.rawValue), forKey: KVMetaKey.revision)
-        batch = view.batch
         return result
     }
 
     /// The revision of the last applied entry (0 before the first): reads without a revision
     /// read this one.
     public func currentRevision(on backend: some KVBackend) throws -> Revision {
-        try KVReadView(backend: backend, batch: KVWriteBatch()).currentRevision()
+        try KVReadView(backend: backend, base: KVWriteBatch()).currentRevision()
     }
 
     /// The revision history was last compacted to (0 if never): reads below it fail.
     public func compactedRevision(on backend: some KVBackend) throws -> Revision {
-        try KVReadView(backend: backend, batch: KVWriteBatch()).compactedRevision()
+        try KVReadView(backend: backend, base: KVWriteBatch()).compactedRevision()
     }
 }
 

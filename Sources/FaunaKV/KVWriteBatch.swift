@@ -14,6 +14,7 @@ public struct KVWriteBatch: Sendable {
     /// `meta` CF: key → bytes, or nil to delete.
     public private(set) var meta: [[UInt8]: [UInt8]?] = [:]
 
+    /// An empty batch.
     public init() {}
 
     /// Whether the batch holds no writes.
@@ -35,6 +36,13 @@ public struct KVWriteBatch: Sendable {
     /// Sets the meta value of `key` (nil: delete it).
     public mutating func setMeta(_ value: [UInt8]?, forKey key: [UInt8]) {
         meta[key] = .some(value)
+    }
+
+    /// Adds `other`'s writes; where both write a key, `other`'s write wins.
+    mutating func merge(_ other: KVWriteBatch) {
+        for (key, value) in other.records { records[key] = .some(value) }
+        for (key, value) in other.history { history[key] = .some(value) }
+        for (key, value) in other.meta { meta[key] = .some(value) }
     }
 
     /// The record writes ordered by key.

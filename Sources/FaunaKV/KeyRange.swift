@@ -4,9 +4,12 @@
 /// Unlike etcd's `range_end`, no special byte values: an empty `start` is the smallest key and
 /// "no end" is explicit. A range whose `end` is not above `start` is empty.
 public struct KeyRange: Hashable, Sendable {
+    /// The smallest key in the range (inclusive); at most `KVLimits.keyBytesMax` bytes.
     public var start: [UInt8]
+    /// The first key after the range (exclusive); nil: no upper bound.
     public var end: [UInt8]?
 
+    /// The range `[start, end)`.
     public init(start: [UInt8], end: [UInt8]?) {
         self.start = start
         self.end = end

@@ -9,6 +9,7 @@ public struct MemoryKVBackend: KVBackend, Sendable {
     var history = SortedByteMap()
     var meta = SortedByteMap()
 
+    /// An empty store.
     public init() {}
 
     /// Commits `batch` atomically (it is applied in one go; nothing can observe half of it).

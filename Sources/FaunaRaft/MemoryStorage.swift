@@ -10,11 +10,13 @@ public final class MemoryStorage: RaftStorage {
 
     public init() {}
 
-    /// A storage that starts with `conf` as its membership (a fresh cluster's bootstrap).
-    public convenience init(bootstrap conf: ConfState) {
+    /// The storage of a founding member of a new cluster: `bootstrapEntries(voters:)` as its
+    /// committed log, nothing applied yet.
+    public convenience init(bootstrap voters: [NodeID]) {
         self.init()
-        confState = conf
-        currentSnapshot.metadata.confState = conf
+        let entries = bootstrapEntries(voters: voters)
+        storedEntries = entries
+        hardState = HardState(term: Term(1), vote: nil, commit: entries.last?.index ?? .zero)
     }
 
     public var snapshotIndex: LogIndex { currentSnapshot.metadata.index }
@@ -92,5 +94,16 @@ public final class MemoryStorage: RaftStorage {
         let t = try term(at: index)
         storedEntries.removeFirst(Int(index - snapshotIndex))
         currentSnapshot = Snapshot(metadata: SnapshotMetadata(index: index, term: t, confState: conf), data: data)
+    }
+}
+
+/// The first entries of a new cluster's log, identical on every founding member: one
+/// `addVoter` conf change per voter (in id order), all in term 1 and committed. A node that
+/// joins later replays them like any other entries, so it learns the membership from the log
+/// (as etcd-io/raft bootstraps), and the audit chain covers the founding membership too.
+public func bootstrapEntries(voters: [NodeID]) -> [Entry] {
+    voters.sorted().enumerated().map { offset, voter in
+        Entry(term: Term(1), index: LogIndex(UInt64(offset + 1)), type: .confChange,
+              data: ConfChange(.addVoter, voter).encoded)
     }
 }

@@ -56,6 +56,17 @@ func signed(_ head: TreeHead, by keys: [Curve25519.Signing.PrivateKey]) -> Signe
         #expect(error?.reason == "got 1 valid signatures of 3 members, want ≥ 2 (ignored: 3 unknown key, 1 repeated signer, 0 invalid)")
     }
 
+    @Test func onlyAMembersFirstSignatureIsChecked() throws {
+        var sth = signed(head, by: [memberKeys[0], memberKeys[1]])
+        let good = sth.signatures
+        sth.signatures = [TreeHeadSignature(publicKey: good[0].publicKey, signature: [UInt8](repeating: 0, count: 64))] + good
+        let error = verificationError { try sth.verify(clusterID: testClusterID, members: members) }
+        #expect(error?.code == .noQuorum)
+        #expect(error?.reason == "got 1 valid signatures of 3 members, want ≥ 2 (ignored: 0 unknown key, 1 repeated signer, 1 invalid)")
+        sth.signatures = good + good + good
+        #expect(try sth.verify(clusterID: testClusterID, members: members) == 2)
+    }
+
     @Test func repeatedMemberKeysCountOnce() {
         let sth = signed(head, by: [memberKeys[0]])
         let error = verificationError { try sth.verify(clusterID: testClusterID, members: [members[0], members[0], members[1]]) }

@@ -1,0 +1,82 @@
+import FaunaVerify
+import Foundation
+
+/// The "fauna-proof-v1" JSON of docs/AUDIT.md, written and read by the tests with Foundation
+/// (the CLI gets its own codec later). Reading is as strict as tools/verify-proof.
+enum ProofFile {
+    struct Malformed: Error, CustomStringConvertible { let description: String }
+
+    /// The proof file of `proof` for a record (key, value) written at revision `revision`.
+    static func object(_ proof: EntryProof, key: [UInt8], value: [UInt8], revision: UInt64) -> [String: Any] {
+        [
+            "format": "fauna-proof-v1",
+            "clusterID": hex(proof.signedHead.head.clusterID.bytes),
+            "record": ["key": hex(key), "value": hex(value), "revision": String(revision)],
+            "entry": [
+                "index": String(proof.entry.index), "term": String(proof.entry.term), "type": Int(proof.entry.type),
+                "payload": hex(proof.entry.payload),
+            ],
+            "leafIndex": String(proof.inclusion.leafIndex.rawValue),
+            "treeSize": String(proof.inclusion.treeSize),
+            "inclusionPath": proof.inclusion.path.map { hex($0.bytes) },
+            "rootHash": hex(proof.signedHead.head.rootHash.bytes),
+            "signatures": proof.signedHead.signatures.map { ["publicKey": hex($0.publicKey), "signature": hex($0.signature)] },
+        ]
+    }
+
+    static func json(_ object: [String: Any]) throws -> Data {
+        try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+    }
+
+    /// Reads a proof file into what FaunaVerify checks, plus the record revision.
+    static func decode(_ data: Data) throws -> (proof: EntryProof, revision: UInt64) {
+        guard let doc = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw Malformed(description: "not an object") }
+        try only(doc, ["format", "clusterID", "record", "entry", "leafIndex", "treeSize", "inclusionPath", "rootHash", "signatures"])
+        guard doc["format"] as? String == "fauna-proof-v1" else { throw Malformed(description: "format") }
+        guard let clusterID = ClusterID(bytes: try bytes(doc["clusterID"])) else { throw Malformed(description: "clusterID") }
+        guard let record = doc["record"] as? [String: Any], let entry = doc["entry"] as? [String: Any] else {
+            throw Malformed(description: "record/entry")
+        }
+        try only(record, ["key", "value", "revision"])
+        try only(entry, ["index", "term", "type", "payload"])
+        _ = try bytes(record["key"])
+        _ = try bytes(record["value"])
+        guard let type = entry["type"] as? Int, (0...255).contains(type) else { throw Malformed(description: "type") }
+        let journalEntry = JournalEntry(
+            index: try u64(entry["index"]), term: try u64(entry["term"]), type: UInt8(type), payload: try bytes(entry["payload"]))
+        guard let pathHex = doc["inclusionPath"] as? [Any], let signatures = doc["signatures"] as? [Any] else {
+            throw Malformed(description: "path/signatures")
+        }
+        let path = try pathHex.map { try hash($0) }
+        let head = TreeHead(clusterID: clusterID, treeSize: try u64(doc["treeSize"]), rootHash: try hash(doc["rootHash"]))
+        let sigs = try signatures.map { s -> TreeHeadSignature in
+            guard let s = s as? [String: Any] else { throw Malformed(description: "signature") }
+            try only(s, ["publicKey", "signature"])
+            return TreeHeadSignature(publicKey: try bytes(s["publicKey"]), signature: try bytes(s["signature"]))
+        }
+        let inclusion = InclusionProof(leafIndex: LeafIndex(try u64(doc["leafIndex"])), treeSize: head.treeSize, path: path)
+        let proof = EntryProof(entry: journalEntry, inclusion: inclusion, signedHead: SignedTreeHead(head: head, signatures: sigs))
+        return (proof, try u64(record["revision"]))
+    }
+
+    private static func only(_ object: [String: Any], _ names: Set<String>) throws {
+        guard Set(object.keys).isSubset(of: names) else { throw Malformed(description: "unknown field") }
+    }
+
+    private static func bytes(_ value: Any?) throws -> [UInt8] {
+        guard let text = value as? String, text.utf8.count % 2 == 0,
+            text.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else { throw Malformed(description: "hex") }
+        return hexBytes(text)
+    }
+
+    private static func hash(_ value: Any?) throws -> MerkleHash {
+        guard let hash = MerkleHash(bytes: try bytes(value)) else { throw Malformed(description: "hash length") }
+        return hash
+    }
+
+    private static func u64(_ value: Any?) throws -> UInt64 {
+        guard let text = value as? String, let n = UInt64(text), text == String(n) else { throw Malformed(description: "u64") }
+        return n
+    }
+}

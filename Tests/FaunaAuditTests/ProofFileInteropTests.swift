@@ -1,0 +1,200 @@
+import Crypto
+import FaunaAudit
+import FaunaVerify
+import Foundation
+import Testing
+
+/// The repository root, from this file's path (Tests/FaunaAuditTests/…).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Three members, a cluster, and a 300-entry tree to take proofs from.
+enum InteropFixture {
+    static let signers = (1...3).map { seed in
+        TreeHeadSigner(privateKey: try! Curve25519.Signing.PrivateKey(rawRepresentation: [UInt8](repeating: seed, count: 32)))
+    }
+    static let members = signers.map(\.publicKey)
+    static let clusterID = ClusterID(bytes: (0..<16).map { UInt8($0 * 17) })!
+
+    /// The proof file of entry `index` against the head of size `size`, signed by `signerCount` members.
+    static func file(entry index: UInt64, size: UInt64, signerCount: Int = 2) throws -> [String: Any] {
+        let tree = smallTree
+        let head = TreeHead(clusterID: clusterID, treeSize: size, rootHash: try tree.rootHash(atSize: size))
+        let proof = EntryProof(
+            entry: syntheticEntry(index),
+            inclusion: try tree.inclusionProof(for: LeafIndex(index - 1), treeSize: size),
+            signedHead: SignedTreeHead(head: head, signatures: try signers.prefix(signerCount).map { try $0.sign(head) }))
+        return ProofFile.object(proof, key: Array("k\(index)".utf8), value: Array("v\(index)".utf8), revision: index)
+    }
+}
+
+/// Flips one bit of the hex string at `path` in a JSON object (keys and array indexes).
+func flipHexBit(_ object: [String: Any], _ path: [Any], bit: Int) -> [String: Any] {
+    func flip(_ value: Any, _ rest: ArraySlice<Any>) -> Any {
+        guard let step = rest.first else {
+            var bytes = hexBytes(value as! String)
+            bytes[bit / 8] ^= 0x80 >> UInt8(bit % 8)
+            return hex(bytes)
+        }
+        if let key = step as? String, var dict = value as? [String: Any] {
+            dict[key] = flip(dict[key]!, rest.dropFirst())
+            return dict
+        }
+        var array = value as! [Any]
+        let i = step as! Int
+        array[i] = flip(array[i], rest.dropFirst())
+        return array
+    }
+    return flip(object, path[...]) as! [String: Any]
+}
+
+@Suite struct ProofFileInteropTests {
+    /// Valid files, and adversarial ones derived from a valid base by one change each.
+    static func cases() throws -> [(name: String, object: [String: Any], isValid: Bool)] {
+        var cases: [(String, [String: Any], Bool)] = []
+        for (index, size, signers) in [(1, 1, 2), (3, 5, 3), (1, 300, 2), (151, 300, 2), (300, 300, 3), (256, 256, 2), (129, 200, 2)] as [(UInt64, UInt64, Int)] {
+            cases.append(("valid-\(index)-of-\(size)", try InteropFixture.file(entry: index, size: size, signerCount: signers), true))
+        }
+        let base = try InteropFixture.file(entry: 151, size: 300)
+        func with(_ name: String, _ change: (inout [String: Any]) -> Void) {
+            var object = base
+            change(&object)
+            cases.append((name, object, false))
+        }
+        let pathCount = (base["inclusionPath"] as! [Any]).count
+        for i in 0..<pathCount {
+            for bit in [0, 1, 7, 8, 63, 100, 128, 200, 254, 255] {
+                cases.append(("path\(i)-bit\(bit)", flipHexBit(base, ["inclusionPath", i], bit: bit), false))
+            }
+        }
+        for bit in 0..<256 { cases.append(("root-bit\(bit)", flipHexBit(base, ["rootHash"], bit: bit), false)) }
+        for bit in 0..<512 { cases.append(("sig1-bit\(bit)", flipHexBit(base, ["signatures", 1, "signature"], bit: bit), false)) }
+        for bit in stride(from: 0, to: 256, by: 5) { cases.append(("key0-bit\(bit)", flipHexBit(base, ["signatures", 0, "publicKey"], bit: bit), false)) }
+        for bit in 0..<128 { cases.append(("cluster-bit\(bit)", flipHexBit(base, ["clusterID"], bit: bit), false)) }
+        let payloadBits = (hexBytes(((base["entry"] as! [String: Any])["payload"] as! String))).count * 8
+        for bit in 0..<payloadBits { cases.append(("payload-bit\(bit)", flipHexBit(base, ["entry", "payload"], bit: bit), false)) }
+        func setEntry(_ key: String, _ value: Any) -> (inout [String: Any]) -> Void {
+            { o in var e = o["entry"] as! [String: Any]; e[key] = value; o["entry"] = e }
+        }
+        with("entry-index-plus-1", setEntry("index", "152"))
+        with("entry-index-0", setEntry("index", "0"))
+        with("entry-term-plus-1", setEntry("term", String(syntheticEntry(151).term + 1)))
+        with("entry-type-1", setEntry("type", 1))
+        with("entry-type-256", setEntry("type", 256))
+        with("entry-payload-extended", setEntry("payload", (((base["entry"] as! [String: Any])["payload"] as! String) + "00")))
+        with("entry-payload-empty", setEntry("payload", ""))
+        with("leaf-index-plus-1") { $0["leafIndex"] = "151" }
+        with("leaf-index-minus-1") { $0["leafIndex"] = "149" }
+        with("tree-size-plus-1") { $0["treeSize"] = "301" }
+        with("tree-size-minus-1") { $0["treeSize"] = "299" }
+        with("tree-size-0") { $0["treeSize"] = "0" }
+        with("tree-size-index") { $0["treeSize"] = "150" }
+        with("tree-size-max") { $0["treeSize"] = String(UInt64.max) }
+        with("tree-size-overflow") { $0["treeSize"] = "18446744073709551616" }
+        with("tree-size-leading-zero") { $0["treeSize"] = "0300" }
+        with("tree-size-number") { $0["treeSize"] = 300 }
+        with("path-short") { $0["inclusionPath"] = Array(($0["inclusionPath"] as! [Any]).dropLast()) }
+        with("path-headless") { $0["inclusionPath"] = Array(($0["inclusionPath"] as! [Any]).dropFirst()) }
+        with("path-long") { $0["inclusionPath"] = ($0["inclusionPath"] as! [Any]) + [$0["rootHash"]!] }
+        with("path-prefixed") { $0["inclusionPath"] = [$0["rootHash"]!] + ($0["inclusionPath"] as! [Any]) }
+        with("path-empty") { $0["inclusionPath"] = [Any]() }
+        with("path-hash-short") { o in var p = o["inclusionPath"] as! [String]; p[0].removeLast(2); o["inclusionPath"] = p }
+        with("revision-mismatch") { o in var r = o["record"] as! [String: Any]; r["revision"] = "150"; o["record"] = r }
+        with("minority") { o in o["signatures"] = Array((o["signatures"] as! [Any]).prefix(1)) }
+        with("repeated-signer") { o in let s = o["signatures"] as! [Any]; o["signatures"] = [s[0], s[0]] }
+        with("unknown-signer") { o in
+            let stranger = TreeHeadSigner(privateKey: try! Curve25519.Signing.PrivateKey(rawRepresentation: [UInt8](repeating: 9, count: 32)))
+            let head = TreeHead(clusterID: InteropFixture.clusterID, treeSize: 300, rootHash: h(o["rootHash"] as! String))
+            let sig = try! stranger.sign(head)
+            o["signatures"] = Array((o["signatures"] as! [Any]).prefix(1)) + [["publicKey": hex(sig.publicKey), "signature": hex(sig.signature)]]
+        }
+        with("no-signatures") { $0["signatures"] = [Any]() }
+        with("member-first-signature-invalid") { o in
+            // Only a member's first signature counts: a valid second one does not rescue it.
+            let s = o["signatures"] as! [[String: Any]]
+            var bad = s[0]
+            bad["signature"] = String(repeating: "00", count: 64)
+            o["signatures"] = [bad, s[0], s[1]]
+        }
+        cases.append(("valid-padded-with-copies", {
+            var o = base
+            let s = o["signatures"] as! [Any]
+            o["signatures"] = s + s + s
+            return o
+        }(), true))
+        with("format-v2") { $0["format"] = "fauna-proof-v2" }
+        with("missing-root") { $0["rootHash"] = nil }
+        with("unknown-field") { $0["extra"] = "x" }
+        with("uppercase-hex") { $0["rootHash"] = ($0["rootHash"] as! String).uppercased() }
+        with("odd-hex") { o in var r = o["record"] as! [String: Any]; r["key"] = "abc"; o["record"] = r }
+        return cases
+    }
+
+    @Test func pythonVerifierAgreesWithFaunaVerify() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fauna-proofs-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let cases = try Self.cases()
+        var files: [String] = []
+        for (name, object, _) in cases {
+            let url = directory.appendingPathComponent(name + ".json")
+            try ProofFile.json(object).write(to: url)
+            files.append(url.path)
+        }
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let memberArgs = InteropFixture.members.flatMap { ["--member", hex($0.rawRepresentation)] }
+        process.arguments = ["python3", repositoryRoot.appendingPathComponent("tools/verify-proof").path]
+            + memberArgs + ["--cluster", hex(InteropFixture.clusterID.bytes)] + files
+        let output = Pipe()
+        process.standardOutput = output
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        try #require(process.terminationStatus != 2 && process.terminationStatus != 127,
+                     "tools/verify-proof did not run (python3 and its cryptography package: run tools/setup): \(errorText)")
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(lines.count == cases.count)
+        #expect(process.terminationStatus == 1, "some files are adversarial")
+
+        var pythonVerdicts: [String: Bool] = [:]
+        for line in lines {
+            guard let colon = line.range(of: ".json: ") else { continue }
+            let name = URL(fileURLWithPath: String(line[..<colon.lowerBound])).lastPathComponent
+            pythonVerdicts[name] = line[colon.upperBound...].hasPrefix("OK ")
+        }
+        for (name, object, isValid) in cases {
+            let swiftValid: Bool
+            do {
+                let (proof, revision) = try ProofFile.decode(try ProofFile.json(object))
+                try proof.verify(clusterID: InteropFixture.clusterID, members: InteropFixture.members)
+                swiftValid = revision == proof.entry.index
+            } catch {
+                swiftValid = false
+            }
+            #expect(swiftValid == isValid, "Swift verdict on \(name)")
+            #expect(pythonVerdicts[name] == isValid, "Python verdict on \(name): \(lines.first { $0.contains("/\(name).json") } ?? "no line")")
+        }
+    }
+
+    @Test func pythonVerifierPrintsOneOKLineForOneValidFile() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("fauna-proof-one-\(ProcessInfo.processInfo.processIdentifier).json")
+        try ProofFile.json(try InteropFixture.file(entry: 3, size: 5)).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repositoryRoot.appendingPathComponent("tools/verify-proof").path]
+            + InteropFixture.members.flatMap { ["--member", hex($0.rawRepresentation)] } + [url.path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(text.hasPrefix("OK entry 3 (term 1) is leaf 2 of tree size 5 root "))
+        #expect(text.split(separator: "\n").count == 1)
+    }
+}

@@ -1,0 +1,101 @@
+import Crypto
+import FaunaAudit
+import FaunaVerify
+import Foundation
+import Testing
+
+/// Generates the worked example of docs/AUDIT.md from the code, and fails if the document
+/// shows anything else. To refresh the document, run this test and copy the file it names.
+@Suite struct WorkedExampleTests {
+    static let clusterID = ClusterID(bytes: (0..<16).map { UInt8($0) })!
+    /// RFC 8032 §7.1 TEST 1 secret key, so anyone can check the key derivation too.
+    static let seed = hexBytes("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+    static let entries = [
+        JournalEntry(index: 1, term: 1, type: 0, payload: []),  // the first leader's no-op
+        JournalEntry(index: 2, term: 1, type: 1, payload: hexBytes("0a0b0c")),  // a conf change (opaque here)
+        JournalEntry(index: 3, term: 1, type: 0, payload: Array("hello".utf8)),
+        JournalEntry(index: 4, term: 2, type: 0, payload: []),  // the next leader's no-op
+        JournalEntry(index: 5, term: 2, type: 0, payload: Array("world".utf8)),
+    ]
+
+    static func generate() throws -> String {
+        var tree = MerkleTree(emptyStore: InMemoryMerkleNodeStore())
+        var out = "```text\n"
+        func line(_ s: String = "") { out += s + "\n" }
+        line("clusterID     \(hex(clusterID.bytes))")
+        line("signing seed  \(hex(seed))")
+        let signer = TreeHeadSigner(privateKey: try Curve25519.Signing.PrivateKey(rawRepresentation: seed))
+        line("public key    \(hex(signer.publicKey.rawRepresentation))")
+        line()
+        for (i, entry) in entries.enumerated() {
+            line("leaf \(i): entry index \(entry.index), term \(entry.term), type \(entry.type), payload \"\(hex(entry.payload))\"")
+            line("  leafData = \(hex(entry.leafData))")
+            line("  leafHash = SHA256(00 ‖ leafData) = \(entry.leafHash)")
+            tree.append(entry.leafHash)
+        }
+        line()
+        for (level, index, children) in [(1, 0, "leaf 0 ‖ leaf 1"), (1, 1, "leaf 2 ‖ leaf 3"), (2, 0, "node (1,0) ‖ node (1,1)")] {
+            let hash = tree.store.hash(at: NodeAddress(level: UInt8(level), index: UInt64(index)))!
+            line("node (\(level),\(index)) = SHA256(01 ‖ \(children)) = \(hash)")
+        }
+        for size in 1...5 {
+            line("root at size \(size) = \(try tree.rootHash(atSize: UInt64(size)))")
+        }
+        line("  (size 5: SHA256(01 ‖ node (2,0) ‖ leaf 4); size 3: SHA256(01 ‖ node (1,0) ‖ leaf 2))")
+        line()
+        let inclusion = try tree.inclusionProof(for: LeafIndex(2), treeSize: 5)
+        line("inclusion proof, leaf 2 (entry 3) in tree size 5:")
+        for (i, hash) in inclusion.path.enumerated() { line("  path[\(i)] = \(hash)") }
+        line("  check: r = leafHash 2; r = SHA256(01 ‖ r ‖ path[0]); r = SHA256(01 ‖ path[1] ‖ r);")
+        line("         r = SHA256(01 ‖ r ‖ path[2]); r == root at size 5")
+        line()
+        let consistency = try tree.consistencyProof(from: 3, to: 5)
+        line("consistency proof, tree size 3 to 5:")
+        for (i, hash) in consistency.path.enumerated() { line("  path[\(i)] = \(hash)") }
+        line("  check: old root = SHA256(01 ‖ path[2] ‖ path[0]);")
+        line("         new root = SHA256(01 ‖ SHA256(01 ‖ path[2] ‖ SHA256(01 ‖ path[0] ‖ path[1])) ‖ path[3])")
+        line()
+        let head = TreeHead(clusterID: clusterID, treeSize: 5, rootHash: tree.rootHash)
+        let signature = try signer.sign(head)
+        line("tree head, canonical bytes (72):")
+        let bytes = head.canonicalBytes
+        line("  prefix    \(hex(bytes[0..<16]))  (\"fauna tree head\", version 01)")
+        line("  clusterID \(hex(bytes[16..<32]))")
+        line("  treeSize  \(hex(bytes[32..<40]))")
+        line("  rootHash  \(hex(bytes[40..<72]))")
+        line("Ed25519 signature = \(hex(signature.signature))")
+        out += "```\n"
+
+        let proof = EntryProof(entry: entries[2], inclusion: inclusion, signedHead: SignedTreeHead(head: head, signatures: [signature]))
+        let file = ProofFile.object(proof, key: Array("greeting".utf8), value: Array("hello".utf8), revision: 3)
+        out += "\nThe proof file of entry 3 (a one-member cluster whose member is the key above):\n\n```json\n"
+        out += String(decoding: try ProofFile.json(file), as: UTF8.self) + "\n```\n"
+
+        // Consistency with the checks the document spells out.
+        let p = inclusion.path
+        var r = MerkleHasher.nodeHash(entries[2].leafHash, p[0])
+        r = MerkleHasher.nodeHash(p[1], r)
+        r = MerkleHasher.nodeHash(r, p[2])
+        precondition(r == tree.rootHash, "documented inclusion check does not hold")
+        let c = consistency.path
+        let rootAtThree = try tree.rootHash(atSize: 3)
+        precondition(MerkleHasher.nodeHash(c[2], c[0]) == rootAtThree, "documented old-root check does not hold")
+        precondition(
+            MerkleHasher.nodeHash(MerkleHasher.nodeHash(c[2], MerkleHasher.nodeHash(c[0], c[1])), c[3]) == tree.rootHash,
+            "documented new-root check does not hold")
+        try consistency.verify(oldRoot: rootAtThree, newRoot: tree.rootHash)
+        try proof.verify(clusterID: clusterID, members: [signer.publicKey])
+        return out
+    }
+
+    @Test func auditDocShowsTheGeneratedExample() throws {
+        let generated = try Self.generate()
+        let docURL = repositoryRoot.appendingPathComponent("docs/AUDIT.md")
+        let doc = (try? String(contentsOf: docURL, encoding: .utf8)) ?? ""
+        if !doc.contains(generated) {
+            let out = repositoryRoot.appendingPathComponent(".build/audit-worked-example.md")
+            try generated.write(to: out, atomically: true, encoding: .utf8)
+            Issue.record("docs/AUDIT.md does not contain the generated worked example; see \(out.path)")
+        }
+    }
+}
