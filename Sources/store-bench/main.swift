@@ -16,6 +16,8 @@ struct Config {
     var dir = FileManager.default.temporaryDirectory.path + "/fauna-store-bench"
     var seconds = 3.0
     var snapshotMiB = 256
+    /// Run only this part: "fsync", "log", "apply" (apply + reads) or "snapshot"; nil: all.
+    var only: String? = nil
 }
 
 func parse(_ args: [String]) -> Config {
@@ -27,8 +29,9 @@ func parse(_ args: [String]) -> Config {
         case "--dir": c.dir = v
         case "--seconds": c.seconds = Double(v) ?? c.seconds
         case "--snapshot-mib": c.snapshotMiB = Int(v) ?? c.snapshotMiB
+        case "--only": c.only = v
         default:
-            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N]")
+            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot]")
             exit(2)
         }
         i += 2
@@ -115,10 +118,11 @@ func run() throws {
     defer { try? FileManager.default.removeItem(atPath: c.dir) }
     print("store-bench: dir \(c.dir), \(c.seconds) s per measurement")
 
+    func wants(_ part: String) -> Bool { c.only == nil || c.only == part }
     let fsyncRate = rawFsyncRate(dir: c.dir, seconds: c.seconds)
     print("raw fsync (write 128 B + fdatasync): \(fmt(fsyncRate))/s")
 
-    do {
+    if wants("log") {
         let store = try Store(path: c.dir + "/log")
         defer { store.close() }
         for appenders in [1, 16, 256] {
@@ -129,6 +133,11 @@ func run() throws {
         }
     }
 
+    if wants("apply") { try applyAndReadBench(c) }
+    if wants("snapshot") { try snapshotBench(c) }
+}
+
+func applyAndReadBench(_ c: Config) throws {
     let store = try Store(path: c.dir + "/apply")
     defer { store.close() }
     let applyCount: UInt64 = 300_000, batchEntries: UInt64 = 256
@@ -169,8 +178,6 @@ func run() throws {
     }
     elapsed = now() - start
     print("range scan, 100 keys: \(fmt(Double(scans) / elapsed)) scans/s, \(fmt(Double(scanned) / elapsed)) keys/s")
-
-    try snapshotBench(c)
 }
 
 func snapshotBench(_ c: Config) throws {
