@@ -63,6 +63,18 @@ public final class RocksDB: @unchecked Sendable {
         rocksdb_options_set_paranoid_checks(dbOptions, 1)
         rocksdb_options_set_keep_log_file_num(dbOptions, 4)
         rocksdb_options_increase_parallelism(dbOptions, 2)
+        // Point reads dominate applying (the state machine reads each key it writes, mostly
+        // misses for new keys): full bloom filters in SSTs and a whole-key bloom filter in the
+        // memtable turn most misses into one filter probe; one shared 64 MiB block cache.
+        let table = rocksdb_block_based_options_create()!
+        rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom_full(10))
+        let cache = rocksdb_cache_create_lru(64 << 20)!
+        rocksdb_block_based_options_set_block_cache(table, cache)
+        rocksdb_options_set_block_based_table_factory(dbOptions, table)
+        rocksdb_block_based_options_destroy(table)  // the factory holds copies
+        rocksdb_cache_destroy(cache)  // the table options hold a reference
+        rocksdb_options_set_memtable_whole_key_filtering(dbOptions, 1)
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(dbOptions, 0.05)
 
         var names = ["default"]
         if let existing = try? RocksDB.listColumnFamilies(path: path) {

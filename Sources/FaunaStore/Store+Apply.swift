@@ -69,7 +69,11 @@ extension Store {
             out.append(AppliedEntry(index: e.index, result: result))
         }
         backend.add(kvBatch, to: batch)
-        for (address, hash) in nodes.writes { batch.put(cfs.merkle, address.storageKey, hash.bytes) }
+        // Level by level, ascending: one ascending run per level for the memtable (see add(_:to:)).
+        let sortedNodes = nodes.writes.sorted {
+            $0.address.level != $1.address.level ? $0.address.level < $1.address.level : $0.address.index < $1.address.index
+        }
+        for (address, hash) in sortedNodes { batch.put(cfs.merkle, address.storageKey, hash.bytes) }
         guard let last = entries.last else { return out }
         var state = applied
         state.index = last.index
