@@ -111,6 +111,44 @@ extension Store {
         }
     }
 
+    /// Committed entries `[low, high)` from the journal, stopping once `maxBytes` is exceeded
+    /// (at least one entry if any is in range), like `RaftStorage.entries`. Serves entries the
+    /// Raft log has compacted away (docs/STORAGE.md); only applied entries are there.
+    /// - Throws: `.invalidRequest` if `high` is beyond the applied index + 1 or `low` is 0;
+    ///   `.corruptRecord` if an entry inside the journal is missing or does not decode.
+    public func journalEntries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws(StoreError) -> [Entry] {
+        let appliedNow = appliedIndex
+        guard low >= LogIndex(1), low <= high, high <= appliedNow + 1 else {
+            throw StoreError(.invalidRequest, "journal range [\(low), \(high)): want 1 ≤ low ≤ high ≤ \(appliedNow + 1)")
+        }
+        var out: [Entry] = []
+        var bytes = 0
+        var expected = low
+        let it = db.makeIterator(
+            cfs.journal, lowerBound: bigEndianBytes(low.rawValue), upperBound: bigEndianBytes(high.rawValue))
+        it.seekToFirst()
+        while it.isValid {
+            let key = it.key
+            guard uint64(bigEndian: key[...]) == expected.rawValue else {
+                throw StoreError.corrupt(cfs.journal.name, key: key, "want index \(expected)")
+            }
+            let entry: Entry
+            do { entry = try RaftLogCodec.decodeEntry(it.value, index: expected) } catch {
+                throw StoreError.corrupt(cfs.journal.name, key: key, error.reason)
+            }
+            bytes += entry.sizeBytes
+            if !out.isEmpty && bytes > maxBytes { return out }
+            out.append(entry)
+            expected = expected + 1
+            it.next()
+        }
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        guard expected == high else {
+            throw StoreError.corrupt(cfs.journal.name, key: bigEndianBytes(expected.rawValue), "journal entry missing")
+        }
+        return out
+    }
+
     /// Loads the tree frontier and checks that the journal, tree and applied index agree.
     static func loadFrontier(db: RocksDB, cfs: ColumnFamilies, applied: AppliedState) throws(StoreError) -> MerkleFrontier {
         let it = db.makeIterator(cfs.journal)

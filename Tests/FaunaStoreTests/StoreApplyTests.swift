@@ -151,3 +151,24 @@ struct StoreApplyTests {
         #expect(error?.code == .corruptRecord)
     }
 }
+
+extension StoreApplyTests {
+    /// After log compaction the journal still serves the committed entries a slow follower needs.
+    @Test func journalServesEntriesTheLogCompacted() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let all = workload(1...100)
+        try store.raftLog.persist(RaftLogUpdate(entries: all))
+        try store.apply(all)
+        try store.raftLog.compact(through: LogIndex(80), confState: ConfState(voters: [NodeID(1)]))
+        #expect(throws: RaftStorageError.compacted) {
+            try store.raftLog.entries(from: LogIndex(50), to: LogIndex(90), maxBytes: .max)
+        }
+        #expect(try store.journalEntries(from: LogIndex(50), to: LogIndex(90), maxBytes: .max) == Array(all[49..<89]))
+        #expect(try store.journalEntries(from: LogIndex(50), to: LogIndex(90), maxBytes: 0) == [all[49]])
+        #expect(try store.journalEntries(from: LogIndex(101), to: LogIndex(101), maxBytes: 10).isEmpty)
+        #expect(throws: StoreError.self) { try store.journalEntries(from: LogIndex(99), to: LogIndex(102), maxBytes: 10) }
+    }
+}
