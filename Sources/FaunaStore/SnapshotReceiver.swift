@@ -95,8 +95,10 @@ public final class SnapshotReceiver {
             let db = try rocks { () throws(RocksDBError) in
                 try RocksDB(path: directory, columnFamilies: StoreColumnFamily.allCases.map(\.options), createIfMissing: false)
             }
-            guard let raft = db.columnFamily(StoreColumnFamily.raft.rawValue) else {
-                throw StoreError(.snapshotInvalid, "snapshot has no raft column family")
+            guard let raft = db.columnFamily(StoreColumnFamily.raft.rawValue),
+                let metaCF = db.columnFamily(StoreColumnFamily.meta.rawValue)
+            else {
+                throw StoreError(.snapshotInvalid, "snapshot lacks the raft or meta column family")
             }
             let meta = manifest.metadata
             let batch = db.makeWriteBatch()
@@ -108,7 +110,7 @@ public final class SnapshotReceiver {
             batch.put(raft, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
             try rocks { () throws(RocksDBError) in try db.write(batch, sync: true) }
             // Check the snapshot says what the manifest says before accepting it.
-            let applied = try Store.loadAppliedState(db: db, meta: db.columnFamily(StoreColumnFamily.meta.rawValue)!)
+            let applied = try Store.loadAppliedState(db: db, meta: metaCF)
             guard applied.index == meta.index, applied.term == meta.term else {
                 throw StoreError(.snapshotInvalid, "snapshot applied index/term: got \(applied.index)/\(applied.term), manifest \(meta.index)/\(meta.term)")
             }

@@ -154,13 +154,43 @@ struct RaftLogStorageTests {
         #expect(all.enumerated().allSatisfy { $0.element.index == LogIndex(UInt64($0.offset + 1)) })
     }
 
-    @Test func asyncPersistAndOverload() async throws {
+    @Test func asyncPersist() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let store = try Store(path: dir.sub("n1"))
         defer { store.close() }
         try await store.raftLog.persist(RaftLogUpdate(entries: entries(1...3, term: 1)))
         #expect(try store.raftLog.lastIndex() == LogIndex(3))
+    }
+
+    /// The queue is bounded: with the writer held inside a completion, the third pending update
+    /// is refused with `.overloaded`, and everything accepted is written once it is released.
+    @Test func fullQueueIsOverloaded() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var options = Store.Options()
+        options.logPendingUpdatesMax = 2
+        let store = try Store(path: dir.sub("n1"), options: options)
+        defer { store.close() }
+        let log = store.raftLog
+        let entered = DispatchSemaphore(value: 0), gate = DispatchSemaphore(value: 0)
+        try log.submit(RaftLogUpdate(entries: [entry(1, term: 1)])) { _ in
+            entered.signal()
+            gate.wait()  // holds the writer thread
+        }
+        entered.wait()
+        let done = DispatchSemaphore(value: 0)
+        try log.submit(RaftLogUpdate(entries: [entry(2, term: 1)])) { _ in done.signal() }
+        try log.submit(RaftLogUpdate(entries: [entry(3, term: 1)])) { _ in done.signal() }
+        let error = #expect(throws: StoreError.self) {
+            try log.submit(RaftLogUpdate(entries: [entry(4, term: 1)])) { _ in }
+        }
+        #expect(error?.code == .overloaded)
+        #expect(error?.isFailStop == false)
+        gate.signal()
+        done.wait()
+        done.wait()
+        #expect(try log.lastIndex() == LogIndex(3))
     }
 
     @Test func corruptEntryIsATypedError() throws {
