@@ -18,6 +18,8 @@ struct Config {
     var snapshotMiB = 256
     /// Run only this part: "fsync", "log", "apply" (apply + reads) or "snapshot"; nil: all.
     var only: String? = nil
+    /// Entries per apply call.
+    var applyBatch: UInt64 = 256
 }
 
 func parse(_ args: [String]) -> Config {
@@ -30,8 +32,9 @@ func parse(_ args: [String]) -> Config {
         case "--seconds": c.seconds = Double(v) ?? c.seconds
         case "--snapshot-mib": c.snapshotMiB = Int(v) ?? c.snapshotMiB
         case "--only": c.only = v
+        case "--apply-batch": c.applyBatch = max(1, UInt64(v) ?? c.applyBatch)
         default:
-            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot]")
+            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot] [--apply-batch N]")
             exit(2)
         }
         i += 2
@@ -149,7 +152,7 @@ func run() throws {
 func applyAndReadBench(_ c: Config) throws {
     let store = try Store(path: c.dir + "/apply")
     defer { store.close() }
-    let applyCount: UInt64 = 300_000, batchEntries: UInt64 = 256
+    let applyCount: UInt64 = 300_000, batchEntries = c.applyBatch
     let value = [UInt8](repeating: 0x5A, count: 100)
     // Entries arrive encoded (the client encoded them): build them before the clock starts.
     var batches: [[Entry]] = []
