@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "FaunaVerify", targets: ["FaunaVerify"]),
         .library(name: "FaunaAudit", targets: ["FaunaAudit"]),
         .library(name: "FaunaKV", targets: ["FaunaKV"]),
+        .library(name: "FaunaStore", targets: ["FaunaStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
@@ -61,6 +62,27 @@ let package = Package(
         // cluster.toml: parsed and validated in one place for faunad and fctl.
         .target(name: "FaunaConfig", dependencies: ["FaunaRaft", .product(name: "TOMLKit", package: "TOMLKit")]),
         .testTarget(name: "FaunaConfigTests", dependencies: ["FaunaConfig", "FaunaRaft"]),
+
+        // RocksDB C API (Debian librocksdb-dev); only FaunaStore's RocksDB*.swift imports it.
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        // Storage: Raft log, KV state machine, audit journal + tree nodes, snapshots (RocksDB).
+        .target(
+            name: "FaunaStore",
+            dependencies: [
+                "CRocksDB", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: ["README.md"]
+        ),
+        // Test helper for the crash-kill and EIO tests: applies entries, prints each durable index.
+        .executableTarget(name: "store-crash-helper", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
+        // Storage benchmark (docs/PERFORMANCE.md "Storage"); run in release.
+        .executableTarget(name: "store-bench", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
+        .testTarget(
+            name: "FaunaStoreTests",
+            // The helper is a dependency so that `swift build --build-tests` builds it.
+            dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify", "store-crash-helper"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,210 @@
+import FaunaRaft
+import Foundation
+
+/// The Raft log, hard state, membership and snapshot metadata in the `raft` column family,
+/// implementing FaunaRaft's `RaftStorage` (index conventions as in `MemoryStorage`).
+///
+/// Reads see only durable state: the in-memory view (first/last index, last term, hard state,
+/// conf state, snapshot metadata) is published by the group-commit writer after each synced
+/// batch returns. Writes go through `submit`/`persist`/`compact`, which the writer thread
+/// turns into one synced WriteBatch per group (DESIGN.md "Storage": group commit).
+///
+/// `@unchecked Sendable`: `view` is guarded by `lock`; the database is thread-safe; the writer
+/// state lives in `RaftLogWriter`, which guards its own.
+public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
+    /// The durable state this storage publishes to readers.
+    struct View: Sendable {
+        var hardState = HardState()
+        var confState = ConfState()
+        var snapshot = SnapshotMetadata()
+        /// Invariant: `lastIndex >= snapshot.index`; `lastTerm` is the term at `lastIndex`.
+        var lastIndex = LogIndex.zero
+        var lastTerm = Term.zero
+    }
+
+    let db: RocksDB
+    let cf: RocksDBColumnFamily
+    let diskGuard: DiskSpaceGuard
+    private let lock = NSLock()
+    private var view: View
+    private(set) var writer: RaftLogWriter!
+
+    /// Loads the durable state from `cf` and starts the group-commit writer thread.
+    init(db: RocksDB, cf: RocksDBColumnFamily, diskGuard: DiskSpaceGuard, pendingUpdatesMax: Int) throws(StoreError) {
+        self.db = db
+        self.cf = cf
+        self.diskGuard = diskGuard
+        self.view = try Self.load(db: db, cf: cf)
+        self.writer = RaftLogWriter(storage: self, pendingUpdatesMax: pendingUpdatesMax)
+    }
+
+    /// Synced batches written and updates they carried since open (group-commit efficiency).
+    public var writerCounters: (batches: Int, operations: Int) { writer.counters }
+
+    /// Stops the writer thread after it has written everything already submitted.
+    public func close() { writer.stop() }
+
+    deinit { writer.stop() }
+
+    var currentView: View { lock.withLock { view } }
+
+    func publish(_ v: View) { lock.withLock { view = v } }
+
+    private static func load(db: RocksDB, cf: RocksDBColumnFamily) throws(StoreError) -> View {
+        var v = View()
+        func decode<T>(_ key: [UInt8], _ f: ([UInt8]) throws(DecodeError) -> T) throws(StoreError) -> T? {
+            guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(cf, key) }) else { return nil }
+            do { return try f(bytes) } catch { throw StoreError.corrupt(cf.name, key: key, error.reason) }
+        }
+        if let h = try decode(RaftKey.hardState, RaftLogCodec.decodeHardState) { v.hardState = h }
+        if let c = try decode(RaftKey.confState, RaftLogCodec.decodeConfState) { v.confState = c }
+        if let s = try decode(RaftKey.snapshot, RaftLogCodec.decodeSnapshot) { v.snapshot = s }
+        // Indexes near 2^64 cannot be real and would overflow `index + 1` below: corrupt.
+        guard v.snapshot.index.rawValue < UInt64.max / 2 else {
+            throw StoreError.corrupt(cf.name, key: RaftKey.snapshot, "snapshot index \(v.snapshot.index) out of range")
+        }
+        v.lastIndex = v.snapshot.index
+        v.lastTerm = v.snapshot.term
+        let it = db.makeIterator(cf, lowerBound: RaftKey.entry(.zero), upperBound: [RaftKey.entryPrefix + 1])
+        it.seekToFirst()
+        if it.isValid {
+            let key = it.key
+            guard let first = RaftKey.index(ofEntryKey: key), first == v.snapshot.index + 1 else {
+                throw StoreError.corrupt(cf.name, key: key, "first entry key: want index \(v.snapshot.index + 1)")
+            }
+            it.seekToLast()
+            let lastKey = it.key
+            guard let last = RaftKey.index(ofEntryKey: lastKey), last.rawValue < UInt64.max / 2 else {
+                throw StoreError.corrupt(cf.name, key: lastKey, "not an entry key")
+            }
+            do { v.lastTerm = try RaftLogCodec.decodeTerm(it.value) } catch {
+                throw StoreError.corrupt(cf.name, key: lastKey, error.reason)
+            }
+            v.lastIndex = last
+        }
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        return v
+    }
+
+    // MARK: RaftStorage
+
+    public func initialState() throws -> (HardState, ConfState) {
+        let v = currentView
+        return (v.hardState, v.confState)
+    }
+
+    public func entries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws -> [Entry] {
+        let v = currentView
+        guard low > v.snapshot.index else { throw RaftStorageError.compacted }
+        guard high <= v.lastIndex + 1, low <= high else { throw RaftStorageError.unavailable }
+        var out: [Entry] = []
+        var bytes = 0
+        let it = db.makeIterator(cf, lowerBound: RaftKey.entry(low), upperBound: RaftKey.entry(high))
+        it.seekToFirst()
+        var expected = low
+        while it.isValid {
+            let key = it.key
+            guard RaftKey.index(ofEntryKey: key) == expected else { break }
+            let entry: Entry
+            do { entry = try RaftLogCodec.decodeEntry(it.value, index: expected) } catch {
+                throw StoreError.corrupt(cf.name, key: key, error.reason)
+            }
+            bytes += entry.sizeBytes
+            if !out.isEmpty && bytes > maxBytes { return out }
+            out.append(entry)
+            expected = expected + 1
+            it.next()
+        }
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        if expected < high {
+            // A concurrent compaction or truncation changed the log after `v` was read.
+            let now = currentView
+            if now.snapshot.index >= expected { throw RaftStorageError.compacted }
+            if now.lastIndex < expected { throw RaftStorageError.unavailable }
+            throw StoreError.corrupt(cf.name, key: RaftKey.entry(expected), "entry missing inside the log")
+        }
+        return out
+    }
+
+    public func term(at index: LogIndex) throws -> Term {
+        let v = currentView
+        if index == v.snapshot.index { return v.snapshot.term }
+        if index == v.lastIndex { return v.lastTerm }
+        guard index > v.snapshot.index else { throw RaftStorageError.compacted }
+        guard index <= v.lastIndex else { throw RaftStorageError.unavailable }
+        return try storedTerm(at: index, view: v)
+    }
+
+    /// The term of a stored entry read from disk (not the cache).
+    func storedTerm(at index: LogIndex, view v: View) throws -> Term {
+        let key = RaftKey.entry(index)
+        guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(cf, key) }) else {
+            let now = currentView
+            if now.snapshot.index >= index { throw RaftStorageError.compacted }
+            if now.lastIndex < index { throw RaftStorageError.unavailable }
+            throw StoreError.corrupt(cf.name, key: key, "entry missing inside the log")
+        }
+        do { return try RaftLogCodec.decodeTerm(bytes) } catch {
+            throw StoreError.corrupt(cf.name, key: key, error.reason)
+        }
+    }
+
+    public func firstIndex() throws -> LogIndex { currentView.snapshot.index + 1 }
+    public func lastIndex() throws -> LogIndex { currentView.lastIndex }
+    public func snapshot() throws -> Snapshot { Snapshot(metadata: currentView.snapshot) }
+
+    // MARK: Writes
+
+    /// Queues `update` for the next synced batch; `completion` runs on the writer thread once
+    /// it is durable (or failed). Throws `.overloaded` when the queue is full, `.stopped` after
+    /// a failed write, `.invalidRequest` if the entries would leave a gap.
+    public func submit(
+        _ update: RaftLogUpdate, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
+    ) throws(StoreError) {
+        try writer.submit(.update(update), completion: completion)
+    }
+
+    /// Persists `update` and waits until it is durable. Blocks the calling thread: call it
+    /// from a thread of your own, never from an event loop or the cooperative pool.
+    public func persist(_ update: RaftLogUpdate) throws(StoreError) {
+        try writer.submitAndWait(.update(update))
+    }
+
+    /// Persists `update`, suspending until it is durable.
+    public func persist(_ update: RaftLogUpdate) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+            do {
+                try writer.submit(.update(update)) { result in c.resume(with: result) }
+            } catch {
+                c.resume(throwing: error)
+            }
+        }
+    }
+
+    /// Discards entries up to and including `index` after the state machine has taken a
+    /// snapshot there; records the snapshot metadata (term at `index`, `confState`). Waits for
+    /// durability. A no-op if `index` is at or before the current snapshot.
+    public func compact(through index: LogIndex, confState: ConfState) throws(StoreError) {
+        try writer.submitAndWait(.compact(index, confState))
+    }
+}
+
+/// One Ready's worth of log writes, applied atomically in this order: install `snapshot`
+/// (log restarts after it), append `entries` (truncating any conflicting suffix), set
+/// `hardState` and `confState`.
+public struct RaftLogUpdate: Sendable {
+    public var snapshot: SnapshotMetadata?
+    public var entries: [Entry]
+    public var hardState: HardState?
+    public var confState: ConfState?
+
+    public init(
+        snapshot: SnapshotMetadata? = nil, entries: [Entry] = [], hardState: HardState? = nil,
+        confState: ConfState? = nil
+    ) {
+        self.snapshot = snapshot
+        self.entries = entries
+        self.hardState = hardState
+        self.confState = confState
+    }
+}

@@ -1,0 +1,228 @@
+import FaunaRaft
+import Foundation
+
+/// The group-commit writer of the Raft log: one dedicated thread takes every update queued
+/// while its previous fsync was in flight and writes them as ONE synced WriteBatch, then
+/// publishes the new durable view and runs the completions (DESIGN.md "Storage").
+///
+/// Bounded: at most `pendingUpdatesMax` queued updates (submit throws `.overloaded` beyond)
+/// and `batchUpdatesMax` updates per batch. Fail-stop: after a failed write every pending and
+/// later update fails with `.stopped`; the node must reopen from disk.
+///
+/// `@unchecked Sendable`: all mutable state is guarded by `condition`; the thread only
+/// touches `storage`'s view through its lock.
+final class RaftLogWriter: @unchecked Sendable {
+    enum Operation: Sendable {
+        case update(RaftLogUpdate)
+        case compact(LogIndex, ConfState)
+    }
+
+    private struct Pending {
+        var operation: Operation
+        var completion: @Sendable (Result<Void, StoreError>) -> Void
+    }
+
+    /// The storage this writer feeds; it owns the writer and stops it before going away.
+    private unowned let storage: RaftLogStorage
+    private let condition = NSCondition()
+    private let pendingUpdatesMax: Int
+    private let batchUpdatesMax = 1024
+    private var queue: [Pending] = []
+    /// Last index / snapshot index once everything queued is written (submit-time checks).
+    private var acceptedLastIndex: LogIndex
+    private var acceptedSnapshotIndex: LogIndex
+    private var failure: StoreError?
+    private var isStopping = false
+    private let exited = DispatchSemaphore(value: 0)
+    private var thread: Thread?
+
+    /// Synced batches written so far, and updates they carried (for tests and benchmarks).
+    private(set) var syncedBatchCount = 0
+    private(set) var writtenOperationCount = 0
+
+    init(storage: RaftLogStorage, pendingUpdatesMax: Int) {
+        precondition(pendingUpdatesMax > 0, "pendingUpdatesMax \(pendingUpdatesMax)")
+        self.storage = storage
+        self.pendingUpdatesMax = pendingUpdatesMax
+        let v = storage.currentView
+        acceptedLastIndex = v.lastIndex
+        acceptedSnapshotIndex = v.snapshot.index
+        let t = Thread { [self] in run() }
+        t.name = "fauna-raft-log-writer"
+        thread = t
+        t.start()
+    }
+
+    var counters: (batches: Int, operations: Int) {
+        condition.withLock { (syncedBatchCount, writtenOperationCount) }
+    }
+
+    /// Stops after writing what is queued. Idempotent.
+    func stop() {
+        let wasRunning = condition.withLock { () -> Bool in
+            defer { isStopping = true; condition.broadcast() }
+            return thread != nil && !isStopping
+        }
+        if wasRunning { exited.wait() }
+    }
+
+    func submit(
+        _ op: Operation, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void
+    ) throws(StoreError) {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failure { throw StoreError(.stopped, "raft log stopped after a failed write: \(failure.message)") }
+        guard !isStopping else { throw StoreError(.closed, "raft log writer is closed") }
+        guard queue.count < pendingUpdatesMax else {
+            throw StoreError(.overloaded, "raft log queue full: got \(queue.count) pending, max \(pendingUpdatesMax)")
+        }
+        try accept(op)
+        queue.append(Pending(operation: op, completion: completion))
+        condition.signal()
+    }
+
+    func submitAndWait(_ op: Operation) throws(StoreError) {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        try submit(op) { result in
+            box.result = result
+            done.signal()
+        }
+        done.wait()
+        if case .failure(let e) = box.result { throw e }
+    }
+
+    /// Checks `op` against the state after everything already queued, and records its effect.
+    private func accept(_ op: Operation) throws(StoreError) {
+        switch op {
+        case .update(let u):
+            if let s = u.snapshot, s.index > acceptedSnapshotIndex {
+                acceptedSnapshotIndex = s.index
+                acceptedLastIndex = s.index
+            }
+            let entries = u.entries.drop { $0.index <= acceptedSnapshotIndex }
+            guard let first = entries.first?.index else { return }
+            guard first <= acceptedLastIndex + 1 else {
+                throw StoreError(.invalidRequest, "append leaves a gap: got first index \(first), want ≤ \(acceptedLastIndex + 1)")
+            }
+            var expected = first
+            for e in entries {
+                guard e.index == expected else {
+                    throw StoreError(.invalidRequest, "entries not contiguous: got index \(e.index), want \(expected)")
+                }
+                expected = expected + 1
+            }
+            acceptedLastIndex = expected - 1
+        case .compact(let index, _):
+            guard index > acceptedSnapshotIndex else { return }
+            guard index <= acceptedLastIndex else {
+                throw StoreError(.invalidRequest, "compact beyond the log: got \(index), last \(acceptedLastIndex)")
+            }
+            acceptedSnapshotIndex = index
+        }
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !isStopping { condition.wait() }
+            if queue.isEmpty {
+                condition.unlock()
+                break
+            }
+            let take = min(queue.count, batchUpdatesMax)
+            let group = Array(queue.prefix(take))
+            queue.removeFirst(take)
+            condition.unlock()
+            write(group)
+        }
+        exited.signal()
+    }
+
+    private func write(_ group: [Pending]) {
+        var view = storage.currentView
+        let batch = storage.db.makeWriteBatch()
+        do {
+            var batchTerms: [LogIndex: Term] = [:]
+            for p in group { try add(p.operation, to: batch, view: &view, batchTerms: &batchTerms) }
+            try storage.diskGuard.check(adding: batch.dataBytes, operation: "raft log write")
+            try storage.db.write(batch, sync: true)
+        } catch {
+            let e = (error as? StoreError) ?? (error as? RocksDBError).map(StoreError.init)
+                ?? StoreError(.rocksDB, "\(error)")
+            fail(group, e)
+            return
+        }
+        storage.publish(view)
+        condition.withLock {
+            syncedBatchCount += 1
+            writtenOperationCount += group.count
+        }
+        for p in group { p.completion(.success(())) }
+    }
+
+    private func fail(_ group: [Pending], _ error: StoreError) {
+        let rest = condition.withLock { () -> [Pending] in
+            failure = error
+            defer { queue.removeAll() }
+            return queue
+        }
+        for p in group + rest { p.completion(.failure(error)) }
+    }
+
+    private func add(
+        _ op: Operation, to batch: RocksDBWriteBatch, view v: inout RaftLogStorage.View,
+        batchTerms: inout [LogIndex: Term]
+    ) throws {
+        let cf = storage.cf
+        switch op {
+        case .update(let u):
+            if let s = u.snapshot, s.index > v.snapshot.index {
+                // etcd semantics: a snapshot the core hands over replaces the whole log.
+                batch.deleteRange(cf, from: RaftKey.entry(.zero), to: [RaftKey.entryPrefix + 1])
+                batch.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: s))
+                batch.put(cf, RaftKey.confState, RaftLogCodec.encode(confState: s.confState))
+                batchTerms.removeAll()
+                v.snapshot = s
+                v.confState = s.confState
+                v.lastIndex = s.index
+                v.lastTerm = s.term
+            }
+            let entries = u.entries.drop { $0.index <= v.snapshot.index }
+            if let first = entries.first, let last = entries.last {
+                precondition(first.index <= v.lastIndex + 1, "gap passed submit: \(first.index) > \(v.lastIndex + 1)")
+                if last.index < v.lastIndex {
+                    batch.deleteRange(cf, from: RaftKey.entry(last.index + 1), to: RaftKey.entry(v.lastIndex + 1))
+                }
+                if first.index <= v.lastIndex { batchTerms = batchTerms.filter { $0.key < first.index } }
+                for e in entries {
+                    batch.put(cf, RaftKey.entry(e.index), RaftLogCodec.encode(entry: e))
+                    batchTerms[e.index] = e.term
+                }
+                v.lastIndex = last.index
+                v.lastTerm = last.term
+            }
+            if let h = u.hardState {
+                batch.put(cf, RaftKey.hardState, RaftLogCodec.encode(hardState: h))
+                v.hardState = h
+            }
+            if let c = u.confState {
+                batch.put(cf, RaftKey.confState, RaftLogCodec.encode(confState: c))
+                v.confState = c
+            }
+        case .compact(let index, let conf):
+            guard index > v.snapshot.index else { return }
+            precondition(index <= v.lastIndex, "compact passed submit: \(index) > \(v.lastIndex)")
+            let term = try batchTerms[index] ?? (index == v.lastIndex ? v.lastTerm : storage.storedTerm(at: index, view: v))
+            batch.deleteRange(cf, from: RaftKey.entry(.zero), to: RaftKey.entry(index + 1))
+            let meta = SnapshotMetadata(index: index, term: term, confState: conf)
+            batch.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
+            v.snapshot = meta
+        }
+    }
+}
+
+/// Carries a result from the writer thread to a waiting thread; the semaphore orders access.
+private final class ResultBox: @unchecked Sendable {
+    var result: Result<Void, StoreError> = .success(())
+}

@@ -1,0 +1,280 @@
+import CRocksDB
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A column family of an open `RocksDB`. Only valid with the database that returned it.
+public struct RocksDBColumnFamily: Hashable, Sendable, CustomStringConvertible {
+    /// Position in the database's handle table.
+    let slot: Int
+    public let name: String
+    public var description: String { name }
+}
+
+/// How one column family is configured when the database is opened.
+public struct RocksDBColumnFamilyOptions: Sendable, Hashable {
+    public enum Compression: Sendable, Hashable {
+        case none, lz4, zstd
+    }
+    public var name: String
+    public var compression: Compression
+
+    public init(name: String, compression: Compression = .lz4) {
+        self.name = name
+        self.compression = compression
+    }
+}
+
+/// An open RocksDB instance with column families: the only owner of the C `rocksdb_t`.
+///
+/// `@unchecked Sendable`: RocksDB documents `DB` as safe for concurrent use from many threads
+/// without external synchronisation; the option objects held here are read-only after open,
+/// and the handle table is immutable after `init`. Closed in `deinit` (handles first, then
+/// the database, then the options: NOTES-stack.md).
+public final class RocksDB: @unchecked Sendable {
+    public let path: String
+    let db: OpaquePointer
+    private let dbOptions: OpaquePointer
+    private let cfOptions: [OpaquePointer]
+    let cfHandles: [OpaquePointer]
+    private let cfByName: [String: RocksDBColumnFamily]
+    let readOptions: OpaquePointer
+    private let syncWriteOptions: OpaquePointer
+    private let asyncWriteOptions: OpaquePointer
+
+    /// The column families the database has, in open order (always includes "default").
+    public let columnFamilies: [RocksDBColumnFamily]
+
+    /// Opens (creating if `createIfMissing`) the database at `path` with at least the column
+    /// families in `columnFamilies`. Column families already on disk but not named are opened
+    /// with default options (RocksDB refuses to open otherwise).
+    ///
+    /// - Throws: `RocksDBError` with code `.alreadyInUse` if another process holds the LOCK.
+    public init(
+        path: String, columnFamilies wanted: [RocksDBColumnFamilyOptions], createIfMissing: Bool = true
+    ) throws(RocksDBError) {
+        self.path = path
+        let dbOptions = rocksdb_options_create()!
+        rocksdb_options_set_create_if_missing(dbOptions, createIfMissing ? 1 : 0)
+        rocksdb_options_set_create_missing_column_families(dbOptions, 1)
+        rocksdb_options_set_paranoid_checks(dbOptions, 1)
+        rocksdb_options_set_keep_log_file_num(dbOptions, 4)
+        rocksdb_options_increase_parallelism(dbOptions, 2)
+        // Point reads dominate applying (the state machine reads each key it writes, mostly
+        // misses for new keys): full bloom filters in SSTs and a whole-key bloom filter in the
+        // memtable turn most misses into one filter probe; one shared 64 MiB block cache.
+        let table = rocksdb_block_based_options_create()!
+        rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom_full(10))
+        let cache = rocksdb_cache_create_lru(64 << 20)!
+        rocksdb_block_based_options_set_block_cache(table, cache)
+        rocksdb_options_set_block_based_table_factory(dbOptions, table)
+        rocksdb_block_based_options_destroy(table)  // the factory holds copies
+        rocksdb_cache_destroy(cache)  // the table options hold a reference
+        rocksdb_options_set_memtable_whole_key_filtering(dbOptions, 1)
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(dbOptions, 0.05)
+
+        var names = ["default"]
+        if let existing = try? RocksDB.listColumnFamilies(path: path) {
+            for n in existing where !names.contains(n) { names.append(n) }
+        }
+        for w in wanted where !names.contains(w.name) { names.append(w.name) }
+
+        var cfOptions: [OpaquePointer] = []
+        for name in names {
+            let o = rocksdb_options_create_copy(dbOptions)!
+            let compression = wanted.first { $0.name == name }?.compression ?? .lz4
+            switch compression {
+            case .none: rocksdb_options_set_compression(o, Int32(rocksdb_no_compression))
+            case .lz4: rocksdb_options_set_compression(o, Int32(rocksdb_lz4_compression))
+            case .zstd:
+                rocksdb_options_set_compression(o, Int32(rocksdb_zstd_compression))
+                rocksdb_options_set_bottommost_compression(o, Int32(rocksdb_zstd_compression))
+            }
+            cfOptions.append(o)
+        }
+        let cNames = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        var handles = [OpaquePointer?](repeating: nil, count: names.count)
+        let optionPointers: [OpaquePointer?] = cfOptions
+        let constNames: [UnsafePointer<CChar>?] = cNames.map { UnsafePointer($0) }
+        let opened: OpaquePointer?
+        do {
+            opened = try withRocksDBError("open \(path)") { err in
+                rocksdb_open_column_families(
+                    dbOptions, path, Int32(names.count), constNames, optionPointers, &handles, err)
+            }
+        } catch {
+            cfOptions.forEach { rocksdb_options_destroy($0) }
+            rocksdb_options_destroy(dbOptions)
+            throw error
+        }
+        guard let opened, handles.allSatisfy({ $0 != nil }) else {
+            cfOptions.forEach { rocksdb_options_destroy($0) }
+            rocksdb_options_destroy(dbOptions)
+            throw RocksDBError(code: .other, operation: "open \(path)", message: "open returned no handle")
+        }
+        self.db = opened
+        self.dbOptions = dbOptions
+        self.cfOptions = cfOptions
+        self.cfHandles = handles.map { $0! }
+        var byName: [String: RocksDBColumnFamily] = [:]
+        var list: [RocksDBColumnFamily] = []
+        for (i, n) in names.enumerated() {
+            let cf = RocksDBColumnFamily(slot: i, name: n)
+            byName[n] = cf
+            list.append(cf)
+        }
+        self.cfByName = byName
+        self.columnFamilies = list
+        self.readOptions = rocksdb_readoptions_create()!
+        rocksdb_readoptions_set_verify_checksums(readOptions, 1)
+        self.syncWriteOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(syncWriteOptions, 1)
+        self.asyncWriteOptions = rocksdb_writeoptions_create()!
+    }
+
+    deinit {
+        cfHandles.forEach { rocksdb_column_family_handle_destroy($0) }
+        rocksdb_close(db)
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_writeoptions_destroy(syncWriteOptions)
+        rocksdb_writeoptions_destroy(asyncWriteOptions)
+        cfOptions.forEach { rocksdb_options_destroy($0) }
+        rocksdb_options_destroy(dbOptions)
+    }
+
+    /// The column families stored at `path`. Throws if there is no database there.
+    public static func listColumnFamilies(path: String) throws(RocksDBError) -> [String] {
+        let options = rocksdb_options_create()!
+        defer { rocksdb_options_destroy(options) }
+        var count = 0
+        let list = try withRocksDBError("list column families \(path)") { err in
+            rocksdb_list_column_families(options, path, &count, err)
+        }
+        guard let list else { return [] }
+        defer { rocksdb_list_column_families_destroy(list, count) }
+        return (0..<count).compactMap { list[$0].map { String(cString: $0) } }
+    }
+
+    /// The column family called `name`, if the database has one.
+    public func columnFamily(_ name: String) -> RocksDBColumnFamily? { cfByName[name] }
+
+    func handle(_ cf: RocksDBColumnFamily) -> OpaquePointer {
+        precondition(cf.slot < cfHandles.count && columnFamilies[cf.slot].name == cf.name,
+                     "column family \(cf.name) is not from database \(path)")
+        return cfHandles[cf.slot]
+    }
+
+    /// The value at `key`, or nil if absent. Reads through `snapshot` when given.
+    public func get(
+        _ cf: RocksDBColumnFamily, _ key: [UInt8], snapshot: RocksDBReadSnapshot? = nil
+    ) throws(RocksDBError) -> [UInt8]? {
+        let h = handle(cf)
+        var length = 0
+        let value: UnsafeMutablePointer<CChar>?
+        if let snapshot {
+            precondition(snapshot.db === self, "snapshot from another database")
+            value = try withRocksDBError("get", columnFamily: cf.name) { err in
+                key.withUnsafeBufferPointer { k in
+                    k.withMemoryRebound(to: CChar.self) { k in
+                        rocksdb_get_cf(db, snapshot.readOptions, h, k.baseAddress, k.count, &length, err)
+                    }
+                }
+            }
+        } else {
+            value = try withRocksDBError("get", columnFamily: cf.name) { err in
+                key.withUnsafeBufferPointer { k in
+                    k.withMemoryRebound(to: CChar.self) { k in
+                        rocksdb_get_cf(db, readOptions, h, k.baseAddress, k.count, &length, err)
+                    }
+                }
+            }
+        }
+        guard let value else { return nil }
+        defer { rocksdb_free(value) }
+        return value.withMemoryRebound(to: UInt8.self, capacity: length) {
+            Array(UnsafeBufferPointer(start: $0, count: length))
+        }
+    }
+
+    /// Applies `batch` atomically. With `sync`, returns only after the WAL is fsynced.
+    public func write(_ batch: RocksDBWriteBatch, sync: Bool) throws(RocksDBError) {
+        precondition(batch.db === self, "write batch from another database")
+        try withRocksDBError(sync ? "write(sync)" : "write") { err in
+            rocksdb_write(db, sync ? syncWriteOptions : asyncWriteOptions, batch.batch, err)
+        }
+    }
+
+    /// A new, empty write batch for this database.
+    public func makeWriteBatch() -> RocksDBWriteBatch { RocksDBWriteBatch(db: self) }
+
+    /// Writes a single key (convenience over a one-entry batch).
+    public func put(_ cf: RocksDBColumnFamily, _ key: [UInt8], _ value: [UInt8], sync: Bool) throws(RocksDBError) {
+        let b = makeWriteBatch()
+        b.put(cf, key, value)
+        try write(b, sync: sync)
+    }
+
+    /// An iterator over `cf` restricted to `[lowerBound, upperBound)`.
+    public func makeIterator(
+        _ cf: RocksDBColumnFamily, lowerBound: [UInt8]? = nil, upperBound: [UInt8]? = nil,
+        snapshot: RocksDBReadSnapshot? = nil
+    ) -> RocksDBIterator {
+        RocksDBIterator(db: self, cf: cf, lowerBound: lowerBound, upperBound: upperBound, snapshot: snapshot)
+    }
+
+    /// A consistent read view of the whole database as of now.
+    public func makeSnapshot() -> RocksDBReadSnapshot { RocksDBReadSnapshot(db: self) }
+
+    /// Flushes the memtables of `cfs` (all column families if nil) to SST files and waits.
+    public func flush(_ cfs: [RocksDBColumnFamily]? = nil) throws(RocksDBError) {
+        let options = rocksdb_flushoptions_create()!
+        defer { rocksdb_flushoptions_destroy(options) }
+        rocksdb_flushoptions_set_wait(options, 1)
+        for cf in cfs ?? columnFamilies {
+            let h = handle(cf)
+            try withRocksDBError("flush", columnFamily: cf.name) { err in rocksdb_flush_cf(db, options, h, err) }
+        }
+    }
+
+    /// A RocksDB property (e.g. "rocksdb.estimate-num-keys"), or nil if unknown.
+    public func property(_ name: String, of cf: RocksDBColumnFamily) -> String? {
+        guard let value = rocksdb_property_value_cf(db, handle(cf), name) else { return nil }
+        defer { rocksdb_free(value) }
+        return String(cString: value)
+    }
+
+    /// Creates a checkpoint (hard links of the SST files plus copies of the rest) in `directory`,
+    /// which must not exist yet. Flushes memtables first so the checkpoint needs no WAL replay.
+    public func createCheckpoint(at directory: String) throws(RocksDBError) {
+        let cp = try withRocksDBError("checkpoint \(directory)") { err in rocksdb_checkpoint_object_create(db, err) }
+        guard let cp else {
+            throw RocksDBError(code: .other, operation: "checkpoint \(directory)", message: "no checkpoint object")
+        }
+        defer { rocksdb_checkpoint_object_destroy(cp) }
+        try withRocksDBError("checkpoint \(directory)") { err in rocksdb_checkpoint_create(cp, directory, 0, err) }
+    }
+}
+
+/// A consistent read view (RocksDB snapshot). Released in `deinit`.
+public final class RocksDBReadSnapshot {
+    let db: RocksDB
+    let snapshot: OpaquePointer
+    let readOptions: OpaquePointer
+
+    init(db: RocksDB) {
+        self.db = db
+        self.snapshot = rocksdb_create_snapshot(db.db)
+        self.readOptions = rocksdb_readoptions_create()!
+        rocksdb_readoptions_set_verify_checksums(readOptions, 1)
+        rocksdb_readoptions_set_snapshot(readOptions, snapshot)
+    }
+
+    deinit {
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_release_snapshot(db.db, snapshot)
+    }
+}

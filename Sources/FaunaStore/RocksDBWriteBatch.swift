@@ -1,0 +1,64 @@
+import CRocksDB
+
+/// An atomic group of writes across column families, applied by `RocksDB.write(_:sync:)`.
+/// Operations apply in the order they were added. Not thread-safe.
+public final class RocksDBWriteBatch {
+    let db: RocksDB
+    let batch: OpaquePointer
+
+    init(db: RocksDB) {
+        self.db = db
+        self.batch = rocksdb_writebatch_create()!
+    }
+
+    deinit { rocksdb_writebatch_destroy(batch) }
+
+    /// The number of operations in the batch.
+    public var count: Int { Int(rocksdb_writebatch_count(batch)) }
+
+    /// The size of the batch's serialized representation (about what it adds to the WAL).
+    public var dataBytes: Int {
+        var size = 0
+        _ = rocksdb_writebatch_data(batch, &size)
+        return size
+    }
+
+    /// Removes every operation, keeping the allocation for reuse.
+    public func clear() { rocksdb_writebatch_clear(batch) }
+
+    public func put(_ cf: RocksDBColumnFamily, _ key: [UInt8], _ value: [UInt8]) {
+        let h = db.handle(cf)
+        key.withUnsafeBufferPointer { k in
+            value.withUnsafeBufferPointer { v in
+                k.withMemoryRebound(to: CChar.self) { k in
+                    v.withMemoryRebound(to: CChar.self) { v in
+                        rocksdb_writebatch_put_cf(batch, h, k.baseAddress, k.count, v.baseAddress, v.count)
+                    }
+                }
+            }
+        }
+    }
+
+    public func delete(_ cf: RocksDBColumnFamily, _ key: [UInt8]) {
+        let h = db.handle(cf)
+        key.withUnsafeBufferPointer { k in
+            k.withMemoryRebound(to: CChar.self) { k in
+                rocksdb_writebatch_delete_cf(batch, h, k.baseAddress, k.count)
+            }
+        }
+    }
+
+    /// Deletes every key in `[start, end)`.
+    public func deleteRange(_ cf: RocksDBColumnFamily, from start: [UInt8], to end: [UInt8]) {
+        let h = db.handle(cf)
+        start.withUnsafeBufferPointer { s in
+            end.withUnsafeBufferPointer { e in
+                s.withMemoryRebound(to: CChar.self) { s in
+                    e.withMemoryRebound(to: CChar.self) { e in
+                        rocksdb_writebatch_delete_range_cf(batch, h, s.baseAddress, s.count, e.baseAddress, e.count)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Crypto
+import FaunaRaft
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The receiving side of a state snapshot. Writes the files aside (`<data>/db.incoming`),
+/// checks each file's size and SHA-256 against the manifest as it completes, then `finish`
+/// rewrites the snapshot's `raft` CF with this node's own hard state (its term and vote are
+/// its own) and an empty log that restarts after the snapshot index, fsyncs, and marks the
+/// install ready. Reopening the store (`Store(path:)`) swaps the directories atomically and
+/// fsyncs the parent (`Store.recoverInstall`), so a crash at any point leaves either the old
+/// state or the new one. Not thread-safe.
+public final class SnapshotReceiver {
+    static let readyMarker = "INSTALL-READY"
+
+    public let manifest: SnapshotManifest
+    let root: String
+    var directory: String { "\(root)/db.incoming" }
+    private var received: [UInt64]
+    private var hashers: [SHA256]
+    private var completed: [Bool]
+    private var fd: Int32 = -1
+    private var openFileIndex = -1
+
+    /// Starts receiving into `store`'s data directory, discarding any earlier partial install.
+    public init(store: Store, manifest: SnapshotManifest) throws(StoreError) {
+        self.manifest = manifest
+        self.root = store.path
+        received = Array(repeating: 0, count: manifest.files.count)
+        hashers = Array(repeating: SHA256(), count: manifest.files.count)
+        completed = Array(repeating: false, count: manifest.files.count)
+        try FileIO.removeTree("\(root)/db.incoming")
+        try FileIO.createDirectory("\(root)/db.incoming")
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Whether every file has arrived and verified.
+    public var isComplete: Bool { completed.allSatisfy { $0 } }
+
+    /// Writes one chunk. Throws `.snapshotInvalid` for a chunk out of order, beyond the file
+    /// size, or completing a file whose hash differs; the install must then restart.
+    public func receive(_ chunk: SnapshotChunk) throws(StoreError) {
+        let i = chunk.fileIndex
+        guard i >= 0, i < manifest.files.count else {
+            throw StoreError(.snapshotInvalid, "chunk file index: got \(i), want < \(manifest.files.count)")
+        }
+        let file = manifest.files[i]
+        guard !completed[i], chunk.offset == received[i] else {
+            throw StoreError(.snapshotInvalid, "chunk of \(file.name): got offset \(chunk.offset), want \(received[i])")
+        }
+        guard chunk.data.count <= SnapshotChunk.bytesMax,
+            UInt64(chunk.data.count) <= file.sizeBytes - received[i]
+        else {
+            throw StoreError(.snapshotInvalid, "chunk of \(file.name): \(chunk.data.count) bytes at \(chunk.offset) exceed size \(file.sizeBytes)")
+        }
+        let path = "\(directory)/\(file.name)"
+        if openFileIndex != i {
+            if fd >= 0 { close(fd) }
+            fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            guard fd >= 0 else { throw FileIO.error("create", path) }
+            openFileIndex = i
+        }
+        try FileIO.writeAll(fd, chunk.data[...], path)
+        chunk.data.withUnsafeBytes { hashers[i].update(bufferPointer: $0) }
+        received[i] += UInt64(chunk.data.count)
+        if received[i] == file.sizeBytes {
+            guard fsync(fd) == 0 else { throw FileIO.error("fsync", path) }
+            close(fd)
+            fd = -1
+            openFileIndex = -1
+            let digest = Array(hashers[i].finalize())
+            guard digest == file.sha256 else {
+                throw StoreError(.snapshotInvalid, "file \(file.name): SHA-256 mismatch")
+            }
+            completed[i] = true
+        }
+    }
+
+    /// Verifies completeness, gives the snapshot this node's `hardState` and a log restarting
+    /// after the snapshot index, fsyncs, and marks the install ready. The caller then closes
+    /// and drops the old `Store` and opens `Store(path:)` again, which performs the swap.
+    /// Nothing may be persisted to the old store's Raft log in between.
+    public func finish(hardState: HardState) throws(StoreError) {
+        guard isComplete else {
+            let missing = zip(manifest.files, completed).filter { !$0.1 }.map(\.0.name)
+            throw StoreError(.snapshotInvalid, "snapshot incomplete: missing \(missing.prefix(5))")
+        }
+        do {
+            let db = try rocks { () throws(RocksDBError) in
+                try RocksDB(path: directory, columnFamilies: StoreColumnFamily.allCases.map(\.options), createIfMissing: false)
+            }
+            guard let raft = db.columnFamily(StoreColumnFamily.raft.rawValue),
+                let metaCF = db.columnFamily(StoreColumnFamily.meta.rawValue)
+            else {
+                throw StoreError(.snapshotInvalid, "snapshot lacks the raft or meta column family")
+            }
+            let meta = manifest.metadata
+            let batch = db.makeWriteBatch()
+            batch.deleteRange(raft, from: [0], to: [0xFF, 0xFF])
+            var own = hardState
+            own.commit = max(own.commit, meta.index)
+            batch.put(raft, RaftKey.hardState, RaftLogCodec.encode(hardState: own))
+            batch.put(raft, RaftKey.confState, RaftLogCodec.encode(confState: meta.confState))
+            batch.put(raft, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
+            try rocks { () throws(RocksDBError) in try db.write(batch, sync: true) }
+            // Check the snapshot says what the manifest says before accepting it.
+            let applied = try Store.loadAppliedState(db: db, meta: metaCF)
+            guard applied.index == meta.index, applied.term == meta.term else {
+                throw StoreError(.snapshotInvalid, "snapshot applied index/term: got \(applied.index)/\(applied.term), manifest \(meta.index)/\(meta.term)")
+            }
+        }
+        try FileIO.fsyncDirectory(directory)
+        try FileIO.writeFile("\(directory)/\(Self.readyMarker)", [])
+        try FileIO.fsyncDirectory(directory)
+        try FileIO.fsyncDirectory(root)
+    }
+}

@@ -1,0 +1,65 @@
+import FaunaRaft
+import Foundation
+
+/// What the state machine has applied: kept in the `meta` CF in the same WriteBatch as the
+/// writes of the entries (so after a crash it matches kv, journal and tree exactly).
+struct AppliedState: Sendable, Hashable {
+    /// The last applied index; equals the journal's last index and the Merkle tree size.
+    var index = LogIndex.zero
+    /// The term of the entry at `index` (0 if none).
+    var term = Term.zero
+    /// The membership as of `index`, as the node reported it when applying.
+    var confState = ConfState()
+}
+
+extension Store {
+    static func loadAppliedState(db: RocksDB, meta: RocksDBColumnFamily) throws(StoreError) -> AppliedState {
+        var state = AppliedState()
+        func u64(_ key: [UInt8]) throws(StoreError) -> UInt64? {
+            guard let b = try rocks({ () throws(RocksDBError) in try db.get(meta, key) }) else { return nil }
+            guard let v = uint64(bigEndian: b[...]) else {
+                throw StoreError.corrupt(meta.name, key: key, "got \(b.count) bytes, want 8")
+            }
+            return v
+        }
+        state.index = LogIndex(try u64(MetaKey.applied) ?? 0)
+        guard state.index.rawValue < UInt64.max / 2 else {
+            throw StoreError.corrupt(meta.name, key: MetaKey.applied, "applied index \(state.index) out of range")
+        }
+        state.term = Term(try u64(MetaKey.appliedTerm) ?? 0)
+        if let b = try rocks({ () throws(RocksDBError) in try db.get(meta, MetaKey.confState) }) {
+            do { state.confState = try RaftLogCodec.decodeConfState(b) } catch {
+                throw StoreError.corrupt(meta.name, key: MetaKey.confState, error.reason)
+            }
+        }
+        return state
+    }
+
+    /// Adds the applied-state records to `batch`.
+    func add(_ state: AppliedState, to batch: RocksDBWriteBatch) {
+        batch.put(cfs.meta, MetaKey.applied, bigEndianBytes(state.index.rawValue))
+        batch.put(cfs.meta, MetaKey.appliedTerm, bigEndianBytes(state.term.rawValue))
+        batch.put(cfs.meta, MetaKey.confState, RaftLogCodec.encode(confState: state.confState))
+    }
+
+    /// The index of the last applied entry.
+    public var appliedIndex: LogIndex { applyLock.withLock { applied.index } }
+
+    /// Finishes or discards a snapshot install interrupted by a crash (see `SnapshotReceiver`).
+    /// `db.incoming/INSTALL-READY` is written (and fsynced) only after every file verified and
+    /// the raft CF was rewritten, so with it the swap is completed, without it discarded.
+    static func recoverInstall(root: String) throws(StoreError) {
+        let incoming = "\(root)/db.incoming", current = "\(root)/db", old = "\(root)/db.old"
+        if FileIO.exists("\(incoming)/\(SnapshotReceiver.readyMarker)") {
+            if FileIO.exists(current) {
+                try FileIO.removeTree(old)
+                try FileIO.rename(current, old)
+            }
+            try FileIO.rename(incoming, current)
+            try FileIO.fsyncDirectory(root)
+            try FileIO.removeTree("\(current)/\(SnapshotReceiver.readyMarker)")
+        }
+        try FileIO.removeTree(incoming)
+        try FileIO.removeTree(old)
+    }
+}

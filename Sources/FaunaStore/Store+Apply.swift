@@ -1,0 +1,175 @@
+import FaunaAudit
+import FaunaKV
+import FaunaRaft
+import FaunaVerify
+
+/// What applying one committed entry produced.
+public struct AppliedEntry: Sendable, Hashable {
+    public var index: LogIndex
+    /// The state machine's result for a normal entry with a payload; nil for no-ops and
+    /// membership changes (which only go to the journal and the tree).
+    public var result: KVApplyResult?
+}
+
+extension Store {
+    /// Applies committed entries in log order, in ONE WriteBatch: the journal record and Merkle
+    /// nodes of every entry, the KV writes of normal entries with a payload, and the applied
+    /// index (DESIGN.md "Storage"). After a crash either all of it is on disk or none, so each
+    /// entry is applied exactly once and the tree size equals the applied index.
+    ///
+    /// Entries at or below the applied index are skipped (a restarted node may replay them).
+    /// - Parameters:
+    ///   - confState: the membership after these entries, if a membership change is among
+    ///     them (recorded so a snapshot carries it).
+    ///   - sync: fsync before returning. The Raft log is the durable record of committed
+    ///     entries, so applying unsynced is safe: after a crash the node re-applies from the
+    ///     last durable applied index.
+    /// - Throws: `.invalidRequest` for a gap (nothing written); any other error is fail-stop:
+    ///   the store refuses further applies.
+    @discardableResult
+    public func apply(_ entries: [Entry], confState: ConfState? = nil, sync: Bool = false) throws(StoreError) -> [AppliedEntry] {
+        applyLock.lock()
+        defer { applyLock.unlock() }
+        if let applyFailure { throw StoreError(.stopped, "state machine stopped after a failed apply: \(applyFailure.message)") }
+        let todo = entries.drop { $0.index <= applied.index }
+        guard let first = todo.first else { return [] }
+        guard first.index == applied.index + 1 else {
+            throw StoreError(.invalidRequest, "apply gap: got index \(first.index), want \(applied.index + 1)")
+        }
+        for (offset, e) in todo.enumerated() where e.index != first.index + UInt64(offset) {
+            throw StoreError(.invalidRequest, "apply: entries not contiguous at \(e.index)")
+        }
+        do {
+            return try applyLocked(Array(todo), confState: confState, sync: sync)
+        } catch {
+            let e = (error as? StoreError) ?? (error as? RocksDBError).map(StoreError.init)
+                ?? StoreError(.corruptRecord, "apply failed: \(error)")
+            applyFailure = e
+            throw e
+        }
+    }
+
+    private func applyLocked(_ entries: [Entry], confState: ConfState?, sync: Bool) throws -> [AppliedEntry] {
+        let batch = db.makeWriteBatch()
+        let backend = makeKVBackend()
+        var frontier = self.frontier
+        var nodes = NodeWrites()
+        var kvBatch = KVWriteBatch()
+        var out: [AppliedEntry] = []
+        out.reserveCapacity(entries.count)
+        for e in entries {
+            batch.put(cfs.journal, bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(entry: e))
+            let leaf = JournalEntry(index: e.index.rawValue, term: e.term.rawValue, type: e.type.rawValue, payload: e.data)
+            frontier.append(leaf.leafHash, to: &nodes)
+            var result: KVApplyResult? = nil
+            if e.type == .normal && !e.data.isEmpty {
+                result = try kvStateMachine.apply(
+                    entryData: e.data, at: Revision(e.index.rawValue), on: backend, into: &kvBatch)
+            }
+            out.append(AppliedEntry(index: e.index, result: result))
+        }
+        backend.add(kvBatch, to: batch)
+        // Level by level, ascending: one ascending run per level for the memtable (see add(_:to:)).
+        let sortedNodes = nodes.writes.sorted {
+            $0.address.level != $1.address.level ? $0.address.level < $1.address.level : $0.address.index < $1.address.index
+        }
+        for (address, hash) in sortedNodes { batch.put(cfs.merkle, address.storageKey, hash.bytes) }
+        guard let last = entries.last else { return out }
+        var state = applied
+        state.index = last.index
+        state.term = last.term
+        if let confState { state.confState = confState }
+        add(state, to: batch)
+        try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
+        try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
+        precondition(frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
+        self.frontier = frontier
+        self.applied = state
+        return out
+    }
+
+    /// A `KVBackend` over the latest committed state (for `KVStateMachine` reads).
+    public func makeKVBackend() -> RocksDBKVBackend { RocksDBKVBackend(db: db, cfs: cfs) }
+
+    /// The current tree size (== applied index) and root hash.
+    public var treeHead: (treeSize: UInt64, rootHash: MerkleHash) {
+        applyLock.withLock { (frontier.treeSize, frontier.rootHash) }
+    }
+
+    /// A prover for roots and proofs over the stored tree as of now.
+    public func makeMerkleProver() -> MerkleProver<RocksDBMerkleNodeReader> {
+        let size = applyLock.withLock { frontier.treeSize }
+        return MerkleProver(reader: RocksDBMerkleNodeReader(db: db, cf: cfs.merkle, snapshot: nil), treeSize: size)
+    }
+
+    /// The committed entry at `index` from the journal (kept forever), or nil if not applied.
+    public func journalEntry(at index: LogIndex) throws(StoreError) -> Entry? {
+        let key = bigEndianBytes(index.rawValue)
+        guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(cfs.journal, key) }) else { return nil }
+        do { return try RaftLogCodec.decodeEntry(bytes, index: index) } catch {
+            throw StoreError.corrupt(cfs.journal.name, key: key, error.reason)
+        }
+    }
+
+    /// Committed entries `[low, high)` from the journal, stopping once `maxBytes` is exceeded
+    /// (at least one entry if any is in range), like `RaftStorage.entries`. Serves entries the
+    /// Raft log has compacted away (docs/STORAGE.md); only applied entries are there.
+    /// - Throws: `.invalidRequest` if `high` is beyond the applied index + 1 or `low` is 0;
+    ///   `.corruptRecord` if an entry inside the journal is missing or does not decode.
+    public func journalEntries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws(StoreError) -> [Entry] {
+        let appliedNow = appliedIndex
+        guard low >= LogIndex(1), low <= high, high <= appliedNow + 1 else {
+            throw StoreError(.invalidRequest, "journal range [\(low), \(high)): want 1 ≤ low ≤ high ≤ \(appliedNow + 1)")
+        }
+        var out: [Entry] = []
+        var bytes = 0
+        var expected = low
+        let it = db.makeIterator(
+            cfs.journal, lowerBound: bigEndianBytes(low.rawValue), upperBound: bigEndianBytes(high.rawValue))
+        it.seekToFirst()
+        while it.isValid {
+            let key = it.key
+            guard uint64(bigEndian: key[...]) == expected.rawValue else {
+                throw StoreError.corrupt(cfs.journal.name, key: key, "want index \(expected)")
+            }
+            let entry: Entry
+            do { entry = try RaftLogCodec.decodeEntry(it.value, index: expected) } catch {
+                throw StoreError.corrupt(cfs.journal.name, key: key, error.reason)
+            }
+            bytes += entry.sizeBytes
+            if !out.isEmpty && bytes > maxBytes { return out }
+            out.append(entry)
+            expected = expected + 1
+            it.next()
+        }
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        guard expected == high else {
+            throw StoreError.corrupt(cfs.journal.name, key: bigEndianBytes(expected.rawValue), "journal entry missing")
+        }
+        return out
+    }
+
+    /// Loads the tree frontier and checks that the journal, tree and applied index agree.
+    static func loadFrontier(db: RocksDB, cfs: ColumnFamilies, applied: AppliedState) throws(StoreError) -> MerkleFrontier {
+        let it = db.makeIterator(cfs.journal)
+        it.seekToLast()
+        var journalLast: UInt64 = 0
+        if it.isValid {
+            let key = it.key
+            guard let v = uint64(bigEndian: key[...]) else { throw StoreError.corrupt(cfs.journal.name, key: key, "key: want 8 bytes") }
+            journalLast = v
+        }
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        guard journalLast == applied.index.rawValue else {
+            throw StoreError(.corruptRecord, "journal last index \(journalLast) != applied index \(applied.index)")
+        }
+        do {
+            let reader = RocksDBMerkleNodeReader(db: db, cf: cfs.merkle, snapshot: nil)
+            return try MerkleFrontier.load(treeSize: applied.index.rawValue, from: reader)
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError(.corruptRecord, "merkle tree of size \(applied.index) does not load: \(error)")
+        }
+    }
+}

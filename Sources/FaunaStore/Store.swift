@@ -1,0 +1,118 @@
+import FaunaAudit
+import FaunaKV
+import FaunaRaft
+import Foundation
+
+/// One node's storage: a RocksDB instance with the six column families of DESIGN.md, the Raft
+/// log on `raft`, and (see `Store+Apply.swift`) the state machine, journal and Merkle nodes.
+///
+/// Layout of the data directory `path`: `db/` is the RocksDB instance; `db.incoming/` is a
+/// snapshot being installed, `db.old/` the instance it replaces, `snapshots/` checkpoints
+/// being streamed out (docs/STORAGE.md). Open with `Store(path:)`; call `close()` and drop
+/// the instance before reopening the same directory in-process.
+///
+/// `@unchecked Sendable`: the database is thread-safe, the Raft log guards its own state and
+/// the apply state is guarded by `applyLock`.
+public final class Store: @unchecked Sendable {
+    /// The data directory.
+    public let path: String
+    /// The RocksDB directory inside it (what `ldb --db=` takes).
+    public var databasePath: String { "\(path)/db" }
+    let db: RocksDB
+    let cfs: ColumnFamilies
+    /// The Raft log, hard state and membership (FaunaRaft's `RaftStorage`).
+    public let raftLog: RaftLogStorage
+    /// Serialises applies and snapshot creation; guards `applied` (and the apply pipeline).
+    let applyLock = NSLock()
+    var applied: AppliedState
+    /// The tree's right edge as of `applied.index` (guarded by `applyLock`).
+    var frontier: MerkleFrontier
+    /// Set after a failed apply: the store refuses further applies (fail-stop).
+    var applyFailure: StoreError?
+    /// The key-value state machine (stateless: its state lives in the kv/history/meta CFs).
+    public let kvStateMachine = KVStateMachine()
+
+    struct ColumnFamilies {
+        let raft, kv, history, journal, merkle, meta: RocksDBColumnFamily
+    }
+
+    /// Tunables of a store. The defaults suit a node; tests shrink them.
+    public struct Options: Sendable {
+        /// Writes are refused (fail-stop, `.diskFull`) when less than this is free on the data
+        /// directory's filesystem: room for memtable flushes and compaction to finish.
+        public var diskFreeBytesMin: UInt64 = 256 << 20
+        /// Bound of the Raft log's group-commit queue.
+        public var logPendingUpdatesMax = 4096
+        public init() {}
+    }
+
+    let diskGuard: DiskSpaceGuard
+
+    /// Opens or creates the store at `path` (the directory and its parent are created).
+    ///
+    /// - Throws: `StoreError` with `.rocksDB` / `.alreadyInUse` if another process has the
+    ///   directory open, `.corruptRecord` if bookkeeping records do not decode.
+    public init(path: String, options: Options = Options()) throws(StoreError) {
+        self.path = path
+        self.diskGuard = DiskSpaceGuard(path: path, freeBytesMin: options.diskFreeBytesMin)
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError(.fileSystem, "create data directory \(path): \(error)")
+        }
+        try Self.recoverInstall(root: path)
+        // Opening replays the WAL and may flush it to an SST: refuse on a full disk up front.
+        try diskGuard.check(adding: 0, operation: "open")
+        let dbPath = "\(path)/db"
+        let db = try rocks { () throws(RocksDBError) in
+            try RocksDB(path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options))
+        }
+        func cf(_ c: StoreColumnFamily) -> RocksDBColumnFamily {
+            guard let handle = db.columnFamily(c.rawValue) else {
+                preconditionFailure("open did not create column family \(c.rawValue)")
+            }
+            return handle
+        }
+        self.db = db
+        self.cfs = ColumnFamilies(
+            raft: cf(.raft), kv: cf(.kv), history: cf(.history), journal: cf(.journal), merkle: cf(.merkle),
+            meta: cf(.meta))
+        try Self.checkSchema(db: db, meta: cfs.meta)
+        let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
+        self.applied = applied
+        self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied)
+        // Last: it starts the writer thread.
+        self.raftLog = try RaftLogStorage(
+            db: db, cf: cfs.raft, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax)
+        try FileIO.removeTree("\(path)/snapshots")
+    }
+
+    /// Stops background writers. The database itself closes when the last reference goes.
+    public func close() { raftLog.close() }
+
+    deinit { raftLog.close() }
+
+    private static func checkSchema(db: RocksDB, meta: RocksDBColumnFamily) throws(StoreError) {
+        let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
+        guard let stored else {
+            var w = ByteWriter(capacity: 4)
+            w.u32(storeSchemaVersion)
+            try rocks { () throws(RocksDBError) in try db.put(meta, MetaKey.schema, w.bytes, sync: true) }
+            return
+        }
+        var r = ByteReader(stored)
+        let version: UInt32
+        do { version = try r.u32(); try r.end() } catch {
+            throw StoreError.corrupt(meta.name, key: MetaKey.schema, error.reason)
+        }
+        guard version == storeSchemaVersion else {
+            throw StoreError(.corruptRecord, "schema version in \(meta.name): got \(version), want \(storeSchemaVersion)")
+        }
+    }
+
+    /// A RocksDB property of one column family (e.g. "rocksdb.estimate-num-keys").
+    public func property(_ name: String, of family: StoreColumnFamily) -> String? {
+        guard let cf = db.columnFamily(family.rawValue) else { return nil }
+        return db.property(name, of: cf)
+    }
+}

@@ -1,0 +1,69 @@
+/// An error from the store. Errors with `isFailStop` mean the disk may disagree with memory:
+/// the node must stop and recover from disk (STYLE.md "Errors", DESIGN.md "Storage").
+public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let name: String
+        /// RocksDB reported an error; see `rocksDB`.
+        public static let rocksDB = Code(name: "rocksDB")
+        /// A record read from disk does not decode: corruption or a format we do not know.
+        public static let corruptRecord = Code(name: "corruptRecord")
+        /// An earlier write failed; the store refuses everything until reopened.
+        public static let stopped = Code(name: "stopped")
+        /// The caller asked for something invalid (a log gap, an unknown snapshot...).
+        public static let invalidRequest = Code(name: "invalidRequest")
+        /// A bounded queue is full: back off and retry.
+        public static let overloaded = Code(name: "overloaded")
+        /// The store is closed.
+        public static let closed = Code(name: "closed")
+        /// A snapshot file or manifest failed verification.
+        public static let snapshotInvalid = Code(name: "snapshotInvalid")
+        /// The data directory's filesystem is (nearly) full; nothing was written.
+        public static let diskFull = Code(name: "diskFull")
+        /// A filesystem call outside RocksDB failed (snapshot files, directories).
+        public static let fileSystem = Code(name: "fileSystem")
+        public var description: String { name }
+    }
+
+    public let code: Code
+    public let message: String
+    /// The underlying RocksDB error, when `code == .rocksDB`.
+    public let rocksDB: RocksDBError?
+
+    public init(_ code: Code, _ message: String, rocksDB: RocksDBError? = nil) {
+        self.code = code
+        self.message = message
+        self.rocksDB = rocksDB
+    }
+
+    init(_ error: RocksDBError) {
+        self.init(.rocksDB, error.description, rocksDB: error)
+    }
+
+    static func corrupt(_ columnFamily: String, key: [UInt8], _ reason: String) -> StoreError {
+        let hex = key.prefix(32).map { String($0, radix: 16).leftPadded(2) }.joined()
+        return StoreError(.corruptRecord, "corrupt record in column family \(columnFamily), key \(hex): \(reason)")
+    }
+
+    /// True when the node must stop: the disk state may disagree with memory, or is bad.
+    public var isFailStop: Bool {
+        switch code {
+        case .rocksDB: return rocksDB?.isFailStop ?? true
+        case .corruptRecord, .stopped, .fileSystem, .diskFull: return true
+        default: return false
+        }
+    }
+
+    public var description: String { "store error [\(code)]: \(message)" }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+/// Runs a RocksDB operation, wrapping its error as a `StoreError`.
+@inline(__always)
+func rocks<T>(_ body: () throws(RocksDBError) -> T) throws(StoreError) -> T {
+    do { return try body() } catch { throw StoreError(error) }
+}

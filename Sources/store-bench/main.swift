@@ -1,0 +1,252 @@
+// store-bench: FaunaStore throughput on this machine's disk (docs/PERFORMANCE.md "Storage").
+//
+//   flock /tmp/fauna-build.lock swift run -c release --scratch-path .build-release store-bench \
+//       [--dir DIR] [--seconds S] [--snapshot-mib N]
+//
+// Measures, in one run on one disk: the raw fsync rate (write 128 B + fdatasync), synced Raft
+// log appends with group commit under 1/16/256 concurrent appenders, unsynced apply of
+// single-put entries (kv + history + journal + Merkle tree + applied index), point gets, range
+// scans, and snapshot create/stream/install time.
+import FaunaKV
+import FaunaRaft
+import FaunaStore
+import Foundation
+
+struct Config {
+    var dir = FileManager.default.temporaryDirectory.path + "/fauna-store-bench"
+    var seconds = 3.0
+    var snapshotMiB = 256
+    /// Run only this part: "fsync", "log", "apply" (apply + reads) or "snapshot"; nil: all.
+    var only: String? = nil
+    /// Entries per apply call.
+    var applyBatch: UInt64 = 256
+}
+
+func parse(_ args: [String]) -> Config {
+    var c = Config()
+    var i = 1
+    while i < args.count {
+        let v = i + 1 < args.count ? args[i + 1] : ""
+        switch args[i] {
+        case "--dir": c.dir = v
+        case "--seconds": c.seconds = Double(v) ?? c.seconds
+        case "--snapshot-mib": c.snapshotMiB = Int(v) ?? c.snapshotMiB
+        case "--only": c.only = v
+        case "--apply-batch": c.applyBatch = max(1, UInt64(v) ?? c.applyBatch)
+        default:
+            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot] [--apply-batch N]")
+            exit(2)
+        }
+        i += 2
+    }
+    return c
+}
+
+func now() -> Double { Date().timeIntervalSinceReferenceDate }
+
+func fmt(_ x: Double) -> String { x >= 100 ? String(Int(x.rounded())) : String(format: "%.2f", x) }
+
+/// write(128 B) + fdatasync in a loop on a file in `dir`: the disk's synced-write rate.
+func rawFsyncRate(dir: String, seconds: Double) -> Double {
+    let path = dir + "/fsync-probe"
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    precondition(fd >= 0, "open \(path)")
+    defer { close(fd); unlink(path) }
+    let buf = [UInt8](repeating: 1, count: 128)
+    var count = 0
+    let start = now()
+    while now() - start < seconds {
+        _ = buf.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        precondition(fdatasync(fd) == 0, "fdatasync")
+        count += 1
+    }
+    return Double(count) / (now() - start)
+}
+
+/// Synced log appends of one 128 B entry each from `appenders` threads for `seconds`.
+func groupCommitRate(store: Store, appenders: Int, seconds: Double) throws -> (appends: Double, batches: Double) {
+    let lock = NSLock()
+    nonisolated(unsafe) var next = try store.raftLog.lastIndex() + 1  // guarded by `lock`
+    let payload = [UInt8](repeating: 7, count: 128)
+    let stopAt = now() + seconds
+    let done = DispatchGroup()
+    let counter = Counter()
+    let before = store.raftLog.writerCounters
+    let start = now()
+    for _ in 0..<appenders {
+        done.enter()
+        let t = Thread {
+            while now() < stopAt {
+                let sem = DispatchSemaphore(value: 0)
+                do {
+                    try lock.withLock {
+                        let e = Entry(term: Term(1), index: next, data: payload)
+                        try store.raftLog.submit(RaftLogUpdate(entries: [e])) { _ in sem.signal() }
+                        next = next + 1
+                    }
+                } catch {
+                    fatalError("append: \(error)")
+                }
+                sem.wait()
+                counter.add(1)
+            }
+            done.leave()
+        }
+        t.stackSize = 256 << 10
+        t.start()
+    }
+    done.wait()
+    let elapsed = now() - start
+    let after = store.raftLog.writerCounters
+    return (Double(counter.value) / elapsed, Double(after.batches - before.batches) / elapsed)
+}
+
+final class Counter: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var n = 0
+    func add(_ k: Int) { lock.withLock { n += k } }
+    var value: Int { lock.withLock { n } }
+}
+
+/// "key-" + 12 decimal digits (16 bytes), built without Foundation formatting.
+func key(_ i: UInt64) -> [UInt8] {
+    var out: [UInt8] = Array("key-".utf8) + [UInt8](repeating: UInt8(ascii: "0"), count: 12)
+    var v = i
+    for p in stride(from: 15, through: 4, by: -1) {
+        out[p] = UInt8(ascii: "0") + UInt8(v % 10)
+        v /= 10
+    }
+    return out
+}
+
+func putEntry(_ index: UInt64, key k: [UInt8], value: [UInt8]) -> Entry {
+    Entry(term: Term(1), index: LogIndex(index), data: KVProposal(command: .put(KVPut(key: k, value: value))).encoded())
+}
+
+func run() throws {
+    let c = parse(CommandLine.arguments)
+    try? FileManager.default.removeItem(atPath: c.dir)
+    try FileManager.default.createDirectory(atPath: c.dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: c.dir) }
+    print("store-bench: dir \(c.dir), \(c.seconds) s per measurement")
+
+    func wants(_ part: String) -> Bool { c.only == nil || c.only == part }
+    let fsyncRate = rawFsyncRate(dir: c.dir, seconds: c.seconds)
+    print("raw fsync (write 128 B + fdatasync): \(fmt(fsyncRate))/s")
+
+    if wants("log") {
+        let store = try Store(path: c.dir + "/log")
+        defer { store.close() }
+        for appenders in [1, 16, 256] {
+            let r = try groupCommitRate(store: store, appenders: appenders, seconds: c.seconds)
+            print("log appends, synced, group commit, \(appenders) appenders: \(fmt(r.appends))/s "
+                  + "(\(fmt(r.appends / fsyncRate))x raw fsync), \(fmt(r.batches)) batches/s, "
+                  + "\(fmt(r.appends / max(r.batches, 1))) appends/batch")
+        }
+    }
+
+    if wants("apply") { try applyAndReadBench(c) }
+    if wants("snapshot") { try snapshotBench(c) }
+}
+
+func applyAndReadBench(_ c: Config) throws {
+    let store = try Store(path: c.dir + "/apply")
+    defer { store.close() }
+    let applyCount: UInt64 = 300_000, batchEntries = c.applyBatch
+    let value = [UInt8](repeating: 0x5A, count: 100)
+    // Entries arrive encoded (the client encoded them): build them before the clock starts.
+    var batches: [[Entry]] = []
+    var index: UInt64 = 1
+    while index <= applyCount {
+        let batch = (index..<min(index + batchEntries, applyCount + 1)).map { i in
+            putEntry(i, key: key((i &* 2_654_435_761) % applyCount), value: value)
+        }
+        batches.append(batch)
+        index += UInt64(batch.count)
+    }
+    var start = now()
+    for batch in batches { try store.apply(batch, sync: false) }
+    var elapsed = now() - start
+    batches = []
+    print("apply, unsynced, single-put entries (16 B key, 100 B value; kv + history + journal + tree + applied), "
+          + "\(batchEntries) per batch: \(fmt(Double(applyCount) / elapsed))/s (\(applyCount) entries)")
+
+    let backend = store.makeKVBackend()
+    let sm = store.kvStateMachine
+    var rng = SystemRandomNumberGenerator()
+    let gets = 200_000
+    start = now()
+    var found = 0
+    for _ in 0..<gets {
+        if try sm.get(key(UInt64.random(in: 0..<applyCount, using: &rng)), on: backend) != nil { found += 1 }
+    }
+    elapsed = now() - start
+    print("point get (KVStateMachine.get, random existing-or-not keys, \(found) found): \(fmt(Double(gets) / elapsed))/s")
+
+    let scans = 20_000
+    var scanned = 0
+    start = now()
+    for _ in 0..<scans {
+        // A bounded range of 100 keys: KVRangeResult.count counts the whole range (etcd-like).
+        let first = UInt64.random(in: 0..<applyCount - 100, using: &rng)
+        let request = KVRangeRequest(range: KeyRange(start: key(first), end: key(first + 100)), limit: 100)
+        scanned += try sm.range(request, on: backend).records.count
+    }
+    elapsed = now() - start
+    print("range scan, 100 keys: \(fmt(Double(scans) / elapsed)) scans/s, \(fmt(Double(scanned) / elapsed)) keys/s")
+}
+
+func snapshotBench(_ c: Config) throws {
+    let sender = try Store(path: c.dir + "/snap-sender")
+    defer { sender.close() }
+    let valueBytes = 64 << 10
+    let entriesCount = UInt64(c.snapshotMiB << 20 / valueBytes)
+    var index: UInt64 = 1
+    var rng = SystemRandomNumberGenerator()
+    while index <= entriesCount {
+        let batch = (index..<min(index + 16, entriesCount + 1)).map { i in
+            // Random bytes: compression must not shrink the state below the stated size.
+            putEntry(i, key: key(i), value: (0..<valueBytes / 8).flatMap { _ in withUnsafeBytes(of: rng.next()) { Array($0) } })
+        }
+        try sender.apply(batch, sync: false)
+        index += UInt64(batch.count)
+    }
+    var start = now()
+    let source = try sender.makeSnapshotSource()
+    defer { source.close() }
+    let create = now() - start
+    let total = source.manifest.totalBytes
+    var chunks = 0
+    var transfer = 0.0
+    do {
+        // The receiver's old store must be dropped (RocksDB closed) before the swap on reopen.
+        let receiver = try Store(path: c.dir + "/snap-receiver")
+        defer { receiver.close() }
+        start = now()
+        let install = try SnapshotReceiver(store: receiver, manifest: try SnapshotManifest(decoding: source.manifest.encoded))
+        while let chunk = try source.nextChunk() {
+            try install.receive(try SnapshotChunk(decoding: chunk.encoded))
+            chunks += 1
+        }
+        try install.finish(hardState: try receiver.raftLog.initialState().0)
+        transfer = now() - start
+    }
+    start = now()
+    let installed = try Store(path: c.dir + "/snap-receiver")
+    defer { installed.close() }
+    let reopen = now() - start
+    let same = try installed.stateDigest() == sender.stateDigest() && installed.treeHead.rootHash == sender.treeHead.rootHash
+    print("snapshot: \(entriesCount) entries of \(valueBytes / 1024) KiB values = \(fmt(Double(c.snapshotMiB))) MiB of values, "
+          + "checkpoint \(fmt(Double(total) / 1048576)) MiB in \(source.manifest.files.count) files")
+    print("snapshot create (checkpoint + SHA-256 of every file): \(fmt(create)) s")
+    print("snapshot stream + verify + finish (\(chunks) chunks of ≤ 1 MiB, in-process): \(fmt(transfer)) s "
+          + "(\(fmt(Double(total) / 1048576 / transfer)) MiB/s)")
+    print("snapshot install swap + reopen: \(fmt(reopen)) s; digest and tree root equal: \(same)")
+}
+
+do {
+    try run()
+} catch {
+    print("store-bench failed: \(error)")
+    exit(1)
+}

@@ -1,0 +1,219 @@
+import FaunaRaft
+import Foundation
+import Testing
+
+@testable import FaunaStore
+
+func entry(_ index: UInt64, term: UInt64, _ data: String = "") -> Entry {
+    Entry(term: Term(term), index: LogIndex(index), type: .normal, data: Array(data.utf8))
+}
+
+func entries(_ range: ClosedRange<UInt64>, term: UInt64) -> [Entry] {
+    range.map { entry($0, term: term, "e\($0)") }
+}
+
+@Suite("Raft log storage")
+struct RaftLogStorageTests {
+    @Test func emptyStoreFollowsConventions() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let log = store.raftLog
+        #expect(try log.firstIndex() == LogIndex(1))
+        #expect(try log.lastIndex() == LogIndex(0))
+        #expect(try log.term(at: LogIndex(0)) == Term(0))
+        #expect(throws: RaftStorageError.unavailable) { try log.term(at: LogIndex(1)) }
+        #expect(try log.entries(from: LogIndex(1), to: LogIndex(1), maxBytes: 100).isEmpty)
+        let (h, c) = try log.initialState()
+        #expect(h == HardState() && c == ConfState())
+    }
+
+    @Test func appendTruncateAndReadBack() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let log = store.raftLog
+        let hs = HardState(term: Term(2), vote: NodeID(3), commit: LogIndex(2))
+        try log.persist(RaftLogUpdate(entries: entries(1...5, term: 1), hardState: hs))
+        #expect(try log.lastIndex() == LogIndex(5))
+        #expect(try log.initialState().0 == hs)
+        #expect(try log.entries(from: LogIndex(2), to: LogIndex(5), maxBytes: .max) == Array(entries(2...4, term: 1)))
+        // maxBytes stops early but returns at least one entry.
+        #expect(try log.entries(from: LogIndex(1), to: LogIndex(6), maxBytes: 0).count == 1)
+        #expect(try log.entries(from: LogIndex(1), to: LogIndex(6), maxBytes: 2 * (Entry.overheadBytes + 2)).count == 2)
+        #expect(throws: RaftStorageError.unavailable) { try log.entries(from: LogIndex(1), to: LogIndex(7), maxBytes: 10) }
+
+        // A conflicting suffix from index 3 replaces 3...5 with 3...4 at term 2.
+        try log.persist(RaftLogUpdate(entries: entries(3...4, term: 2)))
+        #expect(try log.lastIndex() == LogIndex(4))
+        #expect(try log.term(at: LogIndex(4)) == Term(2))
+        #expect(try log.term(at: LogIndex(2)) == Term(1))
+        #expect(throws: RaftStorageError.unavailable) { try log.term(at: LogIndex(5)) }
+        #expect(try log.entries(from: LogIndex(1), to: LogIndex(5), maxBytes: .max)
+                == Array(entries(1...2, term: 1) + entries(3...4, term: 2)))
+
+        // A gap is refused with a typed error and nothing changes.
+        let error = #expect(throws: StoreError.self) { try log.persist(RaftLogUpdate(entries: [entry(9, term: 2)])) }
+        #expect(error?.code == .invalidRequest)
+        #expect(try log.lastIndex() == LogIndex(4))
+    }
+
+    @Test func compactionAndReopen() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let conf = ConfState(voters: [NodeID(1), NodeID(2), NodeID(3)])
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            let log = store.raftLog
+            try log.persist(RaftLogUpdate(entries: entries(1...10, term: 3), confState: conf))
+            try log.compact(through: LogIndex(6), confState: conf)
+            #expect(try log.firstIndex() == LogIndex(7))
+            #expect(try log.term(at: LogIndex(6)) == Term(3))
+            #expect(throws: RaftStorageError.compacted) { try log.term(at: LogIndex(5)) }
+            #expect(throws: RaftStorageError.compacted) { try log.entries(from: LogIndex(6), to: LogIndex(8), maxBytes: .max) }
+            #expect(try log.snapshot().metadata == SnapshotMetadata(index: LogIndex(6), term: Term(3), confState: conf))
+            // Compacting at or before the snapshot is a no-op; beyond the log is refused.
+            try log.compact(through: LogIndex(4), confState: conf)
+            #expect(throws: StoreError.self) { try log.compact(through: LogIndex(11), confState: conf) }
+            try log.persist(RaftLogUpdate(hardState: HardState(term: Term(3), vote: NodeID(1), commit: LogIndex(10))))
+        }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let log = store.raftLog
+        #expect(try log.firstIndex() == LogIndex(7))
+        #expect(try log.lastIndex() == LogIndex(10))
+        #expect(try log.term(at: LogIndex(10)) == Term(3))
+        #expect(try log.initialState() == (HardState(term: Term(3), vote: NodeID(1), commit: LogIndex(10)), conf))
+        #expect(try log.entries(from: LogIndex(7), to: LogIndex(11), maxBytes: .max) == Array(entries(7...10, term: 3)))
+    }
+
+    @Test func installedSnapshotRestartsTheLog() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let log = store.raftLog
+        try log.persist(RaftLogUpdate(entries: entries(1...3, term: 1), hardState: HardState(term: Term(4), vote: NodeID(2))))
+        let meta = SnapshotMetadata(index: LogIndex(20), term: Term(4), confState: ConfState(voters: [NodeID(1), NodeID(2)]))
+        try log.persist(RaftLogUpdate(snapshot: meta, entries: entries(18...22, term: 4)))
+        #expect(try log.firstIndex() == LogIndex(21))
+        #expect(try log.lastIndex() == LogIndex(22))
+        #expect(try log.term(at: LogIndex(20)) == Term(4))
+        #expect(try log.initialState().0.vote == NodeID(2))
+        #expect(try log.initialState().1 == meta.confState)
+        #expect(try log.entries(from: LogIndex(21), to: LogIndex(23), maxBytes: .max) == Array(entries(21...22, term: 4)))
+    }
+
+    /// Many threads append concurrently; every acknowledged entry is durable and the writer
+    /// used fewer synced batches than appends (group commit).
+    @Test func groupCommitBatchesConcurrentAppends() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let appendersCount = 32, appendsPerAppender = 40
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            let log = store.raftLog
+            let next = NSLock()
+            nonisolated(unsafe) var nextIndex: UInt64 = 1  // guarded by `next`
+            let failures = AtomicCounter()
+            DispatchQueue.concurrentPerform(iterations: appendersCount) { _ in
+                for _ in 0..<appendsPerAppender {
+                    let done = DispatchSemaphore(value: 0)
+                    do {
+                        // Take an index and queue in the same critical section: log order.
+                        try next.withLock {
+                            let e = entry(nextIndex, term: 1, "x")
+                            try log.submit(RaftLogUpdate(entries: [e])) { result in
+                                if case .failure = result { failures.increment() }
+                                done.signal()
+                            }
+                            nextIndex += 1
+                        }
+                    } catch {
+                        failures.increment()
+                        done.signal()
+                    }
+                    done.wait()
+                }
+            }
+            let total = appendersCount * appendsPerAppender
+            #expect(failures.value == 0)
+            #expect(try log.lastIndex() == LogIndex(UInt64(total)))
+            let (batches, operations) = log.writer.counters
+            #expect(operations == total)
+            #expect(batches < total, "group commit: \(batches) synced batches for \(total) appends")
+        }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let all = try store.raftLog.entries(from: LogIndex(1), to: LogIndex(UInt64(appendersCount * appendsPerAppender) + 1), maxBytes: .max)
+        #expect(all.count == appendersCount * appendsPerAppender)
+        #expect(all.enumerated().allSatisfy { $0.element.index == LogIndex(UInt64($0.offset + 1)) })
+    }
+
+    @Test func asyncPersist() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        try await store.raftLog.persist(RaftLogUpdate(entries: entries(1...3, term: 1)))
+        #expect(try store.raftLog.lastIndex() == LogIndex(3))
+    }
+
+    /// The queue is bounded: with the writer held inside a completion, the third pending update
+    /// is refused with `.overloaded`, and everything accepted is written once it is released.
+    @Test func fullQueueIsOverloaded() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var options = Store.Options()
+        options.logPendingUpdatesMax = 2
+        let store = try Store(path: dir.sub("n1"), options: options)
+        defer { store.close() }
+        let log = store.raftLog
+        let entered = DispatchSemaphore(value: 0), gate = DispatchSemaphore(value: 0)
+        try log.submit(RaftLogUpdate(entries: [entry(1, term: 1)])) { _ in
+            entered.signal()
+            gate.wait()  // holds the writer thread
+        }
+        entered.wait()
+        let done = DispatchSemaphore(value: 0)
+        try log.submit(RaftLogUpdate(entries: [entry(2, term: 1)])) { _ in done.signal() }
+        try log.submit(RaftLogUpdate(entries: [entry(3, term: 1)])) { _ in done.signal() }
+        let error = #expect(throws: StoreError.self) {
+            try log.submit(RaftLogUpdate(entries: [entry(4, term: 1)])) { _ in }
+        }
+        #expect(error?.code == .overloaded)
+        #expect(error?.isFailStop == false)
+        gate.signal()
+        done.wait()
+        done.wait()
+        #expect(try log.lastIndex() == LogIndex(3))
+    }
+
+    @Test func corruptEntryIsATypedError() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            try store.raftLog.persist(RaftLogUpdate(entries: entries(1...3, term: 1)))
+            try store.db.put(store.cfs.raft, RaftKey.entry(LogIndex(2)), [9, 9], sync: true)
+            try store.db.put(store.cfs.raft, RaftKey.hardState, [1, 2, 3], sync: true)
+        }
+        let error = #expect(throws: StoreError.self) { _ = try Store(path: dir.sub("n1")) }
+        #expect(error?.code == .corruptRecord)
+        #expect(error?.isFailStop == true)
+        #expect(error?.message.contains("column family raft") == true)
+    }
+}
+
+/// A thread-safe counter for tests.
+final class AtomicCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
+}
