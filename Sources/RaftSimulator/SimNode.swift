@@ -30,7 +30,7 @@ final class SimNode {
         config.applied = stateMachine.applied
         // Small limits so flow control, batching and back-pressure are exercised.
         config.inflightMessagesMax = 4
-        config.entriesPerMessageBytesMax = 40  // about one entry per append
+        config.entriesPerMessageBytesMax = 80  // one or two entries per append
         config.uncommittedBytesMax = 4_096
         config.committedBytesPerReadyMax = 400
         config.learnerCatchUpEntriesMax = 20

@@ -287,7 +287,10 @@ public final class Simulator {
             if random.chance(min(proposals, 1)) { try propose() }
             proposals -= 1
         }
-        if random.chance(options.readsPerTick), let node = random.pick(nodes.filter(\.isUp)) {
+        // Half the reads go to a node that believes it leads — during a partition that can be a
+        // deposed leader, as a real client keeps talking to the leader it knew.
+        let readers = random.chance(0.5) ? nodes.filter { $0.raft?.isLeader == true } : nodes.filter(\.isUp)
+        if random.chance(options.readsPerTick), let node = random.pick(readers) {
             let context = nextReadID
             nextReadID += 1
             if (try? node.raft?.readIndex(context: u64Bytes(context))) != nil {
