@@ -11,9 +11,12 @@ let package = Package(
         .library(name: "FaunaVerify", targets: ["FaunaVerify"]),
         .library(name: "FaunaAudit", targets: ["FaunaAudit"]),
         .library(name: "FaunaKV", targets: ["FaunaKV"]),
+        .library(name: "FaunaRPC", targets: ["FaunaRPC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         // Consensus core: pure, deterministic, no IO, no clocks, no threads.
@@ -56,6 +59,32 @@ let package = Package(
         // Standard library only (tools/check-imports).
         .target(name: "FaunaKV", exclude: ["README.md"]),
         .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
+
+        // Wire protocol: frames, message codecs, SwiftNIO transport (docs/PROTOCOL.md, ADR 0005).
+        .target(
+            name: "FaunaRPC",
+            dependencies: [
+                "FaunaRaft", "FaunaKV", "FaunaVerify",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
+        // libFuzzer entry point for the frame and message decoders; built by tools/fuzz with
+        // -sanitize=fuzzer and -DFUZZING (a plain build gets a stub main).
+        .executableTarget(name: "rpc-fuzz", dependencies: ["FaunaRPC"]),
+        .testTarget(
+            name: "FaunaRPCTests",
+            dependencies: [
+                "FaunaRPC", "FaunaRaft", "FaunaKV",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
