@@ -72,9 +72,10 @@ let package = Package(
             ],
             exclude: ["README.md"]
         ),
-        // libFuzzer entry point for the frame and message decoders; built by tools/fuzz with
-        // -sanitize=fuzzer and -DFUZZING (a plain build gets a stub main).
-        .executableTarget(name: "rpc-fuzz", dependencies: ["FaunaRPC"]),
+        // libFuzzer target for the frame and message decoders; built by tools/fuzz with
+        // -sanitize=fuzzer and -DFUZZING. A plain build writes seeds and replays inputs.
+        .target(name: "CFuzzerDriver"),
+        .executableTarget(name: "rpc-fuzz", dependencies: ["FaunaRPC", "FaunaKV", "FaunaRaft", "CFuzzerDriver"]),
         .testTarget(
             name: "FaunaRPCTests",
             dependencies: [
