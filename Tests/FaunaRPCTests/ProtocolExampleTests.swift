@@ -19,27 +19,27 @@ import Testing
             Frame(.write(WriteRequest(KVProposal(
                 session: ClientSession(clientID: ClientID(77), sequence: .first),
                 command: .put(KVPut(key: Array("k1".utf8), value: Array("v1".utf8)))))), requestID: RequestID(1)),
-            "46 4e 41 01 00 00 00 1f 10 00 00 00 00 00 00 00 00 01 TODO"
+            "46 4e 41 01 00 00 00 20 10 00 00 00 00 00 00 00 00 01 1d 5b b6 5c | 01 01 00 00 00 00 00 00 00 4d 00 00 00 00 00 00 00 01 01 00 00 00 00 02 6b 31 00 00 00 02 76 31"
         ),
         (
             "writeResponse: success at revision 12, one put result, request 1",
             Frame(.writeResponse(KVApplyResult(revision: Revision(12), outcome: .success(succeeded: true, results: [.put(previous: nil)]))), requestID: RequestID(1)),
-            "TODO"
+            "46 4e 41 01 00 00 00 10 90 00 00 00 00 00 00 00 00 01 5d a8 74 06 | 01 00 00 00 00 00 00 00 0c 00 00 01 00 01 01 00"
         ),
         (
             "read: get k1, linearizable, request 2",
             Frame(.read(ReadRequest(KVRangeRequest(range: .single(Array("k1".utf8))))), requestID: RequestID(2)),
-            "TODO"
+            "46 4e 41 01 00 00 00 10 11 00 00 00 00 00 00 00 00 02 b3 b5 e4 6a | 00 00 00 00 00 02 6b 31 01 00 00 00 03 6b 31 00"
         ),
         (
             "error: notLeader, leader n2 at 127.0.0.1:7102, request 2",
             Frame(.error(RPCErrorResponse(.notLeader, "not the leader", leaderHint: LeaderHint(nodeID: NodeID(2), clientAddress: Endpoint(host: "127.0.0.1", port: 7102)))), requestID: RequestID(2)),
-            "TODO"
+            "46 4e 41 01 00 00 00 1e ff 00 00 00 00 00 00 00 00 02 8b b2 19 d1 | 01 0e 6e 6f 74 20 74 68 65 20 6c 65 61 64 65 72 03 02 09 31 32 37 2e 30 2e 30 2e 31 1b be"
         ),
         (
             "raftMessages: heartbeat n1 → n2, term 3, commit 40 (one-way)",
             Frame(.raftMessages([Message(type: .heartbeat, from: NodeID(1), to: NodeID(2), term: Term(3), commit: LogIndex(40))]), requestID: .none),
-            "TODO"
+            "46 4e 41 01 00 00 00 07 02 00 00 00 00 00 00 00 00 00 0f 5c 23 ff | 01 07 01 02 03 08 28"
         ),
     ]
 
