@@ -132,18 +132,7 @@ public final class RPCClient: Sendable {
 
     /// Sends `request` and waits for its answer (an `.error` answer is returned, not thrown).
     public func call(_ request: RPCMessage, timeout: TimeAmount? = nil) async throws(RPCClientError) -> RPCMessage {
-        let promise = channel.eventLoop.makePromise(of: RPCMessage.self)
-        let call = ClientCall.request(
-            kind: request.kind, body: request.encodedBody(), timeout: timeout ?? configuration.requestTimeout,
-            onPartial: nil, promise: promise)
-        channel.writeAndFlush(call, promise: nil)
-        do {
-            return try await promise.futureResult.get()
-        } catch let error as RPCClientError {
-            throw error
-        } catch {
-            throw RPCClientError(.connectionClosed, "\(error)")
-        }
+        try await send(request, timeout: timeout ?? configuration.requestTimeout, onPartial: nil)
     }
 
     /// Sends a request whose answer is streamed (`snapshotSave`): `onPartial` gets every frame
@@ -152,9 +141,19 @@ public final class RPCClient: Sendable {
     public func stream(
         _ request: RPCMessage, timeout: TimeAmount, onPartial: @escaping @Sendable (RPCMessage) -> Void
     ) async throws(RPCClientError) -> RPCMessage {
+        try await send(request, timeout: timeout, onPartial: onPartial)
+    }
+
+    private func send(
+        _ request: RPCMessage, timeout: TimeAmount, onPartial: (@Sendable (RPCMessage) -> Void)?
+    ) async throws(RPCClientError) -> RPCMessage {
         let promise = channel.eventLoop.makePromise(of: RPCMessage.self)
         let call = ClientCall.request(kind: request.kind, body: request.encodedBody(), timeout: timeout, onPartial: onPartial, promise: promise)
-        channel.writeAndFlush(call, promise: nil)
+        // A write to a closed channel never reaches the handler: fail the call here (a second
+        // completion of the promise is ignored by NIO).
+        channel.writeAndFlush(call).whenFailure { error in
+            promise.fail(RPCClientError(.connectionClosed, "write failed: \(error)"))
+        }
         do {
             return try await promise.futureResult.get()
         } catch let error as RPCClientError {

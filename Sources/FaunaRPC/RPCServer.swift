@@ -1,5 +1,6 @@
 import FaunaRaft
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -81,25 +82,32 @@ public typealias RPCRequestHandler = @Sendable (RPCMessage, RPCRequestContext) -
 public final class RPCServer: Sendable {
     /// The listening channel.
     let channel: any Channel
+    /// Accepted connections still open, so `close()` can end them.
+    let connections: ConnectionSet
     /// The address it is bound to.
     public var localAddress: SocketAddress? { channel.localAddress }
     /// The bound port (useful with port 0).
     public var port: Int? { channel.localAddress?.port }
 
-    private init(channel: any Channel) { self.channel = channel }
+    private init(channel: any Channel, connections: ConnectionSet) {
+        self.channel = channel
+        self.connections = connections
+    }
 
     /// Binds and starts accepting connections; `handler` receives every request.
     public static func start(
         configuration: RPCServerConfiguration, group: any EventLoopGroup, logger: Logger,
         handler: @escaping RPCRequestHandler
     ) async throws -> RPCServer {
+        let connections = ConnectionSet()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                connections.insert(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax)
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "remote"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
@@ -110,14 +118,42 @@ public final class RPCServer: Sendable {
             .bind(host: configuration.host, port: configuration.port)
             .get()
         logger.info("rpc server listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
-        return RPCServer(channel: channel)
+        return RPCServer(channel: channel, connections: connections)
     }
 
-    /// Stops accepting connections. Open connections stay until their remote closes them or
-    /// the event loop group shuts down.
+    /// Stops accepting connections, then closes the open ones (answers not yet written are
+    /// lost; requesters see `connectionClosed`).
     public func close() async throws {
         try await channel.close()
+        for connection in connections.removeAll() {
+            try? await connection.close()
+        }
     }
+
+    /// The number of open connections.
+    public var connectionCount: Int { connections.count }
+}
+
+/// The open connections of a server.
+final class ConnectionSet: Sendable {
+    private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    func insert(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLockedValue { $0[id] = channel }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.channels.withLockedValue { $0.removeValue(forKey: id) }
+        }
+    }
+
+    func removeAll() -> [any Channel] {
+        channels.withLockedValue { channels in
+            defer { channels.removeAll() }
+            return Array(channels.values)
+        }
+    }
+
+    var count: Int { channels.withLockedValue { $0.count } }
 }
 
 /// Per-connection protocol rules of the server side: handshake, request/response kinds,

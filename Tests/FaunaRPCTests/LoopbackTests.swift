@@ -154,6 +154,23 @@ func endpoint(of server: RPCServer) throws -> Endpoint {
         try await server.close()
     }
 
+    /// Closing the server ends its connections: a waiting call fails, and a call on the closed
+    /// connection fails at once instead of waiting for its timeout.
+    @Test func serverCloseEndsConnectionsAndCallsFailFast() async throws {
+        let logs = CapturedLogs()
+        let server = try await echoServer(logs: logs)
+        let client = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
+        #expect(await eventually { server.connectionCount == 1 })
+        let waiting = Task { try await client.call(.hashKV, timeout: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(50))
+        try await server.close()
+        await #expect { try await waiting.value } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
+        let start = ContinuousClock.now
+        await #expect { try await client.call(.status, timeout: .seconds(30)) } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(server.connectionCount == 0)
+    }
+
     static let garbage: [(String, [UInt8])] = {
         var oversized = Frame(kind: .status, requestID: RequestID(1), body: []).encoded()
         oversized.replaceSubrange(4..<8, with: [0x7F, 0xFF, 0xFF, 0xFF])
