@@ -150,10 +150,22 @@ public struct RPCErrorResponse: Error, Hashable, Sendable, CustomStringConvertib
     /// An error response.
     public init(_ code: RPCErrorCode, _ message: String, leaderHint: LeaderHint? = nil) {
         self.code = code
-        var m = message
-        while m.utf8.count > RPCLimits.messageBytesMax { m.removeLast() }
-        self.message = m
+        self.message = RPCErrorResponse.truncated(message, bytesMax: RPCLimits.messageBytesMax)
         self.leaderHint = leaderHint
+    }
+
+    /// The longest prefix of `text` of whole characters within `bytesMax` UTF-8 bytes.
+    static func truncated(_ text: String, bytesMax: Int) -> String {
+        guard text.utf8.count > bytesMax else { return text }
+        var bytes = 0
+        var end = text.startIndex
+        for i in text.indices {
+            let size = text[i].utf8.count
+            if bytes + size > bytesMax { break }
+            bytes += size
+            end = text.index(after: i)
+        }
+        return String(text[..<end])
     }
 
     public var description: String {
