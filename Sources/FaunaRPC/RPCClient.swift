@@ -272,7 +272,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        violation(context, "\(error)")
+        if error is RPCDecodingError { return violation(context, "\(error)") }
+        // An IO error (reset, broken pipe): the connection is gone, not misbehaving.
+        guard closedReason == nil else { return }
+        logger.debug("rpc connection failed", metadata: ["error": "\(error)"])
+        failAll("connection failed: \(error)")
+        context.close(promise: nil)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

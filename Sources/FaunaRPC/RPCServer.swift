@@ -32,17 +32,24 @@ public struct RPCServerConfiguration: Sendable {
     /// Set on the peer port: connections must open with a matching `peerHello`, and only peer
     /// kinds are accepted. Nil on the client port: peer kinds are refused.
     public var peerIdentity: PeerIdentity?
+    /// Open connections at most; a connection beyond it is closed at once (logged).
+    public var connectionsMax: Int
+    /// On a peer port: a connection that has not completed its hello by then is closed.
+    public var handshakeTimeout: TimeAmount
 
     /// A configuration; defaults suit a client port on an ephemeral port.
     public init(
         host: String = "127.0.0.1", port: Int = 0, bodyBytesMax: Int = FrameHeader.bodyBytesMaxDefault,
-        requestsInFlightMax: Int = 1024, peerIdentity: PeerIdentity? = nil
+        requestsInFlightMax: Int = 1024, peerIdentity: PeerIdentity? = nil, connectionsMax: Int = 1024,
+        handshakeTimeout: TimeAmount = .seconds(5)
     ) {
         self.host = host
         self.port = port
         self.bodyBytesMax = bodyBytesMax
         self.requestsInFlightMax = requestsInFlightMax
         self.peerIdentity = peerIdentity
+        self.connectionsMax = connectionsMax
+        self.handshakeTimeout = handshakeTimeout
     }
 }
 
@@ -106,7 +113,13 @@ public final class RPCServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                connections.insert(channel)
+                guard connections.insert(channel, max: configuration.connectionsMax) else {
+                    logger.warning("closing rpc connection", metadata: [
+                        "remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
+                        "reason": "open connections: got \(configuration.connectionsMax), want fewer",
+                    ])
+                    return channel.close()
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax)
                     var connectionLogger = logger
@@ -138,12 +151,19 @@ public final class RPCServer: Sendable {
 final class ConnectionSet: Sendable {
     private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
-    func insert(_ channel: any Channel) {
+    /// Adds `channel` unless `max` are open already.
+    func insert(_ channel: any Channel, max: Int) -> Bool {
         let id = ObjectIdentifier(channel)
-        channels.withLockedValue { $0[id] = channel }
+        let added = channels.withLockedValue { channels -> Bool in
+            guard channels.count < max else { return false }
+            channels[id] = channel
+            return true
+        }
+        guard added else { return false }
         channel.closeFuture.whenComplete { [weak self] _ in
             _ = self?.channels.withLockedValue { $0.removeValue(forKey: id) }
         }
+        return true
     }
 
     func removeAll() -> [any Channel] {
@@ -176,6 +196,17 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         self.configuration = configuration
         self.logger = logger
         self.handler = handler
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard configuration.peerIdentity != nil else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let timeout = configuration.handshakeTimeout
+        context.eventLoop.scheduleTask(in: timeout) {
+            guard handler.value.peer == nil, boundContext.value.channel.isActive else { return }
+            handler.value.close(boundContext.value, "no peerHello within \(timeout.nanoseconds / 1_000_000) ms")
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -272,7 +303,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        close(context, "\(error)")
+        if error is RPCDecodingError { return close(context, "\(error)") }
+        // An IO error (reset, broken pipe): the remote went away; nothing to warn about.
+        guard !isClosing else { return }
+        isClosing = true
+        logger.debug("rpc connection failed", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
     }
 
     private func close(_ context: ChannelHandlerContext, _ reason: String) {

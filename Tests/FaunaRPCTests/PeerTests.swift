@@ -119,6 +119,34 @@ func heartbeat(_ i: Int) -> Message {
         try await server.close()
     }
 
+    @Test func silentConnectionIsClosedAfterTheHandshakeTimeout() async throws {
+        let logs = CapturedLogs()
+        var configuration = RPCServerConfiguration(peerIdentity: PeerIdentity(clusterName: "test", nodeID: NodeID(2)))
+        configuration.handshakeTimeout = .milliseconds(100)
+        let server = try await RPCServer.start(configuration: configuration, group: group, logger: logs.logger) { _, _ in }
+        let silent = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: try #require(server.port)).get()
+        let closed = silent.closeFuture.isFulfilledFlag()
+        #expect(await eventually { closed.withLockedValue { $0 } })
+        #expect(logs.all.contains { $0.contains("no peerHello within 100 ms") }, "\(logs.all)")
+        try await server.close()
+    }
+
+    @Test func connectionsBeyondTheLimitAreClosed() async throws {
+        let logs = CapturedLogs()
+        let server = try await RPCServer.start(
+            configuration: RPCServerConfiguration(connectionsMax: 1), group: group, logger: logs.logger
+        ) { _, context in context.respond(.leaderTransferResponse) }
+        let first = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
+        #expect(await eventually { server.connectionCount == 1 })
+        let excess = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: try #require(server.port)).get()
+        let closed = excess.closeFuture.isFulfilledFlag()
+        #expect(await eventually { closed.withLockedValue { $0 } })
+        #expect(logs.all.contains { $0.contains("open connections: got 1") }, "\(logs.all)")
+        #expect(try await first.call(.leaderTransfer(NodeID(1))) == .leaderTransferResponse)
+        await first.close()
+        try await server.close()
+    }
+
     @Test func spoofedSenderClosesTheConnection() async throws {
         let logs = CapturedLogs()
         let (server, received, _) = try await peerServer(logs: logs)
