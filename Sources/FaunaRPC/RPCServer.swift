@@ -198,7 +198,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         self.handler = handler
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        // Started here, not in handlerAdded: under load a connection may become active only
+        // after the timeout, and a check of isActive would then skip it forever.
         guard configuration.peerIdentity != nil else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
