@@ -12,10 +12,13 @@ let package = Package(
         .library(name: "FaunaAudit", targets: ["FaunaAudit"]),
         .library(name: "FaunaKV", targets: ["FaunaKV"]),
         .library(name: "FaunaStore", targets: ["FaunaStore"]),
+        .library(name: "FaunaRPC", targets: ["FaunaRPC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         // Consensus core: pure, deterministic, no IO, no clocks, no threads.
@@ -82,6 +85,34 @@ let package = Package(
             name: "FaunaStoreTests",
             // The helper is a dependency so that `swift build --build-tests` builds it.
             dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify", "store-crash-helper"]
+        ),
+
+        // Wire protocol: frames, message codecs, SwiftNIO transport (docs/PROTOCOL.md, ADR 0005).
+        .target(
+            name: "FaunaRPC",
+            dependencies: [
+                "FaunaRaft", "FaunaKV", "FaunaVerify",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
+        // libFuzzer target for the frame and message decoders; built by tools/fuzz with
+        // -sanitize=fuzzer and -DFUZZING. A plain build writes seeds and replays inputs.
+        .target(name: "CFuzzerDriver"),
+        .executableTarget(name: "rpc-fuzz", dependencies: ["FaunaRPC", "FaunaKV", "FaunaRaft", "CFuzzerDriver"]),
+        .testTarget(
+            name: "FaunaRPCTests",
+            dependencies: [
+                "FaunaRPC", "FaunaRaft", "FaunaKV",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

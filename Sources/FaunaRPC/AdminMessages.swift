@@ -1,0 +1,229 @@
+import FaunaKV
+import FaunaRaft
+
+// docs/PROTOCOL.md "Admin messages": status, members, membership changes, leader transfer,
+// hashkv. Snapshot save streams `SnapshotChunk`s (PeerMessages.swift).
+
+/// What `status` reports about one node.
+public struct NodeStatus: Hashable, Sendable {
+    /// The answering node.
+    public var nodeID: NodeID
+    /// Its Raft role in `term`.
+    public var role: RaftRole
+    /// Whether it is a learner (non-voting) in its current configuration.
+    public var isLearner: Bool
+    /// Its current term.
+    public var term: Term
+    /// The leader it knows of, if any.
+    public var leader: NodeID?
+    /// The highest index it knows committed.
+    public var commitIndex: LogIndex
+    /// The highest index its state machine applied.
+    public var appliedIndex: LogIndex
+    /// The number of leaves in its audit tree (= applied entries).
+    public var treeSize: UInt64
+    /// The size of its database on disk.
+    public var dbSizeBytes: UInt64
+
+    /// A status report.
+    public init(
+        nodeID: NodeID, role: RaftRole, isLearner: Bool = false, term: Term, leader: NodeID?,
+        commitIndex: LogIndex, appliedIndex: LogIndex, treeSize: UInt64, dbSizeBytes: UInt64
+    ) {
+        self.nodeID = nodeID
+        self.role = role
+        self.isLearner = isLearner
+        self.term = term
+        self.leader = leader
+        self.commitIndex = commitIndex
+        self.appliedIndex = appliedIndex
+        self.treeSize = treeSize
+        self.dbSizeBytes = dbSizeBytes
+    }
+}
+
+/// One cluster member.
+public struct Member: Hashable, Sendable {
+    /// Its ID.
+    public var nodeID: NodeID
+    /// Where peers reach it.
+    public var peerAddress: Endpoint
+    /// Where clients reach it.
+    public var clientAddress: Endpoint
+    /// Non-voting (receives the log only).
+    public var isLearner: Bool
+    /// Its tree-head signing key (Ed25519: 32 bytes); empty if unknown.
+    public var publicKey: [UInt8]
+
+    /// A member.
+    public init(nodeID: NodeID, peerAddress: Endpoint, clientAddress: Endpoint, isLearner: Bool, publicKey: [UInt8] = []) {
+        self.nodeID = nodeID
+        self.peerAddress = peerAddress
+        self.clientAddress = clientAddress
+        self.isLearner = isLearner
+        self.publicKey = publicKey
+    }
+}
+
+/// A single-server membership change (thesis §4.1), answered with the new member list.
+public enum MemberChange: Hashable, Sendable {
+    /// Add a learner with these addresses (and key).
+    case addLearner(Member)
+    /// Make a learner a voter.
+    case promote(NodeID)
+    /// Remove a member.
+    case remove(NodeID)
+}
+
+/// A node's state digest (docs/KV-COMMANDS.md "Digest"): equal on replicas that applied the
+/// same entries.
+public struct HashKVResult: Hashable, Sendable {
+    /// The answering node.
+    public var nodeID: NodeID
+    /// The applied index the digest covers.
+    public var appliedIndex: LogIndex
+    /// The compacted revision at that point.
+    public var compactRevision: Revision
+    /// The digest (SHA-256: 32 bytes); at most 64 bytes.
+    public var digest: [UInt8]
+
+    /// A digest report.
+    public init(nodeID: NodeID, appliedIndex: LogIndex, compactRevision: Revision, digest: [UInt8]) {
+        self.nodeID = nodeID
+        self.appliedIndex = appliedIndex
+        self.compactRevision = compactRevision
+        self.digest = digest
+    }
+}
+
+// MARK: - Codecs
+
+extension RaftRole {
+    /// Wire values, fixed forever (independent of the enum's declaration order).
+    var wireValue: UInt8 {
+        switch self {
+        case .follower: 0
+        case .preCandidate: 1
+        case .candidate: 2
+        case .leader: 3
+        }
+    }
+
+    init(wireValue: UInt8, _ context: String) throws(RPCDecodingError) {
+        switch wireValue {
+        case 0: self = .follower
+        case 1: self = .preCandidate
+        case 2: self = .candidate
+        case 3: self = .leader
+        default: throw RPCDecodingError(.unknownTag, "\(context) role: got \(wireValue), want 0...3")
+        }
+    }
+}
+
+extension NodeStatus {
+    func encode(into w: inout WireWriter) {
+        w.varint(nodeID.rawValue)
+        w.u8(role.wireValue)
+        w.u8((isLearner ? 0x01 : 0) | (leader != nil ? 0x02 : 0))
+        w.varint(term.rawValue)
+        if let leader { w.varint(leader.rawValue) }
+        w.varint(commitIndex.rawValue)
+        w.varint(appliedIndex.rawValue)
+        w.varint(treeSize)
+        w.varint(dbSizeBytes)
+    }
+
+    init(from r: inout WireReader) throws(RPCDecodingError) {
+        let id = try r.nodeID("node ID")
+        let role = try RaftRole(wireValue: try r.u8("role"), r.context)
+        let flags = try r.flags("status flags", allowed: 0x03)
+        let term = Term(try r.varint("term"))
+        let leader: NodeID? = flags & 0x02 != 0 ? try r.nodeID("leader") : nil
+        self.init(
+            nodeID: id, role: role, isLearner: flags & 0x01 != 0, term: term, leader: leader,
+            commitIndex: LogIndex(try r.varint("commit index")), appliedIndex: LogIndex(try r.varint("applied index")),
+            treeSize: try r.varint("tree size"), dbSizeBytes: try r.varint("db size"))
+    }
+}
+
+extension Member {
+    /// Fewest bytes of one encoded member.
+    static let encodedBytesMin = 10
+
+    func encode(into w: inout WireWriter) {
+        w.varint(nodeID.rawValue)
+        peerAddress.encode(into: &w)
+        clientAddress.encode(into: &w)
+        w.flag(isLearner)
+        w.lengthPrefixed(publicKey)
+    }
+
+    init(from r: inout WireReader) throws(RPCDecodingError) {
+        let id = try r.nodeID("member ID")
+        let peer = try Endpoint(from: &r)
+        let client = try Endpoint(from: &r)
+        let learner = try r.flag("learner")
+        let key = try r.lengthPrefixed("public key", max: RPCLimits.publicKeyBytesMax)
+        self.init(nodeID: id, peerAddress: peer, clientAddress: client, isLearner: learner, publicKey: key)
+    }
+
+    /// `varint count | member*`, at most `RPCLimits.membersMax`.
+    static func encodeList(_ members: [Member], into w: inout WireWriter) {
+        w.varint(UInt64(members.count))
+        for m in members { m.encode(into: &w) }
+    }
+
+    static func decodeList(_ r: inout WireReader) throws(RPCDecodingError) -> [Member] {
+        let n = try r.itemCount("member count", max: RPCLimits.membersMax, minBytes: Member.encodedBytesMin)
+        var members: [Member] = []
+        members.reserveCapacity(n)
+        for _ in 0..<n { members.append(try Member(from: &r)) }
+        return members
+    }
+}
+
+extension MemberChange {
+    func encode(into w: inout WireWriter) {
+        switch self {
+        case .addLearner(let member):
+            w.u8(1)
+            member.encode(into: &w)
+        case .promote(let id):
+            w.u8(2)
+            w.varint(id.rawValue)
+        case .remove(let id):
+            w.u8(3)
+            w.varint(id.rawValue)
+        }
+    }
+
+    init(from r: inout WireReader) throws(RPCDecodingError) {
+        switch try r.u8("change") {
+        case 1:
+            let member = try Member(from: &r)
+            guard member.isLearner else {
+                throw RPCDecodingError(.invalidValue, "add learner: got a voter, want learner flag 1")
+            }
+            self = .addLearner(member)
+        case 2: self = .promote(try r.nodeID("promote"))
+        case 3: self = .remove(try r.nodeID("remove"))
+        case let tag: throw RPCDecodingError(.unknownTag, "member change: got \(tag), want 1...3")
+        }
+    }
+}
+
+extension HashKVResult {
+    func encode(into w: inout WireWriter) {
+        w.varint(nodeID.rawValue)
+        w.varint(appliedIndex.rawValue)
+        w.varint(compactRevision.rawValue)
+        w.lengthPrefixed(digest)
+    }
+
+    init(from r: inout WireReader) throws(RPCDecodingError) {
+        let id = try r.nodeID("node ID")
+        let applied = LogIndex(try r.varint("applied index"))
+        let compact = Revision(try r.varint("compact revision"))
+        self.init(nodeID: id, appliedIndex: applied, compactRevision: compact, digest: try r.lengthPrefixed("digest", max: RPCLimits.checksumBytesMax))
+    }
+}

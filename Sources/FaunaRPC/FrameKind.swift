@@ -1,0 +1,65 @@
+/// What a frame's body holds. The raw values are the wire encoding and fixed forever
+/// (docs/PROTOCOL.md "Kinds"). Bit 7 set marks a frame sent in answer to a request.
+public enum FrameKind: UInt8, Hashable, Sendable, CaseIterable {
+    // Peer traffic (the peer port).
+    /// First frame on a peer connection: who I am, which cluster, whom I think I call.
+    case peerHello = 0x01
+    /// Raft messages batched into one frame; one-way (request ID 0), never answered.
+    case raftMessages = 0x02
+    /// Leader → follower: a snapshot is ready to stream; answered by `snapshotAck`.
+    case snapshotOffer = 0x03
+    /// A piece of one snapshot file; answered by `snapshotAck`.
+    case snapshotChunk = 0x04
+    /// Answer to `peerHello`: the connection is accepted.
+    case peerWelcome = 0x81
+    /// Answer to `snapshotOffer` and `snapshotChunk`.
+    case snapshotAck = 0x83
+
+    // Client data traffic (the client port).
+    /// A write: the body is a `KVProposal` encoding (put, delete range, txn, compact).
+    case write = 0x10
+    /// A read: consistency + `KVRangeRequest` (get = range of one key).
+    case read = 0x11
+    /// Answer to `write`: a `KVApplyResult` encoding.
+    case writeResponse = 0x90
+    /// Answer to `read`: a `KVRangeResult` encoding.
+    case readResponse = 0x91
+
+    // Admin (the client port).
+    case status = 0x20
+    case members = 0x21
+    /// Add a learner, promote a learner, or remove a member; answered by `membersResponse`.
+    case memberChange = 0x22
+    case leaderTransfer = 0x23
+    /// Stream a snapshot of the node's state; answered by `snapshotSaveChunk` frames.
+    case snapshotSave = 0x24
+    case hashKV = 0x25
+    case statusResponse = 0xA0
+    case membersResponse = 0xA1
+    case leaderTransferResponse = 0xA3
+    /// One piece of a `snapshotSave` stream; flag `more` on every frame but the last.
+    case snapshotSaveChunk = 0xA4
+    case hashKVResponse = 0xA5
+
+    // Audit, reserved: numbers fixed now, bodies defined by a later protocol version.
+    // Frames of these kinds pass the header check but do not decode yet.
+    case signedTreeHead = 0x30
+    case inclusionProof = 0x31
+    case consistencyProof = 0x32
+    case journalEntry = 0x33
+    case stateDigest = 0x34
+    case signedTreeHeadResponse = 0xB0
+    case inclusionProofResponse = 0xB1
+    case consistencyProofResponse = 0xB2
+    case journalEntryResponse = 0xB3
+    case stateDigestResponse = 0xB4
+
+    /// Answer to any request that failed: an `RPCErrorResponse`.
+    case error = 0xFF
+
+    /// Sent in answer to a request (bit 7 set).
+    public var isResponse: Bool { rawValue & 0x80 != 0 }
+
+    /// Reserved for the audit RPCs; no body is defined yet.
+    public var isReserved: Bool { (0x30...0x3F).contains(rawValue & 0x7F) }
+}

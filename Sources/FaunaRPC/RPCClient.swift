@@ -1,0 +1,310 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Why a client call failed. A struct with a code so that new cases do not break callers.
+public struct RPCClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What kind of failure.
+    public var code: Code
+    /// Detail in "got X, want Y" form where it applies.
+    public var reason: String
+    /// The server's answer, for `handshakeRejected`.
+    public var response: RPCErrorResponse?
+
+    /// An error of kind `code`.
+    public init(_ code: Code, _ reason: String, response: RPCErrorResponse? = nil) {
+        self.code = code
+        self.reason = reason
+        self.response = response
+    }
+
+    /// The kinds of failure.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        private init(_ name: String) { self.name = name }
+        /// TCP connect failed or timed out.
+        public static let connectFailed = Code("connectFailed")
+        /// The connection closed before the answer arrived (the request may have been run).
+        public static let connectionClosed = Code("connectionClosed")
+        /// No (complete) answer within the timeout (the request may still run).
+        public static let timeout = Code("timeout")
+        /// `requestsInFlightMax` requests are already waiting; nothing was sent.
+        public static let tooManyInFlight = Code("tooManyInFlight")
+        /// The server broke the protocol (bad frame, unexpected kind); the connection is closed.
+        public static let protocolViolation = Code("protocolViolation")
+        /// The peer port refused our hello (wrong cluster or node).
+        public static let handshakeRejected = Code("handshakeRejected")
+        public var description: String { name }
+    }
+
+    public var description: String { "\(code): \(reason)" }
+}
+
+/// Settings of an `RPCClient`.
+public struct RPCClientConfiguration: Sendable {
+    /// The largest frame body accepted from the server.
+    public var bodyBytesMax: Int
+    /// Calls waiting for an answer at once; more fail at once with `tooManyInFlight`.
+    public var requestsInFlightMax: Int
+    /// Default time a call waits for its (whole) answer.
+    public var requestTimeout: TimeAmount
+    /// Time allowed for the TCP connect.
+    public var connectTimeout: TimeAmount
+    /// Sent first when connecting to a peer port; the connect succeeds only after the matching
+    /// `peerWelcome`.
+    public var hello: PeerHello?
+    /// Called on the event loop when the connection can take output again after it could not
+    /// (`PeerLink` resumes draining its queue).
+    public var onWritable: (@Sendable () -> Void)?
+
+    /// A configuration with defaults for a client on loopback or a LAN.
+    public init(
+        bodyBytesMax: Int = FrameHeader.bodyBytesMaxDefault, requestsInFlightMax: Int = 256,
+        requestTimeout: TimeAmount = .seconds(5), connectTimeout: TimeAmount = .seconds(2), hello: PeerHello? = nil
+    ) {
+        self.bodyBytesMax = bodyBytesMax
+        self.requestsInFlightMax = requestsInFlightMax
+        self.requestTimeout = requestTimeout
+        self.connectTimeout = connectTimeout
+        self.hello = hello
+    }
+}
+
+/// One connection to a Fauna server with pipelined requests: any number of tasks may call
+/// concurrently; answers are matched to calls by request ID, in whatever order they come.
+public final class RPCClient: Sendable {
+    /// The connection.
+    public let channel: any Channel
+    let configuration: RPCClientConfiguration
+
+    private init(channel: any Channel, configuration: RPCClientConfiguration) {
+        self.channel = channel
+        self.configuration = configuration
+    }
+
+    /// Connects to `endpoint` (and, with `configuration.hello`, completes the peer handshake).
+    public static func connect(
+        to endpoint: Endpoint, configuration: RPCClientConfiguration = RPCClientConfiguration(),
+        group: any EventLoopGroup, logger: Logger
+    ) async throws(RPCClientError) -> RPCClient {
+        var connectionLogger = logger
+        connectionLogger[metadataKey: "remote"] = "\(endpoint)"
+        let handlerLogger = connectionLogger
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(configuration.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax)
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClientConnectionHandler(configuration: configuration, logger: handlerLogger))
+                    }
+                }
+                .connect(host: endpoint.host, port: Int(endpoint.port))
+                .get()
+        } catch {
+            throw RPCClientError(.connectFailed, "connect to \(endpoint): \(error)")
+        }
+        let client = RPCClient(channel: channel, configuration: configuration)
+        if let hello = configuration.hello {
+            do {
+                try await client.handshake(hello)
+            } catch {
+                await client.close()
+                throw error
+            }
+        }
+        return client
+    }
+
+    private func handshake(_ hello: PeerHello) async throws(RPCClientError) {
+        switch try await call(.peerHello(hello)) {
+        case .peerWelcome(let welcome) where welcome.nodeID == hello.to && welcome.clusterName == hello.clusterName:
+            return
+        case .error(let response):
+            throw RPCClientError(.handshakeRejected, "peer hello: \(response)", response: response)
+        case let other:
+            throw RPCClientError(.protocolViolation, "peer hello: got \(other.kind), want peerWelcome from \(hello.to) of \"\(hello.clusterName)\"")
+        }
+    }
+
+    /// Sends `request` and waits for its answer (an `.error` answer is returned, not thrown).
+    public func call(_ request: RPCMessage, timeout: TimeAmount? = nil) async throws(RPCClientError) -> RPCMessage {
+        try await send(request, timeout: timeout ?? configuration.requestTimeout, onPartial: nil)
+    }
+
+    /// Sends a request whose answer is streamed (`snapshotSave`): `onPartial` gets every frame
+    /// flagged `more`, on the event loop, in order; the final answer is returned. `timeout`
+    /// covers the whole stream.
+    public func stream(
+        _ request: RPCMessage, timeout: TimeAmount, onPartial: @escaping @Sendable (RPCMessage) -> Void
+    ) async throws(RPCClientError) -> RPCMessage {
+        try await send(request, timeout: timeout, onPartial: onPartial)
+    }
+
+    private func send(
+        _ request: RPCMessage, timeout: TimeAmount, onPartial: (@Sendable (RPCMessage) -> Void)?
+    ) async throws(RPCClientError) -> RPCMessage {
+        let promise = channel.eventLoop.makePromise(of: RPCMessage.self)
+        let call = ClientCall.request(kind: request.kind, body: request.encodedBody(), timeout: timeout, onPartial: onPartial, promise: promise)
+        // A write to a closed channel never reaches the handler: fail the call here (a second
+        // completion of the promise is ignored by NIO).
+        channel.writeAndFlush(call).whenFailure { error in
+            promise.fail(RPCClientError(.connectionClosed, "write failed: \(error)"))
+        }
+        do {
+            return try await promise.futureResult.get()
+        } catch let error as RPCClientError {
+            throw error
+        } catch {
+            throw RPCClientError(.connectionClosed, "\(error)")
+        }
+    }
+
+    /// Writes a one-way frame (request ID 0) without flushing; `flush()` sends what was
+    /// written. Used by `PeerLink` to batch.
+    public func writeOneWay(_ frame: Frame) {
+        channel.write(ClientCall.oneWay(frame), promise: nil)
+    }
+
+    /// Sends what `writeOneWay` wrote.
+    public func flush() { channel.flush() }
+
+    /// Completes when the connection is closed, by either side.
+    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
+    /// Closes the connection; calls in flight fail with `connectionClosed`.
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+/// What `RPCClient` writes into its pipeline.
+enum ClientCall {
+    /// A request awaiting an answer; the handler assigns its request ID.
+    case request(kind: FrameKind, body: [UInt8], timeout: TimeAmount, onPartial: (@Sendable (RPCMessage) -> Void)?, promise: EventLoopPromise<RPCMessage>)
+    /// A frame that gets no answer.
+    case oneWay(Frame)
+}
+
+/// Client side of one connection: assigns request IDs, bounds and times out calls, matches
+/// answers. Closes the connection on any protocol violation.
+final class ClientConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = ClientCall
+    typealias OutboundOut = Frame
+
+    private struct Pending {
+        var promise: EventLoopPromise<RPCMessage>
+        var onPartial: (@Sendable (RPCMessage) -> Void)?
+        var timeout: Scheduled<Void>
+    }
+
+    private let configuration: RPCClientConfiguration
+    private let logger: Logger
+    private var nextID: UInt64 = 1
+    private var pending: [RequestID: Pending] = [:]
+    private var closedReason: String?
+
+    init(configuration: RPCClientConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .oneWay(let frame):
+            context.write(wrapOutboundOut(frame), promise: promise)
+        case .request(let kind, let body, let timeout, let onPartial, let callPromise):
+            if let closedReason {
+                callPromise.fail(RPCClientError(.connectionClosed, closedReason))
+                promise?.fail(ChannelError.ioOnClosedChannel)
+                return
+            }
+            guard pending.count < configuration.requestsInFlightMax else {
+                callPromise.fail(RPCClientError(.tooManyInFlight, "requests in flight: got \(pending.count), want < \(configuration.requestsInFlightMax)"))
+                promise?.succeed()
+                return
+            }
+            let id = RequestID(nextID)
+            nextID += 1
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let scheduled = context.eventLoop.scheduleTask(in: timeout) {
+                loopBound.value.timedOut(id, after: timeout)
+            }
+            pending[id] = Pending(promise: callPromise, onPartial: onPartial, timeout: scheduled)
+            context.write(wrapOutboundOut(Frame(kind: kind, requestID: id, body: body)), promise: promise)
+        }
+    }
+
+    private func timedOut(_ id: RequestID, after timeout: TimeAmount) {
+        guard let call = pending.removeValue(forKey: id) else { return }
+        call.promise.fail(RPCClientError(.timeout, "request \(id): no answer after \(timeout.nanoseconds / 1_000_000) ms"))
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard frame.kind.isResponse, frame.requestID != .none, frame.requestID.rawValue < nextID else {
+            return violation(context, "got \(frame.kind) with request ID \(frame.requestID), want an answer to a request sent")
+        }
+        guard let call = pending[frame.requestID] else {
+            logger.debug("answer after timeout dropped", metadata: ["request": "\(frame.requestID)"])
+            return
+        }
+        let message: RPCMessage
+        do {
+            message = try RPCMessage(frame)
+        } catch {
+            return violation(context, "bad \(frame.kind) body: \(error)")
+        }
+        if frame.flags.contains(.more) {
+            guard let onPartial = call.onPartial else {
+                return violation(context, "got a streamed \(frame.kind) to request \(frame.requestID), want one answer")
+            }
+            onPartial(message)
+            return
+        }
+        pending.removeValue(forKey: frame.requestID)
+        call.timeout.cancel()
+        call.promise.succeed(message)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is RPCDecodingError { return violation(context, "\(error)") }
+        // An IO error (reset, broken pipe): the connection is gone, not misbehaving.
+        guard closedReason == nil else { return }
+        logger.debug("rpc connection failed", metadata: ["error": "\(error)"])
+        failAll("connection failed: \(error)")
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { configuration.onWritable?() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(closedReason ?? "connection closed by the server")
+        context.fireChannelInactive()
+    }
+
+    private func violation(_ context: ChannelHandlerContext, _ reason: String) {
+        guard closedReason == nil else { return }
+        logger.warning("closing rpc connection", metadata: ["reason": "\(reason)"])
+        closedReason = reason
+        failAll(reason, code: .protocolViolation)
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ reason: String, code: RPCClientError.Code = .connectionClosed) {
+        if closedReason == nil { closedReason = reason }
+        let calls = pending
+        pending.removeAll()
+        for (_, call) in calls {
+            call.timeout.cancel()
+            call.promise.fail(RPCClientError(code, reason))
+        }
+    }
+}

@@ -1,0 +1,159 @@
+import FaunaKV
+import FaunaRaft
+
+/// Every message of the protocol; one case per frame kind (docs/PROTOCOL.md "Kinds").
+/// `Frame(message, requestID:)` encodes one, `RPCMessage(frame)` decodes one.
+public enum RPCMessage: Hashable, Sendable {
+    // Peer
+    /// First frame on a peer connection.
+    case peerHello(PeerHello)
+    /// Answer to an accepted hello.
+    case peerWelcome(PeerWelcome)
+    /// Raft messages batched per flush; one-way, never empty.
+    case raftMessages([Message])
+    /// A snapshot is ready to stream.
+    case snapshotOffer(SnapshotOffer)
+    /// A piece of a snapshot file (peer install).
+    case snapshotChunk(SnapshotChunk)
+    /// Answer to an offer or chunk.
+    case snapshotAck(SnapshotAck)
+
+    // Client data
+    /// put / delete / delete range / txn / compact.
+    case write(WriteRequest)
+    /// The result of applying the write's entry.
+    case writeResponse(KVApplyResult)
+    /// get / range.
+    case read(ReadRequest)
+    /// The records read.
+    case readResponse(KVRangeResult)
+
+    // Admin
+    /// Ask for `NodeStatus`.
+    case status
+    case statusResponse(NodeStatus)
+    /// Ask for the member list.
+    case members
+    /// The member list (answer to `members` and `memberChange`).
+    case membersResponse([Member])
+    case memberChange(MemberChange)
+    /// Transfer leadership to this node.
+    case leaderTransfer(NodeID)
+    /// The transfer completed.
+    case leaderTransferResponse
+    /// Stream a snapshot of the node's state.
+    case snapshotSave
+    /// One piece of the stream (frame flag `more` on all but the last).
+    case snapshotSaveChunk(SnapshotChunk)
+    /// Ask for the state digest.
+    case hashKV
+    case hashKVResponse(HashKVResult)
+
+    /// Any request failed.
+    case error(RPCErrorResponse)
+
+    /// The frame kind of this message.
+    public var kind: FrameKind {
+        switch self {
+        case .peerHello: .peerHello
+        case .peerWelcome: .peerWelcome
+        case .raftMessages: .raftMessages
+        case .snapshotOffer: .snapshotOffer
+        case .snapshotChunk: .snapshotChunk
+        case .snapshotAck: .snapshotAck
+        case .write: .write
+        case .writeResponse: .writeResponse
+        case .read: .read
+        case .readResponse: .readResponse
+        case .status: .status
+        case .statusResponse: .statusResponse
+        case .members: .members
+        case .membersResponse: .membersResponse
+        case .memberChange: .memberChange
+        case .leaderTransfer: .leaderTransfer
+        case .leaderTransferResponse: .leaderTransferResponse
+        case .snapshotSave: .snapshotSave
+        case .snapshotSaveChunk: .snapshotSaveChunk
+        case .hashKV: .hashKV
+        case .hashKVResponse: .hashKVResponse
+        case .error: .error
+        }
+    }
+
+    /// The frame body.
+    public func encodedBody() -> [UInt8] {
+        var w = WireWriter()
+        switch self {
+        case .peerHello(let m): m.encode(into: &w)
+        case .peerWelcome(let m): m.encode(into: &w)
+        case .raftMessages(let messages): return RaftBatchCodec.encode(messages)
+        case .snapshotOffer(let m): m.encode(into: &w)
+        case .snapshotChunk(let m), .snapshotSaveChunk(let m): m.encode(into: &w)
+        case .snapshotAck(let m): m.encode(into: &w)
+        case .write(let m): return m.proposalBytes
+        case .writeResponse(let result): return result.encoded()
+        case .read(let m): m.encode(into: &w)
+        case .readResponse(let result): return result.encoded()
+        case .status, .members, .leaderTransferResponse, .snapshotSave, .hashKV: break
+        case .statusResponse(let m): m.encode(into: &w)
+        case .membersResponse(let list): Member.encodeList(list, into: &w)
+        case .memberChange(let m): m.encode(into: &w)
+        case .leaderTransfer(let id): w.varint(id.rawValue)
+        case .hashKVResponse(let m): m.encode(into: &w)
+        case .error(let m): m.encode(into: &w)
+        }
+        return w.bytes
+    }
+
+    /// Decodes the body of `frame`; throws on any body `encodedBody()` cannot produce and on
+    /// the reserved audit kinds.
+    public init(_ frame: Frame) throws(RPCDecodingError) {
+        try self.init(kind: frame.kind, body: frame.body)
+    }
+
+    /// Decodes a body of `kind`.
+    public init(kind: FrameKind, body: [UInt8]) throws(RPCDecodingError) {
+        var r = WireReader(body, context: "\(kind)")
+        switch kind {
+        case .peerHello: self = .peerHello(try PeerHello(from: &r))
+        case .peerWelcome: self = .peerWelcome(try PeerWelcome(from: &r))
+        case .raftMessages: self = .raftMessages(try RaftBatchCodec.decode(body)); return
+        case .snapshotOffer: self = .snapshotOffer(try SnapshotOffer(from: &r))
+        case .snapshotChunk: self = .snapshotChunk(try SnapshotChunk(from: &r))
+        case .snapshotSaveChunk: self = .snapshotSaveChunk(try SnapshotChunk(from: &r))
+        case .snapshotAck: self = .snapshotAck(try SnapshotAck(from: &r))
+        case .write: self = .write(try WriteRequest(proposalBytes: body)); return
+        case .writeResponse:
+            do {
+                self = .writeResponse(try KVApplyResult(decoding: body))
+            } catch {
+                throw RPCDecodingError(.invalidValue, "writeResponse: \(error.reason)")
+            }
+            return
+        case .read: self = .read(try ReadRequest(from: &r))
+        case .readResponse:
+            do {
+                self = .readResponse(try KVRangeResult(decoding: body))
+            } catch {
+                throw RPCDecodingError(.invalidValue, "readResponse: \(error.reason)")
+            }
+            return
+        case .status: self = .status
+        case .statusResponse: self = .statusResponse(try NodeStatus(from: &r))
+        case .members: self = .members
+        case .membersResponse: self = .membersResponse(try Member.decodeList(&r))
+        case .memberChange: self = .memberChange(try MemberChange(from: &r))
+        case .leaderTransfer: self = .leaderTransfer(try r.nodeID("target"))
+        case .leaderTransferResponse: self = .leaderTransferResponse
+        case .snapshotSave: self = .snapshotSave
+        case .hashKV: self = .hashKV
+        case .hashKVResponse: self = .hashKVResponse(try HashKVResult(from: &r))
+        case .error: self = .error(try RPCErrorResponse(from: &r))
+        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .stateDigest,
+            .signedTreeHeadResponse, .inclusionProofResponse, .consistencyProofResponse,
+            .journalEntryResponse, .stateDigestResponse:
+            throw RPCDecodingError(.unknownKind, "frame kind \(kind): got a reserved audit kind, want a kind this version defines")
+        }
+        try r.finish()
+    }
+}

@@ -1,0 +1,323 @@
+import FaunaRaft
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Who a node is on the peer port: a server with an identity requires every connection to
+/// open with a `peerHello` naming this cluster and this node.
+public struct PeerIdentity: Hashable, Sendable {
+    /// `[cluster] name` of cluster.toml.
+    public var clusterName: String
+    /// This node.
+    public var nodeID: NodeID
+
+    /// The identity of `nodeID` in `clusterName`.
+    public init(clusterName: String, nodeID: NodeID) {
+        self.clusterName = clusterName
+        self.nodeID = nodeID
+    }
+}
+
+/// Settings of an `RPCServer`.
+public struct RPCServerConfiguration: Sendable {
+    /// The address to bind; port 0 picks a free port (`RPCServer.port` tells which).
+    public var host: String
+    public var port: Int
+    /// The largest frame body accepted (checked before buffering).
+    public var bodyBytesMax: Int
+    /// Requests of one connection the node has not answered yet; more are answered at once
+    /// with `overloaded`.
+    public var requestsInFlightMax: Int
+    /// Set on the peer port: connections must open with a matching `peerHello`, and only peer
+    /// kinds are accepted. Nil on the client port: peer kinds are refused.
+    public var peerIdentity: PeerIdentity?
+    /// Open connections at most; a connection beyond it is closed at once (logged).
+    public var connectionsMax: Int
+    /// On a peer port: a connection that has not completed its hello by then is closed.
+    public var handshakeTimeout: TimeAmount
+
+    /// A configuration; defaults suit a client port on an ephemeral port.
+    public init(
+        host: String = "127.0.0.1", port: Int = 0, bodyBytesMax: Int = FrameHeader.bodyBytesMaxDefault,
+        requestsInFlightMax: Int = 1024, peerIdentity: PeerIdentity? = nil, connectionsMax: Int = 1024,
+        handshakeTimeout: TimeAmount = .seconds(5)
+    ) {
+        self.host = host
+        self.port = port
+        self.bodyBytesMax = bodyBytesMax
+        self.requestsInFlightMax = requestsInFlightMax
+        self.peerIdentity = peerIdentity
+        self.connectionsMax = connectionsMax
+        self.handshakeTimeout = handshakeTimeout
+    }
+}
+
+/// One request as the node receives it, with the way to answer it.
+public struct RPCRequestContext: Sendable {
+    /// The request's ID (`.none` for `raftMessages`).
+    public let requestID: RequestID
+    /// The peer that sent it, on a peer port (after its hello); nil on a client port.
+    public let peer: NodeID?
+    /// The remote address, for logs.
+    public let remoteAddress: SocketAddress?
+    let channel: any Channel
+
+    /// Sends the final answer. Safe from any thread; one final answer per request (a second
+    /// one is dropped). Not for `raftMessages`, which are never answered.
+    public func respond(_ message: RPCMessage) {
+        channel.writeAndFlush(Frame(message, requestID: requestID), promise: nil)
+    }
+
+    /// Sends one frame of a streamed answer (`snapshotSaveChunk`); more will follow, and the
+    /// stream ends with `respond(_:)`.
+    public func respondPartial(_ message: RPCMessage) {
+        channel.writeAndFlush(Frame(message, requestID: requestID, flags: .more), promise: nil)
+    }
+
+    /// Whether the connection can take more output now (false: the remote reads slowly;
+    /// a streaming responder should wait before sending more).
+    public var isWritable: Bool { channel.isWritable }
+}
+
+/// Called on the connection's event loop for every decoded request: must not block. The node
+/// answers later, from any thread, through the context.
+public typealias RPCRequestHandler = @Sendable (RPCMessage, RPCRequestContext) -> Void
+
+/// A TCP server of the Fauna protocol. Frames that break the protocol close their connection
+/// with a logged reason; other connections are unaffected.
+public final class RPCServer: Sendable {
+    /// The listening channel.
+    let channel: any Channel
+    /// Accepted connections still open, so `close()` can end them.
+    let connections: ConnectionSet
+    /// The address it is bound to.
+    public var localAddress: SocketAddress? { channel.localAddress }
+    /// The bound port (useful with port 0).
+    public var port: Int? { channel.localAddress?.port }
+
+    private init(channel: any Channel, connections: ConnectionSet) {
+        self.channel = channel
+        self.connections = connections
+    }
+
+    /// Binds and starts accepting connections; `handler` receives every request.
+    public static func start(
+        configuration: RPCServerConfiguration, group: any EventLoopGroup, logger: Logger,
+        handler: @escaping RPCRequestHandler
+    ) async throws -> RPCServer {
+        let connections = ConnectionSet()
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                guard connections.insert(channel, max: configuration.connectionsMax) else {
+                    logger.warning("closing rpc connection", metadata: [
+                        "remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
+                        "reason": "open connections: got \(configuration.connectionsMax), want fewer",
+                    ])
+                    return channel.close()
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax)
+                    var connectionLogger = logger
+                    connectionLogger[metadataKey: "remote"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+                    try channel.pipeline.syncOperations.addHandler(
+                        ServerConnectionHandler(configuration: configuration, logger: connectionLogger, handler: handler))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        logger.info("rpc server listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        return RPCServer(channel: channel, connections: connections)
+    }
+
+    /// Stops accepting connections, then closes the open ones (answers not yet written are
+    /// lost; requesters see `connectionClosed`).
+    public func close() async throws {
+        try await channel.close()
+        for connection in connections.removeAll() {
+            try? await connection.close()
+        }
+    }
+
+    /// The number of open connections.
+    public var connectionCount: Int { connections.count }
+}
+
+/// The open connections of a server.
+final class ConnectionSet: Sendable {
+    private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    /// Adds `channel` unless `max` are open already.
+    func insert(_ channel: any Channel, max: Int) -> Bool {
+        let id = ObjectIdentifier(channel)
+        let added = channels.withLockedValue { channels -> Bool in
+            guard channels.count < max else { return false }
+            channels[id] = channel
+            return true
+        }
+        guard added else { return false }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.channels.withLockedValue { $0.removeValue(forKey: id) }
+        }
+        return true
+    }
+
+    func removeAll() -> [any Channel] {
+        channels.withLockedValue { channels in
+            defer { channels.removeAll() }
+            return Array(channels.values)
+        }
+    }
+
+    var count: Int { channels.withLockedValue { $0.count } }
+}
+
+/// Per-connection protocol rules of the server side: handshake, request/response kinds,
+/// in-flight bound. Closes the connection on any violation or decoding error.
+final class ServerConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = Frame
+    typealias OutboundOut = Frame
+
+    private let configuration: RPCServerConfiguration
+    private let logger: Logger
+    private let handler: RPCRequestHandler
+    /// The peer after its accepted hello (peer port only).
+    private var peer: NodeID?
+    /// Requests handed to the node and not answered yet.
+    private var pending: Set<RequestID> = []
+    private var isClosing = false
+
+    init(configuration: RPCServerConfiguration, logger: Logger, handler: @escaping RPCRequestHandler) {
+        self.configuration = configuration
+        self.logger = logger
+        self.handler = handler
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        // Started here, not in handlerAdded: under load a connection may become active only
+        // after the timeout, and a check of isActive would then skip it forever.
+        guard configuration.peerIdentity != nil else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let timeout = configuration.handshakeTimeout
+        context.eventLoop.scheduleTask(in: timeout) {
+            guard handler.value.peer == nil, boundContext.value.channel.isActive else { return }
+            handler.value.close(boundContext.value, "no peerHello within \(timeout.nanoseconds / 1_000_000) ms")
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !isClosing else { return }
+        let frame = unwrapInboundIn(data)
+        let message: RPCMessage
+        do {
+            message = try RPCMessage(frame)
+        } catch {
+            return close(context, "bad \(frame.kind) body: \(error)")
+        }
+        if let identity = configuration.peerIdentity {
+            guard let peer else { return handshake(context, frame, message, identity) }
+            return peerFrame(context, frame, message, peer: peer, identity: identity)
+        }
+        switch message {
+        case .peerHello, .raftMessages, .snapshotOffer, .snapshotChunk:
+            return close(context, "got peer frame \(frame.kind) on a client port, want client requests")
+        default:
+            request(context, frame, message)
+        }
+    }
+
+    private func handshake(_ context: ChannelHandlerContext, _ frame: Frame, _ message: RPCMessage, _ identity: PeerIdentity) {
+        guard case .peerHello(let hello) = message else {
+            return close(context, "got \(frame.kind) before peerHello, want peerHello first")
+        }
+        var problem: String?
+        if hello.clusterName != identity.clusterName {
+            problem = "cluster name: got \"\(hello.clusterName)\", want \"\(identity.clusterName)\""
+        } else if hello.to != identity.nodeID {
+            problem = "hello addressed to \(hello.to): want \(identity.nodeID) (check peer addresses)"
+        } else if hello.from == identity.nodeID {
+            problem = "hello from \(hello.from): want another node than myself"
+        }
+        if let problem {
+            // Answer first, then close once the answer is written, so the dialler logs why.
+            isClosing = true
+            logger.warning("closing rpc connection", metadata: ["reason": "rejected peer: \(problem)"])
+            let reply = Frame(.error(RPCErrorResponse(.peerRejected, problem)), requestID: frame.requestID)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
+            return
+        }
+        peer = hello.from
+        logger.debug("peer connected", metadata: ["peer": "\(hello.from)"])
+        let welcome = RPCMessage.peerWelcome(PeerWelcome(clusterName: identity.clusterName, nodeID: identity.nodeID))
+        context.writeAndFlush(wrapOutboundOut(Frame(welcome, requestID: frame.requestID)), promise: nil)
+    }
+
+    private func peerFrame(_ context: ChannelHandlerContext, _ frame: Frame, _ message: RPCMessage, peer: NodeID, identity: PeerIdentity) {
+        switch message {
+        case .raftMessages(let messages):
+            guard frame.requestID == .none else {
+                return close(context, "raftMessages request ID: got \(frame.requestID), want 0 (one-way)")
+            }
+            for m in messages where m.from != peer || m.to != identity.nodeID {
+                return close(context, "raft message \(m.type) from \(m.from) to \(m.to): want from \(peer) to \(identity.nodeID)")
+            }
+            handler(message, RPCRequestContext(requestID: .none, peer: peer, remoteAddress: context.remoteAddress, channel: context.channel))
+        case .snapshotOffer, .snapshotChunk:
+            request(context, frame, message)
+        default:
+            close(context, "got \(frame.kind) on a peer connection, want raftMessages or snapshot frames")
+        }
+    }
+
+    private func request(_ context: ChannelHandlerContext, _ frame: Frame, _ message: RPCMessage) {
+        guard !frame.kind.isResponse, frame.flags.isEmpty else {
+            return close(context, "got response kind \(frame.kind) (flags 0x\(String(frame.flags.rawValue, radix: 16))), want a request")
+        }
+        guard frame.requestID != .none, !pending.contains(frame.requestID) else {
+            return close(context, "request ID: got \(frame.requestID) (0 or already in flight), want a fresh non-zero ID")
+        }
+        guard pending.count < configuration.requestsInFlightMax else {
+            let busy = RPCErrorResponse(.overloaded, "requests in flight: got \(pending.count), want < \(configuration.requestsInFlightMax)")
+            context.writeAndFlush(wrapOutboundOut(Frame(.error(busy), requestID: frame.requestID)), promise: nil)
+            return
+        }
+        pending.insert(frame.requestID)
+        handler(message, RPCRequestContext(requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, channel: context.channel))
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let frame = unwrapOutboundIn(data)
+        let isFinal = !frame.flags.contains(.more)
+        guard pending.contains(frame.requestID), !isClosing else {
+            logger.debug("dropping answer to a request not in flight", metadata: ["request": "\(frame.requestID)", "kind": "\(frame.kind)"])
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        if isFinal { pending.remove(frame.requestID) }
+        context.write(wrapOutboundOut(frame), promise: promise)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is RPCDecodingError { return close(context, "\(error)") }
+        // An IO error (reset, broken pipe): the remote went away; nothing to warn about.
+        guard !isClosing else { return }
+        isClosing = true
+        logger.debug("rpc connection failed", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    private func close(_ context: ChannelHandlerContext, _ reason: String) {
+        guard !isClosing else { return }
+        isClosing = true
+        logger.warning("closing rpc connection", metadata: ["reason": "\(reason)"])
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,73 @@
+import FaunaKV
+import FaunaRPC
+import FaunaRaft
+
+/// Valid messages of every kind, for the seed corpus (tools/fuzz) and nothing else.
+enum Seeds {
+    static func messages() -> [RPCMessage] {
+        let entry = Entry(term: Term(3), index: LogIndex(41), data: Array("payload".utf8))
+        let conf = ConfState(voters: [NodeID(1), NodeID(2), NodeID(3)], learners: [NodeID(4)])
+        let meta = SnapshotMetadata(index: LogIndex(40), term: Term(3), confState: conf)
+        let chunk = SnapshotChunk(
+            index: LogIndex(40), term: Term(3), fileName: "000012.sst", offset: 4096, data: [1, 2, 3, 4],
+            fileChecksum: Array(repeating: 0xAB, count: 32), isLastOfFile: true, isLastOfSnapshot: false)
+        let record = KVRecord(value: Array("v1".utf8), createRevision: Revision(5), modRevision: Revision(9), version: 2)
+        let range = KVRangeResult(records: [KVKeyValue(key: Array("k1".utf8), record: record)], count: 1, hasMore: false, revision: Revision(12))
+        let member = Member(
+            nodeID: NodeID(4), peerAddress: Endpoint(host: "127.0.0.1", port: 7004),
+            clientAddress: Endpoint(host: "127.0.0.1", port: 7104), isLearner: true, publicKey: Array(repeating: 7, count: 32))
+        let txn = KVTxn(
+            compares: [KVCompare(key: Array("k1".utf8), .version(2), .equal)],
+            success: [.put(KVPut(key: Array("k1".utf8), value: Array("v2".utf8))), .range(KVRangeRequest(range: .prefix(Array("k".utf8)), limit: 10))],
+            failure: [.deleteRange(KVDeleteRange(range: .single(Array("k2".utf8))))])
+        return [
+            .peerHello(PeerHello(clusterName: "local", from: NodeID(1), to: NodeID(2))),
+            .peerWelcome(PeerWelcome(clusterName: "local", nodeID: NodeID(2))),
+            .raftMessages([
+                Message(type: .append, from: NodeID(1), to: NodeID(2), term: Term(3), logTerm: Term(3), index: LogIndex(40), entries: [entry], commit: LogIndex(40)),
+                Message(type: .appendResponse, from: NodeID(1), to: NodeID(2), term: Term(3), logTerm: Term(2), reject: true, rejectHint: LogIndex(17)),
+                Message(type: .heartbeat, from: NodeID(1), to: NodeID(2), term: Term(3), commit: LogIndex(40), context: [9, 9]),
+                Message(type: .snapshot, from: NodeID(1), to: NodeID(2), term: Term(3), snapshot: Snapshot(metadata: meta)),
+            ]),
+            .snapshotOffer(SnapshotOffer(metadata: meta, files: [SnapshotFile(name: "CURRENT", sizeBytes: 16, checksum: [1, 2])])),
+            .snapshotChunk(chunk),
+            .snapshotAck(SnapshotAck(index: LogIndex(40), term: Term(3), fileName: "000012.sst", nextOffset: 4100, isAccepted: true)),
+            .write(WriteRequest(KVProposal(session: ClientSession(clientID: ClientID(77), sequence: .first), command: .put(KVPut(key: Array("k1".utf8), value: Array("v1".utf8)))))),
+            .write(WriteRequest(KVProposal(command: .txn(txn)))),
+            .write(WriteRequest(KVProposal(command: .compact(Revision(10))))),
+            .writeResponse(KVApplyResult(revision: Revision(12), outcome: .success(succeeded: true, results: [.put(previous: record), .range(range)]))),
+            .read(ReadRequest(KVRangeRequest(range: .single(Array("k1".utf8))), consistency: .serializable)),
+            .readResponse(range),
+            .status,
+            .statusResponse(NodeStatus(nodeID: NodeID(1), role: .leader, term: Term(3), leader: NodeID(1), commitIndex: LogIndex(40), appliedIndex: LogIndex(39), treeSize: 39, dbSizeBytes: 1 << 20)),
+            .members,
+            .membersResponse([member]),
+            .memberChange(.addLearner(member)),
+            .memberChange(.remove(NodeID(3))),
+            .leaderTransfer(NodeID(2)),
+            .leaderTransferResponse,
+            .snapshotSave,
+            .snapshotSaveChunk(chunk),
+            .hashKV,
+            .hashKVResponse(HashKVResult(nodeID: NodeID(1), appliedIndex: LogIndex(39), compactRevision: Revision(10), digest: Array(repeating: 0xCD, count: 32))),
+            .error(RPCErrorResponse(.notLeader, "not the leader", leaderHint: LeaderHint(nodeID: NodeID(2), clientAddress: Endpoint(host: "127.0.0.1", port: 7102)))),
+        ]
+    }
+
+    /// Fuzzer inputs: each message as a frame stream (mode 0) and as a bare body (mode 1),
+    /// plus a stream of all frames back to back.
+    static func inputs() -> [[UInt8]] {
+        let kinds = FrameKind.allCases
+        var out: [[UInt8]] = []
+        var all: [UInt8] = [0]
+        for (i, message) in messages().enumerated() {
+            let frame = Frame(message, requestID: RequestID(UInt64(i + 1)))
+            out.append([0] + frame.encoded())
+            all += frame.encoded()
+            guard let kindIndex = kinds.firstIndex(of: message.kind) else { continue }
+            out.append([1, UInt8(kindIndex)] + message.encodedBody())
+        }
+        out.append(all)
+        return out
+    }
+}

@@ -1,0 +1,199 @@
+import FaunaKV
+import FaunaRaft
+import FaunaRPC
+import NIOCore
+import Testing
+
+@Suite struct CRC32CTests {
+    static let vectors: [([UInt8], UInt32)] = [
+        (Array("123456789".utf8), 0xE306_9283),
+        ([UInt8](repeating: 0, count: 32), 0x8A91_36AA),
+        ([UInt8](repeating: 0xFF, count: 32), 0x62A8_AB43),
+        ((0..<32).map { UInt8($0) }, 0x46DD_794E),
+        ((0..<32).reversed().map { UInt8($0) }, 0x113F_DB5C),
+        ([], 0),
+    ]
+
+    /// RFC 3720 §B.4 and the classic "123456789" check value.
+    @Test(arguments: CRC32CTests.vectors)
+    func knownVectors(input: [UInt8], expected: UInt32) {
+        #expect(CRC32C.checksum(input) == expected)
+    }
+
+    /// Slicing-by-8 against the bit-at-a-time definition, at every alignment and split.
+    @Test func matchesBitwiseReference() {
+        var gen = Gen(seed: 7)
+        for _ in 0..<200 {
+            let data = gen.bytes(300)
+            var crc: UInt32 = 0xFFFF_FFFF
+            for b in data {
+                crc ^= UInt32(b)
+                for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+            }
+            #expect(CRC32C.checksum(data) == ~crc)
+            let cut = gen.int(0...data.count)
+            var running = CRC32C.Update()
+            running.update(data[..<cut])
+            running.update(data[cut...])
+            #expect(running.value == ~crc)
+        }
+    }
+}
+
+@Suite struct WireCodingTests {
+    @Test func varintRoundTripsAtEveryLength() throws {
+        for shift in 0..<64 {
+            for v in [UInt64(1) << UInt64(shift), (UInt64(1) << UInt64(shift)) - 1, UInt64.max >> UInt64(shift)] {
+                var w = WireWriter()
+                w.varint(v)
+                var r = WireReader(w.bytes, context: "test")
+                #expect(try r.varint("v") == v)
+                try r.finish()
+            }
+        }
+    }
+
+    @Test(arguments: [
+        [0x80, 0x00],  // 0 in two bytes
+        [0xFF, 0x80, 0x00],  // trailing zero group
+        [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02],  // 2^64
+        [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x81, 0x00],  // 11 bytes
+    ] as [[UInt8]])
+    func nonCanonicalVarintsAreRejected(bytes: [UInt8]) {
+        var r = WireReader(bytes, context: "test")
+        #expect(throws: RPCDecodingError.self) { try r.varint("v") }
+    }
+
+    @Test func truncatedVarintIsRejected() {
+        var r = WireReader([0x80, 0x80], context: "test")
+        #expect { try r.varint("v") } throws: { ($0 as? RPCDecodingError)?.code == .truncated }
+    }
+
+    @Test func lengthAboveRemainingIsRejectedBeforeAllocating() {
+        var w = WireWriter()
+        w.varint(UInt64(Int.max))
+        var r = WireReader(w.bytes, context: "test")
+        #expect { try r.lengthPrefixed("b", max: Int.max) } throws: { ($0 as? RPCDecodingError)?.code == .truncated }
+        var r2 = WireReader(w.bytes, context: "test")
+        #expect { try r2.lengthPrefixed("b", max: 10) } throws: { ($0 as? RPCDecodingError)?.code == .limitExceeded }
+    }
+}
+
+@Suite struct MessageCodecTests {
+    /// encode ∘ decode = identity for every kind, through both frame decoders.
+    @Test(arguments: 0..<20)
+    func roundTripEveryKind(seed: Int) throws {
+        var gen = Gen(seed: UInt64(seed))
+        for i in 0..<(22 * 10) {
+            let message = gen.message(i)
+            let requestID = RequestID(gen.u64())
+            let frame = Frame(message, requestID: requestID)
+            let bytes = frame.encoded()
+            let decoded = try #require(try Frame.decode(bytes))
+            #expect(decoded.consumed == bytes.count)
+            #expect(decoded.frame == frame)
+            #expect(try RPCMessage(decoded.frame) == message, "seed \(seed) message \(i)")
+
+            var buffer = ByteBuffer(bytes: bytes)
+            let viaNIO = try #require(try FrameDecoder.decodeFrame(&buffer, bodyBytesMax: FrameHeader.bodyBytesMaxDefault))
+            #expect(viaNIO == frame)
+            #expect(buffer.readableBytes == 0)
+            var direct = ByteBuffer()
+            frame.encode(into: &direct)
+            #expect(Array(direct.readableBytesView) == bytes)
+        }
+    }
+
+    /// A body that decodes re-encodes to the same bytes (one encoding per message), for the
+    /// kinds whose codecs are FaunaRPC's own; random bodies never trap.
+    @Test func decodedGarbageIsCanonicalOrRejected() {
+        var gen = Gen(seed: 99)
+        var decodedCount = 0
+        for i in 0..<20_000 {
+            let kind = FrameKind.allCases[i % FrameKind.allCases.count]
+            var body = gen.bytes(24)
+            if gen.bool(), case let valid = gen.message(i).encodedBody(), !valid.isEmpty {
+                body = valid
+                body[gen.int(0...body.count - 1)] ^= UInt8(1 << gen.int(0...7))
+            }
+            guard let message = try? RPCMessage(kind: kind, body: body) else { continue }
+            decodedCount += 1
+            switch kind {
+            case .write, .writeResponse, .read, .readResponse: continue  // FaunaKV's codecs
+            default: #expect(message.encodedBody() == body, "kind \(kind) body \(body)")
+            }
+        }
+        #expect(decodedCount > 100)
+    }
+
+    @Test func writeCarriesTheExactProposalBytes() throws {
+        let proposal = KVProposal(
+            session: ClientSession(clientID: ClientID(7), sequence: .first),
+            command: .put(KVPut(key: Array("k1".utf8), value: Array("v1".utf8))))
+        let frame = Frame(.write(WriteRequest(proposal)), requestID: RequestID(1))
+        #expect(frame.body == proposal.encoded())
+        guard case .write(let request) = try RPCMessage(frame) else { Issue.record("not a write"); return }
+        #expect(request.proposal == proposal)
+        #expect(request.proposalBytes == proposal.encoded())
+    }
+
+    @Test func invalidProposalIsRejected() {
+        let empty = KVProposal(command: .put(KVPut(key: [], value: [])))  // empty key breaks a rule
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .write, body: empty.encoded()) }
+    }
+
+    @Test(arguments: ["", ".", "..", "a/b", "/etc", "x\u{0}y"])
+    func unsafeFileNamesAreRejected(name: String) {
+        var w = WireWriter()
+        w.varint(5)  // index
+        w.varint(1)  // term
+        w.string(name)
+        w.varint(0)  // offset
+        w.u8(0)  // flags
+        w.lengthPrefixed([])  // checksum
+        w.lengthPrefixed([1, 2, 3])
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .snapshotChunk, body: w.bytes) }
+    }
+
+    @Test func raftMessageRulesAreChecked() {
+        // A message from node 0.
+        var w = WireWriter()
+        w.varint(1)
+        w.u8(MessageType.heartbeat.rawValue)
+        w.varint(0)
+        w.varint(2)
+        w.varint(3)
+        w.u8(0)
+        #expect { try RPCMessage(kind: .raftMessages, body: w.bytes) } throws: { ($0 as? RPCDecodingError)?.code == .invalidValue }
+        // A presence bit with a zero value.
+        var z = WireWriter()
+        z.varint(1)
+        z.u8(MessageType.heartbeat.rawValue)
+        z.varint(1)
+        z.varint(2)
+        z.varint(3)
+        z.u8(0x08)
+        z.varint(0)
+        #expect { try RPCMessage(kind: .raftMessages, body: z.bytes) } throws: { ($0 as? RPCDecodingError)?.code == .invalidValue }
+        // An empty batch.
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .raftMessages, body: [0]) }
+        // Unsorted conf state.
+        #expect(throws: RPCDecodingError.self) {
+            var r = WireReader([2, 5, 3, 0], context: "conf")
+            _ = try ConfState(from: &r)
+        }
+    }
+
+    @Test func reservedAuditKindsDoNotDecodeYet() {
+        for kind in FrameKind.allCases where kind.isReserved {
+            #expect { try RPCMessage(kind: kind, body: []) } throws: { ($0 as? RPCDecodingError)?.code == .unknownKind }
+        }
+    }
+
+    @Test func errorMessagesAreCutAtTheLimit() throws {
+        let long = String(repeating: "é", count: RPCLimits.messageBytesMax)
+        let error = RPCErrorResponse(.internalError, long)
+        #expect(error.message.utf8.count <= RPCLimits.messageBytesMax)
+        #expect(try RPCMessage(kind: .error, body: RPCMessage.error(error).encodedBody()) == .error(error))
+    }
+}

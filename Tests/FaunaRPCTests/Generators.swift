@@ -1,0 +1,199 @@
+import FaunaKV
+import FaunaRaft
+import FaunaRPC
+
+/// SplitMix64: a seeded generator, so every property test failure replays from its seed.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Random values of every message type, covering empty, small and large integers.
+struct Gen {
+    var rng: SeededRandom
+    init(seed: UInt64) { rng = SeededRandom(seed: seed) }
+
+    mutating func bool() -> Bool { Bool.random(using: &rng) }
+    mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &rng) }
+
+    /// Integers of every varint length: 0, small, byte boundaries, up to UInt64.max.
+    mutating func u64() -> UInt64 {
+        switch int(0...5) {
+        case 0: 0
+        case 1: UInt64(int(1...127))
+        case 2: UInt64(int(128...20_000))
+        case 3: UInt64.max - UInt64(int(0...3))
+        default: UInt64.random(in: 0...(UInt64(1) << UInt64(int(1...63))), using: &rng)
+        }
+    }
+    mutating func nonZero() -> UInt64 { max(1, u64()) }
+    mutating func nodeID() -> NodeID { NodeID(nonZero()) }
+    mutating func bytes(_ max: Int = 40) -> [UInt8] { (0..<int(0...max)).map { _ in UInt8.random(in: 0...255, using: &rng) } }
+    mutating func key() -> [UInt8] { [UInt8.random(in: 0...255, using: &rng)] + bytes(12) }
+    mutating func string(_ max: Int = 16) -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789-_.é€😀")
+        return String((0..<int(0...max)).map { _ in alphabet[int(0...alphabet.count - 1)] })
+    }
+    mutating func fileName() -> String { "f" + string(20) }
+    mutating func pick<T>(_ items: [T]) -> T { items[int(0...items.count - 1)] }
+
+    // MARK: Raft
+
+    mutating func entry() -> Entry {
+        Entry(term: Term(u64()), index: LogIndex(u64()), type: bool() ? .normal : .confChange, data: bytes(64))
+    }
+
+    mutating func confState() -> ConfState {
+        let ids = (0..<int(0...7)).map { _ in nodeID() }
+        let split = int(0...ids.count)
+        return ConfState(voters: Array(ids[..<split]), learners: Array(ids[split...]))
+    }
+
+    mutating func snapshotMetadata() -> SnapshotMetadata {
+        SnapshotMetadata(index: LogIndex(u64()), term: Term(u64()), confState: confState())
+    }
+
+    mutating func raftMessage() -> Message {
+        Message(
+            type: pick(MessageType.allCases), from: nodeID(), to: nodeID(), term: Term(u64()),
+            logTerm: bool() ? Term(u64()) : .zero, index: bool() ? LogIndex(u64()) : .zero,
+            entries: bool() ? (0..<int(1...5)).map { _ in entry() } : [],
+            commit: bool() ? LogIndex(u64()) : .zero, reject: bool(),
+            rejectHint: bool() ? LogIndex(u64()) : .zero,
+            snapshot: int(0...4) == 0 ? Snapshot(metadata: snapshotMetadata(), data: bytes(100)) : nil,
+            context: bool() ? bytes(16) : [])
+    }
+
+    // MARK: KV
+
+    mutating func keyRange() -> KeyRange {
+        switch int(0...2) {
+        case 0: .single(key())
+        case 1: KeyRange(start: bytes(10), end: nil)
+        default: KeyRange(start: key(), end: key())
+        }
+    }
+
+    mutating func rangeRequest() -> KVRangeRequest {
+        KVRangeRequest(
+            range: keyRange(), limit: bool() ? int(1...10_000) : nil, revision: bool() ? Revision(u64()) : nil,
+            isReversed: bool(), isKeysOnly: bool(), isCountOnly: bool())
+    }
+
+    mutating func proposal() -> KVProposal {
+        let session = bool() ? ClientSession(clientID: ClientID(u64()), sequence: SequenceNumber(nonZero())) : nil
+        let command: KVCommand
+        switch int(0...3) {
+        case 0: command = .put(KVPut(key: key(), value: bytes(100), ifAbsent: bool(), returnsPrevious: bool()))
+        case 1: command = .deleteRange(KVDeleteRange(range: keyRange(), returnsPrevious: bool()))
+        case 2: command = .compact(Revision(nonZero()))
+        default:
+            // Puts under "p<i>", deletes under "d": no key written twice in a branch.
+            let compares = (0..<int(0...3)).map { _ in
+                KVCompare(key: key(), pick([.value(bytes(8)), .version(u64()), .createRevision(Revision(u64())), .modRevision(Revision(u64()))]), pick(KVCompare.Operator.allCases))
+            }
+            var ops: [KVOperation] = []
+            for i in 0..<int(0...4) {
+                switch int(0...2) {
+                case 0: ops.append(.put(KVPut(key: Array("p\(i)".utf8), value: bytes(20))))
+                case 1: ops.append(.deleteRange(KVDeleteRange(range: .prefix(Array("d".utf8)))))
+                default: ops.append(.range(rangeRequest()))
+                }
+            }
+            command = .txn(KVTxn(compares: compares, success: ops, failure: bool() ? [] : [.range(rangeRequest())]))
+        }
+        return KVProposal(session: session, command: command)
+    }
+
+    mutating func record() -> KVRecord {
+        let create = Revision(nonZero())
+        let mod = Revision(max(create.rawValue, u64()))
+        return KVRecord(value: bytes(30), createRevision: create, modRevision: mod, version: nonZero())
+    }
+
+    mutating func rangeResult() -> KVRangeResult {
+        let records = (0..<int(0...4)).map { _ in KVKeyValue(key: key(), record: record()) }
+        return KVRangeResult(records: records, count: int(0...1_000_000), hasMore: bool(), revision: Revision(u64()))
+    }
+
+    mutating func applyResult() -> KVApplyResult {
+        let outcome: KVOutcome
+        switch int(0...3) {
+        case 0: outcome = .success(succeeded: bool(), results: [.put(previous: bool() ? record() : nil), .range(rangeResult())])
+        case 1: outcome = .compacted(requested: Revision(u64()), compacted: Revision(u64()))
+        case 2: outcome = .alreadyExists(key: key())
+        default: outcome = .sessionExpired(sequence: SequenceNumber(nonZero()), lastApplied: bool() ? SequenceNumber(u64()) : nil)
+        }
+        return KVApplyResult(revision: Revision(u64()), outcome: outcome, isReplay: bool())
+    }
+
+    // MARK: RPC
+
+    mutating func endpoint() -> Endpoint { Endpoint(host: pick(["127.0.0.1", "::1", "node-\(int(1...9)).example"]), port: UInt16(int(0...65535))) }
+
+    mutating func member() -> Member {
+        Member(nodeID: nodeID(), peerAddress: endpoint(), clientAddress: endpoint(), isLearner: bool(), publicKey: bytes(32))
+    }
+
+    mutating func chunk() -> SnapshotChunk {
+        let lastOfSnapshot = bool()
+        return SnapshotChunk(
+            index: LogIndex(u64()), term: Term(u64()), fileName: fileName(), offset: u64() / 2, data: bytes(200),
+            fileChecksum: bytes(32), isLastOfFile: lastOfSnapshot || bool(), isLastOfSnapshot: lastOfSnapshot)
+    }
+
+    mutating func errorResponse() -> RPCErrorResponse {
+        let hint: LeaderHint? = bool() ? LeaderHint(nodeID: nodeID(), clientAddress: bool() ? endpoint() : nil) : nil
+        return RPCErrorResponse(RPCErrorCode(rawValue: UInt16(int(1...12))), string(40), leaderHint: hint)
+    }
+
+    /// A random message of every kind, chosen by `index` so each kind is covered equally.
+    mutating func message(_ index: Int) -> RPCMessage {
+        switch index % 22 {
+        case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID()))
+        case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID()))
+        case 2: .raftMessages((0..<int(1...6)).map { _ in raftMessage() })
+        case 3:
+            .snapshotOffer(SnapshotOffer(metadata: snapshotMetadata(), files: (0..<int(0...5)).map { _ in
+                SnapshotFile(name: fileName(), sizeBytes: u64(), checksum: bytes(32))
+            }))
+        case 4: .snapshotChunk(chunk())
+        case 5:
+            .snapshotAck(SnapshotAck(
+                index: LogIndex(u64()), term: Term(u64()), fileName: bool() ? fileName() : "", nextOffset: u64(),
+                isAccepted: bool(), reason: string(30)))
+        case 6: .write(WriteRequest(proposal()))
+        case 7: .writeResponse(applyResult())
+        case 8: .read(ReadRequest(rangeRequest(), consistency: pick(ReadConsistency.allCases)))
+        case 9: .readResponse(rangeResult())
+        case 10: .status
+        case 11:
+            .statusResponse(NodeStatus(
+                nodeID: nodeID(), role: pick([.follower, .preCandidate, .candidate, .leader]), isLearner: bool(),
+                term: Term(u64()), leader: bool() ? nodeID() : nil, commitIndex: LogIndex(u64()),
+                appliedIndex: LogIndex(u64()), treeSize: u64(), dbSizeBytes: u64()))
+        case 12: .members
+        case 13: .membersResponse((0..<int(0...5)).map { _ in member() })
+        case 14:
+            .memberChange(pick([0, 1, 2]) == 0 ? .promote(nodeID()) : bool() ? .remove(nodeID()) : .addLearner({
+                var m = member()
+                m.isLearner = true
+                return m
+            }()))
+        case 15: .leaderTransfer(nodeID())
+        case 16: .leaderTransferResponse
+        case 17: .snapshotSave
+        case 18: .snapshotSaveChunk(chunk())
+        case 19: .hashKV
+        case 20: .hashKVResponse(HashKVResult(nodeID: nodeID(), appliedIndex: LogIndex(u64()), compactRevision: Revision(u64()), digest: bytes(32)))
+        default: .error(errorResponse())
+        }
+    }
+}

@@ -1,0 +1,223 @@
+import FaunaKV
+import FaunaRaft
+import FaunaRPC
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Collects log messages so tests can check that a reason was logged.
+final class CapturedLogs: Sendable {
+    let lines = NIOLockedValueBox<[String]>([])
+    var all: [String] { lines.withLockedValue { $0 } }
+
+    var logger: Logger {
+        Logger(label: "fauna.rpc.test") { _ in Handler(sink: self) }
+    }
+
+    struct Handler: LogHandler {
+        let sink: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            log(level: event.level, message: event.message, metadata: event.metadata, source: event.source, file: event.file, function: event.function, line: event.line)
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+            let all = self.metadata.merging(metadata ?? [:]) { $1 }
+            sink.lines.withLockedValue { $0.append("\(level) \(message) \(all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))") }
+        }
+    }
+}
+
+/// Polls `condition` every 10 ms for up to `seconds`.
+func eventually(seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
+}
+
+let group = MultiThreadedEventLoopGroup.singleton
+
+/// A test server: answers `leaderTransfer(n)` with a status naming node n, from another task
+/// after a random delay (so answers come out of order), and records what else it gets.
+func echoServer(logs: CapturedLogs, configuration: RPCServerConfiguration = RPCServerConfiguration(requestsInFlightMax: 2048)) async throws -> RPCServer {
+    try await RPCServer.start(configuration: configuration, group: group, logger: logs.logger) { message, context in
+        switch message {
+        case .leaderTransfer(let id):
+            Task {
+                try? await Task.sleep(for: .microseconds(Int.random(in: 0...2000)))
+                context.respond(.statusResponse(NodeStatus(
+                    nodeID: id, role: .leader, term: Term(1), leader: id, commitIndex: LogIndex(id.rawValue),
+                    appliedIndex: LogIndex(id.rawValue), treeSize: id.rawValue, dbSizeBytes: 0)))
+            }
+        case .snapshotSave:
+            for i in 0..<3 {
+                context.respondPartial(.snapshotSaveChunk(SnapshotChunk(
+                    index: LogIndex(5), term: Term(1), fileName: "f\(i)", offset: 0, data: [UInt8(i)], fileChecksum: [],
+                    isLastOfFile: true, isLastOfSnapshot: false)))
+            }
+            context.respond(.snapshotSaveChunk(SnapshotChunk(
+                index: LogIndex(5), term: Term(1), fileName: "end", offset: 0, data: [], fileChecksum: [],
+                isLastOfFile: true, isLastOfSnapshot: true)))
+        case .hashKV:
+            break  // never answered: for timeout and in-flight tests
+        default:
+            context.respond(.error(RPCErrorResponse(.unsupported, "\(message.kind)")))
+        }
+    }
+}
+
+func endpoint(of server: RPCServer) throws -> Endpoint {
+    Endpoint(host: "127.0.0.1", port: UInt16(try #require(server.port)))
+}
+
+@Suite(.timeLimit(.minutes(1))) struct LoopbackTests {
+    @Test func thousandPipelinedRequestsAreMatched() async throws {
+        let logs = CapturedLogs()
+        let server = try await echoServer(logs: logs)
+        let client = try await RPCClient.connect(
+            to: try endpoint(of: server), configuration: RPCClientConfiguration(requestsInFlightMax: 1000),
+            group: group, logger: logs.logger)
+        let answers = try await withThrowingTaskGroup(of: (UInt64, RPCMessage).self) { tasks in
+            for i in 1...1000 {
+                tasks.addTask { (UInt64(i), try await client.call(.leaderTransfer(NodeID(UInt64(i))))) }
+            }
+            var all: [(UInt64, RPCMessage)] = []
+            for try await answer in tasks { all.append(answer) }
+            return all
+        }
+        #expect(answers.count == 1000)
+        for (i, answer) in answers {
+            guard case .statusResponse(let status) = answer else {
+                Issue.record("request \(i): got \(answer.kind)")
+                continue
+            }
+            #expect(status.nodeID == NodeID(i))
+        }
+        await client.close()
+        try await server.close()
+    }
+
+    @Test func streamedAnswer() async throws {
+        let logs = CapturedLogs()
+        let server = try await echoServer(logs: logs)
+        let client = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
+        let parts = NIOLockedValueBox<[String]>([])
+        let last = try await client.stream(.snapshotSave, timeout: .seconds(5)) { part in
+            if case .snapshotSaveChunk(let chunk) = part { parts.withLockedValue { $0.append(chunk.fileName) } }
+        }
+        #expect(parts.withLockedValue { $0 } == ["f0", "f1", "f2"])
+        guard case .snapshotSaveChunk(let end) = last else { Issue.record("got \(last.kind)"); return }
+        #expect(end.isLastOfSnapshot)
+        await client.close()
+        try await server.close()
+    }
+
+    @Test func timeoutsAndInFlightBounds() async throws {
+        let logs = CapturedLogs()
+        let server = try await echoServer(logs: logs, configuration: RPCServerConfiguration(requestsInFlightMax: 2))
+        let client = try await RPCClient.connect(
+            to: try endpoint(of: server), configuration: RPCClientConfiguration(requestsInFlightMax: 3),
+            group: group, logger: logs.logger)
+        // Two unanswered requests fill the server's bound; the third is answered `overloaded`.
+        let hanging = (0..<2).map { _ in Task { try await client.call(.hashKV, timeout: .milliseconds(300)) } }
+        try await Task.sleep(for: .milliseconds(50))
+        let third = try await client.call(.hashKV, timeout: .seconds(2))
+        guard case .error(let busy) = third else { Issue.record("got \(third.kind)"); return }
+        #expect(busy.code == .overloaded)
+        for task in hanging {
+            await #expect { try await task.value } throws: { ($0 as? RPCClientError)?.code == .timeout }
+        }
+        await client.close()
+        try await server.close()
+    }
+
+    @Test func clientBoundFailsFast() async throws {
+        let logs = CapturedLogs()
+        let server = try await echoServer(logs: logs)
+        let client = try await RPCClient.connect(
+            to: try endpoint(of: server), configuration: RPCClientConfiguration(requestsInFlightMax: 1),
+            group: group, logger: logs.logger)
+        let hanging = Task { try await client.call(.hashKV, timeout: .milliseconds(500)) }
+        try await Task.sleep(for: .milliseconds(50))
+        await #expect { try await client.call(.hashKV) } throws: { ($0 as? RPCClientError)?.code == .tooManyInFlight }
+        _ = try? await hanging.value
+        await client.close()
+        try await server.close()
+    }
+
+    /// Closing the server ends its connections: a waiting call fails, and a call on the closed
+    /// connection fails at once instead of waiting for its timeout.
+    @Test func serverCloseEndsConnectionsAndCallsFailFast() async throws {
+        let logs = CapturedLogs()
+        let server = try await echoServer(logs: logs)
+        let client = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
+        #expect(await eventually { server.connectionCount == 1 })
+        let waiting = Task { try await client.call(.hashKV, timeout: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(50))
+        try await server.close()
+        await #expect { try await waiting.value } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
+        let start = ContinuousClock.now
+        await #expect { try await client.call(.status, timeout: .seconds(30)) } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(server.connectionCount == 0)
+    }
+
+    static let garbage: [(String, [UInt8])] = {
+        var oversized = Frame(kind: .status, requestID: RequestID(1), body: []).encoded()
+        oversized.replaceSubrange(4..<8, with: [0x7F, 0xFF, 0xFF, 0xFF])
+        let badBody = Frame(kind: .leaderTransfer, requestID: RequestID(1), body: [0x00]).encoded()  // node 0
+        let response = Frame(.leaderTransferResponse, requestID: RequestID(1)).encoded()
+        let peerOnClientPort = Frame(.raftMessages([Message(type: .heartbeat, from: NodeID(1), to: NodeID(2), term: Term(1))]), requestID: .none).encoded()
+        var badCRC = Frame(.status, requestID: RequestID(1)).encoded()
+        badCRC[20] ^= 0x10
+        return [
+            ("http", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
+            ("oversized", oversized),
+            ("bad body", badBody),
+            ("response kind", response),
+            ("peer kind on client port", peerOnClientPort),
+            ("bad crc", badCRC),
+            ("truncated", Array(Frame(.status, requestID: RequestID(1)).encoded().dropLast(1))),
+        ]
+    }()
+
+    /// A client sending garbage is disconnected with a logged reason; a good client on the
+    /// same server keeps working before, during and after.
+    @Test(arguments: LoopbackTests.garbage.map { $0.0 })
+    func garbageClientIsDisconnected(name: String) async throws {
+        let bytes = try #require(Self.garbage.first { $0.0 == name }?.1)
+        let logs = CapturedLogs()
+        let server = try await echoServer(logs: logs)
+        let good = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
+        #expect(try await good.call(.leaderTransfer(NodeID(1))).kind == .statusResponse)
+
+        let raw = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: try #require(server.port)).get()
+        try await raw.writeAndFlush(ByteBuffer(bytes: bytes))
+        if name == "truncated" { try await raw.close(mode: .output) }
+        let closed = raw.closeFuture.isFulfilledFlag()
+        #expect(await eventually { closed.withLockedValue { $0 } }, "server kept the \(name) connection open")
+        #expect(await eventually { logs.all.contains { $0.contains("closing rpc connection") } }, "\(logs.all)")
+
+        #expect(try await good.call(.leaderTransfer(NodeID(2))).kind == .statusResponse)
+        await good.close()
+        try await server.close()
+    }
+}
+
+extension EventLoopFuture {
+    /// A flag set once the future completes (polled by tests).
+    func isFulfilledFlag() -> NIOLockedValueBox<Bool> {
+        let done = NIOLockedValueBox(false)
+        whenComplete { _ in done.withLockedValue { $0 = true } }
+        return done
+    }
+}

@@ -1,0 +1,166 @@
+import FaunaRaft
+import FaunaRPC
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A peer-port server of node 2 in cluster "test" that records the Raft messages it gets.
+func peerServer(logs: CapturedLogs, port: Int = 0) async throws -> (RPCServer, NIOLockedValueBox<[Message]>, NIOLockedValueBox<Int>) {
+    let received = NIOLockedValueBox<[Message]>([])
+    let frames = NIOLockedValueBox(0)
+    let configuration = RPCServerConfiguration(port: port, peerIdentity: PeerIdentity(clusterName: "test", nodeID: NodeID(2)))
+    let server = try await RPCServer.start(configuration: configuration, group: group, logger: logs.logger) { message, context in
+        switch message {
+        case .raftMessages(let messages):
+            #expect(context.peer == NodeID(1))
+            frames.withLockedValue { $0 += 1 }
+            received.withLockedValue { $0.append(contentsOf: messages) }
+        case .snapshotOffer(let offer):
+            context.respond(.snapshotAck(SnapshotAck(index: offer.metadata.index, term: offer.metadata.term, isAccepted: true)))
+        default:
+            context.respond(.error(RPCErrorResponse(.unsupported, "\(message.kind)")))
+        }
+    }
+    return (server, received, frames)
+}
+
+func heartbeat(_ i: Int) -> Message {
+    Message(type: .heartbeat, from: NodeID(1), to: NodeID(2), term: Term(3), commit: LogIndex(UInt64(i)))
+}
+
+@Suite(.timeLimit(.minutes(1))) struct PeerTests {
+    @Test func handshakeRejectsAnotherClusterOrNode() async throws {
+        let logs = CapturedLogs()
+        let (server, _, _) = try await peerServer(logs: logs)
+        let target = try endpoint(of: server)
+        for hello in [
+            PeerHello(clusterName: "other", from: NodeID(1), to: NodeID(2)),
+            PeerHello(clusterName: "test", from: NodeID(1), to: NodeID(3)),
+            PeerHello(clusterName: "test", from: NodeID(2), to: NodeID(2)),
+        ] {
+            await #expect {
+                try await RPCClient.connect(to: target, configuration: RPCClientConfiguration(hello: hello), group: group, logger: logs.logger)
+            } throws: { error in
+                guard let error = error as? RPCClientError else { return false }
+                return error.code == .handshakeRejected && error.response?.code == .peerRejected
+            }
+        }
+        // A frame other than hello first closes the connection.
+        let plain = try await RPCClient.connect(to: target, group: group, logger: logs.logger)
+        await #expect { try await plain.call(.status) } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
+        // The right hello works, and snapshot offers are answered.
+        let good = try await RPCClient.connect(
+            to: target, configuration: RPCClientConfiguration(hello: PeerHello(clusterName: "test", from: NodeID(1), to: NodeID(2))),
+            group: group, logger: logs.logger)
+        let ack = try await good.call(.snapshotOffer(SnapshotOffer(metadata: SnapshotMetadata(index: LogIndex(9), term: Term(2)), files: [])))
+        #expect(ack == .snapshotAck(SnapshotAck(index: LogIndex(9), term: Term(2), isAccepted: true)))
+        await good.close()
+        try await server.close()
+    }
+
+    @Test func linkBatchesMessagesPerFlush() async throws {
+        let logs = CapturedLogs()
+        let (server, received, frames) = try await peerServer(logs: logs)
+        let link = PeerLink(
+            to: NodeID(2), at: try endpoint(of: server), identity: PeerIdentity(clusterName: "test", nodeID: NodeID(1)),
+            group: group, logger: logs.logger)
+        link.start()
+        #expect(await eventually { link.stats.isConnected })
+        for round in 0..<10 {
+            #expect(link.send((0..<100).map { heartbeat(round * 100 + $0) }) == 100)
+        }
+        #expect(await eventually { received.withLockedValue { $0.count } == 1000 })
+        #expect(received.withLockedValue { $0 } == (0..<1000).map(heartbeat))
+        let stats = link.stats
+        #expect(stats.sentMessages == 1000)
+        #expect(stats.droppedMessages == 0)
+        #expect(frames.withLockedValue { $0 } <= 10, "100 messages per send must go out in one frame")
+        await link.shutdown()
+        try await server.close()
+    }
+
+    @Test func queueBoundDropsAndCounts() async throws {
+        let logs = CapturedLogs()
+        let (server, received, _) = try await peerServer(logs: logs)
+        let link = PeerLink(
+            to: NodeID(2), at: try endpoint(of: server), identity: PeerIdentity(clusterName: "test", nodeID: NodeID(1)),
+            group: group, configuration: PeerLinkConfiguration(queueMessagesMax: 10), logger: logs.logger)
+        link.start()
+        #expect(await eventually { link.stats.isConnected })
+        let accepted = link.send((0..<25).map(heartbeat))
+        #expect(accepted == 10)
+        #expect(link.stats.droppedMessages == 15)
+        #expect(await eventually { received.withLockedValue { $0.count } == 10 })
+        await link.shutdown()
+        try await server.close()
+    }
+
+    @Test func linkReconnectsWithBackoff() async throws {
+        let logs = CapturedLogs()
+        // Find a free port, then leave it closed: the link starts with nobody listening.
+        let probe = try await RPCServer.start(configuration: RPCServerConfiguration(), group: group, logger: logs.logger) { _, _ in }
+        let port = try #require(probe.port)
+        try await probe.close()
+        let link = PeerLink(
+            to: NodeID(2), at: Endpoint(host: "127.0.0.1", port: UInt16(port)),
+            identity: PeerIdentity(clusterName: "test", nodeID: NodeID(1)), group: group,
+            configuration: PeerLinkConfiguration(backoffInitial: .milliseconds(10), backoffMax: .milliseconds(100)), logger: logs.logger)
+        link.start()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(link.send([heartbeat(1)]) == 0)
+        #expect(link.stats.droppedMessages == 1)
+        let (server, received, _) = try await peerServer(logs: logs, port: port)
+        #expect(await eventually { link.stats.isConnected })
+        #expect(link.send([heartbeat(2)]) == 1)
+        #expect(await eventually { received.withLockedValue { $0 } == [heartbeat(2)] })
+        await link.shutdown()
+        try await server.close()
+    }
+
+    @Test func silentConnectionIsClosedAfterTheHandshakeTimeout() async throws {
+        let logs = CapturedLogs()
+        var configuration = RPCServerConfiguration(peerIdentity: PeerIdentity(clusterName: "test", nodeID: NodeID(2)))
+        configuration.handshakeTimeout = .milliseconds(100)
+        let server = try await RPCServer.start(configuration: configuration, group: group, logger: logs.logger) { _, _ in }
+        let silent = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: try #require(server.port)).get()
+        let closed = silent.closeFuture.isFulfilledFlag()
+        #expect(await eventually { closed.withLockedValue { $0 } })
+        #expect(logs.all.contains { $0.contains("no peerHello within 100 ms") }, "\(logs.all)")
+        try await server.close()
+    }
+
+    @Test func connectionsBeyondTheLimitAreClosed() async throws {
+        let logs = CapturedLogs()
+        let server = try await RPCServer.start(
+            configuration: RPCServerConfiguration(connectionsMax: 1), group: group, logger: logs.logger
+        ) { _, context in context.respond(.leaderTransferResponse) }
+        let first = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
+        #expect(await eventually { server.connectionCount == 1 })
+        let excess = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: try #require(server.port)).get()
+        let closed = excess.closeFuture.isFulfilledFlag()
+        #expect(await eventually { closed.withLockedValue { $0 } })
+        #expect(logs.all.contains { $0.contains("open connections: got 1") }, "\(logs.all)")
+        #expect(try await first.call(.leaderTransfer(NodeID(1))) == .leaderTransferResponse)
+        await first.close()
+        try await server.close()
+    }
+
+    @Test func spoofedSenderClosesTheConnection() async throws {
+        let logs = CapturedLogs()
+        let (server, received, _) = try await peerServer(logs: logs)
+        let client = try await RPCClient.connect(
+            to: try endpoint(of: server),
+            configuration: RPCClientConfiguration(hello: PeerHello(clusterName: "test", from: NodeID(1), to: NodeID(2))),
+            group: group, logger: logs.logger)
+        let closed = client.closeFuture.isFulfilledFlag()
+        let spoofed = Message(type: .heartbeat, from: NodeID(3), to: NodeID(2), term: Term(3))
+        client.writeOneWay(Frame(.raftMessages([spoofed]), requestID: .none))
+        client.flush()
+        #expect(await eventually { closed.withLockedValue { $0 } })
+        #expect(received.withLockedValue { $0 }.isEmpty)
+        #expect(logs.all.contains { $0.contains("want from n1 to n2") })
+        try await server.close()
+    }
+}
