@@ -21,10 +21,14 @@ public struct RocksDBColumnFamilyOptions: Sendable, Hashable {
     }
     public var name: String
     public var compression: Compression
+    /// A whole-key bloom filter in the memtable: speeds up point gets that miss, costs a
+    /// filter insert per write. Only worth it on families read with `get` on a hot path.
+    public var memtableBloom: Bool
 
-    public init(name: String, compression: Compression = .lz4) {
+    public init(name: String, compression: Compression = .lz4, memtableBloom: Bool = true) {
         self.name = name
         self.compression = compression
+        self.memtableBloom = memtableBloom
     }
 }
 
@@ -73,8 +77,6 @@ public final class RocksDB: @unchecked Sendable {
         rocksdb_options_set_block_based_table_factory(dbOptions, table)
         rocksdb_block_based_options_destroy(table)  // the factory holds copies
         rocksdb_cache_destroy(cache)  // the table options hold a reference
-        rocksdb_options_set_memtable_whole_key_filtering(dbOptions, 1)
-        rocksdb_options_set_memtable_prefix_bloom_size_ratio(dbOptions, 0.05)
 
         var names = ["default"]
         if let existing = try? RocksDB.listColumnFamilies(path: path) {
@@ -85,7 +87,12 @@ public final class RocksDB: @unchecked Sendable {
         var cfOptions: [OpaquePointer] = []
         for name in names {
             let o = rocksdb_options_create_copy(dbOptions)!
-            let compression = wanted.first { $0.name == name }?.compression ?? .lz4
+            let w = wanted.first { $0.name == name } ?? RocksDBColumnFamilyOptions(name: name)
+            let compression = w.compression
+            if w.memtableBloom {
+                rocksdb_options_set_memtable_whole_key_filtering(o, 1)
+                rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05)
+            }
             switch compression {
             case .none: rocksdb_options_set_compression(o, Int32(rocksdb_no_compression))
             case .lz4: rocksdb_options_set_compression(o, Int32(rocksdb_lz4_compression))
@@ -146,6 +153,12 @@ public final class RocksDB: @unchecked Sendable {
         rocksdb_options_destroy(dbOptions)
     }
 
+    /// Turns off RocksDB's per-thread perf counters (`PerfLevel::kEnableCount` by default) on
+    /// the calling thread: with them on, every memtable key comparison updates a thread-local
+    /// `perf_context` through `__tls_get_addr` (~8 % of apply time in a profile). The level is
+    /// thread-local, so this is called at each read/write entry point (a TLS store).
+    static func disablePerfCounters() { rocksdb_set_perf_level(Int32(rocksdb_disable)) }
+
     /// The column families stored at `path`. Throws if there is no database there.
     public static func listColumnFamilies(path: String) throws(RocksDBError) -> [String] {
         let options = rocksdb_options_create()!
@@ -173,6 +186,7 @@ public final class RocksDB: @unchecked Sendable {
         _ cf: RocksDBColumnFamily, _ key: [UInt8], snapshot: RocksDBReadSnapshot? = nil
     ) throws(RocksDBError) -> [UInt8]? {
         let h = handle(cf)
+        RocksDB.disablePerfCounters()
         var length = 0
         let value: UnsafeMutablePointer<CChar>?
         if let snapshot {
@@ -203,6 +217,7 @@ public final class RocksDB: @unchecked Sendable {
     /// Applies `batch` atomically. With `sync`, returns only after the WAL is fsynced.
     public func write(_ batch: RocksDBWriteBatch, sync: Bool) throws(RocksDBError) {
         precondition(batch.db === self, "write batch from another database")
+        RocksDB.disablePerfCounters()
         try withRocksDBError(sync ? "write(sync)" : "write") { err in
             rocksdb_write(db, sync ? syncWriteOptions : asyncWriteOptions, batch.batch, err)
         }

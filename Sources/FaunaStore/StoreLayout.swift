@@ -6,8 +6,13 @@ public enum StoreColumnFamily: String, CaseIterable, Sendable {
     case raft, kv, history, journal, merkle, meta
 
     var options: RocksDBColumnFamilyOptions {
+        // Memtable bloom filters only where `get` is on a hot path (the state machine's point
+        // reads of kv and meta, the log's reads of raft): journal and merkle are append-only
+        // and history is read with iterators, so there a filter is only an insert cost.
         switch self {
-        case .journal, .history: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd)
+        case .history: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false)
+        case .journal: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false)
+        case .merkle: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4, memtableBloom: false)
         default: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4)
         }
     }
