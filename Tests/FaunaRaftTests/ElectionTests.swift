@@ -40,6 +40,17 @@ import Testing
         #expect(c.sent.contains { $0.type == .voteResponse && $0.to == NodeID(3) && $0.reject })
     }
 
+    @Test func aNodeVotesOncePerTerm() throws {
+        let c = try TestCluster(voters: [1, 2, 3]) { $0.preVote = false; $0.checkQuorum = false }
+        c[1].campaign(.election)
+        c[2].campaign(.election)
+        #expect(c[1].term == c[2].term)
+        try c.settle()
+        try c.deliver(where: { $0.type == .vote && $0.to == NodeID(3) })
+        let grants = c.sent.filter { $0.type == .voteResponse && $0.from == NodeID(3) && !$0.reject }
+        #expect(grants.count == 1, "n3 granted \(grants.count) votes in term \(c[1].term)")
+    }
+
     @Test func preVoteKeepsPartitionedNodeFromInflatingTerm() throws {
         let c = try TestCluster(voters: [1, 2, 3])
         try c.elect(1)
