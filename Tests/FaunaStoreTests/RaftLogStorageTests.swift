@@ -120,7 +120,12 @@ struct RaftLogStorageTests {
             let next = NSLock()
             nonisolated(unsafe) var nextIndex: UInt64 = 1  // guarded by `next`
             let failures = AtomicCounter()
-            DispatchQueue.concurrentPerform(iterations: appendersCount) { _ in
+            // Real threads, not concurrentPerform (which runs about one per core): with 32
+            // appenders blocked on their fsync, others are always queued behind it.
+            let finished = DispatchGroup()
+            for _ in 0..<appendersCount {
+                finished.enter()
+                Thread {
                 for _ in 0..<appendsPerAppender {
                     let done = DispatchSemaphore(value: 0)
                     do {
@@ -139,7 +144,10 @@ struct RaftLogStorageTests {
                     }
                     done.wait()
                 }
+                finished.leave()
+                }.start()
             }
+            finished.wait()
             let total = appendersCount * appendsPerAppender
             #expect(failures.value == 0)
             #expect(try log.lastIndex() == LogIndex(UInt64(total)))
