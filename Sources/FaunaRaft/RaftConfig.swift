@@ -71,6 +71,9 @@ public struct RaftError: Error, Hashable, Sendable, CustomStringConvertible {
         case learnerNotCaughtUp
         /// Invalid `RaftConfig`.
         case invalidConfig
+        /// The persisted state contradicts itself (e.g. a commit index beyond the log): the
+        /// node must not start on it.
+        case inconsistentState
     }
 
     public var code: Code

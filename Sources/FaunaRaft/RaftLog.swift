@@ -23,8 +23,13 @@ struct RaftLog {
         // A stale persisted commit can be below the snapshot; the snapshot is committed.
         self.committed = max(committed, first - 1)
         self.applied = max(applied, first - 1)
-        precondition(self.committed <= last, "persisted commit \(self.committed) beyond last index \(last)")
-        precondition(self.applied <= self.committed, "applied \(self.applied) beyond commit \(self.committed)")
+        // Disk state the core cannot reconcile: refuse to start rather than trap or diverge.
+        guard self.committed <= last else {
+            throw RaftError(.inconsistentState, "persisted commit \(self.committed) is beyond the last log index \(last)")
+        }
+        guard self.applied <= self.committed else {
+            throw RaftError(.inconsistentState, "applied index \(self.applied) is beyond the commit index \(self.committed)")
+        }
     }
 
     // MARK: Positions

@@ -77,3 +77,20 @@ import Testing
         }
     }
 }
+
+@Suite struct RestartStateTests {
+    @Test func contradictoryPersistedStateIsATypedErrorNotATrap() throws {
+        let storage = MemoryStorage()
+        storage.append([Entry(term: Term(1), index: LogIndex(1))])
+        storage.setHardState(HardState(term: Term(1), commit: LogIndex(5)))
+        #expect { try RaftNode(config: RaftConfig(id: NodeID(1), randomSeed: 1), storage: storage) } throws: {
+            ($0 as? RaftError)?.code == .inconsistentState
+        }
+        storage.setHardState(HardState(term: Term(1), commit: LogIndex(1)))
+        var config = RaftConfig(id: NodeID(1), randomSeed: 1)
+        config.applied = LogIndex(3)
+        #expect { try RaftNode(config: config, storage: storage) } throws: {
+            ($0 as? RaftError)?.code == .inconsistentState
+        }
+    }
+}
