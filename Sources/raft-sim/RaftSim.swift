@@ -1,6 +1,6 @@
 import RaftSimulator
 
-/// `raft-sim --seeds N [--first S] [--nodes 3|5] [--ticks T]`: runs N seeded simulations and
+/// `raft-sim --seeds N [--first S] [--nodes 3|5] [--ticks T]` (`--steps` = `--ticks`): runs N seeded simulations and
 /// ends with `N passed, M failed`; each failure prints its seed and the command replaying it.
 @main
 struct RaftSim {
@@ -16,7 +16,7 @@ struct RaftSim {
             return arguments[i + 1]
         }
         func fail(_ message: String) -> Never {
-            print("raft-sim: \(message)\nusage: raft-sim [--seeds N] [--first S | --seed S] [--nodes 3|5] [--ticks T] [--verbose]")
+            print("raft-sim: \(message)\nusage: raft-sim [--seeds N] [--first S | --seed S] [--nodes 3|5] [--ticks T | --steps T] [--verbose]")
             exit(2)
         }
         func number<T: LosslessStringConvertible>(_ name: String, _ v: String) -> T {
@@ -35,6 +35,7 @@ struct RaftSim {
             options.nodeCount = n
         }
         if let v = value("--ticks") { options.faultTicks = number("--ticks", v) }
+        if let v = value("--steps") { options.faultTicks = number("--steps", v) }  // alias: one step is one tick
         if let i = arguments.firstIndex(of: "--verbose") {
             verbose = true
             arguments.remove(at: i)
