@@ -10,6 +10,12 @@ public struct SnapshotManifest: Sendable, Hashable {
         public var sizeBytes: UInt64
         /// SHA-256 of the whole file.
         public var sha256: [UInt8]
+
+        public init(name: String, sizeBytes: UInt64, sha256: [UInt8]) {
+            self.name = name
+            self.sizeBytes = sizeBytes
+            self.sha256 = sha256
+        }
     }
 
     public static let formatVersion: UInt8 = 1

@@ -28,9 +28,15 @@ public final class SnapshotReceiver {
     private var openFileIndex = -1
 
     /// Starts receiving into `store`'s data directory, discarding any earlier partial install.
-    public init(store: Store, manifest: SnapshotManifest) throws(StoreError) {
+    public convenience init(store: Store, manifest: SnapshotManifest) throws(StoreError) {
+        try self.init(dataDirectory: store.path, manifest: manifest)
+    }
+
+    /// Starts receiving into the data directory `dataDirectory` (a `Store`'s `path`), which may
+    /// be open: the files go aside until the store is reopened.
+    public init(dataDirectory: String, manifest: SnapshotManifest) throws(StoreError) {
         self.manifest = manifest
-        self.root = store.path
+        self.root = dataDirectory
         received = Array(repeating: 0, count: manifest.files.count)
         hashers = Array(repeating: SHA256(), count: manifest.files.count)
         completed = Array(repeating: false, count: manifest.files.count)

@@ -45,6 +45,9 @@ extension Store {
     /// The index of the last applied entry.
     public var appliedIndex: LogIndex { applyLock.withLock { applied.index } }
 
+    /// The membership as of the applied index (what a log compaction there must record).
+    public var appliedConfState: ConfState { applyLock.withLock { applied.confState } }
+
     /// Finishes or discards a snapshot install interrupted by a crash (see `SnapshotReceiver`).
     /// `db.incoming/INSTALL-READY` is written (and fsynced) only after every file verified and
     /// the raft CF was rewritten, so with it the swap is completed, without it discarded.

@@ -1,0 +1,79 @@
+import Foundation
+
+/// A multi-producer, single-consumer queue with a bound, for the node's owner thread and apply
+/// stage. Producers never block: `offer` refuses an element beyond `capacity` (the caller
+/// answers `overloaded` or drops, as Raft tolerates), `post` is for the node's own
+/// completions, whose number is bounded by design (one persist in flight, a bounded apply
+/// queue), so it never refuses. The consumer blocks in `take` until elements or a deadline.
+///
+/// `@unchecked Sendable`: every field is read and written under `condition`'s lock.
+final class EventQueue<Element: Sendable>: @unchecked Sendable {
+    let capacity: Int
+    private let condition = NSCondition()
+    private var items: [Element] = []
+    private var head = 0
+    private var isClosed = false
+
+    init(capacity: Int) {
+        precondition(capacity > 0, "queue capacity \(capacity)")
+        self.capacity = capacity
+    }
+
+    /// Number of elements waiting.
+    var count: Int { condition.withLock { items.count - head } }
+
+    /// Adds `element` unless the queue holds `capacity` elements or is closed.
+    @discardableResult
+    func offer(_ element: Element) -> Bool {
+        condition.withLock {
+            guard !isClosed, items.count - head < capacity else { return false }
+            items.append(element)
+            condition.signal()
+            return true
+        }
+    }
+
+    /// Adds `element` regardless of the bound (internal completions only). Dropped once closed.
+    func post(_ element: Element) {
+        condition.withLock {
+            guard !isClosed else { return }
+            items.append(element)
+            condition.signal()
+        }
+    }
+
+    /// Waits until at least one element is queued or `deadline` passes (nil: no deadline),
+    /// then removes and returns up to `max` elements in order (possibly none). Returns nil
+    /// once closed and empty.
+    func take(until deadline: Date?, max: Int) -> [Element]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count == head && !isClosed {
+            guard let deadline else {
+                condition.wait()  // (wait(until: .distantFuture) overflows on Linux)
+                continue
+            }
+            if !condition.wait(until: deadline) { break }
+        }
+        if items.count == head { return isClosed ? nil : [] }
+        let end = Swift.min(items.count, head + max)
+        let out = Array(items[head..<end])
+        head = end
+        if head == items.count {
+            items.removeAll(keepingCapacity: items.capacity <= 4 * capacity)
+            head = 0
+        } else if head > 4096 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return out
+    }
+
+    /// Refuses further elements; `take` returns what is left, then nil.
+    func close() {
+        condition.withLock {
+            isClosed = true
+            condition.broadcast()
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import FaunaConfig
+import FaunaRPC
+import FaunaRaft
+import FaunaStore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Why a node could not start; one line that says what to fix.
+public struct NodeStartError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One Fauna server: the Raft core on its owner thread, the store, the apply stage, the peer
+/// port (Raft traffic, snapshot installs) and the client port (data and admin requests).
+/// `start` returns once both ports listen; `stop` shuts down gracefully; `waitUntilStopped`
+/// returns when the node stopped, by `stop` or by a fail-stop error (`failure`).
+public final class FaunaNode: @unchecked Sendable {
+    // @unchecked Sendable: all stored properties are immutable after `start` returns, and
+    // the core's mutable state is confined to its thread.
+    public let settings: NodeSettings
+    private let core: NodeCore
+    private let group: MultiThreadedEventLoopGroup
+    private let peerServer: RPCServer
+    private let clientServer: RPCServer
+    private let logger: Logger
+
+    private init(settings: NodeSettings, core: NodeCore, group: MultiThreadedEventLoopGroup, peerServer: RPCServer, clientServer: RPCServer, logger: Logger) {
+        self.settings = settings
+        self.core = core
+        self.group = group
+        self.peerServer = peerServer
+        self.clientServer = clientServer
+        self.logger = logger
+    }
+
+    /// Opens the store (founding the cluster on first start unless `settings.join`), binds the
+    /// ports and starts the threads.
+    public static func start(settings: NodeSettings, logger baseLogger: Logger) async throws -> FaunaNode {
+        var logger = baseLogger
+        logger[metadataKey: "node"] = "\(settings.node.name)"
+        let store: Store
+        do {
+            store = try Store(path: settings.dataDirectory, options: settings.storeOptions)
+        } catch {
+            throw NodeStartError("cannot open the data directory \(settings.dataDirectory): \(error)")
+        }
+        let fresh = try isFresh(store)
+        if fresh && !settings.join {
+            try found(store, voters: settings.cluster.nodes.map(\.nodeID))
+            logger.info("founded a new cluster", metadata: ["voters": "\(settings.cluster.nodes.map(\.name))"])
+        } else if fresh {
+            logger.info("empty node started with --join: waiting to be added by the leader")
+        }
+        let raft: RaftNode
+        do {
+            raft = try NodeCore.makeRaftNode(settings: settings, store: store)
+        } catch {
+            throw NodeStartError("cannot start Raft on \(settings.dataDirectory): \(error)")
+        }
+
+        var seed: [NodeID: MemberAddresses] = [:]
+        for node in settings.cluster.nodes {
+            seed[node.nodeID] = MemberAddresses(
+                peer: Endpoint(host: node.peer.host, port: UInt16(node.peer.port)),
+                client: Endpoint(host: node.client.host, port: UInt16(node.client.port)))
+        }
+        let members = MemberDirectory(seed: seed, dataDirectory: settings.dataDirectory)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads)
+        let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID)
+        let core = NodeCore(
+            settings: settings, store: store, raft: raft, members: members,
+            transport: PeerTransport(identity: identity, members: members, group: group, logger: logger),
+            snapshots: SnapshotSender(identity: identity, group: group, logger: logger),
+            inbox: SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger), logger: logger)
+        let applier = ApplyStage(
+            store: store, nodeID: settings.nodeID, capacity: settings.applyQueueMax,
+            compactEntries: settings.cluster.snapshotEntries, members: members, logger: logger
+        ) { [events = core.events] report in events.post(.applied(report)) }
+        core.applier = applier
+
+        let peerServer: RPCServer
+        let clientServer: RPCServer
+        do {
+            peerServer = try await RPCServer.start(
+                configuration: RPCServerConfiguration(
+                    host: settings.node.peer.host, port: settings.node.peer.port, peerIdentity: identity, connectionsMax: 64),
+                group: group, logger: logger
+            ) { [events = core.events, inbox = core.inbox] message, context in
+                switch message {
+                case .raftMessages(let messages):
+                    events.offer(.raftMessages(messages))  // full: dropped, Raft retransmits
+                case .snapshotOffer, .snapshotChunk:
+                    if let peer = context.peer { inbox.handle(message, from: peer, context: context) }
+                default:
+                    break
+                }
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw NodeStartError("cannot listen on the peer address \(settings.node.peer) of \(settings.node.name): \(error)")
+        }
+        do {
+            clientServer = try await RPCServer.start(
+                configuration: RPCServerConfiguration(host: settings.node.client.host, port: settings.node.client.port),
+                group: group, logger: logger
+            ) { [events = core.events] message, context in
+                if !events.offer(.request(message, context)) {
+                    context.respond(.error(RPCErrorResponse(.overloaded, "node queue full; retry later")))
+                }
+            }
+        } catch {
+            try? await peerServer.close()
+            try? await group.shutdownGracefully()
+            throw NodeStartError("cannot listen on the client address \(settings.node.client) of \(settings.node.name): \(error)")
+        }
+        applier.start()
+        let thread = Thread { core.run() }
+        thread.name = "fauna-raft"
+        thread.start()
+        logger.info("node started", metadata: [
+            "peer": "\(settings.node.peer)", "client": "\(settings.node.client)", "data": "\(settings.dataDirectory)",
+            "applied": "\(store.appliedIndex)", "term": "\(raft.term)",
+        ])
+        return FaunaNode(settings: settings, core: core, group: group, peerServer: peerServer, clientServer: clientServer, logger: logger)
+    }
+
+    /// Writes the founding log: one committed `addVoter` entry per voter, term 1 (the same on
+    /// every founding node, so their logs and audit trees agree from index 1).
+    private static func found(_ store: Store, voters: [NodeID]) throws(StoreError) {
+        let entries = bootstrapEntries(voters: voters)
+        let update = RaftLogUpdate(entries: entries, hardState: HardState(term: Term(1), vote: nil, commit: entries.last?.index ?? .zero))
+        try store.raftLog.persist(update)
+    }
+
+    private static func isFresh(_ store: Store) throws -> Bool {
+        let (hard, conf) = try store.raftLog.initialState()
+        return try store.raftLog.lastIndex() == .zero && store.appliedIndex == .zero && hard == HardState()
+            && conf.members.isEmpty
+    }
+
+    /// Stops accepting, answers what is in flight with `unavailable`, waits for the Raft log
+    /// writer, closes the store.
+    public func stop() async {
+        core.events.post(.stop)
+        await waitUntilStopped()
+    }
+
+    /// Returns once the node has stopped (after `stop`, or after a fail-stop error).
+    public func waitUntilStopped() async {
+        let finished = core.finished
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                finished.wait()
+                finished.signal()  // later callers pass too
+                c.resume()
+            }
+        }
+        await shutdownIO()
+    }
+
+    private let shutdownOnce = NIOLockedValueBoxFlag()
+
+    private func shutdownIO() async {
+        guard shutdownOnce.setOnce() else { return }
+        try? await clientServer.close()
+        try? await peerServer.close()
+        await core.transport.shutdown()
+        core.store?.close()
+        try? await group.shutdownGracefully()
+        logger.info("node stopped")
+    }
+
+    /// Set if the node stopped because a write to disk failed (fail-stop).
+    public var failure: StoreError? { core.failure }
+}
+
+import NIOConcurrencyHelpers
+
+/// A flag that can be set once.
+final class NIOLockedValueBoxFlag: Sendable {
+    private let box = NIOLockedValueBox(false)
+    func setOnce() -> Bool { box.withLockedValue { was in defer { was = true }; return !was } }
+}

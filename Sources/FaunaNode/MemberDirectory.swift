@@ -1,0 +1,77 @@
+import FaunaRPC
+import FaunaRaft
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Where each member listens. Seeded from `cluster.toml`; members added at run time bring their
+/// addresses in the membership change's context (`MemberAddresses.encoded`), which the apply
+/// stage records here and in `<data>/members` (so a restarted node still reaches them after the
+/// change's log entry was compacted). Thread-safe.
+final class MemberDirectory: Sendable {
+    private let box: NIOLockedValueBox<[NodeID: MemberAddresses]>
+    private let filePath: String
+
+    init(seed: [NodeID: MemberAddresses], dataDirectory: String) {
+        self.filePath = "\(dataDirectory)/members"
+        var all = seed
+        // Recorded addresses of members added at run time; the configuration file wins for
+        // the nodes it names.
+        if let text = try? String(contentsOfFile: filePath, encoding: .utf8) {
+            for line in text.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                guard fields.count == 2, let id = UInt64(fields[0]), id > 0,
+                    let addresses = MemberAddresses(decoding: Array(fields[1].utf8))
+                else { continue }
+                if all[NodeID(id)] == nil { all[NodeID(id)] = addresses }
+            }
+        }
+        self.box = NIOLockedValueBox(all)
+    }
+
+    func addresses(of id: NodeID) -> MemberAddresses? { box.withLockedValue { $0[id] } }
+
+    /// Records a member's addresses and rewrites the file (write aside, fsync, rename).
+    func record(_ addresses: MemberAddresses, for id: NodeID) {
+        let snapshot = box.withLockedValue { all -> [NodeID: MemberAddresses] in
+            all[id] = addresses
+            return all
+        }
+        let text = snapshot.keys.sorted().map { "\($0.rawValue) \(String(decoding: snapshot[$0]!.encoded, as: UTF8.self))" }
+            .joined(separator: "\n") + "\n"
+        let tmp = filePath + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) else { return }
+        let fd = open(tmp, O_RDONLY)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+        _ = rename(tmp, filePath)
+    }
+}
+
+/// A member's peer and client addresses; as a membership change's context:
+/// `peer=HOST:PORT,client=HOST:PORT` (UTF-8).
+struct MemberAddresses: Hashable, Sendable {
+    var peer: Endpoint
+    var client: Endpoint
+
+    var encoded: [UInt8] { Array("peer=\(peer),client=\(client)".utf8) }
+
+    init(peer: Endpoint, client: Endpoint) {
+        self.peer = peer
+        self.client = client
+    }
+
+    init?(decoding bytes: [UInt8]) {
+        guard bytes.count <= 600 else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        var peer: Endpoint?
+        var client: Endpoint?
+        for field in text.split(separator: ",") {
+            if field.hasPrefix("peer=") { peer = Endpoint(parsing: String(field.dropFirst(5))) }
+            if field.hasPrefix("client=") { client = Endpoint(parsing: String(field.dropFirst(7))) }
+        }
+        guard let peer, let client else { return nil }
+        self.init(peer: peer, client: client)
+    }
+}

@@ -1,0 +1,234 @@
+import FaunaKV
+import FaunaRPC
+import FaunaRaft
+import FaunaStore
+import Foundation
+import Logging
+
+/// Client requests on the owner thread: writes are batched into one proposal round, reads go
+/// through ReadIndex (or straight to the apply queue when serializable), admin requests read
+/// the core's state.
+extension NodeCore {
+    func handleRequest(_ message: RPCMessage, _ context: RPCRequestContext) {
+        if isStopping {
+            context.respond(.error(RPCErrorResponse(.unavailable, "node \(id) is stopping")))
+            return
+        }
+        switch message {
+        case .write(let request):
+            guard raft.isLeader else { return context.respond(notLeaderError("writes go to the leader")) }
+            guard pending.count + queuedWrites.count < settings.pendingProposalsMax else {
+                return context.respond(.error(RPCErrorResponse(.overloaded, "\(pending.count) writes in flight; retry later")))
+            }
+            queuedWrites.append((request.proposalBytes, context))
+        case .read(let request):
+            read(request, context)
+        case .status:
+            context.respond(.statusResponse(status()))
+        case .members:
+            context.respond(.membersResponse(memberList()))
+        case .memberChange(let change):
+            changeMembership(change, context)
+        case .leaderTransfer(let target):
+            transferLeadership(to: target, context)
+        case .hashKV:
+            applier.queue.post(.hashKV(context))
+        case .snapshotSave:
+            saveSnapshot(context)
+        default:
+            context.respond(.error(RPCErrorResponse(.invalidRequest, "got \(message.kind) on the client port, want a request kind")))
+        }
+    }
+
+    // MARK: Writes
+
+    /// Proposes every write of this round in as few entries-appends as the proposal size
+    /// bound allows (etcd batches the same way: one Ready carries them all).
+    func proposeQueuedWrites() {
+        guard !queuedWrites.isEmpty else { return }
+        let writes = queuedWrites
+        queuedWrites = []
+        let deadline = Date().addingTimeInterval(settings.requestTimeoutSeconds)
+        var start = 0
+        while start < writes.count {
+            var end = start
+            var bytes = 0
+            while end < writes.count && (end == start || bytes + writes[end].bytes.count <= settings.proposalBatchBytesMax) {
+                bytes += writes[end].bytes.count
+                end += 1
+            }
+            let slice = writes[start..<end]
+            do {
+                let first = try raft.propose(batch: slice.map(\.bytes))
+                for (offset, w) in slice.enumerated() {
+                    pending[first + UInt64(offset)] = PendingProposal(kind: .write, term: raft.term, deadline: deadline, context: w.context)
+                }
+            } catch {
+                let answer = proposalError(error)
+                for w in slice { w.context.respond(answer) }
+            }
+            start = end
+        }
+    }
+
+    func proposalError(_ error: RaftError) -> RPCMessage {
+        switch error.code {
+        case .notLeader: return notLeaderError("writes go to the leader")
+        case .transferInProgress:
+            return .error(RPCErrorResponse(.unavailable, "leadership is being transferred; retry shortly"))
+        case .overloaded, .readQueueFull: return .error(RPCErrorResponse(.overloaded, error.message))
+        default: return .error(RPCErrorResponse(.invalidRequest, error.message))
+        }
+    }
+
+    // MARK: Reads
+
+    func read(_ request: ReadRequest, _ context: RPCRequestContext) {
+        if request.consistency == .serializable {
+            applier.queue.post(.read(request, context))
+            return
+        }
+        guard readsAwaitingIndex.count + readsAwaitingApply.count < settings.pendingReadsMax else {
+            return context.respond(.error(RPCErrorResponse(.overloaded, "too many reads waiting; retry later")))
+        }
+        let readID = nextReadID
+        nextReadID += 1
+        var ctx: [UInt8] = []
+        for shift in stride(from: 56, through: 0, by: -8) { ctx.append(UInt8(truncatingIfNeeded: readID >> UInt64(shift))) }
+        do {
+            // On a follower the core forwards the request to the leader (follower reads).
+            try raft.readIndex(context: ctx)
+        } catch {
+            switch error.code {
+            case .notLeader: return context.respond(.error(RPCErrorResponse(.unavailable, "no leader known to \(id); retry")))
+            default: return context.respond(.error(RPCErrorResponse(.overloaded, error.message)))
+            }
+        }
+        readsAwaitingIndex[readID] = PendingRead(
+            request: request, context: context, deadline: Date().addingTimeInterval(settings.readTimeoutSeconds))
+    }
+
+    // MARK: Admin
+
+    func status() -> NodeStatus {
+        var dbBytes: UInt64 = 0
+        for family in StoreColumnFamily.allCases {
+            for property in ["rocksdb.total-sst-files-size", "rocksdb.size-all-mem-tables"] {
+                dbBytes += store.property(property, of: family).flatMap { UInt64($0) } ?? 0
+            }
+        }
+        return NodeStatus(
+            nodeID: id, role: raft.role, isLearner: raft.conf.isLearner(id), term: raft.term, leader: raft.leader,
+            commitIndex: raft.commitIndex, appliedIndex: appliedIndex, treeSize: treeSize, dbSizeBytes: dbBytes)
+    }
+
+    func memberList() -> [Member] {
+        let conf = raft.conf
+        return conf.members.map { member in
+            let addresses = members.addresses(of: member)
+            let none = Endpoint(host: "unknown", port: 0)
+            return Member(
+                nodeID: member, peerAddress: addresses?.peer ?? none, clientAddress: addresses?.client ?? none,
+                isLearner: conf.isLearner(member))
+        }
+    }
+
+    func changeMembership(_ change: MemberChange, _ context: RPCRequestContext) {
+        guard raft.isLeader else { return context.respond(notLeaderError("membership changes go to the leader")) }
+        let confChange: ConfChange
+        switch change {
+        case .addLearner(let member):
+            let addresses = MemberAddresses(peer: member.peerAddress, client: member.clientAddress)
+            confChange = ConfChange(.addLearner, member.nodeID, context: addresses.encoded)
+            // Known at once, so the leader can start replicating as soon as the change applies.
+            members.record(addresses, for: member.nodeID)
+        case .promote(let node):
+            confChange = ConfChange(.addVoter, node)
+        case .remove(let node):
+            confChange = ConfChange(.remove, node)
+        }
+        do {
+            let index = try raft.proposeConfChange(confChange)
+            pending[index] = PendingProposal(
+                kind: .memberChange, term: raft.term, deadline: Date().addingTimeInterval(settings.requestTimeoutSeconds),
+                context: context)
+            logger.info("proposed a membership change", metadata: ["change": "\(change)", "index": "\(index)"])
+        } catch {
+            switch error.code {
+            case .notLeader: context.respond(notLeaderError("membership changes go to the leader"))
+            case .confChangeInProgress, .transferInProgress:
+                context.respond(.error(RPCErrorResponse(.unavailable, "\(error.message); retry shortly")))
+            default:
+                context.respond(.error(RPCErrorResponse(.invalidRequest, error.message)))
+            }
+        }
+    }
+
+    func transferLeadership(to target: NodeID, _ context: RPCRequestContext) {
+        if raft.leader == target && !raft.isLeader || (target == id && raft.isLeader) {
+            return context.respond(.leaderTransferResponse)
+        }
+        guard raft.isLeader else { return context.respond(notLeaderError("transfers are run by the leader")) }
+        do {
+            try raft.transferLeadership(to: target)
+        } catch {
+            return context.respond(.error(RPCErrorResponse(.invalidRequest, error.message)))
+        }
+        let timeout = 2 * Double(settings.cluster.electionTicks * settings.cluster.tickMs) / 1000
+        transfers.append((target, Date().addingTimeInterval(max(timeout, 1)), context))
+        logger.info("transferring leadership", metadata: ["to": "\(target)"])
+    }
+
+    /// `snapshotSave`: a checkpoint streamed to the client in chunks (`more` on all but the
+    /// last), read off the owner thread.
+    func saveSnapshot(_ context: RPCRequestContext) {
+        let logger = logger
+        applier.queue.post(.makeSnapshot { result in
+            switch result {
+            case .failure(let error):
+                context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
+            case .success(let source):
+                let box = UncheckedBox(source)
+                let thread = Thread { Self.stream(box.value, to: context, logger: logger) }
+                thread.name = "fauna-snapshot-save"
+                thread.start()
+            }
+        })
+    }
+
+    private static func stream(_ source: SnapshotSource, to context: RPCRequestContext, logger: Logger) {
+        defer { source.close() }
+        let manifest = source.manifest
+        let meta = manifest.metadata
+        // Zero files cannot happen (RocksDB always writes a manifest), but answer sensibly.
+        guard !manifest.files.isEmpty else {
+            return context.respond(.error(RPCErrorResponse(.internalError, "snapshot has no files")))
+        }
+        var remaining = manifest.files.count
+        let waitLimit = Date().addingTimeInterval(600)
+        do {
+            while let piece = try source.nextChunk(maxBytes: SnapshotSender.chunkBytes) {
+                let file = manifest.files[piece.fileIndex]
+                let isLastOfFile = piece.offset + UInt64(piece.data.count) == file.sizeBytes
+                if isLastOfFile { remaining -= 1 }
+                let chunk = FaunaRPC.SnapshotChunk(
+                    index: meta.index, term: meta.term, fileName: file.name, offset: piece.offset, data: piece.data,
+                    fileChecksum: file.sha256, isLastOfFile: isLastOfFile, isLastOfSnapshot: isLastOfFile && remaining == 0)
+                if chunk.isLastOfSnapshot {
+                    context.respond(.snapshotSaveChunk(chunk))
+                    logger.info("snapshot saved by a client", metadata: ["index": "\(meta.index)", "bytes": "\(manifest.totalBytes)"])
+                    return
+                }
+                context.respondPartial(.snapshotSaveChunk(chunk))
+                // Backpressure: a slow reader must not make us buffer the whole database.
+                while !context.isWritable {
+                    guard Date() < waitLimit else { return }
+                    usleep(2_000)
+                }
+            }
+            context.respond(.error(RPCErrorResponse(.internalError, "snapshot ended before its last file")))
+        } catch {
+            context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
+        }
+    }
+}

@@ -1,0 +1,356 @@
+import FaunaKV
+import FaunaRPC
+import FaunaRaft
+import FaunaStore
+import Foundation
+import Logging
+import NIOCore
+
+/// What reaches the owner thread.
+enum NodeEvent: Sendable {
+    /// Raft messages from a peer (one frame's worth).
+    case raftMessages([Message])
+    /// A client request (data or admin) with the way to answer it.
+    case request(RPCMessage, RPCRequestContext)
+    /// The Raft log writer finished the outstanding Ready's writes.
+    case persisted(Result<Void, StoreError>)
+    /// The apply stage applied a batch of entries.
+    case applied(Result<ApplyReport, StoreError>)
+    /// A snapshot stream to a peer finished (metadata on success).
+    case snapshotSent(NodeID, SnapshotMetadata?)
+    /// Stop: finish what is in flight, then return.
+    case stop
+}
+
+/// The owner of the Raft core (ADR 0007): one thread drains the bounded event queue, ticks
+/// the core every `tickMs`, proposes the writes that arrived since the last round as one
+/// batch, and drives at most one `Ready` at a time through persist → send → apply → advance.
+///
+/// `@unchecked Sendable`: every `var` below is touched only by the owner thread (`run()`); the
+/// other threads talk to it through `events`.
+final class NodeCore: @unchecked Sendable {
+    let id: NodeID
+    let settings: NodeSettings
+    let events: EventQueue<NodeEvent>
+    let members: MemberDirectory
+    let transport: PeerTransport
+    let snapshots: SnapshotSender
+    let inbox: SnapshotInbox
+    var logger: Logger
+
+    var store: Store!
+    var raft: RaftNode!
+    var applier: ApplyStage!
+    /// The Ready whose writes are with the Raft log writer.
+    var outstanding: Ready?
+    /// Index of the last committed entry handed to the apply stage.
+    var handedOutIndex: LogIndex
+    /// What the apply stage reported last.
+    var appliedIndex: LogIndex
+    var treeSize: UInt64
+
+    /// Writes and membership changes proposed, by log index, until applied or timed out.
+    var pending: [LogIndex: PendingProposal] = [:]
+    /// Writes received this round, proposed together.
+    var queuedWrites: [(bytes: [UInt8], context: RPCRequestContext)] = []
+    /// Linearizable reads waiting for their read index, by ReadIndex context.
+    var readsAwaitingIndex: [UInt64: PendingRead] = [:]
+    /// Reads whose read index is known, waiting for the entries up to it to be handed out.
+    var readsAwaitingApply: [(index: LogIndex, read: PendingRead)] = []
+    var nextReadID: UInt64 = 1
+    var transfers: [(target: NodeID, deadline: Date, context: RPCRequestContext)] = []
+    var lastRole = RaftRole.follower
+    var lastLeader: NodeID?
+    var failure: StoreError?
+    var isStopping = false
+    let finished = DispatchSemaphore(value: 0)
+
+    struct PendingProposal {
+        enum Kind { case write, memberChange }
+        var kind: Kind
+        var term: Term
+        var deadline: Date
+        var context: RPCRequestContext
+    }
+
+    struct PendingRead {
+        var request: ReadRequest
+        var context: RPCRequestContext
+        var deadline: Date
+    }
+
+    init(
+        settings: NodeSettings, store: Store, raft: RaftNode, members: MemberDirectory, transport: PeerTransport,
+        snapshots: SnapshotSender, inbox: SnapshotInbox, logger: Logger
+    ) {
+        self.id = settings.nodeID
+        self.settings = settings
+        self.events = EventQueue(capacity: settings.eventsMax)
+        self.members = members
+        self.transport = transport
+        self.snapshots = snapshots
+        self.inbox = inbox
+        self.logger = logger
+        self.store = store
+        self.raft = raft
+        self.handedOutIndex = store.appliedIndex
+        self.appliedIndex = store.appliedIndex
+        self.treeSize = store.treeHead.treeSize
+    }
+
+    // MARK: Loop
+
+    func run() {
+        let tick = TimeInterval(settings.cluster.tickMs) / 1000
+        var nextTick = Date().addingTimeInterval(tick)
+        var nextHousekeeping = Date().addingTimeInterval(0.1)
+        while true {
+            guard let batch = events.take(until: nextTick, max: 4096) else { break }
+            for event in batch { handle(event) }
+            if isStopping && outstanding == nil { break }
+            let now = Date()
+            if now >= nextTick {
+                raft.tick()
+                nextTick = nextTick.addingTimeInterval(tick)
+                // After a long stall (a GC-free language, but a paused VM), do not replay
+                // every missed tick: one is enough to notice, the rest would only churn.
+                if nextTick < now { nextTick = now.addingTimeInterval(tick) }
+            }
+            if now >= nextHousekeeping {
+                expireRequests(now: now)
+                nextHousekeeping = now.addingTimeInterval(0.1)
+            }
+            proposeQueuedWrites()
+            driveReady()
+        }
+        finishStopping()
+    }
+
+    private func handle(_ event: NodeEvent) {
+        switch event {
+        case .raftMessages(let messages):
+            for m in messages { stepPeerMessage(m) }
+        case .request(let message, let context):
+            handleRequest(message, context)
+        case .persisted(let result):
+            guard let ready = outstanding else { return }
+            outstanding = nil
+            switch result {
+            case .success: finishReady(ready)
+            case .failure(let error): failStop(error, while: "persisting the Raft log")
+            }
+        case .applied(let result):
+            switch result {
+            case .success(let report): handleApplied(report)
+            case .failure(let error): failStop(error, while: "applying committed entries")
+            }
+        case .snapshotSent(let peer, let meta):
+            guard let meta, raft.isLeader else { return }
+            // The files are there: now the Raft message, with the checkpoint's metadata
+            // (at or after the core's snapshot index; the leader has every entry after it).
+            transport.send([Message(type: .snapshot, from: id, to: peer, term: raft.term, snapshot: Snapshot(metadata: meta))])
+        case .stop:
+            isStopping = true
+        }
+    }
+
+    private func stepPeerMessage(_ m: Message) {
+        if m.type == .snapshot, let meta = m.snapshot?.metadata, meta.index > raft.commitIndex,
+            !inbox.hasComplete(at: meta.index)
+        {
+            // The core would take the metadata and expect us to have the state: we do not.
+            logger.debug("dropping a snapshot message without its files", metadata: ["index": "\(meta.index)"])
+            return
+        }
+        raft.step(m)
+    }
+
+    // MARK: Ready
+
+    private func driveReady() {
+        guard outstanding == nil, failure == nil, raft.hasReady, applier.hasRoom else { return }
+        let ready = raft.ready()
+        if let soft = ready.softState { softStateChanged(soft) }
+        transport.send(ready.earlyMessages)
+        if let snapshot = ready.snapshot {
+            installSnapshot(snapshot.metadata, ready: ready)
+            return
+        }
+        guard !ready.entries.isEmpty || ready.hardState != nil || ready.confState != nil else {
+            finishReady(ready)
+            return
+        }
+        outstanding = ready
+        let update = RaftLogUpdate(entries: ready.entries, hardState: ready.hardState, confState: ready.confState)
+        do {
+            try store.raftLog.submit(update) { [events] result in events.post(.persisted(result)) }
+        } catch {
+            outstanding = nil
+            failStop(error, while: "submitting to the Raft log")
+        }
+    }
+
+    private func finishReady(_ ready: Ready) {
+        sendMessages(ready.messages)
+        if !ready.committedEntries.isEmpty || ready.confState != nil {
+            applier.queue.post(.apply(ready.committedEntries, ready.confState))
+            if let last = ready.committedEntries.last { handedOutIndex = last.index }
+        }
+        for state in ready.readStates {
+            guard state.context.count == 8 else { continue }
+            let readID = state.context.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            if let read = readsAwaitingIndex.removeValue(forKey: readID) {
+                readsAwaitingApply.append((state.index, read))
+            }
+        }
+        raft.advance(ready)
+        releaseReads()
+        if ready.confState != nil { transport.reconcile(with: raft.conf, me: id) }
+    }
+
+    /// Sends Raft messages; snapshot messages start a checkpoint stream instead (the message
+    /// itself goes once the files are there).
+    private func sendMessages(_ messages: [Message]) {
+        guard messages.contains(where: { $0.type == .snapshot }) else {
+            transport.send(messages)
+            return
+        }
+        transport.send(messages.filter { $0.type != .snapshot })
+        for m in messages where m.type == .snapshot { startSnapshot(to: m.to) }
+    }
+
+    private func startSnapshot(to peer: NodeID) {
+        guard let endpoint = members.addresses(of: peer)?.peer, snapshots.claim(peer) else { return }
+        logger.info("sending a snapshot", metadata: ["peer": "\(peer)"])
+        let sender = snapshots
+        applier.queue.post(.makeSnapshot { [events, logger] result in
+            switch result {
+            case .success(let source):
+                sender.send(source, to: peer, at: endpoint) { meta in events.post(.snapshotSent(peer, meta)) }
+            case .failure(let error):
+                logger.error("snapshot for \(peer): \(error)")
+                sender.release(peer)
+            }
+        })
+    }
+
+    private func softStateChanged(_ soft: SoftState) {
+        let (oldRole, oldLeader) = (lastRole, lastLeader)
+        (lastRole, lastLeader) = (soft.role, soft.leader)
+        logger[metadataKey: "term"] = "\(raft.term)"
+        logger[metadataKey: "role"] = "\(soft.role)"
+        if soft.role != oldRole || soft.leader != oldLeader {
+            logger.info("raft state changed", metadata: ["leader": "\(soft.leader.map { "\($0)" } ?? "none")"])
+        }
+        if oldRole == RaftRole.leader && soft.role != RaftRole.leader {
+            // Reads waiting for this leader's heartbeat round will not be confirmed.
+            for (_, read) in readsAwaitingIndex { read.context.respond(notLeaderError("leadership changed")) }
+            readsAwaitingIndex.removeAll()
+        }
+        transfers.removeAll { waiter in
+            guard soft.leader == waiter.target, soft.role != .candidate else { return false }
+            waiter.context.respond(.leaderTransferResponse)
+            return true
+        }
+    }
+
+    // MARK: Apply results
+
+    private func handleApplied(_ report: ApplyReport) {
+        appliedIndex = report.appliedIndex
+        treeSize = report.treeSize
+        for entry in report.entries {
+            guard let p = pending.removeValue(forKey: entry.index) else { continue }
+            guard p.term == entry.term else {
+                p.context.respond(.error(RPCErrorResponse(
+                    .notLeader, "entry \(entry.index) was replaced after a leader change; retry (same session: applied once)",
+                    leaderHint: leaderHint)))
+                continue
+            }
+            switch p.kind {
+            case .write:
+                if let result = entry.result {
+                    p.context.respond(.writeResponse(result))
+                } else {
+                    p.context.respond(.error(RPCErrorResponse(.internalError, "entry \(entry.index) applied without a result")))
+                }
+            case .memberChange:
+                p.context.respond(.membersResponse(memberList()))
+            }
+        }
+    }
+
+    private func releaseReads() {
+        guard !readsAwaitingApply.isEmpty else { return }
+        readsAwaitingApply.removeAll { item in
+            guard item.index <= handedOutIndex else { return false }
+            // The apply queue is FIFO: this read runs after every entry up to its index.
+            applier.queue.post(.read(item.read.request, item.read.context))
+            return true
+        }
+    }
+
+    // MARK: Timeouts
+
+    private func expireRequests(now: Date) {
+        if !pending.isEmpty {
+            for (index, p) in pending where p.deadline < now {
+                pending[index] = nil
+                p.context.respond(.error(RPCErrorResponse(
+                    .timeout, "entry \(index) not applied within \(settings.requestTimeoutSeconds) s; outcome unknown, retry with the same session")))
+            }
+        }
+        for (readID, read) in readsAwaitingIndex where read.deadline < now {
+            readsAwaitingIndex[readID] = nil
+            read.context.respond(.error(RPCErrorResponse(.timeout, "read index not confirmed in time (no quorum?); retry")))
+        }
+        readsAwaitingApply.removeAll { item in
+            guard item.read.deadline < now else { return false }
+            item.read.context.respond(.error(RPCErrorResponse(.timeout, "read waited too long for entries to apply; retry")))
+            return true
+        }
+        transfers.removeAll { waiter in
+            guard waiter.deadline < now else { return false }
+            waiter.context.respond(.error(RPCErrorResponse(.timeout, "leadership did not move to \(waiter.target) in time")))
+            return true
+        }
+    }
+
+    // MARK: Stopping
+
+    func failStop(_ error: StoreError, while doing: String) {
+        guard failure == nil else { return }
+        failure = error
+        logger.critical("stopping: \(doing) failed: \(error)")
+        isStopping = true
+    }
+
+    private func finishStopping() {
+        let stopping = RPCErrorResponse(.unavailable, "node \(id) is stopping")
+        for (_, p) in pending { p.context.respond(.error(stopping)) }
+        for (_, r) in readsAwaitingIndex { r.context.respond(.error(stopping)) }
+        for item in readsAwaitingApply { item.read.context.respond(.error(stopping)) }
+        for (bytes: _, context: c) in queuedWrites { c.respond(.error(stopping)) }
+        pending = [:]
+        readsAwaitingIndex = [:]
+        readsAwaitingApply = []
+        queuedWrites = []
+        events.close()
+        // Answer whatever was still queued.
+        while let rest = events.take(until: Date(), max: 4096), !rest.isEmpty {
+            for case .request(_, let context) in rest { context.respond(.error(stopping)) }
+        }
+        applier.stop()
+        finished.signal()
+    }
+
+    var leaderHint: LeaderHint? {
+        guard let leader = raft.leader else { return nil }
+        return LeaderHint(nodeID: leader, clientAddress: members.addresses(of: leader)?.client)
+    }
+
+    func notLeaderError(_ why: String) -> RPCMessage {
+        let leader = raft.leader.map { "\($0)" } ?? "unknown"
+        return .error(RPCErrorResponse(.notLeader, "\(id) is not the leader (\(why)); leader: \(leader)", leaderHint: leaderHint))
+    }
+}

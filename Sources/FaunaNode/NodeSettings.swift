@@ -1,0 +1,46 @@
+import FaunaConfig
+import FaunaRaft
+import FaunaStore
+
+/// Everything a node needs to start: the cluster description, which node it is, and limits.
+public struct NodeSettings: Sendable {
+    public var cluster: ClusterConfig
+    /// This node's entry in `cluster`.
+    public var node: ClusterConfig.NodeConfig
+    /// Where this node keeps its state (default: `<cluster data_dir>/<node name>`).
+    public var dataDirectory: String
+    /// Start without founding a cluster: an empty node waits to be added as a learner
+    /// (`fctl member add-learner`) and receives the log or a snapshot from the leader.
+    public var join: Bool = false
+    /// Seed of the Raft core's election timeouts (random by default; fixed in tests).
+    public var randomSeed: UInt64 = UInt64.random(in: 1...UInt64.max)
+    /// Event-loop threads for the peer and client ports.
+    public var eventLoopThreads = 2
+    /// Events waiting for the owner thread; more client requests are answered `overloaded`.
+    public var eventsMax = 65_536
+    /// Writes proposed but not yet applied; more are answered `overloaded`.
+    public var pendingProposalsMax = 65_536
+    /// Linearizable reads waiting for their read index or apply.
+    public var pendingReadsMax = 65_536
+    /// Committed-entry batches waiting for the apply stage; the owner takes no new Ready
+    /// while it is full.
+    public var applyQueueMax = 256
+    /// Bytes of one proposal batch (many client writes in one append).
+    public var proposalBatchBytesMax = 1 << 20
+    /// A write not applied within this time is answered `timeout` (outcome unknown).
+    public var requestTimeoutSeconds = 10.0
+    /// A linearizable read not served within this time is answered `timeout`.
+    public var readTimeoutSeconds = 5.0
+    public var storeOptions = Store.Options()
+
+    public var nodeID: NodeID { node.nodeID }
+
+    /// Settings for node `name` of `cluster`, with its data directory under `data_dir`
+    /// (relative paths are taken relative to `baseDirectory`, the config file's directory).
+    public init(cluster: ClusterConfig, name: String, baseDirectory: String) throws(ConfigError) {
+        self.cluster = cluster
+        self.node = try cluster.node(named: name)
+        let root = cluster.dataDirectory.hasPrefix("/") ? cluster.dataDirectory : "\(baseDirectory)/\(cluster.dataDirectory)"
+        self.dataDirectory = "\(root)/\(name)"
+    }
+}

@@ -1,0 +1,64 @@
+import FaunaRPC
+import FaunaRaft
+import Logging
+import NIOCore
+
+/// Outbound Raft traffic: one `PeerLink` per member (FaunaRPC batches per flush, bounds the
+/// queue and reconnects with backoff), created when first needed from the member directory
+/// and shut down when the member leaves the configuration.
+///
+/// `@unchecked Sendable`: `links` is used only by the owner thread (`send`, `reconcile`) and,
+/// after that thread has finished, by `shutdown`.
+final class PeerTransport: @unchecked Sendable {
+    private var links: [NodeID: PeerLink] = [:]
+    private let identity: PeerIdentity
+    private let members: MemberDirectory
+    private let group: any EventLoopGroup
+    private let logger: Logger
+
+    init(identity: PeerIdentity, members: MemberDirectory, group: any EventLoopGroup, logger: Logger) {
+        self.identity = identity
+        self.members = members
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Sends each message on its destination's link, keeping the order per destination.
+    func send(_ messages: [Message]) {
+        guard !messages.isEmpty else { return }
+        if messages.count == 1 || messages.allSatisfy({ $0.to == messages[0].to }) {
+            link(for: messages[0].to)?.send(messages)
+            return
+        }
+        var byPeer: [NodeID: [Message]] = [:]
+        for m in messages { byPeer[m.to, default: []].append(m) }
+        for (peer, batch) in byPeer { link(for: peer)?.send(batch) }
+    }
+
+    private func link(for peer: NodeID) -> PeerLink? {
+        if let link = links[peer] { return link }
+        guard peer != identity.nodeID, let addresses = members.addresses(of: peer) else {
+            logger.debug("no address for peer \(peer): message dropped")
+            return nil
+        }
+        let link = PeerLink(to: peer, at: addresses.peer, identity: identity, group: group, logger: logger)
+        link.start()
+        links[peer] = link
+        return link
+    }
+
+    /// Closes links to nodes that are no longer members.
+    func reconcile(with conf: ConfState, me: NodeID) {
+        for (peer, link) in links where !conf.isMember(peer) {
+            links[peer] = nil
+            logger.info("closing the link to a removed member", metadata: ["peer": "\(peer)"])
+            Task { await link.shutdown() }
+        }
+    }
+
+    func shutdown() async {
+        let all = links.values
+        links = [:]
+        for link in all { await link.shutdown() }
+    }
+}

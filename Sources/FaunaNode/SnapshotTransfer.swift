@@ -1,0 +1,213 @@
+import FaunaRPC
+import FaunaRaft
+import FaunaStore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Leader side of a snapshot install (ADR 0007, docs/RELIABILITY.md "Catch-up"): the Raft core
+/// only says "send a snapshot to X". The node then takes a checkpoint of its applied state,
+/// streams it to X's peer port (`snapshotOffer`, then `snapshotChunk`s, each acknowledged),
+/// and only after the last acknowledgement sends X the Raft snapshot message, carrying the
+/// checkpoint's metadata. One transfer per peer at a time; a failed one is retried when the
+/// core asks again (it gives up waiting after an election timeout).
+final class SnapshotSender: Sendable {
+    private let inProgress = NIOLockedValueBox<Set<NodeID>>([])
+    private let identity: PeerIdentity
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    /// File reads happen here, off the event loops and the cooperative pool.
+    private let io = DispatchQueue(label: "fauna-snapshot-send")
+    static let chunkBytes = 512 << 10
+
+    init(identity: PeerIdentity, group: any EventLoopGroup, logger: Logger) {
+        self.identity = identity
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Claims the transfer slot for `peer`; false if one is already running.
+    func claim(_ peer: NodeID) -> Bool { inProgress.withLockedValue { $0.insert(peer).inserted } }
+
+    func release(_ peer: NodeID) { _ = inProgress.withLockedValue { $0.remove(peer) } }
+
+    /// Streams `source` to `peer`; `done` gets the snapshot metadata on success, nil on failure.
+    /// Always releases the slot and closes the source.
+    func send(
+        _ source: SnapshotSource, to peer: NodeID, at endpoint: Endpoint,
+        done: @escaping @Sendable (SnapshotMetadata?) -> Void
+    ) {
+        let box = UncheckedBox(source)
+        Task {
+            let started = Date()
+            let ok = await self.stream(box, to: peer, at: endpoint)
+            box.value.close()
+            self.release(peer)
+            let meta = box.value.manifest.metadata
+            if ok {
+                self.logger.info("snapshot sent", metadata: [
+                    "peer": "\(peer)", "index": "\(meta.index)", "bytes": "\(box.value.manifest.totalBytes)",
+                    "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(started)))",
+                ])
+            }
+            done(ok ? meta : nil)
+        }
+    }
+
+    private func stream(_ box: UncheckedBox<SnapshotSource>, to peer: NodeID, at endpoint: Endpoint) async -> Bool {
+        let manifest = box.value.manifest
+        let meta = manifest.metadata
+        let hello = PeerHello(clusterName: identity.clusterName, from: identity.nodeID, to: peer)
+        let client: RPCClient
+        do {
+            client = try await RPCClient.connect(
+                to: endpoint, configuration: RPCClientConfiguration(requestTimeout: .seconds(30), hello: hello),
+                group: group, logger: logger)
+        } catch {
+            logger.warning("snapshot to \(peer): \(error)")
+            return false
+        }
+        defer { Task { await client.close() } }
+        let offer = SnapshotOffer(
+            metadata: meta,
+            files: manifest.files.map { SnapshotFile(name: $0.name, sizeBytes: $0.sizeBytes, checksum: $0.sha256) })
+        guard await acknowledged(try? await client.call(.snapshotOffer(offer)), peer: peer) else { return false }
+        var remaining = manifest.files.count
+        while true {
+            let next: Result<FaunaStore.SnapshotChunk?, StoreError> = await withCheckedContinuation { continuation in
+                io.async {
+                    continuation.resume(returning: Result { () throws(StoreError) in try box.value.nextChunk(maxBytes: Self.chunkBytes) })
+                }
+            }
+            guard case .success(let piece) = next else {
+                logger.error("snapshot to \(peer): reading the checkpoint: \(next)")
+                return false
+            }
+            guard let piece else { return remaining == 0 }
+            let file = manifest.files[piece.fileIndex]
+            let isLastOfFile = piece.offset + UInt64(piece.data.count) == file.sizeBytes
+            if isLastOfFile { remaining -= 1 }
+            let chunk = FaunaRPC.SnapshotChunk(
+                index: meta.index, term: meta.term, fileName: file.name, offset: piece.offset, data: piece.data,
+                fileChecksum: file.sha256, isLastOfFile: isLastOfFile, isLastOfSnapshot: isLastOfFile && remaining == 0)
+            guard await acknowledged(try? await client.call(.snapshotChunk(chunk)), peer: peer) else { return false }
+        }
+    }
+
+    private func acknowledged(_ answer: RPCMessage?, peer: NodeID) async -> Bool {
+        switch answer {
+        case .snapshotAck(let ack) where ack.isAccepted: return true
+        case .snapshotAck(let ack):
+            logger.warning("snapshot to \(peer) refused: \(ack.reason)")
+        case .error(let e):
+            logger.warning("snapshot to \(peer): \(e)")
+        case nil:
+            logger.warning("snapshot to \(peer): no answer (connection lost or timed out)")
+        case let other?:
+            logger.warning("snapshot to \(peer): got \(other.kind), want snapshotAck")
+        }
+        return false
+    }
+}
+
+/// Follower side: receives the files of one snapshot into `<data>/db.incoming` (FaunaStore's
+/// `SnapshotReceiver` checks sizes and SHA-256 per file). The owner thread installs it when
+/// the Raft snapshot message for the same index arrives, and only then: a snapshot message
+/// without its complete files is dropped (the leader retries).
+final class SnapshotInbox: Sendable {
+    private struct State {
+        var receiver: UncheckedBox<SnapshotReceiver>?
+        var from: NodeID?
+        var isComplete = false
+        /// The owner thread is installing `db.incoming`: refuse new offers until it is done.
+        var isInstalling = false
+    }
+    private let state = NIOLockedValueBox(State())
+    /// File writes and fsyncs happen here, off the event loops.
+    private let io = DispatchQueue(label: "fauna-snapshot-receive")
+    private let dataDirectory: String
+    private let logger: Logger
+
+    init(dataDirectory: String, logger: Logger) {
+        self.logger = logger
+        self.dataDirectory = dataDirectory
+    }
+
+    /// Handles `snapshotOffer` / `snapshotChunk` from a peer; answers through `context`.
+    func handle(_ message: RPCMessage, from peer: NodeID, context: RPCRequestContext) {
+        io.async { [self] in context.respond(.snapshotAck(process(message, from: peer))) }
+    }
+
+    private func process(_ message: RPCMessage, from peer: NodeID) -> SnapshotAck {
+        switch message {
+        case .snapshotOffer(let offer):
+            let meta = offer.metadata
+            guard !state.withLockedValue({ $0.isInstalling }) else {
+                return SnapshotAck(index: meta.index, term: meta.term, isAccepted: false, reason: "installing another snapshot")
+            }
+            let manifest = SnapshotManifest(
+                metadata: meta,
+                files: offer.files.map { SnapshotManifest.File(name: $0.name, sizeBytes: $0.sizeBytes, sha256: $0.checksum) })
+            do {
+                let receiver = try SnapshotReceiver(dataDirectory: dataDirectory, manifest: manifest)
+                state.withLockedValue { $0 = State(receiver: UncheckedBox(receiver), from: peer) }
+                logger.info("receiving a snapshot", metadata: [
+                    "from": "\(peer)", "index": "\(meta.index)", "files": "\(offer.files.count)", "bytes": "\(manifest.totalBytes)",
+                ])
+                return SnapshotAck(index: meta.index, term: meta.term, isAccepted: true)
+            } catch {
+                return SnapshotAck(index: meta.index, term: meta.term, isAccepted: false, reason: "\(error)")
+            }
+        case .snapshotChunk(let chunk):
+            let current = state.withLockedValue { $0 }
+            guard let receiver = current.receiver?.value, current.from == peer,
+                receiver.manifest.metadata.index == chunk.index,
+                let fileIndex = receiver.manifest.files.firstIndex(where: { $0.name == chunk.fileName })
+            else {
+                return SnapshotAck(index: chunk.index, term: chunk.term, fileName: chunk.fileName, isAccepted: false,
+                                   reason: "no snapshot offer for index \(chunk.index) from \(peer)")
+            }
+            do {
+                try receiver.receive(FaunaStore.SnapshotChunk(fileIndex: fileIndex, offset: chunk.offset, data: chunk.data))
+            } catch {
+                state.withLockedValue { $0 = State() }
+                return SnapshotAck(index: chunk.index, term: chunk.term, fileName: chunk.fileName, isAccepted: false, reason: "\(error)")
+            }
+            if receiver.isComplete { state.withLockedValue { $0.isComplete = true } }
+            return SnapshotAck(index: chunk.index, term: chunk.term, fileName: chunk.fileName,
+                               nextOffset: chunk.offset + UInt64(chunk.data.count), isAccepted: true)
+        default:
+            return SnapshotAck(index: .zero, term: .zero, isAccepted: false, reason: "not a snapshot frame")
+        }
+    }
+
+    /// Whether a complete snapshot ending at `index` is waiting to be installed.
+    func hasComplete(at index: LogIndex) -> Bool {
+        state.withLockedValue { $0.isComplete && $0.receiver?.value.manifest.metadata.index == index }
+    }
+
+    /// Takes the complete receiver for `index` (the owner thread then finishes and installs it).
+    func take(at index: LogIndex) -> SnapshotReceiver? {
+        io.sync {
+            state.withLockedValue { s in
+                guard s.isComplete, let r = s.receiver?.value, r.manifest.metadata.index == index else { return nil }
+                s = State()
+                s.isInstalling = true
+                return r
+            }
+        }
+    }
+}
+
+extension SnapshotInbox {
+    /// The install `take` started is over (done or failed): offers are welcome again.
+    func installFinished() { state.withLockedValue { $0.isInstalling = false } }
+}
+
+/// Hands a non-Sendable object to another thread. `@unchecked Sendable`: each use passes the
+/// object on; at most one thread uses it at a time (the snapshot IO queues serialise access).
+final class UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import FaunaConfig
+import FaunaNode
+import Foundation
+import Logging
+
+@main
+struct Faunad: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "faunad",
+        abstract: "Run one Fauna node.",
+        discussion: """
+            Starts the node named by --id from the cluster description in --config (see
+            cluster.toml). On its first start a node of the file founds the cluster with every
+            node of the file as a voter; with --join an empty node instead waits to be added
+            (`fctl member add-learner`). State lives in <data_dir>/<id> (data_dir relative to
+            the config file). SIGTERM or SIGINT stops it gracefully.
+
+            Exit status: 0 after a graceful stop; 1 if it cannot start (bad configuration, data
+            directory in use, port taken) or stopped on a disk error (fail-stop; the log says
+            which file or column family).
+            """)
+
+    @Option(help: "The cluster description (TOML).")
+    var config: String = "cluster.toml"
+
+    @Option(help: "This node's id in the configuration, e.g. n1.")
+    var id: String
+
+    @Option(help: "Override the data directory of this node.")
+    var dataDir: String?
+
+    @Flag(help: "Start empty and wait to be added to a running cluster instead of founding one.")
+    var join = false
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    mutating func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level \(logLevel): want trace, debug, info, notice, warning, error or critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "faunad")
+        let settings: NodeSettings
+        do {
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+            let cluster = try ClusterConfig(parsing: text)
+            let base = URL(fileURLWithPath: config).deletingLastPathComponent().path
+            var s = try NodeSettings(cluster: cluster, name: id, baseDirectory: base)
+            if let dataDir { s.dataDirectory = dataDir }
+            s.join = join
+            settings = s
+        } catch let error as ConfigError {
+            Self.fail("faunad: \(config): \(error)")
+        } catch {
+            Self.fail("faunad: cannot read \(config): \(error.localizedDescription)")
+        }
+
+        let node: FaunaNode
+        do {
+            node = try await FaunaNode.start(settings: settings, logger: logger)
+        } catch {
+            Self.fail("faunad: \(id): \(error)")
+        }
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let stopper = SignalStopper(node: node, logger: logger)
+        stopper.install()
+        await node.waitUntilStopped()
+        if let failure = node.failure {
+            Self.fail("faunad: \(id) stopped: \(failure)")
+        }
+        withExtendedLifetime(stopper) {}
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        Foundation.exit(1)
+    }
+}
+
+/// Turns SIGTERM/SIGINT into a graceful stop.
+final class SignalStopper: Sendable {
+    let node: FaunaNode
+    let logger: Logger
+    nonisolated(unsafe) var sources: [DispatchSourceSignal] = []  // set once, before any signal
+
+    init(node: FaunaNode, logger: Logger) {
+        self.node = node
+        self.logger = logger
+    }
+
+    func install() {
+        for sig in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [node, logger] in
+                logger.notice("signal \(sig): stopping")
+                Task { await node.stop() }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
