@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "FaunaNode",
             dependencies: [
-                "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaConfig",
+                "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaConfig", "FaunaVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -133,6 +133,17 @@ let package = Package(
             dependencies: [
                 "FaunaNode", "FaunaConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // End-to-end: real faunad processes on 127.0.0.1 (faunad is a dependency so that
+        // `swift build --build-tests` builds it).
+        .testTarget(
+            name: "FaunaNodeTests",
+            dependencies: [
+                "faunad", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaStore", "FaunaVerify",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -2,6 +2,7 @@ import FaunaKV
 import FaunaRPC
 import FaunaRaft
 import FaunaStore
+import FaunaVerify
 import Foundation
 import Logging
 
@@ -107,10 +108,13 @@ final class ApplyStage: @unchecked Sendable {
                 return
             }
             do {
+                // On this thread nothing applies in between: digest and tree head agree.
                 let digest = try store.stateDigest()
                 let compacted = try store.kvStateMachine.compactedRevision(on: store.makeKVBackend())
+                let head = store.treeHead
                 context.respond(.hashKVResponse(HashKVResult(
-                    nodeID: nodeID, appliedIndex: digest.appliedIndex, compactRevision: compacted, digest: digest.sha256)))
+                    nodeID: nodeID, appliedIndex: digest.appliedIndex, compactRevision: compacted, digest: digest.sha256,
+                    treeSize: head.treeSize, treeRoot: Array(head.rootHash.bytes))))
             } catch {
                 context.respond(.error(RPCErrorResponse(.internalError, "state digest: \(error)")))
             }

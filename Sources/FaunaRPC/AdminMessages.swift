@@ -86,13 +86,22 @@ public struct HashKVResult: Hashable, Sendable {
     public var compactRevision: Revision
     /// The digest (SHA-256: 32 bytes); at most 64 bytes.
     public var digest: [UInt8]
+    /// The audit tree's size at `appliedIndex` (equal to it).
+    public var treeSize: UInt64
+    /// The audit tree's root hash at that size (32 bytes; empty if not reported).
+    public var treeRoot: [UInt8]
 
     /// A digest report.
-    public init(nodeID: NodeID, appliedIndex: LogIndex, compactRevision: Revision, digest: [UInt8]) {
+    public init(
+        nodeID: NodeID, appliedIndex: LogIndex, compactRevision: Revision, digest: [UInt8], treeSize: UInt64 = 0,
+        treeRoot: [UInt8] = []
+    ) {
         self.nodeID = nodeID
         self.appliedIndex = appliedIndex
         self.compactRevision = compactRevision
         self.digest = digest
+        self.treeSize = treeSize
+        self.treeRoot = treeRoot
     }
 }
 
@@ -218,12 +227,17 @@ extension HashKVResult {
         w.varint(appliedIndex.rawValue)
         w.varint(compactRevision.rawValue)
         w.lengthPrefixed(digest)
+        w.varint(treeSize)
+        w.lengthPrefixed(treeRoot)
     }
 
     init(from r: inout WireReader) throws(RPCDecodingError) {
         let id = try r.nodeID("node ID")
         let applied = LogIndex(try r.varint("applied index"))
         let compact = Revision(try r.varint("compact revision"))
-        self.init(nodeID: id, appliedIndex: applied, compactRevision: compact, digest: try r.lengthPrefixed("digest", max: RPCLimits.checksumBytesMax))
+        let digest = try r.lengthPrefixed("digest", max: RPCLimits.checksumBytesMax)
+        let treeSize = try r.varint("tree size")
+        let treeRoot = try r.lengthPrefixed("tree root", max: RPCLimits.checksumBytesMax)
+        self.init(nodeID: id, appliedIndex: applied, compactRevision: compact, digest: digest, treeSize: treeSize, treeRoot: treeRoot)
     }
 }

@@ -36,6 +36,9 @@ struct Faunad: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(help: .hidden)
+    var exitWithParent: Int32?
+
     mutating func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level \(logLevel): want trace, debug, info, notice, warning, error or critical")
@@ -71,6 +74,7 @@ struct Faunad: AsyncParsableCommand {
         signal(SIGINT, SIG_IGN)
         let stopper = SignalStopper(node: node, logger: logger)
         stopper.install()
+        if let parent = exitWithParent { stopper.watchParent(parent) }
         await node.waitUntilStopped()
         if let failure = node.failure {
             Self.fail("faunad: \(id) stopped: \(failure)")
@@ -89,6 +93,7 @@ final class SignalStopper: Sendable {
     let node: FaunaNode
     let logger: Logger
     nonisolated(unsafe) var sources: [DispatchSourceSignal] = []  // set once, before any signal
+    nonisolated(unsafe) var parentWatch: [DispatchSourceTimer] = []  // likewise
 
     init(node: FaunaNode, logger: Logger) {
         self.node = node
@@ -105,5 +110,18 @@ final class SignalStopper: Sendable {
             source.resume()
             sources.append(source)
         }
+    }
+
+    /// Test harnesses: stop when the process that started us is gone (even if it crashed).
+    func watchParent(_ parent: Int32) {
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + 1, repeating: 1)
+        timer.setEventHandler { [node, logger] in
+            guard getppid() != parent else { return }
+            logger.notice("parent \(parent) is gone: stopping")
+            Task { await node.stop() }
+        }
+        timer.resume()
+        parentWatch.append(timer)
     }
 }

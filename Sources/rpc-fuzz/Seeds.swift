@@ -49,7 +49,7 @@ enum Seeds {
             .snapshotSave,
             .snapshotSaveChunk(chunk),
             .hashKV,
-            .hashKVResponse(HashKVResult(nodeID: NodeID(1), appliedIndex: LogIndex(39), compactRevision: Revision(10), digest: Array(repeating: 0xCD, count: 32))),
+            .hashKVResponse(HashKVResult(nodeID: NodeID(1), appliedIndex: LogIndex(39), compactRevision: Revision(10), digest: Array(repeating: 0xCD, count: 32), treeSize: 39, treeRoot: Array(repeating: 0xAB, count: 32))),
             .error(RPCErrorResponse(.notLeader, "not the leader", leaderHint: LeaderHint(nodeID: NodeID(2), clientAddress: Endpoint(host: "127.0.0.1", port: 7102)))),
         ]
     }

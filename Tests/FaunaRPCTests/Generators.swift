@@ -192,7 +192,7 @@ struct Gen {
         case 17: .snapshotSave
         case 18: .snapshotSaveChunk(chunk())
         case 19: .hashKV
-        case 20: .hashKVResponse(HashKVResult(nodeID: nodeID(), appliedIndex: LogIndex(u64()), compactRevision: Revision(u64()), digest: bytes(32)))
+        case 20: .hashKVResponse(HashKVResult(nodeID: nodeID(), appliedIndex: LogIndex(u64()), compactRevision: Revision(u64()), digest: bytes(32), treeSize: u64(), treeRoot: bytes(32)))
         default: .error(errorResponse())
         }
     }

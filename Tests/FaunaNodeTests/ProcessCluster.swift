@@ -1,0 +1,255 @@
+import FaunaKV
+import FaunaRPC
+import FaunaRaft
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real `faunad` processes on 127.0.0.1, on ports picked free at run time, in a temporary
+/// directory. Every process is started with `--exit-with-parent`, so nothing outlives the
+/// test run even if it crashes; `shutdown()` kills them and removes the directory.
+final class ProcessCluster: @unchecked Sendable {
+    // @unchecked Sendable: used from one test task at a time.
+    struct NodeInfo {
+        var name: String
+        var id: NodeID
+        var peer: Int
+        var client: Int
+    }
+
+    let root: String
+    private(set) var nodes: [String: NodeInfo] = [:]
+    private var processes: [String: Process] = [:]
+    private var clients: [String: RPCClient] = [:]
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let logger = Logger(label: "test-cluster")
+    let clusterSettings: String
+
+    /// A cluster description for `names` (not started). `settings` are extra `[cluster]` keys.
+    init(names: [String], settings: String = "") throws {
+        root = NSTemporaryDirectory() + "fauna-e2e-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        clusterSettings = settings
+        let ports = try freePorts(2 * names.count)
+        for (i, name) in names.enumerated() {
+            nodes[name] = NodeInfo(name: name, id: NodeID(UInt64(name.dropFirst())!), peer: ports[2 * i], client: ports[2 * i + 1])
+        }
+        try writeConfig(names: names, file: "cluster.toml")
+    }
+
+    /// Adds a node to the description (its own config file names every node so far).
+    func addNode(_ name: String) throws {
+        let ports = try freePorts(2)
+        nodes[name] = NodeInfo(name: name, id: NodeID(UInt64(name.dropFirst())!), peer: ports[0], client: ports[1])
+        try writeConfig(names: nodes.keys.sorted(), file: "\(name).toml")
+    }
+
+    private func writeConfig(names: [String], file: String) throws {
+        var text = """
+            [cluster]
+            name = "e2e"
+            data_dir = "data"
+            tick_ms = 10
+            election_ticks = 50
+            heartbeat_ticks = 5
+            \(clusterSettings)
+
+            """
+        for name in names {
+            let n = nodes[name]!
+            text += "\n[[node]]\nid = \"\(name)\"\npeer = \"127.0.0.1:\(n.peer)\"\nclient = \"127.0.0.1:\(n.client)\"\n"
+        }
+        try text.write(toFile: "\(root)/\(file)", atomically: true, encoding: .utf8)
+    }
+
+    static var faunadPath: String? {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+            Bundle.main.bundleURL.deletingLastPathComponent(),
+            Bundle.main.bundleURL,
+        ]
+        for dir in candidates {
+            let path = dir.appendingPathComponent("faunad").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    func start(_ name: String, config: String = "cluster.toml", join: Bool = false) throws {
+        let binary = try #require(Self.faunadPath, "faunad not built (swift build --build-tests)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        var args = ["--config", "\(root)/\(config)", "--id", name, "--exit-with-parent", "\(getpid())", "--log-level", "debug"]
+        if join { args.append("--join") }
+        process.arguments = args
+        let logPath = "\(root)/\(name).log"
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        processes[name] = process
+    }
+
+    /// Sends `signal`; with SIGKILL or SIGTERM waits (bounded) for the process to end.
+    func kill(_ name: String, signal: Int32 = SIGKILL) async {
+        guard let p = processes[name] else { return }
+        Glibc.kill(p.processIdentifier, signal)
+        if signal == SIGKILL || signal == SIGTERM {
+            for _ in 0..<1000 where p.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+            processes[name] = nil
+        }
+        if let c = clients.removeValue(forKey: name) { await c.close() }
+    }
+
+    func isRunning(_ name: String) -> Bool { processes[name]?.isRunning ?? false }
+
+    func log(of name: String) -> String { (try? String(contentsOfFile: "\(root)/\(name).log", encoding: .utf8)) ?? "" }
+
+    func dataDirectory(of name: String) -> String { "\(root)/data/\(name)" }
+
+    func shutdown() async {
+        for name in processes.keys { await kill(name) }
+        for c in clients.values { await c.close() }
+        clients = [:]
+        try? await group.shutdownGracefully()
+        if ProcessInfo.processInfo.environment["FAUNA_KEEP_E2E"] == nil {
+            try? FileManager.default.removeItem(atPath: root)
+        } else {
+            print("e2e data kept in \(root)")
+        }
+    }
+
+    // MARK: Requests
+
+    /// One request to `name`'s client port; nil if it cannot be reached.
+    func call(_ name: String, _ message: RPCMessage, timeout: TimeAmount = .seconds(5)) async -> RPCMessage? {
+        guard let node = nodes[name] else { return nil }
+        if clients[name] == nil {
+            clients[name] = try? await RPCClient.connect(
+                to: Endpoint(host: "127.0.0.1", port: UInt16(node.client)), group: group, logger: logger)
+        }
+        guard let client = clients[name] else { return nil }
+        do {
+            return try await client.call(message, timeout: timeout)
+        } catch {
+            clients[name] = nil
+            await client.close()
+            return nil
+        }
+    }
+
+    func status(_ name: String) async -> NodeStatus? {
+        if case .statusResponse(let s)? = await call(name, .status, timeout: .seconds(2)) { return s }
+        return nil
+    }
+
+    func hashKV(_ name: String) async -> HashKVResult? {
+        if case .hashKVResponse(let h)? = await call(name, .hashKV) { return h }
+        return nil
+    }
+
+    /// Waits (bounded) until one of `among` leads and the others follow it; its name.
+    func waitForLeader(among names: [String], seconds: Double = 20) async throws -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            var statuses: [String: NodeStatus] = [:]
+            for name in names { if let s = await status(name) { statuses[name] = s } }
+            if let (name, leader) = statuses.first(where: { $0.value.role == .leader }),
+                statuses.count == names.count,
+                statuses.values.allSatisfy({ $0.leader == leader.nodeID && $0.term == leader.term })
+            {
+                return name
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("no leader among \(names) within \(seconds) s")
+        throw CancellationError()
+    }
+
+    func name(of id: NodeID) -> String? { nodes.values.first { $0.id == id }?.name }
+
+    /// Writes through whichever node leads, following `notLeader` hints and retrying while
+    /// there is none, with one client session so retries apply once.
+    func write(_ command: KVCommand, session: inout ClientSession, via preferred: [String], seconds: Double = 20) async throws -> KVApplyResult {
+        let proposal = KVProposal(session: session, command: command)
+        let deadline = Date().addingTimeInterval(seconds)
+        var target = preferred[0]
+        var attempt = 0
+        while Date() < deadline {
+            attempt += 1
+            switch await call(target, .write(WriteRequest(proposal))) {
+            case .writeResponse(let result)?:
+                session.sequence = SequenceNumber(session.sequence.rawValue + 1)
+                return result
+            case .error(let e)? where e.code == .notLeader:
+                if let hint = e.leaderHint, let n = name(of: hint.nodeID), preferred.contains(n) { target = n } else {
+                    target = preferred[attempt % preferred.count]
+                }
+            default:
+                target = preferred[attempt % preferred.count]
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("write \(command) not acknowledged within \(seconds) s")
+        throw CancellationError()
+    }
+
+    func read(_ name: String, key: [UInt8], consistency: ReadConsistency = .linearizable) async -> KVRangeResult? {
+        let request = ReadRequest(KVRangeRequest(range: .single(key)), consistency: consistency)
+        if case .readResponse(let r)? = await call(name, .read(request)) { return r }
+        return nil
+    }
+
+    /// Waits (bounded) until every node in `names` applied the same index and reports the
+    /// same state digest and tree root; returns those reports.
+    func waitConverged(_ names: [String], seconds: Double = 30) async throws -> [String: HashKVResult] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: [String: HashKVResult] = [:]
+        while Date() < deadline {
+            last = [:]
+            for name in names { if let h = await hashKV(name) { last[name] = h } }
+            if last.count == names.count, Set(last.values.map(\.appliedIndex)).count == 1,
+                Set(last.values.map(\.digest)).count == 1, Set(last.values.map(\.treeRoot)).count == 1
+            {
+                return last
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        Issue.record("nodes \(names) did not converge within \(seconds) s: \(last.mapValues { "applied \($0.appliedIndex) tree \($0.treeSize)" })")
+        throw CancellationError()
+    }
+}
+
+/// Ports the kernel says are free now (bound to 127.0.0.1:0, then released).
+func freePorts(_ count: Int) throws -> [Int] {
+    var fds: [Int32] = []
+    defer { for fd in fds { close(fd) } }
+    var ports: [Int] = []
+    for _ in 0..<count {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        fds.append(fd)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        ports.append(Int(UInt16(bigEndian: addr.sin_port)))
+    }
+    return ports
+}
+
+extension Array where Element == UInt8 {
+    init(_ text: String) { self = Array(text.utf8) }
+}
