@@ -48,6 +48,7 @@ final class ApplyStage: @unchecked Sendable {
     private let logger: Logger
     private let report: @Sendable (Result<ApplyReport, StoreError>) -> Void
     private var thread: Thread?
+    private let exited = DispatchSemaphore(value: 0)
 
     init(
         store: Store, nodeID: NodeID, capacity: Int, compactEntries: Int, members: MemberDirectory,
@@ -77,6 +78,14 @@ final class ApplyStage: @unchecked Sendable {
             for job in jobs { handle(job) }
         }
         store = nil
+        exited.signal()
+    }
+
+    /// After `stop`: waits until the thread has finished its queue and dropped the store.
+    func waitUntilStopped() {
+        guard thread != nil else { return }
+        exited.wait()
+        exited.signal()
     }
 
     private func handle(_ job: ApplyJob) {

@@ -169,7 +169,6 @@ public final class FaunaNode: @unchecked Sendable {
         try? await clientServer.close()
         try? await peerServer.close()
         await core.transport.shutdown()
-        core.store?.close()
         try? await group.shutdownGracefully()
         logger.info("node stopped")
     }

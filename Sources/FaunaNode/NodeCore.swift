@@ -171,7 +171,7 @@ final class NodeCore: @unchecked Sendable {
         guard outstanding == nil, failure == nil, raft.hasReady, applier.hasRoom else { return }
         let ready = raft.ready()
         if let soft = ready.softState { softStateChanged(soft) }
-        transport.send(ready.earlyMessages)
+        sendMessages(ready.earlyMessages)
         if let snapshot = ready.snapshot {
             installSnapshot(snapshot.metadata, ready: ready)
             return
@@ -341,6 +341,12 @@ final class NodeCore: @unchecked Sendable {
             for case .request(_, let context) in rest { context.respond(.error(stopping)) }
         }
         applier.stop()
+        // Close RocksDB before the process exits: its background threads must not outlive
+        // the static destructors (std::terminate at exit otherwise).
+        applier.waitUntilStopped()
+        store.close()
+        store = nil
+        raft = nil
         finished.signal()
     }
 

@@ -46,3 +46,145 @@ import Glibc
         #expect(e.leaderHint?.clientAddress?.port == UInt16(cluster.nodes[leader]!.client))
     }
 }
+
+extension ClusterTests {
+    @Test func leaderKilledNewLeaderTakesOverAndRestartedNodeCatchesUp() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let first = try await cluster.waitForLeader(among: Self.names)
+        var session = ClientSession(clientID: ClientID(11), sequence: .first)
+        for i in 0..<20 {
+            _ = try await cluster.write(.put(KVPut(key: [UInt8]("a\(i)"), value: [UInt8]("1"))), session: &session, via: Self.names)
+        }
+        await cluster.kill(first)  // SIGKILL
+        let survivors = Self.names.filter { $0 != first }
+        let second = try await cluster.waitForLeader(among: survivors)
+        #expect(second != first)
+        for i in 0..<30 {
+            _ = try await cluster.write(.put(KVPut(key: [UInt8]("b\(i)"), value: [UInt8]("2"))), session: &session, via: survivors)
+        }
+        #expect(await cluster.read(second, key: [UInt8]("a19"))?.records.first?.record.value == [UInt8]("1"))
+        // The killed node restarts from its own disk and catches up by log.
+        try cluster.start(first)
+        let reports = try await cluster.waitConverged(Self.names)
+        #expect(reports[first]?.appliedIndex == reports[second]?.appliedIndex)
+        #expect(await cluster.read(first, key: [UInt8]("b29"))?.records.first?.record.value == [UInt8]("2"))
+    }
+
+    @Test func retriedWriteWithTheSameSessionAppliesOnce() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        let session = ClientSession(clientID: ClientID(99), sequence: .first)
+        let put = KVProposal(session: session, command: .put(KVPut(key: [UInt8]("once"), value: [UInt8]("x"))))
+        guard case .writeResponse(let first)? = await cluster.call(leader, .write(WriteRequest(put))),
+            case .writeResponse(let retry)? = await cluster.call(leader, .write(WriteRequest(put)))
+        else {
+            Issue.record("writes not answered")
+            return
+        }
+        #expect(!first.isReplay)
+        #expect(retry.isReplay)
+        #expect(retry.revision == first.revision)
+        let read = try #require(await cluster.read(leader, key: [UInt8]("once")))
+        #expect(read.records.first?.record.version == 1)
+    }
+
+    @Test func nodeDownWhileLogIsCompactedCatchesUpBySnapshot() async throws {
+        let cluster = try ProcessCluster(names: Self.names, settings: "snapshot_entries = 40")
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        let lagging = Self.names.first { $0 != leader }!
+        await cluster.kill(lagging, signal: SIGTERM)
+        #expect(!cluster.isRunning(lagging))
+        let up = Self.names.filter { $0 != lagging }
+        var session = ClientSession(clientID: ClientID(5), sequence: .first)
+        for i in 0..<200 {
+            _ = try await cluster.write(
+                .put(KVPut(key: [UInt8]("s\(i % 50)"), value: [UInt8](String(repeating: "v", count: 100)))), session: &session, via: up)
+        }
+        // The leader's log no longer starts where the lagging node stopped.
+        #expect(cluster.log(of: leader).contains("compacted the Raft log"))
+        try cluster.start(lagging)
+        let reports = try await cluster.waitConverged(Self.names)
+        #expect(cluster.log(of: lagging).contains("installed a snapshot"), "the lagging node should catch up by snapshot")
+        #expect(cluster.log(of: leader).contains("snapshot sent"))
+        #expect(reports[lagging]?.treeSize == reports[leader]?.treeSize)
+        // It keeps up by log afterwards, and restarts from the installed state.
+        _ = try await cluster.write(.put(KVPut(key: [UInt8]("after"), value: [UInt8]("x"))), session: &session, via: up)
+        await cluster.kill(lagging)
+        try cluster.start(lagging)
+        _ = try await cluster.waitConverged(Self.names)
+        #expect(await cluster.read(lagging, key: [UInt8]("after"))?.records.first?.record.value == [UInt8]("x"))
+    }
+
+    @Test func leadershipTransfersOnRequest() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        let target = Self.names.first { $0 != leader }!
+        let answer = await cluster.call(leader, .leaderTransfer(cluster.nodes[target]!.id), timeout: .seconds(10))
+        guard case .leaderTransferResponse? = answer else {
+            Issue.record("transfer answered \(String(describing: answer))")
+            return
+        }
+        let now = try await cluster.waitForLeader(among: Self.names)
+        #expect(now == target)
+        var session = ClientSession(clientID: ClientID(3), sequence: .first)
+        _ = try await cluster.write(.put(KVPut(key: [UInt8]("t"), value: [UInt8]("1"))), session: &session, via: [target])
+    }
+
+    @Test func learnerIsAddedPromotedAndAnotherMemberRemoved() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        var session = ClientSession(clientID: ClientID(21), sequence: .first)
+        for i in 0..<20 {
+            _ = try await cluster.write(.put(KVPut(key: [UInt8]("m\(i)"), value: [UInt8]("1"))), session: &session, via: [leader])
+        }
+        try cluster.addNode("n4")
+        try cluster.start("n4", config: "n4.toml", join: true)
+        let n4 = cluster.nodes["n4"]!
+        let learner = Member(
+            nodeID: n4.id, peerAddress: Endpoint(host: "127.0.0.1", port: UInt16(n4.peer)),
+            clientAddress: Endpoint(host: "127.0.0.1", port: UInt16(n4.client)), isLearner: true)
+        guard case .membersResponse(let afterAdd)? = await cluster.call(leader, .memberChange(.addLearner(learner)), timeout: .seconds(10)) else {
+            Issue.record("add-learner not answered with the member list")
+            return
+        }
+        #expect(afterAdd.first { $0.nodeID == n4.id }?.isLearner == true)
+        let all = Self.names + ["n4"]
+        _ = try await cluster.waitConverged(all)
+        // Promote (retried while the learner is still catching up).
+        var promoted: [Member]?
+        for _ in 0..<50 {
+            if case .membersResponse(let list)? = await cluster.call(leader, .memberChange(.promote(n4.id)), timeout: .seconds(10)) {
+                promoted = list
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(promoted?.first { $0.nodeID == n4.id }?.isLearner == false)
+        // Remove a follower that is not n4.
+        let removed = Self.names.first { $0 != leader }!
+        guard case .membersResponse(let afterRemove)? = await cluster.call(leader, .memberChange(.remove(cluster.nodes[removed]!.id)), timeout: .seconds(10)) else {
+            Issue.record("remove not answered")
+            return
+        }
+        #expect(!afterRemove.contains { $0.nodeID == cluster.nodes[removed]!.id })
+        #expect(afterRemove.count == 3)
+        await cluster.kill(removed)
+        let remaining = all.filter { $0 != removed }
+        for i in 0..<10 {
+            _ = try await cluster.write(.put(KVPut(key: [UInt8]("r\(i)"), value: [UInt8]("2"))), session: &session, via: remaining)
+        }
+        let reports = try await cluster.waitConverged(remaining)
+        #expect(Set(reports.values.map(\.treeRoot)).count == 1)
+        #expect(await cluster.read("n4", key: [UInt8]("r9"))?.records.first?.record.value == [UInt8]("2"))
+    }
+}

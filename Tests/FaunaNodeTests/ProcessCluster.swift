@@ -30,6 +30,8 @@ final class ProcessCluster: @unchecked Sendable {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let logger = Logger(label: "test-cluster")
     let clusterSettings: String
+    /// Where the last write succeeded.
+    private var knownLeader: String?
 
     /// A cluster description for `names` (not started). `settings` are extra `[cluster]` keys.
     init(names: [String], settings: String = "") throws {
@@ -181,12 +183,13 @@ final class ProcessCluster: @unchecked Sendable {
     func write(_ command: KVCommand, session: inout ClientSession, via preferred: [String], seconds: Double = 20) async throws -> KVApplyResult {
         let proposal = KVProposal(session: session, command: command)
         let deadline = Date().addingTimeInterval(seconds)
-        var target = preferred[0]
+        var target = knownLeader.flatMap { preferred.contains($0) ? $0 : nil } ?? preferred[0]
         var attempt = 0
         while Date() < deadline {
             attempt += 1
             switch await call(target, .write(WriteRequest(proposal))) {
             case .writeResponse(let result)?:
+                knownLeader = target
                 session.sequence = SequenceNumber(session.sequence.rawValue + 1)
                 return result
             case .error(let e)? where e.code == .notLeader:
