@@ -13,12 +13,15 @@ let package = Package(
         .library(name: "FaunaKV", targets: ["FaunaKV"]),
         .library(name: "FaunaStore", targets: ["FaunaStore"]),
         .library(name: "FaunaRPC", targets: ["FaunaRPC"]),
+        .library(name: "FaunaClient", targets: ["FaunaClient"]),
+        .executable(name: "fctl", targets: ["fctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
     ],
     targets: [
         // Consensus core: pure, deterministic, no IO, no clocks, no threads.
@@ -110,6 +113,40 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Client library: leader discovery, retries, exactly-once write sessions, admin calls,
+        // snapshot archives. Must not link RocksDB or FaunaAudit (DESIGN.md "Modules").
+        .target(
+            name: "FaunaClient",
+            dependencies: [
+                "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
+        // fctl's pure parts (txn syntax, key/value encodings, output, exit codes), unit-tested.
+        .target(name: "FctlCore", dependencies: ["FaunaClient", "FaunaRPC", "FaunaKV", "FaunaRaft"], exclude: ["README.md"]),
+        .executableTarget(
+            name: "fctl",
+            dependencies: [
+                "FctlCore", "FaunaClient", "FaunaConfig", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "FaunaClientTests",
+            dependencies: [
+                "FaunaClient", "FctlCore", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
