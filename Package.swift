@@ -145,6 +145,7 @@ let package = Package(
             name: "FaunaClientTests",
             dependencies: [
                 "FaunaClient", "FctlCore", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
