@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "FaunaKV", targets: ["FaunaKV"]),
         .library(name: "FaunaStore", targets: ["FaunaStore"]),
         .library(name: "FaunaRPC", targets: ["FaunaRPC"]),
+        .library(name: "FaunaClient", targets: ["FaunaClient"]),
+        .executable(name: "fctl", targets: ["fctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
@@ -116,6 +118,41 @@ let package = Package(
             ]
         ),
 
+        // Client library: leader discovery, retries, exactly-once write sessions, admin calls,
+        // snapshot archives. Must not link RocksDB or FaunaAudit (DESIGN.md "Modules").
+        .target(
+            name: "FaunaClient",
+            dependencies: [
+                "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
+        // fctl's pure parts (txn syntax, key/value encodings, output, exit codes), unit-tested.
+        .target(name: "FctlCore", dependencies: ["FaunaClient", "FaunaRPC", "FaunaKV", "FaunaRaft"], exclude: ["README.md"]),
+        .executableTarget(
+            name: "fctl",
+            dependencies: [
+                "FctlCore", "FaunaClient", "FaunaConfig", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "FaunaClientTests",
+            dependencies: [
+                "FaunaClient", "FctlCore", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // The server: Raft core + store + apply stage + RPC ports (docs/adr/0007).
         .target(
             name: "FaunaNode",
@@ -136,12 +173,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // End-to-end: real faunad processes on 127.0.0.1 (faunad is a dependency so that
-        // `swift build --build-tests` builds it).
+        // End-to-end: real faunad processes on 127.0.0.1, driven through FaunaClient and fctl
+        // (both are dependencies so that `swift build --build-tests` builds them).
         .testTarget(
             name: "FaunaNodeTests",
             dependencies: [
-                "faunad", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaStore", "FaunaVerify",
+                "faunad", "fctl", "FaunaClient", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaStore", "FaunaVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

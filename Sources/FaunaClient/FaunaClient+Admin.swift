@@ -1,0 +1,99 @@
+import FaunaRPC
+import FaunaRaft
+
+extension FaunaClient {
+    /// The status of the node at `endpoint`. Only that node is asked; connection failures and
+    /// `overloaded` are retried until the deadline.
+    public func status(of endpoint: Endpoint) async throws(FaunaClientError) -> NodeStatus {
+        var budget = makeBudget()
+        let answer = try await perform(.status, route: .node(endpoint), budget: &budget)
+        guard case .statusResponse(let status) = answer else {
+            throw FaunaClientError.unexpected(answer, want: "statusResponse", from: endpoint)
+        }
+        return status
+    }
+
+    /// The status of every configured node, asked concurrently, in `endpoints` order. Each node
+    /// gets one attempt of at most `requestTimeout` (an unreachable node fails fast).
+    public func statusAll() async -> [(Endpoint, Result<NodeStatus, FaunaClientError>)] {
+        await withTaskGroup(of: (Int, Result<NodeStatus, FaunaClientError>).self) { tasks in
+            for (i, endpoint) in endpoints.enumerated() {
+                tasks.addTask { (i, await self.statusOnce(of: endpoint)) }
+            }
+            var results = [Result<NodeStatus, FaunaClientError>?](repeating: nil, count: endpoints.count)
+            for await (i, result) in tasks { results[i] = result }
+            return zip(endpoints, results).map { ($0, $1!) }
+        }
+    }
+
+    /// One status attempt of at most `requestTimeout`.
+    private func statusOnce(of endpoint: Endpoint) async -> Result<NodeStatus, FaunaClientError> {
+        var budget = RetryBudget(deadline: .now + configuration.requestTimeout, attemptsMax: 1)
+        do {
+            let answer = try await perform(.status, route: .node(endpoint), budget: &budget)
+            guard case .statusResponse(let status) = answer else {
+                return .failure(.unexpected(answer, want: "statusResponse", from: endpoint))
+            }
+            return .success(status)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The cluster's members, as the leader knows them.
+    public func members() async throws(FaunaClientError) -> [Member] {
+        var budget = makeBudget()
+        let answer = try await perform(.members, route: .leader, budget: &budget)
+        guard case .membersResponse(let members) = answer else {
+            throw FaunaClientError.unexpected(answer, want: "membersResponse", from: knownLeader ?? endpoints[0])
+        }
+        return members
+    }
+
+    /// Adds a learner, promotes a learner or removes a member (one server at a time); returns
+    /// the new member list. A retry after a lost answer may be refused with `invalidRequest`
+    /// (the change is already in): check `members()`.
+    public func changeMembership(_ change: MemberChange) async throws(FaunaClientError) -> [Member] {
+        var budget = makeBudget()
+        let answer = try await perform(.memberChange(change), route: .leader, budget: &budget)
+        guard case .membersResponse(let members) = answer else {
+            throw FaunaClientError.unexpected(answer, want: "membersResponse", from: knownLeader ?? endpoints[0])
+        }
+        return members
+    }
+
+    /// Asks the leader to hand leadership to `nodeID`; returns when the transfer completed.
+    public func transferLeadership(to nodeID: NodeID) async throws(FaunaClientError) {
+        var budget = makeBudget()
+        let answer = try await perform(.leaderTransfer(nodeID), route: .leader, budget: &budget)
+        guard case .leaderTransferResponse = answer else {
+            throw FaunaClientError.unexpected(answer, want: "leaderTransferResponse", from: knownLeader ?? endpoints[0])
+        }
+        if let leader = knownLeader { forgetLeader(leader) }
+    }
+
+    /// The state digest of the node at `endpoint` (equal on replicas at the same applied index).
+    public func hashKV(of endpoint: Endpoint) async throws(FaunaClientError) -> HashKVResult {
+        var budget = makeBudget()
+        let answer = try await perform(.hashKV, route: .node(endpoint), budget: &budget)
+        guard case .hashKVResponse(let result) = answer else {
+            throw FaunaClientError.unexpected(answer, want: "hashKVResponse", from: endpoint)
+        }
+        return result
+    }
+
+    /// The client address of the leader: the known one, else the node whose status says it
+    /// leads in the highest term.
+    public func findLeader() async throws(FaunaClientError) -> Endpoint {
+        if let leader = knownLeader { return leader }
+        let leaders = await statusAll().compactMap { endpoint, result -> (Endpoint, NodeStatus)? in
+            guard case .success(let status) = result, status.role == .leader else { return nil }
+            return (endpoint, status)
+        }
+        guard let best = leaders.max(by: { $0.1.term < $1.1.term }) else {
+            throw FaunaClientError(.unavailable, "no node of \(endpoints.map(\.description).joined(separator: ", ")) says it is the leader")
+        }
+        noteLeader(best.0)
+        return best.0
+    }
+}

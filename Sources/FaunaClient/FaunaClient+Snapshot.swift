@@ -1,0 +1,99 @@
+import FaunaRPC
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+extension FaunaClient {
+    /// Streams a snapshot of one node's state into the archive file `path`
+    /// (`SnapshotArchive`): written to `path.tmp`, checked chunk by chunk, fsynced, renamed.
+    ///
+    /// Memory stays bounded: the stream runs on a connection with its own event loop thread,
+    /// and each chunk is written to disk before that thread reads the next one, so a slow disk
+    /// slows the sender through TCP flow control instead of filling a queue.
+    ///
+    /// - Parameter endpoint: the node to save; nil: the leader.
+    /// - Returns: what the archive holds. `verify(path:)` of `SnapshotArchive` re-checks it.
+    public func saveSnapshot(to path: String, from endpoint: Endpoint? = nil) async throws(FaunaClientError) -> SnapshotArchive.Summary {
+        let source: Endpoint
+        if let endpoint { source = endpoint } else { source = try await findLeader() }
+        let sink = SnapshotSink(try SnapshotArchiveWriter(path: path))
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            let summary = try await stream(from: source, into: sink, group: loop)
+            try? await loop.shutdownGracefully()
+            return summary
+        } catch {
+            sink.abort()
+            try? await loop.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private func stream(from source: Endpoint, into sink: SnapshotSink, group: any EventLoopGroup) async throws(FaunaClientError) -> SnapshotArchive.Summary {
+        let rpc = RPCClientConfiguration(requestsInFlightMax: 1, connectTimeout: Self.timeAmount(configuration.connectTimeout))
+        let connection: RPCClient
+        do {
+            connection = try await RPCClient.connect(to: source, configuration: rpc, group: group, logger: configuration.logger)
+        } catch {
+            throw FaunaClientError(.unavailable, "cannot connect to \(source): \(error.reason)")
+        }
+        defer { Task { await connection.close() } }
+        let channel = connection.channel
+        let final: RPCMessage
+        do {
+            final = try await connection.stream(.snapshotSave, timeout: Self.timeAmount(configuration.snapshotTimeout)) { part in
+                // A broken stream closes the connection at once; the recorded error explains.
+                if !sink.accept(part, isFinal: false) { channel.close(promise: nil) }
+            }
+        } catch {
+            if let failure = sink.failure { throw failure }
+            let code: FaunaClientError.Code = error.code == .timeout ? .timeout : .unavailable
+            throw FaunaClientError(code, "snapshot stream from \(source): \(error)")
+        }
+        if case .error(let response) = final { throw FaunaClientError(response: response, from: source) }
+        guard sink.accept(final, isFinal: true) else { throw sink.failure ?? FaunaClientError(.internal, "snapshot stream failed") }
+        return try sink.finish()
+    }
+}
+
+/// The archive writer shared between the event loop (chunks) and the saving task (finish).
+/// `@unchecked Sendable`: every access to `writer` and `failure` holds `lock`.
+private final class SnapshotSink: @unchecked Sendable {
+    private let lock = NIOLock()
+    private let writer: SnapshotArchiveWriter
+    private var firstFailure: FaunaClientError?
+
+    init(_ writer: SnapshotArchiveWriter) { self.writer = writer }
+
+    var failure: FaunaClientError? { lock.withLock { firstFailure } }
+
+    /// Appends a streamed frame; false (and `failure` set) if the stream is broken.
+    func accept(_ message: RPCMessage, isFinal: Bool) -> Bool {
+        lock.withLock {
+            guard firstFailure == nil else { return false }
+            do {
+                guard case .snapshotSaveChunk(let chunk) = message else {
+                    throw FaunaClientError(.internal, "snapshot stream: got \(message.kind), want snapshotSaveChunk")
+                }
+                guard chunk.isLastOfSnapshot == isFinal else {
+                    throw FaunaClientError(.internal, "snapshot stream: lastOfSnapshot \(chunk.isLastOfSnapshot) on \(isFinal ? "the final" : "a partial") frame")
+                }
+                try writer.append(chunk)
+                return true
+            } catch let error as FaunaClientError {
+                firstFailure = error
+                return false
+            } catch {
+                preconditionFailure("only FaunaClientError is thrown here: \(error)")
+            }
+        }
+    }
+
+    func finish() throws(FaunaClientError) -> SnapshotArchive.Summary {
+        lock.lock()
+        defer { lock.unlock() }
+        return try writer.finish()
+    }
+
+    func abort() { lock.withLock { writer.abort() } }
+}

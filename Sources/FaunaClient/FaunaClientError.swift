@@ -1,0 +1,77 @@
+import FaunaRPC
+
+/// Why a `FaunaClient` call failed. A struct with a code (swift-nio style) so that new codes do
+/// not break callers. Domain outcomes of writes (compare failed, `alreadyExists`) are not
+/// errors: they come back in `KVApplyResult.outcome`; a missing key is `nil` from `get`.
+public struct FaunaClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What kind of failure.
+    public var code: Code
+    /// Detail: what failed, on which node, and the last reason seen.
+    public var message: String
+
+    /// An error of kind `code`.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The kinds of failure.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        private init(_ name: String) { self.name = name }
+
+        /// No node answered (connect failures, no leader elected) before the deadline.
+        public static let unavailable = Code("unavailable")
+        /// The deadline passed while requests were timing out; a write may still commit.
+        public static let timeout = Code("timeout")
+        /// Every node said "not the leader" until the deadline (an election that does not end).
+        public static let notLeaderExhausted = Code("notLeaderExhausted")
+        /// The revision asked for was compacted.
+        public static let compacted = Code("compacted")
+        /// The revision asked for is above the current revision.
+        public static let futureRevision = Code("futureRevision")
+        /// The request breaks a rule or a limit (checked by the client or the node).
+        public static let invalidRequest = Code("invalidRequest")
+        /// The node does not implement the request.
+        public static let unsupported = Code("unsupported")
+        /// The session of a retried write expired on the node while its first attempt may have
+        /// committed: whether the write happened is unknown. Re-read and decide.
+        public static let sessionExpired = Code("sessionExpired")
+        /// A bug or an unexpected answer (wrong kind, broken stream), on either side.
+        public static let `internal` = Code("internal")
+        /// A local file could not be written (snapshot save).
+        public static let io = Code("io")
+        /// The client was closed, or the calling task was cancelled.
+        public static let cancelled = Code("cancelled")
+
+        public var description: String { name }
+    }
+
+    /// Whether the cluster could not be reached or did not answer in time (as opposed to a
+    /// rejected request): `unavailable`, `timeout`, `notLeaderExhausted`.
+    public var isUnavailable: Bool { [.unavailable, .timeout, .notLeaderExhausted].contains(code) }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+extension FaunaClientError {
+    /// The error for a non-retryable `error` answer of a node.
+    init(response: RPCErrorResponse, from endpoint: Endpoint) {
+        let code: Code =
+            switch response.code {
+            case .compacted: .compacted
+            case .futureRevision: .futureRevision
+            case .invalidRequest: .invalidRequest
+            case .unsupported: .unsupported
+            case .unavailable, .notLeader: .unavailable
+            case .timeout: .timeout
+            default: .internal  // internalError, peerRejected, and codes of newer nodes
+            }
+        self.init(code, "\(endpoint) answered \(response)")
+    }
+
+    /// The error for an answer of the wrong kind.
+    static func unexpected(_ answer: RPCMessage, want: String, from endpoint: Endpoint) -> FaunaClientError {
+        FaunaClientError(.internal, "\(endpoint) answered \(answer.kind), want \(want)")
+    }
+}

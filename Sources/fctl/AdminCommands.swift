@@ -1,0 +1,265 @@
+import ArgumentParser
+import FaunaClient
+import FaunaKV
+import FaunaRPC
+import FaunaRaft
+import FctlCore
+import Foundation
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show every node: role, term, leader, commit/applied index, tree and DB size.",
+        discussion: "Unreachable nodes are listed as such. Exit 3 if no node answered.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let client = try global.makeClient()
+        let all = await client.statusAll()
+        await client.close()
+        if global.json {
+            global.printJSON(all.map { endpoint, result -> [String: Any] in
+                switch result {
+                case .success(let s):
+                    return [
+                        "endpoint": "\(endpoint)", "reachable": true, "id": "\(s.nodeID)", "role": "\(s.role)", "isLearner": s.isLearner,
+                        "term": s.term.rawValue, "leader": s.leader.map { "\($0)" } ?? NSNull(), "commitIndex": s.commitIndex.rawValue,
+                        "appliedIndex": s.appliedIndex.rawValue, "treeSize": s.treeSize, "dbSizeBytes": s.dbSizeBytes,
+                    ]
+                case .failure(let e): return ["endpoint": "\(endpoint)", "reachable": false, "error": e.message]
+                }
+            })
+        } else {
+            var rows = [["ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "TREE", "DB"]]
+            for (endpoint, result) in all {
+                switch result {
+                case .success(let s):
+                    rows.append([
+                        "\(s.nodeID)", "\(endpoint)", "\(s.role)\(s.isLearner ? " (learner)" : "")", "\(s.term)",
+                        s.leader.map { "\($0)" } ?? "-", "\(s.commitIndex)", "\(s.appliedIndex)", "\(s.treeSize)", formatBytes(s.dbSizeBytes),
+                    ])
+                case .failure(let e):
+                    rows.append(["?", "\(endpoint)", "unreachable (\(e.code))", "", "", "", "", "", ""])
+                }
+            }
+            printTable(rows)
+        }
+        guard all.contains(where: { if case .success = $0.1 { true } else { false } }) else {
+            throw FctlError(.unavailable, "status: no node reachable. Start the cluster (tools/cluster up) or check --endpoints/--config.")
+        }
+    }
+}
+
+struct Members: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the cluster's members (as the leader knows them).")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let members = try await withClient(global, doing: "members") { client throws(FaunaClientError) in try await client.members() }
+        printMembers(members, global)
+    }
+}
+
+func printMembers(_ members: [Member], _ global: GlobalOptions) {
+    if global.json {
+        global.printJSON(members.map {
+            ["id": "\($0.nodeID)", "peer": "\($0.peerAddress)", "client": "\($0.clientAddress)", "isLearner": $0.isLearner] as [String: Any]
+        })
+        return
+    }
+    var rows = [["ID", "PEER", "CLIENT", "VOTER"]]
+    for m in members { rows.append(["\(m.nodeID)", "\(m.peerAddress)", "\(m.clientAddress)", m.isLearner ? "learner" : "voter"]) }
+    printTable(rows)
+}
+
+struct MemberCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "member", abstract: "Change membership, one server at a time.",
+        subcommands: [AddLearner.self, Promote.self, Remove.self])
+
+    struct AddLearner: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add-learner", abstract: "Add node ID (e.g. n4) as a non-voting learner.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+        @Option(help: "Its peer address host:port.") var peer: String
+        @Option(help: "Its client address host:port.") var client: String
+
+        func run() async throws {
+            let nodeID = try parseNodeID(id)
+            guard let peerAddress = Endpoint(parsing: peer) else { throw FctlError(.usage, "--peer \(peer): want host:port") }
+            guard let clientAddress = Endpoint(parsing: client) else { throw FctlError(.usage, "--client \(client): want host:port") }
+            let member = Member(nodeID: nodeID, peerAddress: peerAddress, clientAddress: clientAddress, isLearner: true)
+            let members = try await withClient(global, doing: "member add-learner") { c throws(FaunaClientError) in
+                try await c.changeMembership(.addLearner(member))
+            }
+            printMembers(members, global)
+        }
+    }
+
+    struct Promote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make learner ID a voter.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+
+        func run() async throws {
+            let nodeID = try parseNodeID(id)
+            let members = try await withClient(global, doing: "member promote") { c throws(FaunaClientError) in
+                try await c.changeMembership(.promote(nodeID))
+            }
+            printMembers(members, global)
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove member ID.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+
+        func run() async throws {
+            let nodeID = try parseNodeID(id)
+            let members = try await withClient(global, doing: "member remove") { c throws(FaunaClientError) in
+                try await c.changeMembership(.remove(nodeID))
+            }
+            printMembers(members, global)
+        }
+    }
+}
+
+struct Leader: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Leadership.", subcommands: [Transfer.self])
+
+    struct Transfer: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Hand leadership to node ID (e.g. n2).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var id: String
+
+        func run() async throws {
+            let nodeID = try parseNodeID(id)
+            try await withClient(global, doing: "leader transfer") { c throws(FaunaClientError) in try await c.transferLeadership(to: nodeID) }
+            if global.json { global.printJSON(["leader": "\(nodeID)"]) } else { print("leadership transferred to \(nodeID)") }
+        }
+    }
+}
+
+struct Snapshot: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Save or check snapshot archives.", subcommands: [Save.self, Verify.self])
+
+    struct Save: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stream a node's snapshot into one archive FILE (default: from the leader).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var file: String
+        @Option(help: "The node to save (e.g. n1).") var node: String?
+
+        func run() async throws {
+            var endpoint: Endpoint?
+            if let node { endpoint = try await resolveNode(node, global) }
+            let summary = try await withClient(global, doing: "snapshot save") { c throws(FaunaClientError) in
+                try await c.saveSnapshot(to: file, from: endpoint)
+            }
+            printSummary(summary, file, global)
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check an archive's structure and every file's SHA-256.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var file: String
+
+        func run() async throws {
+            let summary: SnapshotArchive.Summary
+            do {
+                summary = try SnapshotArchive.verify(path: file)
+            } catch {
+                throw FctlError(error, doing: "snapshot verify")
+            }
+            printSummary(summary, file, global)
+        }
+    }
+}
+
+func printSummary(_ s: SnapshotArchive.Summary, _ file: String, _ global: GlobalOptions) {
+    if global.json {
+        global.printJSON([
+            "file": file, "index": s.index.rawValue, "term": s.term.rawValue, "dataBytes": s.dataBytes,
+            "files": s.files.map { ["name": $0.name, "sizeBytes": $0.sizeBytes, "sha256": ByteEncoding.hexString($0.sha256)] as [String: Any] },
+        ])
+    } else {
+        print("snapshot index \(s.index) term \(s.term): \(s.files.count) files, \(s.dataBytes) bytes → \(file)")
+    }
+}
+
+/// The client address of node `name`: from the config file, else from the member list.
+func resolveNode(_ name: String, _ global: GlobalOptions) async throws(FctlError) -> Endpoint {
+    let nodeID = try parseNodeID(name)
+    if let config = try global.clusterConfig(), let node = config.node(id: nodeID) {
+        return Endpoint(host: node.client.host, port: UInt16(node.client.port))
+    }
+    let members = try await withClient(global, doing: "members") { c throws(FaunaClientError) in try await c.members() }
+    guard let member = members.first(where: { $0.nodeID == nodeID }) else {
+        throw FctlError(.usage, "node \(name) is not a member (members: \(members.map { "\($0.nodeID)" }.joined(separator: ", ")))")
+    }
+    return member.clientAddress
+}
+
+struct HashKV: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hashkv", abstract: "Show every node's state digest and whether they are equal.",
+        discussion: "Exit 1 if reachable nodes at the same applied index differ; 3 if none is reachable.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let client = try global.makeClient()
+        let results = await withTaskGroup(of: (Int, Result<HashKVResult, FaunaClientError>).self) { tasks in
+            for (i, endpoint) in client.endpoints.enumerated() {
+                tasks.addTask {
+                    do { return (i, .success(try await client.hashKV(of: endpoint))) } catch { return (i, .failure(error as! FaunaClientError)) }
+                }
+            }
+            var all: [(Int, Result<HashKVResult, FaunaClientError>)] = []
+            for await r in tasks { all.append(r) }
+            return all.sorted { $0.0 < $1.0 }.map { (client.endpoints[$0.0], $0.1) }
+        }
+        await client.close()
+        let reached = results.compactMap { try? $0.1.get() }
+        let groups = Dictionary(grouping: reached, by: \.appliedIndex)
+        let isConsistent = groups.values.allSatisfy { Set($0.map(\.digest)).count == 1 }
+        if global.json {
+            global.printJSON([
+                "consistent": isConsistent,
+                "nodes": results.map { endpoint, result -> [String: Any] in
+                    switch result {
+                    case .success(let h):
+                        return ["endpoint": "\(endpoint)", "id": "\(h.nodeID)", "appliedIndex": h.appliedIndex.rawValue,
+                                "compactRevision": h.compactRevision.rawValue, "digest": ByteEncoding.hexString(h.digest)]
+                    case .failure(let e): return ["endpoint": "\(endpoint)", "error": e.message]
+                    }
+                },
+            ])
+        } else {
+            var rows = [["ID", "ENDPOINT", "APPLIED", "COMPACT", "DIGEST"]]
+            for (endpoint, result) in results {
+                switch result {
+                case .success(let h):
+                    rows.append(["\(h.nodeID)", "\(endpoint)", "\(h.appliedIndex)", "\(h.compactRevision)", ByteEncoding.hexString(h.digest)])
+                case .failure(let e): rows.append(["?", "\(endpoint)", "unreachable (\(e.code))", "", ""])
+                }
+            }
+            printTable(rows)
+            print(isConsistent ? "digests equal at each applied index" : "DIGESTS DIFFER at the same applied index")
+        }
+        guard !reached.isEmpty else { throw FctlError(.unavailable, "hashkv: no node reachable. Check that the cluster runs (fctl status).") }
+        guard isConsistent else { throw FctlError(.notFound, "hashkv: replicas at the same applied index have different digests; investigate with fctl audit") }
+    }
+}
+
+/// Prints rows as left-aligned columns separated by two spaces.
+func printTable(_ rows: [[String]]) {
+    let widths = (0..<(rows.first?.count ?? 0)).map { c in rows.map { $0[c].count }.max() ?? 0 }
+    for row in rows {
+        let line = row.enumerated().map { c, cell in cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        print(String(line.reversed().drop { $0 == " " }.reversed()))
+    }
+}
+
+func formatBytes(_ n: UInt64) -> String {
+    n >= 1 << 20 ? "\(n >> 20) MiB" : n >= 1 << 10 ? "\(n >> 10) KiB" : "\(n) B"
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import FaunaClient
+import FaunaConfig
+import FaunaKV
+import FaunaRPC
+import FaunaRaft
+import FctlCore
+import Foundation
+
+/// Options every command takes (after the command name).
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "cluster.toml to take node addresses from.")
+    var config: String = "cluster.toml"
+
+    @Option(name: .long, help: "Client addresses host:port,... (instead of --config).")
+    var endpoints: String?
+
+    @Flag(name: .long, help: "Machine-readable JSON output.")
+    var json = false
+
+    @Option(name: .long, help: "Give up after this many seconds (retries included).")
+    var timeout: Double = 10
+
+    @Flag(name: .long, help: "KEY/VALUE arguments and output in hex.")
+    var hex = false
+
+    @Flag(name: .long, help: "KEY/VALUE arguments and output in base64.")
+    var base64 = false
+
+    func validate() throws {
+        guard !(hex && base64) else { throw ValidationError("--hex and --base64 exclude each other") }
+        guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout \(timeout): want 0 < seconds <= 86400") }
+    }
+
+    var encoding: ByteEncoding { hex ? .hex : base64 ? .base64 : .text }
+
+    /// The cluster configuration, when nodes come from --config.
+    func clusterConfig() throws(FctlError) -> ClusterConfig? {
+        guard endpoints == nil else { return nil }
+        let text: String
+        do {
+            text = try String(contentsOfFile: config, encoding: .utf8)
+        } catch {
+            throw FctlError(.usage, "cannot read \(config): \(error.localizedDescription). Pass --config PATH or --endpoints host:port,...")
+        }
+        do {
+            return try ClusterConfig(parsing: text)
+        } catch {
+            throw FctlError(.usage, "\(config): \(error.message)")
+        }
+    }
+
+    /// The client endpoints to use, from --endpoints or the config file.
+    func resolveEndpoints() throws(FctlError) -> [Endpoint] {
+        if let endpoints {
+            var result: [Endpoint] = []
+            for part in endpoints.split(separator: ",") {
+                guard let endpoint = Endpoint(parsing: part.trimmingCharacters(in: .whitespaces)) else {
+                    throw FctlError(.usage, "--endpoints: \"\(part)\" is not host:port")
+                }
+                result.append(endpoint)
+            }
+            guard !result.isEmpty else { throw FctlError(.usage, "--endpoints: want at least one host:port") }
+            return result
+        }
+        guard let config = try clusterConfig() else { return [] }
+        return config.nodes.map { Endpoint(host: $0.client.host, port: UInt16($0.client.port)) }
+    }
+
+    /// A client of the cluster.
+    func makeClient() throws(FctlError) -> FaunaClient {
+        let deadline = Duration.milliseconds(Int64(timeout * 1000))
+        let configuration = FaunaClientConfiguration(deadline: deadline, requestTimeout: min(deadline, .seconds(3)))
+        return FaunaClient(endpoints: try resolveEndpoints(), configuration: configuration)
+    }
+
+    /// Decodes a KEY/VALUE argument.
+    func bytes(_ text: String, _ what: String) throws(FctlError) -> [UInt8] {
+        try encoding.decode(text, what: what)
+    }
+
+    func show(_ bytes: [UInt8]) -> String { encoding.format(bytes) }
+
+    /// Prints `object` as one line of JSON.
+    func printJSON(_ object: Any) {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    func recordJSON(_ kv: KVKeyValue) -> [String: Any] {
+        [
+            "key": show(kv.key), "value": show(kv.record.value), "createRevision": kv.record.createRevision.rawValue,
+            "modRevision": kv.record.modRevision.rawValue, "version": kv.record.version,
+        ]
+    }
+}
+
+/// Runs `body` with a client, closing it afterwards; client errors become fctl errors.
+func withClient<T>(_ global: GlobalOptions, doing action: String, _ body: (FaunaClient) async throws(FaunaClientError) -> T) async throws(FctlError) -> T {
+    let client = try global.makeClient()
+    do {
+        let result = try await body(client)
+        await client.close()
+        return result
+    } catch {
+        await client.close()
+        throw FctlError(error, doing: action)
+    }
+}
+
+/// Parses `n<number>`.
+func parseNodeID(_ text: String) throws(FctlError) -> NodeID {
+    do {
+        return try ClusterConfig.nodeID(parsing: text)
+    } catch {
+        throw FctlError(.usage, error.message)
+    }
+}
