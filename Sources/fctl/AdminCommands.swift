@@ -221,7 +221,8 @@ struct HashKV: AsyncParsableCommand {
         await client.close()
         let reached = results.compactMap { try? $0.1.get() }
         let groups = Dictionary(grouping: reached, by: \.appliedIndex)
-        let isConsistent = groups.values.allSatisfy { Set($0.map(\.digest)).count == 1 }
+        // Equal applied index ⇒ equal state digest and equal audit tree root.
+        let isConsistent = groups.values.allSatisfy { Set($0.map(\.digest)).count == 1 && Set($0.map(\.treeRoot)).count == 1 }
         if global.json {
             global.printJSON([
                 "consistent": isConsistent,
@@ -229,25 +230,30 @@ struct HashKV: AsyncParsableCommand {
                     switch result {
                     case .success(let h):
                         return ["endpoint": "\(endpoint)", "id": "\(h.nodeID)", "appliedIndex": h.appliedIndex.rawValue,
-                                "compactRevision": h.compactRevision.rawValue, "digest": ByteEncoding.hexString(h.digest)]
+                                "compactRevision": h.compactRevision.rawValue, "digest": ByteEncoding.hexString(h.digest),
+                                "treeSize": h.treeSize, "treeRoot": ByteEncoding.hexString(h.treeRoot)]
                     case .failure(let e): return ["endpoint": "\(endpoint)", "error": e.message]
                     }
                 },
             ])
         } else {
-            var rows = [["ID", "ENDPOINT", "APPLIED", "COMPACT", "DIGEST"]]
+            var rows = [["ID", "ENDPOINT", "APPLIED", "COMPACT", "DIGEST", "TREE ROOT"]]
             for (endpoint, result) in results {
                 switch result {
                 case .success(let h):
-                    rows.append(["\(h.nodeID)", "\(endpoint)", "\(h.appliedIndex)", "\(h.compactRevision)", ByteEncoding.hexString(h.digest)])
-                case .failure(let e): rows.append(["?", "\(endpoint)", "unreachable (\(e.code))", "", ""])
+                    rows.append([
+                        "\(h.nodeID)", "\(endpoint)", "\(h.appliedIndex)", "\(h.compactRevision)",
+                        String(ByteEncoding.hexString(h.digest).prefix(16)), String(ByteEncoding.hexString(h.treeRoot).prefix(16)),
+                    ])
+                case .failure(let e): rows.append(["?", "\(endpoint)", "unreachable (\(e.code))", "", "", ""])
                 }
             }
             printTable(rows)
-            print(isConsistent ? "digests equal at each applied index" : "DIGESTS DIFFER at the same applied index")
+            print(isConsistent ? "state digests and tree roots equal at each applied index (first 16 hex digits shown; --json for all)"
+                  : "DIGESTS OR TREE ROOTS DIFFER at the same applied index")
         }
         guard !reached.isEmpty else { throw FctlError(.unavailable, "hashkv: no node reachable. Check that the cluster runs (fctl status).") }
-        guard isConsistent else { throw FctlError(.notFound, "hashkv: replicas at the same applied index have different digests; investigate with fctl audit") }
+        guard isConsistent else { throw FctlError(.notFound, "hashkv: replicas at the same applied index have different digests or tree roots; stop writes and compare the nodes (fctl hashkv --json)") }
     }
 }
 

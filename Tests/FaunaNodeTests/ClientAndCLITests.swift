@@ -1,0 +1,123 @@
+import FaunaClient
+import FaunaKV
+import FaunaRPC
+import FaunaRaft
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The client library and fctl against real faunad processes.
+@Suite(.serialized) struct ClientAndCLITests {
+    static let names = ["n1", "n2", "n3"]
+
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs fctl with `arguments` (bounded: killed after 30 s).
+    static func fctl(_ arguments: [String], config: String, stdin: String? = nil) throws -> Run {
+        let binary = try #require(ProcessCluster.faunadPath.map { URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("fctl").path })
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments + ["--config", config]
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let killer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: killer)
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        killer.cancel()
+        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    @Test func clientLibraryFindsTheLeaderAndSurvivesItsLoss() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        // Endpoints in an order that puts a follower first: the client must follow the hint.
+        let ordered = Self.names.sorted { a, _ in a != leader }
+        let endpoints = ordered.map { Endpoint(host: "127.0.0.1", port: UInt16(cluster.nodes[$0]!.client)) }
+        let client = FaunaClient(endpoints: endpoints, configuration: FaunaClientConfiguration(deadline: .seconds(20)))
+        let put = try await client.put([UInt8]("lib"), [UInt8]("one"))
+        #expect(!put.isReplay)
+        #expect(try await client.get([UInt8]("lib"))?.record.value == [UInt8]("one"))
+        #expect(try await client.get([UInt8]("missing")) == nil)
+        let txn = KVTxn(
+            compares: [KVCompare(key: [UInt8]("lib"), .value([UInt8]("one")), .equal)],
+            success: [.put(KVPut(key: [UInt8]("lib"), value: [UInt8]("two")))])
+        guard case .success(let succeeded, _) = try await client.txn(txn).outcome else {
+            Issue.record("txn failed")
+            return
+        }
+        #expect(succeeded)
+        // Kill the leader: the same client keeps working against the new one.
+        await cluster.kill(leader)
+        for i in 0..<10 { _ = try await client.put([UInt8]("after\(i)"), [UInt8]("x")) }
+        #expect(try await client.get([UInt8]("lib"))?.record.value == [UInt8]("two"))
+        let statuses = await client.statusAll()
+        #expect(statuses.filter { (try? $0.1.get()) != nil }.count == 2)
+        await client.close()
+    }
+
+    @Test func fctlDataAndAdminCommandsWithDocumentedExitCodes() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        let config = "\(cluster.root)/cluster.toml"
+        var run = try Self.fctl(["put", "greeting", "hello"], config: config)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("revision"))
+        run = try Self.fctl(["get", "greeting"], config: config)
+        #expect(run.status == 0 && run.stdout == "hello\n", "\(run)")
+        run = try Self.fctl(["get", "nope"], config: config)
+        #expect(run.status == 1, "not found is exit 1: \(run)")
+        run = try Self.fctl(["put", "blob", "-"], config: config, stdin: "from stdin")
+        #expect(run.status == 0, "\(run)")
+        run = try Self.fctl(["put", "--hex", "00ff", "0102"], config: config)
+        #expect(run.status == 0, "\(run)")
+        run = try Self.fctl(["get", "--hex", "00ff"], config: config)
+        #expect(run.stdout == "0102\n", "\(run)")
+        run = try Self.fctl(["range", "--prefix", "b"], config: config)
+        #expect(run.stdout == "blob\tfrom stdin\n", "\(run)")
+        run = try Self.fctl(["txn", "--if", "value(greeting) = nothello", "--then", "put greeting x", "--else", "get greeting"], config: config)
+        #expect(run.status == 1, "compare failed is exit 1: \(run)")
+        run = try Self.fctl(["del", "greeting"], config: config)
+        #expect(run.status == 0, "\(run)")
+        run = try Self.fctl(["get", "greeting", "--serializable"], config: config)
+        #expect(run.status == 1, "\(run)")
+        run = try Self.fctl(["put"], config: config)
+        #expect(run.status == 2, "usage error is exit 2: \(run)")
+        run = try Self.fctl(["status"], config: config)
+        #expect(run.status == 0 && run.stdout.contains("leader"), "\(run)")
+        run = try Self.fctl(["hashkv", "--json"], config: config)
+        #expect(run.status == 0 && run.stdout.contains("\"consistent\":true"), "\(run)")
+        run = try Self.fctl(["members"], config: config)
+        #expect(run.stdout.components(separatedBy: "voter").count - 1 >= 3, "\(run)")
+        let target = Self.names.first { $0 != leader }!
+        run = try Self.fctl(["leader", "transfer", target], config: config)
+        #expect(run.status == 0, "\(run)")
+        #expect(try await cluster.waitForLeader(among: Self.names) == target)
+        let archive = "\(cluster.root)/snap.fauna"
+        run = try Self.fctl(["snapshot", "save", archive], config: config)
+        #expect(run.status == 0, "\(run)")
+        run = try Self.fctl(["snapshot", "verify", archive], config: config)
+        #expect(run.status == 0, "\(run)")
+        // Unavailable: every node down is exit 3.
+        for n in Self.names { await cluster.kill(n) }
+        run = try Self.fctl(["get", "blob", "--timeout", "1"], config: config)
+        #expect(run.status == 3, "\(run)")
+    }
+}
