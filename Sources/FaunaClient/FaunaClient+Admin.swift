@@ -82,6 +82,32 @@ extension FaunaClient {
         return result
     }
 
+    /// Every node's state digest, asked concurrently; a node that does not answer within one
+    /// attempt (up to the deadline: a digest reads the whole state) is reported as failed.
+    public func hashKVAll() async -> [(Endpoint, Result<HashKVResult, FaunaClientError>)] {
+        await withTaskGroup(of: (Int, Result<HashKVResult, FaunaClientError>).self) { tasks in
+            for (i, endpoint) in endpoints.enumerated() {
+                tasks.addTask { (i, await self.hashKVOnce(of: endpoint)) }
+            }
+            var results = [Result<HashKVResult, FaunaClientError>?](repeating: nil, count: endpoints.count)
+            for await (i, result) in tasks { results[i] = result }
+            return zip(endpoints, results).map { ($0, $1!) }
+        }
+    }
+
+    private func hashKVOnce(of endpoint: Endpoint) async -> Result<HashKVResult, FaunaClientError> {
+        var budget = RetryBudget(deadline: .now + configuration.deadline, attemptsMax: 1)
+        do {
+            let answer = try await perform(.hashKV, route: .node(endpoint), budget: &budget)
+            guard case .hashKVResponse(let result) = answer else {
+                return .failure(.unexpected(answer, want: "hashKVResponse", from: endpoint))
+            }
+            return .success(result)
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// The client address of the leader: the known one, else the node whose status says it
     /// leads in the highest term.
     public func findLeader() async throws(FaunaClientError) -> Endpoint {

@@ -208,16 +208,7 @@ struct HashKV: AsyncParsableCommand {
 
     func run() async throws {
         let client = try global.makeClient()
-        let results = await withTaskGroup(of: (Int, Result<HashKVResult, FaunaClientError>).self) { tasks in
-            for (i, endpoint) in client.endpoints.enumerated() {
-                tasks.addTask {
-                    do { return (i, .success(try await client.hashKV(of: endpoint))) } catch { return (i, .failure(error as! FaunaClientError)) }
-                }
-            }
-            var all: [(Int, Result<HashKVResult, FaunaClientError>)] = []
-            for await r in tasks { all.append(r) }
-            return all.sorted { $0.0 < $1.0 }.map { (client.endpoints[$0.0], $0.1) }
-        }
+        let results = await client.hashKVAll()
         await client.close()
         let reached = results.compactMap { try? $0.1.get() }
         let groups = Dictionary(grouping: reached, by: \.appliedIndex)
@@ -249,8 +240,12 @@ struct HashKV: AsyncParsableCommand {
                 }
             }
             printTable(rows)
-            print(isConsistent ? "state digests and tree roots equal at each applied index (first 16 hex digits shown; --json for all)"
-                  : "DIGESTS OR TREE ROOTS DIFFER at the same applied index")
+            if reached.isEmpty {
+                print("no node reachable")
+            } else {
+                print(isConsistent ? "state digests and tree roots equal at each applied index (first 16 hex digits shown; --json for all)"
+                      : "DIGESTS OR TREE ROOTS DIFFER at the same applied index")
+            }
         }
         guard !reached.isEmpty else { throw FctlError(.unavailable, "hashkv: no node reachable. Check that the cluster runs (fctl status).") }
         guard isConsistent else { throw FctlError(.notFound, "hashkv: replicas at the same applied index have different digests or tree roots; stop writes and compare the nodes (fctl hashkv --json)") }
