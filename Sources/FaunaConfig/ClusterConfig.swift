@@ -137,9 +137,22 @@ public struct ClusterConfig: Sendable, Equatable {
             return "\(path(context.codingPath)): \(context.debugDescription)"
         case DecodingError.valueNotFound(_, let context):
             return "\(path(context.codingPath)): missing value"
+        case let unexpected as UnexpectedKeysError:
+            let names = unexpected.keys.map { key, codingPath in
+                path(codingPath.last?.stringValue == key ? codingPath : codingPath + [PlainKey(key)])
+            }.sorted()
+            return "unknown key\(names.count == 1 ? "" : "s") \(names.joined(separator: ", ")) (see cluster.toml for the keys)"
         default:
             return "\(error)"
         }
+    }
+
+    private struct PlainKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     static func path(_ keys: [any CodingKey]) -> String {

@@ -40,7 +40,9 @@ func success(_ revision: UInt64) -> RPCMessage {
     .writeResponse(KVApplyResult(revision: Revision(revision), outcome: .success(succeeded: true, results: [.put(previous: nil)])))
 }
 
-func fast(deadline: Duration = .seconds(5), requestTimeout: Duration = .milliseconds(300)) -> FaunaClientConfiguration {
+/// Short backoffs; timeouts long enough that an answer the fake does send always arrives in
+/// time, even on a loaded 2-core machine (the whole suite runs in parallel).
+func fast(deadline: Duration = .seconds(20), requestTimeout: Duration = .seconds(5)) -> FaunaClientConfiguration {
     FaunaClientConfiguration(deadline: deadline, requestTimeout: requestTimeout, connectTimeout: .milliseconds(500), backoffInitial: .milliseconds(5), backoffMax: .milliseconds(50))
 }
 
@@ -69,7 +71,7 @@ func fast(deadline: Duration = .seconds(5), requestTimeout: Duration = .millisec
             guard case .write = message else { return nil }
             return n == 1 ? nil : .writeResponse(KVApplyResult(revision: Revision(7), outcome: .success(succeeded: true, results: [.put(previous: nil)]), isReplay: true))
         }
-        let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(requestTimeout: .milliseconds(200)), group: group)
+        let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(requestTimeout: .seconds(1)), group: group)
         let result = try await client.put(Array("k".utf8), Array("v".utf8))
         #expect(result.isReplay)
         let seen = node.seen
@@ -118,7 +120,7 @@ func fast(deadline: Duration = .seconds(5), requestTimeout: Duration = .millisec
             guard case .write = message else { return nil }
             return n == 1 ? nil : .writeResponse(KVApplyResult(revision: Revision(3), outcome: .sessionExpired(sequence: .first, lastApplied: nil)))
         }
-        let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(requestTimeout: .milliseconds(200)), group: group)
+        let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(requestTimeout: .seconds(1)), group: group)
         await #expect(throws: FaunaClientError.self) { _ = try await client.put(Array("k".utf8), []) }
         do {
             _ = try await client.put(Array("k".utf8), [])

@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test(arguments: [
-        ("unknown key", Self.valid.replacingOccurrences(of: "data_dir = \"data\"", with: "data_dir = \"data\"\ncolour = 1"), "colour"),
+        ("unknown key", Self.valid.replacingOccurrences(of: "data_dir = \"data\"", with: "data_dir = \"data\"\ncolour = 1"), "unknown key cluster.colour"),
         ("duplicate id", Self.valid.replacingOccurrences(of: "id = \"n2\"", with: "id = \"n1\""), "duplicate node id"),
         ("duplicate port", Self.valid.replacingOccurrences(of: "127.0.0.1:7102", with: "127.0.0.1:7001"), "also n1.peer"),
         ("missing node id", Self.valid.replacingOccurrences(of: "id = \"n2\"\n", with: ""), "id"),

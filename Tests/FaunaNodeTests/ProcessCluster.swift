@@ -58,8 +58,8 @@ final class ProcessCluster: @unchecked Sendable {
             name = "e2e"
             data_dir = "data"
             tick_ms = 10
-            election_ticks = 50
-            heartbeat_ticks = 5
+            election_ticks = 100
+            heartbeat_ticks = 10
             \(clusterSettings)
 
             """
@@ -159,7 +159,7 @@ final class ProcessCluster: @unchecked Sendable {
     }
 
     /// Waits (bounded) until one of `among` leads and the others follow it; its name.
-    func waitForLeader(among names: [String], seconds: Double = 20) async throws -> String {
+    func waitForLeader(among names: [String], seconds: Double = 60) async throws -> String {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             var statuses: [String: NodeStatus] = [:]
@@ -172,7 +172,9 @@ final class ProcessCluster: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        Issue.record("no leader among \(names) within \(seconds) s")
+        var seen: [String] = []
+        for name in names { seen.append("\(name): \(await status(name).map { "\($0.role) term \($0.term) leader \($0.leader.map { "\($0)" } ?? "none")" } ?? "no answer")") }
+        Issue.record("no leader among \(names) within \(seconds) s: \(seen)")
         throw CancellationError()
     }
 
@@ -180,7 +182,7 @@ final class ProcessCluster: @unchecked Sendable {
 
     /// Writes through whichever node leads, following `notLeader` hints and retrying while
     /// there is none, with one client session so retries apply once.
-    func write(_ command: KVCommand, session: inout ClientSession, via preferred: [String], seconds: Double = 20) async throws -> KVApplyResult {
+    func write(_ command: KVCommand, session: inout ClientSession, via preferred: [String], seconds: Double = 60) async throws -> KVApplyResult {
         let proposal = KVProposal(session: session, command: command)
         let deadline = Date().addingTimeInterval(seconds)
         var target = knownLeader.flatMap { preferred.contains($0) ? $0 : nil } ?? preferred[0]
@@ -213,7 +215,7 @@ final class ProcessCluster: @unchecked Sendable {
 
     /// Waits (bounded) until every node in `names` applied the same index and reports the
     /// same state digest and tree root; returns those reports.
-    func waitConverged(_ names: [String], seconds: Double = 30) async throws -> [String: HashKVResult] {
+    func waitConverged(_ names: [String], seconds: Double = 60) async throws -> [String: HashKVResult] {
         let deadline = Date().addingTimeInterval(seconds)
         var last: [String: HashKVResult] = [:]
         while Date() < deadline {
