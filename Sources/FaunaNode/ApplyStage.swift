@@ -15,8 +15,9 @@ enum ApplyJob: Sendable {
     case read(ReadRequest, RPCRequestContext)
     /// The state digest of the applied state.
     case hashKV(RPCRequestContext)
-    /// Makes a snapshot source (a checkpoint of the applied state) and hands it over.
-    case makeSnapshot(@Sendable (Result<SnapshotSource, StoreError>) -> Void)
+    /// Takes a checkpoint of the applied state (fast: hard links) and hands it over; the
+    /// receiver hashes its files on a thread of its own, never this one.
+    case makeCheckpoint(@Sendable (Result<Checkpoint, StoreError>) -> Void)
     /// Replaces the store (nil while a snapshot is installed); signals when done.
     case setStore(Store?, DispatchSemaphore)
 }
@@ -48,7 +49,10 @@ final class ApplyStage: @unchecked Sendable {
     private let logger: Logger
     private let report: @Sendable (Result<ApplyReport, StoreError>) -> Void
     private var thread: Thread?
+    /// Set after a failed apply: the state is behind what reads were promised; refuse them.
+    private var failed = false
     private let exited = DispatchSemaphore(value: 0)
+    private var lastConfChangeIndex: LogIndex
 
     init(
         store: Store, nodeID: NodeID, capacity: Int, compactEntries: Int, members: MemberDirectory,
@@ -61,6 +65,9 @@ final class ApplyStage: @unchecked Sendable {
         self.members = members
         self.logger = logger
         self.report = report
+        // Unknown before this run: assume a change right at the applied index (compacting
+        // through it is then always correct).
+        self.lastConfChangeIndex = store.appliedIndex
     }
 
     func start() {
@@ -69,9 +76,6 @@ final class ApplyStage: @unchecked Sendable {
         thread.start()
         self.thread = thread
     }
-
-    /// Whether another job fits without going over the bound.
-    var hasRoom: Bool { queue.count < queue.capacity }
 
     private func run() {
         while let jobs = queue.take(until: nil, max: 256) {
@@ -91,7 +95,13 @@ final class ApplyStage: @unchecked Sendable {
     private func handle(_ job: ApplyJob) {
         switch job {
         case .apply(let entries, let confState):
-            guard let store else { return }  // a snapshot install replaces what these held
+            // Every apply job is reported once (the owner counts them). Without a store (a
+            // snapshot install replaced what these entries held) or after a failure, nothing
+            // is applied.
+            guard let store, !failed else {
+                report(.success(ApplyReport(entries: [], appliedIndex: .zero, treeSize: 0)))
+                return
+            }
             do {
                 let applied = try store.apply(entries, confState: confState)
                 var out = ApplyReport(entries: [], appliedIndex: store.appliedIndex, treeSize: store.treeHead.treeSize)
@@ -101,18 +111,19 @@ final class ApplyStage: @unchecked Sendable {
                 for a in applied { out.entries.append(.init(index: a.index, term: terms[a.index] ?? .zero, result: a.result)) }
                 recordMemberAddresses(in: entries)
                 report(.success(out))
-                try compactLogIfLong(store)
+                try compactLogIfLong(store, after: entries)
             } catch {
+                failed = true
                 report(.failure(error))
             }
         case .read(let request, let context):
-            guard let store else {
+            guard let store, !failed else {
                 context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))
                 return
             }
             context.respond(Self.read(request, on: store))
         case .hashKV(let context):
-            guard let store else {
+            guard let store, !failed else {
                 context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))
                 return
             }
@@ -127,14 +138,15 @@ final class ApplyStage: @unchecked Sendable {
             } catch {
                 context.respond(.error(RPCErrorResponse(.internalError, "state digest: \(error)")))
             }
-        case .makeSnapshot(let body):
-            guard let store else {
-                body(.failure(StoreError(.closed, "installing a snapshot")))
+        case .makeCheckpoint(let body):
+            guard let store, !failed else {
+                body(.failure(StoreError(.closed, "no store to checkpoint (installing a snapshot, or stopped)")))
                 return
             }
-            do { body(.success(try store.makeSnapshotSource())) } catch { body(.failure(error)) }
+            do { body(.success(try store.makeCheckpoint())) } catch { body(.failure(error)) }
         case .setStore(let new, let done):
             store = new
+            if let new { lastConfChangeIndex = new.appliedIndex }
             done.signal()
         }
     }
@@ -165,14 +177,23 @@ final class ApplyStage: @unchecked Sendable {
 
     /// Log compaction ("snapshots triggered by log size"): the state machine in RocksDB is the
     /// snapshot, so it is enough to drop applied entries from the Raft log once there are more
-    /// than `compactEntries`. A follower that needs them gets a checkpoint instead.
-    private func compactLogIfLong(_ store: Store) throws(StoreError) {
+    /// than `compactEntries`. Half of them stay, so a follower a little behind (a restart, a
+    /// short partition) catches up by log; one further behind gets a checkpoint.
+    ///
+    /// The compaction point must carry the membership as of that index. The store knows it as
+    /// of the applied index, which is the same unless a membership change lies in between: the
+    /// point then moves up to the last such change.
+    private func compactLogIfLong(_ store: Store, after entries: [Entry]) throws(StoreError) {
+        if let change = entries.last(where: { $0.type == .confChange }) { lastConfChangeIndex = change.index }
         let applied = store.appliedIndex
         let first: LogIndex
         do { first = try store.raftLog.firstIndex() } catch { return }
         guard applied >= first, applied.rawValue - first.rawValue + 1 > compactEntries else { return }
-        try store.raftLog.compact(through: applied, confState: store.appliedConfState)
-        logger.info("compacted the Raft log", metadata: ["through": "\(applied)"])
+        let keep = compactEntries / 2
+        let through = max(LogIndex(applied.rawValue - min(keep, applied.rawValue)), lastConfChangeIndex)
+        guard through >= first else { return }
+        try store.raftLog.compact(through: through, confState: store.appliedConfState)
+        logger.info("compacted the Raft log", metadata: ["through": "\(through)"])
     }
 
     func stop() { queue.close() }

@@ -22,11 +22,13 @@ final class EventQueue<Element: Sendable>: @unchecked Sendable {
     /// Number of elements waiting.
     var count: Int { condition.withLock { items.count - head } }
 
-    /// Adds `element` unless the queue holds `capacity` elements or is closed.
+    /// Adds `element` unless the queue holds `limit` (at most `capacity`) elements or is
+    /// closed. A lower limit for one kind of element keeps room for the others (client
+    /// requests must not crowd out Raft messages).
     @discardableResult
-    func offer(_ element: Element) -> Bool {
+    func offer(_ element: Element, limit: Int? = nil) -> Bool {
         condition.withLock {
-            guard !isClosed, items.count - head < capacity else { return false }
+            guard !isClosed, items.count - head < Swift.min(limit ?? capacity, capacity) else { return false }
             items.append(element)
             condition.signal()
             return true

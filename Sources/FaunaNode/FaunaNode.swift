@@ -77,7 +77,8 @@ public final class FaunaNode: @unchecked Sendable {
             snapshots: SnapshotSender(identity: identity, group: group, logger: logger),
             inbox: SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger), logger: logger)
         let applier = ApplyStage(
-            store: store, nodeID: settings.nodeID, capacity: settings.applyQueueMax,
+            // Apply jobs are bounded by the owner (applyQueueMax); reads by this capacity.
+            store: store, nodeID: settings.nodeID, capacity: settings.applyQueueMax + settings.pendingReadsMax,
             compactEntries: settings.cluster.snapshotEntries, members: members, logger: logger
         ) { [events = core.events] report in events.post(.applied(report)) }
         core.applier = applier
@@ -108,7 +109,8 @@ public final class FaunaNode: @unchecked Sendable {
                 configuration: RPCServerConfiguration(host: settings.node.client.host, port: settings.node.client.port),
                 group: group, logger: logger
             ) { [events = core.events] message, context in
-                if !events.offer(.request(message, context)) {
+                // Three quarters of the queue at most: the rest stays for Raft traffic.
+                if !events.offer(.request(message, context), limit: events.capacity / 4 * 3) {
                     context.respond(.error(RPCErrorResponse(.overloaded, "node queue full; retry later")))
                 }
             }

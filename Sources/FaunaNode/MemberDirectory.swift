@@ -32,10 +32,15 @@ final class MemberDirectory: Sendable {
 
     /// Records a member's addresses and rewrites the file (write aside, fsync, rename).
     func record(_ addresses: MemberAddresses, for id: NodeID) {
-        let snapshot = box.withLockedValue { all -> [NodeID: MemberAddresses] in
+        // Under the lock, file included: the owner and apply threads both record, and an
+        // older copy must never be renamed over a newer one.
+        box.withLockedValue { all in
             all[id] = addresses
-            return all
+            write(all)
         }
+    }
+
+    private func write(_ snapshot: [NodeID: MemberAddresses]) {
         let text = snapshot.keys.sorted().map { "\($0.rawValue) \(String(decoding: snapshot[$0]!.encoded, as: UTF8.self))" }
             .joined(separator: "\n") + "\n"
         let tmp = filePath + ".tmp"

@@ -61,13 +61,23 @@ extension NodeCore {
             do {
                 let first = try raft.propose(batch: slice.map(\.bytes))
                 for (offset, w) in slice.enumerated() {
-                    pending[first + UInt64(offset)] = PendingProposal(kind: .write, term: raft.term, deadline: deadline, context: w.context)
+                    track(PendingProposal(kind: .write, term: raft.term, deadline: deadline, context: w.context), at: first + UInt64(offset))
                 }
             } catch {
                 let answer = proposalError(error)
                 for w in slice { w.context.respond(answer) }
             }
             start = end
+        }
+    }
+
+    /// Records a proposal awaiting its apply. An older proposal at the same index (its entry
+    /// was overwritten by a later leader's log, then this node led again) is answered now.
+    func track(_ proposal: PendingProposal, at index: LogIndex) {
+        if let old = pending.updateValue(proposal, forKey: index) {
+            old.context.respond(.error(RPCErrorResponse(
+                .notLeader, "entry \(index) was replaced after a leader change; retry (same session: applied once)",
+                leaderHint: leaderHint)))
         }
     }
 
@@ -85,7 +95,9 @@ extension NodeCore {
 
     func read(_ request: ReadRequest, _ context: RPCRequestContext) {
         if request.consistency == .serializable {
-            applier.queue.post(.read(request, context))
+            if !applier.queue.offer(.read(request, context)) {
+                context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
+            }
             return
         }
         guard readsAwaitingIndex.count + readsAwaitingApply.count < settings.pendingReadsMax else {
@@ -149,9 +161,9 @@ extension NodeCore {
         }
         do {
             let index = try raft.proposeConfChange(confChange)
-            pending[index] = PendingProposal(
+            track(PendingProposal(
                 kind: .memberChange, term: raft.term, deadline: Date().addingTimeInterval(settings.requestTimeoutSeconds),
-                context: context)
+                context: context), at: index)
             logger.info("proposed a membership change", metadata: ["change": "\(change)", "index": "\(index)"])
         } catch {
             switch error.code {
@@ -183,13 +195,19 @@ extension NodeCore {
     /// last), read off the owner thread.
     func saveSnapshot(_ context: RPCRequestContext) {
         let logger = logger
-        applier.queue.post(.makeSnapshot { result in
+        applier.queue.post(.makeCheckpoint { result in
             switch result {
             case .failure(let error):
                 context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
-            case .success(let source):
-                let box = UncheckedBox(source)
-                let thread = Thread { Self.stream(box.value, to: context, logger: logger) }
+            case .success(let checkpoint):
+                // Hashing and streaming read every byte: a thread of their own.
+                let thread = Thread {
+                    do {
+                        Self.stream(try SnapshotSource(checkpoint: checkpoint), to: context, logger: logger)
+                    } catch {
+                        context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
+                    }
+                }
                 thread.name = "fauna-snapshot-save"
                 thread.start()
             }

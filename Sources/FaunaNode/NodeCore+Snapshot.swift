@@ -10,11 +10,7 @@ extension NodeCore {
     /// store, reopen the data directory (the swap happens at open, crash-safe), and start a
     /// new Raft core on the new log. The old core's Ready is not advanced: the new core starts
     /// from the installed state, and the Ready's messages (the answer to the leader) go out.
-    func installSnapshot(_ meta: SnapshotMetadata, ready: Ready) {
-        guard let receiver = inbox.take(at: meta.index) else {
-            failStop(StoreError(.snapshotInvalid, "snapshot \(meta.index) accepted by Raft without its files"), while: "installing a snapshot")
-            return
-        }
+    func installSnapshot(_ meta: SnapshotMetadata, receiver: SnapshotReceiver, ready: Ready) {
         defer { inbox.installFinished() }
         let started = Date()
         let hardState = HardState(term: raft.term, vote: raft.hardState.vote, commit: meta.index)
@@ -39,9 +35,13 @@ extension NodeCore {
         handedOutIndex = store.appliedIndex
         appliedIndex = store.appliedIndex
         treeSize = store.treeHead.treeSize
-        // Reads waiting on the old core will never get their read index.
-        for (_, read) in readsAwaitingIndex { read.context.respond(.error(RPCErrorResponse(.unavailable, "installed a snapshot; retry"))) }
+        // Reads waiting on the old core will never get their read index; proposals of an old
+        // term of ours are settled by the leader's log now (retry, same session).
+        let retry = RPCMessage.error(RPCErrorResponse(.unavailable, "installed a snapshot; retry"))
+        for (_, read) in readsAwaitingIndex { read.context.respond(retry) }
         readsAwaitingIndex.removeAll()
+        for (_, p) in pending { p.context.respond(retry) }
+        pending.removeAll()
         logger.info("installed a snapshot", metadata: [
             "index": "\(meta.index)", "treeSize": "\(treeSize)",
             "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(started)))",

@@ -63,6 +63,14 @@ final class NodeCore: @unchecked Sendable {
     var lastLeader: NodeID?
     var failure: StoreError?
     var isStopping = false
+    /// `.apply` jobs posted and not yet reported: the owner takes no Ready while this is at
+    /// `applyQueueMax`, so a slow apply slows proposals, not the other way round.
+    var applyJobsInFlight = 0
+    /// Set when a Raft snapshot message was stepped: the core may now hold only the snapshot's
+    /// metadata. Until its Ready is taken, no other peer message is stepped (an append stepped
+    /// after the restore would be acknowledged in that Ready, yet never persisted: the install
+    /// replaces the log).
+    var reservedSnapshot: UncheckedBox<SnapshotReceiver>?
     let finished = DispatchSemaphore(value: 0)
 
     struct PendingProposal {
@@ -101,24 +109,30 @@ final class NodeCore: @unchecked Sendable {
     // MARK: Loop
 
     func run() {
-        let tick = TimeInterval(settings.cluster.tickMs) / 1000
-        var nextTick = Date().addingTimeInterval(tick)
-        var nextHousekeeping = Date().addingTimeInterval(0.1)
+        // Ticks follow the monotonic clock (a wall-clock step must not stop heartbeats); the
+        // wait itself takes a wall-clock deadline, recomputed from the monotonic one each time.
+        let clock = ContinuousClock()
+        let tick = Duration.milliseconds(settings.cluster.tickMs)
+        var nextTick = clock.now + tick
+        var nextHousekeeping = clock.now + .milliseconds(100)
         while true {
-            guard let batch = events.take(until: nextTick, max: 4096) else { break }
+            let wait = max(nextTick - clock.now, .zero)
+            let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+            guard let batch = events.take(until: Date().addingTimeInterval(seconds), max: 4096) else { break }
             for event in batch { handle(event) }
             if isStopping && outstanding == nil { break }
-            let now = Date()
+            if failure != nil { continue }  // drain events until stopping completes
+            let now = clock.now
             if now >= nextTick {
                 raft.tick()
-                nextTick = nextTick.addingTimeInterval(tick)
-                // After a long stall (a GC-free language, but a paused VM), do not replay
-                // every missed tick: one is enough to notice, the rest would only churn.
-                if nextTick < now { nextTick = now.addingTimeInterval(tick) }
+                nextTick = nextTick + tick
+                // After a long stall (a paused VM), do not replay every missed tick: one is
+                // enough to notice, the rest would only churn.
+                if nextTick < now { nextTick = now + tick }
             }
             if now >= nextHousekeeping {
-                expireRequests(now: now)
-                nextHousekeeping = now.addingTimeInterval(0.1)
+                expireRequests(now: Date())
+                nextHousekeeping = now + .milliseconds(100)
             }
             proposeQueuedWrites()
             driveReady()
@@ -127,9 +141,19 @@ final class NodeCore: @unchecked Sendable {
     }
 
     private func handle(_ event: NodeEvent) {
+        if failure != nil {
+            // Fail-stop: nothing touches the core or the store any more.
+            switch event {
+            case .request(_, let context): context.respond(.error(RPCErrorResponse(.unavailable, "node \(id) stopped on a disk error")))
+            case .persisted: outstanding = nil
+            case .stop: isStopping = true
+            default: break
+            }
+            return
+        }
         switch event {
         case .raftMessages(let messages):
-            for m in messages { stepPeerMessage(m) }
+            for m in messages where reservedSnapshot == nil { stepPeerMessage(m) }
         case .request(let message, let context):
             handleRequest(message, context)
         case .persisted(let result):
@@ -140,6 +164,7 @@ final class NodeCore: @unchecked Sendable {
             case .failure(let error): failStop(error, while: "persisting the Raft log")
             }
         case .applied(let result):
+            applyJobsInFlight -= 1
             switch result {
             case .success(let report): handleApplied(report)
             case .failure(let error): failStop(error, while: "applying committed entries")
@@ -155,12 +180,14 @@ final class NodeCore: @unchecked Sendable {
     }
 
     private func stepPeerMessage(_ m: Message) {
-        if m.type == .snapshot, let meta = m.snapshot?.metadata, meta.index > raft.commitIndex,
-            !inbox.hasComplete(at: meta.index)
-        {
-            // The core would take the metadata and expect us to have the state: we do not.
-            logger.debug("dropping a snapshot message without its files", metadata: ["index": "\(meta.index)"])
-            return
+        if m.type == .snapshot, let meta = m.snapshot?.metadata, meta.index > raft.commitIndex, m.term >= raft.term {
+            // Take the verified files first (no new offer may replace them now): the core will
+            // take the metadata and expect us to hold the state.
+            guard let receiver = inbox.take(at: meta.index) else {
+                logger.debug("dropping a snapshot message without its files", metadata: ["index": "\(meta.index)"])
+                return
+            }
+            reservedSnapshot = UncheckedBox(receiver)
         }
         raft.step(m)
     }
@@ -168,13 +195,35 @@ final class NodeCore: @unchecked Sendable {
     // MARK: Ready
 
     private func driveReady() {
-        guard outstanding == nil, failure == nil, raft.hasReady, applier.hasRoom else { return }
+        guard outstanding == nil, failure == nil else { return }
+        guard raft.hasReady else {
+            // The core ignored the snapshot message (a restore always makes a Ready).
+            if reservedSnapshot != nil {
+                reservedSnapshot = nil
+                inbox.installFinished()
+            }
+            return
+        }
+        // A reserved snapshot is installed as soon as possible, whatever the apply queue holds.
+        guard applyJobsInFlight < settings.applyQueueMax || reservedSnapshot != nil else { return }
         let ready = raft.ready()
         if let soft = ready.softState { softStateChanged(soft) }
         sendMessages(ready.earlyMessages)
-        if let snapshot = ready.snapshot {
-            installSnapshot(snapshot.metadata, ready: ready)
+        if let snapshot = ready.snapshot, let receiver = reservedSnapshot?.value,
+            receiver.manifest.metadata.index == snapshot.metadata.index
+        {
+            reservedSnapshot = nil
+            installSnapshot(snapshot.metadata, receiver: receiver, ready: ready)
             return
+        }
+        if let snapshot = ready.snapshot {
+            failStop(StoreError(.snapshotInvalid, "Raft took snapshot \(snapshot.metadata.index) without its files"), while: "installing a snapshot")
+            return
+        }
+        if reservedSnapshot != nil {
+            // The core did not restore (it already had those entries): release the files.
+            reservedSnapshot = nil
+            inbox.installFinished()
         }
         guard !ready.entries.isEmpty || ready.hardState != nil || ready.confState != nil else {
             finishReady(ready)
@@ -194,6 +243,7 @@ final class NodeCore: @unchecked Sendable {
         sendMessages(ready.messages)
         if !ready.committedEntries.isEmpty || ready.confState != nil {
             applier.queue.post(.apply(ready.committedEntries, ready.confState))
+            applyJobsInFlight += 1
             if let last = ready.committedEntries.last { handedOutIndex = last.index }
         }
         for state in ready.readStates {
@@ -223,10 +273,10 @@ final class NodeCore: @unchecked Sendable {
         guard let endpoint = members.addresses(of: peer)?.peer, snapshots.claim(peer) else { return }
         logger.info("sending a snapshot", metadata: ["peer": "\(peer)"])
         let sender = snapshots
-        applier.queue.post(.makeSnapshot { [events, logger] result in
+        applier.queue.post(.makeCheckpoint { [events, logger] result in
             switch result {
-            case .success(let source):
-                sender.send(source, to: peer, at: endpoint) { meta in events.post(.snapshotSent(peer, meta)) }
+            case .success(let checkpoint):
+                sender.send(checkpoint, to: peer, at: endpoint) { meta in events.post(.snapshotSent(peer, meta)) }
             case .failure(let error):
                 logger.error("snapshot for \(peer): \(error)")
                 sender.release(peer)
@@ -257,8 +307,11 @@ final class NodeCore: @unchecked Sendable {
     // MARK: Apply results
 
     private func handleApplied(_ report: ApplyReport) {
-        appliedIndex = report.appliedIndex
-        treeSize = report.treeSize
+        // Reports of the store a snapshot replaced may still arrive: they are behind.
+        if report.appliedIndex > appliedIndex {
+            appliedIndex = report.appliedIndex
+            treeSize = report.treeSize
+        }
         for entry in report.entries {
             guard let p = pending.removeValue(forKey: entry.index) else { continue }
             guard p.term == entry.term else {
@@ -285,7 +338,9 @@ final class NodeCore: @unchecked Sendable {
         readsAwaitingApply.removeAll { item in
             guard item.index <= handedOutIndex else { return false }
             // The apply queue is FIFO: this read runs after every entry up to its index.
-            applier.queue.post(.read(item.read.request, item.read.context))
+            if !applier.queue.offer(.read(item.read.request, item.read.context)) {
+                item.read.context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
+            }
             return true
         }
     }
@@ -344,7 +399,7 @@ final class NodeCore: @unchecked Sendable {
         // Close RocksDB before the process exits: its background threads must not outlive
         // the static destructors (std::terminate at exit otherwise).
         applier.waitUntilStopped()
-        store.close()
+        store?.close()
         store = nil
         raft = nil
         finished.signal()

@@ -32,13 +32,30 @@ final class SnapshotSender: Sendable {
 
     func release(_ peer: NodeID) { _ = inProgress.withLockedValue { $0.remove(peer) } }
 
-    /// Streams `source` to `peer`; `done` gets the snapshot metadata on success, nil on failure.
-    /// Always releases the slot and closes the source.
+    /// Hashes `checkpoint` (on the io queue) and streams it to `peer`; `done` gets the snapshot
+    /// metadata on success, nil on failure. Always releases the slot and removes the checkpoint.
     func send(
-        _ source: SnapshotSource, to peer: NodeID, at endpoint: Endpoint,
+        _ checkpoint: Checkpoint, to peer: NodeID, at endpoint: Endpoint,
         done: @escaping @Sendable (SnapshotMetadata?) -> Void
     ) {
-        let box = UncheckedBox(source)
+        io.async { [self] in
+            let source: SnapshotSource
+            do {
+                source = try SnapshotSource(checkpoint: checkpoint)
+            } catch {
+                logger.error("snapshot for \(peer): hashing the checkpoint: \(error)")
+                release(peer)
+                done(nil)
+                return
+            }
+            stream(UncheckedBox(source), to: peer, at: endpoint, done: done)
+        }
+    }
+
+    private func stream(
+        _ box: UncheckedBox<SnapshotSource>, to peer: NodeID, at endpoint: Endpoint,
+        done: @escaping @Sendable (SnapshotMetadata?) -> Void
+    ) {
         Task {
             let started = Date()
             let ok = await self.stream(box, to: peer, at: endpoint)

@@ -78,10 +78,24 @@ public final class SnapshotSource {
     }
 }
 
+/// A RocksDB checkpoint of the applied state, not yet hashed: `Store.makeCheckpoint()` takes it
+/// quickly (hard links, under the apply lock); `SnapshotSource(checkpoint:)` hashes its files,
+/// which reads every byte, on whatever thread the caller picks, without touching the store.
+public struct Checkpoint: Sendable {
+    public let directory: String
+    public let metadata: SnapshotMetadata
+}
+
 extension Store {
     /// Takes a snapshot of the applied state: a RocksDB checkpoint made while no apply is in
     /// flight (so it holds exactly the entries up to `appliedIndex`), hashed file by file.
     public func makeSnapshotSource() throws(StoreError) -> SnapshotSource {
+        try SnapshotSource(checkpoint: try makeCheckpoint())
+    }
+
+    /// The checkpoint part of `makeSnapshotSource()`: fast, and the only part that needs the
+    /// store.
+    public func makeCheckpoint() throws(StoreError) -> Checkpoint {
         let dir = "\(path)/snapshots/out-\(UUID().uuidString)"
         try FileIO.createDirectory("\(path)/snapshots")
         let state: AppliedState
@@ -91,13 +105,25 @@ extension Store {
             state = applied
             try rocks { () throws(RocksDBError) in try db.createCheckpoint(at: dir) }
         }
+        return Checkpoint(
+            directory: dir, metadata: SnapshotMetadata(index: state.index, term: state.term, confState: state.confState))
+    }
+}
+
+extension SnapshotSource {
+    /// Hashes the files of `checkpoint` (removed again if this fails).
+    public convenience init(checkpoint: Checkpoint) throws(StoreError) {
         var files: [SnapshotManifest.File] = []
-        // LOCK and RocksDB's info logs are per-instance, not state.
-        for name in try FileIO.regularFiles(in: dir) where name != "LOCK" && !name.hasPrefix("LOG") {
-            let (size, hash) = try FileIO.sizeAndSHA256(of: "\(dir)/\(name)")
-            files.append(SnapshotManifest.File(name: name, sizeBytes: size, sha256: hash))
+        do {
+            // LOCK and RocksDB's info logs are per-instance, not state.
+            for name in try FileIO.regularFiles(in: checkpoint.directory) where name != "LOCK" && !name.hasPrefix("LOG") {
+                let (size, hash) = try FileIO.sizeAndSHA256(of: "\(checkpoint.directory)/\(name)")
+                files.append(SnapshotManifest.File(name: name, sizeBytes: size, sha256: hash))
+            }
+        } catch {
+            try? FileIO.removeTree(checkpoint.directory)
+            throw error
         }
-        let meta = SnapshotMetadata(index: state.index, term: state.term, confState: state.confState)
-        return SnapshotSource(manifest: SnapshotManifest(metadata: meta, files: files), directory: dir)
+        self.init(manifest: SnapshotManifest(metadata: checkpoint.metadata, files: files), directory: checkpoint.directory)
     }
 }
