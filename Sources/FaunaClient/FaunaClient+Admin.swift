@@ -16,27 +16,33 @@ extension FaunaClient {
     /// The status of every configured node, asked concurrently, in `endpoints` order. Each node
     /// gets one attempt of at most `requestTimeout` (an unreachable node fails fast).
     public func statusAll() async -> [(Endpoint, Result<NodeStatus, FaunaClientError>)] {
-        await withTaskGroup(of: (Int, Result<NodeStatus, FaunaClientError>).self) { tasks in
-            for (i, endpoint) in endpoints.enumerated() {
-                tasks.addTask { (i, await self.statusOnce(of: endpoint)) }
-            }
-            var results = [Result<NodeStatus, FaunaClientError>?](repeating: nil, count: endpoints.count)
-            for await (i, result) in tasks { results[i] = result }
-            return zip(endpoints, results).map { ($0, $1!) }
+        await askEveryNode(.status, within: configuration.requestTimeout) { answer in
+            if case .statusResponse(let status) = answer { status } else { nil }
         }
     }
 
-    /// One status attempt of at most `requestTimeout`.
-    private func statusOnce(of endpoint: Endpoint) async -> Result<NodeStatus, FaunaClientError> {
-        var budget = RetryBudget(deadline: .now + configuration.requestTimeout, attemptsMax: 1)
-        do {
-            let answer = try await perform(.status, route: .node(endpoint), budget: &budget)
-            guard case .statusResponse(let status) = answer else {
-                return .failure(.unexpected(answer, want: "statusResponse", from: endpoint))
+    /// Sends `request` to every node once, concurrently; `decode` picks the expected answer.
+    func askEveryNode<Answer: Sendable>(
+        _ request: RPCMessage, within timeout: Duration, decode: @escaping @Sendable (RPCMessage) -> Answer?
+    ) async -> [(Endpoint, Result<Answer, FaunaClientError>)] {
+        await withTaskGroup(of: (Int, Result<Answer, FaunaClientError>).self) { tasks in
+            for (i, endpoint) in endpoints.enumerated() {
+                tasks.addTask {
+                    var budget = RetryBudget(deadline: .now + timeout, attemptsMax: 1)
+                    do throws(FaunaClientError) {
+                        let answer = try await self.perform(request, route: .node(endpoint), budget: &budget)
+                        guard let decoded = decode(answer) else {
+                            return (i, .failure(.unexpected(answer, want: "an answer to \(request.kind)", from: endpoint)))
+                        }
+                        return (i, .success(decoded))
+                    } catch {
+                        return (i, .failure(error))
+                    }
+                }
             }
-            return .success(status)
-        } catch {
-            return .failure(error)
+            var results = [Result<Answer, FaunaClientError>?](repeating: nil, count: endpoints.count)
+            for await (i, result) in tasks { results[i] = result }
+            return zip(endpoints, results).map { ($0, $1!) }
         }
     }
 
@@ -85,26 +91,8 @@ extension FaunaClient {
     /// Every node's state digest, asked concurrently; a node that does not answer within one
     /// attempt (up to the deadline: a digest reads the whole state) is reported as failed.
     public func hashKVAll() async -> [(Endpoint, Result<HashKVResult, FaunaClientError>)] {
-        await withTaskGroup(of: (Int, Result<HashKVResult, FaunaClientError>).self) { tasks in
-            for (i, endpoint) in endpoints.enumerated() {
-                tasks.addTask { (i, await self.hashKVOnce(of: endpoint)) }
-            }
-            var results = [Result<HashKVResult, FaunaClientError>?](repeating: nil, count: endpoints.count)
-            for await (i, result) in tasks { results[i] = result }
-            return zip(endpoints, results).map { ($0, $1!) }
-        }
-    }
-
-    private func hashKVOnce(of endpoint: Endpoint) async -> Result<HashKVResult, FaunaClientError> {
-        var budget = RetryBudget(deadline: .now + configuration.deadline, attemptsMax: 1)
-        do {
-            let answer = try await perform(.hashKV, route: .node(endpoint), budget: &budget)
-            guard case .hashKVResponse(let result) = answer else {
-                return .failure(.unexpected(answer, want: "hashKVResponse", from: endpoint))
-            }
-            return .success(result)
-        } catch {
-            return .failure(error)
+        await askEveryNode(.hashKV, within: configuration.deadline) { answer in
+            if case .hashKVResponse(let result) = answer { result } else { nil }
         }
     }
 

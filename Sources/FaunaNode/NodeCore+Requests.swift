@@ -223,24 +223,23 @@ extension NodeCore {
             return context.respond(.error(RPCErrorResponse(.internalError, "snapshot has no files")))
         }
         var remaining = manifest.files.count
-        let waitLimit = Date().addingTimeInterval(600)
         do {
             while let piece = try source.nextChunk(maxBytes: SnapshotSender.chunkBytes) {
-                let file = manifest.files[piece.fileIndex]
-                let isLastOfFile = piece.offset + UInt64(piece.data.count) == file.sizeBytes
-                if isLastOfFile { remaining -= 1 }
-                let chunk = FaunaRPC.SnapshotChunk(
-                    index: meta.index, term: meta.term, fileName: file.name, offset: piece.offset, data: piece.data,
-                    fileChecksum: file.sha256, isLastOfFile: isLastOfFile, isLastOfSnapshot: isLastOfFile && remaining == 0)
+                let chunk = manifest.wireChunk(piece, filesLeft: &remaining)
                 if chunk.isLastOfSnapshot {
                     context.respond(.snapshotSaveChunk(chunk))
                     logger.info("snapshot saved by a client", metadata: ["index": "\(meta.index)", "bytes": "\(manifest.totalBytes)"])
                     return
                 }
                 context.respondPartial(.snapshotSaveChunk(chunk))
-                // Backpressure: a slow reader must not make us buffer the whole database.
+                // Backpressure: a slow reader must not make us buffer the whole database; a
+                // reader that takes nothing for a minute is given up.
+                let stalledLimit = Date().addingTimeInterval(60)
                 while !context.isWritable {
-                    guard Date() < waitLimit else { return }
+                    guard Date() < stalledLimit else {
+                        logger.warning("snapshot save abandoned: the client stopped reading")
+                        return
+                    }
                     usleep(2_000)
                 }
             }

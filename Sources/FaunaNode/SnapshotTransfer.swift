@@ -102,12 +102,7 @@ final class SnapshotSender: Sendable {
                 return false
             }
             guard let piece else { return remaining == 0 }
-            let file = manifest.files[piece.fileIndex]
-            let isLastOfFile = piece.offset + UInt64(piece.data.count) == file.sizeBytes
-            if isLastOfFile { remaining -= 1 }
-            let chunk = FaunaRPC.SnapshotChunk(
-                index: meta.index, term: meta.term, fileName: file.name, offset: piece.offset, data: piece.data,
-                fileChecksum: file.sha256, isLastOfFile: isLastOfFile, isLastOfSnapshot: isLastOfFile && remaining == 0)
+            let chunk = manifest.wireChunk(piece, filesLeft: &remaining)
             guard await acknowledged(try? await client.call(.snapshotChunk(chunk)), peer: peer) else { return false }
         }
     }
@@ -125,6 +120,19 @@ final class SnapshotSender: Sendable {
             logger.warning("snapshot to \(peer): got \(other.kind), want snapshotAck")
         }
         return false
+    }
+}
+
+extension SnapshotManifest {
+    /// `piece` as a protocol chunk: file name, checksum, and the last-of-file / last-of-snapshot
+    /// flags (`filesLeft` counts the files not yet sent to their end).
+    func wireChunk(_ piece: FaunaStore.SnapshotChunk, filesLeft: inout Int) -> FaunaRPC.SnapshotChunk {
+        let file = files[piece.fileIndex]
+        let isLastOfFile = piece.offset + UInt64(piece.data.count) == file.sizeBytes
+        if isLastOfFile { filesLeft -= 1 }
+        return FaunaRPC.SnapshotChunk(
+            index: metadata.index, term: metadata.term, fileName: file.name, offset: piece.offset, data: piece.data,
+            fileChecksum: file.sha256, isLastOfFile: isLastOfFile, isLastOfSnapshot: isLastOfFile && filesLeft == 0)
     }
 }
 

@@ -207,9 +207,18 @@ final class ProcessCluster: @unchecked Sendable {
         throw CancellationError()
     }
 
+    /// Reads `key` on `name`, retrying (bounded) while the node cannot serve it yet — e.g. just
+    /// restarted, no leader known (`unavailable`), as a client would.
     func read(_ name: String, key: [UInt8], consistency: ReadConsistency = .linearizable) async -> KVRangeResult? {
         let request = ReadRequest(KVRangeRequest(range: .single(key)), consistency: consistency)
-        if case .readResponse(let r)? = await call(name, .read(request)) { return r }
+        let deadline = Date().addingTimeInterval(15)
+        repeat {
+            switch await call(name, .read(request)) {
+            case .readResponse(let r)?: return r
+            case .error(let e)? where e.code != .unavailable && e.code != .timeout && e.code != .overloaded: return nil
+            default: try? await Task.sleep(for: .milliseconds(100))
+            }
+        } while Date() < deadline
         return nil
     }
 
