@@ -137,7 +137,7 @@ func fast(deadline: Duration = .seconds(20), requestTimeout: Duration = .seconds
         let endpoints = [a.endpoint, b.endpoint]
         await a.close()
         await b.close()
-        let client = FaunaClient(endpoints: endpoints, configuration: fast(deadline: .milliseconds(600)), group: group)
+        let client = FaunaClient(endpoints: endpoints, configuration: fast(deadline: .seconds(1)), group: group)
         let start = ContinuousClock.now
         do {
             _ = try await client.put(Array("k".utf8), [])
@@ -146,16 +146,18 @@ func fast(deadline: Duration = .seconds(20), requestTimeout: Duration = .seconds
             #expect(error.code == .unavailable, "\(error)")
             #expect(error.isUnavailable)
         }
-        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(ContinuousClock.now - start < .seconds(10))
         await client.close()
     }
 
     @Test func unansweredRequestsTimeOutWithinTheDeadline() async throws {
         let node = try await FakeNode { _, _ in nil }
-        let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(deadline: .milliseconds(700), requestTimeout: .milliseconds(200)), group: group)
+        // Room for several attempts even when the machine is loaded; the deadline still bounds
+        // the call (generously checked: this is about stopping, not about speed).
+        let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(deadline: .seconds(3), requestTimeout: .milliseconds(300)), group: group)
         let start = ContinuousClock.now
         await #expect { _ = try await client.get(Array("k".utf8)) } throws: { ($0 as? FaunaClientError)?.code == .timeout }
-        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(ContinuousClock.now - start < .seconds(10))
         #expect(node.requests.withLockedValue { $0 } >= 2, "it retried")
         await client.close()
         await node.close()
