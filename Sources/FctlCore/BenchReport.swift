@@ -94,7 +94,9 @@ public struct BenchReport: Sendable {
         latency.append("max \(Self.fixed(latencies.maxMilliseconds, 3))")
         lines.append("latency ms: " + latency.joined(separator: "  "))
         lines.append("errors: \(errors)" + Self.kinds(errorsByKind))
-        if !notes.isEmpty { lines.append("notes:" + Self.kinds(notes).dropFirst()) }
+        if !notes.isEmpty {
+            lines.append("notes: " + notes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
         return lines.joined(separator: "\n")
     }
 

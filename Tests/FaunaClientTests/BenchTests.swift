@@ -81,7 +81,7 @@ import Testing
         #expect(try timed.validated().total == nil)
     }
 
-    static let bad: [(String, (inout BenchParameters) -> Void)] = [
+    static let bad: [(String, @Sendable (inout BenchParameters) -> Void)] = [
         ("--clients 0", { $0.clients = 0 }),
         ("--clients 4097", { $0.clients = 4097 }),
         ("--conns 17", { $0.connections = 17 }),
