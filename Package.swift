@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        // Latency histograms for `fctl bench` (FctlCore/Bench*.swift).
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Consensus core: pure, deterministic, no IO, no clocks, no threads.
@@ -133,18 +135,28 @@ let package = Package(
             exclude: ["README.md"]
         ),
         // fctl's pure parts (txn syntax, key/value encodings, output, exit codes), unit-tested.
-        .target(name: "FctlCore", dependencies: ["FaunaClient", "FaunaRPC", "FaunaKV", "FaunaRaft"], exclude: ["README.md"]),
+        .target(
+            name: "FctlCore",
+            dependencies: [
+                "FaunaClient", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            exclude: ["README.md"]
+        ),
         .executableTarget(
             name: "fctl",
             dependencies: [
                 "FctlCore", "FaunaClient", "FaunaConfig", "FaunaRPC", "FaunaKV", "FaunaRaft",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(
             name: "FaunaClientTests",
             dependencies: [
                 "FaunaClient", "FctlCore", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

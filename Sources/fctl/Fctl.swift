@@ -21,7 +21,7 @@ struct Fctl: AsyncParsableCommand {
             EXIT CODES
               0  ok
               1  not found; txn else branch ran; put --if-absent found the key;
-                 hashkv digests differ
+                 hashkv digests differ; bench: some requests failed
               2  usage error (bad arguments or options)
               3  cluster unavailable (no leader, no node reachable, timeout)
               4  request rejected by the server (invalid, compacted, future revision)
@@ -29,7 +29,7 @@ struct Fctl: AsyncParsableCommand {
             """,
         subcommands: [
             Put.self, Get.self, Del.self, RangeCommand.self, Txn.self, Compact.self,
-            Status.self, Members.self, MemberCommand.self, Leader.self, Snapshot.self, HashKV.self,
+            Status.self, Members.self, MemberCommand.self, Leader.self, Snapshot.self, HashKV.self, Bench.self,
         ]
     )
 }

@@ -1,0 +1,126 @@
+import FaunaKV
+import FaunaRPC
+
+/// What `fctl bench` sends.
+public enum BenchWorkload: String, CaseIterable, Sendable {
+    /// Put(key, value).
+    case put
+    /// Get(key) at `consistency`.
+    case get
+    /// A compare-and-put on one key: `if value(key) = V then put(key, V)` (no else branch).
+    case txn
+    /// `readRatio` of gets, the rest puts.
+    case mixed
+}
+
+/// How keys are drawn from the key space.
+public enum BenchKeyDistribution: String, Sendable {
+    /// Every index equally likely.
+    case uniform
+    /// Zipf with exponent `BenchParameters.zipfExponent` (index 0 hottest).
+    case zipf
+}
+
+/// The parameters of one `fctl bench` run, checked by `validated()` before any request.
+public struct BenchParameters: Sendable, Hashable {
+    /// Concurrent requests in flight at most; the hard cap on `clients`.
+    public static let clientsMax = 4096
+    /// FaunaClient instances (connections per node) at most.
+    public static let connectionsMax = 256
+    /// Requests per run at most.
+    public static let totalMax = 100_000_000
+    /// Seconds per run at most.
+    public static let durationSecondsMax = 3600.0
+    /// Keys at most (the zipf table holds 8 bytes per key: 80 MB at this limit).
+    public static let keySpaceMax = 10_000_000
+    /// Requests per run when neither `total` nor `durationSeconds` is given.
+    public static let totalDefault = 10_000
+    /// The zipf exponent used by `--zipf` (YCSB's and etcd's 0.99).
+    public static let zipfExponent = 0.99
+
+    public var workload: BenchWorkload
+    /// Concurrent workers, each with one request in flight (closed loop); 1...clientsMax.
+    public var clients = 16
+    /// FaunaClient instances the workers are spread over round-robin; 1...min(clients, connectionsMax).
+    public var connections = 1
+    /// Stop after this many requests (nil: no count bound).
+    public var total: Int?
+    /// Stop after this many seconds (nil: no time bound). At least one of the two is set after `validated()`.
+    public var durationSeconds: Double?
+    public var keyBytes = 8
+    public var valueBytes = 256
+    /// Keys are indexes 0..<keySpace; at most keySpaceMax and 10^keyBytes.
+    public var keySpace = 100_000
+    public var distribution = BenchKeyDistribution.uniform
+    /// Consistency of gets (`get`, `mixed`).
+    public var consistency = ReadConsistency.linearizable
+    /// Fraction of gets in `mixed`, 0...1.
+    public var readRatio = 0.9
+    /// Write every key once before measuring.
+    public var preload = false
+    /// Seeds keys, values and the operation mix; printed so a run can be replayed.
+    public var seed: UInt64 = 1
+
+    public init(workload: BenchWorkload) { self.workload = workload }
+
+    /// These parameters with the default bound filled in, or a usage error in "got X, want Y" form.
+    public func validated() throws(FctlError) -> BenchParameters {
+        var p = self
+        func check(_ ok: Bool, _ message: @autoclosure () -> String) throws(FctlError) {
+            if !ok { throw FctlError(.usage, "bench: \(message())") }
+        }
+        try check((1...Self.clientsMax).contains(clients), "--clients \(clients): want 1...\(Self.clientsMax)")
+        try check(
+            connections >= 1 && connections <= min(clients, Self.connectionsMax),
+            "--conns \(connections): want 1...\(min(clients, Self.connectionsMax)) (at most --clients)")
+        if let total { try check((1...Self.totalMax).contains(total), "--total \(total): want 1...\(Self.totalMax)") }
+        if let durationSeconds {
+            try check(
+                durationSeconds > 0 && durationSeconds <= Self.durationSecondsMax,
+                "--duration \(durationSeconds): want 0 < seconds <= \(Int(Self.durationSecondsMax))")
+        }
+        if p.total == nil && p.durationSeconds == nil { p.total = Self.totalDefault }
+        try check(
+            (1...KVLimits.keyBytesMax).contains(keyBytes), "--key-size \(keyBytes): want 1...\(KVLimits.keyBytesMax)")
+        try check(
+            (0...KVLimits.valueBytesMax).contains(valueBytes),
+            "--val-size \(valueBytes): want 0...\(KVLimits.valueBytesMax)")
+        try check((1...Self.keySpaceMax).contains(keySpace), "--key-space \(keySpace): want 1...\(Self.keySpaceMax)")
+        let capacity = BenchKeys.capacity(width: keyBytes)
+        try check(
+            keySpace <= capacity,
+            "--key-space \(keySpace) does not fit in --key-size \(keyBytes) decimal digits: want at most \(capacity) keys or a larger --key-size")
+        try check(readRatio >= 0 && readRatio <= 1, "--read-ratio \(readRatio): want 0...1")
+        return p
+    }
+
+    /// The parameters as JSON fields.
+    public var json: [String: Any] {
+        var fields: [String: Any] = [
+            "workload": workload.rawValue, "clients": clients, "conns": connections, "keySize": keyBytes,
+            "valSize": valueBytes, "keySpace": keySpace, "distribution": distribution.rawValue,
+            "preload": preload, "seed": seed,
+        ]
+        if distribution == .zipf { fields["zipfExponent"] = Self.zipfExponent }
+        if let total { fields["total"] = total }
+        if let durationSeconds { fields["durationSeconds"] = durationSeconds }
+        if workload == .get || workload == .mixed {
+            fields["consistency"] = consistency == .linearizable ? "linearizable" : "serializable"
+        }
+        if workload == .mixed { fields["readRatio"] = readRatio }
+        return fields
+    }
+
+    /// One line for humans: the parameters that shape the load.
+    public var summary: String {
+        var parts = [
+            "clients \(clients)", "conns \(connections)", "key \(keyBytes) B", "value \(valueBytes) B",
+            "key space \(keySpace) \(distribution == .zipf ? "zipf s=\(Self.zipfExponent)" : "uniform")",
+        ]
+        if workload == .get || workload == .mixed { parts.append(consistency == .linearizable ? "linearizable" : "serializable") }
+        if workload == .mixed { parts.append("read ratio \(readRatio)") }
+        if preload { parts.append("preloaded") }
+        parts.append("seed \(seed)")
+        return parts.joined(separator: ", ")
+    }
+}

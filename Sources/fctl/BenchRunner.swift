@@ -1,0 +1,147 @@
+import FaunaClient
+import FaunaKV
+import FaunaRPC
+import FctlCore
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Runs one `fctl bench` workload: optional preload, then the measured phase (docs/CLI.md).
+struct BenchRunner {
+    let global: GlobalOptions
+    let parameters: BenchParameters
+
+    func run() async throws(FctlError) {
+        let p = parameters
+        let endpoints = try global.resolveEndpoints()
+        // Every worker of a client instance may be in flight on one connection and hold one
+        // write session: size both so the client neither backs off nor churns sessions (a
+        // session dropped for want of room would leave a new session on the server per write).
+        let workersPerClient = (p.clients + p.connections - 1) / p.connections
+        let deadline = Duration.milliseconds(Int64(global.timeout * 1000))
+        let configuration = FaunaClientConfiguration(
+            deadline: deadline, requestTimeout: min(deadline, .seconds(3)),
+            requestsInFlightMax: max(256, workersPerClient), idleSessionsMax: max(64, workersPerClient))
+        let clients = (0..<p.connections).map { _ in FaunaClient(endpoints: endpoints, configuration: configuration) }
+        var random = BenchRandom(seed: p.seed)
+        let value = (0..<p.valueBytes).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let zipf = p.distribution == .zipf ? BenchZipf(count: p.keySpace, exponent: BenchParameters.zipfExponent) : nil
+        let plan = BenchPlan(parameters: p, value: value, zipf: zipf)
+
+        var preloadReport: BenchReport?
+        if p.preload {
+            let report = await measure(plan, clients, isPreload: true)
+            if !global.json { print(report.text(label: "preload")) }
+            preloadReport = report
+        }
+        let report = await measure(plan, clients, isPreload: false)
+        for client in clients { await client.close() }
+        if global.json {
+            var object = report.json
+            if let preloadReport { object["preload"] = preloadReport.json }
+            global.printJSON(object)
+        } else {
+            print(report.text(label: "bench \(p.workload.rawValue)"))
+        }
+        let failed = report.errors + (preloadReport?.errors ?? 0)
+        if failed > 0 {
+            throw FctlError(.notFound, "bench: \(failed) requests failed after the client's retries (errors by kind above); check the nodes' logs and `fctl status`")
+        }
+    }
+
+    /// One phase: every key once in order (preload), or the workload until a bound is reached.
+    func measure(_ plan: BenchPlan, _ clients: [FaunaClient], isPreload: Bool) async -> BenchReport {
+        let p = plan.parameters
+        let tickets: BenchTickets
+        if isPreload {
+            tickets = BenchTickets(limit: p.keySpace, deadline: nil)
+        } else {
+            tickets = BenchTickets(
+                limit: p.total, deadline: p.durationSeconds.map { .now + .milliseconds(Int64($0 * 1000)) })
+        }
+        let label = isPreload ? "preload" : "bench \(p.workload.rawValue)"
+        let progress = Task { await Self.reportProgress(tickets, label: label) }
+        let start = ContinuousClock.now
+        let merged = await withTaskGroup(of: BenchWorkerResult.self) { group in
+            for id in 0..<p.clients {
+                let worker = BenchWorker(
+                    id: id, plan: plan, client: clients[id % clients.count], tickets: tickets, isPreload: isPreload)
+                group.addTask { await worker.run() }
+            }
+            var all = BenchWorkerResult()
+            for await result in group { all.merge(result) }
+            return all
+        }
+        let elapsed = ContinuousClock.now - start
+        progress.cancel()
+        await progress.value
+        var reported = p
+        if isPreload { reported.workload = .put }
+        return BenchReport(
+            parameters: reported, elapsedSeconds: elapsed.seconds, successes: merged.successes,
+            errorsByKind: merged.errorsByKind, notes: merged.notes, latencies: merged.latencies)
+    }
+
+    /// Prints done, ops/s over the last second and errors on stderr once a second until cancelled.
+    static func reportProgress(_ tickets: BenchTickets, label: String) async {
+        var last = tickets.counts
+        var lastTime = ContinuousClock.now
+        let goal = tickets.limit.map { "/\($0)" } ?? ""
+        while true {
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+            let now = ContinuousClock.now
+            let counts = tickets.counts
+            let rate = Double(counts.done - last.done) / max((now - lastTime).seconds, 1e-9)
+            printError("\(label): \(counts.done)\(goal) ops, \(Int(rate.rounded())) ops/s, \(counts.errors) errors")
+            (last, lastTime) = (counts, now)
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds.
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
+
+/// Shared by a phase's workers: request tickets (the count bound), the time bound and the
+/// progress counters. One short lock per claim and per answer; latencies stay per worker.
+final class BenchTickets: Sendable {
+    struct Counts: Sendable {
+        var issued = 0
+        var done = 0
+        var errors = 0
+    }
+
+    /// Tickets issued at most (nil: no count bound).
+    let limit: Int?
+    /// No ticket is issued at or after this instant (nil: no time bound).
+    let deadline: ContinuousClock.Instant?
+    private let box = NIOLockedValueBox(Counts())
+
+    init(limit: Int?, deadline: ContinuousClock.Instant?) {
+        precondition(limit != nil || deadline != nil, "bench phase: got neither a count nor a time bound")
+        self.limit = limit
+        self.deadline = deadline
+    }
+
+    /// The next ticket number (0, 1, ...), or nil once a bound is reached.
+    func claim() -> Int? {
+        if let deadline, ContinuousClock.now >= deadline { return nil }
+        return box.withLockedValue { counts in
+            if let limit, counts.issued >= limit { return nil }
+            defer { counts.issued += 1 }
+            return counts.issued
+        }
+    }
+
+    /// Counts one answered or failed request.
+    func finish(failed: Bool) {
+        box.withLockedValue { counts in
+            counts.done += 1
+            if failed { counts.errors += 1 }
+        }
+    }
+
+    var counts: Counts { box.withLockedValue { $0 } }
+}

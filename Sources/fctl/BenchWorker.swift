@@ -1,0 +1,125 @@
+import FaunaClient
+import FaunaKV
+import FaunaRPC
+import FctlCore
+
+/// What every worker of a run shares, read-only: the parameters, the value, the key sampler.
+struct BenchPlan: Sendable {
+    let parameters: BenchParameters
+    /// The value of every put (random bytes drawn once per run, as etcd's benchmark does).
+    let value: [UInt8]
+    /// The zipf sampler, when keys are zipf-distributed.
+    let zipf: BenchZipf?
+
+    /// A key index for the next request.
+    func keyIndex(_ random: inout BenchRandom) -> Int {
+        if let zipf { return zipf.sample(using: &random) }
+        return Int.random(in: 0..<parameters.keySpace, using: &random)
+    }
+
+    /// The next request of the workload.
+    func nextRequest(_ random: inout BenchRandom) -> BenchRequest {
+        let kind: BenchRequest.Kind
+        switch parameters.workload {
+        case .put: kind = .put
+        case .get: kind = .get
+        case .txn: kind = .txn
+        case .mixed: kind = random.nextUnit() < parameters.readRatio ? .get : .put
+        }
+        return BenchRequest(kind: kind, keyIndex: keyIndex(&random))
+    }
+}
+
+/// One request to send.
+struct BenchRequest: Sendable {
+    enum Kind: Sendable { case put, get, txn }
+    var kind: Kind
+    var keyIndex: Int
+}
+
+/// What a worker collected; merged across workers at the end of a phase.
+struct BenchWorkerResult: Sendable {
+    var latencies = BenchLatencies()
+    var successes = 0
+    var errorsByKind: [String: Int] = [:]
+    var notes: [String: Int] = [:]
+
+    mutating func merge(_ other: BenchWorkerResult) {
+        latencies.merge(other.latencies)
+        successes += other.successes
+        errorsByKind.merge(other.errorsByKind, uniquingKeysWith: +)
+        notes.merge(other.notes, uniquingKeysWith: +)
+    }
+}
+
+/// One closed-loop client: claims a ticket, sends one request, waits for its answer, repeats.
+struct BenchWorker: Sendable {
+    let id: Int
+    let plan: BenchPlan
+    let client: FaunaClient
+    let tickets: BenchTickets
+    /// Preload: ticket n puts key n (every key once, in order).
+    let isPreload: Bool
+
+    func run() async -> BenchWorkerResult {
+        var random = BenchRandom(seed: plan.parameters.seed ^ (UInt64(id + 1) &* 0xD1B5_4A32_D192_ED03))
+        var result = BenchWorkerResult()
+        while let ticket = tickets.claim() {
+            let request = isPreload ? BenchRequest(kind: .put, keyIndex: ticket) : plan.nextRequest(&random)
+            let key = BenchKeys.key(request.keyIndex, width: plan.parameters.keyBytes)
+            let start = ContinuousClock.now
+            let answer = await send(request.kind, key)
+            let elapsed = ContinuousClock.now - start
+            switch answer {
+            case .answered(let note):
+                result.latencies.record(elapsed)
+                result.successes += 1
+                if let note { result.notes[note, default: 0] += 1 }
+                tickets.finish(failed: false)
+            case .failed(let kind):
+                result.errorsByKind[kind, default: 0] += 1
+                tickets.finish(failed: true)
+            }
+        }
+        return result
+    }
+
+    enum Answer {
+        /// Answered; `note` names an answer worth counting that is not an error.
+        case answered(note: String?)
+        /// Failed after the client's retries, or rejected: the error kind.
+        case failed(kind: String)
+    }
+
+    func send(_ kind: BenchRequest.Kind, _ key: [UInt8]) async -> Answer {
+        do throws(FaunaClientError) {
+            switch kind {
+            case .put:
+                return Self.answer(try await client.put(key, plan.value))
+            case .get:
+                let record = try await client.get(key, consistency: plan.parameters.consistency)
+                return .answered(note: record == nil ? "getMiss" : nil)
+            case .txn:
+                let txn = KVTxn(
+                    compares: [KVCompare(key: key, .value(plan.value), .equal)],
+                    success: [.put(KVPut(key: key, value: plan.value))])
+                return Self.answer(try await client.txn(txn))
+            }
+        } catch {
+            return .failed(kind: error.code.description)
+        }
+    }
+
+    /// A write's answer: success (with a note for a failed compare or a replay) or a rejection.
+    static func answer(_ result: KVApplyResult) -> Answer {
+        switch result.outcome {
+        case .success(let succeeded, _):
+            return .answered(note: !succeeded ? "txnElse" : result.isReplay ? "replay" : nil)
+        case .alreadyExists: return .failed(kind: "outcome.alreadyExists")
+        case .compacted: return .failed(kind: "outcome.compacted")
+        case .futureRevision: return .failed(kind: "outcome.futureRevision")
+        case .invalid: return .failed(kind: "outcome.invalid")
+        case .sessionExpired: return .failed(kind: "outcome.sessionExpired")
+        }
+    }
+}
