@@ -225,6 +225,7 @@ final class NodeCore: @unchecked Sendable {
             reservedSnapshot = nil
             inbox.installFinished()
         }
+        handOut(ready)
         guard !ready.entries.isEmpty || ready.hardState != nil || ready.confState != nil else {
             finishReady(ready)
             return
@@ -239,8 +240,12 @@ final class NodeCore: @unchecked Sendable {
         }
     }
 
-    private func finishReady(_ ready: Ready) {
-        sendMessages(ready.messages)
+    /// Committed entries go to the apply stage as soon as the Ready is taken, not after its own
+    /// writes are durable: the core hands out only entries already durable here (at most its
+    /// stable index) and committed on a quorum, so nothing in this Ready's writes concerns them.
+    /// This keeps the fsync of the Ready (often just the new commit index) off the write path.
+    /// Read states likewise depend on a heartbeat quorum only.
+    private func handOut(_ ready: Ready) {
         if !ready.committedEntries.isEmpty || ready.confState != nil {
             applier.queue.post(.apply(ready.committedEntries, ready.confState))
             applyJobsInFlight += 1
@@ -253,8 +258,13 @@ final class NodeCore: @unchecked Sendable {
                 readsAwaitingApply.append((state.index, read))
             }
         }
-        raft.advance(ready)
         releaseReads()
+    }
+
+    /// After the Ready's writes are durable: its messages (votes, acknowledgements) may go.
+    private func finishReady(_ ready: Ready) {
+        sendMessages(ready.messages)
+        raft.advance(ready)
         if ready.confState != nil { transport.reconcile(with: raft.conf, me: id) }
     }
 

@@ -27,7 +27,9 @@ public struct SoftState: Sendable, Hashable {
 /// 2. Send `messages`, only after step 1 is durable (a vote is never granted, nor an append
 ///    acknowledged, before it is on disk — Raft figure 2).
 /// 3. Apply `committedEntries` in order; then, with the applied index, persist `confState`
-///    (if any): it is the membership as of the last of these entries.
+///    (if any): it is the membership as of the last of these entries. `committedEntries` are
+///    always durable locally already (they never go past what an earlier Ready persisted), so
+///    applying may start before step 1 completes.
 /// 4. Answer the `readStates` whose index the state machine has applied.
 /// 5. Call `advance(_:)` with this Ready. Do not call `ready()` again before that.
 public struct Ready: Sendable {
