@@ -59,6 +59,8 @@ final class NodeCore: @unchecked Sendable {
     var readsAwaitingApply: [(index: LogIndex, read: PendingRead)] = []
     var nextReadID: UInt64 = 1
     var transfers: [(target: NodeID, deadline: Date, context: RPCRequestContext)] = []
+    /// The term in the logger's metadata.
+    var loggedTerm = Term.zero
     var lastRole = RaftRole.follower
     var lastLeader: NodeID?
     var failure: StoreError?
@@ -98,6 +100,9 @@ final class NodeCore: @unchecked Sendable {
         self.transport = transport
         self.snapshots = snapshots
         self.inbox = inbox
+        var logger = logger
+        logger[metadataKey: "term"] = "\(raft.term)"
+        logger[metadataKey: "role"] = "\(raft.role)"
         self.logger = logger
         self.store = store
         self.raft = raft
@@ -207,6 +212,10 @@ final class NodeCore: @unchecked Sendable {
         // A reserved snapshot is installed as soon as possible, whatever the apply queue holds.
         guard applyJobsInFlight < settings.applyQueueMax || reservedSnapshot != nil else { return }
         let ready = raft.ready()
+        if let hard = ready.hardState, hard.term != loggedTerm {
+            loggedTerm = hard.term
+            logger[metadataKey: "term"] = "\(hard.term)"
+        }
         if let soft = ready.softState { softStateChanged(soft) }
         sendMessages(ready.earlyMessages)
         if let snapshot = ready.snapshot, let receiver = reservedSnapshot?.value,

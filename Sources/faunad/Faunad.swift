@@ -18,7 +18,7 @@ struct Faunad: AsyncParsableCommand {
 
             Exit status: 0 after a graceful stop; 1 if it cannot start (bad configuration, data
             directory in use, port taken) or stopped on a disk error (fail-stop; the log says
-            which file or column family).
+            which file or column family); 64 for a malformed command line.
             """)
 
     @Option(help: "The cluster description (TOML).")
@@ -41,7 +41,7 @@ struct Faunad: AsyncParsableCommand {
 
     mutating func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level \(logLevel): want trace, debug, info, notice, warning, error or critical")
+            Self.fail("faunad: --log-level \(logLevel): want trace, debug, info, notice, warning, error or critical")
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
