@@ -168,7 +168,7 @@ extension NodeCore {
         } catch {
             switch error.code {
             case .notLeader: context.respond(notLeaderError("membership changes go to the leader"))
-            case .confChangeInProgress, .transferInProgress:
+            case .confChangeInProgress, .transferInProgress, .learnerNotCaughtUp:
                 context.respond(.error(RPCErrorResponse(.unavailable, "\(error.message); retry shortly")))
             default:
                 context.respond(.error(RPCErrorResponse(.invalidRequest, error.message)))

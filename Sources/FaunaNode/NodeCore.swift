@@ -59,6 +59,8 @@ final class NodeCore: @unchecked Sendable {
     var readsAwaitingApply: [(index: LogIndex, read: PendingRead)] = []
     var nextReadID: UInt64 = 1
     var transfers: [(target: NodeID, deadline: Date, context: RPCRequestContext)] = []
+    /// Whether this node has been in the configuration (a removal then stops it).
+    lazy var wasMember = raft.conf.isMember(id)
     /// The term in the logger's metadata.
     var loggedTerm = Term.zero
     var lastRole = RaftRole.follower
@@ -274,7 +276,17 @@ final class NodeCore: @unchecked Sendable {
     private func finishReady(_ ready: Ready) {
         sendMessages(ready.messages)
         raft.advance(ready)
-        if ready.confState != nil { transport.reconcile(with: raft.conf, me: id) }
+        if ready.confState != nil {
+            transport.reconcile(with: raft.conf, me: id)
+            if raft.conf.isMember(id) {
+                wasMember = true
+            } else if wasMember {
+                // Like etcd: a removed member stops rather than linger as a zombie that clients
+                // might still ask. (Its data directory is left for inspection.)
+                logger.notice("this node was removed from the cluster: stopping")
+                isStopping = true
+            }
+        }
     }
 
     /// Sends Raft messages; snapshot messages start a checkpoint stream instead (the message

@@ -153,31 +153,26 @@ extension ClusterTests {
         let learner = Member(
             nodeID: n4.id, peerAddress: Endpoint(host: "127.0.0.1", port: UInt16(n4.peer)),
             clientAddress: Endpoint(host: "127.0.0.1", port: UInt16(n4.client)), isLearner: true)
-        guard case .membersResponse(let afterAdd)? = await cluster.call(leader, .memberChange(.addLearner(learner)), timeout: .seconds(10)) else {
-            Issue.record("add-learner not answered with the member list")
-            return
-        }
+        guard let afterAdd = await cluster.changeMembership(.addLearner(learner), via: leader) else { return }
         #expect(afterAdd.first { $0.nodeID == n4.id }?.isLearner == true)
         let all = Self.names + ["n4"]
         _ = try await cluster.waitConverged(all)
         // Promote (retried while the learner is still catching up).
-        var promoted: [Member]?
-        for _ in 0..<50 {
-            if case .membersResponse(let list)? = await cluster.call(leader, .memberChange(.promote(n4.id)), timeout: .seconds(10)) {
-                promoted = list
-                break
-            }
-            try await Task.sleep(for: .milliseconds(200))
-        }
+        let promoted = await cluster.changeMembership(.promote(n4.id), via: leader)
         #expect(promoted?.first { $0.nodeID == n4.id }?.isLearner == false)
         // Remove a follower that is not n4.
         let removed = Self.names.first { $0 != leader }!
-        guard case .membersResponse(let afterRemove)? = await cluster.call(leader, .memberChange(.remove(cluster.nodes[removed]!.id)), timeout: .seconds(10)) else {
-            Issue.record("remove not answered")
-            return
-        }
+        guard let afterRemove = await cluster.changeMembership(.remove(cluster.nodes[removed]!.id), via: leader) else { return }
         #expect(!afterRemove.contains { $0.nodeID == cluster.nodes[removed]!.id })
         #expect(afterRemove.count == 3)
+        // The removed node stops by itself once it applies its removal.
+        var stopped = false
+        for _ in 0..<200 where !stopped {
+            stopped = !cluster.isRunning(removed)
+            if !stopped { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(stopped, "a removed member stops")
+        #expect(cluster.log(of: removed).contains("removed from the cluster"))
         await cluster.kill(removed)
         let remaining = all.filter { $0 != removed }
         for i in 0..<10 {

@@ -209,6 +209,22 @@ final class ProcessCluster: @unchecked Sendable {
 
     /// Reads `key` on `name`, retrying (bounded) while the node cannot serve it yet — e.g. just
     /// restarted, no leader known (`unavailable`), as a client would.
+    /// A membership change through `leader`, retried (bounded) while the leader answers
+    /// `unavailable` ("a change is in progress; retry shortly"), as FaunaClient does.
+    func changeMembership(_ change: MemberChange, via leader: String) async -> [Member]? {
+        var last: RPCMessage?
+        for _ in 0..<50 {
+            last = await call(leader, .memberChange(change), timeout: .seconds(10))
+            switch last {
+            case .membersResponse(let list)?: return list
+            case .error(let e)? where e.code == .unavailable: try? await Task.sleep(for: .milliseconds(200))
+            default: Issue.record("\(change): got \(String(describing: last))"); return nil
+            }
+        }
+        Issue.record("\(change): still refused after 10 s: \(String(describing: last))")
+        return nil
+    }
+
     func read(_ name: String, key: [UInt8], consistency: ReadConsistency = .linearizable) async -> KVRangeResult? {
         let request = ReadRequest(KVRangeRequest(range: .single(key)), consistency: consistency)
         let deadline = Date().addingTimeInterval(15)
