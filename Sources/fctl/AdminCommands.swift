@@ -88,10 +88,7 @@ struct MemberCommand: AsyncParsableCommand {
             guard let peerAddress = Endpoint(parsing: peer) else { throw FctlError(.usage, "--peer \(peer): want host:port") }
             guard let clientAddress = Endpoint(parsing: client) else { throw FctlError(.usage, "--client \(client): want host:port") }
             let member = Member(nodeID: nodeID, peerAddress: peerAddress, clientAddress: clientAddress, isLearner: true)
-            let members = try await withClient(global, doing: "member add-learner") { c throws(FaunaClientError) in
-                try await c.changeMembership(.addLearner(member))
-            }
-            printMembers(members, global)
+            try await runMemberChange(.addLearner(member), doing: "member add-learner", global)
         }
     }
 
@@ -101,11 +98,7 @@ struct MemberCommand: AsyncParsableCommand {
         @Argument var id: String
 
         func run() async throws {
-            let nodeID = try parseNodeID(id)
-            let members = try await withClient(global, doing: "member promote") { c throws(FaunaClientError) in
-                try await c.changeMembership(.promote(nodeID))
-            }
-            printMembers(members, global)
+            try await runMemberChange(.promote(try parseNodeID(id)), doing: "member promote", global)
         }
     }
 
@@ -115,13 +108,17 @@ struct MemberCommand: AsyncParsableCommand {
         @Argument var id: String
 
         func run() async throws {
-            let nodeID = try parseNodeID(id)
-            let members = try await withClient(global, doing: "member remove") { c throws(FaunaClientError) in
-                try await c.changeMembership(.remove(nodeID))
-            }
-            printMembers(members, global)
+            try await runMemberChange(.remove(try parseNodeID(id)), doing: "member remove", global)
         }
     }
+}
+
+/// Proposes `change` through the leader and prints the resulting member list.
+func runMemberChange(_ change: MemberChange, doing action: String, _ global: GlobalOptions) async throws {
+    let members = try await withClient(global, doing: action) { c throws(FaunaClientError) in
+        try await c.changeMembership(change)
+    }
+    printMembers(members, global)
 }
 
 struct Leader: AsyncParsableCommand {
