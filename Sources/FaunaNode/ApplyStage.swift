@@ -106,9 +106,12 @@ final class ApplyStage: @unchecked Sendable {
                 let applied = try store.apply(entries, confState: confState)
                 var out = ApplyReport(entries: [], appliedIndex: store.appliedIndex, treeSize: store.treeHead.treeSize)
                 out.entries.reserveCapacity(applied.count)
-                var terms: [LogIndex: Term] = [:]
-                for e in entries { terms[e.index] = e.term }
-                for a in applied { out.entries.append(.init(index: a.index, term: terms[a.index] ?? .zero, result: a.result)) }
+                // `apply` skips entries already applied and answers the rest in order: they are
+                // the last `applied.count` of `entries`.
+                for (a, e) in zip(applied, entries.suffix(applied.count)) {
+                    precondition(a.index == e.index, "apply answered index \(a.index) for entry \(e.index)")
+                    out.entries.append(.init(index: a.index, term: e.term, result: a.result))
+                }
                 recordMemberAddresses(in: entries)
                 report(.success(out))
                 try compactLogIfLong(store, after: entries)

@@ -19,9 +19,6 @@ final class EventQueue<Element: Sendable>: @unchecked Sendable {
         self.capacity = capacity
     }
 
-    /// Number of elements waiting.
-    var count: Int { condition.withLock { items.count - head } }
-
     /// Adds `element` unless the queue holds `limit` (at most `capacity`) elements or is
     /// closed. A lower limit for one kind of element keeps room for the others (client
     /// requests must not crowd out Raft messages).

@@ -207,11 +207,6 @@ final class SnapshotInbox: Sendable {
         }
     }
 
-    /// Whether a complete snapshot ending at `index` is waiting to be installed.
-    func hasComplete(at index: LogIndex) -> Bool {
-        state.withLockedValue { $0.isComplete && $0.receiver?.value.manifest.metadata.index == index }
-    }
-
     /// Takes the complete receiver for `index` (the owner thread then finishes and installs it).
     func take(at index: LogIndex) -> SnapshotReceiver? {
         io.sync {
