@@ -25,6 +25,10 @@ public enum KVCommand: Hashable, Sendable {
     case txn(KVTxn)
     /// Discards history below a revision: reads before it then fail with `compacted`.
     case compact(Revision)
+    /// Records the cluster's ID (`KVLimits.clusterIDBytes` random bytes) if none is recorded
+    /// yet, else does nothing: the first one committed wins on every replica. A new leader
+    /// proposes it while the state has none (docs/AUDIT.md "Cluster ID").
+    case initCluster([UInt8])
 
     /// Deletes one key.
     public static func delete(_ key: [UInt8], returnsPrevious: Bool = false) -> KVCommand {

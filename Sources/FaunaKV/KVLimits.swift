@@ -4,6 +4,8 @@
 public enum KVLimits {
     /// The longest key. etcd has no fixed limit but rejects requests over 1.5 MiB in total.
     public static let keyBytesMax = 4 * 1024
+    /// Bytes of a cluster ID (`KVCommand.initCluster`; docs/AUDIT.md).
+    public static let clusterIDBytes = 16
     /// The longest range end: a key plus one byte, so that `KeyRange.single` of any valid key
     /// is valid too.
     public static let rangeEndBytesMax = keyBytesMax + 1

@@ -51,7 +51,7 @@ extension KVProposal {
 
 extension KVCommand {
     enum Tag: UInt8 {
-        case put = 1, deleteRange = 2, txn = 3, compact = 4
+        case put = 1, deleteRange = 2, txn = 3, compact = 4, initCluster = 5
     }
 
     func encode(into w: inout ByteWriter) {
@@ -68,6 +68,9 @@ extension KVCommand {
         case .compact(let revision):
             w.u8(Tag.compact.rawValue)
             w.u64(revision.rawValue)
+        case .initCluster(let id):
+            w.u8(Tag.initCluster.rawValue)
+            w.bytes.append(contentsOf: id)
         }
     }
 
@@ -78,7 +81,11 @@ extension KVCommand {
         case .deleteRange: self = .deleteRange(try KVDeleteRange(from: &r))
         case .txn: self = .txn(try KVTxn(from: &r))
         case .compact: self = .compact(Revision(try r.u64("compact revision")))
-        case nil: throw KVDecodingError(.unknownTag, "command tag: got \(raw), want 1...4")
+        case .initCluster:
+            var id: [UInt8] = []
+            for _ in 0..<KVLimits.clusterIDBytes { id.append(try r.u8("cluster ID")) }
+            self = .initCluster(id)
+        case nil: throw KVDecodingError(.unknownTag, "command tag: got \(raw), want 1...5")
         }
     }
 }

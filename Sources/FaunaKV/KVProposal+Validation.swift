@@ -32,6 +32,10 @@ extension KVCommand {
             guard revision >= Revision(1) else {
                 throw KVCommandError(.invalidField, "compact revision: got \(revision), want >= 1")
             }
+        case .initCluster(let id):
+            guard id.count == KVLimits.clusterIDBytes else {
+                throw KVCommandError(.invalidField, "cluster ID: got \(id.count) bytes, want \(KVLimits.clusterIDBytes)")
+            }
         }
     }
 }

@@ -21,6 +21,9 @@ extension KVStateMachine {
             case .compact(let target):
                 try compact(to: target, current: current, &view)
                 return .success(succeeded: true, results: [])
+            case .initCluster(let id):
+                if try view.metaValue(forKey: KVMetaKey.clusterID) == nil { view.setMeta(id, forKey: KVMetaKey.clusterID) }
+                return .success(succeeded: true, results: [])
             }
         } catch let abort as AbortOutcome {
             return abort.outcome

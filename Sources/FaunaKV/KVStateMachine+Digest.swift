@@ -37,3 +37,57 @@ extension KVStateMachine {
         try trailer.bytes.withUnsafeBytes(sink)
     }
 }
+
+extension KVStateMachine {
+    /// The digest stream format version of `digestStream(at:on:_:)`.
+    public static let digestAtRevisionFormatVersion: UInt8 = 2
+
+    /// Feeds the canonical bytes of the key-value state as of `revision` to `sink`: a function
+    /// of the entries up to `revision` only, so replicas that applied different amounts beyond
+    /// it still agree (what `fctl audit` compares at a common revision).
+    ///
+    /// Stream (docs/KV-COMMANDS.md "Digest stream"): `"FKVD" | u8 2 | u64 revision`, then per
+    /// key live at `revision`, ascending, `u8 0x01 | u32 keyLength | key | record`, then
+    /// `u8 0x00 | u64 key count`. Keys come from history; a key's record is taken from the
+    /// current state when it has not changed since `revision` (same mod revision), else from
+    /// history — so a change to either, made behind the state machine's back, changes the
+    /// digest. The compacted revision is not part of it (a later compaction would change it).
+    /// - Throws: `KVReadError` for a compacted or future revision; backend errors unchanged.
+    public func digestStream(at revision: Revision, on backend: some KVBackend, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let view = KVReadView(backend: backend, base: KVWriteBatch())
+        let current = try view.currentRevision()
+        let checked = try checkedReadRevision(revision == .zero ? current : revision, current: current, view)
+        let at: Revision
+        switch checked {
+        case .success(let r): at = r
+        case .failure(let abort):
+            switch abort.outcome {
+            case .compacted(let requested, let compacted): throw KVReadError.compacted(requested: requested, compacted: compacted)
+            case .futureRevision(let requested, let current): throw KVReadError.futureRevision(requested: requested, current: current)
+            default: preconditionFailure("read revision check gave \(abort.outcome)")
+            }
+        }
+        var header = ByteWriter()
+        header.bytes.append(contentsOf: KVStateMachine.digestMagic)
+        header.u8(KVStateMachine.digestAtRevisionFormatVersion)
+        header.u64(at.rawValue)
+        try header.bytes.withUnsafeBytes(sink)
+        var count: UInt64 = 0
+        try KVStateMachine.scanRecords(in: .all, at: at, reverse: false, view) { key, fromHistory in
+            var record = fromHistory
+            if let live = try view.record(forKey: key), live.modRevision == fromHistory.modRevision { record = live }
+            var w = ByteWriter()
+            w.bytes.reserveCapacity(34 + key.count + record.value.count)
+            w.u8(0x01)
+            w.lengthPrefixed(key)
+            record.encode(into: &w)
+            try w.bytes.withUnsafeBytes(sink)
+            count += 1
+            return true
+        }
+        var trailer = ByteWriter()
+        trailer.u8(0x00)
+        trailer.u64(count)
+        try trailer.bytes.withUnsafeBytes(sink)
+    }
+}

@@ -104,6 +104,11 @@ public struct KVStateMachine: Sendable {
         try KVReadView(backend: backend, base: KVWriteBatch()).currentRevision()
     }
 
+    /// The cluster ID the first committed `initCluster` recorded, or nil before it.
+    public func clusterID(on backend: some KVBackend) throws -> [UInt8]? {
+        try KVReadView(backend: backend, base: KVWriteBatch()).metaValue(forKey: KVMetaKey.clusterID)
+    }
+
     /// The revision history was last compacted to (0 if never): reads below it fail.
     public func compactedRevision(on backend: some KVBackend) throws -> Revision {
         try KVReadView(backend: backend, base: KVWriteBatch()).compactedRevision()
@@ -132,6 +137,7 @@ public enum KVApplyError: Error, Hashable, Sendable, CustomStringConvertible {
 enum KVMetaKey {
     static let revision = Array("kv/revision".utf8)
     static let compacted = Array("kv/compacted".utf8)
+    static let clusterID = Array("kv/cluster-id".utf8)
     static let sessionCount = Array("kv/session-count".utf8)
     static let sessionPrefix = Array("kv/session/".utf8)
     static let sessionLRUPrefix = Array("kv/session-lru/".utf8)
