@@ -107,11 +107,11 @@ let package = Package(
         // libFuzzer target for the frame and message decoders; built by tools/fuzz with
         // -sanitize=fuzzer and -DFUZZING. A plain build writes seeds and replays inputs.
         .target(name: "CFuzzerDriver"),
-        .executableTarget(name: "rpc-fuzz", dependencies: ["FaunaRPC", "FaunaKV", "FaunaRaft", "CFuzzerDriver"]),
+        .executableTarget(name: "rpc-fuzz", dependencies: ["FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaVerify", "CFuzzerDriver"]),
         .testTarget(
             name: "FaunaRPCTests",
             dependencies: [
-                "FaunaRPC", "FaunaRaft", "FaunaKV",
+                "FaunaRPC", "FaunaRaft", "FaunaKV", "FaunaVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -169,7 +169,8 @@ let package = Package(
         .target(
             name: "FaunaNode",
             dependencies: [
-                "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaConfig", "FaunaVerify",
+                "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaConfig", "FaunaVerify", "FaunaAudit",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

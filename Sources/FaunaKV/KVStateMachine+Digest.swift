@@ -52,21 +52,16 @@ extension KVStateMachine {
     /// current state when it has not changed since `revision` (same mod revision), else from
     /// history — so a change to either, made behind the state machine's back, changes the
     /// digest. The compacted revision is not part of it (a later compaction would change it).
-    /// - Throws: `KVReadError` for a compacted or future revision; backend errors unchanged.
+    ///
+    /// `revision` is a log index: entries without writes (a leader's no-op) do not advance the
+    /// current revision, so a revision above it reads the current state. The caller bounds
+    /// `revision` by its applied index.
+    /// - Throws: `KVReadError.compacted` below the compacted revision; backend errors unchanged.
     public func digestStream(at revision: Revision, on backend: some KVBackend, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let view = KVReadView(backend: backend, base: KVWriteBatch())
-        let current = try view.currentRevision()
-        let checked = try checkedReadRevision(revision == .zero ? current : revision, current: current, view)
-        let at: Revision
-        switch checked {
-        case .success(let r): at = r
-        case .failure(let abort):
-            switch abort.outcome {
-            case .compacted(let requested, let compacted): throw KVReadError.compacted(requested: requested, compacted: compacted)
-            case .futureRevision(let requested, let current): throw KVReadError.futureRevision(requested: requested, current: current)
-            default: preconditionFailure("read revision check gave \(abort.outcome)")
-            }
-        }
+        let compacted = try view.compactedRevision()
+        guard revision >= compacted else { throw KVReadError.compacted(requested: revision, compacted: compacted) }
+        let at = revision
         var header = ByteWriter()
         header.bytes.append(contentsOf: KVStateMachine.digestMagic)
         header.u8(KVStateMachine.digestAtRevisionFormatVersion)

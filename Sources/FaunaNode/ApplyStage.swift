@@ -15,6 +15,8 @@ enum ApplyJob: Sendable {
     case read(ReadRequest, RPCRequestContext)
     /// The state digest of the applied state.
     case hashKV(RPCRequestContext)
+    /// An audit request (signed head, proofs, journal entry, digest at a revision).
+    case audit(RPCMessage, RPCRequestContext)
     /// Takes a checkpoint of the applied state (fast: hard links) and hands it over; the
     /// receiver hashes its files on a thread of its own, never this one.
     case makeCheckpoint(@Sendable (Result<Checkpoint, StoreError>) -> Void)
@@ -32,6 +34,8 @@ struct ApplyReport: Sendable {
     var entries: [Applied]
     var appliedIndex: LogIndex
     var treeSize: UInt64
+    /// Whether the state holds a cluster ID (the leader proposes one while it does not).
+    var hasClusterID = true
 }
 
 /// The apply stage of ADR 0007: one thread that applies committed entries to the store (state
@@ -53,11 +57,15 @@ final class ApplyStage: @unchecked Sendable {
     private var failed = false
     private let exited = DispatchSemaphore(value: 0)
     private var lastConfChangeIndex: LogIndex
+    private var audit: AuditService
+    /// Once true, stays true (the first committed cluster ID is never replaced).
+    private var hasClusterID = false
 
     init(
         store: Store, nodeID: NodeID, capacity: Int, compactEntries: Int, members: MemberDirectory,
-        logger: Logger, report: @escaping @Sendable (Result<ApplyReport, StoreError>) -> Void
+        audit: AuditService, logger: Logger, report: @escaping @Sendable (Result<ApplyReport, StoreError>) -> Void
     ) {
+        self.audit = audit
         self.queue = EventQueue(capacity: capacity)
         self.store = store
         self.nodeID = nodeID
@@ -104,7 +112,9 @@ final class ApplyStage: @unchecked Sendable {
             }
             do {
                 let applied = try store.apply(entries, confState: confState)
-                var out = ApplyReport(entries: [], appliedIndex: store.appliedIndex, treeSize: store.treeHead.treeSize)
+                if !hasClusterID { hasClusterID = try store.clusterID() != nil }
+                var out = ApplyReport(
+                    entries: [], appliedIndex: store.appliedIndex, treeSize: store.treeHead.treeSize, hasClusterID: hasClusterID)
                 out.entries.reserveCapacity(applied.count)
                 // `apply` skips entries already applied and answers the rest in order: they are
                 // the last `applied.count` of `entries`.
@@ -124,7 +134,13 @@ final class ApplyStage: @unchecked Sendable {
                 context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))
                 return
             }
-            context.respond(Self.read(request, on: store))
+            context.respond(audit.lieAboutRead(Self.read(request, on: store)))
+        case .audit(let message, let context):
+            guard let store, !failed else {
+                context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))
+                return
+            }
+            context.respond(audit.answer(message, store: store))
         case .hashKV(let context):
             guard let store, !failed else {
                 context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))

@@ -1,3 +1,4 @@
+import FaunaAudit
 import FaunaConfig
 import FaunaRPC
 import FaunaRaft
@@ -55,6 +56,17 @@ public final class FaunaNode: @unchecked Sendable {
         } else if fresh {
             logger.info("empty node started with --join: waiting to be added by the leader")
         }
+        let signer: TreeHeadSigner
+        do {
+            signer = try NodeKey.loadOrCreate(dataDirectory: settings.dataDirectory)
+        } catch {
+            store.close()
+            throw error
+        }
+        let faults = TestFaults.current
+        if faults.isActive {
+            logger.warning("TEST FAULTS ACTIVE (FAUNA_TEST_FAULT): this node lies on purpose", metadata: ["faults": "\(faults)"])
+        }
         let raft: RaftNode
         do {
             raft = try NodeCore.makeRaftNode(settings: settings, store: store)
@@ -79,7 +91,8 @@ public final class FaunaNode: @unchecked Sendable {
         let applier = ApplyStage(
             // Apply jobs are bounded by the owner (applyQueueMax); reads by this capacity.
             store: store, nodeID: settings.nodeID, capacity: settings.applyQueueMax + settings.pendingReadsMax,
-            compactEntries: settings.cluster.snapshotEntries, members: members, logger: logger
+            compactEntries: settings.cluster.snapshotEntries, members: members,
+            audit: AuditService(nodeID: settings.nodeID, signer: signer, faults: faults), logger: logger
         ) { [events = core.events] report in events.post(.applied(report)) }
         core.applier = applier
 
@@ -126,6 +139,7 @@ public final class FaunaNode: @unchecked Sendable {
         logger.info("node started", metadata: [
             "peer": "\(settings.node.peer)", "client": "\(settings.node.client)", "data": "\(settings.dataDirectory)",
             "applied": "\(store.appliedIndex)", "term": "\(raft.term)",
+            "publicKey": "\(signer.publicKey.rawRepresentation.map { String(format: "%02x", $0) }.joined())",
         ])
         return FaunaNode(settings: settings, core: core, group: group, peerServer: peerServer, clientServer: clientServer, logger: logger)
     }

@@ -2,6 +2,7 @@ import FaunaKV
 import FaunaRPC
 import FaunaRaft
 import FaunaStore
+import FaunaVerify
 import Foundation
 import Logging
 
@@ -17,6 +18,9 @@ extension NodeCore {
         switch message {
         case .write(let request):
             guard raft.isLeader else { return context.respond(notLeaderError("writes go to the leader")) }
+            if case .initCluster = request.proposal.command {
+                return context.respond(.error(RPCErrorResponse(.invalidRequest, "initCluster is proposed by the leader itself, not by clients")))
+            }
             guard pending.count + queuedWrites.count < settings.pendingProposalsMax else {
                 return context.respond(.error(RPCErrorResponse(.overloaded, "\(pending.count) writes in flight; retry later")))
             }
@@ -33,6 +37,10 @@ extension NodeCore {
             transferLeadership(to: target, context)
         case .hashKV:
             applier.queue.post(.hashKV(context))
+        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .stateDigest:
+            if !applier.queue.offer(.audit(message, context)) {
+                context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
+            }
         case .snapshotSave:
             saveSnapshot(context)
         default:
@@ -71,6 +79,23 @@ extension NodeCore {
         }
     }
 
+    /// A leader whose state has no cluster ID proposes one, once per term: 16 random bytes in
+    /// an `initCluster` entry. Whichever such entry commits first sets it on every replica
+    /// (docs/AUDIT.md "Cluster ID"); later ones change nothing.
+    func proposeClusterIDIfNeeded() {
+        guard !hasClusterID, raft.isLeader, clusterIDProposedTerm != raft.term, outstanding == nil else { return }
+        clusterIDProposedTerm = raft.term
+        var id: [UInt8] = []
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<KVLimits.clusterIDBytes { id.append(UInt8.random(in: 0...255, using: &rng)) }
+        do {
+            _ = try raft.propose(batch: [KVProposal(command: .initCluster(id)).encoded()])
+            logger.info("proposed a cluster ID", metadata: ["id": "\(ClusterID(bytes: id).map { "\($0)" } ?? "?")"])
+        } catch {
+            logger.debug("could not propose a cluster ID this term: \(error)")
+        }
+    }
+
     /// Records a proposal awaiting its apply. An older proposal at the same index (its entry
     /// was overwritten by a later leader's log, then this node led again) is answered now.
     func track(_ proposal: PendingProposal, at index: LogIndex) {
@@ -94,7 +119,7 @@ extension NodeCore {
     // MARK: Reads
 
     func read(_ request: ReadRequest, _ context: RPCRequestContext) {
-        if request.consistency == .serializable {
+        if request.consistency == .serializable || faults.staleReads {
             if !applier.queue.offer(.read(request, context)) {
                 context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
             }

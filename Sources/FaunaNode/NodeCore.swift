@@ -67,6 +67,10 @@ final class NodeCore: @unchecked Sendable {
     var lastLeader: NodeID?
     var failure: StoreError?
     var isStopping = false
+    /// Whether the applied state holds a cluster ID; until it does, a leader proposes one.
+    var hasClusterID: Bool
+    var clusterIDProposedTerm: Term?
+    let faults = TestFaults.current
     /// `.apply` jobs posted and not yet reported: the owner takes no Ready while this is at
     /// `applyQueueMax`, so a slow apply slows proposals, not the other way round.
     var applyJobsInFlight = 0
@@ -111,6 +115,7 @@ final class NodeCore: @unchecked Sendable {
         self.handedOutIndex = store.appliedIndex
         self.appliedIndex = store.appliedIndex
         self.treeSize = store.treeHead.treeSize
+        self.hasClusterID = (try? store.clusterID()) != nil
     }
 
     // MARK: Loop
@@ -142,6 +147,7 @@ final class NodeCore: @unchecked Sendable {
                 nextHousekeeping = now + .milliseconds(100)
             }
             proposeQueuedWrites()
+            proposeClusterIDIfNeeded()
             driveReady()
         }
         finishStopping()
@@ -342,6 +348,7 @@ final class NodeCore: @unchecked Sendable {
         if report.appliedIndex > appliedIndex {
             appliedIndex = report.appliedIndex
             treeSize = report.treeSize
+            hasClusterID = hasClusterID || report.hasClusterID
         }
         for entry in report.entries {
             guard let p = pending.removeValue(forKey: entry.index) else { continue }

@@ -105,6 +105,9 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let peerRejected = RPCErrorCode(rawValue: 9)
     /// The node does not implement this request kind (yet).
     public static let unsupported = RPCErrorCode(rawValue: 10)
+    /// The node has not applied as far as the request needs (a tree size, a revision) or
+    /// has no cluster ID yet; retry shortly or ask another node.
+    public static let behind = RPCErrorCode(rawValue: 11)
 
     public var description: String {
         switch self {
@@ -118,6 +121,7 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
         case .internalError: "internalError"
         case .peerRejected: "peerRejected"
         case .unsupported: "unsupported"
+        case .behind: "behind"
         default: "code\(rawValue)"
         }
     }

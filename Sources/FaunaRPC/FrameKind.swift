@@ -41,8 +41,7 @@ public enum FrameKind: UInt8, Hashable, Sendable, CaseIterable {
     case snapshotSaveChunk = 0xA4
     case hashKVResponse = 0xA5
 
-    // Audit, reserved: numbers fixed now, bodies defined by a later protocol version.
-    // Frames of these kinds pass the header check but do not decode yet.
+    // Audit (docs/AUDIT.md): every node answers from its own applied state.
     case signedTreeHead = 0x30
     case inclusionProof = 0x31
     case consistencyProof = 0x32
@@ -59,7 +58,4 @@ public enum FrameKind: UInt8, Hashable, Sendable, CaseIterable {
 
     /// Sent in answer to a request (bit 7 set).
     public var isResponse: Bool { rawValue & 0x80 != 0 }
-
-    /// Reserved for the audit RPCs; no body is defined yet.
-    public var isReserved: Bool { (0x30...0x3F).contains(rawValue & 0x7F) }
 }

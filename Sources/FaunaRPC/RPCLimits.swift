@@ -19,4 +19,8 @@ public enum RPCLimits {
     public static let publicKeyBytesMax = 256
     /// The longest error message or rejection reason.
     public static let messageBytesMax = 4096
+    /// Hashes in one inclusion or consistency proof (a path has at most ~2·64).
+    public static let proofHashesMax = 192
+    /// Bytes of one signature.
+    public static let signatureBytesMax = 256
 }

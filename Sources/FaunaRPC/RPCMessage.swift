@@ -1,5 +1,6 @@
 import FaunaKV
 import FaunaRaft
+import FaunaVerify
 
 /// Every message of the protocol; one case per frame kind (docs/PROTOCOL.md "Kinds").
 /// `Frame(message, requestID:)` encodes one, `RPCMessage(frame)` decodes one.
@@ -49,6 +50,21 @@ public enum RPCMessage: Hashable, Sendable {
     case hashKV
     case hashKVResponse(HashKVResult)
 
+    // Audit (docs/AUDIT.md)
+    /// Sign the tree head at the applied size or a given size.
+    case signedTreeHead(TreeHeadRequest)
+    case signedTreeHeadResponse(SignedTreeHeadResponse)
+    case inclusionProof(InclusionProofRequest)
+    case inclusionProofResponse(InclusionProof)
+    case consistencyProof(ConsistencyProofRequest)
+    case consistencyProofResponse(ConsistencyProof)
+    /// The committed entry at an index (kept forever in the journal).
+    case journalEntry(LogIndex)
+    case journalEntryResponse(JournalEntry)
+    /// State digest and tree root as of a revision (and optionally a journal re-hash).
+    case stateDigest(StateDigestRequest)
+    case stateDigestResponse(StateDigestResponse)
+
     /// Any request failed.
     case error(RPCErrorResponse)
 
@@ -76,6 +92,16 @@ public enum RPCMessage: Hashable, Sendable {
         case .snapshotSaveChunk: .snapshotSaveChunk
         case .hashKV: .hashKV
         case .hashKVResponse: .hashKVResponse
+        case .signedTreeHead: .signedTreeHead
+        case .signedTreeHeadResponse: .signedTreeHeadResponse
+        case .inclusionProof: .inclusionProof
+        case .inclusionProofResponse: .inclusionProofResponse
+        case .consistencyProof: .consistencyProof
+        case .consistencyProofResponse: .consistencyProofResponse
+        case .journalEntry: .journalEntry
+        case .journalEntryResponse: .journalEntryResponse
+        case .stateDigest: .stateDigest
+        case .stateDigestResponse: .stateDigestResponse
         case .error: .error
         }
     }
@@ -100,13 +126,22 @@ public enum RPCMessage: Hashable, Sendable {
         case .memberChange(let m): m.encode(into: &w)
         case .leaderTransfer(let id): w.varint(id.rawValue)
         case .hashKVResponse(let m): m.encode(into: &w)
+        case .signedTreeHead(let m): m.encode(into: &w)
+        case .signedTreeHeadResponse(let m): m.encode(into: &w)
+        case .inclusionProof(let m): m.encode(into: &w)
+        case .inclusionProofResponse(let m): m.encode(into: &w)
+        case .consistencyProof(let m): m.encode(into: &w)
+        case .consistencyProofResponse(let m): m.encode(into: &w)
+        case .journalEntry(let index): w.varint(index.rawValue)
+        case .journalEntryResponse(let m): m.encode(into: &w)
+        case .stateDigest(let m): m.encode(into: &w)
+        case .stateDigestResponse(let m): m.encode(into: &w)
         case .error(let m): m.encode(into: &w)
         }
         return w.bytes
     }
 
-    /// Decodes the body of `frame`; throws on any body `encodedBody()` cannot produce and on
-    /// the reserved audit kinds.
+    /// Decodes the body of `frame`; throws on any body `encodedBody()` cannot produce.
     public init(_ frame: Frame) throws(RPCDecodingError) {
         try self.init(kind: frame.kind, body: frame.body)
     }
@@ -149,10 +184,16 @@ public enum RPCMessage: Hashable, Sendable {
         case .hashKV: self = .hashKV
         case .hashKVResponse: self = .hashKVResponse(try HashKVResult(from: &r))
         case .error: self = .error(try RPCErrorResponse(from: &r))
-        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .stateDigest,
-            .signedTreeHeadResponse, .inclusionProofResponse, .consistencyProofResponse,
-            .journalEntryResponse, .stateDigestResponse:
-            throw RPCDecodingError(.unknownKind, "frame kind \(kind): got a reserved audit kind, want a kind this version defines")
+        case .signedTreeHead: self = .signedTreeHead(try TreeHeadRequest(from: &r))
+        case .signedTreeHeadResponse: self = .signedTreeHeadResponse(try SignedTreeHeadResponse(from: &r))
+        case .inclusionProof: self = .inclusionProof(try InclusionProofRequest(from: &r))
+        case .inclusionProofResponse: self = .inclusionProofResponse(try InclusionProof(from: &r))
+        case .consistencyProof: self = .consistencyProof(try ConsistencyProofRequest(from: &r))
+        case .consistencyProofResponse: self = .consistencyProofResponse(try ConsistencyProof(from: &r))
+        case .journalEntry: self = .journalEntry(LogIndex(try r.varint("index")))
+        case .journalEntryResponse: self = .journalEntryResponse(try JournalEntry(from: &r))
+        case .stateDigest: self = .stateDigest(try StateDigestRequest(from: &r))
+        case .stateDigestResponse: self = .stateDigestResponse(try StateDigestResponse(from: &r))
         }
         try r.finish()
     }

@@ -1,6 +1,7 @@
 import FaunaKV
 import FaunaRPC
 import FaunaRaft
+import FaunaVerify
 
 /// Valid messages of every kind, for the seed corpus (tools/fuzz) and nothing else.
 enum Seeds {
@@ -50,6 +51,19 @@ enum Seeds {
             .snapshotSaveChunk(chunk),
             .hashKV,
             .hashKVResponse(HashKVResult(nodeID: NodeID(1), appliedIndex: LogIndex(39), compactRevision: Revision(10), digest: Array(repeating: 0xCD, count: 32), treeSize: 39, treeRoot: Array(repeating: 0xAB, count: 32))),
+            .signedTreeHead(TreeHeadRequest(treeSize: 39)),
+            .signedTreeHeadResponse(SignedTreeHeadResponse(
+                nodeID: NodeID(1), appliedIndex: LogIndex(40),
+                head: TreeHead(clusterID: ClusterID(bytes: Array(0..<16))!, treeSize: 39, rootHash: MerkleHash(bytes: Array(repeating: 0xAB, count: 32))!),
+                signature: TreeHeadSignature(publicKey: Array(repeating: 7, count: 32), signature: Array(repeating: 8, count: 64)))),
+            .inclusionProof(InclusionProofRequest(leafIndex: 5, treeSize: 39)),
+            .inclusionProofResponse(InclusionProof(leafIndex: LeafIndex(5), treeSize: 39, path: [MerkleHash(bytes: Array(repeating: 1, count: 32))!])),
+            .consistencyProof(ConsistencyProofRequest(oldSize: 20, newSize: 39)),
+            .consistencyProofResponse(ConsistencyProof(oldSize: 20, newSize: 39, path: [MerkleHash(bytes: Array(repeating: 2, count: 32))!])),
+            .journalEntry(LogIndex(6)),
+            .journalEntryResponse(JournalEntry(index: 6, term: 2, type: 0, payload: Array("payload".utf8))),
+            .stateDigest(StateDigestRequest(revision: Revision(39), checkJournal: true)),
+            .stateDigestResponse(StateDigestResponse(nodeID: NodeID(2), revision: Revision(39), digest: Array(repeating: 0xCD, count: 32), treeRoot: MerkleHash(bytes: Array(repeating: 0xAB, count: 32))!, journalChecked: 39)),
             .error(RPCErrorResponse(.notLeader, "not the leader", leaderHint: LeaderHint(nodeID: NodeID(2), clientAddress: Endpoint(host: "127.0.0.1", port: 7102)))),
         ]
     }

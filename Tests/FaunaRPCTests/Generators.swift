@@ -1,6 +1,7 @@
 import FaunaKV
 import FaunaRaft
 import FaunaRPC
+import FaunaVerify
 
 /// SplitMix64: a seeded generator, so every property test failure replays from its seed.
 struct SeededRandom: RandomNumberGenerator {
@@ -155,8 +156,12 @@ struct Gen {
     }
 
     /// A random message of every kind, chosen by `index` so each kind is covered equally.
+    mutating func fixedBytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: u64()) } }
+
+    mutating func hash() -> MerkleHash { MerkleHash(bytes: (0..<32).map { _ in UInt8(truncatingIfNeeded: u64()) })! }
+
     mutating func message(_ index: Int) -> RPCMessage {
-        switch index % 22 {
+        switch index % 32 {
         case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID()))
         case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID()))
         case 2: .raftMessages((0..<int(1...6)).map { _ in raftMessage() })
@@ -193,6 +198,23 @@ struct Gen {
         case 18: .snapshotSaveChunk(chunk())
         case 19: .hashKV
         case 20: .hashKVResponse(HashKVResult(nodeID: nodeID(), appliedIndex: LogIndex(u64()), compactRevision: Revision(u64()), digest: bytes(32), treeSize: u64(), treeRoot: bytes(32)))
+        case 21: .signedTreeHead(TreeHeadRequest(treeSize: bool() ? u64() : nil))
+        case 22:
+            .signedTreeHeadResponse(SignedTreeHeadResponse(
+                nodeID: nodeID(), appliedIndex: LogIndex(u64()),
+                head: TreeHead(clusterID: ClusterID(bytes: fixedBytes(16))!, treeSize: u64(), rootHash: hash()),
+                signature: TreeHeadSignature(publicKey: fixedBytes(32), signature: fixedBytes(64))))
+        case 23: .inclusionProof(InclusionProofRequest(leafIndex: u64(), treeSize: u64()))
+        case 24: .inclusionProofResponse(InclusionProof(leafIndex: LeafIndex(u64()), treeSize: u64(), path: (0..<int(0...40)).map { _ in hash() }))
+        case 25: .consistencyProof(ConsistencyProofRequest(oldSize: u64(), newSize: u64()))
+        case 26: .consistencyProofResponse(ConsistencyProof(oldSize: u64(), newSize: u64(), path: (0..<int(0...40)).map { _ in hash() }))
+        case 27: .journalEntry(LogIndex(u64()))
+        case 28: .journalEntryResponse(JournalEntry(index: u64(), term: u64(), type: UInt8(truncatingIfNeeded: u64()), payload: bytes(50)))
+        case 29: .stateDigest(StateDigestRequest(revision: Revision(u64()), checkJournal: bool()))
+        case 30:
+            .stateDigestResponse(StateDigestResponse(
+                nodeID: nodeID(), revision: Revision(u64()), digest: bytes(32), treeRoot: hash(),
+                journalChecked: bool() ? u64() : nil, journalProblem: string(40)))
         default: .error(errorResponse())
         }
     }

@@ -1,0 +1,94 @@
+import Crypto
+import FaunaAudit
+import FaunaKV
+import FaunaRaft
+import FaunaVerify
+
+/// What re-hashing the journal found (`Store.auditJournal()`, `fctl audit --journal`).
+public struct JournalAudit: Sendable, Hashable {
+    /// Entries re-hashed (= the tree size checked).
+    public var entries: UInt64
+    /// The root of the tree rebuilt from the journal.
+    public var rebuiltRoot: MerkleHash
+    /// The first difference between the journal and the stored tree, or nil if none.
+    public var problem: String?
+}
+
+extension Store {
+    /// The cluster ID recorded by the first committed `initCluster`, or nil before it applied.
+    public func clusterID() throws(StoreError) -> ClusterID? {
+        let bytes: [UInt8]?
+        do { bytes = try kvStateMachine.clusterID(on: makeKVBackend()) } catch { throw Self.storeError(error, "cluster ID") }
+        guard let bytes else { return nil }
+        guard let id = ClusterID(bytes: bytes) else {
+            throw StoreError(.corruptRecord, "meta kv/cluster-id: got \(bytes.count) bytes, want \(ClusterID.sizeBytes)")
+        }
+        return id
+    }
+
+    /// The digest of the key-value state as of `revision` (a log index ≤ the applied index; 0:
+    /// the applied index), comparable across replicas that applied different amounts beyond it
+    /// (docs/KV-COMMANDS.md "Digest stream").
+    /// - Throws: `.invalidRequest` for a revision beyond the applied index or compacted.
+    public func stateDigest(at revision: Revision) throws(StoreError) -> StateDigest {
+        let (appliedNow, snapshot) = applyLock.withLock { (self.applied.index, db.makeSnapshot()) }
+        let at = revision == .zero ? Revision(appliedNow.rawValue) : revision
+        guard at.rawValue <= appliedNow.rawValue else {
+            throw StoreError(.invalidRequest, "state digest at \(at): beyond the applied index \(appliedNow)")
+        }
+        let backend = RocksDBKVBackend(db: db, cfs: cfs, snapshot: snapshot)
+        var hasher = SHA256()
+        do {
+            try kvStateMachine.digestStream(at: at, on: backend) { hasher.update(bufferPointer: $0) }
+        } catch let e as KVReadError {
+            throw StoreError(.invalidRequest, "state digest at \(revision): \(e)")
+        } catch {
+            throw Self.storeError(error, "state digest at \(revision)")
+        }
+        return StateDigest(appliedIndex: LogIndex(at.rawValue), sha256: Array(hasher.finalize()))
+    }
+
+    /// Re-hashes every journal entry up to the applied index, rebuilds the tree from them and
+    /// compares every stored tree node with the rebuilt one: finds a journal or tree edited at
+    /// rest. Reads in batches of `batchEntries`; memory stays bounded by one batch.
+    public func auditJournal(batchEntries: Int = 4096) throws(StoreError) -> JournalAudit {
+        let size = appliedIndex.rawValue
+        let reader = RocksDBMerkleNodeReader(db: db, cf: cfs.merkle, snapshot: nil)
+        var frontier = MerkleFrontier()
+        var next: UInt64 = 1
+        while next <= size {
+            let high = min(size + 1, next + UInt64(max(1, batchEntries)))
+            let entries: [Entry]
+            do {
+                entries = try journalEntries(from: LogIndex(next), to: LogIndex(high), maxBytes: Int.max)
+            } catch {
+                return JournalAudit(entries: next - 1, rebuiltRoot: frontier.rootHash, problem: "journal entry \(next)…: \(error.message)")
+            }
+            var writes = NodeWrites()
+            for e in entries {
+                let leaf = JournalEntry(index: e.index.rawValue, term: e.term.rawValue, type: e.type.rawValue, payload: e.data)
+                frontier.append(leaf.leafHash, to: &writes)
+            }
+            let stored: [MerkleHash?]
+            do { stored = try reader.hashes(at: writes.writes.map(\.address)) } catch {
+                throw Self.storeError(error, "reading the merkle column family")
+            }
+            for ((address, rebuilt), have) in zip(writes.writes, stored) where have != rebuilt {
+                let what = address.level == 0
+                    ? "journal entry \(address.index + 1) (leaf \(address.index)) hashes to \(rebuilt)"
+                    : "tree node (level \(address.level), index \(address.index)) rebuilt from the journal is \(rebuilt)"
+                return JournalAudit(
+                    entries: next - 1 + UInt64(entries.count), rebuiltRoot: frontier.rootHash,
+                    problem: "\(what); the stored tree has \(have.map { "\($0)" } ?? "nothing")")
+            }
+            next = high
+        }
+        return JournalAudit(entries: size, rebuiltRoot: frontier.rootHash, problem: nil)
+    }
+
+    static func storeError(_ error: any Error, _ what: String) -> StoreError {
+        if let e = error as? StoreError { return e }
+        if let e = error as? RocksDBError { return StoreError(e) }
+        return StoreError(.corruptRecord, "\(what): \(error)")
+    }
+}
