@@ -59,7 +59,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FaunaAuditTests",
-            dependencies: ["FaunaAudit", "FaunaVerify", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["FaunaAudit", "FaunaVerify", "FaunaClient", .product(name: "Crypto", package: "swift-crypto")]
         ),
 
         // KV state machine: pure logic over a small storage interface (docs/adr/0003).

@@ -45,7 +45,7 @@ extension FaunaClient {
                             continue
                         }
                     }
-                case .unavailable, .overloaded:
+                case .unavailable, .overloaded, .behind:
                     failure = FaunaClientError(.unavailable, "\(endpoint) answered \(response)")
                     if response.code == .unavailable { forgetLeader(endpoint) }
                 case .timeout:

@@ -41,6 +41,10 @@ public struct FaunaClientError: Error, Hashable, Sendable, CustomStringConvertib
         public static let `internal` = Code("internal")
         /// A local file could not be written (snapshot save).
         public static let io = Code("io")
+        /// What the cluster answered does not verify (docs/AUDIT.md): a node lied, its data
+        /// was changed at rest, or history forked or rolled back. The message says which check
+        /// failed and on which node.
+        public static let verificationFailed = Code("verificationFailed")
         /// The client was closed, or the calling task was cancelled.
         public static let cancelled = Code("cancelled")
 

@@ -218,8 +218,14 @@ public final class RocksDB: @unchecked Sendable {
     public func write(_ batch: RocksDBWriteBatch, sync: Bool) throws(RocksDBError) {
         precondition(batch.db === self, "write batch from another database")
         RocksDB.disablePerfCounters()
-        try withRocksDBError(sync ? "write(sync)" : "write") { err in
-            rocksdb_write(db, sync ? syncWriteOptions : asyncWriteOptions, batch.batch, err)
+        do {
+            try withRocksDBError(sync ? "write(sync)" : "write") { err in
+                rocksdb_write(db, sync ? syncWriteOptions : asyncWriteOptions, batch.batch, err)
+            }
+        } catch {
+            // RocksDB names the file only for some failures ("While fsync: a directory"):
+            // name the database (built only on failure, never on the write path).
+            throw RocksDBError(code: error.code, operation: "\(error.operation) to \(path)", columnFamily: error.columnFamily, message: error.message)
         }
     }
 

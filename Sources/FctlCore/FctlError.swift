@@ -26,6 +26,8 @@ public struct FctlError: Error, Hashable, Sendable, CustomStringConvertible {
             self.init(.rejected, "\(action) rejected by the server: \(error.code) (\(error.message)). Fix the request (see `fctl help`).")
         case .sessionExpired:
             self.init(.internalError, "\(action): result unknown (\(error.message)).")
+        case .verificationFailed:
+            self.init(.verificationFailed, "\(action): VERIFICATION FAILED: \(error.message)")
         case .io:
             self.init(.internalError, "\(action) failed: \(error.message). Check the path and free disk space.")
         default:
@@ -49,4 +51,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case rejected = 4
     /// A bug, a broken stream, a local IO error.
     case internalError = 5
+    /// A proof, signature or consistency check failed, or `audit` found a node that differs:
+    /// a node lied, data was changed at rest, or history forked or rolled back.
+    case verificationFailed = 6
 }

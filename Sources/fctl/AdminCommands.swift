@@ -54,20 +54,28 @@ struct Members: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        let members = try await withClient(global, doing: "members") { client throws(FaunaClientError) in try await client.members() }
-        printMembers(members, global)
+        let (members, keys) = try await withClient(global, doing: "members") { client throws(FaunaClientError) in
+            (try await client.members(), await client.publicKeys())
+        }
+        printMembers(members, global, keys: keys)
     }
 }
 
-func printMembers(_ members: [Member], _ global: GlobalOptions) {
+/// The member table; `keys` are the tree-head signing keys the nodes reported themselves
+/// (a node that did not answer shows none).
+func printMembers(_ members: [Member], _ global: GlobalOptions, keys: [NodeID: [UInt8]] = [:]) {
+    func key(_ m: Member) -> String { keys[m.nodeID].map { $0.map { String(format: "%02x", $0) }.joined() } ?? "" }
     if global.json {
         global.printJSON(members.map {
-            ["id": "\($0.nodeID)", "peer": "\($0.peerAddress)", "client": "\($0.clientAddress)", "isLearner": $0.isLearner] as [String: Any]
+            [
+                "id": "\($0.nodeID)", "nodeID": "\($0.nodeID)", "peer": "\($0.peerAddress)", "client": "\($0.clientAddress)",
+                "isLearner": $0.isLearner, "publicKey": key($0),
+            ] as [String: Any]
         })
         return
     }
-    var rows = [["ID", "PEER", "CLIENT", "VOTER"]]
-    for m in members { rows.append(["\(m.nodeID)", "\(m.peerAddress)", "\(m.clientAddress)", m.isLearner ? "learner" : "voter"]) }
+    var rows = [["ID", "PEER", "CLIENT", "VOTER", "PUBLIC KEY (tree heads)"]]
+    for m in members { rows.append(["\(m.nodeID)", "\(m.peerAddress)", "\(m.clientAddress)", m.isLearner ? "learner" : "voter", key(m)]) }
     printTable(rows)
 }
 

@@ -71,9 +71,16 @@ struct Get: AsyncParsableCommand {
     @Argument var key: String
     @Option(name: .customLong("rev"), help: "Read as of this revision.") var revision: UInt64?
     @Flag(help: "Read from any node (may be stale).") var serializable = false
+    @Flag(help: "Prove the record: its journal entry, inclusion in a tree head signed by a majority of members, consistency with the trusted state (docs/AUDIT.md).")
+    var verify = false
+    @OptionGroup var audit: AuditOptions
 
     func run() async throws {
         let keyBytes = try global.bytes(key, "key")
+        if verify {
+            guard !serializable else { throw FctlError(.usage, "--verify reads linearizably; drop --serializable") }
+            return try await verifiedGet(keyBytes, revision: revision, global, audit)
+        }
         let consistency: ReadConsistency = serializable ? .serializable : .linearizable
         let record = try await withClient(global, doing: "get") { client throws(FaunaClientError) in
             try await client.get(keyBytes, revision: revision.map { Revision($0) }, consistency: consistency)

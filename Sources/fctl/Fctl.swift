@@ -26,10 +26,13 @@ struct Fctl: AsyncParsableCommand {
               3  cluster unavailable (no leader, no node reachable, timeout)
               4  request rejected by the server (invalid, compacted, future revision)
               5  internal error (bug, broken stream, local IO error)
+              6  verification failed: a proof, signature or consistency check failed,
+                 or audit found a node that differs
             """,
         subcommands: [
             Put.self, Get.self, Del.self, RangeCommand.self, Txn.self, Compact.self,
             Status.self, Members.self, MemberCommand.self, Leader.self, Snapshot.self, HashKV.self, Bench.self,
+            Verify.self, Proof.self, VerifyProof.self, Audit.self, Trust.self,
         ]
     )
 }

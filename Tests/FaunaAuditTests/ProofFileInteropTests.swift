@@ -1,5 +1,6 @@
 import Crypto
 import FaunaAudit
+import FaunaClient
 import FaunaVerify
 import Foundation
 import Testing

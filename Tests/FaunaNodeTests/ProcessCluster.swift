@@ -70,6 +70,9 @@ final class ProcessCluster: @unchecked Sendable {
         try text.write(toFile: "\(root)/\(file)", atomically: true, encoding: .utf8)
     }
 
+    /// The repository root, from this file's path (Tests/FaunaNodeTests/…).
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
     static var faunadPath: String? {
         let candidates = [
             URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
@@ -83,13 +86,17 @@ final class ProcessCluster: @unchecked Sendable {
         return nil
     }
 
-    func start(_ name: String, config: String = "cluster.toml", join: Bool = false) throws {
+    /// Starts `name`; `environment` adds variables (e.g. FAUNA_TEST_FAULT) to the inherited ones.
+    func start(_ name: String, config: String = "cluster.toml", join: Bool = false, environment: [String: String] = [:]) throws {
         let binary = try #require(Self.faunadPath, "faunad not built (swift build --build-tests)")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         var args = ["--config", "\(root)/\(config)", "--id", name, "--exit-with-parent", "\(getpid())", "--log-level", "debug"]
         if join { args.append("--join") }
         process.arguments = args
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let logPath = "\(root)/\(name).log"
         if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

@@ -1,13 +1,25 @@
 import FaunaVerify
 import Foundation
 
-/// The "fauna-proof-v1" JSON of docs/AUDIT.md, written and read by the tests with Foundation
-/// (the CLI gets its own codec later). Reading is as strict as tools/verify-proof.
-enum ProofFile {
-    struct Malformed: Error, CustomStringConvertible { let description: String }
+/// The "fauna-proof-v1" JSON of docs/AUDIT.md §7: written by `fctl proof`, read by
+/// `fctl verify-proof` and the tests. Reading is as strict as tools/verify-proof: unknown
+/// fields, non-canonical numbers and upper-case hex are errors.
+public enum ProofFile {
+    /// Why a proof file does not parse; names the field.
+    public struct Malformed: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// A parsed proof file.
+    public struct Contents: Sendable, Hashable {
+        public var proof: EntryProof
+        public var key: [UInt8]
+        public var value: [UInt8]
+        public var revision: UInt64
+    }
 
     /// The proof file of `proof` for a record (key, value) written at revision `revision`.
-    static func object(_ proof: EntryProof, key: [UInt8], value: [UInt8], revision: UInt64) -> [String: Any] {
+    public static func object(_ proof: EntryProof, key: [UInt8], value: [UInt8], revision: UInt64) -> [String: Any] {
         [
             "format": "fauna-proof-v1",
             "clusterID": hex(proof.signedHead.head.clusterID.bytes),
@@ -24,12 +36,18 @@ enum ProofFile {
         ]
     }
 
-    static func json(_ object: [String: Any]) throws -> Data {
+    public static func json(_ object: [String: Any]) throws -> Data {
         try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
     }
 
     /// Reads a proof file into what FaunaVerify checks, plus the record revision.
-    static func decode(_ data: Data) throws -> (proof: EntryProof, revision: UInt64) {
+    public static func decode(_ data: Data) throws -> (proof: EntryProof, revision: UInt64) {
+        let contents = try parse(data)
+        return (contents.proof, contents.revision)
+    }
+
+    /// Reads a proof file: the proof and the record it is about.
+    public static func parse(_ data: Data) throws -> Contents {
         guard let doc = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw Malformed(description: "not an object") }
         try only(doc, ["format", "clusterID", "record", "entry", "leafIndex", "treeSize", "inclusionPath", "rootHash", "signatures"])
         guard doc["format"] as? String == "fauna-proof-v1" else { throw Malformed(description: "format") }
@@ -39,8 +57,8 @@ enum ProofFile {
         }
         try only(record, ["key", "value", "revision"])
         try only(entry, ["index", "term", "type", "payload"])
-        _ = try bytes(record["key"])
-        _ = try bytes(record["value"])
+        let key = try bytes(record["key"])
+        let value = try bytes(record["value"])
         guard let type = entry["type"] as? Int, (0...255).contains(type) else { throw Malformed(description: "type") }
         let journalEntry = JournalEntry(
             index: try u64(entry["index"]), term: try u64(entry["term"]), type: UInt8(type), payload: try bytes(entry["payload"]))
@@ -56,18 +74,19 @@ enum ProofFile {
         }
         let inclusion = InclusionProof(leafIndex: LeafIndex(try u64(doc["leafIndex"])), treeSize: head.treeSize, path: path)
         let proof = EntryProof(entry: journalEntry, inclusion: inclusion, signedHead: SignedTreeHead(head: head, signatures: sigs))
-        return (proof, try u64(record["revision"]))
+        return Contents(proof: proof, key: key, value: value, revision: try u64(record["revision"]))
     }
 
     private static func only(_ object: [String: Any], _ names: Set<String>) throws {
-        guard Set(object.keys).isSubset(of: names) else { throw Malformed(description: "unknown field") }
+        let unknown = Set(object.keys).subtracting(names)
+        guard unknown.isEmpty else { throw Malformed(description: "unknown field \(unknown.sorted().joined(separator: ", "))") }
     }
 
     private static func bytes(_ value: Any?) throws -> [UInt8] {
         guard let text = value as? String, text.utf8.count % 2 == 0,
             text.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
         else { throw Malformed(description: "hex") }
-        return hexBytes(text)
+        return hexDecoded(text)
     }
 
     private static func hash(_ value: Any?) throws -> MerkleHash {
@@ -79,4 +98,22 @@ enum ProofFile {
         guard let text = value as? String, let n = UInt64(text), text == String(n) else { throw Malformed(description: "u64") }
         return n
     }
+}
+
+/// Lower-case hex of whole bytes.
+func hex(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for b in bytes {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 0x0F)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// The bytes of lower-case hex already checked to be well-formed.
+func hexDecoded(_ text: String) -> [UInt8] {
+    func nibble(_ c: UInt8) -> UInt8 { c <= 0x39 ? c - 0x30 : c - 0x61 + 10 }
+    let u = Array(text.utf8)
+    return stride(from: 0, to: u.count - 1, by: 2).map { nibble(u[$0]) << 4 | nibble(u[$0 + 1]) }
 }

@@ -1,0 +1,278 @@
+import Crypto
+import FaunaKV
+import FaunaRPC
+import FaunaRaft
+import FaunaVerify
+
+/// A record and everything that proves it (docs/AUDIT.md): the journal entry that wrote it,
+/// its inclusion path, and the quorum-signed tree head the path leads to.
+public struct VerifiedRecord: Sendable {
+    public var record: KVKeyValue
+    /// Entry, inclusion path and the head with the signatures that made the quorum.
+    public var proof: EntryProof
+    /// The members whose signatures counted.
+    public var signers: [NodeID]
+    /// How the entry writes the record ("put", or "txn" when the branch taken is not proven).
+    public var writtenBy: String
+    /// The node that served the record and the proofs.
+    public var servedBy: Endpoint
+    /// The trusted state after this check (advanced if the head was newer).
+    public var trust: TrustedCluster
+    /// The trusted head before this check.
+    public var trustedBefore: TreeHead
+}
+
+/// The outcome of advancing the trusted state to the cluster's current head.
+public struct VerifiedHead: Sendable {
+    public var head: SignedTreeHead
+    public var signers: [NodeID]
+    public var trust: TrustedCluster
+    public var trustedBefore: TreeHead
+}
+
+extension FaunaClient {
+    /// Pins every configured node's tree-head key (trust on first use) and the cluster ID they
+    /// agree on. Every node must answer: a key not pinned now would never count.
+    public func pinMembers(cluster name: String) async throws(FaunaClientError) -> TrustedCluster {
+        let heads = await askEveryNode(.signedTreeHead(TreeHeadRequest()), within: configuration.deadline) { answer in
+            if case .signedTreeHeadResponse(let head) = answer { head } else { nil }
+        }
+        var members: [TrustedCluster.MemberKey] = []
+        var clusterID: ClusterID?
+        for (endpoint, result) in heads {
+            let head: SignedTreeHeadResponse
+            switch result {
+            case .success(let h): head = h
+            case .failure(let error):
+                throw FaunaClientError(.unavailable, "cannot pin the key of \(endpoint): \(error). Pin when every member is up, or use `fctl trust init --keys FILE`")
+            }
+            guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: head.signature.publicKey) else {
+                throw FaunaClientError(.verificationFailed, "\(endpoint) (\(head.nodeID)) sent a public key of \(head.signature.publicKey.count) bytes, want 32")
+            }
+            // The node's own signature shows it holds the key it sent.
+            guard key.isValidSignature(head.signature.signature, for: head.head.canonicalBytes) else {
+                throw FaunaClientError(.verificationFailed, "\(endpoint) (\(head.nodeID)) signed its tree head with a key other than the one it sent")
+            }
+            if let known = clusterID, known != head.head.clusterID {
+                throw FaunaClientError(.verificationFailed, "nodes disagree on the cluster ID: \(known) and \(head.head.clusterID) (\(head.nodeID) at \(endpoint))")
+            }
+            clusterID = head.head.clusterID
+            guard !members.contains(where: { $0.nodeID == head.nodeID }) else {
+                throw FaunaClientError(.invalidRequest, "two endpoints answered as \(head.nodeID); check the configuration")
+            }
+            members.append(.init(nodeID: head.nodeID, publicKey: key))
+        }
+        guard let clusterID else { throw FaunaClientError(.unavailable, "no node answered") }
+        return TrustedCluster(name: name, clusterID: clusterID, members: members.sorted { $0.nodeID < $1.nodeID })
+    }
+
+    /// Reads `key` from the node at `servedBy` (the leader if nil) and proves it: the journal
+    /// entry at its mod revision writes exactly this key and value; the entry's leaf is in the
+    /// tree of a head signed by a quorum of `trust`'s members; that head is consistent with the
+    /// trusted one. Returns nil if the key does not exist (absence is not provable: the tree
+    /// commits to entries, not to the key space).
+    /// - Throws: `verificationFailed` naming the check that failed and the node.
+    public func verifiedGet(
+        _ key: [UInt8], revision: Revision? = nil, servedBy: Endpoint? = nil, trust: TrustedCluster
+    ) async throws(FaunaClientError) -> VerifiedRecord? {
+        let node: Endpoint
+        if let servedBy { node = servedBy } else { node = try await findLeader() }
+        guard let record = try await get(key, revision: revision, servedBy: node) else { return nil }
+        let revision = record.record.modRevision.rawValue
+        let entry = try await journalEntry(at: revision, from: node)
+        guard entry.index == revision else {
+            throw FaunaClientError(.verificationFailed, "\(node) sent journal entry \(entry.index) when asked for \(revision)")
+        }
+        let writtenBy: String
+        switch EntryPayload.check(entry, writes: key, value: record.record.value) {
+        case .success(let how): writtenBy = how
+        case .failure(let why):
+            throw FaunaClientError(.verificationFailed, "the record \(node) served is not what its journal entry \(revision) wrote: \(why)")
+        }
+        let (signed, signers, before, after) = try await proveHead(from: node, covering: revision, trust: trust) { size throws(FaunaClientError) in
+            let inclusion = try await self.inclusionProof(ofEntry: revision, treeSize: size, from: node)
+            do {
+                return (try inclusion.rootHash(fromLeafHash: entry.leafHash), inclusion)
+            } catch {
+                throw FaunaClientError(.verificationFailed, "inclusion proof of entry \(revision) in tree size \(size) from \(node): \(error)")
+            }
+        }
+        guard let inclusion = signed.inclusion else { throw FaunaClientError(.internal, "no inclusion proof kept") }
+        let proof = EntryProof(entry: entry, inclusion: inclusion, signedHead: signed.head)
+        do {
+            try proof.verify(clusterID: trust.clusterID, members: trust.members.map(\.publicKey))
+        } catch {
+            throw FaunaClientError(.verificationFailed, "entry proof: \(error)")
+        }
+        return VerifiedRecord(
+            record: record, proof: proof, signers: signers, writtenBy: writtenBy, servedBy: node, trust: after, trustedBefore: before)
+    }
+
+    /// Advances the trusted state to the cluster's current head: signed by a quorum and
+    /// consistent with the trusted head.
+    public func verifyHead(servedBy: Endpoint? = nil, trust: TrustedCluster) async throws(FaunaClientError) -> VerifiedHead {
+        let node: Endpoint
+        if let servedBy { node = servedBy } else { node = try await findLeader() }
+        let (signed, signers, before, after) = try await proveHead(from: node, covering: 0, trust: trust) { size throws(FaunaClientError) in
+            (try await self.signedTreeHead(of: node, treeSize: size).head.rootHash, nil)
+        }
+        return VerifiedHead(head: signed.head, signers: signers, trust: after, trustedBefore: before)
+    }
+
+    /// The common part of a verified read and a head check: picks the size (the node's applied
+    /// size, at least the trusted size and `covering`), has `root` say which root a head of
+    /// that size must have, collects a quorum of signatures for it, and advances the trusted
+    /// state with a consistency proof.
+    private func proveHead(
+        from node: Endpoint, covering index: UInt64, trust: TrustedCluster,
+        root: (UInt64) async throws(FaunaClientError) -> (MerkleHash, InclusionProof?)
+    ) async throws(FaunaClientError) -> (
+        signed: (head: SignedTreeHead, inclusion: InclusionProof?), signers: [NodeID], before: TreeHead, after: TrustedCluster
+    ) {
+        let current = try await signedTreeHead(of: node)
+        guard current.head.clusterID == trust.clusterID else {
+            throw FaunaClientError(.verificationFailed, "\(node) is in cluster \(current.head.clusterID), want the trusted \(trust.clusterID)")
+        }
+        var size = max(current.head.treeSize, index)
+        if size < trust.head.treeSize {
+            // The node is behind what we trust, or the cluster lost history (restored from an
+            // older backup). Give the node a moment, then decide.
+            size = trust.head.treeSize
+            do {
+                _ = try await signedTreeHead(of: node, treeSize: size, within: .seconds(3))
+            } catch {
+                let largest = await statusAll().compactMap { try? $0.1.get().treeSize }.max() ?? current.head.treeSize
+                if largest < size {
+                    throw FaunaClientError(
+                        .verificationFailed,
+                        "rollback: the trusted tree has \(trust.head.treeSize) entries but no node has more than \(largest): the cluster's history was rolled back (restored from an older backup?)")
+                }
+                throw FaunaClientError(.unavailable, "\(node) is behind the trusted tree size \(size); ask another node (--node)")
+            }
+        }
+        let (rootHash, inclusion) = try await root(size)
+        let head = TreeHead(clusterID: trust.clusterID, treeSize: size, rootHash: rootHash)
+        let (signed, signers) = try await collectQuorum(for: head, trust: trust, proofFrom: node)
+        let before = trust.head
+        var state = trust.state
+        let (older, newer) = size < before.treeSize ? (size, before.treeSize) : (before.treeSize, size)
+        let consistency = older == 0 || older == newer
+            ? ConsistencyProof(oldSize: older, newSize: newer, path: [])
+            : try await consistencyProof(from: older, to: newer, at: node)
+        do {
+            try state.advance(to: signed, consistency: consistency)
+        } catch {
+            let what = error.code == .forkedHistory || error.code == .inconsistentHistory ? "fork or rollback" : "history"
+            throw FaunaClientError(
+                .verificationFailed, "\(what): the head of size \(size) does not extend the trusted head of size \(before.treeSize) (\(node)): \(error)")
+        }
+        var after = trust
+        after.head = state.head
+        return ((signed, inclusion), signers, before, after)
+    }
+
+    /// Asks every node to sign `head`'s size and keeps the signatures over exactly `head`.
+    /// - Throws: `verificationFailed` (no quorum) saying who signed what.
+    func collectQuorum(for head: TreeHead, trust: TrustedCluster, proofFrom node: Endpoint) async throws(FaunaClientError) -> (SignedTreeHead, [NodeID]) {
+        let answers = await withTaskGroup(of: (Endpoint, Result<SignedTreeHeadResponse, FaunaClientError>).self) { tasks in
+            for endpoint in endpoints {
+                tasks.addTask {
+                    do throws(FaunaClientError) {
+                        return (endpoint, .success(try await self.signedTreeHead(of: endpoint, treeSize: head.treeSize, within: .seconds(3))))
+                    } catch {
+                        return (endpoint, .failure(error))
+                    }
+                }
+            }
+            var out: [(Endpoint, Result<SignedTreeHeadResponse, FaunaClientError>)] = []
+            for await answer in tasks { out.append(answer) }
+            return out
+        }
+        var signatures: [TreeHeadSignature] = []
+        var signers: [NodeID] = []
+        var dissent: [String] = []
+        /// Valid signatures by trusted members over other roots of this size.
+        var otherRoots: [MerkleHash: [NodeID]] = [:]
+        func trustedSigner(_ answer: SignedTreeHeadResponse) -> NodeID? {
+            guard let member = trust.member(withKey: answer.signature.publicKey),
+                let key = try? Curve25519.Signing.PublicKey(rawRepresentation: answer.signature.publicKey),
+                key.isValidSignature(answer.signature.signature, for: answer.head.canonicalBytes)
+            else { return nil }
+            return member
+        }
+        for (endpoint, result) in answers {
+            switch result {
+            case .success(let answer):
+                guard let member = trustedSigner(answer), answer.head.clusterID == head.clusterID, answer.head.treeSize == head.treeSize else {
+                    dissent.append("\(answer.nodeID) at \(endpoint): head of another cluster or size, or signed by an untrusted key")
+                    continue
+                }
+                if answer.head.rootHash == head.rootHash {
+                    if !signers.contains(member) {
+                        signatures.append(answer.signature)
+                        signers.append(member)
+                    }
+                } else {
+                    otherRoots[answer.head.rootHash, default: []].append(member)
+                }
+            case .failure(let error):
+                dissent.append("\(endpoint): \(error.code)")
+            }
+        }
+        let signed = SignedTreeHead(head: head, signatures: signatures)
+        do {
+            try signed.verify(clusterID: trust.clusterID, members: trust.members.map(\.publicKey))
+        } catch {
+            func names(_ ids: [NodeID]) -> String { ids.sorted().map { "\($0)" }.joined(separator: ", ") }
+            if let (root, quorum) = otherRoots.first(where: { Set($0.value).count >= trust.quorum }) {
+                throw FaunaClientError(
+                    .verificationFailed,
+                    "what \(node) sent leads to root \(head.rootHash) for tree size \(head.treeSize), but a quorum (\(names(quorum))) signed root \(root) "
+                        + "for that size: \(node)'s record, entry or inclusion proof is false"
+                        + (signers.isEmpty ? "" : "; only \(names(signers)) signed the root it leads to"))
+            }
+            throw FaunaClientError(
+                .verificationFailed,
+                "no quorum: the tree head of size \(head.treeSize) with root \(head.rootHash) that \(node)'s answer leads to is signed by "
+                    + "\(signers.count) of \(trust.members.count) trusted members (\(names(signers))), want \(trust.quorum)"
+                    + (otherRoots.isEmpty ? "" : "; " + otherRoots.map { "\(names($0.value)) signed root \($0.key)" }.sorted().joined(separator: "; "))
+                    + (dissent.isEmpty ? "" : "; " + dissent.sorted().joined(separator: "; ")))
+        }
+        return (signed, signers.sorted())
+    }
+}
+
+/// Whether a journal entry writes a given key and value (the check FaunaVerify leaves to the
+/// KV layer, docs/AUDIT.md §7).
+public enum EntryPayload {
+    /// `.success(how)` if `entry` puts exactly `value` under `key`: a put, or a put in either
+    /// branch of a transaction (which branch ran depends on state the entry does not carry,
+    /// so "txn" says the branch is not proven). Else `.failure(what the entry does)`.
+    public static func check(_ entry: JournalEntry, writes key: [UInt8], value: [UInt8]) -> Result<String, EntryPayloadMismatch> {
+        guard entry.type == 0 else { return .failure(EntryPayloadMismatch("entry \(entry.index) is a configuration change")) }
+        let proposal: KVProposal
+        do { proposal = try KVProposal(decoding: entry.payload) } catch {
+            return .failure(EntryPayloadMismatch("entry \(entry.index) does not decode: \(error.reason)"))
+        }
+        func matches(_ put: KVPut) -> Bool { put.key == key && put.value == value }
+        switch proposal.command {
+        case .put(let put):
+            if matches(put) { return .success("put") }
+            return .failure(EntryPayloadMismatch(
+                put.key == key ? "entry \(entry.index) puts another value (\(put.value.count) bytes) under this key" : "entry \(entry.index) puts another key"))
+        case .txn(let txn):
+            let puts = (txn.success + txn.failure).compactMap { op -> KVPut? in if case .put(let p) = op { p } else { nil } }
+            if puts.contains(where: matches) { return .success("txn (branch taken not proven)") }
+            return .failure(EntryPayloadMismatch("entry \(entry.index) is a txn that puts no such value under this key"))
+        case .deleteRange: return .failure(EntryPayloadMismatch("entry \(entry.index) is a delete"))
+        case .compact: return .failure(EntryPayloadMismatch("entry \(entry.index) is a compaction"))
+        case .initCluster: return .failure(EntryPayloadMismatch("entry \(entry.index) records the cluster ID"))
+        }
+    }
+}
+
+/// What a journal entry does instead of writing the expected record.
+public struct EntryPayloadMismatch: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
