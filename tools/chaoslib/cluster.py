@@ -79,6 +79,7 @@ class Cluster:
         self.broken = broken or {}  # name -> FAUNA_TEST_FAULT value
         self.nodes = {n: Node(n, run_dir) for n in self.names}
         self.proxy = None
+        self.crashes = []  # (node, exit code) of exits this harness did not cause
         os.makedirs(os.path.join(run_dir, "data"), exist_ok=True)
         self.client_config = os.path.join(run_dir, "client.toml")
 
@@ -158,6 +159,7 @@ class Cluster:
         node = self.nodes[name]
         if node.proc and node.proc.poll() is None:
             return
+        self.note_exit(name)
         os.makedirs(node.data_dir, exist_ok=True)
         args = [os.path.join(self.bin_dir, "faunad"), "--config", node.config_path, "--id", name,
                 "--data-dir", node.data_dir, "--exit-with-parent", str(os.getpid())]
@@ -175,6 +177,16 @@ class Cluster:
         logf.close()
         node.paused = False
         node.starts += 1
+
+    def note_exit(self, name, expected=(0, -signal.SIGKILL)):
+        """Records an exit the harness did not cause (SIGKILL is ours; 0 is a graceful stop or
+        a removed member stopping by itself)."""
+        node = self.nodes[name]
+        if node.proc is not None and node.proc.poll() is not None and not getattr(node.proc, "noted", False):
+            node.proc.noted = True
+            if node.proc.returncode not in expected:
+                self.crashes.append((name, node.proc.returncode))
+                self.log(f"  {name} exited with status {node.proc.returncode} (see {node.log_path})")
 
     def is_running(self, name):
         p = self.nodes[name].proc
@@ -198,6 +210,7 @@ class Cluster:
         node = self.nodes[name]
         if self.signal(name, signal.SIGKILL):
             node.proc.wait(10)
+            node.proc.noted = True
         node.paused = False
 
     def pause(self, name):
@@ -213,11 +226,13 @@ class Cluster:
         node = self.nodes[name]
         p = node.proc
         if p is None or p.poll() is not None:
+            self.note_exit(name)
             return
         self.signal(name, signal.SIGCONT)
         self.signal(name, signal.SIGTERM)
         try:
             p.wait(grace_s)
+            self.note_exit(name)
         except subprocess.TimeoutExpired:
             self.log(f"{name} did not stop within {grace_s} s of SIGTERM: SIGKILL")
             self.kill(name)
