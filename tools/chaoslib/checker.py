@@ -182,6 +182,16 @@ def first_violation(ops, step=register_step):
     return culprit, r
 
 
+def context(ops, culprit, before=6):
+    """The operations on the culprit's key that ended last before it began, and those that
+    overlap it: what a reader needs to see why it cannot be placed."""
+    ended = [o for o in ops if o["outcome"] == "ok" and o["complete"] < culprit["invoke"]]
+    ended.sort(key=lambda o: o["complete"])
+    overlapping = [o for o in ops if o is not culprit and o["invoke"] <= (culprit["complete"] or INF)
+                   and (o["complete"] is None or o["complete"] >= culprit["invoke"]) and o["outcome"] != "fail"]
+    return ended[-before:] + overlapping[:10]
+
+
 def check_registers(ops):
     """Every register key's history; returns (summary, failures)."""
     by_key = defaultdict(list)
@@ -200,8 +210,9 @@ def check_registers(ops):
             continue
         if not r["ok"]:
             culprit, at = first_violation(kops)
-            failures.append({"check": "linearizable", "key": key, "op": culprit or r["op"],
-                             "state": (at or r)["state"], "deepest": r["op"],
+            culprit = culprit or r["op"]
+            failures.append({"check": "linearizable", "key": key, "op": culprit,
+                             "state": (at or r)["state"], "deepest": r["op"], "context": context(kops, culprit),
                              "message": f"key {key}: no linearization; the first operation that breaks it is below"})
     return summary, failures
 

@@ -140,6 +140,7 @@ def run_once(o: RunOptions, index=0):
             result["failures"].append(audit)
         result["proxy"] = c.proxy_stats() if c.proxy else {}
         result["nemesisCounts"] = nemesis.count
+        result["warnings"] = nemesis.warnings
         if nemesis.error:
             result["failures"].append({"check": "harness", "message": "nemesis failed:\n" + nemesis.error})
     finally:
