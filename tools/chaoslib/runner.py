@@ -1,0 +1,194 @@
+"""One chaos run: start a cluster, drive load, inject faults, heal, converge, check."""
+
+import json
+import os
+import random
+import threading
+import time
+
+from . import checker
+from . import cluster as cl
+from . import nemesis as nm
+from . import workload as wl
+
+
+def audit_hook(cluster, log):
+    """TODO(issue 7): run `fctl audit` (journal re-hashes to the stored tree, tree heads
+    consistent) once it exists; return a failure dict or None. Does nothing yet."""
+    return None
+
+
+class RunOptions:
+    def __init__(self, **kw):
+        self.nodes = 3
+        self.time_s = 30.0
+        self.seed = 1
+        self.faults = []
+        self.workloads = ["register", "set", "range"]
+        self.bin_dir = None
+        self.out_dir = "/tmp/fauna-chaos"
+        self.use_proxy = True
+        self.broken = {}
+        self.target = None
+        self.register_workers = 4
+        self.election_ticks = 50
+        self.snapshot_entries = 400
+        self.log = print
+        self.__dict__.update(kw)
+
+
+def converge(c, log, timeout_s=40.0):
+    """Waits until every node reports the same applied index and hashkv says the state digests
+    and tree roots agree. Returns (ok, last hashkv JSON or None, reason)."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    reason = "no answer"
+    while time.monotonic() < deadline:
+        st = c.statuses()
+        applied = {n: (s or {}).get("appliedIndex") for n, s in st.items()}
+        if len(applied) == len(c.names) and None not in applied.values() and len(set(applied.values())) == 1:
+            code, hk, err = c.hashkv(timeout_s=10)
+            last = hk
+            if hk and hk.get("consistent") and len(hk.get("nodes", [])) == len(c.names) and \
+                    len({n["appliedIndex"] for n in hk["nodes"]}) == 1 and \
+                    len({n["digest"] for n in hk["nodes"]}) == 1 and len({n["treeRoot"] for n in hk["nodes"]}) == 1:
+                return True, hk, "converged"
+            reason = f"hashkv exit {code}: {json.dumps(hk) if hk else err.strip()[-300:]}"
+        else:
+            reason = f"applied indexes {applied}"
+        time.sleep(0.5)
+    return False, last, reason
+
+
+def run_once(o: RunOptions, index=0):
+    """Returns a result dict (also written to <run dir>/result.json)."""
+    log = o.log
+    names = [f"n{i}" for i in range(1, o.nodes + 1)]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = os.path.join(o.out_dir, f"{stamp}-seed{o.seed}")
+    os.makedirs(run_dir, exist_ok=True)
+    steps = nm.schedule(o.seed, o.faults, o.time_s, target=o.target)
+    needs_proxy = o.use_proxy or any(f in nm.NETWORK for f in o.faults)
+    c = cl.Cluster(o.bin_dir, run_dir, names, use_proxy=needs_proxy, election_ticks=o.election_ticks,
+                   snapshot_entries=o.snapshot_entries, seed=o.seed, log=log, broken=o.broken)
+    result = {"seed": o.seed, "nodes": o.nodes, "faults": o.faults, "workloads": o.workloads, "schedule": steps,
+              "runDir": run_dir, "history": os.path.join(run_dir, "history.jsonl"), "failures": []}
+    header = {"seed": o.seed, "nodes": names, "faults": o.faults, "workloads": o.workloads, "schedule": steps,
+              "timeSeconds": o.time_s, "binDir": o.bin_dir, "broken": o.broken,
+              "electionTimeoutMs": c.tick_ms * c.election_ticks, "proxy": needs_proxy}
+    history = None
+    workers = []
+    stop_workers = threading.Event()
+    stop_nemesis = threading.Event()
+    nemesis = None
+    started = time.monotonic()
+    try:
+        c.check_ports()
+        c.write_configs()
+        c.start_proxy()
+        for n in names:
+            c.start(n)
+        leader = c.wait_for_leader(30)
+        if not leader:
+            result["failures"].append({"check": "start", "message": "no leader 30 s after starting the cluster"})
+            return result
+        log(f"run {index}: seed {o.seed}, {o.nodes} nodes, faults {','.join(o.faults) or 'none'}, "
+            f"workloads {','.join(o.workloads)}, {o.time_s:.0f} s; leader {leader} after {time.monotonic() - started:.1f} s; {run_dir}")
+        history = wl.History(result["history"], header)
+        rng = random.Random(o.seed)
+        keys = wl.KeyPool(random.Random(o.seed + 1))
+        proc = 0
+        for kind in o.workloads:
+            count = o.register_workers if kind == "register" else 1
+            for _ in range(count):
+                workers.append(wl.Worker(proc, kind, names, history, stop_workers, rng.getrandbits(63), keys=keys))
+                proc += 1
+        for w in workers:
+            w.start()
+        nemesis = nm.Nemesis(c, steps, history, stop_nemesis, log)
+        nemesis.start()
+        time.sleep(o.time_s)
+        stop_nemesis.set()
+        nemesis.join(60)
+        if nemesis.is_alive():
+            result["failures"].append({"check": "harness", "message": "nemesis did not finish within 60 s"})
+        healed_at = history.now()
+        nemesis.heal()
+        # Liveness: with everything healed, the cluster must serve again.
+        if not c.wait_for_leader(20):
+            result["failures"].append({"check": "liveness", "message": "no leader 20 s after healing"})
+        time.sleep(4.0)
+        stop_workers.set()
+        for w in workers:
+            w.join(15)
+            if w.error:
+                result["failures"].append({"check": "harness", "message": f"worker {w.proc} failed:\n{w.error}"})
+        after = [op for op in history.ops if op["outcome"] == "ok" and op["invoke"] >= healed_at]
+        if not after:
+            result["failures"].append({"check": "liveness", "message": "no operation succeeded in the 4 s after healing"})
+        if any(k in o.workloads for k in ("set", "range")):
+            fin = wl.final_read(names, history, o.seed)
+            if fin["outcome"] != "ok":
+                result["failures"].append({"check": "liveness", "message": "the final read of the set failed"})
+        ok, hk, why = converge(c, log)
+        result["converged"] = ok
+        result["hashkv"] = hk
+        if not ok:
+            result["failures"].append({"check": "convergence", "message": f"nodes did not converge within 40 s: {why}"})
+        audit = audit_hook(c, log)
+        if audit:
+            result["failures"].append(audit)
+        result["proxy"] = c.proxy_stats() if c.proxy else {}
+        result["nemesisCounts"] = nemesis.count
+        result["warnings"] = nemesis.warnings
+        if nemesis.error:
+            result["failures"].append({"check": "harness", "message": "nemesis failed:\n" + nemesis.error})
+    finally:
+        stop_nemesis.set()
+        stop_workers.set()
+        c.shutdown()
+        for n in names:
+            c.note_exit(n)
+        if c.crashes:
+            result["failures"].append({"check": "crash", "message": "nodes exited unexpectedly: " +
+                                       ", ".join(f"{n} status {code}" for n, code in c.crashes)})
+        if history:
+            history.close()
+    result["wallSeconds"] = round(time.monotonic() - started, 1)
+    check_into(result, history.ops, log)
+    with open(os.path.join(run_dir, "result.json"), "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    return result
+
+
+def check_into(result, ops, log):
+    """Resolves what it can, runs the checkers, adds their summary and failures to result."""
+    resolved = checker.apply_resolutions(ops, checker.resolve_unknowns(ops))
+    t = time.monotonic()
+    summary, failures = checker.check_history(ops)
+    summary["resolved"] = resolved
+    summary["checkSeconds"] = round(time.monotonic() - t, 2)
+    counts = {}
+    for op in ops:
+        counts[op["outcome"]] = counts.get(op["outcome"], 0) + 1
+    summary["outcomes"] = counts
+    result["summary"] = summary
+    result["failures"] += failures
+
+
+def load_history(path):
+    header, ops, events = None, [], []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            d = json.loads(line)
+            t = d.get("type")
+            if t == "header":
+                header = d
+            elif t == "op":
+                ops.append(d)
+            else:
+                events.append(d)
+    return header, ops, events

@@ -1,0 +1,201 @@
+"""The checkers must flag known-bad histories and accept known-good ones.
+
+Run: tools/chaos --self-test (or `python3 -m unittest discover -s tools/chaoslib -t tools`).
+"""
+
+import random
+import unittest
+
+from chaoslib import checker
+
+_ids = iter(range(1_000_000))
+
+
+def op(f, inv, comp, outcome="ok", key="x", value=None, result=None, **extra):
+    o = {"id": next(_ids), "f": f, "key": key, "invoke": inv, "complete": comp if outcome != "unknown" else None,
+         "outcome": outcome}
+    if value is not None:
+        o["value"] = value
+    if f in ("read", "cas", "final-read", "range") and outcome == "ok":
+        o["result"] = result
+    o.update(extra)
+    return o
+
+
+def w(inv, comp, v, **kw):
+    return op("write", inv, comp, value=v, **kw)
+
+
+def r(inv, comp, v, **kw):
+    return op("read", inv, comp, result=v, **kw)
+
+
+def cas(inv, comp, e, n, ok=True, **kw):
+    return op("cas", inv, comp, value=[e, n], result={"succeeded": ok}, **kw)
+
+
+def lin(ops):
+    return checker.check_linearizable(ops)["ok"]
+
+
+class RegisterGood(unittest.TestCase):
+    def test_sequential(self):
+        self.assertTrue(lin([w(0, 1, "a"), r(2, 3, "a"), cas(4, 5, "a", "b"), r(6, 7, "b")]))
+
+    def test_read_of_missing_key(self):
+        self.assertTrue(lin([r(0, 1, None), w(2, 3, "a"), r(4, 5, "a")]))
+
+    def test_concurrent_read_sees_old_or_new(self):
+        for seen in ("a", "b"):
+            self.assertTrue(lin([w(0, 1, "a"), w(2, 10, "b"), r(3, 4, seen)]))
+
+    def test_concurrent_reads_may_disagree_only_in_order(self):
+        # r1 sees b, then r2 (begun after r1 ended) sees b too: fine; a reversal is tested below.
+        self.assertTrue(lin([w(0, 1, "a"), w(2, 10, "b"), r(3, 4, "b"), r(5, 6, "b")]))
+
+    def test_unknown_write_may_take_effect_late(self):
+        self.assertTrue(lin([w(0, 1, "a"), w(2, None, "b", outcome="unknown"), r(5, 6, "a"), r(7, 8, "b")]))
+
+    def test_unknown_write_may_never_take_effect(self):
+        self.assertTrue(lin([w(0, 1, "a"), w(2, None, "b", outcome="unknown"), r(5, 6, "a"), r(70, 80, "a")]))
+
+    def test_failed_write_is_ignored(self):
+        self.assertTrue(lin([w(0, 1, "a"), w(2, 3, "b", outcome="fail"), r(5, 6, "a")]))
+
+    def test_failed_cas_with_current_value(self):
+        self.assertTrue(lin([w(0, 1, "a"), op("cas", 2, 3, value=["z", "q"], result={"succeeded": False, "current": "a"})]))
+
+    def test_unknown_cas_explains_a_read(self):
+        self.assertTrue(lin([w(0, 1, "a"), op("cas", 2, None, "unknown", value=["a", "b"]), r(5, 6, "b")]))
+
+    def test_many_concurrent_ops(self):
+        # A correct register simulated with random overlapping operations.
+        rng = random.Random(3)
+        ops, value, t = [], None, 0
+        for i in range(200):
+            t += rng.randint(1, 5)
+            kind = rng.choice(["read", "write", "cas"])
+            inv = t - rng.randint(0, 20)
+            comp = t + rng.randint(0, 20)
+            if kind == "read":
+                ops.append(r(inv, comp, value))
+            elif kind == "write":
+                value = f"v{i}"
+                ops.append(w(inv, comp, value) if rng.random() < 0.85 else w(inv, None, value, outcome="unknown"))
+            else:
+                e = value if rng.random() < 0.7 else "nope"
+                if e == value:
+                    value = f"v{i}"
+                    ops.append(cas(inv, comp, e, value))
+                else:
+                    ops.append(cas(inv, comp, e, f"v{i}", ok=False))
+        self.assertTrue(lin(ops))
+
+
+class RegisterBad(unittest.TestCase):
+    def test_stale_read(self):
+        ops = [w(0, 1, "a"), w(2, 3, "b"), r(4, 5, "a")]
+        self.assertFalse(lin(ops))
+        culprit, _ = checker.first_violation(ops)
+        self.assertEqual(culprit["id"], ops[2]["id"])
+
+    def test_read_of_never_written_value(self):
+        self.assertFalse(lin([w(0, 1, "a"), r(2, 3, "zzz")]))
+
+    def test_lost_write(self):
+        # An acknowledged write that no later read sees.
+        self.assertFalse(lin([w(0, 1, "a"), w(2, 3, "b"), r(10, 11, "a"), r(12, 13, "a")]))
+
+    def test_reads_go_back_in_time(self):
+        self.assertFalse(lin([w(0, 1, "a"), w(2, 20, "b"), r(3, 4, "b"), r(5, 6, "a")]))
+
+    def test_impossible_cas(self):
+        # cas(a -> c) succeeded, but the value was b since before it began.
+        self.assertFalse(lin([w(0, 1, "a"), w(2, 3, "b"), cas(4, 5, "a", "c")]))
+
+    def test_cas_failed_although_it_should_have_succeeded(self):
+        self.assertFalse(lin([w(0, 1, "a"), cas(2, 3, "a", "c", ok=False)]))
+
+    def test_failed_cas_reports_a_stale_current_value(self):
+        self.assertFalse(lin([w(0, 1, "a"), w(2, 3, "b"),
+                              op("cas", 4, 5, value=["z", "q"], result={"succeeded": False, "current": "a"})]))
+
+    def test_failed_write_visible(self):
+        self.assertFalse(lin([w(0, 1, "a"), w(2, 3, "b", outcome="fail"), r(5, 6, "b")]))
+
+    def test_unknown_write_resolved_not_committed_but_read(self):
+        u = w(2, None, "b", outcome="unknown", resolved={"committed": False})
+        self.assertFalse(lin([w(0, 1, "a"), u, r(5, 6, "b")]))
+
+    def test_unknown_write_resolved_committed_must_show(self):
+        u = w(2, None, "b", outcome="unknown", resolved={"committed": True, "revision": 9})
+        # b committed, so a later write c and a read of c are fine ...
+        self.assertTrue(lin([w(0, 1, "a"), u, w(4, 5, "c"), r(6, 7, "c")]))
+        # ... but b must have taken effect somewhere: never overwritten, yet never visible is fine
+        # only if it could land after the last read; a read of a after a resolved-committed b with
+        # nothing after is still linearizable (b may land later). A read of b after a resolved
+        # *uncommitted* b is not (above).
+
+    def test_first_violation_in_a_long_history(self):
+        ops = [w(0, 1, "a")]
+        for i in range(50):
+            ops.append(r(10 + 4 * i, 12 + 4 * i, "a"))
+        ops.append(w(300, 301, "b"))
+        ops.append(r(310, 311, "b"))
+        ops.append(r(320, 321, "a"))  # stale
+        ops.append(r(330, 331, "b"))
+        culprit, _ = checker.first_violation(ops)
+        self.assertEqual(culprit["id"], ops[-2]["id"])
+
+
+class SetChecks(unittest.TestCase):
+    def appends(self, *spec):
+        return [op("append", i * 2, i * 2 + 1, outcome=o, key=k, value="1") for i, (k, o) in enumerate(spec)]
+
+    def test_good(self):
+        ops = self.appends(("s/1", "ok"), ("s/2", "unknown"), ("s/3", "fail"))
+        ops.append(op("final-read", 100, 101, key="s/", result=["s/1", "s/2"]))
+        self.assertEqual(checker.check_sets(ops)[1], [])
+
+    def test_lost_append(self):
+        ops = self.appends(("s/1", "ok"), ("s/2", "ok"))
+        ops.append(op("final-read", 100, 101, key="s/", result=["s/1"]))
+        f = checker.check_sets(ops)[1]
+        self.assertIn("missing", f[0]["message"])
+        self.assertEqual(f[0]["keys"], ["s/2"])
+
+    def test_never_appended(self):
+        ops = self.appends(("s/1", "ok"))
+        ops.append(op("final-read", 100, 101, key="s/", result=["s/1", "s/9"]))
+        self.assertIn("never appended", checker.check_sets(ops)[1][0]["message"])
+
+    def test_failed_append_present(self):
+        ops = self.appends(("s/1", "ok"), ("s/2", "fail"))
+        ops.append(op("final-read", 100, 101, key="s/", result=["s/1", "s/2"]))
+        self.assertIn("failed", checker.check_sets(ops)[1][0]["message"])
+
+    def test_range_read_misses_acknowledged_append(self):
+        ops = self.appends(("s/1", "ok"), ("s/2", "ok"))
+        ops.append(op("range", 10, 11, key="s/", result=["s/2"]))
+        ops.append(op("final-read", 100, 101, key="s/", result=["s/1", "s/2"]))
+        self.assertIn("misses", checker.check_sets(ops)[1][0]["message"])
+
+    def test_range_reads_go_back_in_time(self):
+        ops = self.appends(("s/1", "ok"))
+        ops.append(op("append", 5, None, outcome="unknown", key="s/2", value="1"))
+        ops.append(op("range", 10, 11, key="s/", result=["s/1", "s/2"]))
+        ops.append(op("range", 12, 13, key="s/", result=["s/1"]))
+        ops.append(op("final-read", 100, 101, key="s/", result=["s/1", "s/2"]))
+        self.assertIn("lacks", checker.check_sets(ops)[1][0]["message"])
+
+    def test_range_reads_concurrent_may_differ(self):
+        ops = self.appends(("s/1", "ok"))
+        ops.append(op("append", 5, 30, key="s/2", value="1"))
+        ops.append(op("range", 10, 20, key="s/", result=["s/1", "s/2"]))
+        ops.append(op("range", 12, 25, key="s/", result=["s/1"]))
+        ops.append(op("final-read", 100, 101, key="s/", result=["s/1", "s/2"]))
+        self.assertEqual(checker.check_sets(ops)[1], [])
+
+
+if __name__ == "__main__":
+    unittest.main()
