@@ -295,17 +295,22 @@ def check_ranges(ops, by_key, failed):
 # --- unknown outcomes ------------------------------------------------------------------------
 
 def resolve_unknowns(ops, journal=None):
-    """TODO(issue 7, audit): resolve unknown writes against the committed journal.
-
-    Each write carries its session (`session`: client ID, sequence). Once the audit RPCs expose
-    the journal entry at a revision, this should walk the journal from the run's first revision
-    to the committed index, decode each entry's proposal, and for every unknown write whose
-    session appears return {op id: {"committed": True, "revision": R}}; for the others, once
-    the journal has been read past the point where they could still commit (the run is over
-    and the cluster converged), {"committed": False}. Today it resolves nothing: unknown
-    writes stay unknown, which the checkers handle (weaker, still sound).
+    """Resolves unknown writes against the committed journal (the audit chain says exactly
+    which entries committed). `journal` is {(client ID, sequence): revision} for every
+    committed entry with a session, read from a converged node after the run (the run is over:
+    nothing can still commit). An unknown write whose session is there committed at that
+    revision; one whose session is not never took effect. Without a journal, nothing is
+    resolved (unknown writes stay unknown, which the checkers handle: weaker, still sound).
     """
-    return {}
+    if journal is None:
+        return {}
+    out = {}
+    for op in ops:
+        if op.get("outcome") != "unknown" or not op.get("session"):
+            continue
+        revision = journal.get(tuple(op["session"]))
+        out[op["id"]] = {"committed": True, "revision": revision} if revision else {"committed": False}
+    return out
 
 
 def apply_resolutions(ops, resolutions):

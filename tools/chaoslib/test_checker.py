@@ -199,3 +199,28 @@ class SetChecks(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class JournalResolution(unittest.TestCase):
+    """resolve_unknowns: the committed journal decides unknown writes."""
+
+    def test_session_in_journal_commits_absent_drops(self):
+        committed = w(2, None, "b", outcome="unknown", session=[7, 1])
+        dropped = w(3, None, "c", outcome="unknown", session=[7, 2])
+        ops = [w(0, 1, "a", session=[6, 1]), committed, dropped]
+        verdicts = checker.resolve_unknowns(ops, {(6, 1): 4, (7, 1): 5})
+        self.assertEqual(verdicts, {committed["id"]: {"committed": True, "revision": 5}, dropped["id"]: {"committed": False}})
+        self.assertEqual(checker.apply_resolutions(ops, verdicts), 2)
+
+    def test_resolution_gives_the_checker_teeth(self):
+        # Unresolved, "b" may have taken effect, so a later read of "b" is fine; once the journal
+        # shows its session never committed, that read saw a value nobody wrote.
+        def history():
+            return [w(0, 1, "a"), w(2, None, "b", outcome="unknown", session=[9, 1]), r(50, 60, "b")]
+        self.assertTrue(lin(history()))
+        ops = history()
+        checker.apply_resolutions(ops, checker.resolve_unknowns(ops, {(8, 1): 3}))
+        self.assertFalse(lin(ops))
+
+    def test_no_journal_resolves_nothing(self):
+        self.assertEqual(checker.resolve_unknowns([w(2, None, "b", outcome="unknown", session=[1, 1])]), {})

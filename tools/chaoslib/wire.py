@@ -20,10 +20,12 @@ KIND_READ = 0x11
 KIND_STATUS = 0x20
 KIND_LEADER_TRANSFER = 0x23
 KIND_HASHKV = 0x25
+KIND_JOURNAL_ENTRY = 0x33
 KIND_WRITE_RESPONSE = 0x90
 KIND_READ_RESPONSE = 0x91
 KIND_STATUS_RESPONSE = 0xA0
 KIND_HASHKV_RESPONSE = 0xA5
+KIND_JOURNAL_ENTRY_RESPONSE = 0xB3
 KIND_ERROR = 0xFF
 
 # ErrorResponse codes (PROTOCOL.md "Client messages").
@@ -376,3 +378,40 @@ class Connection:
         except BaseException:
             self.close()
             raise
+
+
+def parse_journal_entry(body: bytes):
+    """PROTOCOL.md journalEntryResponse: (index, term, type, payload)."""
+    rd = Reader(body)
+    index, term, etype = rd.varint(), rd.varint(), rd.u8()
+    payload = rd.vbytes()
+    rd.done()
+    return index, term, etype, payload
+
+
+def proposal_session(payload: bytes):
+    """The (client ID, sequence) of a KV proposal payload (KV-COMMANDS.md), or None for a
+    proposal without a session, an empty payload (a leader's no-op) or one that does not parse."""
+    if len(payload) < 2 or payload[0] != 1 or not payload[1] & 0x01 or len(payload) < 18:
+        return None
+    return struct.unpack(">Q", payload[2:10])[0], struct.unpack(">Q", payload[10:18])[0]
+
+
+def committed_sessions(conn: "Connection", last_index: int, timeout: float = 5.0):
+    """Reads journal entries 1..last_index from one node; returns {(client ID, sequence):
+    first revision} for every normal entry that carries a session. A session that appears
+    twice (a retry proposed again) was applied once, at its first revision."""
+    out = {}
+    for index in range(1, last_index + 1):
+        kind, body = conn.request(KIND_JOURNAL_ENTRY, varint(index), timeout)
+        if kind == KIND_ERROR:
+            raise parse_error(body)
+        if kind != KIND_JOURNAL_ENTRY_RESPONSE:
+            raise ProtocolError(f"journal entry {index}: answer kind {kind:#x}")
+        got, _term, etype, payload = parse_journal_entry(body)
+        if got != index:
+            raise ProtocolError(f"asked for journal entry {index}, got {got}")
+        session = proposal_session(payload) if etype == 0 else None
+        if session is not None and session not in out:
+            out[session] = index
+    return out
