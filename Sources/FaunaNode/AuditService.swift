@@ -25,6 +25,9 @@ struct AuditService {
     }
 
     mutating func answer(_ message: RPCMessage, store: Store) -> RPCMessage {
+        guard store.auditChain else {
+            return .error(RPCErrorResponse(.unsupported, "\(nodeID) runs without the audit chain (--unsafe-no-audit-chain, benchmarks only)"))
+        }
         do {
             switch message {
             case .signedTreeHead(let request): return try signedHead(request, store)

@@ -52,7 +52,13 @@ final class PeerTransport: @unchecked Sendable {
         for (peer, link) in links where !conf.isMember(peer) {
             links[peer] = nil
             logger.info("closing the link to a removed member", metadata: ["peer": "\(peer)"])
-            Task { await link.shutdown() }
+            // Not at once: the messages already queued on it (the append or heartbeat that
+            // carries the commit of the removal) are what tell the removed node to stop, and
+            // shutting a link down drops its queue. Nothing new is queued on it now.
+            Task {
+                try? await Task.sleep(for: .seconds(2))
+                await link.shutdown()
+            }
         }
     }
 

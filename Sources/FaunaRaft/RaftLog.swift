@@ -21,14 +21,17 @@ struct RaftLog {
         self.unstableOffset = last + 1
         let first = try storage.firstIndex()
         // A stale persisted commit can be below the snapshot; the snapshot is committed.
-        self.committed = max(committed, first - 1)
         self.applied = max(applied, first - 1)
+        // The application may be ahead of the persisted commit: a Ready hands out committed
+        // entries (only ones already in stable storage) before the hard state that carries the
+        // new commit index is synced (ADR 0006 "Restart"), so a crash in between leaves
+        // applied > commit. Every applied entry was committed, so the commit is at least it.
+        self.committed = max(committed, self.applied)
         // Disk state the core cannot reconcile: refuse to start rather than trap or diverge.
         guard self.committed <= last else {
-            throw RaftError(.inconsistentState, "persisted commit \(self.committed) is beyond the last log index \(last)")
-        }
-        guard self.applied <= self.committed else {
-            throw RaftError(.inconsistentState, "applied index \(self.applied) is beyond the commit index \(self.committed)")
+            throw RaftError(
+                .inconsistentState,
+                "commit \(committed) / applied index \(self.applied) is beyond the last log index \(last): the log lost entries")
         }
     }
 

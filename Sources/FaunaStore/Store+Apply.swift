@@ -58,9 +58,11 @@ extension Store {
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
         for e in entries {
-            batch.put(cfs.journal, bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(entry: e))
-            let leaf = JournalEntry(index: e.index.rawValue, term: e.term.rawValue, type: e.type.rawValue, payload: e.data)
-            frontier.append(leaf.leafHash, to: &nodes)
+            if auditChain {
+                batch.put(cfs.journal, bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(entry: e))
+                let leaf = JournalEntry(index: e.index.rawValue, term: e.term.rawValue, type: e.type.rawValue, payload: e.data)
+                frontier.append(leaf.leafHash, to: &nodes)
+            }
             var result: KVApplyResult? = nil
             if e.type == .normal && !e.data.isEmpty {
                 result = try kvStateMachine.apply(
@@ -82,7 +84,7 @@ extension Store {
         add(state, to: batch)
         try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
         try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
-        precondition(frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
+        precondition(!auditChain || frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
         self.frontier = frontier
         self.applied = state
         return out

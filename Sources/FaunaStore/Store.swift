@@ -43,10 +43,16 @@ public final class Store: @unchecked Sendable {
         public var diskFreeBytesMin: UInt64 = 256 << 20
         /// Bound of the Raft log's group-commit queue.
         public var logPendingUpdatesMax = 4096
+        /// BENCHMARKS ONLY (`store-bench`, to measure what the audit chain costs): false skips
+        /// the journal and the Merkle tree on apply. Such a store cannot serve proofs and does
+        /// not reopen (the journal no longer matches the applied index). Never false in a node.
+        public var auditChain = true
         public init() {}
     }
 
     let diskGuard: DiskSpaceGuard
+    /// False only in benchmark stores (`Options.auditChain`).
+    public let auditChain: Bool
 
     /// Opens or creates the store at `path` (the directory and its parent are created).
     ///
@@ -55,6 +61,7 @@ public final class Store: @unchecked Sendable {
     public init(path: String, options: Options = Options()) throws(StoreError) {
         self.path = path
         self.diskGuard = DiskSpaceGuard(path: path, freeBytesMin: options.diskFreeBytesMin)
+        self.auditChain = options.auditChain
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {

@@ -54,6 +54,8 @@ public struct BenchParameters: Sendable, Hashable {
     public var distribution = BenchKeyDistribution.uniform
     /// Consistency of gets (`get`, `mixed`).
     public var consistency = ReadConsistency.linearizable
+    /// Gets are verified reads (docs/AUDIT.md §10).
+    public var verify = false
     /// Fraction of gets in `mixed`, 0...1.
     public var readRatio = 0.9
     /// Write every key once before measuring.
@@ -108,6 +110,7 @@ public struct BenchParameters: Sendable, Hashable {
             fields["consistency"] = consistency == .linearizable ? "linearizable" : "serializable"
         }
         if workload == .mixed { fields["readRatio"] = readRatio }
+        if verify { fields["verify"] = true }
         return fields
     }
 
@@ -119,6 +122,7 @@ public struct BenchParameters: Sendable, Hashable {
         ]
         if workload == .get || workload == .mixed { parts.append(consistency == .linearizable ? "linearizable" : "serializable") }
         if workload == .mixed { parts.append("read ratio \(readRatio)") }
+        if verify { parts.append("verified") }
         if preload { parts.append("preloaded") }
         parts.append("seed \(seed)")
         return parts.joined(separator: ", ")

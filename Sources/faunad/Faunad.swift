@@ -39,6 +39,12 @@ struct Faunad: AsyncParsableCommand {
     @Option(help: .hidden)
     var exitWithParent: Int32?
 
+    /// BENCHMARKS ONLY (tools/bench-audit-chain): apply without the journal and the Merkle
+    /// tree, to measure what the audit chain costs. The node then answers no audit request and
+    /// its data directory does not reopen. Hidden from --help.
+    @Flag(help: .hidden)
+    var unsafeNoAuditChain = false
+
     mutating func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             Self.fail("faunad: --log-level \(logLevel): want trace, debug, info, notice, warning, error or critical")
@@ -57,6 +63,7 @@ struct Faunad: AsyncParsableCommand {
             var s = try NodeSettings(cluster: cluster, name: id, baseDirectory: base)
             if let dataDir { s.dataDirectory = dataDir }
             s.join = join
+            if unsafeNoAuditChain { s.storeOptions.auditChain = false }
             settings = s
         } catch let error as ConfigError {
             Self.fail("faunad: \(config): \(error)")
@@ -64,6 +71,9 @@ struct Faunad: AsyncParsableCommand {
             Self.fail("faunad: cannot read \(config): \(error.localizedDescription)")
         }
 
+        if unsafeNoAuditChain {
+            logger.warning("--unsafe-no-audit-chain: no journal, no Merkle tree (benchmarks only; this data directory will not reopen)")
+        }
         let node: FaunaNode
         do {
             node = try await FaunaNode.start(settings: settings, logger: logger)

@@ -246,17 +246,16 @@ struct Audit: AsyncParsableCommand {
             ])
         } else {
             print("audit at revision \(report.revision) (tree size \(report.revision))\(journal ? ", journals re-hashed" : "")")
-            var rows = [["ID", "ENDPOINT", "STATE DIGEST", "TREE ROOT", journal ? "JOURNAL" : "", "VERDICT"]]
+            var rows = [["ID", "ENDPOINT", "STATE DIGEST", "TREE ROOT"] + (journal ? ["JOURNAL"] : []) + ["VERDICT"]]
             for node in report.nodes {
                 switch node.result {
                 case .success(let d):
                     let journalColumn = d.journalChecked.map { d.journalProblem.isEmpty ? "\($0) ok" : "DIFFERS" } ?? ""
-                    rows.append([
-                        "\(d.nodeID)", "\(node.endpoint)", String(hexString(d.digest).prefix(16)), short(d.treeRoot), journalColumn,
-                        node.problems.isEmpty ? "ok" : "DIFFERS",
-                    ])
+                    rows.append(
+                        ["\(d.nodeID)", "\(node.endpoint)", String(hexString(d.digest).prefix(16)), short(d.treeRoot)]
+                            + (journal ? [journalColumn] : []) + [node.problems.isEmpty ? "ok" : "DIFFERS"])
                 case .failure(let error):
-                    rows.append(["?", "\(node.endpoint)", "", "", "", "unreachable (\(error.code))"])
+                    rows.append(["?", "\(node.endpoint)", "", ""] + (journal ? [""] : []) + ["unreachable (\(error.code))"])
                 }
             }
             printTable(rows)

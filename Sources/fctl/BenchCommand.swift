@@ -76,10 +76,14 @@ struct BenchGet: AsyncParsableCommand {
     @OptionGroup var options: BenchOptions
     @Option(help: "linearizable (leader, ReadIndex) or serializable (any node, may be stale).")
     var consistency = "linearizable"
+    @Flag(help: "Verified reads (get --verify: record, journal entry, inclusion proof, a quorum of signed heads, consistency); keys pinned in memory at start.")
+    var verify = false
 
     func run() async throws {
         var p = try options.parameters(.get)
         p.consistency = try benchConsistency(consistency)
+        p.verify = verify
+        guard !(verify && p.consistency == .serializable) else { throw FctlError(.usage, "bench get: --verify reads linearizably; drop --consistency serializable") }
         try await BenchRunner(global: global, parameters: p).run()
     }
 }

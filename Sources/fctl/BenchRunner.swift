@@ -25,7 +25,15 @@ struct BenchRunner {
         var random = BenchRandom(seed: p.seed)
         let value = (0..<p.valueBytes).map { _ in UInt8.random(in: 0...255, using: &random) }
         let zipf = p.distribution == .zipf ? BenchZipf(count: p.keySpace, exponent: BenchParameters.zipfExponent) : nil
-        let plan = BenchPlan(parameters: p, value: value, zipf: zipf)
+        var plan = BenchPlan(parameters: p, value: value, zipf: zipf)
+        if p.verify {
+            do {
+                plan.trust = try await clients[0].pinMembers(cluster: "bench")
+            } catch {
+                for client in clients { await client.close() }
+                throw FctlError(error, doing: "bench get --verify: pinning the member keys")
+            }
+        }
 
         var preloadReport: BenchReport?
         if p.preload {

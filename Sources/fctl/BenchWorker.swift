@@ -10,6 +10,8 @@ struct BenchPlan: Sendable {
     let value: [UInt8]
     /// The zipf sampler, when keys are zipf-distributed.
     let zipf: BenchZipf?
+    /// For verified gets: the member keys pinned at the start (never saved).
+    var trust: TrustedCluster? = nil
 
     /// A key index for the next request.
     func keyIndex(_ random: inout BenchRandom) -> Int {
@@ -97,6 +99,10 @@ struct BenchWorker: Sendable {
             case .put:
                 return Self.answer(try await client.put(key, plan.value))
             case .get:
+                if let trust = plan.trust {
+                    let verified = try await client.verifiedGet(key, trust: trust)
+                    return .answered(note: verified == nil ? "getMiss" : nil)
+                }
                 let record = try await client.get(key, consistency: plan.parameters.consistency)
                 return .answered(note: record == nil ? "getMiss" : nil)
             case .txn:

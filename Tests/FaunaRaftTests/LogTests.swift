@@ -93,4 +93,19 @@ import Testing
             ($0 as? RaftError)?.code == .inconsistentState
         }
     }
+
+    /// Found by tools/chaos (seed 5000, SIGKILL): the node applies committed entries before the
+    /// hard state carrying the new commit is synced, so after a crash the store's applied index
+    /// can be above the persisted commit. The core takes the applied index as committed (it
+    /// is: only committed entries are applied) instead of refusing to start.
+    @Test func appliedAheadOfThePersistedCommitIsCommitted() throws {
+        let storage = MemoryStorage()
+        storage.append((1...5).map { Entry(term: Term(1), index: LogIndex($0)) })
+        storage.setHardState(HardState(term: Term(1), commit: LogIndex(2)))
+        var config = RaftConfig(id: NodeID(1), randomSeed: 1)
+        config.applied = LogIndex(4)
+        let node = try RaftNode(config: config, storage: storage)
+        #expect(node.commitIndex == LogIndex(4))
+        #expect(!node.hasReady || node.ready().committedEntries.isEmpty, "nothing up to the applied index is handed out again")
+    }
 }
