@@ -20,16 +20,27 @@ extension KVStateMachine {
         header.u64(try view.currentRevision().rawValue)
         header.u64(try view.compactedRevision().rawValue)
         try header.bytes.withUnsafeBytes(sink)
+        try Self.digestRecords(sink) { visit in try backend.scanRecords(in: .all, reverse: false, visit) }
+    }
+
+    /// The body and trailer of a digest stream: `u8 0x01 | bytes key | record` per record that
+    /// `scan` visits, then `u8 0x00 | u64 count`.
+    static func digestRecords(
+        _ sink: (UnsafeRawBufferPointer) throws -> Void,
+        scan: (_ visit: ([UInt8], KVRecord) throws -> Bool) throws -> Void
+    ) throws {
         var count: UInt64 = 0
-        try backend.scanRecords(in: .all, reverse: false) { key, record in
-            var w = ByteWriter()
-            w.bytes.reserveCapacity(34 + key.count + record.value.count)
-            w.u8(0x01)
-            w.lengthPrefixed(key)
-            record.encode(into: &w)
-            try w.bytes.withUnsafeBytes(sink)
-            count += 1
-            return true
+        try withoutActuallyEscaping(sink) { sink in
+            try scan { key, record in
+                var w = ByteWriter()
+                w.bytes.reserveCapacity(34 + key.count + record.value.count)
+                w.u8(0x01)
+                w.lengthPrefixed(key)
+                record.encode(into: &w)
+                try w.bytes.withUnsafeBytes(sink)
+                count += 1
+                return true
+            }
         }
         var trailer = ByteWriter()
         trailer.u8(0x00)
@@ -67,22 +78,11 @@ extension KVStateMachine {
         header.u8(KVStateMachine.digestAtRevisionFormatVersion)
         header.u64(at.rawValue)
         try header.bytes.withUnsafeBytes(sink)
-        var count: UInt64 = 0
-        try KVStateMachine.scanRecords(in: .all, at: at, reverse: false, view) { key, fromHistory in
-            var record = fromHistory
-            if let live = try view.record(forKey: key), live.modRevision == fromHistory.modRevision { record = live }
-            var w = ByteWriter()
-            w.bytes.reserveCapacity(34 + key.count + record.value.count)
-            w.u8(0x01)
-            w.lengthPrefixed(key)
-            record.encode(into: &w)
-            try w.bytes.withUnsafeBytes(sink)
-            count += 1
-            return true
+        try Self.digestRecords(sink) { visit in
+            try KVStateMachine.scanRecords(in: .all, at: at, reverse: false, view) { key, fromHistory in
+                if let live = try view.record(forKey: key), live.modRevision == fromHistory.modRevision { return try visit(key, live) }
+                return try visit(key, fromHistory)
+            }
         }
-        var trailer = ByteWriter()
-        trailer.u8(0x00)
-        trailer.u64(count)
-        try trailer.bytes.withUnsafeBytes(sink)
     }
 }

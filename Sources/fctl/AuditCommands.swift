@@ -57,8 +57,11 @@ func pinNote(_ trust: TrustedCluster, _ store: TrustStore) -> String {
     "pinned the keys of \(trust.members.map { "\($0.nodeID)" }.joined(separator: ", ")) on first use (cluster \(trust.clusterID)) in \(store.path)"
 }
 
-/// `fctl get KEY --verify`.
-func verifiedGet(_ key: [UInt8], revision: UInt64?, _ global: GlobalOptions, _ options: AuditOptions) async throws(FctlError) {
+/// A verified read through a fresh client (keys pinned on first use), the trusted state saved
+/// after it passed. `action` names the command in errors.
+func verifiedRecord(
+    _ key: [UInt8], revision: UInt64?, _ global: GlobalOptions, _ options: AuditOptions, doing action: String
+) async throws(FctlError) -> (record: VerifiedRecord, store: TrustStore, pinned: Bool) {
     let node = try options.servingNode(global)
     let client = try global.makeClient()
     defer { Task { await client.close() } }
@@ -67,12 +70,18 @@ func verifiedGet(_ key: [UInt8], revision: UInt64?, _ global: GlobalOptions, _ o
     do {
         verified = try await client.verifiedGet(key, revision: revision.map { Revision($0) }, servedBy: node, trust: trust)
     } catch {
-        throw FctlError(error, doing: "get --verify")
+        throw FctlError(error, doing: action)
     }
     guard let verified else {
-        throw FctlError(.notFound, "get: key \(global.show(key)) not found (absence is not proven: the tree commits to entries, not to keys)")
+        throw FctlError(.notFound, "\(action): key \(global.show(key)) not found (absence is not proven: the tree commits to entries, not to keys)")
     }
     do { try store.save(verified.trust) } catch { throw FctlError(error, doing: "saving the trusted state") }
+    return (verified, store, pinned)
+}
+
+/// `fctl get KEY --verify`.
+func verifiedGet(_ key: [UInt8], revision: UInt64?, _ global: GlobalOptions, _ options: AuditOptions) async throws(FctlError) {
+    let (verified, store, pinned) = try await verifiedRecord(key, revision: revision, global, options, doing: "get --verify")
     let proof = verified.proof
     let head = proof.signedHead.head
     if global.json {
@@ -135,18 +144,7 @@ struct Proof: AsyncParsableCommand {
 
     func run() async throws {
         let keyBytes = try global.bytes(key, "key")
-        let node = try audit.servingNode(global)
-        let client = try global.makeClient()
-        defer { Task { await client.close() } }
-        let (store, trust, pinned) = try await audit.loadOrPin(client, global)
-        let verified: VerifiedRecord?
-        do {
-            verified = try await client.verifiedGet(keyBytes, revision: revision.map { Revision($0) }, servedBy: node, trust: trust)
-        } catch {
-            throw FctlError(error, doing: "proof")
-        }
-        guard let verified else { throw FctlError(.notFound, "proof: key \(global.show(keyBytes)) not found") }
-        do { try store.save(verified.trust) } catch { throw FctlError(error, doing: "saving the trusted state") }
+        let (verified, store, pinned) = try await verifiedRecord(keyBytes, revision: revision, global, audit, doing: "proof")
         let object = ProofFile.object(
             verified.proof, key: keyBytes, value: verified.record.record.value, revision: verified.record.record.modRevision.rawValue)
         do {

@@ -177,6 +177,20 @@ func rawRocksDBPutRate(dir: String, count: UInt64, perBatch: UInt64) throws -> D
     return Double(count) / (now() - start)
 }
 
+/// Single-put entries 1...count in batches of `perBatch`, keys in a scattered order.
+func applyBatches(count: UInt64, perBatch: UInt64, value: [UInt8]) -> [[Entry]] {
+    var batches: [[Entry]] = []
+    var index: UInt64 = 1
+    while index <= count {
+        let batch = (index..<min(index + perBatch, count + 1)).map { i in
+            putEntry(i, key: key((i &* 2_654_435_761) % count), value: value)
+        }
+        batches.append(batch)
+        index += UInt64(batch.count)
+    }
+    return batches
+}
+
 func applyAndReadBench(_ c: Config) throws {
     let rawRate = try rawRocksDBPutRate(dir: c.dir, count: 300_000, perBatch: c.applyBatch)
     print("baseline: raw RocksDB puts, unsynced, \(c.applyBatch) per WriteBatch, 1 CF, 16 B random-order keys, "
@@ -186,15 +200,7 @@ func applyAndReadBench(_ c: Config) throws {
     let applyCount: UInt64 = 300_000, batchEntries = c.applyBatch
     let value = [UInt8](repeating: 0x5A, count: 100)
     // Entries arrive encoded (the client encoded them): build them before the clock starts.
-    var batches: [[Entry]] = []
-    var index: UInt64 = 1
-    while index <= applyCount {
-        let batch = (index..<min(index + batchEntries, applyCount + 1)).map { i in
-            putEntry(i, key: key((i &* 2_654_435_761) % applyCount), value: value)
-        }
-        batches.append(batch)
-        index += UInt64(batch.count)
-    }
+    var batches = applyBatches(count: applyCount, perBatch: batchEntries, value: value)
     let cpuStart = threadCPU()
     var start = now()
     for batch in batches { try store.apply(batch, sync: false) }
@@ -210,15 +216,7 @@ func applyAndReadBench(_ c: Config) throws {
     var plainOptions = Store.Options()
     plainOptions.auditChain = false
     let plain = try Store(path: c.dir + "/apply-no-audit", options: plainOptions)
-    var plainBatches: [[Entry]] = []
-    var plainIndex: UInt64 = 1
-    while plainIndex <= applyCount {
-        let batch = (plainIndex..<min(plainIndex + batchEntries, applyCount + 1)).map { i in
-            putEntry(i, key: key((i &* 2_654_435_761) % applyCount), value: value)
-        }
-        plainBatches.append(batch)
-        plainIndex += UInt64(batch.count)
-    }
+    let plainBatches = applyBatches(count: applyCount, perBatch: batchEntries, value: value)
     let plainStart = now()
     for batch in plainBatches { try plain.apply(batch, sync: false) }
     let plainElapsed = now() - plainStart
