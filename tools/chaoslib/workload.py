@@ -208,35 +208,34 @@ class Worker(threading.Thread):
 
     def range_op(self):
         op = {"proc": self.proc, "f": "range", "key": SET_PREFIX}
-        op["invoke"] = self.history.now()
-        outcome, res, notes = self.client.read(wire.prefix_range(SET_PREFIX.encode()), self.op_timeout_s)
-        op["complete"] = self.history.now()
-        op["outcome"] = outcome
-        if notes:
-            op["notes"] = notes[-6:]
-        if res is not None:
-            op["result"] = sorted(_s(r["key"]) for r in res["records"])
-            op["node"] = res["node"]
-            op["readRevision"] = res["revision"]
+        read_set(self.client, op, self.history, self.op_timeout_s)
         self.history.record(op)
+
+
+def read_set(client, op, history, timeout_s):
+    """One linearizable read of the set prefix into `op` (times, outcome, sorted keys); the
+    read's answer, or None."""
+    op["invoke"] = history.now()
+    outcome, res, notes = client.read(wire.prefix_range(SET_PREFIX.encode()), timeout_s)
+    op["complete"] = history.now()
+    op["outcome"] = outcome
+    if notes:
+        op["notes"] = notes[-6:]
+    if res is not None:
+        op["result"] = sorted(_s(r["key"]) for r in res["records"])
+        op["node"] = res["node"]
+        op["readRevision"] = res["revision"]
+    return res
 
 
 def final_read(names, history, seed, timeout_s=20.0):
     """After the faults healed: one linearizable read of the whole set prefix."""
     c = Client(names, random.Random(seed))
     try:
-        op = {"proc": -1, "f": "final-read", "key": SET_PREFIX, "invoke": history.now()}
-        outcome, res, notes = c.read(wire.prefix_range(SET_PREFIX.encode()), timeout_s)
-        op["complete"] = history.now()
-        op["outcome"] = outcome
-        if notes:
-            op["notes"] = notes[-6:]
-        if res is not None:
-            op["result"] = sorted(_s(r["key"]) for r in res["records"])
-            op["node"] = res["node"]
-            op["readRevision"] = res["revision"]
-            if res["hasMore"]:
-                op["notes"] = op.get("notes", []) + ["hasMore"]
+        op = {"proc": -1, "f": "final-read", "key": SET_PREFIX}
+        res = read_set(c, op, history, timeout_s)
+        if res is not None and res["hasMore"]:
+            op["notes"] = op.get("notes", []) + ["hasMore"]
         history.record(op)
         return op
     finally:
