@@ -79,7 +79,11 @@ extension FaunaClient {
         if let servedBy { node = servedBy } else { node = try await findLeader() }
         guard let record = try await get(key, revision: revision, servedBy: node) else { return nil }
         let revision = record.record.modRevision.rawValue
-        let entry = try await journalEntry(at: revision, from: node)
+        // Independent: the entry that wrote the record, and the node's current head (its size).
+        async let entryAnswer = Self.result { () throws(FaunaClientError) in try await self.journalEntry(at: revision, from: node) }
+        async let currentAnswer = Self.result { () throws(FaunaClientError) in try await self.signedTreeHead(of: node) }
+        let entry = try await entryAnswer.get()
+        let current = try await currentAnswer.get()
         guard entry.index == revision else {
             throw FaunaClientError(.verificationFailed, "\(node) sent journal entry \(entry.index) when asked for \(revision)")
         }
@@ -89,7 +93,7 @@ extension FaunaClient {
         case .failure(let why):
             throw FaunaClientError(.verificationFailed, "the record \(node) served is not what its journal entry \(revision) wrote: \(why)")
         }
-        let (signed, signers, before, after) = try await proveHead(from: node, covering: revision, trust: trust) { size throws(FaunaClientError) in
+        let (signed, signers, before, after) = try await proveHead(from: node, current: current, covering: revision, trust: trust) { size throws(FaunaClientError) in
             let inclusion = try await self.inclusionProof(ofEntry: revision, treeSize: size, from: node)
             do {
                 return (try inclusion.rootHash(fromLeafHash: entry.leafHash), inclusion)
@@ -113,7 +117,8 @@ extension FaunaClient {
     public func verifyHead(servedBy: Endpoint? = nil, trust: TrustedCluster) async throws(FaunaClientError) -> VerifiedHead {
         let node: Endpoint
         if let servedBy { node = servedBy } else { node = try await findLeader() }
-        let (signed, signers, before, after) = try await proveHead(from: node, covering: 0, trust: trust) { size throws(FaunaClientError) in
+        let current = try await signedTreeHead(of: node)
+        let (signed, signers, before, after) = try await proveHead(from: node, current: current, covering: 0, trust: trust) { size throws(FaunaClientError) in
             (try await self.signedTreeHead(of: node, treeSize: size).head.rootHash, nil)
         }
         return VerifiedHead(head: signed.head, signers: signers, trust: after, trustedBefore: before)
@@ -123,13 +128,15 @@ extension FaunaClient {
     /// size, at least the trusted size and `covering`), has `root` say which root a head of
     /// that size must have, collects a quorum of signatures for it, and advances the trusted
     /// state with a consistency proof.
+    ///
+    /// The inclusion proof, every member's signature and the consistency proof are fetched
+    /// concurrently (they depend only on the size); the checks run once all are in.
     private func proveHead(
-        from node: Endpoint, covering index: UInt64, trust: TrustedCluster,
-        root: (UInt64) async throws(FaunaClientError) -> (MerkleHash, InclusionProof?)
+        from node: Endpoint, current: SignedTreeHeadResponse, covering index: UInt64, trust: TrustedCluster,
+        root: @escaping @Sendable (UInt64) async throws(FaunaClientError) -> (MerkleHash, InclusionProof?)
     ) async throws(FaunaClientError) -> (
         signed: (head: SignedTreeHead, inclusion: InclusionProof?), signers: [NodeID], before: TreeHead, after: TrustedCluster
     ) {
-        let current = try await signedTreeHead(of: node)
         guard current.head.clusterID == trust.clusterID else {
             throw FaunaClientError(.verificationFailed, "\(node) is in cluster \(current.head.clusterID), want the trusted \(trust.clusterID)")
         }
@@ -150,15 +157,21 @@ extension FaunaClient {
                 throw FaunaClientError(.unavailable, "\(node) is behind the trusted tree size \(size); ask another node (--node)")
             }
         }
-        let (rootHash, inclusion) = try await root(size)
-        let head = TreeHead(clusterID: trust.clusterID, treeSize: size, rootHash: rootHash)
-        let (signed, signers) = try await collectQuorum(for: head, trust: trust, proofFrom: node)
         let before = trust.head
-        var state = trust.state
         let (older, newer) = size < before.treeSize ? (size, before.treeSize) : (before.treeSize, size)
-        let consistency = older == 0 || older == newer
-            ? ConsistencyProof(oldSize: older, newSize: newer, path: [])
-            : try await consistencyProof(from: older, to: newer, at: node)
+        let treeSize = size
+        async let rootAnswer = Self.result { () throws(FaunaClientError) in try await root(treeSize) }
+        async let heads = gatherHeads(size: treeSize)
+        async let consistencyAnswer = Self.result { () throws(FaunaClientError) in
+            older == 0 || older == newer
+                ? ConsistencyProof(oldSize: older, newSize: newer, path: [])
+                : try await self.consistencyProof(from: older, to: newer, at: node)
+        }
+        let (rootHash, inclusion) = try await rootAnswer.get()
+        let head = TreeHead(clusterID: trust.clusterID, treeSize: size, rootHash: rootHash)
+        let (signed, signers) = try Self.quorum(for: head, among: await heads, trust: trust, proofFrom: node)
+        let consistency = try await consistencyAnswer.get()
+        var state = trust.state
         do {
             try state.advance(to: signed, consistency: consistency)
         } catch {
@@ -171,23 +184,33 @@ extension FaunaClient {
         return ((signed, inclusion), signers, before, after)
     }
 
-    /// Asks every node to sign `head`'s size and keeps the signatures over exactly `head`.
-    /// - Throws: `verificationFailed` (no quorum) saying who signed what.
-    func collectQuorum(for head: TreeHead, trust: TrustedCluster, proofFrom node: Endpoint) async throws(FaunaClientError) -> (SignedTreeHead, [NodeID]) {
-        let answers = await withTaskGroup(of: (Endpoint, Result<SignedTreeHeadResponse, FaunaClientError>).self) { tasks in
+    /// Runs `body`, its typed error kept in the result (for `async let`).
+    static func result<T>(_ body: () async throws(FaunaClientError) -> T) async -> Result<T, FaunaClientError> {
+        do { return .success(try await body()) } catch { return .failure(error) }
+    }
+
+    /// Every node's own signed head at `size` (a node behind is retried for up to 3 s).
+    func gatherHeads(size: UInt64) async -> [(Endpoint, Result<SignedTreeHeadResponse, FaunaClientError>)] {
+        await withTaskGroup(of: (Endpoint, Result<SignedTreeHeadResponse, FaunaClientError>).self) { tasks in
             for endpoint in endpoints {
                 tasks.addTask {
-                    do throws(FaunaClientError) {
-                        return (endpoint, .success(try await self.signedTreeHead(of: endpoint, treeSize: head.treeSize, within: .seconds(3))))
-                    } catch {
-                        return (endpoint, .failure(error))
-                    }
+                    (endpoint, await Self.result { () throws(FaunaClientError) in
+                        try await self.signedTreeHead(of: endpoint, treeSize: size, within: .seconds(3))
+                    })
                 }
             }
             var out: [(Endpoint, Result<SignedTreeHeadResponse, FaunaClientError>)] = []
             for await answer in tasks { out.append(answer) }
             return out
         }
+    }
+
+    /// Keeps the signatures over exactly `head` among `answers`.
+    /// - Throws: `verificationFailed` (no quorum) saying who signed what.
+    static func quorum(
+        for head: TreeHead, among answers: [(Endpoint, Result<SignedTreeHeadResponse, FaunaClientError>)],
+        trust: TrustedCluster, proofFrom node: Endpoint
+    ) throws(FaunaClientError) -> (SignedTreeHead, [NodeID]) {
         var signatures: [TreeHeadSignature] = []
         var signers: [NodeID] = []
         var dissent: [String] = []

@@ -230,7 +230,8 @@ def check_sets(ops):
     failures = []
     finals = [o for o in ops if o.get("f") == "final-read" and o["outcome"] == "ok"]
     summary = {"appends": len(appends), "acked": len(acked),
-               "unknown": sum(1 for o in appends if o["outcome"] == "unknown"), "final": None}
+               "unknown": sum(1 for o in appends if o["outcome"] == "unknown" and not o.get("resolved")),
+               "resolved": sum(1 for o in appends if o["outcome"] == "unknown" and o.get("resolved")), "final": None}
     if not finals:
         failures.append({"check": "set", "message": "no final read of the set succeeded: cannot check it"})
     for fin in finals:
