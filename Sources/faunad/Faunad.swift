@@ -5,6 +5,19 @@ import Foundation
 import Logging
 
 @main
+enum FaunadMain {
+    /// The arguments, or — when the process got none, as happens to Swift programs started
+    /// under libfaketime's LD_PRELOAD (the chaos harness's clock-skew nemesis) — the lines of
+    /// `FAUNAD_ARGS`.
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.isEmpty, let fallback = ProcessInfo.processInfo.environment["FAUNAD_ARGS"] {
+            arguments = fallback.split(separator: "\n").map(String.init)
+        }
+        await Faunad.main(arguments)
+    }
+}
+
 struct Faunad: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "faunad",

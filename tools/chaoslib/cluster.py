@@ -167,6 +167,8 @@ class Cluster:
             args.append("--join")
         env = dict(os.environ)
         env.update(node.env_extra)
+        # Under libfaketime a Swift program sees no argv: faunad then reads FAUNAD_ARGS.
+        env["FAUNAD_ARGS"] = "\n".join(args[1:])
         if name in self.broken:
             env["FAUNA_TEST_FAULT"] = self.broken[name]
         logf = open(node.log_path, "a")

@@ -236,8 +236,9 @@ class Nemesis(threading.Thread):
         time.sleep(1.0)
         code = self.c.exit_code(node)
         if code is not None:
-            # Seen with faunad 2026-11: under LD_PRELOAD=libfaketime the Swift runtime gets no
-            # command-line arguments ("Missing expected argument '--id <id>'", exit 64).
+            # Under LD_PRELOAD=libfaketime the Swift runtime gets no command-line arguments;
+            # faunad then reads them from FAUNAD_ARGS (set by Cluster.start). Any other exit
+            # at start is reported here.
             self.c.nodes[node].proc.noted = True
             self.note("skew-failed", node=node, exit=code,
                       reason="faunad exited at start under libfaketime (see its log); restarted without")
