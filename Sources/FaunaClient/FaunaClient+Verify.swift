@@ -138,7 +138,10 @@ extension FaunaClient {
         signed: (head: SignedTreeHead, inclusion: InclusionProof?), signers: [NodeID], before: TreeHead, after: TrustedCluster
     ) {
         guard current.head.clusterID == trust.clusterID else {
-            throw FaunaClientError(.verificationFailed, "\(node) is in cluster \(current.head.clusterID), want the trusted \(trust.clusterID)")
+            throw FaunaClientError(
+                .verificationFailed,
+                "\(node) is in cluster \(current.head.clusterID), want the trusted \(trust.clusterID) (a cluster created anew, e.g. by "
+                    + "`tools/cluster reset`, is another cluster: trust it with `fctl trust init --force`)")
         }
         var size = max(current.head.treeSize, index)
         if size < trust.head.treeSize {
