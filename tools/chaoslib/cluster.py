@@ -1,7 +1,8 @@
 """Real faunad processes for the chaos harness: configuration, start, kill, pause, status.
 
-Ports (PORT_BASE = 7600, the range reserved for this harness): node nK listens for peers on
-7600+K and for clients on 7630+K; the proxy's port for traffic *to* nK is 7660+K. Every node
+Ports (PORT_BASE, 7600 unless the environment sets CHAOS_PORT_BASE, so that two harnesses can
+run at once: CHAOS_PORT_BASE=7800 uses 7800-7899): node nK listens for peers on PORT_BASE+K and
+for clients on PORT_BASE+30+K; the proxy's port for traffic *to* nK is PORT_BASE+60+K. Every node
 gets its own cluster.toml: its own peer address is its real listen address, the other nodes'
 are proxy ports (when the proxy is on), so all Raft traffic crosses the proxy.
 """
@@ -17,8 +18,19 @@ import time
 
 from . import wire
 
-PORT_BASE = 7600
-PORT_MAX = 7699
+def _port_base():
+    raw = os.environ.get("CHAOS_PORT_BASE", "7600")
+    try:
+        base = int(raw)
+    except ValueError:
+        raise SystemExit(f"tools/chaos: CHAOS_PORT_BASE={raw!r}: want a port number")
+    if not 1024 <= base <= 65535 - 99:
+        raise SystemExit(f"tools/chaos: CHAOS_PORT_BASE={base}: want 1024..{65535 - 99}")
+    return base
+
+
+PORT_BASE = _port_base()
+PORT_MAX = PORT_BASE + 99
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
