@@ -113,13 +113,14 @@ def tmpfs_size(rng):
     """Size of the disk-full step's tmpfs, one of three variants: below faunad's 256 MiB reserve
     (refused at open); the reserve plus 1-4 MiB (the open passes, then RocksDB's WAL
     preallocation takes ~75 MiB and the first Raft log write is refused); the reserve plus the
-    preallocation plus 1-6 MiB (fills while the node installs its snapshot and catches up)."""
+    preallocation plus 256 KiB-1 MiB (fills while the node installs its snapshot and catches up:
+    writes into the preallocated WAL take no more space, so only SSTs and snapshot files fill it)."""
     v = rng.randrange(3)
     if v == 0:
         return 128 << 20, "below-reserve"
     if v == 1:
         return DISK_GUARD_BYTES + rng.randint(1, 4) * (1 << 20), "reserve-plus"
-    return DISK_GUARD_BYTES + WAL_PREALLOC_BYTES + rng.randint(1, 6) * (1 << 20), "reserve-plus-wal"
+    return DISK_GUARD_BYTES + WAL_PREALLOC_BYTES + rng.randint(1, 4) * (256 << 10), "reserve-plus-wal"
 
 
 
@@ -433,6 +434,7 @@ class Nemesis(threading.Thread):
         """The node ran `DISK_WINDOW_S` under a disk fault without stopping: a hang if SIGTERM does
         not stop it either; otherwise (it answers) a warning: no injected error reached it."""
         answers = self.c.status(node, timeout=2.0) is not None
+        free = _free_bytes(self.c.nodes[node].data_dir) if self.c.nodes[node].mounted else None
         self.disk["noStop"] += 1
         p = self.c.nodes[node].proc
         self.c.signal(node, signal.SIGTERM)
@@ -444,8 +446,14 @@ class Nemesis(threading.Thread):
             self.failures.append({"check": "disk", "message": f"{fault} on {node}: still running {DISK_WINDOW_S:.0f} s "
                                   f"into the fault and not stopped by SIGTERM within 10 s (a hang; answers status: {answers})"})
             return
-        self.note("disk-no-stop", node=node, cause=fault, answered=answers)
-        self.warnings.append(f"{fault} on {node}: did not stop within {DISK_WINDOW_S:.0f} s (answered status: {answers})")
+        self.note("disk-no-stop", node=node, cause=fault, answered=answers, freeBytes=free)
+        if free is not None and free < DISK_GUARD_BYTES:
+            self.failures.append({"check": "disk", "message": f"{fault} on {node}: ran {DISK_WINDOW_S:.0f} s with "
+                                  f"{free} bytes free (< the {DISK_GUARD_BYTES}-byte reserve) without stopping"})
+        else:
+            self.warnings.append(f"{fault} on {node}: did not stop within {DISK_WINDOW_S:.0f} s (answered status: "
+                                 f"{answers}" + (f"; {free} bytes free, above the reserve: the disk did not fill)"
+                                                 if free is not None else "; no injected error reached it?)"))
 
     def caught_up(self, node, budget_s=20.0):
         """Waits until `node` answers and has applied what the leader had committed when it
@@ -587,3 +595,8 @@ class Nemesis(threading.Thread):
 def _used_bytes(path):
     st = os.statvfs(path)
     return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def _free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
