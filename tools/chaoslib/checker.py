@@ -35,6 +35,11 @@ def register_step(state, op):
     if f == "cas":
         expected, new = op["value"]
         res = op.get("result")
+        if res is None and (op.get("resolved") or {}).get("committed"):
+            # Unknown, but the journal shows it committed: it was applied, and took whichever
+            # branch the value at that point chose. A failed comparison has no effect, but the
+            # operation must still be placed (its forced return at INF): accept it then too.
+            return True, (new if state == expected else state)
         if res is None or res.get("succeeded"):  # unknown: only the effective case matters
             return (state == expected), new
         if state == expected:

@@ -1,7 +1,8 @@
 """Real faunad processes for the chaos harness: configuration, start, kill, pause, status.
 
-Ports (PORT_BASE = 7600, the range reserved for this harness): node nK listens for peers on
-7600+K and for clients on 7630+K; the proxy's port for traffic *to* nK is 7660+K. Every node
+Ports (PORT_BASE, 7600 unless the environment sets CHAOS_PORT_BASE, so that two harnesses can
+run at once: CHAOS_PORT_BASE=7800 uses 7800-7899): node nK listens for peers on PORT_BASE+K and
+for clients on PORT_BASE+30+K; the proxy's port for traffic *to* nK is PORT_BASE+60+K. Every node
 gets its own cluster.toml: its own peer address is its real listen address, the other nodes'
 are proxy ports (when the proxy is on), so all Raft traffic crosses the proxy.
 """
@@ -17,9 +18,21 @@ import time
 
 from . import wire
 
-PORT_BASE = 7600
-PORT_MAX = 7699
+def _port_base():
+    raw = os.environ.get("CHAOS_PORT_BASE", "7600")
+    try:
+        base = int(raw)
+    except ValueError:
+        raise SystemExit(f"tools/chaos: CHAOS_PORT_BASE={raw!r}: want a port number")
+    if not 1024 <= base <= 65535 - 99:
+        raise SystemExit(f"tools/chaos: CHAOS_PORT_BASE={base}: want 1024..{65535 - 99}")
+    return base
+
+
+PORT_BASE = _port_base()
+PORT_MAX = PORT_BASE + 99
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+FIU_RUN = "/usr/bin/fiu-run"  # fiu-utils: LD_PRELOADs libfiu's POSIX wrappers, then execs the program
 
 
 def peer_port(k):
@@ -58,6 +71,8 @@ class Node:
         self.proc = None
         self.paused = False
         self.env_extra = {}  # per-start environment (clock skew, test faults)
+        self.wrapper = []  # per-start argv prefix (fiu-run ... for disk faults); it must exec faunad
+        self.mounted = False  # a tmpfs of ours is mounted on data_dir
         self.starts = 0
 
 
@@ -165,6 +180,7 @@ class Cluster:
                 "--data-dir", node.data_dir, "--exit-with-parent", str(os.getpid())]
         if join:
             args.append("--join")
+        argv = list(node.wrapper) + args
         env = dict(os.environ)
         env.update(node.env_extra)
         # Under libfaketime a Swift program sees no argv: faunad then reads FAUNAD_ARGS.
@@ -172,9 +188,11 @@ class Cluster:
         if name in self.broken:
             env["FAUNA_TEST_FAULT"] = self.broken[name]
         logf = open(node.log_path, "a")
-        logf.write(f"--- tools/chaos: start {name} at {time.time():.3f} env {node.env_extra} join={join}\n")
+        logf.write(f"--- tools/chaos: start {name} at {time.time():.3f} env {node.env_extra} join={join}"
+                   + (f" wrapper {node.wrapper}" if node.wrapper else "") + "\n")
         logf.flush()
-        node.proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        node.start_offset = logf.tell()  # where this start's output begins in the log
+        node.proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, start_new_session=True)
         logf.close()
         node.paused = False
@@ -240,7 +258,54 @@ class Cluster:
             self.kill(name)
 
     def wipe(self, name):
-        shutil.rmtree(self.nodes[name].data_dir, ignore_errors=True)
+        node = self.nodes[name]
+        if node.mounted:  # keep the mount point, empty it
+            for e in os.listdir(node.data_dir):
+                p = os.path.join(node.data_dir, e)
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    os.unlink(p)
+        else:
+            shutil.rmtree(node.data_dir, ignore_errors=True)
+
+    def log_since_start(self, name, limit=200_000):
+        """The node's log output since its last start (at most `limit` characters, the tail)."""
+        node = self.nodes[name]
+        try:
+            with open(node.log_path, "rb") as f:
+                f.seek(getattr(node, "start_offset", 0))
+                data = f.read()
+        except OSError:
+            return ""
+        return data[-limit:].decode("utf-8", "replace")
+
+    def mount_tmpfs(self, name, size_bytes):
+        """Mounts a tmpfs of `size_bytes` on the (stopped) node's empty data directory (root only)."""
+        node = self.nodes[name]
+        os.makedirs(node.data_dir, exist_ok=True)
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "chaos-" + name, node.data_dir],
+                           capture_output=True, text=True, timeout=10)
+        if p.returncode != 0:
+            raise RuntimeError(f"mount -t tmpfs on {node.data_dir}: {p.stderr.strip()}")
+        node.mounted = True
+
+    def umount(self, name):
+        node = self.nodes[name]
+        if not node.mounted:
+            return
+        p = subprocess.run(["umount", node.data_dir], capture_output=True, text=True, timeout=10)
+        if p.returncode != 0:
+            self.log(f"umount {node.data_dir}: {p.stderr.strip()}; lazy unmount")
+            subprocess.run(["umount", "-l", node.data_dir], capture_output=True, timeout=10)
+        node.mounted = False
+
+    def umount_all(self):
+        for n in self.names:
+            try:
+                self.umount(n)
+            except Exception as e:
+                self.log(f"umount {n}: {e}")
 
     def shutdown(self):
         """Stops every process this cluster started; safe to call more than once."""
@@ -250,6 +315,7 @@ class Cluster:
             except Exception as e:  # never leave a node behind because another failed
                 self.log(f"stopping {n}: {e}")
                 self.kill(n)
+        self.umount_all()
         if self.proxy and self.proxy.poll() is None:
             try:
                 self.proxy.stdin.close()
@@ -276,6 +342,10 @@ class Cluster:
                 os.killpg(self.proxy.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for n in self.names:  # the processes may not be gone yet: lazy unmount detaches at once
+            if self.nodes[n].mounted:
+                subprocess.run(["umount", "-l", self.nodes[n].data_dir], capture_output=True, timeout=10)
+                self.nodes[n].mounted = False
 
     # --- queries ---------------------------------------------------------------------------
 

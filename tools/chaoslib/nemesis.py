@@ -19,11 +19,21 @@ Faults (groups in parentheses, as `--nemesis` takes them):
   transfer (transfer)                           `fctl leader transfer` to a random follower
   member (member)                               `fctl member remove` a follower, wipe it, restart
                                                 it with --join, `add-learner`, `promote`
+  disk-eio (disk)                               stop a node, restart it under libfiu (`fiu-run -x`):
+                                                EIO injected at random into its file I/O; it must
+                                                stop by itself (exit 1, "stopping: ... failed");
+                                                restart it without injection: it catches up
+  disk-full (disk)                              remove a follower, re-add it empty on a small tmpfs
+                                                (root: mount); it must stop by itself (exit 1,
+                                                diskFull) at open or while catching up; unmount,
+                                                wipe, re-add it on the normal disk
 """
 
 import json
 import os
 import random
+import re
+import signal
 import threading
 import time
 
@@ -37,6 +47,7 @@ GROUPS = {
     "skew": ["skew"],
     "transfer": ["transfer"],
     "member": ["member"],
+    "disk": ["disk-eio", "disk-full"],
 }
 ALL = [f for g in GROUPS.values() for f in g]
 NETWORK = {"partition-half", "partition-leader", "partition-asym", "net"}
@@ -46,7 +57,71 @@ DURATION_S = {  # (min, max) of a fault's duration
     "pause-leader": (1.0, 3.0), "pause-follower": (1.0, 3.0),
     "partition-half": (2.0, 5.0), "partition-leader": (2.0, 5.0), "partition-asym": (2.0, 5.0),
     "net": (3.0, 6.0), "skew": (4.0, 8.0), "transfer": (0.0, 0.0), "member": (0.0, 0.0),
+    "disk-eio": (2.0, 4.0), "disk-full": (2.0, 4.0),  # plus up to DISK_WINDOW_S until the node stops
 }
+# Extra quiet time after a step (on top of its duration): the node's restart and catch-up.
+EXTRA_GAP_S = {"member": 6.0, "disk-eio": 8.0, "disk-full": 12.0}
+
+# --- disk faults -------------------------------------------------------------------------------
+# libfiu's POSIX preload (fiu-utils) makes the named calls fail with errno `failinfo` (5, EIO)
+# with the given probability, in every thread of the process. Only the file-system calls
+# RocksDB's WAL, SST and MANIFEST writes go through: its WAL appends use write(2) and fdatasync,
+# SSTs pwrite/pread. Sockets also go through read/write; `posix/io/rw/*` would fail those too
+# (SwiftNIO then closes the connection, which is harmless but not a disk fault).
+EIO_POINTS = ["posix/io/sync/*", "posix/io/rw/*"]
+EIO_PROBABILITY = {"posix/io/sync/*": 0.02, "posix/io/rw/*": 0.002}
+DISK_WINDOW_S = 20.0  # a node under disk faults must stop within this (under load)
+DISK_GUARD_BYTES = 256 << 20  # faunad's Store.Options.diskFreeBytesMin (not configurable)
+# What faunad says when it stops on a store error: the critical log line of a running node,
+# the last line of the process, or the error that made the open fail.
+DISK_STOP_RE = re.compile(r"stopping: .* failed: store error|faunad: \S+ stopped: store error|faunad: \S+: .*store error \[")
+CRASH_SIGNALS = {-signal.SIGILL, -signal.SIGSEGV, -signal.SIGTRAP, -signal.SIGBUS, -signal.SIGFPE}
+
+
+def classify_disk_exit(code, log_text):
+    """What the exit of a node under an injected disk fault means: (kind, detail).
+
+    kind: "running" (no exit yet), "stop" (exit 1 and faunad's fail-stop message: expected),
+    "abort" (SIGABRT: Debian's librocksdb keeps its assertions, and some injected errors trip
+    them; a stop too, reported as a warning), "unclear" (exit 1 without the message, exit 0,
+    or SIGKILL/SIGTERM nobody sent: a failure), "crash" (SIGILL, SIGSEGV, SIGTRAP, SIGBUS,
+    SIGFPE: a failure). detail is the matching log line or the log's tail."""
+    lines = [ln for ln in log_text.splitlines() if ln.strip()]
+    tail = "\n".join(lines[-6:])
+    if code is None:
+        return "running", tail
+    if code == 1:
+        hits = [ln for ln in lines if DISK_STOP_RE.search(ln)]
+        return ("stop", hits[0][-400:]) if hits else ("unclear", tail)
+    if code == -signal.SIGABRT:
+        return "abort", tail
+    if code in CRASH_SIGNALS:
+        return "crash", tail
+    return "unclear", tail
+
+
+def eio_spec(rng):
+    """(fiu-run enable command, point) for one disk-eio step."""
+    point = rng.choice(EIO_POINTS)
+    return f"enable_random name={point},probability={EIO_PROBABILITY[point]},failinfo=5", point
+
+
+WAL_PREALLOC_BYTES = 75 << 20  # RocksDB fallocates ~74.5 MiB for a new WAL (measured on tmpfs)
+
+
+def tmpfs_size(rng):
+    """Size of the disk-full step's tmpfs, one of three variants: below faunad's 256 MiB reserve
+    (refused at open); the reserve plus 1-4 MiB (the open passes, then RocksDB's WAL
+    preallocation takes ~75 MiB and the first Raft log write is refused); the reserve plus the
+    preallocation plus 256 KiB-1 MiB (fills while the node installs its snapshot and catches up:
+    writes into the preallocated WAL take no more space, so only SSTs and snapshot files fill it)."""
+    v = rng.randrange(3)
+    if v == 0:
+        return 128 << 20, "below-reserve"
+    if v == 1:
+        return DISK_GUARD_BYTES + rng.randint(1, 4) * (1 << 20), "reserve-plus"
+    return DISK_GUARD_BYTES + WAL_PREALLOC_BYTES + rng.randint(1, 4) * (256 << 10), "reserve-plus-wal"
+
 
 
 def expand(names):
@@ -85,7 +160,7 @@ def schedule(seed, faults, run_s, quiet_s=(1.0, 3.0), warmup_s=2.0, target=None)
         if target:
             step["target"] = target
         steps.append(step)
-        t += d + rng.uniform(*quiet_s) + (6.0 if fault == "member" else 0.0)
+        t += d + rng.uniform(*quiet_s) + EXTRA_GAP_S.get(fault, 0.0)
     return steps
 
 
@@ -105,6 +180,9 @@ class Nemesis(threading.Thread):
         self.skewed = set()
         self.skew_failures = 0
         self.warnings = []  # not failures of faunad's guarantees, but worth a look
+        self.failures = []  # failures of faunad's guarantees seen by the nemesis itself
+        self.eio = set()  # nodes currently started under fiu-run
+        self.disk = {"injected": 0, "stops": 0, "aborts": 0, "noStop": 0, "recovered": 0, "notRecovered": 0}
 
     def note(self, fault, **fields):
         self.history.event("nemesis", fault=fault, **fields)
@@ -301,6 +379,7 @@ class Nemesis(threading.Thread):
     def rejoin(self, node, budget_s=30.0):
         """Wipe `node`, start it empty with --join, add it as a learner and promote it."""
         self.c.stop(node)
+        self.c.umount(node)
         self.c.wipe(node)
         self.c.start(node, join=True)
         k = cl.node_number(node)
@@ -323,6 +402,158 @@ class Nemesis(threading.Thread):
         self.note("member-rejoin-failed", node=node)
         return False
 
+    # --- disk faults -------------------------------------------------------------------------
+
+    def judge_disk_exit(self, node, fault):
+        """Records what the exit of `node` under a disk fault means; True if it stopped (any way)."""
+        code = self.c.exit_code(node)
+        kind, detail = classify_disk_exit(code, self.c.log_since_start(node))
+        proc = self.c.nodes[node].proc
+        if kind != "crash" and proc is not None:
+            proc.noted = True  # ours: not an unexpected exit (a crash stays for Cluster.note_exit)
+        self.note("disk-exit", node=node, cause=fault, exit=code, how=kind, said=detail[-300:])
+        if kind == "stop":
+            self.disk["stops"] += 1
+        elif kind == "abort":
+            self.disk["aborts"] += 1
+            self.warnings.append(f"{fault} on {node}: SIGABRT (a RocksDB assertion on an injected error?): {detail[-600:]}")
+        elif kind == "crash":
+            self.failures.append({"check": "crash", "message": f"{fault} on {node}: crashed by signal {-code}:\n{detail}"})
+        elif kind == "unclear":
+            self.failures.append({"check": "disk", "message": f"{fault} on {node}: exit {code} without faunad's "
+                                  f"fail-stop message:\n{detail}"})
+        return kind != "running"
+
+    def wait_exit(self, node, window_s):
+        deadline = time.monotonic() + window_s
+        while self.c.is_running(node) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.c.is_running(node)
+
+    def not_stopped(self, node, fault):
+        """The node ran `DISK_WINDOW_S` under a disk fault without stopping: a hang if SIGTERM does
+        not stop it either; otherwise (it answers) a warning: no injected error reached it."""
+        answers = self.c.status(node, timeout=2.0) is not None
+        free = _free_bytes(self.c.nodes[node].data_dir) if self.c.nodes[node].mounted else None
+        self.disk["noStop"] += 1
+        p = self.c.nodes[node].proc
+        self.c.signal(node, signal.SIGTERM)
+        try:
+            p.wait(10)
+            p.noted = True
+        except Exception:
+            self.c.kill(node)
+            self.failures.append({"check": "disk", "message": f"{fault} on {node}: still running {DISK_WINDOW_S:.0f} s "
+                                  f"into the fault and not stopped by SIGTERM within 10 s (a hang; answers status: {answers})"})
+            return
+        self.note("disk-no-stop", node=node, cause=fault, answered=answers, freeBytes=free)
+        if free is not None and free < DISK_GUARD_BYTES:
+            self.failures.append({"check": "disk", "message": f"{fault} on {node}: ran {DISK_WINDOW_S:.0f} s with "
+                                  f"{free} bytes free (< the {DISK_GUARD_BYTES}-byte reserve) without stopping"})
+        else:
+            self.warnings.append(f"{fault} on {node}: did not stop within {DISK_WINDOW_S:.0f} s (answered status: "
+                                 f"{answers}" + (f"; {free} bytes free, above the reserve: the disk did not fill)"
+                                                 if free is not None else "; no injected error reached it?)"))
+
+    def caught_up(self, node, budget_s=20.0):
+        """Waits until `node` answers and has applied what the leader had committed when it
+        restarted. True on success (noted)."""
+        deadline = time.monotonic() + budget_s
+        target = None
+        while time.monotonic() < deadline and not self.stop.is_set():
+            if target is None:
+                lead = self.c.leader()
+                st = self.c.status(lead) if lead else None
+                target = st["commitIndex"] if st else None
+            mine = self.c.status(node)
+            if target is not None and mine and mine["appliedIndex"] >= target and self.c.is_running(node):
+                self.disk["recovered"] += 1
+                self.note("disk-recovered", node=node, applied=mine["appliedIndex"])
+                return True
+            time.sleep(0.2)
+        if self.stop.is_set():
+            return False  # the run is over: convergence is checked after healing
+        self.disk["notRecovered"] += 1
+        self.note("disk-not-recovered", node=node, running=self.c.is_running(node))
+        self.failures.append({"check": "disk", "message": f"{node} had not caught up {budget_s:.0f} s after its "
+                              f"restart without the disk fault (running: {self.c.is_running(node)})"})
+        return False
+
+    def do_disk_eio(self, step):
+        if not os.access(cl.FIU_RUN, os.X_OK):
+            self.note("disk-eio-skipped", reason=f"{cl.FIU_RUN} missing (apt-get install fiu-utils)")
+            return
+        node = self.pick(self.running(), step)
+        if not node:
+            return
+        rng = random.Random(step["pick"])
+        how = rng.choice(["SIGTERM", "SIGKILL"])
+        spec, point = eio_spec(rng)
+        self.note("disk-eio", node=node, stop=how, fiu=spec, after=step["duration"])
+        if how == "SIGKILL":
+            self.c.kill(node)
+        else:
+            self.c.stop(node)
+        self.sleep(step["duration"])
+        self.c.nodes[node].wrapper = [cl.FIU_RUN, "-x", "-f", "", "-c", spec]
+        self.eio.add(node)
+        self.c.start(node)
+        self.disk["injected"] += 1
+        t = time.monotonic()
+        self.wait_exit(node, DISK_WINDOW_S)
+        self.c.nodes[node].wrapper = []
+        self.eio.discard(node)
+        if self.c.is_running(node):
+            self.not_stopped(node, "disk-eio")
+        else:
+            self.judge_disk_exit(node, "disk-eio")
+            self.note("disk-eio-stopped-after", node=node, seconds=round(time.monotonic() - t, 2))
+        self.c.start(node)
+        self.note("disk-eio-restart", node=node)
+        self.caught_up(node)
+
+    def do_disk_full(self, step):
+        if os.geteuid() != 0:
+            self.note("disk-full-skipped", reason="mounting a tmpfs needs root")
+            return
+        node = self.follower(step)
+        if not node:
+            return
+        rng = random.Random(step["pick"])
+        size, kind = tmpfs_size(rng)
+        code, out, err = self.c.fctl("member", "remove", node, "--timeout", "10", timeout_s=15)
+        self.note("member-remove", node=node, exit=code, said=(out or err).strip()[-200:])
+        if code != 0 and node in (self.voters() or [node]):
+            return
+        self.wait_exit(node, 5.0)
+        self.c.stop(node)
+        self.c.wipe(node)
+        self.c.mount_tmpfs(node, size)
+        self.note("disk-full", node=node, tmpfsBytes=size, variant=kind)
+        self.c.start(node, join=True)
+        self.disk["injected"] += 1
+        t = time.monotonic()
+        deadline = t + DISK_WINDOW_S
+        while time.monotonic() < deadline and self.c.is_running(node):  # add it (it may be gone already)
+            code, out, err = self.c.fctl("member", "add-learner", node, "--peer", self.c.advertised_peer(node),
+                                         "--client", f"127.0.0.1:{cl.client_port(cl.node_number(node))}",
+                                         "--timeout", "5", timeout_s=10)
+            self.note("member-add-learner", node=node, exit=code, said=(out or err).strip()[-200:])
+            m = self.members()
+            if m is not None and node in m:
+                break
+            time.sleep(0.5)
+        self.wait_exit(node, max(0.0, deadline - time.monotonic()))
+        if self.c.is_running(node):
+            self.not_stopped(node, "disk-full")
+        else:
+            self.judge_disk_exit(node, "disk-full")
+            self.note("disk-full-stopped-after", node=node, seconds=round(time.monotonic() - t, 2),
+                      used=self.c.nodes[node].mounted and _used_bytes(self.c.nodes[node].data_dir))
+        self.c.umount(node)
+        if self.rejoin(node):
+            self.caught_up(node)
+
     # --- healing ---------------------------------------------------------------------------
 
     def heal(self):
@@ -334,16 +565,38 @@ class Nemesis(threading.Thread):
                 self.c.resume(n)
         for n in list(self.skewed):
             self.unskew(n)
+        for n in list(self.eio):  # only if a disk-eio step was cut off
+            self.c.stop(n)
+            self.c.nodes[n].wrapper = []
+            self.eio.discard(n)
+        rejoin = []
+        for n in self.c.names:  # likewise a disk-full step
+            if self.c.nodes[n].mounted:
+                self.c.stop(n)
+                self.c.umount(n)
+                rejoin.append(n)
         for n in self.c.names:
-            if not self.c.is_running(n):
+            if not self.c.is_running(n) and n not in rejoin:
                 code = self.c.exit_code(n)
                 if code not in (None, -9):
                     self.note("node-exited", node=n, exit=code)
                 self.c.start(n)
+        for n in rejoin:
+            self.rejoin(n)
         self.note("healed")
-        if "member" in {s["fault"] for s in self.steps}:
+        if {"member", "disk-full"} & {s["fault"] for s in self.steps}:
             m = self.members()
             missing = [n for n in self.c.names if m is not None and m.get(n) is not False]
             for n in missing:
                 self.note("member-heal", node=n, state=m.get(n))
                 self.rejoin(n)
+
+
+def _used_bytes(path):
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def _free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize

@@ -172,6 +172,9 @@ def run_once(o: RunOptions, index=0):
         result["proxy"] = c.proxy_stats() if c.proxy else {}
         result["nemesisCounts"] = nemesis.count
         result["warnings"] = nemesis.warnings
+        if any(f.startswith("disk-") for f in o.faults):
+            result["disk"] = nemesis.disk
+        result["failures"] += nemesis.failures
         if nemesis.error:
             result["failures"].append({"check": "harness", "message": "nemesis failed:\n" + nemesis.error})
     finally:

@@ -136,6 +136,18 @@ class RegisterBad(unittest.TestCase):
         # nothing after is still linearizable (b may land later). A read of b after a resolved
         # *uncommitted* b is not (above).
 
+    def test_unknown_cas_resolved_committed_may_have_failed(self):
+        # Seen in a disk-eio run (seed 900): the CAS's node stopped before it answered, the
+        # journal shows it committed, but its comparison failed (the value was a), so it had no
+        # effect; it must still be placeable.
+        u = op("cas", 2, None, outcome="unknown", value=["z", "q"], resolved={"committed": True, "revision": 9})
+        self.assertTrue(lin([w(0, 1, "a"), u, r(5, 6, "a"), r(7, 8, "a")]))
+        # ... but its new value cannot appear when the comparison could never have held
+        self.assertFalse(lin([w(0, 1, "a"), u, r(5, 6, "q")]))
+        # and when it held, the committed CAS is a write
+        ok = op("cas", 2, None, outcome="unknown", value=["a", "q"], resolved={"committed": True, "revision": 9})
+        self.assertTrue(lin([w(0, 1, "a"), ok, r(5, 6, "q")]))
+
     def test_first_violation_in_a_long_history(self):
         ops = [w(0, 1, "a")]
         for i in range(50):
