@@ -315,12 +315,6 @@ def resolve_unknowns(ops, journal=None):
         if op.get("outcome") != "unknown" or not op.get("session"):
             continue
         revision = journal.get(tuple(op["session"]))
-        if revision and op.get("f") == "cas":
-            # A committed CAS ran, but whether its compare held depends on the state at its
-            # revision, which the journal does not say: it may have written or not, exactly as
-            # an unresolved one. (Found by the long run, seed 5101: treating it as a write that
-            # must take effect flagged correct histories.)
-            continue
         out[op["id"]] = {"committed": True, "revision": revision} if revision else {"committed": False}
     return out
 
