@@ -22,13 +22,16 @@ extension FaunaClient {
     }
 
     /// Sends `request` to every node once, concurrently; `decode` picks the expected answer.
+    /// `attemptTimeout` replaces the per-request timeout (for requests that read a whole state).
     func askEveryNode<Answer: Sendable>(
-        _ request: RPCMessage, within timeout: Duration, decode: @escaping @Sendable (RPCMessage) -> Answer?
+        _ request: RPCMessage, within timeout: Duration, attemptTimeout: Duration? = nil,
+        decode: @escaping @Sendable (RPCMessage) -> Answer?
     ) async -> [(Endpoint, Result<Answer, FaunaClientError>)] {
         await withTaskGroup(of: (Int, Result<Answer, FaunaClientError>).self) { tasks in
             for (i, endpoint) in endpoints.enumerated() {
                 tasks.addTask {
                     var budget = RetryBudget(deadline: .now + timeout, attemptsMax: 1)
+                    budget.attemptTimeout = attemptTimeout
                     do throws(FaunaClientError) {
                         let answer = try await self.perform(request, route: .node(endpoint), budget: &budget)
                         guard let decoded = decode(answer) else {

@@ -36,9 +36,18 @@ extension FaunaClient {
         guard let revision = applied.min() else {
             throw FaunaClientError(.unavailable, "no node answered status")
         }
+        // Revision 0 asks a node for its own applied index: nothing common to compare yet.
+        guard revision.rawValue > 0 else {
+            throw FaunaClientError(.unavailable, "a node has applied nothing yet (a learner waiting for its snapshot?); audit again once it has")
+        }
         let at = Revision(revision.rawValue)
-        let answers = await askEveryNode(.stateDigest(StateDigestRequest(revision: at, checkJournal: checkJournal)), within: configuration.deadline) { answer in
-            if case .stateDigestResponse(let digest) = answer { digest } else { nil }
+        // A digest reads the whole state (and the journal, with checkJournal): one attempt per
+        // node, allowed the whole deadline, not the per-request timeout.
+        let answers = await askEveryNode(
+            .stateDigest(StateDigestRequest(revision: at, checkJournal: checkJournal)), within: configuration.deadline,
+            attemptTimeout: configuration.deadline
+        ) { answer in
+            if case .stateDigestResponse(let digest) = answer, digest.revision == at { digest } else { nil }
         }
         var report = ClusterAudit(revision: at, nodes: answers.map { .init(endpoint: $0.0, result: $0.1, problems: []) }, problems: [])
         let answered = answers.compactMap { endpoint, result in (try? result.get()).map { (endpoint, $0) } }

@@ -25,7 +25,7 @@ extension FaunaClient {
             guard !Task.isCancelled, !isClosed else { throw FaunaClientError(.cancelled, "\(request.kind): cancelled or client closed") }
             budget.attemptsLeft -= 1
             let failure: FaunaClientError
-            switch await attempt(request, at: endpoint, timeout: min(configuration.requestTimeout, remaining)) {
+            switch await attempt(request, at: endpoint, timeout: min(budget.attemptTimeout ?? configuration.requestTimeout, remaining)) {
             case .failure(let error):
                 failure = connectionFailure(error, endpoint: endpoint, budget: &budget)
             case .success(.error(let response)):

@@ -32,8 +32,11 @@ public struct VerifiedHead: Sendable {
 
 extension FaunaClient {
     /// Pins every configured node's tree-head key (trust on first use) and the cluster ID they
-    /// agree on. Every node must answer: a key not pinned now would never count.
-    public func pinMembers(cluster name: String) async throws(FaunaClientError) -> TrustedCluster {
+    /// agree on. With `requireAll` every configured node must answer (a key not pinned now
+    /// would never count) and every member the cluster lists must be among them (so that a
+    /// client configured with one node does not end up trusting that node alone); without it,
+    /// the answering nodes' keys are returned (`fctl trust init --keys` checks them against a file).
+    public func pinMembers(cluster name: String, requireAll: Bool = true) async throws(FaunaClientError) -> TrustedCluster {
         let heads = await askEveryNode(.signedTreeHead(TreeHeadRequest()), within: configuration.deadline) { answer in
             if case .signedTreeHeadResponse(let head) = answer { head } else { nil }
         }
@@ -44,6 +47,7 @@ extension FaunaClient {
             switch result {
             case .success(let h): head = h
             case .failure(let error):
+                guard requireAll else { continue }
                 throw FaunaClientError(.unavailable, "cannot pin the key of \(endpoint): \(error). Pin when every member is up, or use `fctl trust init --keys FILE`")
             }
             guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: head.signature.publicKey) else {
@@ -60,9 +64,23 @@ extension FaunaClient {
             guard !members.contains(where: { $0.nodeID == head.nodeID }) else {
                 throw FaunaClientError(.invalidRequest, "two endpoints answered as \(head.nodeID); check the configuration")
             }
+            guard !members.contains(where: { $0.publicKey.rawRepresentation == key.rawRepresentation }) else {
+                throw FaunaClientError(.verificationFailed, "\(head.nodeID) at \(endpoint) presents the key of another member (a copied node.key?)")
+            }
             members.append(.init(nodeID: head.nodeID, publicKey: key))
         }
         guard let clusterID else { throw FaunaClientError(.unavailable, "no node answered") }
+        if requireAll {
+            let listed = try await self.members().map(\.nodeID)
+            let missing = listed.filter { id in !members.contains { $0.nodeID == id } }
+            guard missing.isEmpty else {
+                throw FaunaClientError(
+                    .invalidRequest,
+                    "cannot pin on first use: the cluster lists \(listed.count) members but only \(members.count) are configured here "
+                        + "(missing \(missing.map { "\($0)" }.joined(separator: ", "))); a quorum of a partial set proves nothing. "
+                        + "Configure every member (--config), or use `fctl trust init --keys FILE`")
+            }
+        }
         return TrustedCluster(name: name, clusterID: clusterID, members: members.sorted { $0.nodeID < $1.nodeID })
     }
 
@@ -78,6 +96,10 @@ extension FaunaClient {
         let node: Endpoint
         if let servedBy { node = servedBy } else { node = try await findLeader() }
         guard let record = try await get(key, revision: revision, servedBy: node) else { return nil }
+        if let asOf = revision, asOf != .zero, record.record.modRevision > asOf {
+            throw FaunaClientError(
+                .verificationFailed, "\(node) answered a read as of revision \(asOf) with a record written at \(record.record.modRevision)")
+        }
         let revision = record.record.modRevision.rawValue
         // Independent: the entry that wrote the record, and the node's current head (its size).
         async let entryAnswer = Self.result { () throws(FaunaClientError) in try await self.journalEntry(at: revision, from: node) }

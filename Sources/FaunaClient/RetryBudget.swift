@@ -11,6 +11,8 @@ struct RetryBudget: Sendable {
     var isAmbiguous = false
     /// The last failure, reported when the budget runs out.
     var lastFailure: FaunaClientError?
+    /// Overrides the configuration's per-request timeout (still capped by the deadline).
+    var attemptTimeout: Duration?
 
     init(deadline: ContinuousClock.Instant, attemptsMax: Int) {
         precondition(attemptsMax >= 1, "attemptsMax: got \(attemptsMax), want >= 1")

@@ -84,12 +84,13 @@ extension NodeCore {
     /// (docs/AUDIT.md "Cluster ID"); later ones change nothing.
     func proposeClusterIDIfNeeded() {
         guard !hasClusterID, raft.isLeader, clusterIDProposedTerm != raft.term, outstanding == nil else { return }
-        clusterIDProposedTerm = raft.term
         var id: [UInt8] = []
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<KVLimits.clusterIDBytes { id.append(UInt8.random(in: 0...255, using: &rng)) }
         do {
             _ = try raft.propose(batch: [KVProposal(command: .initCluster(id)).encoded()])
+            // Only once proposed: a refusal (overloaded, a transfer) is retried next round.
+            clusterIDProposedTerm = raft.term
             logger.info("proposed a cluster ID", metadata: ["id": "\(ClusterID(bytes: id).map { "\($0)" } ?? "?")"])
         } catch {
             logger.debug("could not propose a cluster ID this term: \(error)")

@@ -44,17 +44,26 @@ enum NodeKey {
         return TreeHeadSigner(privateKey: key)
     }
 
+    /// Writes the key aside, fsyncs it, then links it into place (`link` fails if the name
+    /// exists, so a racing start keeps the first key), fsyncs the directory: a crash leaves
+    /// either no key file or a whole one, never an empty one.
     private static func create(_ path: String, bytes: [UInt8]) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let temporary = "\(path).tmp.\(getpid())"
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            if errno == EEXIST { return }  // another start won the race; load what it wrote
-            throw NodeStartError("\(path): cannot create the signing key: \(String(cString: strerror(errno)))")
+            throw NodeStartError("\(temporary): cannot create the signing key: \(String(cString: strerror(errno)))")
         }
-        defer { close(fd) }
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fsync(fd) == 0 else {
-            unlink(path)
-            throw NodeStartError("\(path): cannot write the signing key: \(String(cString: strerror(errno)))")
+        let synced = written == bytes.count && fsync(fd) == 0
+        let failure = errno
+        close(fd)
+        defer { unlink(temporary) }
+        guard synced else {
+            throw NodeStartError("\(temporary): cannot write the signing key: \(String(cString: strerror(failure)))")
+        }
+        if link(temporary, path) != 0 && errno != EEXIST {  // EEXIST: another start won the race
+            throw NodeStartError("\(path): cannot create the signing key: \(String(cString: strerror(errno)))")
         }
         let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
         if dir >= 0 {

@@ -295,7 +295,9 @@ struct Trust: AsyncParsableCommand {
             var trust: TrustedCluster
             let name = try global.clusterConfig()?.name ?? "default"
             do throws(FaunaClientError) {
-                trust = try await client.pinMembers(cluster: name)
+                // With a key file, the file is the authority: the nodes that answer must
+                // present exactly its keys, and a node that is down does not block.
+                trust = try await client.pinMembers(cluster: name, requireAll: keys == nil)
                 if let keys {
                     guard let data = FileManager.default.contents(atPath: keys) else { throw FaunaClientError(.io, "cannot read \(keys)") }
                     let given = try TrustStore.memberKeys(json: data)

@@ -108,6 +108,18 @@ import Glibc
         run = try Self.fctl(cluster, ["verify-proof", proofPath])
         #expect(run.status == 6 && run.stderr.contains("FAIL"), "an edited record: \(run)")
 
+        // A verified read as of an earlier revision.
+        let first = try Self.fctl(cluster, ["get", "greeting", "--json"])
+        let created = try #require((try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])?["createRevision"] as? Int)
+        run = try Self.fctl(cluster, ["get", "greeting", "--verify", "--rev", "\(created)"])
+        #expect(run.status == 0 && run.stdout.hasPrefix("hello\n"), "\(run)")
+        // Pinning on first use refuses a client that knows only part of the cluster.
+        let lone = "127.0.0.1:\(cluster.nodes["n1"]!.client)"
+        run = try ClientAndCLITests.fctl(
+            ["get", "greeting", "--verify", "--endpoints", lone, "--trust", "\(cluster.root)/partial.json"], config: "\(cluster.root)/cluster.toml")
+        #expect(run.status == 4 && run.stderr.contains("cannot pin on first use"), "\(run)")
+        #expect(!FileManager.default.fileExists(atPath: "\(cluster.root)/partial.json"))
+
         // Absence is not proven; a verified read of a missing key says so.
         run = try Self.fctl(cluster, ["get", "nope", "--verify"])
         #expect(run.status == 1 && run.stderr.contains("absence is not proven"), "\(run)")
