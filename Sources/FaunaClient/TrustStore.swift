@@ -157,7 +157,8 @@ public struct TrustStore: Sendable {
         return out
     }
 
-    static func hexBytes(_ text: String) -> [UInt8]? {
+    /// The bytes of lower-case hex of whole bytes, or nil if `text` is not that.
+    public static func hexBytes(_ text: String) -> [UInt8]? {
         guard text.utf8.count % 2 == 0, text.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return nil }
         return hexDecoded(text)
     }

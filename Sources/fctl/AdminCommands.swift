@@ -64,7 +64,7 @@ struct Members: AsyncParsableCommand {
 /// The member table; `keys` are the tree-head signing keys the nodes reported themselves
 /// (a node that did not answer shows none).
 func printMembers(_ members: [Member], _ global: GlobalOptions, keys: [NodeID: [UInt8]] = [:]) {
-    func key(_ m: Member) -> String { keys[m.nodeID].map { $0.map { String(format: "%02x", $0) }.joined() } ?? "" }
+    func key(_ m: Member) -> String { keys[m.nodeID].map(hexString) ?? "" }
     if global.json {
         global.printJSON(members.map {
             [

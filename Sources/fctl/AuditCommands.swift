@@ -187,7 +187,9 @@ struct VerifyProof: AsyncParsableCommand {
             expectedCluster = loaded.clusterID
         } else {
             for text in member {
-                guard let raw = hexBytes(text), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+                guard let raw = TrustStore.hexBytes(text.lowercased()), raw.count == 32,
+                    let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw)
+                else {
                     throw FctlError(.usage, "--member \(text): want 64 hex digits (an Ed25519 public key)")
                 }
                 keys.append(key)
@@ -207,13 +209,6 @@ struct VerifyProof: AsyncParsableCommand {
         }
         let head = proof.signedHead.head
         print("OK \(global.show(contents.key)) = \(global.show(contents.value)) at revision \(contents.revision): entry \(proof.entry.index) (term \(proof.entry.term), a \(how)) is leaf \(proof.inclusion.leafIndex) of tree size \(head.treeSize) root \(head.rootHash); signed by a quorum of \(keys.count) members")
-    }
-
-    private func hexBytes(_ text: String) -> [UInt8]? {
-        let u = Array(text.lowercased().utf8)
-        guard u.count == 64, u.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return nil }
-        func nibble(_ c: UInt8) -> UInt8 { c <= 0x39 ? c - 0x30 : c - 0x61 + 10 }
-        return stride(from: 0, to: u.count, by: 2).map { nibble(u[$0]) << 4 | nibble(u[$0 + 1]) }
     }
 }
 
