@@ -1,3 +1,24 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Byte-wise lexicographic order of two keys (RocksDB's default comparator), with one memcmp:
+/// negative if `a` sorts first, 0 if equal, positive if `b` does (the sign of Go's
+/// bytes.Compare). The same order as
+/// `lexicographicallyPrecedes`, several times faster on the sorts of every applied batch.
+@inlinable
+public func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    let common = min(a.count, b.count)
+    let c = common == 0 ? 0 : a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in memcmp(pa.baseAddress!, pb.baseAddress!, common) } }
+    return c != 0 ? Int(c) : a.count - b.count
+}
+
+/// Whether `a` sorts before `b` byte-wise (`compareBytes(a, b) < 0`).
+@inlinable
+public func bytesPrecede(_ a: [UInt8], _ b: [UInt8]) -> Bool { compareBytes(a, b) < 0 }
+
 /// Appends `value` as 8 bytes, big-endian.
 @inlinable
 func appendUInt64(_ value: UInt64, to out: inout [UInt8]) {

@@ -20,14 +20,13 @@ public struct HistoryKey: Hashable, Comparable, Sendable {
 
     /// Orders by key (byte-wise), then revision: the same order as `encoded` byte-wise.
     public static func < (a: HistoryKey, b: HistoryKey) -> Bool {
-        if a.key != b.key { return a.key.lexicographicallyPrecedes(b.key) }
-        return a.revision < b.revision
+        let c = compareBytes(a.key, b.key)
+        return c != 0 ? c < 0 : a.revision < b.revision
     }
 
     /// The storage encoding.
     public var encoded: [UInt8] {
-        var out = HistoryKey.escaped(key)
-        out.reserveCapacity(out.count + 10)
+        var out = HistoryKey.escaped(key, spare: 10)
         out.append(0x00)
         out.append(0x01)
         appendUInt64(revision.rawValue, to: &out)
@@ -81,9 +80,10 @@ public struct HistoryKey: Hashable, Comparable, Sendable {
         self.init(key: key, revision: Revision(revision))
     }
 
-    static func escaped(_ key: [UInt8]) -> [UInt8] {
+    /// `key` with every 0x00 written as 0x00 0xFF, with room for `spare` more bytes.
+    static func escaped(_ key: [UInt8], spare: Int = 2) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(key.count + 2)
+        out.reserveCapacity(key.count + spare + 2)
         for byte in key {
             out.append(byte)
             if byte == 0x00 { out.append(0xFF) }

@@ -39,6 +39,16 @@ public enum KVCommand: Hashable, Sendable {
     public static func deletePrefix(_ prefix: [UInt8], returnsPrevious: Bool = false) -> KVCommand {
         .deleteRange(KVDeleteRange(range: .prefix(prefix), returnsPrevious: returnsPrevious))
     }
+
+    /// Whether the state machine finishes every check that can abort this command (or throw)
+    /// before its first write: a put reads the previous record first, a delete range scans
+    /// first. A transaction can fail in a later operation after an earlier one wrote.
+    var writesOnlyAfterChecks: Bool {
+        switch self {
+        case .put, .deleteRange: true
+        case .txn, .compact, .initCluster: false
+        }
+    }
 }
 
 /// Put one key. Key: 1...`keyBytesMax` bytes; value: at most `valueBytesMax` bytes.

@@ -52,6 +52,7 @@ extension KVHistoryValue {
         switch self {
         case .tombstone: w.u8(0)
         case .record(let record):
+            w.bytes.reserveCapacity(30 + record.value.count)
             w.u8(1)
             record.encode(into: &w)
         }

@@ -140,12 +140,6 @@ extension KVStateMachine {
 /// -1, 0 or 1 as `a` is below, equal to or above `b`.
 func compareValues<T: Comparable>(_ a: T, _ b: T) -> Int { a < b ? -1 : (a == b ? 0 : 1) }
 
-/// Byte-wise lexicographic order (Go's bytes.Compare): -1, 0 or 1.
-func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
-    if a == b { return 0 }
-    return a.lexicographicallyPrecedes(b) ? -1 : 1
-}
-
 extension KVRecord {
     /// The record with an empty value (keys-only reads).
     var withoutValue: KVRecord {

@@ -60,7 +60,10 @@ public struct KVStateMachine: Sendable {
         // The view takes the caller's batch and `batch` lets go of it, so that merging this
         // entry's writes at the end mutates it in place instead of copying it (copy-on-write)
         // once per entry. On a throw the untouched base goes back to the caller.
-        var view = KVReadView(backend: backend, base: batch)
+        // A put or delete range without a session writes only after every check that can end
+        // it, so its writes can go straight into the batch.
+        let inPlace = proposal.map { $0.session == nil && $0.command.writesOnlyAfterChecks } ?? true
+        var view = KVReadView(backend: backend, base: batch, writesInPlace: inPlace)
         batch = KVWriteBatch()
         let result: KVApplyResult
         do {

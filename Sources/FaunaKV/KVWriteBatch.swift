@@ -47,16 +47,26 @@ public struct KVWriteBatch: Sendable {
 
     /// The record writes ordered by key.
     public var sortedRecordWrites: [(key: [UInt8], record: KVRecord?)] {
-        records.map { (key: $0.key, record: $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        Self.sorted(records) { bytesPrecede($0, $1) }.map { (key: $0.key, record: $0.value) }
     }
 
     /// The history writes ordered by key, then revision.
     public var sortedHistoryWrites: [(key: HistoryKey, value: KVHistoryValue?)] {
-        history.map { (key: $0.key, value: $0.value) }.sorted { $0.key < $1.key }
+        Self.sorted(history, by: <).map { (key: $0.key, value: $0.value) }
     }
 
     /// The meta writes ordered by key.
     public var sortedMetaWrites: [(key: [UInt8], value: [UInt8]?)] {
-        meta.map { (key: $0.key, value: $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        Self.sorted(meta) { bytesPrecede($0, $1) }.map { (key: $0.key, value: $0.value) }
+    }
+
+    /// The entries of `writes` by key. Sorts positions, not the entries: moving an entry
+    /// retains and releases its arrays, and this runs on every applied batch.
+    private static func sorted<Key, Value>(
+        _ writes: [Key: Value], by precedes: (Key, Key) -> Bool
+    ) -> [(key: Key, value: Value)] {
+        let entries = Array(writes)
+        let order = entries.indices.sorted { precedes(entries[$0].key, entries[$1].key) }
+        return order.map { entries[$0] }
     }
 }

@@ -12,10 +12,13 @@ public struct AppliedEntry: Sendable, Hashable {
 }
 
 extension Store {
-    /// Applies committed entries in log order, in ONE WriteBatch: the journal record and Merkle
-    /// nodes of every entry, the KV writes of normal entries with a payload, and the applied
-    /// index (DESIGN.md "Storage"). After a crash either all of it is on disk or none, so each
-    /// entry is applied exactly once and the tree size equals the applied index.
+    /// Applies committed entries in log order. The journal record and Merkle nodes of every
+    /// entry, the KV writes of normal entries with a payload, and the applied index go into one
+    /// WriteBatch per chunk of at most `applyChunkEntries` entries (DESIGN.md "Storage"). After
+    /// a crash either all of a chunk is on disk or none, so each entry is applied exactly once
+    /// and the tree size equals the applied index. A longer group is pipelined: chunk n + 1 is
+    /// computed while a second thread writes chunk n. Readers may see a group's chunks land one
+    /// by one, each a prefix of the committed log.
     ///
     /// Entries at or below the applied index are skipped (a restarted node may replay them).
     /// - Parameters:
@@ -49,45 +52,113 @@ extension Store {
         }
     }
 
+    /// Entries per WriteBatch of a pipelined apply: a group longer than this (a follower or a
+    /// restarted node catching up) is applied chunk by chunk, the state machine running on the
+    /// next chunk while the apply writer writes the previous one.
+    public static let applyChunkEntries = 256
+
+    /// One chunk, computed and encoded, not yet written.
+    private struct PreparedChunk {
+        var batch: RocksDBWriteBatch
+        /// Its state machine writes, for the next chunk to read while this one is in flight.
+        var kvWrites: KVWriteBatch
+        var results: [AppliedEntry]
+        /// The applied state and tree after it.
+        var state: AppliedState
+        var frontier: MerkleFrontier
+    }
+
     private func applyLocked(_ entries: [Entry], confState: ConfState?, sync: Bool) throws -> [AppliedEntry] {
+        // A membership change is recorded with the last entry, so such a group stays one batch.
+        guard entries.count > Self.applyChunkEntries, confState == nil else {
+            let chunk = try prepare(entries[...], after: (applied, frontier), confState: confState, over: nil)
+            try rocks { () throws(RocksDBError) in try db.write(chunk.batch, sync: sync) }
+            finish(chunk)
+            return chunk.results
+        }
+        let writer = applyWriter ?? ApplyWriter(db: db)
+        applyWriter = writer
+        var out: [AppliedEntry] = []
+        out.reserveCapacity(entries.count)
+        var inFlight: PreparedChunk?
+        // If anything fails, the chunk in flight is collected first, so `applied` and
+        // `frontier` describe exactly what is written (the caller then fail-stops).
+        defer {
+            if let inFlight, (try? rocks({ () throws(RocksDBError) in try writer.wait() })) != nil { finish(inFlight) }
+        }
+        var start = entries.startIndex
+        while start < entries.endIndex {
+            let end = min(start + Self.applyChunkEntries, entries.endIndex)
+            let after = inFlight.map { ($0.state, $0.frontier) } ?? (applied, frontier)
+            let chunk = try prepare(entries[start..<end], after: after, confState: nil, over: inFlight?.kvWrites)
+            if let previous = inFlight {
+                inFlight = nil
+                try rocks { () throws(RocksDBError) in try writer.wait() }
+                finish(previous)
+            }
+            writer.submit(chunk.batch, sync: sync && end == entries.endIndex)
+            inFlight = chunk
+            out.append(contentsOf: chunk.results)
+            start = end
+        }
+        if let last = inFlight {
+            inFlight = nil
+            try rocks { () throws(RocksDBError) in try writer.wait() }
+            finish(last)
+        }
+        return out
+    }
+
+    /// Runs the state machine over `entries` (which follow `after`) and encodes everything they
+    /// write — journal records, Merkle nodes, KV writes, the applied state — into one batch.
+    /// - Parameter pending: the previous chunk's KV writes if it may not be written yet.
+    private func prepare(
+        _ entries: ArraySlice<Entry>, after: (state: AppliedState, frontier: MerkleFrontier), confState: ConfState?,
+        over pending: KVWriteBatch?
+    ) throws -> PreparedChunk {
         let batch = db.makeWriteBatch()
-        let backend = makeKVBackend()
-        var frontier = self.frontier
+        let committed = makeKVBackend()
+        var frontier = after.frontier
         var nodes = NodeWrites()
         var kvBatch = KVWriteBatch()
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
+        func applyKV(_ e: Entry, on backend: some KVBackend) throws -> KVApplyResult? {
+            guard e.type == .normal && !e.data.isEmpty else { return nil }
+            return try kvStateMachine.apply(entryData: e.data, at: Revision(e.index.rawValue), on: backend, into: &kvBatch)
+        }
+        let overlay = pending.map { KVOverlayBackend(base: committed, pending: $0) }
         for e in entries {
             if auditChain {
                 batch.put(cfs.journal, bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(entry: e))
                 let leaf = JournalEntry(index: e.index.rawValue, term: e.term.rawValue, type: e.type.rawValue, payload: e.data)
                 frontier.append(leaf.leafHash, to: &nodes)
             }
-            var result: KVApplyResult? = nil
-            if e.type == .normal && !e.data.isEmpty {
-                result = try kvStateMachine.apply(
-                    entryData: e.data, at: Revision(e.index.rawValue), on: backend, into: &kvBatch)
-            }
+            let result = try overlay.map { try applyKV(e, on: $0) } ?? applyKV(e, on: committed)
             out.append(AppliedEntry(index: e.index, result: result))
         }
-        backend.add(kvBatch, to: batch)
+        committed.add(kvBatch, to: batch)
         // Level by level, ascending: one ascending run per level for the memtable (see add(_:to:)).
         let sortedNodes = nodes.writes.sorted {
             $0.address.level != $1.address.level ? $0.address.level < $1.address.level : $0.address.index < $1.address.index
         }
         for (address, hash) in sortedNodes { batch.put(cfs.merkle, address.storageKey, hash.bytes) }
-        guard let last = entries.last else { return out }
-        var state = applied
-        state.index = last.index
-        state.term = last.term
+        var state = after.state
+        if let last = entries.last {
+            state.index = last.index
+            state.term = last.term
+        }
         if let confState { state.confState = confState }
         add(state, to: batch)
-        try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
-        try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
         precondition(!auditChain || frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
-        self.frontier = frontier
-        self.applied = state
-        return out
+        try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
+        return PreparedChunk(batch: batch, kvWrites: kvBatch, results: out, state: state, frontier: frontier)
+    }
+
+    /// Publishes a written chunk's applied state and tree.
+    private func finish(_ chunk: PreparedChunk) {
+        frontier = chunk.frontier
+        applied = chunk.state
     }
 
     /// A `KVBackend` over the latest committed state (for `KVStateMachine` reads).

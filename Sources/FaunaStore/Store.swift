@@ -27,6 +27,9 @@ public final class Store: @unchecked Sendable {
     var applied: AppliedState
     /// The tree's right edge as of `applied.index` (guarded by `applyLock`).
     var frontier: MerkleFrontier
+    /// The second thread of pipelined applies, started by the first long group (guarded by
+    /// `applyLock`).
+    var applyWriter: ApplyWriter?
     /// Set after a failed apply: the store refuses further applies (fail-stop).
     var applyFailure: StoreError?
     /// The key-value state machine (stateless: its state lives in the kv/history/meta CFs).
@@ -95,9 +98,15 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Stops background writers. The database itself closes when the last reference goes.
-    public func close() { raftLog.close() }
+    public func close() {
+        raftLog.close()
+        applyLock.withLock { applyWriter }?.stop()
+    }
 
-    deinit { raftLog.close() }
+    deinit {
+        raftLog.close()
+        applyWriter?.stop()
+    }
 
     private static func checkSchema(db: RocksDB, meta: RocksDBColumnFamily) throws(StoreError) {
         let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }

@@ -52,7 +52,9 @@ func run(arguments: [String]) -> Int32 {
         let logLast = try store.raftLog.lastIndex()
         say("opened applied=\(store.appliedIndex) log=\(logLast)")
         while true {
-            let count = 1 + rng.next() % 16
+            // Mostly short groups (a leader's pace); one in eight longer than a chunk, so kills
+            // also land while a pipelined apply has a chunk in flight.
+            let count = rng.next() % 8 == 0 ? 1 + rng.next() % UInt64(3 * Store.applyChunkEntries) : 1 + rng.next() % 16
             let batch = (0..<count).map { workloadEntry(next.rawValue + $0) }
             // Persist to the log first (a follower's order), then apply: both synced.
             let toLog = batch.filter { $0.index > logLast }

@@ -59,6 +59,19 @@ struct KVBackendDifferentialTests {
 
     @Test(arguments: [UInt64(1), 2, 3, 4])
     func sameAnswersAsTheReference(seed: UInt64) throws {
+        try compare(seed: seed, entries: 300, groupSizes: 1...8)
+    }
+
+    /// Groups longer than `Store.applyChunkEntries` are applied in chunks, the next computed
+    /// while the previous one is written: with 11 keys, nearly every chunk reads keys the chunk
+    /// before it wrote, so the overlay of the chunk in flight must be right.
+    @Test(arguments: [UInt64(5), 6])
+    func pipelinedGroupsGiveTheSameAnswers(seed: UInt64) throws {
+        let chunk = UInt64(Store.applyChunkEntries)
+        try compare(seed: seed, entries: 6 * chunk, groupSizes: chunk - 1...3 * chunk + 7)
+    }
+
+    func compare(seed: UInt64, entries total: UInt64, groupSizes: ClosedRange<UInt64>) throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let store = try Store(path: dir.sub("n1"))
@@ -67,8 +80,8 @@ struct KVBackendDifferentialTests {
         var memory = MemoryKVBackend()
         var rng = SplitMix(seed: seed)
         var index: UInt64 = 1
-        while index <= 300 {
-            let count = 1 + rng.next() % 8
+        while index <= total {
+            let count = groupSizes.lowerBound + rng.next() % UInt64(groupSizes.count)
             var entries: [Entry] = []
             var expected: [KVApplyResult] = []
             for i in index..<index + count {
@@ -81,6 +94,7 @@ struct KVBackendDifferentialTests {
             let applied = try store.apply(entries)
             #expect(applied.map(\.result) == expected.map { Optional($0) }, "seed \(seed) at \(index)")
             index += count
+            #expect(store.appliedIndex == LogIndex(index - 1) && store.treeHead.treeSize == index - 1)
 
             let backend = store.makeKVBackend()
             #expect(try digest(sm, backend) == digest(sm, memory), "seed \(seed) at \(index - 1)")

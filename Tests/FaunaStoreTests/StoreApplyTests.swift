@@ -172,3 +172,62 @@ extension StoreApplyTests {
         #expect(throws: StoreError.self) { try store.journalEntries(from: LogIndex(99), to: LogIndex(102), maxBytes: 10) }
     }
 }
+
+extension StoreApplyTests {
+    /// A group longer than a chunk is written as several batches, the next chunk computed while
+    /// the apply writer writes the previous one: the results, state, tree and journal must be
+    /// those of applying the same entries in small groups, and must survive a reopen.
+    @Test func longGroupsArePipelinedInChunks() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let chunk = UInt64(Store.applyChunkEntries)
+        let all = workload(1...(4 * chunk + 17), keys: 23)
+        let small = try Store(path: dir.sub("small"))
+        defer { small.close() }
+        var expected: [AppliedEntry] = []
+        for i in stride(from: 0, to: all.count, by: 5) {
+            expected += try small.apply(Array(all[i..<min(i + 5, all.count)]))
+        }
+        let digest: StateDigest
+        do {
+            let store = try Store(path: dir.sub("long"))
+            defer { store.close() }
+            #expect(try store.apply(all) == expected)
+            #expect(store.appliedIndex == LogIndex(4 * chunk + 17))
+            #expect(store.treeHead.treeSize == 4 * chunk + 17)
+            #expect(store.treeHead.rootHash == small.treeHead.rootHash)
+            #expect(store.treeHead.rootHash == naiveRoot(all))
+            digest = try store.stateDigest()
+            #expect(digest == (try small.stateDigest()))
+            for e in all where e.index.rawValue % 97 == 0 { #expect(try store.journalEntry(at: e.index) == e) }
+            // And on top of a pipelined group, a short one.
+            try store.apply(workload((4 * chunk + 18)...(4 * chunk + 20), keys: 23))
+        }
+        let reopened = try Store(path: dir.sub("long"))
+        defer { reopened.close() }
+        #expect(reopened.appliedIndex == LogIndex(4 * chunk + 20))
+        #expect(reopened.treeHead.rootHash == naiveRoot(workload(1...(4 * chunk + 20), keys: 23)))
+    }
+
+    /// Each chunk is atomic on its own: a failure in a later chunk keeps the chunks before it,
+    /// with the applied index, journal and tree in step, and stops the state machine.
+    @Test func failureInALaterChunkKeepsTheEarlierOnes() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let chunk = UInt64(Store.applyChunkEntries)
+        try store.db.put(store.cfs.kv, bytes("victim"), [0xFF, 0x00], sync: true)
+        var group = workload(1...(3 * chunk))
+        group[Int(chunk) + 10] = putEntry(chunk + 11, key: "victim", value: "v")  // in the second chunk
+        let error = #expect(throws: StoreError.self) { try store.apply(group) }
+        #expect(error?.code == .corruptRecord)
+        #expect(store.appliedIndex == LogIndex(chunk))
+        #expect(store.treeHead.treeSize == chunk)
+        #expect(store.treeHead.rootHash == naiveRoot(Array(group[0..<Int(chunk)])))
+        #expect(try store.journalEntry(at: LogIndex(chunk)) == group[Int(chunk) - 1])
+        #expect(try store.journalEntry(at: LogIndex(chunk + 1)) == nil)
+        let again = #expect(throws: StoreError.self) { try store.apply([group[Int(chunk)]]) }
+        #expect(again?.code == .stopped)
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+
+/// The second thread of a pipelined apply (`Store.apply` with more entries than one chunk):
+/// it writes chunk n's WriteBatch while the applying thread runs the state machine, hashes and
+/// encodes chunk n + 1. One slot: at most one batch in flight, so the applying thread's overlay
+/// is always just the previous chunk's writes.
+///
+/// Started on first use; a store that only ever applies small groups never starts it.
+/// `@unchecked Sendable`: all mutable state is guarded by `condition`.
+final class ApplyWriter: @unchecked Sendable {
+    private let db: RocksDB
+    private let condition = NSCondition()
+    /// The batch to write next, and whether to fsync it.
+    private var slot: (batch: RocksDBWriteBatch, sync: Bool)?
+    /// The outcome of the last batch taken from `slot`, until `wait` collects it.
+    private var outcome: Result<Void, RocksDBError>?
+    private var isWriting = false
+    private var isStopping = false
+    private var thread: Thread?
+    private let exited = DispatchSemaphore(value: 0)
+
+    init(db: RocksDB) { self.db = db }
+
+    /// Hands `batch` to the writer thread. The previous batch must have been collected with
+    /// `wait` (one in flight).
+    func submit(_ batch: RocksDBWriteBatch, sync: Bool) {
+        condition.withLock {
+            precondition(slot == nil && !isWriting && outcome == nil, "apply writer: a batch is still in flight")
+            precondition(!isStopping, "apply writer: submit after stop")
+            if thread == nil {
+                let t = Thread { [self] in run() }
+                t.name = "fauna-apply-writer"
+                thread = t
+                t.start()
+            }
+            slot = (batch, sync)
+            condition.broadcast()
+        }
+    }
+
+    /// Waits for the batch in flight (if any) and returns its outcome.
+    func wait() throws(RocksDBError) {
+        let result: Result<Void, RocksDBError>? = condition.withLock {
+            while slot != nil || isWriting { condition.wait() }
+            defer { outcome = nil }
+            return outcome
+        }
+        if case .failure(let e) = result { throw e }
+    }
+
+    /// Finishes the batch in flight and ends the thread. Idempotent.
+    func stop() {
+        let wasRunning = condition.withLock { () -> Bool in
+            defer { isStopping = true; condition.broadcast() }
+            return thread != nil && !isStopping
+        }
+        if wasRunning { exited.wait() }
+    }
+
+    private func run() {
+        while true {
+            let job: (batch: RocksDBWriteBatch, sync: Bool)? = condition.withLock {
+                while slot == nil && !isStopping { condition.wait() }
+                defer { slot = nil }
+                if slot != nil { isWriting = true }
+                return slot
+            }
+            guard let job else {
+                // The thread object holds this writer through its closure: let go of it, or
+                // the writer (and the database it holds) would never be freed.
+                condition.withLock { thread = nil }
+                break
+            }
+            let result: Result<Void, RocksDBError>
+            do { try db.write(job.batch, sync: job.sync); result = .success(()) } catch { result = .failure(error) }
+            condition.withLock {
+                outcome = result
+                isWriting = false
+                condition.broadcast()
+            }
+        }
+        exited.signal()
+    }
+}

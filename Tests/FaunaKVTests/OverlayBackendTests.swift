@@ -1,0 +1,70 @@
+import Testing
+
+@testable import FaunaKV
+
+/// `KVOverlayBackend` over a committed state plus a batch not yet committed must read exactly
+/// like the state with that batch committed: it is what the next chunk of a pipelined apply
+/// reads while the previous chunk is still being written.
+@Suite("KVOverlayBackend")
+struct OverlayBackendTests {
+    struct Snapshot: Equatable {
+        var records: [[UInt8]] = []
+        var reversed: [[UInt8]] = []
+        var history: [String] = []
+        var historyReversed: [String] = []
+        var meta: [[UInt8]] = []
+        var points: [String] = []
+    }
+
+    /// Everything a backend answers over the workload's keys, as comparable values.
+    func snapshot(_ backend: some KVBackend, keys: [[UInt8]], revision: UInt64) throws -> Snapshot {
+        var s = Snapshot()
+        try backend.scanRecords(in: .all, reverse: false) { key, record in s.records.append(key + record.encoded); return true }
+        try backend.scanRecords(in: .prefix([0x61]), reverse: true) { key, _ in s.reversed.append(key); return true }
+        try backend.scanHistory(in: .all, reverse: false) { key, v in s.history.append("\(key)@\(v.revision)=\(v.value.encoded)"); return true }
+        try backend.scanHistory(in: .prefix([0x62]), reverse: true) { key, v in s.historyReversed.append("\(key)@\(v.revision)"); return true }
+        try backend.scanMeta(in: .all) { key, value in s.meta.append(key + value); return true }
+        for key in keys {
+            s.points.append("\(key): \(String(describing: try backend.record(forKey: key)))")
+            for r in stride(from: 0, through: revision, by: 3) {
+                s.points.append("\(key)@\(r): \(String(describing: try backend.historyVersion(forKey: key, atOrBefore: Revision(r))))")
+            }
+            s.points.append("meta \(key): \(String(describing: try backend.metaValue(forKey: key)))")
+        }
+        return s
+    }
+
+    @Test(arguments: [UInt64(1), 2, 3])
+    func readsLikeTheCommittedBatch(seed: UInt64) throws {
+        var workload = Workload(rng: SeededGenerator(seed: seed))
+        let machine = KVStateMachine()
+        var committed = MemoryKVBackend()
+        var revision: UInt64 = 0
+        var compacted: UInt64 = 0
+        for round in 0..<12 {
+            // A pending group of entries applied into one batch over the committed state…
+            var pending = KVWriteBatch()
+            for _ in 0..<(1 + round % 5) {
+                revision += 1
+                let command = workload.command(current: revision - 1, compacted: compacted)
+                if case .compact(let to) = command { compacted = max(compacted, to.rawValue) }
+                _ = try machine.apply(
+                    entryData: KVProposal(command: command).encoded(), at: Revision(revision), on: committed, into: &pending)
+            }
+            // …reads through the overlay exactly as after committing it.
+            let overlay = KVOverlayBackend(base: committed, pending: pending)
+            var after = committed
+            after.commit(pending)
+            let keys = workload.keys + [[0x61, 0x61], Array("kv/revision".utf8)]
+            #expect(try snapshot(overlay, keys: keys, revision: revision) == snapshot(after, keys: keys, revision: revision),
+                    "seed \(seed) round \(round)")
+            // A next entry applied over the overlay gives what it gives over the committed state.
+            let next = KVProposal(command: workload.command(current: revision, compacted: compacted)).encoded()
+            var viaOverlay = KVWriteBatch(), viaCommitted = KVWriteBatch()
+            let a = try machine.apply(entryData: next, at: Revision(revision + 1), on: overlay, into: &viaOverlay)
+            let b = try machine.apply(entryData: next, at: Revision(revision + 1), on: after, into: &viaCommitted)
+            #expect(a == b, "seed \(seed) round \(round)")
+            committed = after
+        }
+    }
+}
