@@ -8,7 +8,10 @@ import Foundation
 /// Started on first use; a store that only ever applies small groups never starts it.
 /// `@unchecked Sendable`: all mutable state is guarded by `condition`.
 final class ApplyWriter: @unchecked Sendable {
-    private let db: RocksDB
+    /// Unowned: the store owns the database and stops this writer before letting it go. A
+    /// strong reference here could make the exiting writer thread drop the last reference and
+    /// close RocksDB while the process exits (a crash seen under injected EIO).
+    private unowned let db: RocksDB
     private let condition = NSCondition()
     /// The batch to write next, and whether to fsync it.
     private var slot: (batch: RocksDBWriteBatch, sync: Bool)?
