@@ -29,6 +29,34 @@ public enum BenchKeys {
         }
         return key
     }
+
+    /// Bytes of the zig-zag varint of `index` (unsigned LEB128 of 2·index).
+    public static func varintBytes(_ index: Int) -> Int {
+        precondition(index >= 0, "key index: got \(index), want >= 0")
+        var z = UInt64(index) << 1
+        var n = 1
+        while z >= 0x80 {
+            z >>= 7
+            n += 1
+        }
+        return n
+    }
+
+    /// Writes the zig-zag varint of `index` over the start of `buffer` and leaves the rest of
+    /// it as it was: Go's `binary.PutVarint(buf, n)` as etcd's benchmark calls it, stale bytes
+    /// included (../shared/bench/WORKLOAD.md).
+    /// - Precondition: `varintBytes(index) <= buffer.count`.
+    public static func writeVarint(_ index: Int, into buffer: inout [UInt8]) {
+        precondition(varintBytes(index) <= buffer.count, "varint of \(index) does not fit \(buffer.count) bytes")
+        var z = UInt64(index) << 1
+        var i = 0
+        while z >= 0x80 {
+            buffer[i] = UInt8(truncatingIfNeeded: z) | 0x80
+            z >>= 7
+            i += 1
+        }
+        buffer[i] = UInt8(z)
+    }
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a small seeded generator, so a `--seed` replays the

@@ -21,6 +21,17 @@ public enum BenchKeyDistribution: String, Sendable {
     case zipf
 }
 
+/// How a key index becomes key bytes.
+public enum BenchKeyFormat: String, Sendable, CaseIterable {
+    /// Zero-padded ASCII decimal, `--key-size` digits: index 42 is `00000042`.
+    case decimal
+    /// etcd's tools/benchmark: the zig-zag varint of the index written over the start of a
+    /// `--key-size` buffer kept per client, whose other bytes keep what a longer earlier key
+    /// left there (../shared/bench/WORKLOAD.md: ~8% of random puts land outside the preloaded
+    /// keys). The preload writes keys in order, so it leaves no stale bytes.
+    case varint
+}
+
 /// The parameters of one `fctl bench` run, checked by `validated()` before any request.
 public struct BenchParameters: Sendable, Hashable {
     /// Concurrent requests in flight at most; the hard cap on `clients`.
@@ -48,6 +59,10 @@ public struct BenchParameters: Sendable, Hashable {
     /// Stop after this many seconds (nil: no time bound). At least one of the two is set after `validated()`.
     public var durationSeconds: Double?
     public var keyBytes = 8
+    public var keyFormat = BenchKeyFormat.decimal
+    /// Every request uses this key instead of one drawn from the key space (etcd's
+    /// `benchmark range KEY`); the preload then writes just this key.
+    public var fixedKey: [UInt8]?
     public var valueBytes = 256
     /// Keys are indexes 0..<keySpace; at most keySpaceMax and 10^keyBytes.
     public var keySpace = 100_000
@@ -88,10 +103,24 @@ public struct BenchParameters: Sendable, Hashable {
             (0...KVLimits.valueBytesMax).contains(valueBytes),
             "--val-size \(valueBytes): want 0...\(KVLimits.valueBytesMax)")
         try check((1...Self.keySpaceMax).contains(keySpace), "--key-space \(keySpace): want 1...\(Self.keySpaceMax)")
-        let capacity = BenchKeys.capacity(width: keyBytes)
-        try check(
-            keySpace <= capacity,
-            "--key-space \(keySpace) does not fit in --key-size \(keyBytes) decimal digits: want at most \(capacity) keys or a larger --key-size")
+        switch keyFormat {
+        case .decimal:
+            let capacity = BenchKeys.capacity(width: keyBytes)
+            try check(
+                keySpace <= capacity,
+                "--key-space \(keySpace) does not fit in --key-size \(keyBytes) decimal digits: want at most \(capacity) keys or a larger --key-size")
+        case .varint:
+            let needed = BenchKeys.varintBytes(keySpace - 1)
+            try check(
+                needed <= keyBytes,
+                "--key-space \(keySpace) needs \(needed)-byte varints: want --key-size >= \(needed)")
+        }
+        if let fixedKey {
+            try check(
+                (1...KVLimits.keyBytesMax).contains(fixedKey.count),
+                "--key of \(fixedKey.count) bytes: want 1...\(KVLimits.keyBytesMax)")
+            try check(distribution == .uniform, "--key and --zipf: a fixed key has no popularity; drop one")
+        }
         try check(readRatio >= 0 && readRatio <= 1, "--read-ratio \(readRatio): want 0...1")
         return p
     }
@@ -101,8 +130,9 @@ public struct BenchParameters: Sendable, Hashable {
         var fields: [String: Any] = [
             "workload": workload.rawValue, "clients": clients, "conns": connections, "keySize": keyBytes,
             "valSize": valueBytes, "keySpace": keySpace, "distribution": distribution.rawValue,
-            "preload": preload, "seed": seed,
+            "preload": preload, "seed": seed, "keyFormat": keyFormat.rawValue,
         ]
+        if let fixedKey { fields["key"] = String(decoding: fixedKey, as: UTF8.self) }
         if distribution == .zipf { fields["zipfExponent"] = Self.zipfExponent }
         if let total { fields["total"] = total }
         if let durationSeconds { fields["durationSeconds"] = durationSeconds }
@@ -116,10 +146,16 @@ public struct BenchParameters: Sendable, Hashable {
 
     /// One line for humans: the parameters that shape the load.
     public var summary: String {
-        var parts = [
-            "clients \(clients)", "conns \(connections)", "key \(keyBytes) B", "value \(valueBytes) B",
-            "key space \(keySpace) \(distribution == .zipf ? "zipf s=\(Self.zipfExponent)" : "uniform")",
-        ]
+        var parts = ["clients \(clients)", "conns \(connections)"]
+        if let fixedKey {
+            parts.append("one key \(String(decoding: fixedKey, as: UTF8.self))")
+        } else {
+            parts.append("key \(keyBytes) B \(keyFormat.rawValue)")
+        }
+        parts.append("value \(valueBytes) B")
+        if fixedKey == nil {
+            parts.append("key space \(keySpace) \(distribution == .zipf ? "zipf s=\(Self.zipfExponent)" : "uniform")")
+        }
         if workload == .get || workload == .mixed { parts.append(consistency == .linearizable ? "linearizable" : "serializable") }
         if workload == .mixed { parts.append("read ratio \(readRatio)") }
         if verify { parts.append("verified") }

@@ -24,13 +24,19 @@ struct BenchOptions: ParsableArguments {
     @Option(help: "Stop after this many requests (default \(BenchParameters.totalDefault) if --duration is not given).")
     var total: Int?
     @Option(help: "Stop after this many seconds (at most \(Int(BenchParameters.durationSecondsMax))).") var duration: Double?
-    @Option(name: .customLong("key-size"), help: "Key bytes: zero-padded decimal key index.") var keySize = 8
+    @Option(name: .customLong("key-size"), help: "Key bytes (see --key-format).") var keySize = 8
+    @Option(
+        name: .customLong("key-format"),
+        help: "decimal: the key index as zero-padded digits; varint: etcd's benchmark keys (zig-zag varint of the index in a --key-size buffer, stale bytes kept).")
+    var keyFormat = "decimal"
+    @Option(help: "Send every request to this one key (UTF-8) instead of the key space, as etcd's `benchmark range KEY`; --preload then writes just it.")
+    var key: String?
     @Option(name: .customLong("val-size"), help: "Value bytes (random, drawn once per run).") var valSize = 256
     @Option(name: .customLong("key-space"), help: "Keys are indexes 0..<K (at most \(BenchParameters.keySpaceMax)).")
     var keySpace = 100_000
     @Flag(help: "Zipf key popularity (s = \(BenchParameters.zipfExponent), index 0 hottest) instead of uniform.")
     var zipf = false
-    @Flag(help: "Write every key of the key space once before measuring (same clients).") var preload = false
+    @Flag(help: "Write every key of the key space (or the --key) once before measuring (same clients).") var preload = false
     @Option(help: "Seed of keys, values and the read/write mix (default: random; printed).") var seed: UInt64?
 
     /// The parameters of a `workload` run, validated.
@@ -41,6 +47,11 @@ struct BenchOptions: ParsableArguments {
         p.total = total
         p.durationSeconds = duration
         p.keyBytes = keySize
+        guard let format = BenchKeyFormat(rawValue: keyFormat) else {
+            throw FctlError(.usage, "bench: --key-format \(keyFormat): want decimal or varint")
+        }
+        p.keyFormat = format
+        p.fixedKey = key.map { Array($0.utf8) }
         p.valueBytes = valSize
         p.keySpace = keySpace
         p.distribution = zipf ? .zipf : .uniform

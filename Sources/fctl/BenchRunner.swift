@@ -61,7 +61,7 @@ struct BenchRunner {
         let p = plan.parameters
         let tickets: BenchTickets
         if isPreload {
-            tickets = BenchTickets(limit: p.keySpace, deadline: nil)
+            tickets = BenchTickets(limit: p.fixedKey == nil ? p.keySpace : 1, deadline: nil)
         } else {
             tickets = BenchTickets(
                 limit: p.total, deadline: p.durationSeconds.map { .now + .milliseconds(Int64($0 * 1000)) })

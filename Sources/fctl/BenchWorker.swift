@@ -66,9 +66,20 @@ struct BenchWorker: Sendable {
     func run() async -> BenchWorkerResult {
         var random = BenchRandom(seed: plan.parameters.seed ^ (UInt64(id + 1) &* 0xD1B5_4A32_D192_ED03))
         var result = BenchWorkerResult()
+        var varintBuffer = [UInt8](repeating: 0, count: plan.parameters.keyBytes)
         while let ticket = tickets.claim() {
             let request = isPreload ? BenchRequest(kind: .put, keyIndex: ticket) : plan.nextRequest(&random)
-            let key = BenchKeys.key(request.keyIndex, width: plan.parameters.keyBytes)
+            let key: [UInt8]
+            if let fixed = plan.parameters.fixedKey {
+                key = fixed
+            } else if plan.parameters.keyFormat == .varint {
+                // The preload writes keys in order with a fresh buffer each: no stale bytes.
+                if isPreload { varintBuffer = [UInt8](repeating: 0, count: plan.parameters.keyBytes) }
+                BenchKeys.writeVarint(request.keyIndex, into: &varintBuffer)
+                key = varintBuffer
+            } else {
+                key = BenchKeys.key(request.keyIndex, width: plan.parameters.keyBytes)
+            }
             let start = ContinuousClock.now
             let answer = await send(request.kind, key)
             let elapsed = ContinuousClock.now - start

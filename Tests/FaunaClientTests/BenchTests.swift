@@ -20,6 +20,35 @@ import Testing
         #expect(seen.count == 100_000)
     }
 
+    /// etcd's benchmark keys, byte for byte as ../shared/bench/WORKLOAD.md's reference
+    /// algorithm writes them (one buffer, so a short key keeps a longer one's third byte).
+    @Test func varintKeysKeepStaleBytesLikeEtcdsBenchmark() {
+        var buffer = [UInt8](repeating: 0, count: 8)
+        func next(_ index: Int) -> [UInt8] {
+            BenchKeys.writeVarint(index, into: &buffer)
+            return buffer
+        }
+        #expect(next(99_999) == [0xBE, 0x9A, 0x0C, 0, 0, 0, 0, 0])
+        #expect(next(5) == [0x0A, 0x9A, 0x0C, 0, 0, 0, 0, 0])
+        #expect(next(64) == [0x80, 0x01, 0x0C, 0, 0, 0, 0, 0])
+        #expect(next(0) == [0x00, 0x01, 0x0C, 0, 0, 0, 0, 0])
+        #expect(BenchKeys.varintBytes(0) == 1 && BenchKeys.varintBytes(63) == 1 && BenchKeys.varintBytes(64) == 2)
+        #expect(BenchKeys.varintBytes(99_999) == 3)
+    }
+
+    @Test func varintAndFixedKeyParameters() throws {
+        var p = BenchParameters(workload: .get)
+        p.keyFormat = .varint
+        p.keyBytes = 2
+        #expect(throws: FctlError.self) { try p.validated() }  // 100,000 keys need 3-byte varints
+        p.keyBytes = 3
+        #expect(try p.validated().keyFormat == .varint)
+        p.fixedKey = Array("bench-range-key".utf8)
+        #expect(try p.validated().summary.contains("one key bench-range-key"))
+        p.distribution = .zipf
+        #expect(throws: FctlError.self) { try p.validated() }
+    }
+
     @Test func capacityIsTenToTheWidthAndSaturates() {
         #expect(BenchKeys.capacity(width: 1) == 10)
         #expect(BenchKeys.capacity(width: 5) == 100_000)
