@@ -57,8 +57,12 @@ public final class RocksDB: @unchecked Sendable {
     /// with default options (RocksDB refuses to open otherwise).
     ///
     /// - Throws: `RocksDBError` with code `.alreadyInUse` if another process holds the LOCK.
+    /// - Parameter memtableBytesMax: a bound on the memtables of all column families together
+    ///   (RocksDB's `db_write_buffer_size`): past it the largest is flushed. nil: only each
+    ///   family's own bound (64 MiB, two of them).
     public init(
-        path: String, columnFamilies wanted: [RocksDBColumnFamilyOptions], createIfMissing: Bool = true
+        path: String, columnFamilies wanted: [RocksDBColumnFamilyOptions], createIfMissing: Bool = true,
+        memtableBytesMax: Int? = nil
     ) throws(RocksDBError) {
         self.path = path
         let dbOptions = rocksdb_options_create()!
@@ -67,6 +71,7 @@ public final class RocksDB: @unchecked Sendable {
         rocksdb_options_set_paranoid_checks(dbOptions, 1)
         rocksdb_options_set_keep_log_file_num(dbOptions, 4)
         rocksdb_options_increase_parallelism(dbOptions, 2)
+        if let memtableBytesMax { rocksdb_options_set_db_write_buffer_size(dbOptions, memtableBytesMax) }
         // Point reads dominate applying (the state machine reads each key it writes, mostly
         // misses for new keys): full bloom filters in SSTs and a whole-key bloom filter in the
         // memtable turn most misses into one filter probe; one shared 64 MiB block cache.

@@ -44,6 +44,10 @@ public final class Store: @unchecked Sendable {
         /// Writes are refused (fail-stop, `.diskFull`) when less than this is free on the data
         /// directory's filesystem: room for memtable flushes and compaction to finish.
         public var diskFreeBytesMin: UInt64 = 256 << 20
+        /// Memtables of all column families together stay below this (the largest is flushed
+        /// past it): most of a node's memory. Without it six families of up to 2 × 64 MiB each
+        /// could hold 768 MiB.
+        public var memtableBytesMax = 128 << 20
         /// Bound of the Raft log's group-commit queue.
         public var logPendingUpdatesMax = 4096
         /// BENCHMARKS ONLY (`store-bench`, to measure what the audit chain costs): false skips
@@ -75,7 +79,9 @@ public final class Store: @unchecked Sendable {
         try diskGuard.check(adding: 0, operation: "open")
         let dbPath = "\(path)/db"
         let db = try rocks { () throws(RocksDBError) in
-            try RocksDB(path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options))
+            try RocksDB(
+                path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options),
+                memtableBytesMax: options.memtableBytesMax)
         }
         func cf(_ c: StoreColumnFamily) -> RocksDBColumnFamily {
             guard let handle = db.columnFamily(c.rawValue) else {
