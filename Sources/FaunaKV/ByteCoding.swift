@@ -1,18 +1,27 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Byte-wise lexicographic order of two keys (RocksDB's default comparator), with one memcmp:
-/// negative if `a` sorts first, 0 if equal, positive if `b` does (the sign of Go's
-/// bytes.Compare). The same order as
-/// `lexicographicallyPrecedes`, several times faster on the sorts of every applied batch.
+/// Byte-wise lexicographic order of two keys (RocksDB's default comparator), eight bytes at a
+/// time: negative if `a` sorts first, 0 if equal, positive if `b` does (the sign of Go's
+/// bytes.Compare). The same order as `lexicographicallyPrecedes`, several times faster on the
+/// sorts of every applied batch (FaunaKV imports nothing, so no memcmp).
 @inlinable
 public func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
     let common = min(a.count, b.count)
-    let c = common == 0 ? 0 : a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in memcmp(pa.baseAddress!, pb.baseAddress!, common) } }
-    return c != 0 ? Int(c) : a.count - b.count
+    let c = a.withUnsafeBytes { pa in
+        b.withUnsafeBytes { pb -> Int in
+            var i = 0
+            while i + 8 <= common {
+                let x = UInt64(bigEndian: pa.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let y = UInt64(bigEndian: pb.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                if x != y { return x < y ? -1 : 1 }
+                i += 8
+            }
+            while i < common {
+                if pa[i] != pb[i] { return pa[i] < pb[i] ? -1 : 1 }
+                i += 1
+            }
+            return 0
+        }
+    }
+    return c != 0 ? c : a.count - b.count
 }
 
 /// Whether `a` sorts before `b` byte-wise (`compareBytes(a, b) < 0`).

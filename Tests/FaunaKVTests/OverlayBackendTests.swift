@@ -68,3 +68,21 @@ struct OverlayBackendTests {
         }
     }
 }
+
+@Suite("compareBytes")
+struct CompareBytesTests {
+    /// The word-at-a-time comparison must order exactly like the standard library, including
+    /// keys that share long prefixes, differ only past byte 8, or are prefixes of each other.
+    @Test func ordersLikeLexicographicallyPrecedes() {
+        var rng = SeededGenerator(seed: 7)
+        for _ in 0..<20_000 {
+            let prefix = (0..<Int(rng.next() % 20)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 4) }
+            let a = prefix + (0..<Int(rng.next() % 12)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 4 * 85) }
+            let b = prefix + (0..<Int(rng.next() % 12)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 4 * 85) }
+            let c = compareBytes(a, b)
+            #expect((c < 0) == a.lexicographicallyPrecedes(b), "\(a) vs \(b)")
+            #expect((c == 0) == (a == b), "\(a) vs \(b)")
+            #expect((c > 0) == b.lexicographicallyPrecedes(a), "\(a) vs \(b)")
+        }
+    }
+}
