@@ -181,7 +181,7 @@ let package = Package(
         .executableTarget(
             name: "faunad",
             dependencies: [
-                "FaunaNode", "FaunaConfig",
+                "FaunaNode", "FaunaConfig", "FaunaStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

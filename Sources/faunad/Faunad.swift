@@ -1,6 +1,7 @@
 import ArgumentParser
 import FaunaConfig
 import FaunaNode
+import FaunaStore
 import Foundation
 import Logging
 
@@ -49,6 +50,11 @@ struct Faunad: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(
+        name: .customLong("memtable-mib"),
+        help: "RocksDB memtables of all column families together stay below this many MiB (16...65536); most of a node's memory. More absorbs longer write bursts before flushing.")
+    var memtableMiB: Int = Store.Options().memtableBytesMax >> 20
+
     @Option(help: .hidden)
     var exitWithParent: Int32?
 
@@ -77,6 +83,10 @@ struct Faunad: AsyncParsableCommand {
             if let dataDir { s.dataDirectory = dataDir }
             s.join = join
             if unsafeNoAuditChain { s.storeOptions.auditChain = false }
+            guard (16...65536).contains(memtableMiB) else {
+                Self.fail("faunad: --memtable-mib \(memtableMiB): want 16...65536")
+            }
+            s.storeOptions.memtableBytesMax = memtableMiB << 20
             settings = s
         } catch let error as ConfigError {
             Self.fail("faunad: \(config): \(error)")
