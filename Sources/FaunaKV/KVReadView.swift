@@ -62,12 +62,11 @@ struct KVReadView<Backend: KVBackend> {
             if let record = try record(forKey: range.start) { _ = try body(range.start, record) }
             return
         }
-        let overlay = Self.overlay(base.records, staged.records, range.contains)
-            .map { (key: $0.key, value: $0.value) }
-            .sorted { reverse ? $1.key.lexicographicallyPrecedes($0.key) : $0.key.lexicographicallyPrecedes($1.key) }
+        let precedes: ([UInt8], [UInt8]) -> Bool = { reverse ? bytesPrecede($1, $0) : bytesPrecede($0, $1) }
+        let overlay = KVWriteBatch.sorted(Self.overlay(base.records, staged.records, range.contains), by: precedes)
         try mergeScan(
             overlay: overlay,
-            precedes: { reverse ? $1.lexicographicallyPrecedes($0) : $0.lexicographicallyPrecedes($1) },
+            precedes: precedes,
             backendScan: { visit in try backend.scanRecords(in: range, reverse: reverse, visit) },
             body)
     }
@@ -78,12 +77,11 @@ struct KVReadView<Backend: KVBackend> {
     /// `reverse`).
     func scanHistory(in range: KeyRange, reverse: Bool, _ body: ([UInt8], KVHistoryVersion) throws -> Bool) throws {
         guard !range.isEmpty else { return }
-        let overlay = Self.overlay(base.history, staged.history) { range.contains($0.key) }
-            .map { (key: $0.key, value: $0.value) }
-            .sorted { reverse ? $1.key < $0.key : $0.key < $1.key }
+        let precedes: (HistoryKey, HistoryKey) -> Bool = { reverse ? $1 < $0 : $0 < $1 }
+        let overlay = KVWriteBatch.sorted(Self.overlay(base.history, staged.history) { range.contains($0.key) }, by: precedes)
         try mergeScan(
             overlay: overlay,
-            precedes: { reverse ? $1 < $0 : $0 < $1 },
+            precedes: precedes,
             backendScan: { visit in
                 try backend.scanHistory(in: range, reverse: reverse) { key, version in
                     try visit(HistoryKey(key: key, revision: version.revision), version.value)
@@ -117,11 +115,9 @@ struct KVReadView<Backend: KVBackend> {
 
     /// Visits the meta entries in `range`, ascending, until `body` returns false.
     func scanMeta(in range: KeyRange, _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
-        let overlay = Self.overlay(base.meta, staged.meta, range.contains)
-            .map { (key: $0.key, value: $0.value) }
-            .sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        let overlay = KVWriteBatch.sorted(Self.overlay(base.meta, staged.meta, range.contains), by: bytesPrecede)
         try mergeScan(
-            overlay: overlay, precedes: { $0.lexicographicallyPrecedes($1) },
+            overlay: overlay, precedes: bytesPrecede,
             backendScan: { visit in try backend.scanMeta(in: range, visit) }, body)
     }
 

@@ -60,9 +60,10 @@ public struct KVWriteBatch: Sendable {
         Self.sorted(meta) { bytesPrecede($0, $1) }.map { (key: $0.key, value: $0.value) }
     }
 
-    /// The entries of `writes` by key. Sorts positions, not the entries: moving an entry
-    /// retains and releases its arrays, and this runs on every applied batch.
-    private static func sorted<Key, Value>(
+    /// The entries of `writes` ordered by `precedes` on their keys. Sorts positions, not the
+    /// entries: moving an entry retains and releases its arrays, and this runs on every applied
+    /// batch (and every scan that overlays one).
+    static func sorted<Key, Value>(
         _ writes: [Key: Value], by precedes: (Key, Key) -> Bool
     ) -> [(key: Key, value: Value)] {
         let entries = Array(writes)

@@ -81,31 +81,28 @@ extension Store {
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
         var inFlight: PreparedChunk?
+        /// Waits for the chunk in flight, if any, and publishes it once written.
+        func collect() throws {
+            guard let chunk = inFlight else { return }
+            inFlight = nil
+            try rocks { () throws(RocksDBError) in try writer.wait() }
+            finish(chunk)
+        }
         // If anything fails, the chunk in flight is collected first, so `applied` and
         // `frontier` describe exactly what is written (the caller then fail-stops).
-        defer {
-            if let inFlight, (try? rocks({ () throws(RocksDBError) in try writer.wait() })) != nil { finish(inFlight) }
-        }
+        defer { try? collect() }
         var start = entries.startIndex
         while start < entries.endIndex {
             let end = min(start + Self.applyChunkEntries, entries.endIndex)
             let after = inFlight.map { ($0.state, $0.frontier) } ?? (applied, frontier)
             let chunk = try prepare(entries[start..<end], after: after, confState: nil, over: inFlight?.kvWrites)
-            if let previous = inFlight {
-                inFlight = nil
-                try rocks { () throws(RocksDBError) in try writer.wait() }
-                finish(previous)
-            }
+            try collect()
             writer.submit(chunk.batch, sync: sync && end == entries.endIndex)
             inFlight = chunk
             out.append(contentsOf: chunk.results)
             start = end
         }
-        if let last = inFlight {
-            inFlight = nil
-            try rocks { () throws(RocksDBError) in try writer.wait() }
-            finish(last)
-        }
+        try collect()
         return out
     }
 
