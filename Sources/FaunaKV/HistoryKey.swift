@@ -18,6 +18,16 @@ public struct HistoryKey: Hashable, Comparable, Sendable {
         self.revision = revision
     }
 
+    public static func == (a: HistoryKey, b: HistoryKey) -> Bool {
+        a.revision == b.revision && a.key.count == b.key.count && compareBytes(a.key, b.key) == 0
+    }
+
+    /// Hashes the key bytes in one call (see `HashedBytes`), then the revision.
+    public func hash(into hasher: inout Hasher) {
+        hashBytes(key, into: &hasher)
+        hasher.combine(revision)
+    }
+
     /// Orders by key (byte-wise), then revision: the same order as `encoded` byte-wise.
     public static func < (a: HistoryKey, b: HistoryKey) -> Bool {
         let c = compareBytes(a.key, b.key)

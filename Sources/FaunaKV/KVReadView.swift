@@ -38,20 +38,23 @@ struct KVReadView<Backend: KVBackend> {
         return merged
     }
 
-    /// The writes of `staged` and `base` in one key space, restricted to `range`.
-    private static func overlay<Key: Hashable, Value>(
-        _ base: [Key: Value?], _ staged: [Key: Value?], _ isInRange: (Key) -> Bool
-    ) -> [Key: Value?] {
+    /// The writes of `staged` and `base` in one key space, restricted to `range`, with their
+    /// keys as `key` makes them.
+    private static func overlay<Stored: Hashable, Key, Value>(
+        _ base: [Stored: Value?], _ staged: [Stored: Value?], _ isInRange: (Stored) -> Bool,
+        key: (Stored) -> Key
+    ) -> [(key: Key, value: Value?)] {
         var merged = base.filter { isInRange($0.key) }
-        for (key, value) in staged where isInRange(key) { merged[key] = .some(value) }
-        return merged
+        for (stored, value) in staged where isInRange(stored) { merged[stored] = .some(value) }
+        return merged.map { (key: key($0.key), value: $0.value) }
     }
 
     // MARK: Records
 
     func record(forKey key: [UInt8]) throws -> KVRecord? {
-        if !staged.records.isEmpty, let write = staged.records[key] { return write }
-        if let write = base.records[key] { return write }
+        let hashed = HashedBytes(key)
+        if !staged.records.isEmpty, let write = staged.records[hashed] { return write }
+        if !base.records.isEmpty, let write = base.records[hashed] { return write }
         return try backend.record(forKey: key)
     }
 
@@ -63,7 +66,8 @@ struct KVReadView<Backend: KVBackend> {
             return
         }
         let precedes: ([UInt8], [UInt8]) -> Bool = { reverse ? bytesPrecede($1, $0) : bytesPrecede($0, $1) }
-        let overlay = KVWriteBatch.sorted(Self.overlay(base.records, staged.records, range.contains), by: precedes)
+        let writes = Self.overlay(base.records, staged.records, { range.contains($0.bytes) }, key: \.bytes)
+        let overlay = KVWriteBatch.sorted(writes, by: precedes)
         try mergeScan(
             overlay: overlay,
             precedes: precedes,
@@ -78,7 +82,8 @@ struct KVReadView<Backend: KVBackend> {
     func scanHistory(in range: KeyRange, reverse: Bool, _ body: ([UInt8], KVHistoryVersion) throws -> Bool) throws {
         guard !range.isEmpty else { return }
         let precedes: (HistoryKey, HistoryKey) -> Bool = { reverse ? $1 < $0 : $0 < $1 }
-        let overlay = KVWriteBatch.sorted(Self.overlay(base.history, staged.history) { range.contains($0.key) }, by: precedes)
+        let writes = Self.overlay(base.history, staged.history, { range.contains($0.key) }, key: { $0 })
+        let overlay = KVWriteBatch.sorted(writes, by: precedes)
         try mergeScan(
             overlay: overlay,
             precedes: precedes,
@@ -108,14 +113,16 @@ struct KVReadView<Backend: KVBackend> {
     // MARK: Meta
 
     func metaValue(forKey key: [UInt8]) throws -> [UInt8]? {
-        if !staged.meta.isEmpty, let write = staged.meta[key] { return write }
-        if let write = base.meta[key] { return write }
+        let hashed = HashedBytes(key)
+        if !staged.meta.isEmpty, let write = staged.meta[hashed] { return write }
+        if !base.meta.isEmpty, let write = base.meta[hashed] { return write }
         return try backend.metaValue(forKey: key)
     }
 
     /// Visits the meta entries in `range`, ascending, until `body` returns false.
     func scanMeta(in range: KeyRange, _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
-        let overlay = KVWriteBatch.sorted(Self.overlay(base.meta, staged.meta, range.contains), by: bytesPrecede)
+        let writes = Self.overlay(base.meta, staged.meta, { range.contains($0.bytes) }, key: \.bytes)
+        let overlay = KVWriteBatch.sorted(writes, by: bytesPrecede)
         try mergeScan(
             overlay: overlay, precedes: bytesPrecede,
             backendScan: { visit in try backend.scanMeta(in: range, visit) }, body)

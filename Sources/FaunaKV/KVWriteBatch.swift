@@ -8,14 +8,22 @@
 /// apply them in any order. nil means "delete".
 public struct KVWriteBatch: Sendable {
     /// `kv` CF: user key → record, or nil to delete.
-    public private(set) var records: [[UInt8]: KVRecord?] = [:]
+    public private(set) var records: [HashedBytes: KVRecord?] = [:]
     /// `history` CF: (key, revision) → history value, or nil to delete (compaction).
     public private(set) var history: [HistoryKey: KVHistoryValue?] = [:]
     /// `meta` CF: key → bytes, or nil to delete.
-    public private(set) var meta: [[UInt8]: [UInt8]?] = [:]
+    public private(set) var meta: [HashedBytes: [UInt8]?] = [:]
 
     /// An empty batch.
     public init() {}
+
+    /// An empty batch with room for the writes of about `entries` single-key entries, so that
+    /// filling it does not grow (and rehash) its dictionaries again and again.
+    public init(expectedEntries entries: Int) {
+        records.reserveCapacity(entries)
+        history.reserveCapacity(entries)
+        meta.reserveCapacity(4)
+    }
 
     /// Whether the batch holds no writes.
     public var isEmpty: Bool { records.isEmpty && history.isEmpty && meta.isEmpty }
@@ -25,7 +33,7 @@ public struct KVWriteBatch: Sendable {
 
     /// Sets the current record of `key` (nil: delete it).
     public mutating func setRecord(_ record: KVRecord?, forKey key: [UInt8]) {
-        records[key] = .some(record)
+        records[HashedBytes(key)] = .some(record)
     }
 
     /// Sets the history entry of `key` at `revision` (nil: delete it).
@@ -35,7 +43,7 @@ public struct KVWriteBatch: Sendable {
 
     /// Sets the meta value of `key` (nil: delete it).
     public mutating func setMeta(_ value: [UInt8]?, forKey key: [UInt8]) {
-        meta[key] = .some(value)
+        meta[HashedBytes(key)] = .some(value)
     }
 
     /// Adds `other`'s writes; where both write a key, `other`'s write wins.
@@ -47,26 +55,28 @@ public struct KVWriteBatch: Sendable {
 
     /// The record writes ordered by key.
     public var sortedRecordWrites: [(key: [UInt8], record: KVRecord?)] {
-        Self.sorted(records) { bytesPrecede($0, $1) }.map { (key: $0.key, record: $0.value) }
+        Self.sorted(records.map { (key: $0.key.bytes, value: $0.value) }, by: bytesPrecede)
+            .map { (key: $0.key, record: $0.value) }
     }
 
-    /// The history writes ordered by key, then revision.
-    public var sortedHistoryWrites: [(key: HistoryKey, value: KVHistoryValue?)] {
-        Self.sorted(history, by: <).map { (key: $0.key, value: $0.value) }
+    /// The history writes with their storage keys (`HistoryKey.encoded`), ordered by them:
+    /// by key, then revision. Sorting the encoded bytes is several times cheaper than
+    /// comparing `HistoryKey`s, and a backend encodes them anyway.
+    public var encodedHistoryWrites: [(key: [UInt8], value: KVHistoryValue?)] {
+        Self.sorted(history.map { (key: $0.key.encoded, value: $0.value) }, by: bytesPrecede)
     }
 
     /// The meta writes ordered by key.
     public var sortedMetaWrites: [(key: [UInt8], value: [UInt8]?)] {
-        Self.sorted(meta) { bytesPrecede($0, $1) }.map { (key: $0.key, value: $0.value) }
+        Self.sorted(meta.map { (key: $0.key.bytes, value: $0.value) }, by: bytesPrecede)
     }
 
-    /// The entries of `writes` ordered by `precedes` on their keys. Sorts positions, not the
-    /// entries: moving an entry retains and releases its arrays, and this runs on every applied
-    /// batch (and every scan that overlays one).
+    /// `entries` ordered by `precedes` on their keys. Sorts positions, not the entries: moving
+    /// an entry retains and releases its arrays, and this runs on every applied batch (and
+    /// every scan that overlays one).
     static func sorted<Key, Value>(
-        _ writes: [Key: Value], by precedes: (Key, Key) -> Bool
+        _ entries: [(key: Key, value: Value)], by precedes: (Key, Key) -> Bool
     ) -> [(key: Key, value: Value)] {
-        let entries = Array(writes)
         let order = entries.indices.sorted { precedes(entries[$0].key, entries[$1].key) }
         return order.map { entries[$0] }
     }

@@ -14,9 +14,9 @@ public struct MemoryKVBackend: KVBackend, Sendable {
 
     /// Commits `batch` atomically (it is applied in one go; nothing can observe half of it).
     public mutating func commit(_ batch: KVWriteBatch) {
-        for (key, record) in batch.records { records[key] = record?.encoded }
+        for (key, record) in batch.records { records[key.bytes] = record?.encoded }
         for (key, value) in batch.history { history[key.encoded] = value?.encoded }
-        for (key, value) in batch.meta { meta[key] = value }
+        for (key, value) in batch.meta { meta[key.bytes] = value }
     }
 
     /// How many entries each key space holds (for tests of compaction and eviction).

@@ -104,8 +104,8 @@ public struct RocksDBKVBackend: KVBackend {
         for (key, record) in kvBatch.sortedRecordWrites {
             if let record { batch.put(kv, key, record.encoded) } else { batch.delete(kv, key) }
         }
-        for (key, value) in kvBatch.sortedHistoryWrites {
-            if let value { batch.put(history, key.encoded, value.encoded) } else { batch.delete(history, key.encoded) }
+        for (key, value) in kvBatch.encodedHistoryWrites {
+            if let value { batch.put(history, key, value.encoded) } else { batch.delete(history, key) }
         }
         for (key, value) in kvBatch.sortedMetaWrites {
             if let value { batch.put(meta, key, value) } else { batch.delete(meta, key) }

@@ -117,7 +117,7 @@ extension Store {
         let committed = makeKVBackend()
         var frontier = after.frontier
         var nodes = NodeWrites()
-        var kvBatch = KVWriteBatch()
+        var kvBatch = KVWriteBatch(expectedEntries: entries.count)
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
         func applyKV(_ e: Entry, on backend: some KVBackend) throws -> KVApplyResult? {

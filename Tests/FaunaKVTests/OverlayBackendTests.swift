@@ -86,3 +86,45 @@ struct CompareBytesTests {
         }
     }
 }
+
+struct HashedKeyTests {
+    /// `HashedBytes` and `HistoryKey` hash whole buffers: equality must still be exactly the
+    /// byte arrays' (a key that is a prefix of another, or differs only in its last byte, is
+    /// another key), and equal keys must land in the same dictionary slot.
+    @Test func equalityAndHashingFollowTheBytes() {
+        var rng = SeededGenerator(seed: 11)
+        var byBytes: [[UInt8]: Int] = [:]
+        var byHashed: [HashedBytes: Int] = [:]
+        var byHistory: [HistoryKey: Int] = [:]
+        for i in 0..<20_000 {
+            let prefix = (0..<Int(rng.next() % 10)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 3) }
+            let a = prefix + (0..<Int(rng.next() % 3)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 3) }
+            let b = prefix + (0..<Int(rng.next() % 3)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 3) }
+            #expect((HashedBytes(a) == HashedBytes(b)) == (a == b), "\(a) vs \(b)")
+            let ra = Revision(rng.next() % 3), rb = Revision(rng.next() % 3)
+            #expect((HistoryKey(key: a, revision: ra) == HistoryKey(key: b, revision: rb)) == (a == b && ra == rb))
+            byBytes[a] = i
+            byHashed[HashedBytes(a)] = i
+            byHistory[HistoryKey(key: a, revision: ra)] = i
+        }
+        #expect(byHashed.count == byBytes.count)
+        for (key, value) in byBytes { #expect(byHashed[HashedBytes(key)] == value, "\(key)") }
+        #expect(byHistory.count >= byBytes.count)
+    }
+
+    /// The history writes handed to a backend are ordered by their storage keys, which must be
+    /// the (key, revision) order, escaped zero bytes included.
+    @Test func encodedHistoryWritesFollowKeyThenRevision() {
+        var rng = SeededGenerator(seed: 12)
+        var batch = KVWriteBatch()
+        var keys: [HistoryKey] = []
+        for _ in 0..<2_000 {
+            let key = (0..<Int(1 + rng.next() % 4)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 3) }
+            let hk = HistoryKey(key: key, revision: Revision(rng.next() % 1_000))
+            keys.append(hk)
+            batch.setHistory(nil, forKey: hk.key, at: hk.revision)
+        }
+        let expected = Set(keys).sorted(by: <).map(\.encoded)
+        #expect(batch.encodedHistoryWrites.map(\.key) == expected)
+    }
+}
