@@ -83,7 +83,7 @@ extension NodeCore {
     /// an `initCluster` entry. Whichever such entry commits first sets it on every replica
     /// (docs/AUDIT.md "Cluster ID"); later ones change nothing.
     func proposeClusterIDIfNeeded() {
-        guard !hasClusterID, raft.isLeader, clusterIDProposedTerm != raft.term, outstanding == nil else { return }
+        guard !hasClusterID, raft.isLeader, clusterIDProposedTerm != raft.term else { return }
         var id: [UInt8] = []
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<KVLimits.clusterIDBytes { id.append(UInt8.random(in: 0...255, using: &rng)) }

@@ -12,8 +12,6 @@ enum NodeEvent: Sendable {
     case raftMessages([Message])
     /// A client request (data or admin) with the way to answer it.
     case request(RPCMessage, RPCRequestContext)
-    /// The Raft log writer finished the outstanding Ready's writes.
-    case persisted(Result<Void, StoreError>)
     /// The apply stage applied a batch of entries.
     case applied(Result<ApplyReport, StoreError>)
     /// A snapshot stream to a peer finished (metadata on success).
@@ -41,8 +39,6 @@ final class NodeCore: @unchecked Sendable {
     var store: Store!
     var raft: RaftNode!
     var applier: ApplyStage!
-    /// The Ready whose writes are with the Raft log writer.
-    var outstanding: Ready?
     /// Index of the last committed entry handed to the apply stage.
     var handedOutIndex: LogIndex
     /// What the apply stage reported last.
@@ -132,7 +128,7 @@ final class NodeCore: @unchecked Sendable {
             let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
             guard let batch = events.take(until: Date().addingTimeInterval(seconds), max: 4096) else { break }
             for event in batch { handle(event) }
-            if isStopping && outstanding == nil { break }
+            if isStopping { break }
             if failure != nil { continue }  // drain events until stopping completes
             let now = clock.now
             if now >= nextTick {
@@ -158,7 +154,6 @@ final class NodeCore: @unchecked Sendable {
             // Fail-stop: nothing touches the core or the store any more.
             switch event {
             case .request(_, let context): context.respond(.error(RPCErrorResponse(.unavailable, "node \(id) stopped on a disk error")))
-            case .persisted: outstanding = nil
             case .stop: isStopping = true
             default: break
             }
@@ -169,13 +164,6 @@ final class NodeCore: @unchecked Sendable {
             for m in messages where reservedSnapshot == nil { stepPeerMessage(m) }
         case .request(let message, let context):
             handleRequest(message, context)
-        case .persisted(let result):
-            guard let ready = outstanding else { return }
-            outstanding = nil
-            switch result {
-            case .success: finishReady(ready)
-            case .failure(let error): failStop(error, while: "persisting the Raft log")
-            }
         case .applied(let result):
             applyJobsInFlight -= 1
             switch result {
@@ -208,7 +196,7 @@ final class NodeCore: @unchecked Sendable {
     // MARK: Ready
 
     private func driveReady() {
-        guard outstanding == nil, failure == nil else { return }
+        guard failure == nil else { return }
         guard raft.hasReady else {
             // The core ignored the snapshot message (a restore always makes a Ready).
             if reservedSnapshot != nil {
@@ -247,14 +235,18 @@ final class NodeCore: @unchecked Sendable {
             finishReady(ready)
             return
         }
-        outstanding = ready
+        // Persisted on this thread: there is one Ready in flight at a time, so handing it to
+        // the log's writer thread and back batched nothing and cost two context switches per
+        // Ready (docs/PERFORMANCE.md). Events that arrive meanwhile wait in the queue and go
+        // into the next Ready, which is the group commit.
         let update = RaftLogUpdate(entries: ready.entries, hardState: ready.hardState, confState: ready.confState)
         do {
-            try store.raftLog.submit(update) { [events] result in events.post(.persisted(result)) }
+            try store.raftLog.persist(update)
         } catch {
-            outstanding = nil
-            failStop(error, while: "submitting to the Raft log")
+            failStop(error, while: "persisting the Raft log")
+            return
         }
+        finishReady(ready)
     }
 
     /// Committed entries go to the apply stage as soon as the Ready is taken, not after its own
@@ -350,23 +342,25 @@ final class NodeCore: @unchecked Sendable {
             treeSize = report.treeSize
             hasClusterID = hasClusterID || report.hasClusterID
         }
+        var answers = RPCResponseBatch()  // one flush per connection for the whole group
+        defer { answers.send() }
         for entry in report.entries {
             guard let p = pending.removeValue(forKey: entry.index) else { continue }
             guard p.term == entry.term else {
-                p.context.respond(.error(RPCErrorResponse(
+                answers.add(.error(RPCErrorResponse(
                     .notLeader, "entry \(entry.index) was replaced after a leader change; retry (same session: applied once)",
-                    leaderHint: leaderHint)))
+                    leaderHint: leaderHint)), for: p.context)
                 continue
             }
             switch p.kind {
             case .write:
                 if let result = entry.result {
-                    p.context.respond(.writeResponse(result))
+                    answers.add(.writeResponse(result), for: p.context)
                 } else {
-                    p.context.respond(.error(RPCErrorResponse(.internalError, "entry \(entry.index) applied without a result")))
+                    answers.add(.error(RPCErrorResponse(.internalError, "entry \(entry.index) applied without a result")), for: p.context)
                 }
             case .memberChange:
-                p.context.respond(.membersResponse(memberList()))
+                answers.add(.membersResponse(memberList()), for: p.context)
             }
         }
     }

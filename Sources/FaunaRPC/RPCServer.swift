@@ -80,6 +80,42 @@ public struct RPCRequestContext: Sendable {
     public var isWritable: Bool { channel.isWritable }
 }
 
+/// Answers gathered to go out together: one event-loop task and one flush (one write syscall)
+/// per connection, instead of one of each per answer. A node completes writes and reads in
+/// batches (an applied group, a queue of reads); answering them one by one woke the event loop
+/// and flushed once per answer, a visible share of a loaded node's CPU (docs/PERFORMANCE.md).
+/// `send()` must be called; until then nothing is sent.
+public struct RPCResponseBatch {
+    private var byChannel: [ObjectIdentifier: (channel: any Channel, frames: [Frame])] = [:]
+
+    public init() {}
+
+    /// Whether nothing is gathered.
+    public var isEmpty: Bool { byChannel.isEmpty }
+
+    /// Gathers the final answer to `context`'s request (see `RPCRequestContext.respond`).
+    public mutating func add(_ message: RPCMessage, for context: RPCRequestContext) {
+        let frame = Frame(message, requestID: context.requestID)
+        byChannel[ObjectIdentifier(context.channel), default: (context.channel, [])].frames.append(frame)
+    }
+
+    /// Sends everything gathered and empties the batch. Safe from any thread.
+    public mutating func send() {
+        for (_, group) in byChannel {
+            let (channel, frames) = group
+            if frames.count == 1 {
+                channel.writeAndFlush(frames[0], promise: nil)
+                continue
+            }
+            channel.eventLoop.execute {
+                for frame in frames { channel.write(frame, promise: nil) }
+                channel.flush()
+            }
+        }
+        byChannel.removeAll(keepingCapacity: true)
+    }
+}
+
 /// Called on the connection's event loop for every decoded request: must not block. The node
 /// answers later, from any thread, through the context.
 public typealias RPCRequestHandler = @Sendable (RPCMessage, RPCRequestContext) -> Void

@@ -164,10 +164,12 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
         try writer.submit(.update(update), completion: completion)
     }
 
-    /// Persists `update` and waits until it is durable. Blocks the calling thread: call it
-    /// from a thread of your own, never from an event loop or the cooperative pool.
+    /// Persists `update` and waits until it is durable: on the calling thread when nothing
+    /// else is queued (no hand-off to the writer thread), else in the writer's next batch.
+    /// Blocks the calling thread: call it from a thread of your own, never from an event loop
+    /// or the cooperative pool.
     public func persist(_ update: RaftLogUpdate) throws(StoreError) {
-        try writer.submitAndWait(.update(update))
+        try writer.writeInline(.update(update))
     }
 
     /// Persists `update`, suspending until it is durable.

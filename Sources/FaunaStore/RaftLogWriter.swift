@@ -5,6 +5,11 @@ import Foundation
 /// while its previous fsync was in flight and writes them as ONE synced WriteBatch, then
 /// publishes the new durable view and runs the completions (DESIGN.md "Storage").
 ///
+/// A caller that waits anyway and finds the writer idle writes on its own thread instead
+/// (`writeInline`): a node's owner thread has one update in flight at a time, so the hand-off
+/// to the writer thread and back never batched anything for it and cost two context switches
+/// per write — a large share of a node's CPU at low load (docs/PERFORMANCE.md).
+///
 /// Bounded: at most `pendingUpdatesMax` queued updates (submit throws `.overloaded` beyond)
 /// and `batchUpdatesMax` updates per batch. Fail-stop: after a failed write every pending and
 /// later update fails with `.stopped`; the node must reopen from disk.
@@ -33,6 +38,9 @@ final class RaftLogWriter: @unchecked Sendable {
     private var acceptedSnapshotIndex: LogIndex
     private var failure: StoreError?
     private var isStopping = false
+    /// A batch is being written, by the writer thread or inline: the other waits, so batches
+    /// are written one at a time, in the order they were accepted.
+    private var isWriting = false
     private let exited = DispatchSemaphore(value: 0)
     private var thread: Thread?
 
@@ -81,6 +89,37 @@ final class RaftLogWriter: @unchecked Sendable {
         condition.signal()
     }
 
+    /// Writes `op` as one synced batch on the calling thread if nothing is queued or being
+    /// written; otherwise queues it behind the rest and waits. Either way returns once `op` is
+    /// durable.
+    func writeInline(_ op: Operation) throws(StoreError) {
+        condition.lock()
+        if let failure {
+            condition.unlock()
+            throw StoreError(.stopped, "raft log stopped after a failed write: \(failure.message)")
+        }
+        guard !isStopping else {
+            condition.unlock()
+            throw StoreError(.closed, "raft log writer is closed")
+        }
+        guard queue.isEmpty && !isWriting else {
+            condition.unlock()
+            try submitAndWait(op)
+            return
+        }
+        do {
+            try accept(op)
+        } catch {
+            condition.unlock()
+            throw error
+        }
+        isWriting = true
+        condition.unlock()
+        let box = ResultBox()
+        write([Pending(operation: op, completion: { box.result = $0 })])
+        if case .failure(let e) = box.result { throw e }
+    }
+
     func submitAndWait(_ op: Operation) throws(StoreError) {
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox()
@@ -125,7 +164,7 @@ final class RaftLogWriter: @unchecked Sendable {
     private func run() {
         while true {
             condition.lock()
-            while queue.isEmpty && !isStopping { condition.wait() }
+            while (queue.isEmpty && !isStopping) || isWriting { condition.wait() }
             if queue.isEmpty {
                 condition.unlock()
                 break
@@ -133,20 +172,30 @@ final class RaftLogWriter: @unchecked Sendable {
             let take = min(queue.count, batchUpdatesMax)
             let group = Array(queue.prefix(take))
             queue.removeFirst(take)
+            isWriting = true
             condition.unlock()
             write(group)
         }
+        // The thread object holds this writer through its closure: let go of it, or neither
+        // is ever freed.
+        condition.withLock { thread = nil }
         exited.signal()
     }
 
+    /// Writes `group` as one synced batch, then clears `isWriting` (the caller set it) and
+    /// runs the completions.
     private func write(_ group: [Pending]) {
         var view = storage.currentView
         let batch = storage.db.makeWriteBatch()
         do {
             var batchTerms: [LogIndex: Term] = [:]
-            for p in group { try add(p.operation, to: batch, view: &view, batchTerms: &batchTerms) }
+            var sync = false
+            for p in group {
+                sync = sync || Self.mustSync(p.operation, after: view)
+                try add(p.operation, to: batch, view: &view, batchTerms: &batchTerms)
+            }
             try storage.diskGuard.check(adding: batch.dataBytes, operation: "raft log write")
-            try storage.db.write(batch, sync: true)
+            try storage.db.write(batch, sync: sync)
         } catch {
             let e = (error as? StoreError) ?? (error as? RocksDBError).map(StoreError.init)
                 ?? StoreError(.rocksDB, "\(error)")
@@ -157,13 +206,33 @@ final class RaftLogWriter: @unchecked Sendable {
         condition.withLock {
             syncedBatchCount += 1
             writtenOperationCount += group.count
+            isWriting = false
+            condition.broadcast()
         }
         for p in group { p.completion(.success(())) }
+    }
+
+    /// Whether `op` must be durable before its Ready's messages go: anything but a new commit
+    /// index. A commit index is only ever lower than the truth when lost, and a restart takes
+    /// the larger of it and the applied index (etcd's `MustSync` rule). Unsynced, it still
+    /// goes to the WAL in order, and the next synced batch makes it durable too. This takes
+    /// the fsync off the Ready that hands out newly committed entries, which the leader's
+    /// owner thread would otherwise wait for before answering the writes.
+    static func mustSync(_ op: Operation, after view: RaftLogStorage.View) -> Bool {
+        switch op {
+        case .compact: return true
+        case .update(let u):
+            if u.snapshot != nil || !u.entries.isEmpty || u.confState != nil { return true }
+            guard let h = u.hardState else { return false }
+            return h.term != view.hardState.term || h.vote != view.hardState.vote
+        }
     }
 
     private func fail(_ group: [Pending], _ error: StoreError) {
         let rest = condition.withLock { () -> [Pending] in
             failure = error
+            isWriting = false
+            condition.broadcast()
             defer { queue.removeAll() }
             return queue
         }

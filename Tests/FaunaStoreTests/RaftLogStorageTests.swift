@@ -162,6 +162,76 @@ struct RaftLogStorageTests {
         #expect(all.enumerated().allSatisfy { $0.element.index == LogIndex(UInt64($0.offset + 1)) })
     }
 
+    /// `persist` writes on the calling thread when the writer is idle and queues otherwise;
+    /// mixed with queued appends from other threads, every append must still land once and in
+    /// order (a gap or reorder is refused by the writer, so it would show as a failure).
+    @Test func inlineAndQueuedWritesKeepOneOrder() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let threadsCount = 8, appendsPerThread = 40
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            let log = store.raftLog
+            let next = NSLock()
+            nonisolated(unsafe) var nextIndex: UInt64 = 1  // guarded by `next`
+            let failures = AtomicCounter()
+            let finished = DispatchGroup()
+            for t in 0..<threadsCount {
+                finished.enter()
+                Thread {
+                    for _ in 0..<appendsPerThread {
+                        let done = DispatchSemaphore(value: 0)
+                        do {
+                            try next.withLock {
+                                let e = entry(nextIndex, term: 1, "x")
+                                nextIndex += 1
+                                if t % 2 == 0 {
+                                    try log.persist(RaftLogUpdate(entries: [e], hardState: HardState(term: Term(1), commit: e.index)))
+                                    done.signal()
+                                } else {
+                                    try log.submit(RaftLogUpdate(entries: [e])) { result in
+                                        if case .failure = result { failures.increment() }
+                                        done.signal()
+                                    }
+                                }
+                            }
+                        } catch {
+                            failures.increment()
+                            done.signal()
+                        }
+                        done.wait()
+                    }
+                    finished.leave()
+                }.start()
+            }
+            finished.wait()
+            #expect(failures.value == 0)
+            #expect(log.writer.counters.operations == threadsCount * appendsPerThread)
+        }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let total = threadsCount * appendsPerThread
+        let all = try store.raftLog.entries(from: LogIndex(1), to: LogIndex(UInt64(total) + 1), maxBytes: .max)
+        #expect(all.map(\.index) == (1...total).map { LogIndex(UInt64($0)) })
+    }
+
+    /// Only a new commit index may skip the fsync (etcd's MustSync): entries, a snapshot, a
+    /// membership, a new term or a vote must be durable before the Ready's messages go.
+    @Test func onlyACommitIndexSkipsTheFsync() {
+        var view = RaftLogStorage.View()
+        view.hardState = HardState(term: Term(3), vote: NodeID(2), commit: LogIndex(5))
+        func must(_ u: RaftLogUpdate) -> Bool { RaftLogWriter.mustSync(.update(u), after: view) }
+        #expect(!must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: NodeID(2), commit: LogIndex(9)))))
+        #expect(!must(RaftLogUpdate()))
+        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(4), vote: NodeID(2), commit: LogIndex(9)))))
+        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: NodeID(1), commit: LogIndex(5)))))
+        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: nil, commit: LogIndex(5)))))
+        #expect(must(RaftLogUpdate(entries: [entry(6, term: 3)])))
+        #expect(must(RaftLogUpdate(confState: ConfState())))
+        #expect(RaftLogWriter.mustSync(.compact(LogIndex(3), ConfState()), after: view))
+    }
+
     @Test func asyncPersist() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
