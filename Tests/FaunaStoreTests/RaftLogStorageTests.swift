@@ -112,28 +112,84 @@ struct RaftLogStorageTests {
     @Test func groupCommitBatchesConcurrentAppends() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let appendersCount = 32, appendsPerAppender = 40
+        let total = 32 * 40
         do {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
             let log = store.raftLog
-            let next = NSLock()
-            nonisolated(unsafe) var nextIndex: UInt64 = 1  // guarded by `next`
-            let failures = AtomicCounter()
-            // Real threads, not concurrentPerform (which runs about one per core): with 32
-            // appenders blocked on their fsync, others are always queued behind it.
-            let finished = DispatchGroup()
-            for _ in 0..<appendersCount {
-                finished.enter()
-                Thread {
-                for _ in 0..<appendsPerAppender {
+            // With 32 appenders blocked on their fsync, others are always queued behind it.
+            let failures = appendFromThreads(32, 40) { _, e, done in
+                try log.submit(RaftLogUpdate(entries: [e])) { result in
+                    if case .failure = result { done(false) } else { done(true) }
+                }
+            }
+            #expect(failures == 0)
+            #expect(try log.lastIndex() == LogIndex(UInt64(total)))
+            let (batches, operations) = log.writer.counters
+            #expect(operations == total)
+            #expect(batches < total, "group commit: \(batches) synced batches for \(total) appends")
+        }
+        try expectLogHoldsExactly(total, in: dir.sub("n1"))
+    }
+
+    /// `persist` writes on the calling thread when the writer is idle and queues otherwise;
+    /// mixed with queued appends from other threads, every append must still land once and in
+    /// order. (Letting an inline write overlap the writer thread's batch trips the writer's
+    /// own gap precondition here.)
+    @Test func inlineAndQueuedWritesKeepOneOrder() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let total = 8 * 40
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            let log = store.raftLog
+            let failures = appendFromThreads(8, 40) { thread, e, done in
+                if thread % 2 == 0 {
+                    try log.persist(RaftLogUpdate(entries: [e], hardState: HardState(term: Term(1), commit: e.index)))
+                    done(true)
+                } else {
+                    try log.submit(RaftLogUpdate(entries: [e])) { result in
+                        if case .failure = result { done(false) } else { done(true) }
+                    }
+                }
+            }
+            #expect(failures == 0)
+            #expect(log.writer.counters.operations == total)
+        }
+        try expectLogHoldsExactly(total, in: dir.sub("n1"))
+    }
+
+    /// Reopens the store at `path`: its Raft log must hold exactly entries 1...count.
+    private func expectLogHoldsExactly(_ count: Int, in path: String) throws {
+        let store = try Store(path: path)
+        defer { store.close() }
+        let all = try store.raftLog.entries(from: LogIndex(1), to: LogIndex(UInt64(count) + 1), maxBytes: .max)
+        #expect(all.map(\.index) == (0..<count).map { LogIndex(UInt64($0 + 1)) })
+    }
+
+    /// Appends from `threadsCount` real threads (not concurrentPerform, which runs about one
+    /// per core), `perThread` entries each. Each append takes the next index and hands its entry
+    /// to `append` in one critical section, so the log order is the index order; `append` (or
+    /// its completion) calls `done` with whether the entry is durable. Returns the failures.
+    private func appendFromThreads(
+        _ threadsCount: Int, _ perThread: Int,
+        _ append: @escaping @Sendable (_ thread: Int, _ entry: Entry, _ done: @escaping @Sendable (Bool) -> Void) throws -> Void
+    ) -> Int {
+        let next = NSLock()
+        nonisolated(unsafe) var nextIndex: UInt64 = 1  // guarded by `next`
+        let failures = AtomicCounter()
+        let finished = DispatchGroup()
+        for thread in 0..<threadsCount {
+            finished.enter()
+            Thread {
+                for _ in 0..<perThread {
                     let done = DispatchSemaphore(value: 0)
                     do {
-                        // Take an index and queue in the same critical section: log order.
                         try next.withLock {
                             let e = entry(nextIndex, term: 1, "x")
-                            try log.submit(RaftLogUpdate(entries: [e])) { result in
-                                if case .failure = result { failures.increment() }
+                            try append(thread, e) { ok in
+                                if !ok { failures.increment() }
                                 done.signal()
                             }
                             nextIndex += 1
@@ -145,91 +201,10 @@ struct RaftLogStorageTests {
                     done.wait()
                 }
                 finished.leave()
-                }.start()
-            }
-            finished.wait()
-            let total = appendersCount * appendsPerAppender
-            #expect(failures.value == 0)
-            #expect(try log.lastIndex() == LogIndex(UInt64(total)))
-            let (batches, operations) = log.writer.counters
-            #expect(operations == total)
-            #expect(batches < total, "group commit: \(batches) synced batches for \(total) appends")
+            }.start()
         }
-        let store = try Store(path: dir.sub("n1"))
-        defer { store.close() }
-        let all = try store.raftLog.entries(from: LogIndex(1), to: LogIndex(UInt64(appendersCount * appendsPerAppender) + 1), maxBytes: .max)
-        #expect(all.count == appendersCount * appendsPerAppender)
-        #expect(all.enumerated().allSatisfy { $0.element.index == LogIndex(UInt64($0.offset + 1)) })
-    }
-
-    /// `persist` writes on the calling thread when the writer is idle and queues otherwise;
-    /// mixed with queued appends from other threads, every append must still land once and in
-    /// order (a gap or reorder is refused by the writer, so it would show as a failure).
-    @Test func inlineAndQueuedWritesKeepOneOrder() throws {
-        let dir = TemporaryDirectory()
-        defer { dir.remove() }
-        let threadsCount = 8, appendsPerThread = 40
-        do {
-            let store = try Store(path: dir.sub("n1"))
-            defer { store.close() }
-            let log = store.raftLog
-            let next = NSLock()
-            nonisolated(unsafe) var nextIndex: UInt64 = 1  // guarded by `next`
-            let failures = AtomicCounter()
-            let finished = DispatchGroup()
-            for t in 0..<threadsCount {
-                finished.enter()
-                Thread {
-                    for _ in 0..<appendsPerThread {
-                        let done = DispatchSemaphore(value: 0)
-                        do {
-                            try next.withLock {
-                                let e = entry(nextIndex, term: 1, "x")
-                                nextIndex += 1
-                                if t % 2 == 0 {
-                                    try log.persist(RaftLogUpdate(entries: [e], hardState: HardState(term: Term(1), commit: e.index)))
-                                    done.signal()
-                                } else {
-                                    try log.submit(RaftLogUpdate(entries: [e])) { result in
-                                        if case .failure = result { failures.increment() }
-                                        done.signal()
-                                    }
-                                }
-                            }
-                        } catch {
-                            failures.increment()
-                            done.signal()
-                        }
-                        done.wait()
-                    }
-                    finished.leave()
-                }.start()
-            }
-            finished.wait()
-            #expect(failures.value == 0)
-            #expect(log.writer.counters.operations == threadsCount * appendsPerThread)
-        }
-        let store = try Store(path: dir.sub("n1"))
-        defer { store.close() }
-        let total = threadsCount * appendsPerThread
-        let all = try store.raftLog.entries(from: LogIndex(1), to: LogIndex(UInt64(total) + 1), maxBytes: .max)
-        #expect(all.map(\.index) == (1...total).map { LogIndex(UInt64($0)) })
-    }
-
-    /// Only a new commit index may skip the fsync (etcd's MustSync): entries, a snapshot, a
-    /// membership, a new term or a vote must be durable before the Ready's messages go.
-    @Test func onlyACommitIndexSkipsTheFsync() {
-        var view = RaftLogStorage.View()
-        view.hardState = HardState(term: Term(3), vote: NodeID(2), commit: LogIndex(5))
-        func must(_ u: RaftLogUpdate) -> Bool { RaftLogWriter.mustSync(.update(u), after: view) }
-        #expect(!must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: NodeID(2), commit: LogIndex(9)))))
-        #expect(!must(RaftLogUpdate()))
-        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(4), vote: NodeID(2), commit: LogIndex(9)))))
-        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: NodeID(1), commit: LogIndex(5)))))
-        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: nil, commit: LogIndex(5)))))
-        #expect(must(RaftLogUpdate(entries: [entry(6, term: 3)])))
-        #expect(must(RaftLogUpdate(confState: ConfState())))
-        #expect(RaftLogWriter.mustSync(.compact(LogIndex(3), ConfState()), after: view))
+        finished.wait()
+        return failures.value
     }
 
     @Test func asyncPersist() async throws {
