@@ -12,7 +12,9 @@ import Foundation
 /// `@unchecked Sendable`: `view` is guarded by `lock`; the database is thread-safe; the writer
 /// state lives in `RaftLogWriter`, which guards its own.
 public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
-    /// The durable state this storage publishes to readers.
+    /// The state this storage publishes to readers once a write returns: durable, except that
+    /// `hardState.commit` may be ahead of the last fsync (a commit-index-only write is not
+    /// synced, `RaftLogWriter.mustSync`), which a restart tolerates.
     struct View: Sendable {
         var hardState = HardState()
         var confState = ConfState()

@@ -118,7 +118,7 @@ struct RaftLogStorageTests {
             defer { store.close() }
             let log = store.raftLog
             // With 32 appenders blocked on their fsync, others are always queued behind it.
-            let failures = appendFromThreads(32, 40) { _, e, done in
+            let failures = appendFromThreads(32, 40) { [unowned log] _, e, done in
                 try log.submit(RaftLogUpdate(entries: [e])) { result in
                     if case .failure = result { done(false) } else { done(true) }
                 }
@@ -144,7 +144,7 @@ struct RaftLogStorageTests {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
             let log = store.raftLog
-            let failures = appendFromThreads(8, 40) { thread, e, done in
+            let failures = appendFromThreads(8, 40) { [unowned log] thread, e, done in
                 if thread % 2 == 0 {
                     try log.persist(RaftLogUpdate(entries: [e], hardState: HardState(term: Term(1), commit: e.index)))
                     done(true)
@@ -172,6 +172,9 @@ struct RaftLogStorageTests {
     /// per core), `perThread` entries each. Each append takes the next index and hands its entry
     /// to `append` in one critical section, so the log order is the index order; `append` (or
     /// its completion) calls `done` with whether the entry is durable. Returns the failures.
+    /// A worker thread can outlive `finished.wait()` by a moment, still holding `append`: so
+    /// callers capture the log `unowned`, or the database could still be open when a test
+    /// reopens it ("already in use").
     private func appendFromThreads(
         _ threadsCount: Int, _ perThread: Int,
         _ append: @escaping @Sendable (_ thread: Int, _ entry: Entry, _ done: @escaping @Sendable (Bool) -> Void) throws -> Void
@@ -205,6 +208,22 @@ struct RaftLogStorageTests {
         }
         finished.wait()
         return failures.value
+    }
+
+    /// Only a new commit index may skip the fsync (etcd's MustSync): entries, a snapshot, a
+    /// membership, a new term or a vote must be durable before the Ready's messages go.
+    @Test func onlyACommitIndexSkipsTheFsync() {
+        var view = RaftLogStorage.View()
+        view.hardState = HardState(term: Term(3), vote: NodeID(2), commit: LogIndex(5))
+        func must(_ u: RaftLogUpdate) -> Bool { RaftLogWriter.mustSync(.update(u), after: view) }
+        #expect(!must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: NodeID(2), commit: LogIndex(9)))))
+        #expect(!must(RaftLogUpdate()))
+        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(4), vote: NodeID(2), commit: LogIndex(9)))))
+        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: NodeID(1), commit: LogIndex(5)))))
+        #expect(must(RaftLogUpdate(hardState: HardState(term: Term(3), vote: nil, commit: LogIndex(5)))))
+        #expect(must(RaftLogUpdate(entries: [entry(6, term: 3)])))
+        #expect(must(RaftLogUpdate(confState: ConfState())))
+        #expect(RaftLogWriter.mustSync(.compact(LogIndex(3), ConfState()), after: view))
     }
 
     @Test func asyncPersist() async throws {
