@@ -44,7 +44,7 @@ final class RaftLogWriter: @unchecked Sendable {
     private let exited = DispatchSemaphore(value: 0)
     private var thread: Thread?
 
-    /// Synced batches written so far, and updates they carried (for tests and benchmarks).
+    /// Batches written so far (synced, or only a commit index), and updates they carried (for tests and benchmarks).
     private(set) var syncedBatchCount = 0
     private(set) var writtenOperationCount = 0
 
@@ -79,8 +79,7 @@ final class RaftLogWriter: @unchecked Sendable {
     ) throws(StoreError) {
         condition.lock()
         defer { condition.unlock() }
-        if let failure { throw StoreError(.stopped, "raft log stopped after a failed write: \(failure.message)") }
-        guard !isStopping else { throw StoreError(.closed, "raft log writer is closed") }
+        try checkOpen()
         guard queue.count < pendingUpdatesMax else {
             throw StoreError(.overloaded, "raft log queue full: got \(queue.count) pending, max \(pendingUpdatesMax)")
         }
@@ -93,28 +92,20 @@ final class RaftLogWriter: @unchecked Sendable {
     /// written; otherwise queues it behind the rest and waits. Either way returns once `op` is
     /// durable.
     func writeInline(_ op: Operation) throws(StoreError) {
-        condition.lock()
-        if let failure {
-            condition.unlock()
-            throw StoreError(.stopped, "raft log stopped after a failed write: \(failure.message)")
+        /// Takes the write for this thread if the writer is idle (under the lock).
+        func claim() throws(StoreError) -> Bool {
+            condition.lock()
+            defer { condition.unlock() }
+            try checkOpen()
+            guard queue.isEmpty && !isWriting else { return false }
+            try accept(op)
+            isWriting = true
+            return true
         }
-        guard !isStopping else {
-            condition.unlock()
-            throw StoreError(.closed, "raft log writer is closed")
-        }
-        guard queue.isEmpty && !isWriting else {
-            condition.unlock()
+        guard try claim() else {
             try submitAndWait(op)
             return
         }
-        do {
-            try accept(op)
-        } catch {
-            condition.unlock()
-            throw error
-        }
-        isWriting = true
-        condition.unlock()
         let box = ResultBox()
         write([Pending(operation: op, completion: { box.result = $0 })])
         if case .failure(let e) = box.result { throw e }
@@ -129,6 +120,12 @@ final class RaftLogWriter: @unchecked Sendable {
         }
         done.wait()
         if case .failure(let e) = box.result { throw e }
+    }
+
+    /// Throws unless the writer takes writes: not stopped by a failure, not closing. Under the lock.
+    private func checkOpen() throws(StoreError) {
+        if let failure { throw StoreError(.stopped, "raft log stopped after a failed write: \(failure.message)") }
+        guard !isStopping else { throw StoreError(.closed, "raft log writer is closed") }
     }
 
     /// Checks `op` against the state after everything already queued, and records its effect.
