@@ -38,9 +38,20 @@ extension KVStateMachine {
         let record = KVRecord(
             value: put.value, createRevision: previous?.createRevision ?? revision, modRevision: revision,
             version: version)
+        if let previous { Self.supersede(previous, ofKey: put.key, at: revision, &view) }
         view.setRecord(record, forKey: put.key)
-        view.setHistory(.record(record), forKey: put.key, at: revision)
         return .put(previous: put.returnsPrevious ? previous : nil)
+    }
+
+    /// Keeps `record`, the current version of `key` until `revision` replaces it, in history
+    /// (at its mod revision): history holds every version but the current ones (ADR 0008), so
+    /// a key written once is stored once. A record written by this same entry was current at
+    /// no revision and is not kept.
+    static func supersede<Backend>(
+        _ record: KVRecord, ofKey key: [UInt8], at revision: Revision, _ view: inout KVReadView<Backend>
+    ) {
+        guard record.modRevision < revision else { return }
+        view.setHistory(.record(record), forKey: key, at: record.modRevision)
     }
 
     func deleteRange<Backend>(
@@ -48,14 +59,16 @@ extension KVStateMachine {
     ) throws -> KVOperationResult {
         var deleted: [KVKeyValue] = []
         try view.scanRecords(in: delete.range, reverse: false) { key, record in
-            deleted.append(KVKeyValue(key: key, record: delete.returnsPrevious ? record : record.withoutValue))
+            deleted.append(KVKeyValue(key: key, record: record))
             return true
         }
         for entry in deleted {
+            Self.supersede(entry.record, ofKey: entry.key, at: revision, &view)
             view.setRecord(nil, forKey: entry.key)
             view.setHistory(.tombstone, forKey: entry.key, at: revision)
         }
-        return .deleteRange(deleted: deleted.count, previous: delete.returnsPrevious ? deleted : [])
+        let previous = delete.returnsPrevious ? deleted : []
+        return .deleteRange(deleted: deleted.count, previous: previous)
     }
 
     /// etcd's Txn: every compare is evaluated on the state before the transaction; then one

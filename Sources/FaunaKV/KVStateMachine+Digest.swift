@@ -59,10 +59,9 @@ extension KVStateMachine {
     ///
     /// Stream (docs/KV-COMMANDS.md "Digest stream"): `"FKVD" | u8 2 | u64 revision`, then per
     /// key live at `revision`, ascending, `u8 0x01 | u32 keyLength | key | record`, then
-    /// `u8 0x00 | u64 key count`. Keys come from history; a key's record is taken from the
-    /// current state when it has not changed since `revision` (same mod revision), else from
-    /// history — so a change to either, made behind the state machine's back, changes the
-    /// digest. The compacted revision is not part of it (a later compaction would change it).
+    /// `u8 0x00 | u64 key count`. A key's record is taken from the current state when it has
+    /// not changed since `revision`, else from history (which holds every older version) — so
+    /// a change to either, made behind the state machine's back, changes the digest. The compacted revision is not part of it (a later compaction would change it).
     ///
     /// `revision` is a log index: entries without writes (a leader's no-op) do not advance the
     /// current revision, so a revision above it reads the current state. The caller bounds
@@ -79,10 +78,7 @@ extension KVStateMachine {
         header.u64(at.rawValue)
         try header.bytes.withUnsafeBytes(sink)
         try Self.digestRecords(sink) { visit in
-            try KVStateMachine.scanRecords(in: .all, at: at, reverse: false, view) { key, fromHistory in
-                if let live = try view.record(forKey: key), live.modRevision == fromHistory.modRevision { return try visit(key, live) }
-                return try visit(key, fromHistory)
-            }
+            try KVStateMachine.scanRecords(in: .all, at: at, reverse: false, step: historyScanStep, view, visit)
         }
     }
 }

@@ -42,7 +42,11 @@ extension KVStateMachine {
     static func record<Backend>(
         forKey key: [UInt8], at revision: Revision, current: Revision, _ view: KVReadView<Backend>
     ) throws -> KVRecord? {
-        if revision >= current { return try view.record(forKey: key) }
+        let live = try view.record(forKey: key)
+        if revision >= current { return live }
+        // The current record answers if it was written by then; else history, which holds
+        // every earlier version (ADR 0008).
+        if let live, live.modRevision <= revision { return live }
         guard let version = try view.historyVersion(forKey: key, atOrBefore: revision) else { return nil }
         switch version.value {
         case .record(let record): return record
@@ -67,45 +71,78 @@ extension KVStateMachine {
         if revision >= current {
             try view.scanRecords(in: request.range, reverse: request.isReversed, visit)
         } else {
-            try KVStateMachine.scanRecords(in: request.range, at: revision, reverse: request.isReversed, view, visit)
+            try KVStateMachine.scanRecords(
+                in: request.range, at: revision, reverse: request.isReversed, step: historyScanStep, view, visit)
         }
         let hasMore = !request.isCountOnly && count > records.count
         return KVRangeResult(records: records, count: count, hasMore: hasMore, revision: current)
     }
 
-    /// Visits the records the keys in `range` had at `revision`, from history: for each key the
-    /// newest entry at or before `revision`, skipped if it is a tombstone.
+    /// Visits the records the keys in `range` had at `revision`, in key order (descending if
+    /// `reverse`), until `body` returns false. A key's record at `revision` is its current
+    /// record if that was written by then, else its newest history entry at or before
+    /// `revision` (none or a tombstone: the key did not exist). So the two key spaces are
+    /// merged, one step at a time: up to `step` current records and up to as many
+    /// keys of history, decided up to the nearer of the two last keys read.
     static func scanRecords<Backend>(
-        in range: KeyRange, at revision: Revision, reverse: Bool, _ view: KVReadView<Backend>,
+        in range: KeyRange, at revision: Revision, reverse: Bool, step: Int, _ view: KVReadView<Backend>,
         _ body: ([UInt8], KVRecord) throws -> Bool
     ) throws {
-        if reverse {
-            // Newest first within a key: the first entry at or before `revision` decides.
-            var decidedKey: [UInt8]?
-            try view.scanHistory(in: range, reverse: true) { key, version in
-                guard key != decidedKey, version.revision <= revision else { return true }
-                decidedKey = key
-                guard case .record(let record) = version.value else { return true }
-                return try body(key, record)
+        let step = max(1, step)
+        let precedes: ([UInt8], [UInt8]) -> Bool = { reverse ? bytesPrecede($1, $0) : bytesPrecede($0, $1) }
+        var rest = range
+        while !rest.isEmpty {
+            var live: [([UInt8], KVRecord)] = []
+            try view.scanRecords(in: rest, reverse: reverse) { key, record in
+                live.append((key, record))
+                return live.count < step
             }
-            return
-        }
-        // Oldest first within a key: the last entry at or before `revision` decides.
-        var pendingKey: [UInt8]?
-        var pending: KVHistoryValue?
-        var stopped = false
-        try view.scanHistory(in: range, reverse: false) { key, version in
-            if key != pendingKey {
-                if let pendingKey, case .record(let record)? = pending, try !body(pendingKey, record) {
-                    stopped = true
-                    return false
+            // Per key, the history entry that decides it at `revision` (nil: none at or before).
+            var past: [([UInt8], KVHistoryValue?)] = []
+            try view.scanHistory(in: rest, reverse: reverse) { key, version in
+                if past.last?.0 != key {
+                    guard past.count < step else { return false }
+                    past.append((key, nil))
                 }
-                pendingKey = key
-                pending = nil
+                // Ascending: the last entry at or before `revision` wins; descending: the first.
+                if version.revision <= revision, !reverse || past[past.count - 1].1 == nil {
+                    past[past.count - 1].1 = version.value
+                }
+                return true
             }
-            if version.revision <= revision { pending = version.value }
-            return true
+            // A side that filled its step may have more beyond its last key; every key it read
+            // is whole (history stops only at a key boundary). Keys are decided up to the
+            // nearer of the full sides' last keys (nil: both sides are done).
+            var limit: [UInt8]?
+            if live.count == step { limit = live[live.count - 1].0 }
+            if past.count == step, let last = past.last?.0, limit.map({ precedes(last, $0) }) ?? true { limit = last }
+            var i = 0, j = 0
+            while i < live.count || j < past.count {
+                let key: [UInt8]
+                var decided: KVRecord?
+                if j == past.count || (i < live.count && precedes(live[i].0, past[j].0)) {
+                    key = live[i].0
+                    decided = live[i].1.modRevision <= revision ? live[i].1 : nil
+                    i += 1
+                } else if i == live.count || precedes(past[j].0, live[i].0) {
+                    key = past[j].0
+                    if case .record(let record)? = past[j].1 { decided = record }
+                    j += 1
+                } else {  // the same key on both sides
+                    key = live[i].0
+                    if live[i].1.modRevision <= revision {
+                        decided = live[i].1
+                    } else if case .record(let record)? = past[j].1 {
+                        decided = record
+                    }
+                    i += 1
+                    j += 1
+                }
+                if let limit, precedes(limit, key) { break }
+                if let decided, try !body(key, decided) { return }
+            }
+            guard let limit else { return }
+            if reverse { rest.end = limit } else { rest.start = limit + [0] }
         }
-        if !stopped, let pendingKey, case .record(let record)? = pending { _ = try body(pendingKey, record) }
     }
 }

@@ -13,6 +13,9 @@ public struct KVStateMachine: Sendable {
     /// How many client sessions are kept (eviction rule: `docs/KV-COMMANDS.md` "Sessions").
     /// Must be the same on every replica: it decides which session is evicted.
     public let sessionsMax: Int
+    /// How many keys of each key space a read at a past revision takes in per step
+    /// (`scanRecords(in:at:reverse:step:_:)`): its memory bound. Tests make it tiny.
+    var historyScanStep = 256
 
     /// - Precondition: `sessionsMax >= 1`.
     public init(sessionsMax: Int = KVLimits.sessionsMaxDefault) {

@@ -115,20 +115,30 @@ public final class Store: @unchecked Sendable {
     }
 
     private static func checkSchema(db: RocksDB, meta: RocksDBColumnFamily) throws(StoreError) {
-        let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
-        guard let stored else {
+        func writeCurrentVersion() throws(StoreError) {
             var w = ByteWriter(capacity: 4)
             w.u32(storeSchemaVersion)
             try rocks { () throws(RocksDBError) in try db.put(meta, MetaKey.schema, w.bytes, sync: true) }
-            return
         }
+        let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
+        guard let stored else { return try writeCurrentVersion() }
         var r = ByteReader(stored)
         let version: UInt32
         do { version = try r.u32(); try r.end() } catch {
             throw StoreError.corrupt(meta.name, key: MetaKey.schema, error.reason)
         }
-        guard version == storeSchemaVersion else {
-            throw StoreError(.corruptRecord, "schema version in \(meta.name): got \(version), want \(storeSchemaVersion)")
+        switch version {
+        case storeSchemaVersion: return
+        case 1:
+            // Schema 1 also kept each key's current version in history. Reads never consult
+            // that copy and compaction deletes it, so the data reads as it is; the new number
+            // makes an older build refuse the directory, whose reads would now be wrong.
+            try writeCurrentVersion()
+        default:
+            throw StoreError(
+                .corruptRecord,
+                "schema version in \(meta.name): got \(version), want \(storeSchemaVersion) (or 1, which is upgraded); "
+                    + "a newer Fauna wrote this data directory, or the value is damaged")
         }
     }
 

@@ -53,4 +53,5 @@ enum MetaKey {
 }
 
 /// The schema version this code writes and reads. Bumped on any incompatible layout change.
-let storeSchemaVersion: UInt32 = 1
+/// 2: history holds only versions that are no longer current (ADR 0008); 1 is upgraded on open.
+let storeSchemaVersion: UInt32 = 2

@@ -49,13 +49,35 @@ struct DeterminismTests {
         return next
     }
 
-    @Test("the state machine matches the reference at every revision", arguments: [UInt64(21), 22, 23])
-    func referenceModel(seed: UInt64) throws {
+    /// Checks every read at `r` against the model's state then: range forward, reverse and
+    /// with a limit, and a point get of every key.
+    static func expectReads(
+        _ h: Harness, _ keys: [[UInt8]], at r: UInt64, want state: [[UInt8]: KVRecord], _ context: String
+    ) throws {
+        let want = state.map { KVKeyValue(key: $0.key, record: $0.value) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        let forward = try h.range(KVRangeRequest(range: .all, revision: Revision(r)))
+        #expect(forward.records == want, "\(context) revision \(r)")
+        #expect(try h.range(KVRangeRequest(range: .all, revision: Revision(r), isReversed: true)).records == want.reversed(), "\(context) revision \(r) reversed")
+        let limited = try h.range(KVRangeRequest(range: .all, limit: 2, revision: Revision(r)))
+        #expect(limited.records == Array(want.prefix(2)) && limited.count == want.count, "\(context) revision \(r) limit 2")
+        let ab = KeyRange(start: [0x61, 0x00], end: [0x62, 0xFF])
+        #expect(try h.range(KVRangeRequest(range: ab, revision: Revision(r))).records == want.filter { ab.contains($0.key) }, "\(context) revision \(r) [a\\0, b\\xFF)")
+        for key in keys {
+            #expect(try h.machine.get(key, at: Revision(r), on: h.backend) == state[key], "\(context) revision \(r) key \(key)")
+        }
+    }
+
+    /// Reads at past revisions merge current records with history step by step; steps of one
+    /// and two keys cross a step boundary at nearly every key.
+    @Test("the state machine matches the reference at every revision", arguments: [UInt64(21), 22, 23], [1, 2, 256])
+    func referenceModel(seed: UInt64, step: Int) throws {
         var h = Harness()
+        h.machine.historyScanStep = step
         var workload = Workload(rng: SeededGenerator(seed: seed))
         var states: [UInt64: [[UInt8]: KVRecord]] = [0: [:]]
         var state: [[UInt8]: KVRecord] = [:]
         var compacted: UInt64 = 0
+        let context = "seed \(seed) step \(step)"
         for _ in 0..<120 {
             let gap = UInt64.random(in: 1...3, using: &workload.rng)
             let command = workload.command(current: h.revision, compacted: compacted)
@@ -63,22 +85,20 @@ struct DeterminismTests {
             if case .compact(let target) = command, case .success = result.outcome { compacted = target.rawValue }
             state = Self.model(state, command, Revision(h.revision))
             for r in (h.revision - gap + 1)...h.revision { states[r] = r == h.revision ? state : states[h.revision - gap] }
+            // As it goes (before later compactions): a few revisions still readable.
+            for _ in 0..<3 {
+                let r = UInt64.random(in: max(compacted, 1)...h.revision, using: &workload.rng)
+                try Self.expectReads(h, workload.keys, at: r, want: states[r] ?? [:], context)
+            }
         }
-        #expect(compacted > 0, "seed \(seed): the workload should compact at least once")
+        #expect(compacted > 0, "\(context): the workload should compact at least once")
         for r in 0...h.revision {
-            let request = KVRangeRequest(range: .all, revision: Revision(r))
             if r != 0 && r < compacted {
+                let request = KVRangeRequest(range: .all, revision: Revision(r))
                 #expect(throws: KVReadError.compacted(requested: Revision(r), compacted: Revision(compacted))) { try h.range(request) }
                 continue
             }
-            let want = (states[r == 0 ? h.revision : r] ?? [:]).map { KVKeyValue(key: $0.key, record: $0.value) }
-                .sorted { $0.key.lexicographicallyPrecedes($1.key) }
-            let got = try h.range(request)
-            #expect(got.records == want, "seed \(seed) revision \(r)")
-            #expect(try h.range(KVRangeRequest(range: .all, revision: Revision(r), isReversed: true)).records == want.reversed())
-            for key in workload.keys {
-                #expect(try h.machine.get(key, at: Revision(r), on: h.backend) == want.first { $0.key == key }?.record)
-            }
+            try Self.expectReads(h, workload.keys, at: r, want: states[r == 0 ? h.revision : r] ?? [:], context)
         }
     }
 

@@ -60,7 +60,7 @@ struct MVCCTests {
     @Test("compaction: reads below fail, reads at or above still work, old history is gone")
     func compaction() throws {
         var h = try Self.setUp()
-        #expect(h.backend.entryCounts.history == 5)
+        #expect(h.backend.entryCounts.history == 3)  // a@1, a@3, the tombstone a@5; a@8 and b@2 are current
         try h.succeed(.compact(Revision(3)))  // rev 9
         #expect(throws: KVReadError.compacted(requested: Revision(2), compacted: Revision(3))) { try h.get("a", at: 2) }
         #expect(throws: KVReadError.compacted(requested: Revision(1), compacted: Revision(3))) {
@@ -71,15 +71,35 @@ struct MVCCTests {
         #expect(try h.value("a", at: 5) == nil)
         #expect(try h.value("a", at: 8) == "3")
         #expect(try h.keys(KVRangeRequest(range: .all, revision: Revision(4))) == ["a", "b"])
-        #expect(h.backend.entryCounts.history == 4)  // a@1 removed
+        #expect(h.backend.entryCounts.history == 2)  // a@1 removed
         #expect(try h.machine.compactedRevision(on: h.backend) == Revision(3))
 
         try h.succeed(.compact(Revision(6)))  // newest a <= 6 is the tombstone @5: dropped with a@3
-        #expect(h.backend.entryCounts.history == 2)  // b@2, a@8
+        #expect(h.backend.entryCounts.history == 0)
         #expect(try h.value("a", at: 6) == nil)
         #expect(try h.value("b", at: 6) == "x")
         #expect(try h.keys(KVRangeRequest(range: .all, revision: Revision(7))) == ["b"])
         #expect(try h.value("a") == "3")
+    }
+
+    @Test("history keeps only versions that are no longer current; compaction drops those the current record covers")
+    func historyHoldsSupersededVersions() throws {
+        var h = Harness()
+        try h.put("a", "1")
+        try h.put("b", "2")
+        #expect(h.backend.entryCounts.history == 0, "a key written once is stored once")
+        try h.put("a", "3")  // @3
+        #expect(h.backend.entryCounts.history == 1)
+        #expect(try h.machine.get(b("a"), at: Revision(2), on: h.backend) == record("1", create: 1, mod: 1, version: 1))
+        try h.succeed(.delete(b("b")))  // @4: b@2 and the tombstone b@4
+        #expect(h.backend.entryCounts.history == 3)
+        #expect(try h.value("b", at: 3) == "2")
+        #expect(try h.value("b", at: 4) == nil)
+        try h.succeed(.compact(Revision(4)))  // @5
+        #expect(h.backend.entryCounts.history == 0, "a@1 is covered by the current a@3; b ended in a tombstone")
+        #expect(try h.value("a", at: 4) == "3")
+        #expect(try h.value("b", at: 4) == nil)
+        #expect(try h.keys(KVRangeRequest(range: .all, revision: Revision(4))) == ["a"])
     }
 
     @Test("compaction to a compacted or future revision is a typed outcome")
