@@ -185,12 +185,13 @@ func rawRocksDBPutRate(dir: String, count: UInt64, perBatch: UInt64) throws -> D
     return Double(count) / (now() - start)
 }
 
-/// Single-put entries 1...count in batches of `perBatch`, keys in a scattered order.
-func applyBatches(count: UInt64, perBatch: UInt64, value: [UInt8]) -> [[Entry]] {
+/// Single-put entries `after + 1 ... after + count` in batches of `perBatch`, keys
+/// `0..<count` in a scattered order (a different order for each `after`).
+func applyBatches(count: UInt64, after: UInt64 = 0, perBatch: UInt64, value: [UInt8]) -> [[Entry]] {
     var batches: [[Entry]] = []
-    var index: UInt64 = 1
-    while index <= count {
-        let batch = (index..<min(index + perBatch, count + 1)).map { i in
+    var index: UInt64 = after + 1
+    while index <= after + count {
+        let batch = (index..<min(index + perBatch, after + count + 1)).map { i in
             putEntry(i, key: key((i &* 2_654_435_761) % count), value: value)
         }
         batches.append(batch)
@@ -222,6 +223,15 @@ func applyAndReadBench(_ c: Config) throws {
           + "\(fmt(Double(applyCount) / elapsed / rawRate))x raw puts; "
           + "\(fmt(Double(applyCount) / cpu)) per CPU-second of the applying thread, "
           + "\(fmt(Double(applyCount) / processCPUUsed)) per CPU-second of all threads)")
+
+    // The same keys again: every put now replaces a record, which moves to history (ADR 0008).
+    var overwrites = applyBatches(count: applyCount, after: applyCount, perBatch: batchEntries, value: value)
+    let overwriteStart = now()
+    for batch in overwrites { try store.apply(batch, sync: false) }
+    let overwriteElapsed = now() - overwriteStart
+    overwrites = []
+    print("apply, unsynced, single-put entries that overwrite (the same \(applyCount) keys again, each "
+          + "moving the old record to history): \(fmt(Double(applyCount) / overwriteElapsed))/s")
 
     // The audit chain's cost: the same entries into a store without journal and tree.
     var plainOptions = Store.Options()
