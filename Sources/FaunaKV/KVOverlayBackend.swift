@@ -7,7 +7,7 @@
 /// reads go to `base`. So `pending` must hold the final state of every key it names, which is
 /// what one `KVWriteBatch` filled by `KVStateMachine.apply` holds.
 public struct KVOverlayBackend<Base: KVBackend>: KVBackend {
-    private let view: KVReadView<Base>
+    private let view: KVReadView
 
     public init(base: Base, pending: KVWriteBatch) {
         view = KVReadView(backend: base, base: pending)

@@ -3,8 +3,11 @@
 /// batch: earlier entries of the group) over the committed `backend`. Also the only place that
 /// writes: into `staged`, so `base` is never copied or changed while an entry runs — unless
 /// `writesInPlace`.
-struct KVReadView<Backend: KVBackend> {
-    let backend: Backend
+struct KVReadView {
+    /// An existential, so the state machine's code is compiled once, concretely, in this
+    /// module: generic code over the backend ran unspecialized from FaunaStore (another
+    /// module), looking up generic metadata on every call.
+    let backend: any KVBackend
     /// The caller's batch as it was before this entry; read-only until `takeMerged` (unless
     /// `writesInPlace`).
     private(set) var base: KVWriteBatch
@@ -15,7 +18,7 @@ struct KVReadView<Backend: KVBackend> {
     /// it saves a dictionary insert and a merge per write, a large part of applying a put.
     let writesInPlace: Bool
 
-    init(backend: Backend, base: KVWriteBatch, writesInPlace: Bool = false) {
+    init(backend: any KVBackend, base: KVWriteBatch, writesInPlace: Bool = false) {
         self.backend = backend
         self.base = base
         self.writesInPlace = writesInPlace

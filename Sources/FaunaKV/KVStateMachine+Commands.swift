@@ -7,8 +7,8 @@ struct AbortOutcome: Error {
 extension KVStateMachine {
     /// Runs one command against `view`. `current` is the revision before this entry.
     /// Writes go into `view`; the caller keeps them only if the outcome is `.success`.
-    func execute<Backend>(
-        _ command: KVCommand, at revision: Revision, current: Revision, _ view: inout KVReadView<Backend>
+    func execute(
+        _ command: KVCommand, at revision: Revision, current: Revision, _ view: inout KVReadView
     ) throws -> KVOutcome {
         do {
             switch command {
@@ -30,7 +30,7 @@ extension KVStateMachine {
         }
     }
 
-    func put<Backend>(_ put: KVPut, at revision: Revision, _ view: inout KVReadView<Backend>) throws -> KVOperationResult {
+    func put(_ put: KVPut, at revision: Revision, _ view: inout KVReadView) throws -> KVOperationResult {
         let previous = try view.record(forKey: put.key)
         if put.ifAbsent, previous != nil { throw AbortOutcome(outcome: .alreadyExists(key: put.key)) }
         let (version, overflow) = (previous?.version ?? 0).addingReportingOverflow(1)
@@ -47,15 +47,15 @@ extension KVStateMachine {
     /// (at its mod revision): history holds every version but the current ones (ADR 0008), so
     /// a key written once is stored once. A record written by this same entry was current at
     /// no revision and is not kept.
-    static func supersede<Backend>(
-        _ record: KVRecord, ofKey key: [UInt8], at revision: Revision, _ view: inout KVReadView<Backend>
+    static func supersede(
+        _ record: KVRecord, ofKey key: [UInt8], at revision: Revision, _ view: inout KVReadView
     ) {
         guard record.modRevision < revision else { return }
         view.setHistory(.record(record), forKey: key, at: record.modRevision)
     }
 
-    func deleteRange<Backend>(
-        _ delete: KVDeleteRange, at revision: Revision, _ view: inout KVReadView<Backend>
+    func deleteRange(
+        _ delete: KVDeleteRange, at revision: Revision, _ view: inout KVReadView
     ) throws -> KVOperationResult {
         var deleted: [KVKeyValue] = []
         try view.scanRecords(in: delete.range, reverse: false) { key, record in
@@ -73,7 +73,7 @@ extension KVStateMachine {
 
     /// etcd's Txn: every compare is evaluated on the state before the transaction; then one
     /// branch runs, each operation seeing the writes of the ones before it.
-    func txn<Backend>(_ txn: KVTxn, at revision: Revision, _ view: inout KVReadView<Backend>) throws -> KVOutcome {
+    func txn(_ txn: KVTxn, at revision: Revision, _ view: inout KVReadView) throws -> KVOutcome {
         var succeeded = true
         for compare in txn.compares {
             if try !holds(compare, view) {
@@ -94,8 +94,8 @@ extension KVStateMachine {
 
     /// A read inside a transaction: "now" is the transaction's own revision (its earlier writes
     /// are visible); results are capped at `KVLimits.txnRangeResultsMax`.
-    private func rangeInTxn<Backend>(
-        _ request: KVRangeRequest, at revision: Revision, _ view: KVReadView<Backend>
+    private func rangeInTxn(
+        _ request: KVRangeRequest, at revision: Revision, _ view: KVReadView
     ) throws -> KVRangeResult {
         let readRevision = try checkedReadRevision(request.revision, current: revision, view).get()
         let limit = min(request.limit ?? KVLimits.txnRangeResultsMax, KVLimits.txnRangeResultsMax)
@@ -104,8 +104,8 @@ extension KVStateMachine {
 
     /// Resolves a requested read revision (nil or 0: `current`) and checks it against the
     /// compacted and current revisions, as etcd's checkRange.
-    func checkedReadRevision<Backend>(
-        _ requested: Revision?, current: Revision, _ view: KVReadView<Backend>
+    func checkedReadRevision(
+        _ requested: Revision?, current: Revision, _ view: KVReadView
     ) throws -> Result<Revision, AbortOutcome> {
         guard let requested, requested != .zero else { return .success(current) }
         if requested > current {
@@ -120,7 +120,7 @@ extension KVStateMachine {
 
     /// Whether `compare` holds for every key in its range (for a missing key: on a zero record;
     /// a value compare with a missing key never holds — etcd's applyCompare).
-    func holds<Backend>(_ compare: KVCompare, _ view: KVReadView<Backend>) throws -> Bool {
+    func holds(_ compare: KVCompare, _ view: KVReadView) throws -> Bool {
         var sawKey = false
         var allHold = true
         try view.scanRecords(in: compare.range, reverse: false) { _, record in

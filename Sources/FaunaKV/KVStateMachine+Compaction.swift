@@ -7,7 +7,7 @@ extension KVStateMachine {
     ///
     /// Runs within the one entry that asks for it, so its writes scale with the history it
     /// deletes (see docs/adr/0003, "Not done").
-    func compact<Backend>(to target: Revision, current: Revision, _ view: inout KVReadView<Backend>) throws {
+    func compact(to target: Revision, current: Revision, _ view: inout KVReadView) throws {
         let compacted = try view.compactedRevision()
         guard target > compacted else {
             throw AbortOutcome(outcome: .compacted(requested: target, compacted: compacted))

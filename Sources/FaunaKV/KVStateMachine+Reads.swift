@@ -39,8 +39,8 @@ extension KVStateMachine {
         }
     }
 
-    static func record<Backend>(
-        forKey key: [UInt8], at revision: Revision, current: Revision, _ view: KVReadView<Backend>
+    static func record(
+        forKey key: [UInt8], at revision: Revision, current: Revision, _ view: KVReadView
     ) throws -> KVRecord? {
         let live = try view.record(forKey: key)
         if revision >= current { return live }
@@ -56,8 +56,8 @@ extension KVStateMachine {
 
     /// Reads `request.range` at `revision` (already checked), counting every key and keeping
     /// at most `limit` records.
-    func readRange<Backend>(
-        _ request: KVRangeRequest, limit: Int, at revision: Revision, current: Revision, _ view: KVReadView<Backend>
+    func readRange(
+        _ request: KVRangeRequest, limit: Int, at revision: Revision, current: Revision, _ view: KVReadView
     ) throws -> KVRangeResult {
         var records: [KVKeyValue] = []
         var count = 0
@@ -84,8 +84,8 @@ extension KVStateMachine {
     /// `revision` (none or a tombstone: the key did not exist). So the two key spaces are
     /// merged, one step at a time: up to `step` current records and up to as many
     /// keys of history, decided up to the nearer of the two last keys read.
-    static func scanRecords<Backend>(
-        in range: KeyRange, at revision: Revision, reverse: Bool, step: Int, _ view: KVReadView<Backend>,
+    static func scanRecords(
+        in range: KeyRange, at revision: Revision, reverse: Bool, step: Int, _ view: KVReadView,
         _ body: ([UInt8], KVRecord) throws -> Bool
     ) throws {
         let step = max(1, step)

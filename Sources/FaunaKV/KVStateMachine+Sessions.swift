@@ -48,8 +48,8 @@ struct StoredSession {
 extension KVStateMachine {
     /// The result for a proposal the session already decided: the stored result of a retry
     /// (`isReplay`), or `.sessionExpired` for an older or forgotten sequence. nil: apply it.
-    func sessionOutcome<Backend>(
-        _ session: ClientSession, at revision: Revision, _ view: KVReadView<Backend>
+    func sessionOutcome(
+        _ session: ClientSession, at revision: Revision, _ view: KVReadView
     ) throws -> KVApplyResult? {
         guard let bytes = try view.metaValue(forKey: StoredSession.key(session.clientID)) else {
             if session.sequence == .first { return nil }
@@ -70,8 +70,8 @@ extension KVStateMachine {
 
     /// Stores `result` as the session's latest and moves the session to the newest end of the
     /// eviction order; a new session beyond `sessionsMax` evicts the least recently used ones.
-    func recordSession<Backend>(
-        _ session: ClientSession, _ result: KVApplyResult, at revision: Revision, _ view: inout KVReadView<Backend>
+    func recordSession(
+        _ session: ClientSession, _ result: KVApplyResult, at revision: Revision, _ view: inout KVReadView
     ) throws {
         let key = StoredSession.key(session.clientID)
         if let bytes = try view.metaValue(forKey: key) {
@@ -95,7 +95,7 @@ extension KVStateMachine {
     }
 
     /// Deletes the session with the smallest last-used revision (first LRU key).
-    private func evictLeastRecentlyUsed<Backend>(_ view: inout KVReadView<Backend>) throws {
+    private func evictLeastRecentlyUsed(_ view: inout KVReadView) throws {
         guard let lruKey = try view.firstMeta(in: .prefix(KVMetaKey.sessionLRUPrefix))?.0 else {
             throw KVDecodingError(.invalidValue, "meta kv/session-count: got a positive count, want an LRU entry too")
         }

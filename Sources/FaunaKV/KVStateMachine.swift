@@ -56,8 +56,8 @@ public struct KVStateMachine: Sendable {
         return try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch)
     }
 
-    private func applyChecked<Backend: KVBackend>(
-        _ proposal: KVProposal?, invalid: KVCommandError?, at revision: Revision, on backend: Backend,
+    private func applyChecked(
+        _ proposal: KVProposal?, invalid: KVCommandError?, at revision: Revision, on backend: any KVBackend,
         into batch: inout KVWriteBatch
     ) throws -> KVApplyResult {
         // The view takes the caller's batch and `batch` lets go of it, so that merging this
@@ -80,8 +80,8 @@ public struct KVStateMachine: Sendable {
     }
 
     /// Runs one entry on `view`: its writes end in `view.staged`.
-    private func run<Backend>(
-        _ proposal: KVProposal?, invalid: KVCommandError?, at revision: Revision, _ view: inout KVReadView<Backend>
+    private func run(
+        _ proposal: KVProposal?, invalid: KVCommandError?, at revision: Revision, _ view: inout KVReadView
     ) throws -> KVApplyResult {
         let current = try view.currentRevision()
         guard revision > current else { throw KVApplyError.revisionNotIncreasing(got: revision, current: current) }
