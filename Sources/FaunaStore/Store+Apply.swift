@@ -52,11 +52,6 @@ extension Store {
         }
     }
 
-    /// Entries per WriteBatch of a pipelined apply: a group longer than this (a follower or a
-    /// restarted node catching up) is applied chunk by chunk, the state machine running on the
-    /// next chunk while the apply writer writes the previous one.
-    public static let applyChunkEntries = 256
-
     /// One chunk, computed and encoded, not yet written.
     private struct PreparedChunk {
         var batch: RocksDBWriteBatch
@@ -70,7 +65,7 @@ extension Store {
 
     private func applyLocked(_ entries: [Entry], confState: ConfState?, sync: Bool) throws -> [AppliedEntry] {
         // A membership change is recorded with the last entry, so such a group stays one batch.
-        guard entries.count > Self.applyChunkEntries, confState == nil else {
+        guard entries.count > applyChunkEntries, confState == nil else {
             let chunk = try prepare(entries[...], after: (applied, frontier), confState: confState, over: nil)
             try rocks { () throws(RocksDBError) in try db.write(chunk.batch, sync: sync) }
             finish(chunk)
@@ -93,7 +88,7 @@ extension Store {
         defer { try? collect() }
         var start = entries.startIndex
         while start < entries.endIndex {
-            let end = min(start + Self.applyChunkEntries, entries.endIndex)
+            let end = min(start + applyChunkEntries, entries.endIndex)
             let after = inFlight.map { ($0.state, $0.frontier) } ?? (applied, frontier)
             let chunk = try prepare(entries[start..<end], after: after, confState: nil, over: inFlight?.kvWrites)
             try collect()

@@ -54,12 +54,21 @@ public final class Store: @unchecked Sendable {
         /// the journal and the Merkle tree on apply. Such a store cannot serve proofs and does
         /// not reopen (the journal no longer matches the applied index). Never false in a node.
         public var auditChain = true
+        /// Entries per WriteBatch of a pipelined apply: a group longer than this (a follower
+        /// or a restarted node catching up) is applied chunk by chunk, the state machine on the
+        /// next chunk while the apply writer writes the previous one. Larger
+        /// chunks put more sorted keys into one batch, which RocksDB's insert hints turn into
+        /// cheaper memtable inserts, at the cost of memory per chunk in flight. Tests use small
+        /// chunks to cross chunk boundaries quickly. Must be at least 1.
+        public var applyChunkEntries = 1024
         public init() {}
     }
 
     let diskGuard: DiskSpaceGuard
     /// False only in benchmark stores (`Options.auditChain`).
     public let auditChain: Bool
+    /// `Options.applyChunkEntries`.
+    public let applyChunkEntries: Int
 
     /// Opens or creates the store at `path` (the directory and its parent are created).
     ///
@@ -69,6 +78,10 @@ public final class Store: @unchecked Sendable {
         self.path = path
         self.diskGuard = DiskSpaceGuard(path: path, freeBytesMin: options.diskFreeBytesMin)
         self.auditChain = options.auditChain
+        guard options.applyChunkEntries >= 1 else {
+            throw StoreError(.invalidRequest, "apply chunk entries: got \(options.applyChunkEntries), want >= 1")
+        }
+        self.applyChunkEntries = options.applyChunkEntries
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {

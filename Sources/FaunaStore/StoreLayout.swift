@@ -9,10 +9,13 @@ public enum StoreColumnFamily: String, CaseIterable, Sendable {
         // Memtable bloom filters only where `get` is on a hot path (the state machine's point
         // reads of kv and meta, the log's reads of raft): journal and merkle are append-only
         // and history is read with iterators, so there a filter is only an insert cost.
+        // Insert hints where a chunk's sorted keys land scattered over the family (kv,
+        // history) or in one ascending run per tree level (merkle).
         switch self {
-        case .history: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false)
+        case .kv: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4, insertHint: true)
+        case .history: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false, insertHint: true)
         case .journal: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false)
-        case .merkle: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4, memtableBloom: false)
+        case .merkle: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4, memtableBloom: false, insertHint: true)
         default: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4)
         }
     }

@@ -19,7 +19,7 @@ struct Config {
     /// Run only this part: "fsync", "log", "apply" (apply + reads) or "snapshot"; nil: all.
     var only: String? = nil
     /// Entries per apply call.
-    /// Entries per `Store.apply` call (groups above `Store.applyChunkEntries` are pipelined).
+    /// Entries per `Store.apply` call (groups above `Store.Options.applyChunkEntries` are pipelined).
     var applyBatch: UInt64 = 4096
 }
 
@@ -201,7 +201,7 @@ func applyBatches(count: UInt64, after: UInt64 = 0, perBatch: UInt64, value: [UI
 }
 
 func applyAndReadBench(_ c: Config) throws {
-    let chunk = UInt64(min(Int(c.applyBatch), Store.applyChunkEntries))
+    let chunk = UInt64(min(Int(c.applyBatch), Store.Options().applyChunkEntries))
     let rawRate = try rawRocksDBPutRate(dir: c.dir, count: 300_000, perBatch: chunk)
     print("baseline: raw RocksDB puts, unsynced, \(chunk) per WriteBatch, 1 CF, 16 B random-order keys, "
           + "100 B values: \(fmt(rawRate))/s")

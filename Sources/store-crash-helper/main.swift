@@ -47,14 +47,17 @@ func run(arguments: [String]) -> Int32 {
     }
     var rng = SplitMix(state: UInt64(arguments.count > 2 ? arguments[2] : "1") ?? 1)
     do {
-        let store = try Store(path: arguments[1])
+        // Small chunks: a long group then spans several, so kills land between them.
+        var options = Store.Options()
+        options.applyChunkEntries = 64
+        let store = try Store(path: arguments[1], options: options)
         var next = store.appliedIndex + 1
         let logLast = try store.raftLog.lastIndex()
         say("opened applied=\(store.appliedIndex) log=\(logLast)")
         while true {
             // Mostly short groups (a leader's pace); one in eight longer than a chunk, so kills
             // also land while a pipelined apply has a chunk in flight.
-            let count = rng.next() % 8 == 0 ? 1 + rng.next() % UInt64(3 * Store.applyChunkEntries) : 1 + rng.next() % 16
+            let count = rng.next() % 8 == 0 ? 1 + rng.next() % UInt64(3 * store.applyChunkEntries) : 1 + rng.next() % 16
             let batch = (0..<count).map { workloadEntry(next.rawValue + $0) }
             // Persist to the log first (a follower's order), then apply: both synced.
             let toLog = batch.filter { $0.index > logLast }

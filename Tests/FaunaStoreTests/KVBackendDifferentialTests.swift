@@ -62,19 +62,21 @@ struct KVBackendDifferentialTests {
         try compare(seed: seed, entries: 300, groupSizes: 1...8)
     }
 
-    /// Groups longer than `Store.applyChunkEntries` are applied in chunks, the next computed
+    /// Groups longer than `Options.applyChunkEntries` (here 64) are applied in chunks, the next computed
     /// while the previous one is written: with 11 keys, nearly every chunk reads keys the chunk
     /// before it wrote, so the overlay of the chunk in flight must be right.
     @Test(arguments: [UInt64(5), 6])
     func pipelinedGroupsGiveTheSameAnswers(seed: UInt64) throws {
-        let chunk = UInt64(Store.applyChunkEntries)
-        try compare(seed: seed, entries: 6 * chunk, groupSizes: chunk - 1...3 * chunk + 7)
+        let chunk: UInt64 = 64
+        try compare(seed: seed, entries: 6 * chunk, groupSizes: chunk - 1...3 * chunk + 7, chunk: Int(chunk))
     }
 
-    func compare(seed: UInt64, entries total: UInt64, groupSizes: ClosedRange<UInt64>) throws {
+    func compare(seed: UInt64, entries total: UInt64, groupSizes: ClosedRange<UInt64>, chunk: Int = 1024) throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let store = try Store(path: dir.sub("n1"))
+        var options = Store.Options()
+        options.applyChunkEntries = chunk
+        let store = try Store(path: dir.sub("n1"), options: options)
         defer { store.close() }
         let sm = store.kvStateMachine
         var memory = MemoryKVBackend()

@@ -180,7 +180,9 @@ extension StoreApplyTests {
     @Test func longGroupsArePipelinedInChunks() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let chunk = UInt64(Store.applyChunkEntries)
+        let chunk: UInt64 = 64
+        var options = Store.Options()
+        options.applyChunkEntries = Int(chunk)
         let all = workload(1...(4 * chunk + 17), keys: 23)
         let small = try Store(path: dir.sub("small"))
         defer { small.close() }
@@ -190,7 +192,7 @@ extension StoreApplyTests {
         }
         let digest: StateDigest
         do {
-            let store = try Store(path: dir.sub("long"))
+            let store = try Store(path: dir.sub("long"), options: options)
             defer { store.close() }
             #expect(try store.apply(all) == expected)
             #expect(store.appliedIndex == LogIndex(4 * chunk + 17))
@@ -203,7 +205,7 @@ extension StoreApplyTests {
             // And on top of a pipelined group, a short one.
             try store.apply(workload((4 * chunk + 18)...(4 * chunk + 20), keys: 23))
         }
-        let reopened = try Store(path: dir.sub("long"))
+        let reopened = try Store(path: dir.sub("long"), options: options)
         defer { reopened.close() }
         #expect(reopened.appliedIndex == LogIndex(4 * chunk + 20))
         #expect(reopened.treeHead.rootHash == naiveRoot(workload(1...(4 * chunk + 20), keys: 23)))
@@ -214,9 +216,11 @@ extension StoreApplyTests {
     @Test func failureInALaterChunkKeepsTheEarlierOnes() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let store = try Store(path: dir.sub("n1"))
+        let chunk: UInt64 = 64
+        var options = Store.Options()
+        options.applyChunkEntries = Int(chunk)
+        let store = try Store(path: dir.sub("n1"), options: options)
         defer { store.close() }
-        let chunk = UInt64(Store.applyChunkEntries)
         try store.db.put(store.cfs.kv, bytes("victim"), [0xFF, 0x00], sync: true)
         var group = workload(1...(3 * chunk))
         group[Int(chunk) + 10] = putEntry(chunk + 11, key: "victim", value: "v")  // in the second chunk

@@ -29,6 +29,13 @@ struct StoreLayoutTests {
         #expect(compression["journal"] == "kZSTD")
         #expect(compression["history"] == "kZSTD")
         #expect(compression["kv"] == "kLZ4Compression")
+        // Insert hints (set through RocksDB's options-string parser) where they were asked for.
+        var hinted: Set<String> = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("[CFOptions \"") { family = String(line.dropFirst(12).dropLast(2)) }
+            if line.hasPrefix("  memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.0") { hinted.insert(family) }
+        }
+        #expect(hinted == ["kv", "history", "merkle"])
 
         // Debian's rocksdb-tools sees the same six families (when installed: tools/setup).
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/ldb") {
