@@ -3,6 +3,8 @@
 import json
 import os
 import random
+import re
+import shutil
 import threading
 import time
 
@@ -12,6 +14,29 @@ from . import nemesis as nm
 from . import workload as wl
 from . import wire
 from .cluster import client_port, node_number
+
+
+RUN_DIR_NAME = re.compile(r"^\d{8}-\d{6}-seed\d+$")
+
+
+def prune_runs(out_dir, keep, spare=()):
+    """Deletes the oldest run directories in `out_dir` beyond the newest `keep`, so the logs
+    of many runs do not fill /tmp. Run directories are named `YYYYMMDD-HHMMSS-seedN` (UTC
+    time first), so their names sort by age; nothing else in `out_dir` is touched, nor any
+    path in `spare` (this invocation's failed runs). Returns the deleted paths."""
+    if keep < 1 or not os.path.isdir(out_dir):
+        return []
+    runs = sorted(n for n in os.listdir(out_dir)
+                  if RUN_DIR_NAME.match(n) and os.path.isdir(os.path.join(out_dir, n)))
+    spared = {os.path.realpath(p) for p in spare}
+    deleted = []
+    for name in runs[:max(0, len(runs) - keep)]:
+        path = os.path.join(out_dir, name)
+        if os.path.realpath(path) in spared:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        deleted.append(path)
+    return deleted
 
 
 def audit_hook(cluster, log):
@@ -89,7 +114,7 @@ def run_once(o: RunOptions, index=0):
     """Returns a result dict (also written to <run dir>/result.json)."""
     log = o.log
     names = [f"n{i}" for i in range(1, o.nodes + 1)]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     run_dir = os.path.join(o.out_dir, f"{stamp}-seed{o.seed}")
     os.makedirs(run_dir, exist_ok=True)
     steps = nm.schedule(o.seed, o.faults, o.time_s, target=o.target)
