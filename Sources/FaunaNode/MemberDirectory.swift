@@ -36,20 +36,29 @@ final class MemberDirectory: Sendable {
         // older copy must never be renamed over a newer one.
         box.withLockedValue { all in
             all[id] = addresses
-            write(all)
+            save(all)
         }
     }
 
-    private func write(_ snapshot: [NodeID: MemberAddresses]) {
+    private func save(_ snapshot: [NodeID: MemberAddresses]) {
         let text = snapshot.keys.sorted().map { "\($0.rawValue) \(String(decoding: snapshot[$0]!.encoded, as: UTF8.self))" }
             .joined(separator: "\n") + "\n"
         let tmp = filePath + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) else { return }
-        let fd = open(tmp, O_RDONLY)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
+        // POSIX, not `FileManager.createFile`: swift-corelibs-foundation writes that one
+        // atomically through a /tmp/TemporaryDirectory.* it never removes, one per call.
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        let bytes = Array(text.utf8)
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            done += n
         }
+        let synced = done == bytes.count && fsync(fd) == 0
+        close(fd)
+        guard synced else { return }
         _ = rename(tmp, filePath)
     }
 }

@@ -95,7 +95,7 @@ import Testing
         let doc = (try? String(contentsOf: docURL, encoding: .utf8)) ?? ""
         if !doc.contains(generated) {
             let out = repositoryRoot.appendingPathComponent(".build/audit-worked-example.md")
-            try generated.write(to: out, atomically: true, encoding: .utf8)
+            try generated.write(to: out, atomically: false, encoding: .utf8)
             Issue.record("docs/AUDIT.md does not contain the generated worked example; see \(out.path)")
         }
     }

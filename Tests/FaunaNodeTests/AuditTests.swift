@@ -104,7 +104,7 @@ import Glibc
         #expect(python.terminationStatus == 0 && pythonText.hasPrefix("OK "), "\(pythonText)")
         var text = try String(contentsOfFile: proofPath, encoding: .utf8)
         text = text.replacingOccurrences(of: Self.hex(Array("hello again".utf8)).lowercased(), with: Self.hex(Array("hello agaiN".utf8)).lowercased())
-        try text.write(toFile: proofPath, atomically: true, encoding: .utf8)
+        try text.write(toFile: proofPath, atomically: false, encoding: .utf8)
         run = try Self.fctl(cluster, ["verify-proof", proofPath])
         #expect(run.status == 6 && run.stderr.contains("FAIL"), "an edited record: \(run)")
 

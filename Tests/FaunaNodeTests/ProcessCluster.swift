@@ -67,7 +67,9 @@ final class ProcessCluster: @unchecked Sendable {
             let n = nodes[name]!
             text += "\n[[node]]\nid = \"\(name)\"\npeer = \"127.0.0.1:\(n.peer)\"\nclient = \"127.0.0.1:\(n.client)\"\n"
         }
-        try text.write(toFile: "\(root)/\(file)", atomically: true, encoding: .utf8)
+        // Not `atomically`: swift-corelibs-foundation leaves an empty /tmp/TemporaryDirectory.*
+        // behind for every atomic write, and no node reads the file before this returns.
+        try text.write(toFile: "\(root)/\(file)", atomically: false, encoding: .utf8)
     }
 
     /// The repository root, from this file's path (Tests/FaunaNodeTests/…).
@@ -98,7 +100,7 @@ final class ProcessCluster: @unchecked Sendable {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         let logPath = "\(root)/\(name).log"
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) { try Data().write(to: URL(fileURLWithPath: logPath)) }  // not atomic: no /tmp leftovers
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         process.standardOutput = log
