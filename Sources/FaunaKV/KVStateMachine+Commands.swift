@@ -67,8 +67,7 @@ extension KVStateMachine {
             view.setRecord(nil, forKey: entry.key)
             view.setHistory(.tombstone, forKey: entry.key, at: revision)
         }
-        let previous = delete.returnsPrevious ? deleted : []
-        return .deleteRange(deleted: deleted.count, previous: previous)
+        return .deleteRange(deleted: deleted.count, previous: delete.returnsPrevious ? deleted : [])
     }
 
     /// etcd's Txn: every compare is evaluated on the state before the transaction; then one

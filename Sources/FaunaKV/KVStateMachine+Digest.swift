@@ -61,7 +61,8 @@ extension KVStateMachine {
     /// key live at `revision`, ascending, `u8 0x01 | u32 keyLength | key | record`, then
     /// `u8 0x00 | u64 key count`. A key's record is taken from the current state when it has
     /// not changed since `revision`, else from history (which holds every older version) — so
-    /// a change to either, made behind the state machine's back, changes the digest. The compacted revision is not part of it (a later compaction would change it).
+    /// a change to either, made behind the state machine's back, changes the digest. The
+    /// compacted revision is not part of it (a later compaction would change it).
     ///
     /// `revision` is a log index: entries without writes (a leader's no-op) do not advance the
     /// current revision, so a revision above it reads the current state. The caller bounds

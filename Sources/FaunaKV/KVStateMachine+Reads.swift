@@ -118,25 +118,19 @@ extension KVStateMachine {
             if past.count == step, let last = past.last?.0, limit.map({ precedes(last, $0) }) ?? true { limit = last }
             var i = 0, j = 0
             while i < live.count || j < past.count {
-                let key: [UInt8]
+                // The next key in order, from one side or both.
+                let fromLive = i < live.count && (j == past.count || !precedes(past[j].0, live[i].0))
+                let fromPast = j < past.count && (i == live.count || !precedes(live[i].0, past[j].0))
+                let key = fromLive ? live[i].0 : past[j].0
+                let current = fromLive ? live[i].1 : nil
+                let old = fromPast ? past[j].1 : nil
+                if fromLive { i += 1 }
+                if fromPast { j += 1 }
                 var decided: KVRecord?
-                if j == past.count || (i < live.count && precedes(live[i].0, past[j].0)) {
-                    key = live[i].0
-                    decided = live[i].1.modRevision <= revision ? live[i].1 : nil
-                    i += 1
-                } else if i == live.count || precedes(past[j].0, live[i].0) {
-                    key = past[j].0
-                    if case .record(let record)? = past[j].1 { decided = record }
-                    j += 1
-                } else {  // the same key on both sides
-                    key = live[i].0
-                    if live[i].1.modRevision <= revision {
-                        decided = live[i].1
-                    } else if case .record(let record)? = past[j].1 {
-                        decided = record
-                    }
-                    i += 1
-                    j += 1
+                if let current, current.modRevision <= revision {
+                    decided = current
+                } else if case .record(let record)? = old {
+                    decided = record
                 }
                 if let limit, precedes(limit, key) { break }
                 if let decided, try !body(key, decided) { return }

@@ -1,5 +1,6 @@
 import FaunaRPC
 import FaunaRaft
+import FaunaStore
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -44,22 +45,10 @@ final class MemberDirectory: Sendable {
         let text = snapshot.keys.sorted().map { "\($0.rawValue) \(String(decoding: snapshot[$0]!.encoded, as: UTF8.self))" }
             .joined(separator: "\n") + "\n"
         let tmp = filePath + ".tmp"
-        // POSIX, not `FileManager.createFile`: swift-corelibs-foundation writes that one
-        // atomically through a /tmp/TemporaryDirectory.* it never removes, one per call.
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return }
-        let bytes = Array(text.utf8)
-        var done = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            done += n
-        }
-        let synced = done == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard synced else { return }
-        _ = rename(tmp, filePath)
+        // FileIO (POSIX), not `FileManager.createFile`: swift-corelibs-foundation writes that
+        // one atomically through a /tmp/TemporaryDirectory.* it never removes, one per call.
+        guard (try? FileIO.writeFile(tmp, Array(text.utf8))) != nil else { return }
+        try? FileIO.rename(tmp, filePath)
     }
 }
 

@@ -8,8 +8,9 @@ import Darwin
 #endif
 
 /// The few POSIX file operations snapshots need (explicit fsync of files and directories,
-/// positioned reads), with errors naming the path.
-enum FileIO {
+/// positioned reads), with errors naming the path. `writeFile` and `rename` also serve
+/// FaunaNode's small files (`package`).
+package enum FileIO {
     static func error(_ op: String, _ path: String) -> StoreError {
         StoreError(.fileSystem, "\(op) \(path): \(String(cString: strerror(errno))) (errno \(errno))")
     }
@@ -29,7 +30,7 @@ enum FileIO {
         }
     }
 
-    static func rename(_ from: String, _ to: String) throws(StoreError) {
+    package static func rename(_ from: String, _ to: String) throws(StoreError) {
         guard Glibc.rename(from, to) == 0 else { throw error("rename to \(to):", from) }
     }
 
@@ -72,7 +73,7 @@ enum FileIO {
     }
 
     /// Writes `bytes` to a new file (replacing any) and fsyncs it.
-    static func writeFile(_ path: String, _ bytes: [UInt8]) throws(StoreError) {
+    package static func writeFile(_ path: String, _ bytes: [UInt8]) throws(StoreError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw error("create", path) }
         defer { close(fd) }

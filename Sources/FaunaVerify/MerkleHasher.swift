@@ -73,20 +73,16 @@ public struct JournalEntry: Hashable, Sendable {
     }
 
     /// `SHA256(0x00 ‖ leafData)`, hashed without building `leafData`.
-    /// The 18-byte header goes through a stack buffer and both parts through
-    /// `update(bufferPointer:)`: the generic `update(data:)` cost as much as the hashing on the
-    /// apply path.
+    /// Both parts go through `update(bufferPointer:)`: the generic `update(data:)` cost as much
+    /// as the hashing on the apply path.
     public var leafHash: MerkleHash {
+        var header: [UInt8] = [0x00]
+        header.reserveCapacity(18)
+        appendBigEndian(index, to: &header)
+        appendBigEndian(term, to: &header)
+        header.append(type)
         var sha = SHA256()
-        withUnsafeTemporaryAllocation(byteCount: 18, alignment: 8) { header in
-            header[0] = 0x00
-            for i in 0..<8 {
-                header[1 + i] = UInt8(truncatingIfNeeded: index >> UInt64(56 - 8 * i))
-                header[9 + i] = UInt8(truncatingIfNeeded: term >> UInt64(56 - 8 * i))
-            }
-            header[17] = type
-            sha.update(bufferPointer: UnsafeRawBufferPointer(header))
-        }
+        header.withUnsafeBytes { sha.update(bufferPointer: $0) }
         payload.withUnsafeBytes { sha.update(bufferPointer: $0) }
         return MerkleHash(sha.finalize())
     }
