@@ -53,6 +53,20 @@ extension FaunaClient {
         return entry
     }
 
+    /// The committed entry at `index` with its leaf v2 effects summary (nil for a v1 leaf) and,
+    /// if the entry wrote or deleted `key`, that effect with its path in the effects tree.
+    public func entryProof(at index: UInt64, key: [UInt8], from endpoint: Endpoint) async throws(FaunaClientError) -> EntryProofResponse {
+        let answer = try await ask(.entryProof(EntryProofRequest(index: LogIndex(index), key: key)), endpoint)
+        guard case .entryProofResponse(var response) = answer else {
+            throw FaunaClientError.unexpected(answer, want: "entryProofResponse", from: endpoint)
+        }
+        if var (effect, proof) = response.effect {  // the wire leaves the key out: it is ours
+            effect.key = key
+            response.effect = (effect, proof)
+        }
+        return response
+    }
+
     /// The node's state digest and tree root as of `revision` (0: its applied index); with
     /// `checkJournal`, also a re-hash of its whole journal against its stored tree.
     public func stateDigest(of endpoint: Endpoint, revision: Revision, checkJournal: Bool = false) async throws(FaunaClientError) -> StateDigestResponse {

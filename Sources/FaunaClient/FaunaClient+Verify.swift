@@ -12,8 +12,11 @@ public struct VerifiedRecord: Sendable {
     public var proof: EntryProof
     /// The members whose signatures counted.
     public var signers: [NodeID]
-    /// How the entry writes the record ("put", or "txn" when the branch taken is not proven).
+    /// How the entry wrote the record: "put", "txn (then branch)", … for a v2 leaf; for a v1
+    /// leaf, what the entry proposes followed by "effect not proven (leaf v1)".
     public var writtenBy: String
+    /// For a v2 leaf: the path of the record's put among the entry's committed effects.
+    public var effectProof: EffectProof?
     /// The node that served the record and the proofs.
     public var servedBy: Endpoint
     /// The trusted state after this check (advanced if the head was newer).
@@ -102,15 +105,17 @@ extension FaunaClient {
         }
         let revision = record.record.modRevision.rawValue
         // Independent: the entry that wrote the record, and the node's current head (its size).
-        async let entryAnswer = Self.result { () throws(FaunaClientError) in try await self.journalEntry(at: revision, from: node) }
+        async let entryAnswer = Self.result { () throws(FaunaClientError) in try await self.entryProof(at: revision, key: key, from: node) }
         async let currentAnswer = Self.result { () throws(FaunaClientError) in try await self.signedTreeHead(of: node) }
-        let entry = try await entryAnswer.get()
+        let answer = try await entryAnswer.get()
+        let entry = answer.entry
         let current = try await currentAnswer.get()
         guard entry.index == revision else {
             throw FaunaClientError(.verificationFailed, "\(node) sent journal entry \(entry.index) when asked for \(revision)")
         }
         let writtenBy: String
-        switch EntryPayload.check(entry, writes: key, value: record.record.value) {
+        let effectProof = answer.effect?.1
+        switch EntryPayload.check(entry, effectProof: effectProof, writes: key, value: record.record.value) {
         case .success(let how): writtenBy = how
         case .failure(let why):
             throw FaunaClientError(.verificationFailed, "the record \(node) served is not what its journal entry \(revision) wrote: \(why)")
@@ -131,7 +136,8 @@ extension FaunaClient {
             throw FaunaClientError(.verificationFailed, "entry proof: \(error)")
         }
         return VerifiedRecord(
-            record: record, proof: proof, signers: signers, writtenBy: writtenBy, servedBy: node, trust: after, trustedBefore: before)
+            record: record, proof: proof, signers: signers, writtenBy: writtenBy, effectProof: effectProof, servedBy: node, trust: after,
+            trustedBefore: before)
     }
 
     /// Advances the trusted state to the cluster's current head: signed by a quorum and
@@ -290,10 +296,41 @@ extension FaunaClient {
     }
 }
 
-/// Whether a journal entry writes a given key and value (the check FaunaVerify leaves to the
-/// KV layer, docs/AUDIT.md §7).
+/// Whether a journal entry wrote a given key and value (docs/AUDIT.md §10 step 2).
 public enum EntryPayload {
-    /// `.success(how)` if `entry` puts exactly `value` under `key`: a put, or a put in either
+    /// For a v2 leaf (`entry.effects` set): `.success(how)` if the entry succeeded and
+    /// `effectProof` shows a put of exactly `value` under `key` among its committed effects;
+    /// an entry that wrote nothing (put-if-absent on an existing key, an expired session, a
+    /// replay, a failed compare's untaken branch) fails. For a v1 leaf: what the entry
+    /// proposes (`check(_:writes:value:)`), with "effect not proven (leaf v1)" appended.
+    public static func check(
+        _ entry: JournalEntry, effectProof: EffectProof?, writes key: [UInt8], value: [UInt8]
+    ) -> Result<String, EntryPayloadMismatch> {
+        guard let summary = entry.effects else {
+            return check(entry, writes: key, value: value).map { "\($0); effect not proven (leaf v1)" }
+        }
+        guard summary.outcome == .success else {
+            return .failure(EntryPayloadMismatch("entry \(entry.index) wrote nothing: its committed outcome is \(summary.outcome)"))
+        }
+        guard let effectProof else {
+            return .failure(EntryPayloadMismatch("entry \(entry.index) did not write this key (no such effect among its \(summary.count))"))
+        }
+        guard effectProof.summary == summary else {
+            return .failure(EntryPayloadMismatch("the effect proof is for another effects summary than entry \(entry.index)'s"))
+        }
+        do {
+            try effectProof.verify(Effect.put(key: key, value: value))
+        } catch {
+            return .failure(EntryPayloadMismatch("entry \(entry.index) did not write this value under this key: \(error.reason)"))
+        }
+        switch summary.branch {
+        case .none: return .success("put")
+        case .then: return .success("txn (then branch)")
+        case .else: return .success("txn (else branch)")
+        }
+    }
+
+    /// What a v1 leaf can show: `.success(how)` if `entry` proposes exactly `value` under `key`: a put, or a put in either
     /// branch of a transaction (which branch ran depends on state the entry does not carry,
     /// so "txn" says the branch is not proven). Else `.failure(what the entry does)`.
     public static func check(_ entry: JournalEntry, writes key: [UInt8], value: [UInt8]) -> Result<String, EntryPayloadMismatch> {
@@ -315,6 +352,7 @@ public enum EntryPayload {
         case .deleteRange: return .failure(EntryPayloadMismatch("entry \(entry.index) is a delete"))
         case .compact: return .failure(EntryPayloadMismatch("entry \(entry.index) is a compaction"))
         case .initCluster: return .failure(EntryPayloadMismatch("entry \(entry.index) records the cluster ID"))
+        case .upgradeLeaves: return .failure(EntryPayloadMismatch("entry \(entry.index) starts leaf v2"))
         }
     }
 }

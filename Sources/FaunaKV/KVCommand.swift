@@ -29,6 +29,10 @@ public enum KVCommand: Hashable, Sendable {
     /// yet, else does nothing: the first one committed wins on every replica. A new leader
     /// proposes it while the state has none (docs/AUDIT.md "Cluster ID").
     case initCluster([UInt8])
+    /// Records, if none is recorded yet, that leaves from this entry on are v2: they commit to
+    /// what each entry did (docs/AUDIT.md §1). Later ones change nothing. A new leader proposes
+    /// it, like `initCluster`, while the state has no boundary (ADR 0009).
+    case upgradeLeaves
 
     /// Deletes one key.
     public static func delete(_ key: [UInt8], returnsPrevious: Bool = false) -> KVCommand {
@@ -46,7 +50,7 @@ public enum KVCommand: Hashable, Sendable {
     var writesOnlyAfterChecks: Bool {
         switch self {
         case .put, .deleteRange: true
-        case .txn, .compact, .initCluster: false
+        case .txn, .compact, .initCluster, .upgradeLeaves: false
         }
     }
 }

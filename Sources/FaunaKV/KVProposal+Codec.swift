@@ -51,7 +51,7 @@ extension KVProposal {
 
 extension KVCommand {
     enum Tag: UInt8 {
-        case put = 1, deleteRange = 2, txn = 3, compact = 4, initCluster = 5
+        case put = 1, deleteRange = 2, txn = 3, compact = 4, initCluster = 5, upgradeLeaves = 6
     }
 
     func encode(into w: inout ByteWriter) {
@@ -71,6 +71,8 @@ extension KVCommand {
         case .initCluster(let id):
             w.u8(Tag.initCluster.rawValue)
             w.bytes.append(contentsOf: id)
+        case .upgradeLeaves:
+            w.u8(Tag.upgradeLeaves.rawValue)
         }
     }
 
@@ -85,7 +87,8 @@ extension KVCommand {
             var id: [UInt8] = []
             for _ in 0..<KVLimits.clusterIDBytes { id.append(try r.u8("cluster ID")) }
             self = .initCluster(id)
-        case nil: throw KVDecodingError(.unknownTag, "command tag: got \(raw), want 1...5")
+        case .upgradeLeaves: self = .upgradeLeaves
+        case nil: throw KVDecodingError(.unknownTag, "command tag: got \(raw), want 1...6")
         }
     }
 }

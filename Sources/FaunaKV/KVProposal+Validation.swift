@@ -36,6 +36,7 @@ extension KVCommand {
             guard id.count == KVLimits.clusterIDBytes else {
                 throw KVCommandError(.invalidField, "cluster ID: got \(id.count) bytes, want \(KVLimits.clusterIDBytes)")
             }
+        case .upgradeLeaves: break
         }
     }
 }

@@ -13,6 +13,11 @@ struct KVReadView {
     private(set) var base: KVWriteBatch
     /// This entry's writes.
     var staged = KVWriteBatch()
+    /// This entry's record writes in order, for its effects (leaf v2): an array, not a
+    /// dictionary, because almost every entry writes one key.
+    private(set) var recordWrites: [(key: [UInt8], record: KVRecord?)] = []
+    /// Set when this entry recorded the leaf v2 boundary (`KVEntryEffects.startsLeafV2`).
+    var startsLeafV2 = false
     /// Writes go straight into `base`, skipping `staged`. Only for entries that neither throw
     /// nor end in a failed outcome once they have written (`KVCommand.writesOnlyAfterChecks`):
     /// it saves a dictionary insert and a merge per write, a large part of applying a put.
@@ -29,6 +34,7 @@ struct KVReadView {
         var taken = KVWriteBatch()
         swap(&taken, &base)
         staged = KVWriteBatch()
+        recordWrites = []
         return taken
     }
 
@@ -144,6 +150,7 @@ struct KVReadView {
     // MARK: Writes
 
     mutating func setRecord(_ record: KVRecord?, forKey key: [UInt8]) {
+        recordWrites.append((key: key, record: record))
         if writesInPlace { base.setRecord(record, forKey: key) } else { staged.setRecord(record, forKey: key) }
     }
 

@@ -24,6 +24,12 @@ extension KVStateMachine {
             case .initCluster(let id):
                 if try view.metaValue(forKey: KVMetaKey.clusterID) == nil { view.setMeta(id, forKey: KVMetaKey.clusterID) }
                 return .success(succeeded: true, results: [])
+            case .upgradeLeaves:
+                if try view.metaValue(forKey: KVMetaKey.leafV2From) == nil {
+                    view.setMeta(encodeUInt64(revision.rawValue), forKey: KVMetaKey.leafV2From)
+                    view.startsLeafV2 = true
+                }
+                return .success(succeeded: true, results: [])
             }
         } catch let abort as AbortOutcome {
             return abort.outcome

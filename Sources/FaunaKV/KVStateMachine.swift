@@ -29,13 +29,25 @@ public struct KVStateMachine: Sendable {
     public func apply(
         entryData: [UInt8], at revision: Revision, on backend: some KVBackend, into batch: inout KVWriteBatch
     ) throws -> KVApplyResult {
+        var effects = KVEntryEffects.noCommand
+        return try apply(entryData: entryData, at: revision, on: backend, into: &batch, effects: &effects)
+    }
+
+    /// `apply(entryData:at:on:into:)` that also reports what the entry did (`effects`), for its
+    /// v2 leaf.
+    public func apply(
+        entryData: [UInt8], at revision: Revision, on backend: some KVBackend, into batch: inout KVWriteBatch,
+        effects: inout KVEntryEffects
+    ) throws -> KVApplyResult {
         let proposal: KVProposal
         do {
             proposal = try KVProposal(decoding: entryData)
         } catch {
-            return try applyChecked(nil, invalid: KVCommandError(.malformed, error.description), at: revision, on: backend, into: &batch)
+            return try applyChecked(
+                nil, invalid: KVCommandError(.malformed, error.description), at: revision, on: backend, into: &batch,
+                effects: &effects)
         }
-        return try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch)
+        return try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch, effects: &effects)
     }
 
     /// Applies `proposal` as the entry with index `revision`, adding its writes to `batch`.
@@ -48,17 +60,18 @@ public struct KVStateMachine: Sendable {
     public func apply(
         _ proposal: KVProposal, at revision: Revision, on backend: some KVBackend, into batch: inout KVWriteBatch
     ) throws -> KVApplyResult {
+        var effects = KVEntryEffects.noCommand
         do {
             try proposal.validate()
         } catch {
-            return try applyChecked(nil, invalid: error, at: revision, on: backend, into: &batch)
+            return try applyChecked(nil, invalid: error, at: revision, on: backend, into: &batch, effects: &effects)
         }
-        return try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch)
+        return try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch, effects: &effects)
     }
 
     private func applyChecked(
         _ proposal: KVProposal?, invalid: KVCommandError?, at revision: Revision, on backend: any KVBackend,
-        into batch: inout KVWriteBatch
+        into batch: inout KVWriteBatch, effects: inout KVEntryEffects
     ) throws -> KVApplyResult {
         // The view takes the caller's batch and `batch` lets go of it, so that merging this
         // entry's writes at the end mutates it in place instead of copying it (copy-on-write)
@@ -75,6 +88,10 @@ public struct KVStateMachine: Sendable {
             batch = view.takeBase()
             throw error
         }
+        var isTxn = false
+        if case .txn = proposal?.command { isTxn = true }
+        effects = KVEntryEffects(result, isTxn: isTxn, recordWrites: view.recordWrites)
+        effects.startsLeafV2 = view.startsLeafV2 && effects.outcome == .success
         batch = view.takeMerged()
         return result
     }
@@ -110,6 +127,18 @@ public struct KVStateMachine: Sendable {
         try KVReadView(backend: backend, base: KVWriteBatch()).currentRevision()
     }
 
+    /// The index of the first entry with a v2 leaf (the first committed `upgradeLeaves`), or
+    /// nil while every leaf is v1.
+    public func leafV2From(on backend: some KVBackend) throws -> Revision? {
+        guard let bytes = try KVReadView(backend: backend, base: KVWriteBatch()).metaValue(forKey: KVMetaKey.leafV2From) else {
+            return nil
+        }
+        return Revision(try decodeUInt64(bytes, "kv/leaf-v2-from"))
+    }
+
+    /// The meta key of `leafV2From` (u64 BE), for a store that loads it with its applied state.
+    public static var leafV2FromMetaKey: [UInt8] { KVMetaKey.leafV2From }
+
     /// The cluster ID the first committed `initCluster` recorded, or nil before it.
     public func clusterID(on backend: some KVBackend) throws -> [UInt8]? {
         try KVReadView(backend: backend, base: KVWriteBatch()).metaValue(forKey: KVMetaKey.clusterID)
@@ -144,6 +173,8 @@ enum KVMetaKey {
     static let revision = Array("kv/revision".utf8)
     static let compacted = Array("kv/compacted".utf8)
     static let clusterID = Array("kv/cluster-id".utf8)
+    /// The index of the first entry whose leaf is v2 (set once by `upgradeLeaves`).
+    static let leafV2From = Array("kv/leaf-v2-from".utf8)
     static let sessionCount = Array("kv/session-count".utf8)
     static let sessionPrefix = Array("kv/session/".utf8)
     static let sessionLRUPrefix = Array("kv/session-lru/".utf8)

@@ -34,7 +34,8 @@ struct ApplyReport: Sendable {
     var entries: [Applied]
     var appliedIndex: LogIndex
     var treeSize: UInt64
-    /// Whether the state holds a cluster ID (the leader proposes one while it does not).
+    /// Whether the state holds a cluster ID and the leaf v2 boundary (the leader proposes them
+    /// while it does not).
     var hasClusterID = true
 }
 
@@ -92,7 +93,7 @@ final class ApplyStage: @unchecked Sendable {
         while let jobs = queue.take(until: nil, max: 256) {
             for job in jobs {
                 if case .read(let request, let context) = job, let store, !failed {
-                    answers.add(audit.lieAboutRead(Self.read(request, on: store)), for: context)
+                    answers.add(audit.lieAboutRead(Self.read(request, on: store), store: store), for: context)
                     continue
                 }
                 answers.send()
@@ -123,7 +124,7 @@ final class ApplyStage: @unchecked Sendable {
             }
             do {
                 let applied = try store.apply(entries, confState: confState)
-                if !hasClusterID { hasClusterID = try store.clusterID() != nil }
+                if !hasClusterID { hasClusterID = try store.clusterID() != nil && store.leafV2From != nil }
                 var out = ApplyReport(
                     entries: [], appliedIndex: store.appliedIndex, treeSize: store.treeHead.treeSize, hasClusterID: hasClusterID)
                 out.entries.reserveCapacity(applied.count)
@@ -145,7 +146,7 @@ final class ApplyStage: @unchecked Sendable {
                 context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))
                 return
             }
-            context.respond(audit.lieAboutRead(Self.read(request, on: store)))
+            context.respond(audit.lieAboutRead(Self.read(request, on: store), store: store))
         case .audit(let message, let context):
             guard let store, !failed else {
                 context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))

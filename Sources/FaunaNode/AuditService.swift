@@ -41,6 +41,7 @@ struct AuditService {
                 let proof = try store.makeMerkleProver().consistencyProof(from: request.oldSize, to: request.newSize)
                 return .consistencyProofResponse(proof)
             case .journalEntry(let index): return try journalEntry(index, store)
+            case .entryProof(let request): return try entryProof(request, store)
             case .stateDigest(let request): return try stateDigest(request, store)
             default: return invalid("\(message.kind) is not an audit request")
             }
@@ -82,19 +83,57 @@ struct AuditService {
         return .inclusionProofResponse(proof)
     }
 
-    private mutating func journalEntry(_ index: LogIndex, _ store: Store) throws -> RPCMessage {
+    /// The journal record at `index` (checked against the applied index).
+    private func journalRecord(_ index: LogIndex, _ store: Store) throws -> Result<JournalRecord, RPCErrorResponse> {
         let applied = store.appliedIndex
-        guard index >= LogIndex(1) else { return invalid("journal entry 0: entries start at 1") }
-        guard index <= applied else { return behind("journal entry \(index)", applied.rawValue) }
-        guard let entry = try store.journalEntry(at: index) else {
-            return .error(RPCErrorResponse(.internalError, "journal entry \(index) is missing below the applied index \(applied)"))
+        guard index >= LogIndex(1) else { return .failure(RPCErrorResponse(.invalidRequest, "journal entry 0: entries start at 1")) }
+        guard index <= applied else {
+            return .failure(RPCErrorResponse(.behind, "journal entry \(index) is beyond what \(nodeID) applied (\(applied)); retry or ask another node"))
         }
-        var out = JournalEntry(index: entry.index.rawValue, term: entry.term.rawValue, type: entry.type.rawValue, payload: entry.data)
+        guard let record = try store.journalRecord(at: index) else {
+            throw StoreError(.corruptRecord, "journal entry \(index) is missing below the applied index \(applied)")
+        }
+        return .success(record)
+    }
+
+    /// The entry alone, as v1 clients read it (its effects, if any, are not sent: ask
+    /// `entryProof` for a v2 leaf).
+    private mutating func journalEntry(_ index: LogIndex, _ store: Store) throws -> RPCMessage {
+        let record: JournalRecord
+        switch try journalRecord(index, store) {
+        case .success(let r): record = r
+        case .failure(let error): return .error(error)
+        }
+        var out = record.leaf
+        out.effects = nil
         if faults.lieForge, let forgedPayload = Self.forge(out.payload) {
             out.payload = forgedPayload
             forged = (out.index - 1, out.leafHash)
         }
         return .journalEntryResponse(out)
+    }
+
+    /// The entry with its effects summary, and the proof of `request.key`'s effect.
+    private mutating func entryProof(_ request: EntryProofRequest, _ store: Store) throws -> RPCMessage {
+        let record: JournalRecord
+        switch try journalRecord(request.index, store) {
+        case .success(let r): record = r
+        case .failure(let error): return .error(error)
+        }
+        var entry = record.leaf
+        var effect = request.key.isEmpty ? nil : record.effects?.proof(forKey: request.key)
+        if faults.lieForge, let forgedPayload = Self.forge(entry.payload) {
+            entry.payload = forgedPayload
+            if let summary = entry.effects, let value = Self.putValue(of: request.key, in: forgedPayload) {
+                // A consistent lie: the effects this node claims write the forged value.
+                let lie = Effect.put(key: request.key, value: value)
+                let forgedSummary = EffectsTree.summary(outcome: .success, branch: summary.branch, effects: [lie])
+                entry.effects = forgedSummary
+                effect = (lie, EffectProof(summary: forgedSummary, effectIndex: 0, path: []))
+            }
+            forged = (entry.index - 1, entry.leafHash)
+        }
+        return .entryProofResponse(EntryProofResponse(entry: entry, effect: effect))
     }
 
     private func stateDigest(_ request: StateDigestRequest, _ store: Store) throws -> RPCMessage {
@@ -115,6 +154,35 @@ struct AuditService {
     }
 
     private func invalid(_ why: String) -> RPCMessage { .error(RPCErrorResponse(.invalidRequest, why)) }
+
+    /// lie-unwritten: the newest of the last 10,000 committed entries that proposes a put of
+    /// `kv.key` with another value than the current one, which it therefore never wrote (a
+    /// put-if-absent that found the key, an expired session). Its journal entry, inclusion
+    /// path and tree heads are all genuine.
+    private static func unwrittenPut(of kv: KVKeyValue, in store: Store) -> (index: LogIndex, value: [UInt8])? {
+        let applied = store.appliedIndex.rawValue
+        var index = applied
+        while index > kv.record.modRevision.rawValue && index + 10_000 > applied {
+            defer { index -= 1 }
+            guard let entry = try? store.journalEntry(at: LogIndex(index)), entry.type == .normal,
+                let value = putValue(of: kv.key, in: entry.data), value != kv.record.value
+            else { continue }
+            return (LogIndex(index), value)
+        }
+        return nil
+    }
+
+    /// The value a put of `key` in `payload` writes (either txn branch), if any.
+    private static func putValue(of key: [UInt8], in payload: [UInt8]) -> [UInt8]? {
+        guard let proposal = try? KVProposal(decoding: payload) else { return nil }
+        switch proposal.command {
+        case .put(let put): return put.key == key ? put.value : nil
+        case .txn(let txn):
+            for case .put(let put) in txn.success + txn.failure where put.key == key { return put.value }
+            return nil
+        default: return nil
+        }
+    }
 
     /// lie-forge: the payload with every put's value corrupted, or nil if it has no put.
     private static func forge(_ payload: [UInt8]) -> [UInt8]? {
@@ -138,8 +206,16 @@ struct AuditService {
         return proposal.encoded()
     }
 
-    /// lie-value and lie-forge: a read answer with every value corrupted.
-    func lieAboutRead(_ answer: RPCMessage) -> RPCMessage {
+    /// lie-value and lie-forge: a read answer with every value corrupted. lie-unwritten: a
+    /// one-key read answered with the value of a committed put of that key that wrote nothing.
+    func lieAboutRead(_ answer: RPCMessage, store: Store) -> RPCMessage {
+        if faults.lieUnwritten, case .readResponse(var result) = answer, result.records.count == 1,
+            let lie = Self.unwrittenPut(of: result.records[0], in: store)
+        {
+            result.records[0].record.value = lie.value
+            result.records[0].record.modRevision = Revision(lie.index.rawValue)
+            return .readResponse(result)
+        }
         guard faults.lieValue || faults.lieForge, case .readResponse(var result) = answer else { return answer }
         result.records = result.records.map { kv in
             var kv = kv

@@ -18,8 +18,11 @@ extension NodeCore {
         switch message {
         case .write(let request):
             guard raft.isLeader else { return context.respond(notLeaderError("writes go to the leader")) }
-            if case .initCluster = request.proposal.command {
-                return context.respond(.error(RPCErrorResponse(.invalidRequest, "initCluster is proposed by the leader itself, not by clients")))
+            switch request.proposal.command {
+            case .initCluster, .upgradeLeaves:
+                return context.respond(.error(RPCErrorResponse(
+                    .invalidRequest, "initCluster and upgradeLeaves are proposed by the leader itself, not by clients")))
+            default: break
             }
             guard pending.count + queuedWrites.count < settings.pendingProposalsMax else {
                 return context.respond(.error(RPCErrorResponse(.overloaded, "\(pending.count) writes in flight; retry later")))
@@ -37,7 +40,7 @@ extension NodeCore {
             transferLeadership(to: target, context)
         case .hashKV:
             applier.queue.post(.hashKV(context))
-        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .stateDigest:
+        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof, .stateDigest:
             if !applier.queue.offer(.audit(message, context)) {
                 context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
             }
@@ -79,16 +82,19 @@ extension NodeCore {
         }
     }
 
-    /// A leader whose state has no cluster ID proposes one, once per term: 16 random bytes in
-    /// an `initCluster` entry. Whichever such entry commits first sets it on every replica
-    /// (docs/AUDIT.md "Cluster ID"); later ones change nothing.
+    /// A leader whose state has no cluster ID or no leaf v2 boundary proposes them, once per
+    /// term: an `upgradeLeaves` entry, then 16 random bytes in an `initCluster` entry.
+    /// Whichever of each commits first takes effect on every replica (docs/AUDIT.md "Cluster
+    /// ID", ADR 0009); later ones change nothing. In a new cluster the boundary comes first, so
+    /// every entry from the cluster ID on has a v2 leaf; a cluster created before leaf v2 gets
+    /// its boundary at its first leader on this version.
     func proposeClusterIDIfNeeded() {
         guard !hasClusterID, raft.isLeader, clusterIDProposedTerm != raft.term else { return }
         var id: [UInt8] = []
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<KVLimits.clusterIDBytes { id.append(UInt8.random(in: 0...255, using: &rng)) }
         do {
-            _ = try raft.propose(batch: [KVProposal(command: .initCluster(id)).encoded()])
+            _ = try raft.propose(batch: [KVProposal(command: .upgradeLeaves).encoded(), KVProposal(command: .initCluster(id)).encoded()])
             // Only once proposed: a refusal (overloaded, a transfer) is retried next round.
             clusterIDProposedTerm = raft.term
             logger.info("proposed a cluster ID", metadata: ["id": "\(ClusterID(bytes: id).map { "\($0)" } ?? "?")"])

@@ -111,7 +111,7 @@ final class NodeCore: @unchecked Sendable {
         self.handedOutIndex = store.appliedIndex
         self.appliedIndex = store.appliedIndex
         self.treeSize = store.treeHead.treeSize
-        self.hasClusterID = (try? store.clusterID()) != nil
+        self.hasClusterID = (try? store.clusterID()) != nil && store.leafV2From != nil
     }
 
     // MARK: Loop

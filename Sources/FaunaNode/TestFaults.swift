@@ -8,12 +8,16 @@ import Foundation
 /// - `lie-forge`: reads answer a changed value; the journal entry at a record's revision is
 ///   forged to write that value; the tree heads this node signs are for the root the forged
 ///   entry and its real inclusion path lead to — a consistent lie only this node signs.
+/// - `lie-unwritten`: a one-key read answers the value of a later committed put of that key
+///   that wrote nothing (a put-if-absent that found the key, an expired session), at that
+///   entry's revision, with genuine proofs of the entry: caught only by leaf v2 effects.
 /// - `stale-reads`: linearizable reads are served from the local state at once, without
 ///   ReadIndex (the broken node the chaos harness must catch).
 struct TestFaults: Sendable {
     var lieValue = false
     var lieProof = false
     var lieForge = false
+    var lieUnwritten = false
     var staleReads = false
 
     static let current: TestFaults = {
@@ -25,6 +29,7 @@ struct TestFaults: Sendable {
             case "lie-value": faults.lieValue = true
             case "lie-proof": faults.lieProof = true
             case "lie-forge": faults.lieForge = true
+            case "lie-unwritten": faults.lieUnwritten = true
             case "stale-reads": faults.staleReads = true
             default: break
             }
@@ -33,7 +38,7 @@ struct TestFaults: Sendable {
         return faults
     }()
 
-    var isActive: Bool { lieValue || lieProof || lieForge || staleReads }
+    var isActive: Bool { lieValue || lieProof || lieForge || lieUnwritten || staleReads }
 
     /// A value changed in a way a verifier must notice.
     static func corrupt(_ value: [UInt8]) -> [UInt8] {

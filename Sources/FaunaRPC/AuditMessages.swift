@@ -249,3 +249,98 @@ extension StateDigestResponse {
         self.init(nodeID: id, revision: revision, digest: digest, treeRoot: root, journalChecked: checked, journalProblem: problem)
     }
 }
+
+// MARK: - Entry proofs (leaf v2)
+
+/// Ask for the committed entry at `index` with its effects summary, and the proof that it
+/// wrote or deleted `key` (empty `key`: the entry and summary only).
+public struct EntryProofRequest: Hashable, Sendable {
+    public var index: LogIndex
+    public var key: [UInt8]
+    public init(index: LogIndex, key: [UInt8]) {
+        self.index = index
+        self.key = key
+    }
+}
+
+/// The entry (with `effects` set for a v2 leaf, nil for a v1 leaf) and, if the entry's
+/// effects include the requested key, that effect and its path in the effects tree.
+public struct EntryProofResponse: Hashable, Sendable {
+    public var entry: JournalEntry
+    /// The key's effect and its proof; nil for a v1 leaf or when the entry did not touch the key.
+    public var effect: (Effect, EffectProof)? {
+        get { effectAndProof.map { ($0.effect, $0.proof) } }
+        set { effectAndProof = newValue.map { EffectAndProof(effect: $0.0, proof: $0.1) } }
+    }
+    private var effectAndProof: EffectAndProof?
+
+    private struct EffectAndProof: Hashable, Sendable {
+        var effect: Effect
+        var proof: EffectProof
+    }
+
+    public init(entry: JournalEntry, effect: (Effect, EffectProof)?) {
+        self.entry = entry
+        self.effect = effect
+    }
+}
+
+extension EntryProofRequest {
+    func encode(into w: inout WireWriter) {
+        w.varint(index.rawValue)
+        w.lengthPrefixed(key)
+    }
+
+    init(from r: inout WireReader) throws(RPCDecodingError) {
+        let index = LogIndex(try r.varint("index"))
+        self.init(index: index, key: try r.lengthPrefixed("key", max: KVLimits.keyBytesMax))
+    }
+}
+
+extension EntryProofResponse {
+    // entry (as `journalEntryResponse`) | flag v2 [u8 outcome | u8 branch | varint count |
+    // hash root] | flag effect [varint effect index | flag put [hash value hash] | hashes path]
+    func encode(into w: inout WireWriter) {
+        entry.encode(into: &w)
+        w.flag(entry.effects != nil)
+        if let s = entry.effects {
+            w.u8(s.outcome.rawValue)
+            w.u8(s.branch.rawValue)
+            w.varint(s.count)
+            w.hash(s.root)
+        }
+        w.flag(effect != nil)
+        if let (e, proof) = effect {
+            w.varint(proof.effectIndex)
+            w.flag(e.valueHash != nil)
+            if let h = e.valueHash { w.hash(h) }
+            w.hashes(proof.path)
+        }
+    }
+
+    /// The effect's key is the request's; a response decodes with an empty one, which the
+    /// client replaces (`FaunaClient.entryProof`).
+    init(from r: inout WireReader) throws(RPCDecodingError) {
+        var entry = try JournalEntry(from: &r)
+        if try r.flag("leaf v2") {
+            let outcome = EntryOutcome(rawValue: try r.u8("outcome"))
+            let rawBranch = try r.u8("branch")
+            guard let branch = TxnBranch(rawValue: rawBranch) else {
+                throw RPCDecodingError(.invalidValue, "\(r.context) branch: got \(rawBranch), want 0...2")
+            }
+            let count = try r.varint("effect count")
+            entry.effects = EffectsSummary(outcome: outcome, branch: branch, count: count, root: try r.hash("effects root"))
+        }
+        var effect: (Effect, EffectProof)?
+        if try r.flag("has effect") {
+            guard let summary = entry.effects else {
+                throw RPCDecodingError(.invalidValue, "\(r.context) effect: got one for a v1 leaf, want none")
+            }
+            let index = try r.varint("effect index")
+            let valueHash = try r.flag("is put") ? try r.hash("value hash") : nil
+            let path = try r.hashes("effect path")
+            effect = (Effect(key: [], valueHash: valueHash), EffectProof(summary: summary, effectIndex: index, path: path))
+        }
+        self.init(entry: entry, effect: effect)
+    }
+}

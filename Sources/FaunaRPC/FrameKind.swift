@@ -47,11 +47,14 @@ public enum FrameKind: UInt8, Hashable, Sendable, CaseIterable {
     case consistencyProof = 0x32
     case journalEntry = 0x33
     case stateDigest = 0x34
+    /// A journal entry with its leaf v2 effects summary and the proof of one key's effect.
+    case entryProof = 0x35
     case signedTreeHeadResponse = 0xB0
     case inclusionProofResponse = 0xB1
     case consistencyProofResponse = 0xB2
     case journalEntryResponse = 0xB3
     case stateDigestResponse = 0xB4
+    case entryProofResponse = 0xB5
 
     /// Answer to any request that failed: an `RPCErrorResponse`.
     case error = 0xFF

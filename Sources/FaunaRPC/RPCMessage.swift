@@ -64,6 +64,10 @@ public enum RPCMessage: Hashable, Sendable {
     /// State digest and tree root as of a revision (and optionally a journal re-hash).
     case stateDigest(StateDigestRequest)
     case stateDigestResponse(StateDigestResponse)
+    /// The committed entry at an index with its effects summary (leaf v2), and the proof of
+    /// one key's effect among them.
+    case entryProof(EntryProofRequest)
+    case entryProofResponse(EntryProofResponse)
 
     /// Any request failed.
     case error(RPCErrorResponse)
@@ -100,6 +104,8 @@ public enum RPCMessage: Hashable, Sendable {
         case .consistencyProofResponse: .consistencyProofResponse
         case .journalEntry: .journalEntry
         case .journalEntryResponse: .journalEntryResponse
+        case .entryProof: .entryProof
+        case .entryProofResponse: .entryProofResponse
         case .stateDigest: .stateDigest
         case .stateDigestResponse: .stateDigestResponse
         case .error: .error
@@ -134,6 +140,8 @@ public enum RPCMessage: Hashable, Sendable {
         case .consistencyProofResponse(let m): m.encode(into: &w)
         case .journalEntry(let index): w.varint(index.rawValue)
         case .journalEntryResponse(let m): m.encode(into: &w)
+        case .entryProof(let m): m.encode(into: &w)
+        case .entryProofResponse(let m): m.encode(into: &w)
         case .stateDigest(let m): m.encode(into: &w)
         case .stateDigestResponse(let m): m.encode(into: &w)
         case .error(let m): m.encode(into: &w)
@@ -192,6 +200,8 @@ public enum RPCMessage: Hashable, Sendable {
         case .consistencyProofResponse: self = .consistencyProofResponse(try ConsistencyProof(from: &r))
         case .journalEntry: self = .journalEntry(LogIndex(try r.varint("index")))
         case .journalEntryResponse: self = .journalEntryResponse(try JournalEntry(from: &r))
+        case .entryProof: self = .entryProof(try EntryProofRequest(from: &r))
+        case .entryProofResponse: self = .entryProofResponse(try EntryProofResponse(from: &r))
         case .stateDigest: self = .stateDigest(try StateDigestRequest(from: &r))
         case .stateDigestResponse: self = .stateDigestResponse(try StateDigestResponse(from: &r))
         }

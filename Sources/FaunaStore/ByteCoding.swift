@@ -45,6 +45,12 @@ struct ByteReader {
         return v
     }
 
+    mutating func raw(_ count: Int) throws(DecodeError) -> [UInt8] {
+        guard count >= 0, remaining >= count else { throw DecodeError(reason: "truncated: got \(remaining) bytes, want \(count)") }
+        defer { offset += count }
+        return Array(bytes[offset..<offset + count])
+    }
+
     mutating func rest() -> [UInt8] {
         defer { offset = bytes.count }
         return Array(bytes[offset...])

@@ -1,3 +1,4 @@
+import FaunaKV
 import FaunaRaft
 import Foundation
 
@@ -10,6 +11,9 @@ struct AppliedState: Sendable, Hashable {
     var term = Term.zero
     /// The membership as of `index`, as the node reported it when applying.
     var confState = ConfState()
+    /// The first index whose leaf is v2 (KV meta `kv/leaf-v2-from`, written by the state
+    /// machine in the same batch), or nil while every leaf is v1.
+    var leafV2From: LogIndex?
 }
 
 extension Store {
@@ -27,6 +31,8 @@ extension Store {
             throw StoreError.corrupt(meta.name, key: MetaKey.applied, "applied index \(state.index) out of range")
         }
         state.term = Term(try u64(MetaKey.appliedTerm) ?? 0)
+        // Written by the state machine (`KVStateMachine.leafV2From`) in an apply batch.
+        state.leafV2From = try u64(KVStateMachine.leafV2FromMetaKey).map { LogIndex($0) }
         if let b = try rocks({ () throws(RocksDBError) in try db.get(meta, MetaKey.confState) }) {
             do { state.confState = try RaftLogCodec.decodeConfState(b) } catch {
                 throw StoreError.corrupt(meta.name, key: MetaKey.confState, error.reason)
@@ -41,6 +47,9 @@ extension Store {
         batch.put(cfs.meta, MetaKey.appliedTerm, bigEndianBytes(state.term.rawValue))
         batch.put(cfs.meta, MetaKey.confState, RaftLogCodec.encode(confState: state.confState))
     }
+
+    /// The first index whose leaf is v2 (docs/AUDIT.md §1), or nil while every leaf is v1.
+    public var leafV2From: LogIndex? { applyLock.withLock { applied.leafV2From } }
 
     /// The index of the last applied entry.
     public var appliedIndex: LogIndex { applyLock.withLock { applied.index } }

@@ -115,18 +115,23 @@ extension Store {
         var kvBatch = KVWriteBatch(expectedEntries: entries.count)
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
-        func applyKV(_ e: Entry, on backend: some KVBackend) throws -> KVApplyResult? {
+        func applyKV(_ e: Entry, on backend: some KVBackend, _ effects: inout KVEntryEffects) throws -> KVApplyResult? {
             guard e.type == .normal && !e.data.isEmpty else { return nil }
-            return try kvStateMachine.apply(entryData: e.data, at: Revision(e.index.rawValue), on: backend, into: &kvBatch)
+            return try kvStateMachine.apply(
+                entryData: e.data, at: Revision(e.index.rawValue), on: backend, into: &kvBatch, effects: &effects)
         }
         let overlay = pending.map { KVOverlayBackend(base: committed, pending: $0) }
+        var leafV2From = after.state.leafV2From
         for e in entries {
+            var effects = KVEntryEffects.noCommand
+            let result = try overlay.map { try applyKV(e, on: $0, &effects) } ?? applyKV(e, on: committed, &effects)
+            if leafV2From == nil && effects.startsLeafV2 { leafV2From = e.index }
             if auditChain {
-                batch.put(cfs.journal, bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(entry: e))
-                let leaf = JournalEntry(index: e.index.rawValue, term: e.term.rawValue, type: e.type.rawValue, payload: e.data)
-                frontier.append(leaf.leafHash, to: &nodes)
+                // From the boundary on, the leaf commits to what the entry did (leaf v2).
+                let record = JournalRecord(entry: e, effects: leafV2From.map { e.index >= $0 } == true ? JournalEffects(effects) : nil)
+                batch.put(cfs.journal, bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(journal: e, effects: record.effects))
+                frontier.append(record.leaf.leafHash, to: &nodes)
             }
-            let result = try overlay.map { try applyKV(e, on: $0) } ?? applyKV(e, on: committed)
             out.append(AppliedEntry(index: e.index, result: result))
         }
         committed.add(kvBatch, to: batch)
@@ -141,6 +146,7 @@ extension Store {
             state.term = last.term
         }
         if let confState { state.confState = confState }
+        state.leafV2From = leafV2From
         add(state, to: batch)
         precondition(!auditChain || frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
         try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
@@ -169,9 +175,14 @@ extension Store {
 
     /// The committed entry at `index` from the journal (kept forever), or nil if not applied.
     public func journalEntry(at index: LogIndex) throws(StoreError) -> Entry? {
+        try journalRecord(at: index)?.entry
+    }
+
+    /// The journal record at `index`: the entry and, for a v2 leaf, its effects; nil if not applied.
+    public func journalRecord(at index: LogIndex) throws(StoreError) -> JournalRecord? {
         let key = bigEndianBytes(index.rawValue)
         guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(cfs.journal, key) }) else { return nil }
-        do { return try RaftLogCodec.decodeEntry(bytes, index: index) } catch {
+        do { return try RaftLogCodec.decodeJournal(bytes, index: index) } catch {
             throw StoreError.corrupt(cfs.journal.name, key: key, error.reason)
         }
     }
@@ -182,11 +193,16 @@ extension Store {
     /// - Throws: `.invalidRequest` if `high` is beyond the applied index + 1 or `low` is 0;
     ///   `.corruptRecord` if an entry inside the journal is missing or does not decode.
     public func journalEntries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws(StoreError) -> [Entry] {
+        try journalRecords(from: low, to: high, maxBytes: maxBytes).map(\.entry)
+    }
+
+    /// `journalEntries(from:to:maxBytes:)` with each entry's effects (v2 leaves).
+    public func journalRecords(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws(StoreError) -> [JournalRecord] {
         let appliedNow = appliedIndex
         guard low >= LogIndex(1), low <= high, high <= appliedNow + 1 else {
             throw StoreError(.invalidRequest, "journal range [\(low), \(high)): want 1 ≤ low ≤ high ≤ \(appliedNow + 1)")
         }
-        var out: [Entry] = []
+        var out: [JournalRecord] = []
         var bytes = 0
         var expected = low
         let it = db.makeIterator(
@@ -197,13 +213,13 @@ extension Store {
             guard uint64(bigEndian: key[...]) == expected.rawValue else {
                 throw StoreError.corrupt(cfs.journal.name, key: key, "want index \(expected)")
             }
-            let entry: Entry
-            do { entry = try RaftLogCodec.decodeEntry(it.value, index: expected) } catch {
+            let record: JournalRecord
+            do { record = try RaftLogCodec.decodeJournal(it.value, index: expected) } catch {
                 throw StoreError.corrupt(cfs.journal.name, key: key, error.reason)
             }
-            bytes += entry.sizeBytes
+            bytes += record.entry.sizeBytes
             if !out.isEmpty && bytes > maxBytes { return out }
-            out.append(entry)
+            out.append(record)
             expected = expected + 1
             it.next()
         }

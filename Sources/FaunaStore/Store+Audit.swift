@@ -58,17 +58,15 @@ extension Store {
         var next: UInt64 = 1
         while next <= size {
             let high = min(size + 1, next + UInt64(max(1, batchEntries)))
-            let entries: [Entry]
+            let entries: [JournalRecord]
             do {
-                entries = try journalEntries(from: LogIndex(next), to: LogIndex(high), maxBytes: Int.max)
+                entries = try journalRecords(from: LogIndex(next), to: LogIndex(high), maxBytes: Int.max)
             } catch {
                 return JournalAudit(entries: next - 1, rebuiltRoot: frontier.rootHash, problem: "journal entry \(next)…: \(error.message)")
             }
             var writes = NodeWrites()
-            for e in entries {
-                let leaf = JournalEntry(index: e.index.rawValue, term: e.term.rawValue, type: e.type.rawValue, payload: e.data)
-                frontier.append(leaf.leafHash, to: &writes)
-            }
+            // v2 records are re-hashed from their stored effects, without the state machine.
+            for record in entries { frontier.append(record.leaf.leafHash, to: &writes) }
             let stored: [MerkleHash?]
             do { stored = try reader.hashes(at: writes.writes.map(\.address)) } catch {
                 throw Self.storeError(error, "reading the merkle column family")

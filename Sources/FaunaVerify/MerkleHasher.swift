@@ -16,6 +16,15 @@ public enum MerkleHasher {
         return MerkleHash(sha.finalize())
     }
 
+    /// `SHA256(0x02 ‖ leafData)`: a leaf v2 (docs/AUDIT.md §1), kept apart from v1 leaves
+    /// (0x00) and interior nodes (0x01). `JournalEntry.leafHash` hashes without building the data.
+    public static func leafHashV2(_ leafData: [UInt8]) -> MerkleHash {
+        var sha = SHA256()
+        sha.update(data: [0x02])
+        sha.update(data: leafData)
+        return MerkleHash(sha.finalize())
+    }
+
     /// `SHA256(0x01 ‖ left ‖ right)`. The hot path of appends and proofs: one contiguous
     /// 65-byte buffer on the stack, one `update`.
     public static func nodeHash(_ left: MerkleHash, _ right: MerkleHash) -> MerkleHash {
@@ -50,18 +59,25 @@ public struct JournalEntry: Hashable, Sendable {
     public var type: UInt8
     /// The entry payload, opaque here.
     public var payload: [UInt8]
+    /// What applying the entry did, for a v2 leaf (docs/AUDIT.md §1); nil for a v1 leaf (an
+    /// entry applied before the cluster's leaf v2 boundary), whose effects are not proven.
+    public var effects: EffectsSummary?
 
-    public init(index: UInt64, term: UInt64, type: UInt8, payload: [UInt8]) {
+    public init(index: UInt64, term: UInt64, type: UInt8, payload: [UInt8], effects: EffectsSummary? = nil) {
         self.index = index
         self.term = term
         self.type = type
         self.payload = payload
+        self.effects = effects
     }
+
+    /// 1 for a leaf over the entry alone, 2 for a leaf that also commits to its effects.
+    public var leafVersion: Int { effects == nil ? 1 : 2 }
 
     /// The leaf this entry occupies (`index - 1`); nil for index 0, which no entry has.
     public var leafIndex: LeafIndex? { index == 0 ? nil : LeafIndex(index - 1) }
 
-    /// `u64BE(index) ‖ u64BE(term) ‖ u8(type) ‖ payload`.
+    /// The v1 leaf data `u64BE(index) ‖ u64BE(term) ‖ u8(type) ‖ payload` (whatever `effects` holds).
     public var leafData: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(17 + payload.count)
@@ -72,10 +88,12 @@ public struct JournalEntry: Hashable, Sendable {
         return out
     }
 
-    /// `SHA256(0x00 ‖ leafData)`, hashed without building `leafData`.
+    /// The leaf hash: v2 (`SHA256(0x02 ‖ …)`, see `leafHashV2`) when `effects` is set, else
+    /// v1 `SHA256(0x00 ‖ leafData)`, hashed without building `leafData`.
     /// Both parts go through `update(bufferPointer:)`: the generic `update(data:)` cost as much
     /// as the hashing on the apply path.
     public var leafHash: MerkleHash {
+        if let effects { return Self.leafHashV2(index: index, term: term, type: type, payload: payload, effects: effects) }
         var header: [UInt8] = [0x00]
         header.reserveCapacity(18)
         appendBigEndian(index, to: &header)

@@ -29,6 +29,9 @@ public struct VerificationError: Error, Hashable, Sendable, CustomStringConverti
         /// A quorum-signed head could not be proven consistent with the trusted state: the
         /// history shown was rewritten, rolled back, or the proof is bad. `cause` says which check failed.
         public static let inconsistentHistory = Code("inconsistentHistory")
+        /// A v2 leaf's effects do not include the write claimed (the entry wrote nothing, or
+        /// not this key and value), or the effect proof does not lead to the summary's root.
+        public static let effectNotProven = Code("effectNotProven")
         /// Bytes that do not decode (wrong length, prefix or version).
         public static let malformed = Code("malformed")
     }

@@ -146,7 +146,8 @@ struct Proof: AsyncParsableCommand {
         let keyBytes = try global.bytes(key, "key")
         let (verified, store, pinned) = try await verifiedRecord(keyBytes, revision: revision, global, audit, doing: "proof")
         let object = ProofFile.object(
-            verified.proof, key: keyBytes, value: verified.record.record.value, revision: verified.record.record.modRevision.rawValue)
+            verified.proof, key: keyBytes, value: verified.record.record.value, revision: verified.record.record.modRevision.rawValue,
+            effectProof: verified.effectProof)
         do {
             try ProofFile.json(object).write(to: URL(fileURLWithPath: out))
         } catch {
@@ -174,7 +175,9 @@ struct VerifyProof: AsyncParsableCommand {
     func run() async throws {
         guard let data = FileManager.default.contents(atPath: file) else { throw FctlError(.usage, "verify-proof: cannot read \(file)") }
         let contents: ProofFile.Contents
-        do { contents = try ProofFile.parse(data) } catch { throw FctlError(.verificationFailed, "verify-proof: \(file) is not a valid fauna-proof-v1 file: \(error)") }
+        do { contents = try ProofFile.parse(data) } catch {
+            throw FctlError(.verificationFailed, "verify-proof: \(file) is not a valid fauna-proof-v1 or fauna-proof-v2 file: \(error)")
+        }
         var keys: [Curve25519.Signing.PublicKey] = []
         var expectedCluster: ClusterID?
         if member.isEmpty {
@@ -203,7 +206,7 @@ struct VerifyProof: AsyncParsableCommand {
         guard contents.revision == proof.entry.index else { throw fail("record revision \(contents.revision) != entry index \(proof.entry.index)") }
         do { try proof.verify(clusterID: proof.signedHead.head.clusterID, members: keys) } catch { throw fail("\(error)") }
         let how: String
-        switch EntryPayload.check(proof.entry, writes: contents.key, value: contents.value) {
+        switch EntryPayload.check(proof.entry, effectProof: contents.effectProof, writes: contents.key, value: contents.value) {
         case .success(let h): how = h
         case .failure(let why): throw fail("\(why)")
         }

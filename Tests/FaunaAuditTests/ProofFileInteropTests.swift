@@ -26,6 +26,35 @@ enum InteropFixture {
             signedHead: SignedTreeHead(head: head, signatures: try signers.prefix(signerCount).map { try $0.sign(head) }))
         return ProofFile.object(proof, key: Array("k\(index)".utf8), value: Array("v\(index)".utf8), revision: index)
     }
+
+    /// Leaf v2: entry `index` puts `v<index>` under `k<index>` among 1...6 keys, in a branch
+    /// that varies with the index.
+    static func v2Entry(_ index: UInt64) -> (entry: JournalEntry, effectProof: EffectProof) {
+        var effects = (0..<(index % 6)).map { i in Effect.put(key: Array("e\(index)-\(i)".utf8), value: [UInt8(i)]) }
+        effects.append(Effect.put(key: Array("k\(index)".utf8), value: Array("v\(index)".utf8)))
+        effects.sort { $0.key.lexicographicallyPrecedes($1.key) }
+        let branch: TxnBranch = [.none, .then, .else][Int(index % 3)]
+        let summary = EffectsTree.summary(outcome: .success, branch: branch, effects: effects)
+        var entry = syntheticEntry(index)
+        entry.type = 0
+        entry.effects = summary
+        let at = effects.firstIndex { $0.key == Array("k\(index)".utf8) }!
+        let path = EffectsTree.path(at, effects.map(\.leafHash)[...])
+        return (entry, EffectProof(summary: summary, effectIndex: UInt64(at), path: path))
+    }
+
+    static let v2Tree = memoryTree((1...300).map { v2Entry($0).entry.leafHash })
+
+    /// The v2 proof file of entry `index` in the all-v2 tree.
+    static func fileV2(entry index: UInt64, size: UInt64, signerCount: Int = 2) throws -> [String: Any] {
+        let head = TreeHead(clusterID: clusterID, treeSize: size, rootHash: try v2Tree.rootHash(atSize: size))
+        let (entry, effectProof) = v2Entry(index)
+        let proof = EntryProof(
+            entry: entry, inclusion: try v2Tree.inclusionProof(for: LeafIndex(index - 1), treeSize: size),
+            signedHead: SignedTreeHead(head: head, signatures: try signers.prefix(signerCount).map { try $0.sign(head) }))
+        return ProofFile.object(
+            proof, key: Array("k\(index)".utf8), value: Array("v\(index)".utf8), revision: index, effectProof: effectProof)
+    }
 }
 
 /// Flips one bit of the hex string at `path` in a JSON object (keys and array indexes).
@@ -122,11 +151,61 @@ func flipHexBit(_ object: [String: Any], _ path: [Any], bit: Int) -> [String: An
             o["signatures"] = s + s + s
             return o
         }(), true))
-        with("format-v2") { $0["format"] = "fauna-proof-v2" }
+        cases.append(("valid-v1-leaf-in-format-v2", { var o = base; o["format"] = "fauna-proof-v2"; return o }(), true))
+        with("format-v3") { $0["format"] = "fauna-proof-v3" }
+        cases += try v2Cases()
         with("missing-root") { $0["rootHash"] = nil }
         with("unknown-field") { $0["extra"] = "x" }
         with("uppercase-hex") { $0["rootHash"] = ($0["rootHash"] as! String).uppercased() }
         with("odd-hex") { o in var r = o["record"] as! [String: Any]; r["key"] = "abc"; o["record"] = r }
+        return cases
+    }
+
+    /// Leaf v2 files: valid ones, and the lies a v1 leaf could not expose (a record the entry
+    /// did not write, an outcome that wrote nothing) plus damage to every new field.
+    static func v2Cases() throws -> [(name: String, object: [String: Any], isValid: Bool)] {
+        var cases: [(String, [String: Any], Bool)] = []
+        for (index, size) in [(1, 1), (5, 9), (151, 300), (300, 300), (256, 256)] as [(UInt64, UInt64)] {
+            cases.append(("v2-valid-\(index)-of-\(size)", try InteropFixture.fileV2(entry: index, size: size), true))
+        }
+        let base = try InteropFixture.fileV2(entry: 155, size: 300)  // 155 % 6 = 5: six effects, a path of 3
+        func with(_ name: String, _ change: (inout [String: Any]) -> Void) {
+            var object = base
+            change(&object)
+            cases.append(("v2-" + name, object, false))
+        }
+        func setEffects(_ key: String, _ value: Any) -> (inout [String: Any]) -> Void {
+            { o in
+                var e = o["entry"] as! [String: Any]
+                var f = e["effects"] as! [String: Any]
+                f[key] = value
+                e["effects"] = f
+                o["entry"] = e
+            }
+        }
+        func setRecord(_ key: String, _ value: String) -> (inout [String: Any]) -> Void {
+            { o in var r = o["record"] as! [String: Any]; r[key] = value; o["record"] = r }
+        }
+        with("record-value-never-written", setRecord("value", hex(Array("never-written".utf8))))
+        with("record-key-other", setRecord("key", hex(Array("e155-0".utf8))))
+        with("outcome-already-exists", setEffects("outcome", 1))
+        with("outcome-session-expired", setEffects("outcome", 5))
+        with("outcome-256", setEffects("outcome", 256))
+        with("branch-other", setEffects("branch", 1))
+        with("branch-3", setEffects("branch", 3))
+        with("count-plus-1", setEffects("count", "7"))
+        with("count-0", setEffects("count", "0"))
+        for bit in stride(from: 0, to: 256, by: 3) { cases.append(("v2-effects-root-bit\(bit)", flipHexBit(base, ["entry", "effects", "root"], bit: bit), false)) }
+        let pathCount = ((base["effectProof"] as! [String: Any])["path"] as! [Any]).count
+        for i in 0..<pathCount {
+            for bit in [0, 9, 255] { cases.append(("v2-effect-path\(i)-bit\(bit)", flipHexBit(base, ["effectProof", "path", i], bit: bit), false)) }
+        }
+        with("effect-index-plus-1") { o in var p = o["effectProof"] as! [String: Any]; p["index"] = String(UInt64(p["index"] as! String)! + 1); o["effectProof"] = p }
+        with("effect-path-short") { o in var p = o["effectProof"] as! [String: Any]; p["path"] = Array((p["path"] as! [Any]).dropLast()); o["effectProof"] = p }
+        with("effect-proof-missing") { $0["effectProof"] = nil }
+        with("effects-missing") { o in var e = o["entry"] as! [String: Any]; e["effects"] = nil; o["entry"] = e }
+        with("format-v1-with-effects") { $0["format"] = "fauna-proof-v1" }
+        with("effects-unknown-field", setEffects("extra", "x"))
         return cases
     }
 
@@ -170,9 +249,13 @@ func flipHexBit(_ object: [String: Any], _ path: [Any], bit: Int) -> [String: An
         for (name, object, isValid) in cases {
             let swiftValid: Bool
             do {
-                let (proof, revision) = try ProofFile.decode(try ProofFile.json(object))
+                let contents = try ProofFile.parse(try ProofFile.json(object))
+                let proof = contents.proof
                 try proof.verify(clusterID: InteropFixture.clusterID, members: InteropFixture.members)
-                swiftValid = revision == proof.entry.index
+                // A v1 leaf's synthetic payload is no KV command: the record check is for v2 only.
+                let written = proof.entry.effects == nil
+                    || (try? EntryPayload.check(proof.entry, effectProof: contents.effectProof, writes: contents.key, value: contents.value).get()) != nil
+                swiftValid = contents.revision == proof.entry.index && written
             } catch {
                 swiftValid = false
             }

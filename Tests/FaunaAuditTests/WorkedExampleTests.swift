@@ -11,13 +11,27 @@ import Testing
     static let clusterID = ClusterID(bytes: (0..<16).map { UInt8($0) })!
     /// RFC 8032 §7.1 TEST 1 secret key, so anyone can check the key derivation too.
     static let seed = hexBytes("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+    /// Entry 3's one effect: a put of "hello" under "greeting".
+    static let greeting = Effect.put(key: Array("greeting".utf8), value: Array("hello".utf8))
+    /// Leaves 0 and 1 are v1 (before the leaf v2 boundary, entry 3); from leaf 2 on, v2.
     static let entries = [
         JournalEntry(index: 1, term: 1, type: 0, payload: []),  // the first leader's no-op
         JournalEntry(index: 2, term: 1, type: 1, payload: hexBytes("0a0b0c")),  // a conf change (opaque here)
-        JournalEntry(index: 3, term: 1, type: 0, payload: Array("hello".utf8)),
-        JournalEntry(index: 4, term: 2, type: 0, payload: []),  // the next leader's no-op
-        JournalEntry(index: 5, term: 2, type: 0, payload: Array("world".utf8)),
+        JournalEntry(
+            index: 3, term: 1, type: 0, payload: Array("hello".utf8),
+            effects: EffectsTree.summary(outcome: .success, branch: .none, effects: [greeting])),
+        JournalEntry(index: 4, term: 2, type: 0, payload: [], effects: .nothingWritten(.noCommand)),  // the next leader's no-op
+        JournalEntry(index: 5, term: 2, type: 0, payload: Array("world".utf8), effects: .nothingWritten(.alreadyExists)),
     ]
+
+    /// Leaf v2 data as docs/AUDIT.md §1 spells it, built by hand (checked against `leafHash`).
+    static func leafDataV2(_ e: JournalEntry) -> [UInt8] {
+        let s = e.effects!
+        return bigEndian(e.index) + bigEndian(e.term) + [e.type, s.outcome.rawValue, s.branch.rawValue] + bigEndian(s.count)
+            + s.root.bytes + e.payload
+    }
+
+    static func bigEndian(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
 
     static func generate() throws -> String {
         var tree = MerkleTree(emptyStore: InMemoryMerkleNodeStore())
@@ -29,9 +43,25 @@ import Testing
         line("public key    \(hex(signer.publicKey.rawRepresentation))")
         line()
         for (i, entry) in entries.enumerated() {
-            line("leaf \(i): entry index \(entry.index), term \(entry.term), type \(entry.type), payload \"\(hex(entry.payload))\"")
-            line("  leafData = \(hex(entry.leafData))")
-            line("  leafHash = SHA256(00 ‖ leafData) = \(entry.leafHash)")
+            line("leaf \(i): entry index \(entry.index), term \(entry.term), type \(entry.type), payload \"\(hex(entry.payload))\", leaf v\(entry.leafVersion)")
+            guard let s = entry.effects else {
+                line("  leafData = \(hex(entry.leafData))")
+                line("  leafHash = SHA256(00 ‖ leafData) = \(entry.leafHash)")
+                tree.append(entry.leafHash)
+                continue
+            }
+            if s.count == 1 {
+                line("  effect 0: put key \"greeting\" (\(hex(greeting.key))), value \"hello\"")
+                line("    SHA256(value)  = \(greeting.valueHash!)")
+                line("    effectLeafData = \(hex(greeting.leafData))")
+                line("    effectLeafHash = SHA256(00 ‖ effectLeafData) = \(greeting.leafHash)")
+                line("  effects: outcome \(s.outcome.rawValue) (\(s.outcome)), branch \(s.branch.rawValue), count 1, root = effectLeafHash")
+            } else {
+                line("  effects: outcome \(s.outcome.rawValue) (\(s.outcome)), branch \(s.branch.rawValue), count 0, root = SHA256() = \(s.root)")
+            }
+            precondition(MerkleHasher.leafHashV2(leafDataV2(entry)) == entry.leafHash, "documented v2 leaf does not hash as the code does")
+            line("  leafData = \(hex(leafDataV2(entry)))")
+            line("  leafHash = SHA256(02 ‖ leafData) = \(entry.leafHash)")
             tree.append(entry.leafHash)
         }
         line()
@@ -68,7 +98,10 @@ import Testing
         out += "```\n"
 
         let proof = EntryProof(entry: entries[2], inclusion: inclusion, signedHead: SignedTreeHead(head: head, signatures: [signature]))
-        let file = ProofFile.object(proof, key: Array("greeting".utf8), value: Array("hello".utf8), revision: 3)
+        let effectProof = EffectProof(summary: entries[2].effects!, effectIndex: 0, path: [])
+        try effectProof.verify(greeting)
+        let file = ProofFile.object(
+            proof, key: Array("greeting".utf8), value: Array("hello".utf8), revision: 3, effectProof: effectProof)
         out += "\nThe proof file of entry 3 (a one-member cluster whose member is the key above):\n\n```json\n"
         out += String(decoding: try ProofFile.json(file), as: UTF8.self) + "\n```\n"
 

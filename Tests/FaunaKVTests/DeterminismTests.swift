@@ -44,7 +44,7 @@ struct DeterminismTests {
                 case .deleteRange(let d) = t.failure[0]
             else { preconditionFailure("workload txn shape") }
             if (next[p.key]?.version ?? 0) > v { put(p) } else { next = next.filter { !d.range.contains($0.key) } }
-        case .compact, .initCluster: break
+        case .compact, .initCluster, .upgradeLeaves: break
         }
         return next
     }
@@ -83,7 +83,13 @@ struct DeterminismTests {
             let command = workload.command(current: h.revision, compacted: compacted)
             let result = try h.apply(command, gap: gap)
             if case .compact(let target) = command, case .success = result.outcome { compacted = target.rawValue }
+            let before = state
             state = Self.model(state, command, Revision(h.revision))
+            // Leaf v2: the effects are exactly the keys whose record the entry changed.
+            let changed = Set(before.keys).union(state.keys).filter { before[$0] != state[$0] }
+            let want = changed.sorted { $0.lexicographicallyPrecedes($1) }.map { KVEntryEffects.Write(key: $0, value: state[$0]?.value) }
+            #expect(h.lastEffects.writes == want, "\(context) revision \(h.revision) effects")
+            #expect(want.isEmpty || h.lastEffects.outcome == .success, "\(context) revision \(h.revision) outcome")
             for r in (h.revision - gap + 1)...h.revision { states[r] = r == h.revision ? state : states[h.revision - gap] }
             // As it goes (before later compactions): a few revisions still readable.
             for _ in 0..<3 {

@@ -24,6 +24,8 @@ struct Harness {
     var backend = MemoryKVBackend()
     var machine: KVStateMachine
     var revision: UInt64 = 0
+    /// The effects of the last `apply` (leaf v2).
+    var lastEffects = KVEntryEffects.noCommand
 
     init(sessionsMax: Int = KVLimits.sessionsMaxDefault) {
         machine = KVStateMachine(sessionsMax: sessionsMax)
@@ -35,7 +37,7 @@ struct Harness {
         revision += gap
         var batch = KVWriteBatch()
         let data = KVProposal(session: session, command: command).encoded()
-        let result = try machine.apply(entryData: data, at: Revision(revision), on: backend, into: &batch)
+        let result = try machine.apply(entryData: data, at: Revision(revision), on: backend, into: &batch, effects: &lastEffects)
         backend.commit(batch)
         return result
     }

@@ -1,6 +1,8 @@
+import FaunaClient
 import FaunaKV
 import FaunaRPC
 import FaunaRaft
+import FaunaVerify
 import Foundation
 import Testing
 
@@ -93,15 +95,8 @@ import Glibc
         let members = try Self.fctl(cluster, ["members", "--json"])
         let keys = try #require(try JSONSerialization.jsonObject(with: Data(members.stdout.utf8)) as? [[String: Any]]).compactMap { $0["publicKey"] as? String }
         #expect(keys.count == 3 && keys.allSatisfy { $0.count == 64 }, "\(members)")
-        let python = Process()
-        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        python.arguments = ["python3", ProcessCluster.repositoryRoot + "/tools/verify-proof"] + keys.flatMap { ["--member", $0] } + [proofPath]
-        let pythonOut = Pipe()
-        python.standardOutput = pythonOut
-        try python.run()
-        let pythonText = String(decoding: pythonOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        python.waitUntilExit()
-        #expect(python.terminationStatus == 0 && pythonText.hasPrefix("OK "), "\(pythonText)")
+        let python = try Self.pythonVerifyProof(keys, proofPath)
+        #expect(python.status == 0 && python.text.hasPrefix("OK ") && python.text.contains("proven by its committed effects"), "\(python.text)")
         var text = try String(contentsOfFile: proofPath, encoding: .utf8)
         text = text.replacingOccurrences(of: Self.hex(Array("hello again".utf8)).lowercased(), with: Self.hex(Array("hello agaiN".utf8)).lowercased())
         try text.write(toFile: proofPath, atomically: false, encoding: .utf8)
@@ -157,6 +152,106 @@ import Glibc
         try await Self.restart(cluster, "n2")
         run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
         #expect(run.status == 0, "honest again: \(run)")
+    }
+
+    /// Issue: a committed put that wrote nothing (a put-if-absent that found the key, a write
+    /// of an expired session) used to verify as a write of its value. With leaf v2 the tree
+    /// commits to what each entry did: a lying node serving such a value, and proof files
+    /// built from such an entry with genuine paths and heads, are refused by `get --verify`,
+    /// `fctl verify-proof` and `tools/verify-proof`.
+    @Test func unwrittenValuesAreNotProven() async throws {
+        let cluster = try await Self.started()
+        defer { Task { await cluster.shutdown() } }
+        let k = Array("k".utf8)
+        var run = try Self.fctl(cluster, ["put", "k", "real"])
+        #expect(run.status == 0, "\(run)")
+        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
+        #expect(run.status == 0 && run.stdout.contains("is a put of this key and value"), "honest n2 first: \(run)")
+        var session = ClientSession(clientID: ClientID(0xFA_0017), sequence: .first)
+        let ifAbsent = try await cluster.write(.put(KVPut(key: k, value: Array("never-written".utf8), ifAbsent: true)), session: &session, via: Self.names)
+        #expect(ifAbsent.outcome == .alreadyExists(key: k))
+        // A session the cluster never saw, at sequence 7: committed, applied as sessionExpired.
+        var stale = ClientSession(clientID: ClientID(0xFA_0018), sequence: SequenceNumber(7))
+        let expired = try await cluster.write(.put(KVPut(key: k, value: Array("stale-session".utf8))), session: &stale, via: Self.names)
+        guard case .sessionExpired = expired.outcome else { Issue.record("got \(expired.outcome)"); return }
+        _ = try await cluster.waitConverged(Self.names)
+
+        for (entry, value, outcome) in [(ifAbsent.revision, "never-written", "alreadyExists"), (expired.revision, "stale-session", "sessionExpired")] {
+            let file = "\(cluster.root)/unwritten-\(entry.rawValue).json"
+            let (v2, v1, keys) = try await Self.unwrittenProofFiles(cluster, entry: entry, key: k, value: Array(value.utf8))
+            try ProofFile.json(v2).write(to: URL(fileURLWithPath: file))
+            run = try Self.fctl(cluster, ["verify-proof", file])
+            #expect(run.status == 6 && run.stderr.contains("wrote nothing: its committed outcome is \(outcome)"), "\(value): \(run)")
+            var python = try Self.pythonVerifyProof(keys, file)
+            #expect(python.status == 1 && python.text.contains("FAIL: entry.effects.outcome: got"), "\(value): \(python.text)")
+            // Presented as a v1 leaf (what a verifier before leaf v2 checked), it no longer
+            // leads to the signed root: the tree holds the entry's v2 leaf.
+            try ProofFile.json(v1).write(to: URL(fileURLWithPath: file))
+            run = try Self.fctl(cluster, ["verify-proof", file])
+            #expect(run.status == 6 && run.stderr.contains("rootMismatch"), "\(value) as v1: \(run)")
+            python = try Self.pythonVerifyProof(keys, file)
+            #expect(python.status == 1 && python.text.contains("FAIL: rootHash"), "\(value) as v1: \(python.text)")
+        }
+
+        // A lying node serves the newest unwritten value with genuine proofs of its entry.
+        try await Self.restart(cluster, "n2", environment: ["FAUNA_TEST_FAULT": "lie-unwritten"])
+        let lie = await cluster.read("n2", key: k)
+        #expect(lie?.records.first?.record.value == Array("stale-session".utf8), "the lie is served: \(String(describing: lie))")
+        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
+        #expect(run.status == 6 && run.stderr.contains("wrote nothing: its committed outcome is sessionExpired"), "\(run)")
+        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"])
+        #expect(run.status == 0 && run.stdout.hasPrefix("real\n"), "via n1: \(run)")
+        try await Self.restart(cluster, "n2")
+    }
+
+    /// Proof files for `entry`, an entry that wrote nothing, claiming it wrote `value` under
+    /// `key`, built from what any client can fetch: the entry from n1, its inclusion path,
+    /// and every node's signature on the head. As v2 (the committed effects, no effect proof)
+    /// and as v1 (the effects left out). Also checks that the proposal-only check of a v1
+    /// leaf is fooled by it — the bug leaf v2 fixes.
+    static func unwrittenProofFiles(
+        _ cluster: ProcessCluster, entry: Revision, key: [UInt8], value: [UInt8]
+    ) async throws -> (v2: [String: Any], v1: [String: Any], keys: [String]) {
+        guard case .entryProofResponse(let answer)? = await cluster.call("n1", .entryProof(EntryProofRequest(index: LogIndex(entry.rawValue), key: key))) else {
+            throw CancellationError()
+        }
+        let summary = try #require(answer.entry.effects, "entry \(entry) has a v2 leaf")
+        #expect(summary.count == 0 && answer.effect == nil)
+        var proposalOnly = answer.entry
+        proposalOnly.effects = nil
+        #expect((try? EntryPayload.check(proposalOnly, writes: key, value: value).get()) != nil, "a v1 check takes the proposal for a write")
+        guard case .statusResponse(let status)? = await cluster.call("n1", .status) else { throw CancellationError() }
+        let size = status.treeSize
+        guard case .inclusionProofResponse(let inclusion)? = await cluster.call("n1", .inclusionProof(InclusionProofRequest(leafIndex: entry.rawValue - 1, treeSize: size))) else {
+            throw CancellationError()
+        }
+        var signatures: [TreeHeadSignature] = []
+        var head: TreeHead?
+        for name in names {
+            guard case .signedTreeHeadResponse(let signed)? = await cluster.call(name, .signedTreeHead(TreeHeadRequest(treeSize: size))) else {
+                throw CancellationError()
+            }
+            head = signed.head
+            signatures.append(signed.signature)
+        }
+        let signedHead = SignedTreeHead(head: try #require(head), signatures: signatures)
+        let v2 = ProofFile.object(EntryProof(entry: answer.entry, inclusion: inclusion, signedHead: signedHead), key: key, value: value, revision: entry.rawValue)
+        var v1 = ProofFile.object(EntryProof(entry: proposalOnly, inclusion: inclusion, signedHead: signedHead), key: key, value: value, revision: entry.rawValue)
+        v1["format"] = "fauna-proof-v1"
+        return (v2, v1, signatures.map { hex($0.publicKey).lowercased() })
+    }
+
+    /// tools/verify-proof with `keys` as the members.
+    static func pythonVerifyProof(_ keys: [String], _ file: String) throws -> (status: Int32, text: String) {
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", ProcessCluster.repositoryRoot + "/tools/verify-proof"] + keys.flatMap { ["--member", $0] } + [file]
+        let out = Pipe()
+        python.standardOutput = out
+        try python.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        python.waitUntilExit()
+        return (python.terminationStatus, text)
     }
 
     @Test func tamperingAtRestIsFound() async throws {

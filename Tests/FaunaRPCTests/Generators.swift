@@ -161,7 +161,7 @@ struct Gen {
     mutating func hash() -> MerkleHash { MerkleHash(bytes: (0..<32).map { _ in UInt8(truncatingIfNeeded: u64()) })! }
 
     mutating func message(_ index: Int) -> RPCMessage {
-        switch index % 32 {
+        switch index % 34 {
         case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID()))
         case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID()))
         case 2: .raftMessages((0..<int(1...6)).map { _ in raftMessage() })
@@ -215,6 +215,16 @@ struct Gen {
             .stateDigestResponse(StateDigestResponse(
                 nodeID: nodeID(), revision: Revision(u64()), digest: bytes(32), treeRoot: hash(),
                 journalChecked: bool() ? u64() : nil, journalProblem: string(40)))
+        case 31: .entryProof(EntryProofRequest(index: LogIndex(u64()), key: bytes(20)))
+        case 32:
+            .entryProofResponse({
+                let summary = bool() ? EffectsSummary(outcome: EntryOutcome(rawValue: UInt8(int(0...9))), branch: pick([.none, .then, .else]), count: u64(), root: hash()) : nil
+                let entry = JournalEntry(index: u64(), term: u64(), type: UInt8(truncatingIfNeeded: u64()), payload: bytes(50), effects: summary)
+                let effect = summary.flatMap { s in
+                    bool() ? (Effect(key: [], valueHash: bool() ? hash() : nil), EffectProof(summary: s, effectIndex: u64(), path: (0..<int(0...20)).map { _ in hash() })) : nil
+                }
+                return EntryProofResponse(entry: entry, effect: effect)
+            }())
         default: .error(errorResponse())
         }
     }

@@ -1,0 +1,73 @@
+import Testing
+
+@testable import FaunaKV
+
+/// Leaf v2 (docs/AUDIT.md §1): what the state machine reports an entry did. A write that wrote
+/// nothing must not appear among the effects, whatever it proposed.
+@Suite struct EffectsTests {
+    let k = Array("k".utf8), a = Array("a".utf8), b = Array("b".utf8)
+
+    @Test("a put writes its key; a put-if-absent on an existing key writes nothing")
+    func putIfAbsent() throws {
+        var h = Harness()
+        try h.succeed(.put(KVPut(key: k, value: Array("real".utf8))))
+        #expect(h.lastEffects == KVEntryEffects(outcome: .success, writes: [.init(key: k, value: Array("real".utf8))]))
+        let result = try h.apply(.put(KVPut(key: k, value: Array("never-written".utf8), ifAbsent: true)))
+        #expect(result.outcome == .alreadyExists(key: k))
+        #expect(h.lastEffects == KVEntryEffects(outcome: .alreadyExists))
+    }
+
+    @Test("an expired session and a replay write nothing")
+    func sessions() throws {
+        var h = Harness()
+        let first = ClientSession(clientID: ClientID(7), sequence: .first)
+        try h.succeed(.put(KVPut(key: k, value: a)), session: first)
+        #expect(h.lastEffects.writes.count == 1)
+        try h.apply(.put(KVPut(key: k, value: a)), session: first)
+        #expect(h.lastEffects == KVEntryEffects(outcome: .replay))
+        let unknown = ClientSession(clientID: ClientID(8), sequence: SequenceNumber(5))
+        let expired = try h.apply(.put(KVPut(key: k, value: b)), session: unknown)
+        guard case .sessionExpired = expired.outcome else { Issue.record("got \(expired.outcome)"); return }
+        #expect(h.lastEffects == KVEntryEffects(outcome: .sessionExpired))
+    }
+
+    @Test("a txn names its branch; the untaken branch writes nothing")
+    func txnBranch() throws {
+        var h = Harness()
+        let compare = KVCompare(key: k, .version(0), .equal)
+        let txn = KVTxn(
+            compares: [compare], success: [.put(KVPut(key: b, value: b)), .put(KVPut(key: a, value: a))],
+            failure: [.put(KVPut(key: k, value: k))])
+        try h.succeed(.txn(txn))
+        #expect(h.lastEffects == KVEntryEffects(outcome: .success, branch: .then, writes: [.init(key: a, value: a), .init(key: b, value: b)]))
+        try h.succeed(.put(KVPut(key: k, value: a)))
+        try h.succeed(.txn(txn))
+        #expect(h.lastEffects == KVEntryEffects(outcome: .success, branch: .else, writes: [.init(key: k, value: k)]))
+    }
+
+    @Test("a delete range reports each deleted key, in key order")
+    func deletes() throws {
+        var h = Harness()
+        try h.succeed(.put(KVPut(key: a, value: a)))
+        try h.succeed(.put(KVPut(key: b, value: b)))
+        try h.succeed(.deletePrefix([]))
+        #expect(h.lastEffects == KVEntryEffects(outcome: .success, writes: [.init(key: a, value: nil), .init(key: b, value: nil)]))
+        try h.succeed(.deletePrefix([]))
+        #expect(h.lastEffects == KVEntryEffects(outcome: .success, writes: []))
+    }
+
+    @Test("the first upgradeLeaves records the boundary; later ones change nothing")
+    func upgradeLeaves() throws {
+        var h = Harness()
+        try h.succeed(.put(KVPut(key: k, value: a)))
+        #expect(try h.machine.leafV2From(on: h.backend) == nil)
+        try h.succeed(.upgradeLeaves)
+        #expect(h.lastEffects.startsLeafV2)
+        #expect(try h.machine.leafV2From(on: h.backend) == Revision(2))
+        try h.succeed(.upgradeLeaves)
+        #expect(!h.lastEffects.startsLeafV2)
+        #expect(try h.machine.leafV2From(on: h.backend) == Revision(2))
+        let decoded = try KVProposal(decoding: KVProposal(command: .upgradeLeaves).encoded())
+        #expect(decoded.command == .upgradeLeaves)
+    }
+}
