@@ -155,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "FaunaClientTests",
             dependencies: [
-                "FaunaClient", "FctlCore", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                "FaunaClient", "FctlCore", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaVerify",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),

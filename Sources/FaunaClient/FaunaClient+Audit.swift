@@ -67,6 +67,16 @@ extension FaunaClient {
         return response
     }
 
+    /// The indexes of the membership-change entries above `index` among the last 64 the node
+    /// applied (unproven: prove each with `entryProof` and an inclusion proof).
+    public func membershipChanges(after index: UInt64, from endpoint: Endpoint) async throws(FaunaClientError) -> [LogIndex] {
+        let answer = try await ask(.membershipChanges(LogIndex(index)), endpoint)
+        guard case .membershipChangesResponse(let indexes) = answer else {
+            throw FaunaClientError.unexpected(answer, want: "membershipChangesResponse", from: endpoint)
+        }
+        return indexes
+    }
+
     /// The node's state digest and tree root as of `revision` (0: its applied index); with
     /// `checkJournal`, also a re-hash of its whole journal against its stored tree.
     public func stateDigest(of endpoint: Endpoint, revision: Revision, checkJournal: Bool = false) async throws(FaunaClientError) -> StateDigestResponse {

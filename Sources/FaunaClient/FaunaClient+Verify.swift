@@ -23,6 +23,8 @@ public struct VerifiedRecord: Sendable {
     public var trust: TrustedCluster
     /// The trusted head before this check.
     public var trustedBefore: TreeHead
+    /// Pinned members whose removal this check found committed: their keys no longer count.
+    public var removedMembers: [NodeID]
 }
 
 /// The outcome of advancing the trusted state to the cluster's current head.
@@ -31,6 +33,8 @@ public struct VerifiedHead: Sendable {
     public var signers: [NodeID]
     public var trust: TrustedCluster
     public var trustedBefore: TreeHead
+    /// Pinned members whose removal this check found committed: their keys no longer count.
+    public var removedMembers: [NodeID]
 }
 
 extension FaunaClient {
@@ -135,9 +139,10 @@ extension FaunaClient {
         } catch {
             throw FaunaClientError(.verificationFailed, "entry proof: \(error)")
         }
+        let (trusted, removed) = try await droppingRemovedMembers(after, from: node)
         return VerifiedRecord(
-            record: record, proof: proof, signers: signers, writtenBy: writtenBy, effectProof: effectProof, servedBy: node, trust: after,
-            trustedBefore: before)
+            record: record, proof: proof, signers: signers, writtenBy: writtenBy, effectProof: effectProof, servedBy: node, trust: trusted,
+            trustedBefore: before, removedMembers: removed)
     }
 
     /// Advances the trusted state to the cluster's current head: signed by a quorum and
@@ -149,7 +154,43 @@ extension FaunaClient {
         let (signed, signers, before, after) = try await proveHead(from: node, current: current, covering: 0, trust: trust) { size throws(FaunaClientError) in
             (try await self.signedTreeHead(of: node, treeSize: size).head.rootHash, nil)
         }
-        return VerifiedHead(head: signed.head, signers: signers, trust: after, trustedBefore: before)
+        let (trusted, removed) = try await droppingRemovedMembers(after, from: node)
+        return VerifiedHead(head: signed.head, signers: signers, trust: trusted, trustedBefore: before, removedMembers: removed)
+    }
+
+    /// Removals are leaves: drops the pinned key of every member whose removal was committed
+    /// up to the trusted head, each proven by its entry's inclusion in that (quorum-verified)
+    /// head, so that a removed member's key — a decommissioned disk, a leaked key — no longer
+    /// counts toward a quorum. `node` names the recent membership changes (the last 64); a
+    /// node that leaves one out only keeps a key counting, as before; one that names an entry
+    /// that is not a membership change in the tree is refused. Additions never extend the
+    /// pinned set: a new member counts only after `fctl trust init --force`.
+    func droppingRemovedMembers(
+        _ trust: TrustedCluster, from node: Endpoint
+    ) async throws(FaunaClientError) -> (TrustedCluster, [NodeID]) {
+        let size = trust.head.treeSize
+        guard size > trust.membershipCheckedSize else { return (trust, []) }
+        let indexes = try await membershipChanges(after: trust.membershipCheckedSize, from: node)
+        var out = trust
+        var removed: [NodeID] = []
+        for index in indexes where index.rawValue > trust.membershipCheckedSize && index.rawValue <= size {
+            let entry = try await entryProof(at: index.rawValue, key: [], from: node).entry
+            let inclusion = try await inclusionProof(ofEntry: index.rawValue, treeSize: size, from: node)
+            guard entry.index == index.rawValue, entry.type == 1, let change = ConfChange(decoding: entry.payload) else {
+                throw FaunaClientError(.verificationFailed, "\(node) named entry \(index) as a membership change; it is not one")
+            }
+            do {
+                try inclusion.verify(leafHash: entry.leafHash, treeHead: trust.head)
+            } catch {
+                throw FaunaClientError(.verificationFailed, "membership change \(index) from \(node) is not in the trusted tree of size \(size): \(error)")
+            }
+            if change.kind == .remove, out.members.contains(where: { $0.nodeID == change.nodeID }) {
+                out.members.removeAll { $0.nodeID == change.nodeID }
+                removed.append(change.nodeID)
+            }
+        }
+        out.membershipCheckedSize = size
+        return (out, removed)
     }
 
     /// The common part of a verified read and a head check: picks the size (the node's applied

@@ -24,6 +24,18 @@ final class PosixFile {
         return PosixFile(path: path, fd: fd)
     }
 
+    /// Opens (creating, mode 0600) `path` and takes an exclusive `flock` on it, waiting for
+    /// other holders; the lock goes with the returned file (closing it releases the lock).
+    static func lockExclusively(_ path: String) throws(FaunaClientError) -> PosixFile {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Self.failure("open", path) }
+        let file = PosixFile(path: path, fd: fd)
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw Self.failure("flock", path) }
+        }
+        return file
+    }
+
     private init(path: String, fd: Int32) {
         self.path = path
         self.fd = fd

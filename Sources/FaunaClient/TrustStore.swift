@@ -30,12 +30,33 @@ public struct TrustedCluster: Sendable, Hashable {
     public var members: [MemberKey]
     /// The last verified head (size 0 and the empty root before the first).
     public var head: TreeHead
+    /// The tree size up to which committed membership removals have been applied to
+    /// `members` (docs/AUDIT.md §9): a removed member's key stops counting.
+    public var membershipCheckedSize: UInt64
 
-    public init(name: String, clusterID: ClusterID, members: [MemberKey], head: TreeHead? = nil) {
+    public init(name: String, clusterID: ClusterID, members: [MemberKey], head: TreeHead? = nil, membershipCheckedSize: UInt64 = 0) {
         self.name = name
         self.clusterID = clusterID
         self.members = members
         self.head = head ?? TreeHead(clusterID: clusterID, treeSize: 0, rootHash: MerkleHasher.emptyRoot)
+        self.membershipCheckedSize = membershipCheckedSize
+    }
+
+    /// `self` after another process saved `other` for the same cluster: the larger head (the
+    /// trusted head never moves back), the members both still pin (removals are for good).
+    /// - Throws: `verificationFailed` if both hold different roots for the same size (a fork).
+    func merged(with other: TrustedCluster) throws(FaunaClientError) -> TrustedCluster {
+        guard other.clusterID == clusterID else { return self }
+        if other.head.treeSize == head.treeSize && other.head.rootHash != head.rootHash {
+            throw FaunaClientError(
+                .verificationFailed,
+                "fork: the trusted state was advanced by another process to root \(other.head.rootHash) for tree size \(head.treeSize), this one verified \(head.rootHash)")
+        }
+        var out = self
+        if other.head.treeSize > head.treeSize { out.head = other.head }
+        out.members = members.filter { other.members.contains($0) }
+        out.membershipCheckedSize = max(membershipCheckedSize, other.membershipCheckedSize)
+        return out
     }
 
     /// FaunaVerify's view: the keys and the head.
@@ -51,7 +72,8 @@ public struct TrustedCluster: Sendable, Hashable {
 }
 
 /// Reads and writes `trusted.json` (format "fauna-trust-v1"), atomically: written aside,
-/// fsynced, renamed over the old file.
+/// fsynced, renamed over the old file. Updates from concurrent processes are serialised by an
+/// exclusive lock on `trusted.json.lock` and merged, so the trusted head never moves back.
 public struct TrustStore: Sendable {
     public let path: String
 
@@ -78,14 +100,27 @@ public struct TrustStore: Sendable {
         }
     }
 
-    /// Replaces the file with `trust`.
-    public func save(_ trust: TrustedCluster) throws(FaunaClientError) {
+    /// Saves `trust`, merged with what another process saved meanwhile
+    /// (`TrustedCluster.merged`): under the lock, the file is read again and the larger head
+    /// kept. With `replacing` (`fctl trust init`), `trust` replaces the file as it is.
+    /// - Returns: what was written.
+    @discardableResult
+    public func save(_ trust: TrustedCluster, replacing: Bool = false) throws(FaunaClientError) -> TrustedCluster {
         let directory = (path as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true)
         } catch {
             throw FaunaClientError(.io, "cannot create \(directory): \(error.localizedDescription)")
         }
+        let lock = try PosixFile.lockExclusively("\(path).lock")
+        defer { withExtendedLifetime(lock) {} }
+        var merged = trust
+        if !replacing, let current = try load() { merged = try trust.merged(with: current) }
+        try write(merged)
+        return merged
+    }
+
+    private func write(_ trust: TrustedCluster) throws(FaunaClientError) {
         let temporary = "\(path).tmp.\(ProcessInfo.processInfo.processIdentifier)"
         let file = try PosixFile.create(temporary)
         do {
@@ -106,6 +141,7 @@ public struct TrustStore: Sendable {
             "members": trust.members.map { ["nodeID": "\($0.nodeID)", "publicKey": hex($0.publicKey.rawRepresentation)] },
             "treeSize": String(trust.head.treeSize),
             "rootHash": hex(trust.head.rootHash.bytes),
+            "membershipCheckedSize": String(trust.membershipCheckedSize),
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data()
         return data + Data("\n".utf8)
@@ -125,7 +161,11 @@ public struct TrustStore: Sendable {
         guard let root = (doc["rootHash"] as? String).flatMap(Self.hexBytes).flatMap({ MerkleHash(bytes: $0) }) else {
             throw Malformed(description: "rootHash: want 64 hex digits")
         }
-        return TrustedCluster(name: name, clusterID: id, members: members, head: TreeHead(clusterID: id, treeSize: size, rootHash: root))
+        // Absent in files written before removals were tracked: check from the start.
+        let checked = (doc["membershipCheckedSize"] as? String).flatMap { UInt64($0) } ?? 0
+        return TrustedCluster(
+            name: name, clusterID: id, members: members, head: TreeHead(clusterID: id, treeSize: size, rootHash: root),
+            membershipCheckedSize: checked)
     }
 
     /// Member keys from a JSON array `[{"nodeID": "n1", "publicKey": hex}]` (also the format of

@@ -42,6 +42,7 @@ struct AuditService {
                 return .consistencyProofResponse(proof)
             case .journalEntry(let index): return try journalEntry(index, store)
             case .entryProof(let request): return try entryProof(request, store)
+            case .membershipChanges(let after): return .membershipChangesResponse(store.confChangeIndexes(after: after))
             case .stateDigest(let request): return try stateDigest(request, store)
             default: return invalid("\(message.kind) is not an audit request")
             }

@@ -40,7 +40,7 @@ extension NodeCore {
             transferLeadership(to: target, context)
         case .hashKV:
             applier.queue.post(.hashKV(context))
-        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof, .stateDigest:
+        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof, .membershipChanges, .stateDigest:
             if !applier.queue.offer(.audit(message, context)) {
                 context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
             }

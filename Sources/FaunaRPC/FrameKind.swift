@@ -49,12 +49,15 @@ public enum FrameKind: UInt8, Hashable, Sendable, CaseIterable {
     case stateDigest = 0x34
     /// A journal entry with its leaf v2 effects summary and the proof of one key's effect.
     case entryProof = 0x35
+    /// The indexes of recent membership-change entries above an index.
+    case membershipChanges = 0x36
     case signedTreeHeadResponse = 0xB0
     case inclusionProofResponse = 0xB1
     case consistencyProofResponse = 0xB2
     case journalEntryResponse = 0xB3
     case stateDigestResponse = 0xB4
     case entryProofResponse = 0xB5
+    case membershipChangesResponse = 0xB6
 
     /// Answer to any request that failed: an `RPCErrorResponse`.
     case error = 0xFF

@@ -21,6 +21,8 @@ public enum RPCLimits {
     public static let messageBytesMax = 4096
     /// Hashes in one inclusion or consistency proof (a path has at most ~2·64).
     public static let proofHashesMax = 192
+    /// Entries in a `membershipChangesResponse` (the node keeps the last 64).
+    public static let membershipChangesMax = 64
     /// Bytes of one signature.
     public static let signatureBytesMax = 256
 }

@@ -68,6 +68,10 @@ public enum RPCMessage: Hashable, Sendable {
     /// one key's effect among them.
     case entryProof(EntryProofRequest)
     case entryProofResponse(EntryProofResponse)
+    /// The indexes (ascending, at most 64) of the membership-change entries above an index,
+    /// among the last 64 the node applied; a client proves each with `entryProof`.
+    case membershipChanges(LogIndex)
+    case membershipChangesResponse([LogIndex])
 
     /// Any request failed.
     case error(RPCErrorResponse)
@@ -106,6 +110,8 @@ public enum RPCMessage: Hashable, Sendable {
         case .journalEntryResponse: .journalEntryResponse
         case .entryProof: .entryProof
         case .entryProofResponse: .entryProofResponse
+        case .membershipChanges: .membershipChanges
+        case .membershipChangesResponse: .membershipChangesResponse
         case .stateDigest: .stateDigest
         case .stateDigestResponse: .stateDigestResponse
         case .error: .error
@@ -142,6 +148,10 @@ public enum RPCMessage: Hashable, Sendable {
         case .journalEntryResponse(let m): m.encode(into: &w)
         case .entryProof(let m): m.encode(into: &w)
         case .entryProofResponse(let m): m.encode(into: &w)
+        case .membershipChanges(let index): w.varint(index.rawValue)
+        case .membershipChangesResponse(let list):
+            w.varint(UInt64(list.count))
+            list.forEach { w.varint($0.rawValue) }
         case .stateDigest(let m): m.encode(into: &w)
         case .stateDigestResponse(let m): m.encode(into: &w)
         case .error(let m): m.encode(into: &w)
@@ -202,6 +212,12 @@ public enum RPCMessage: Hashable, Sendable {
         case .journalEntryResponse: self = .journalEntryResponse(try JournalEntry(from: &r))
         case .entryProof: self = .entryProof(try EntryProofRequest(from: &r))
         case .entryProofResponse: self = .entryProofResponse(try EntryProofResponse(from: &r))
+        case .membershipChanges: self = .membershipChanges(LogIndex(try r.varint("index")))
+        case .membershipChangesResponse:
+            let n = try r.itemCount("membership changes", max: RPCLimits.membershipChangesMax, minBytes: 1)
+            var list: [LogIndex] = []
+            for _ in 0..<n { list.append(LogIndex(try r.varint("index"))) }
+            self = .membershipChangesResponse(list)
         case .stateDigest: self = .stateDigest(try StateDigestRequest(from: &r))
         case .stateDigestResponse: self = .stateDigestResponse(try StateDigestResponse(from: &r))
         }

@@ -14,6 +14,12 @@ struct AppliedState: Sendable, Hashable {
     /// The first index whose leaf is v2 (KV meta `kv/leaf-v2-from`, written by the state
     /// machine in the same batch), or nil while every leaf is v1.
     var leafV2From: LogIndex?
+    /// The indexes of the last `confChangeIndexesMax` membership-change entries applied,
+    /// ascending (meta `confChanges`).
+    var confChangeIndexes: [LogIndex] = []
+
+    /// How many membership-change indexes the applied state keeps.
+    static let confChangeIndexesMax = 64
 }
 
 extension Store {
@@ -33,6 +39,17 @@ extension Store {
         state.term = Term(try u64(MetaKey.appliedTerm) ?? 0)
         // Written by the state machine (`KVStateMachine.leafV2From`) in an apply batch.
         state.leafV2From = try u64(KVStateMachine.leafV2FromMetaKey).map { LogIndex($0) }
+        if let b = try rocks({ () throws(RocksDBError) in try db.get(meta, MetaKey.confChanges) }) {
+            var r = ByteReader(b)
+            do throws(DecodeError) {
+                let n = Int(try r.u32())
+                guard n <= AppliedState.confChangeIndexesMax else { throw DecodeError(reason: "got \(n) indexes, want <= \(AppliedState.confChangeIndexesMax)") }
+                for _ in 0..<n { state.confChangeIndexes.append(LogIndex(try r.u64())) }
+                try r.end()
+            } catch {
+                throw StoreError.corrupt(meta.name, key: MetaKey.confChanges, error.reason)
+            }
+        }
         if let b = try rocks({ () throws(RocksDBError) in try db.get(meta, MetaKey.confState) }) {
             do { state.confState = try RaftLogCodec.decodeConfState(b) } catch {
                 throw StoreError.corrupt(meta.name, key: MetaKey.confState, error.reason)
@@ -46,6 +63,16 @@ extension Store {
         batch.put(cfs.meta, MetaKey.applied, bigEndianBytes(state.index.rawValue))
         batch.put(cfs.meta, MetaKey.appliedTerm, bigEndianBytes(state.term.rawValue))
         batch.put(cfs.meta, MetaKey.confState, RaftLogCodec.encode(confState: state.confState))
+        var w = ByteWriter(capacity: 4 + 8 * state.confChangeIndexes.count)
+        w.u32(UInt32(state.confChangeIndexes.count))
+        state.confChangeIndexes.forEach { w.u64($0.rawValue) }
+        batch.put(cfs.meta, MetaKey.confChanges, w.bytes)
+    }
+
+    /// The indexes of membership-change entries above `index` among the last 64 applied,
+    /// ascending: a client proves removals of members it pinned from these entries.
+    public func confChangeIndexes(after index: LogIndex) -> [LogIndex] {
+        applyLock.withLock { applied.confChangeIndexes.filter { $0 > index } }
     }
 
     /// The first index whose leaf is v2 (docs/AUDIT.md §1), or nil while every leaf is v1.

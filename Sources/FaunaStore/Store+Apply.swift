@@ -122,6 +122,7 @@ extension Store {
         }
         let overlay = pending.map { KVOverlayBackend(base: committed, pending: $0) }
         var leafV2From = after.state.leafV2From
+        var confChanges = after.state.confChangeIndexes
         for e in entries {
             var effects = KVEntryEffects.noCommand
             let result = try overlay.map { try applyKV(e, on: $0, &effects) } ?? applyKV(e, on: committed, &effects)
@@ -133,6 +134,7 @@ extension Store {
                 frontier.append(record.leaf.leafHash, to: &nodes)
             }
             out.append(AppliedEntry(index: e.index, result: result))
+            if e.type == .confChange { confChanges.append(e.index) }
         }
         committed.add(kvBatch, to: batch)
         // Level by level, ascending: one ascending run per level for the memtable (see add(_:to:)).
@@ -147,6 +149,7 @@ extension Store {
         }
         if let confState { state.confState = confState }
         state.leafV2From = leafV2From
+        state.confChangeIndexes = Array(confChanges.suffix(AppliedState.confChangeIndexesMax))
         add(state, to: batch)
         precondition(!auditChain || frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
         try diskGuard.check(adding: batch.dataBytes, operation: "apply write")

@@ -53,6 +53,10 @@ enum MetaKey {
     static let appliedTerm = Array("appliedTerm".utf8)
     /// Encoded `ConfState` as of `applied` (a snapshot carries the membership it was taken at).
     static let confState = Array("confState".utf8)
+    /// `u32 count | u64 BE index…`: the indexes of the last `confChangeIndexesMax` membership
+    /// changes applied, ascending (clients prove removals from them, docs/AUDIT.md §9).
+    /// Absent in a store written before it: no changes known.
+    static let confChanges = Array("confChanges".utf8)
 }
 
 /// The schema version this code writes and reads. Bumped on any incompatible layout change.

@@ -53,6 +53,13 @@ func short(_ hash: MerkleHash) -> String { String("\(hash)".prefix(16)) }
 
 func hexString(_ bytes: some Sequence<UInt8>) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
+/// What a check found about removed members, if anything.
+func removalNote(_ removed: [NodeID], _ trust: TrustedCluster) -> String? {
+    guard !removed.isEmpty else { return nil }
+    return "trust: \(removed.map { "\($0)" }.joined(separator: ", ")) left the cluster (a committed membership change, proven); "
+        + "its key no longer counts: \(trust.members.count) pinned keys, \(trust.quorum) needed"
+}
+
 func pinNote(_ trust: TrustedCluster, _ store: TrustStore) -> String {
     "pinned the keys of \(trust.members.map { "\($0.nodeID)" }.joined(separator: ", ")) on first use (cluster \(trust.clusterID)) in \(store.path)"
 }
@@ -99,8 +106,10 @@ func verifiedGet(_ key: [UInt8], revision: UInt64?, _ global: GlobalOptions, _ o
     if pinned { print(pinNote(verified.trust, store)) }
     print("verified: entry \(proof.entry.index) (term \(proof.entry.term)) is a \(verified.writtenBy) of this key and value, served by \(verified.servedBy)")
     print("verified: it is leaf \(proof.inclusion.leafIndex) of tree size \(head.treeSize), root \(head.rootHash)")
-    print("verified: that head is signed by \(verified.signers.map { "\($0)" }.joined(separator: ", ")) (\(verified.signers.count) of \(verified.trust.members.count) members, \(verified.trust.quorum) needed)")
+    let pinnedBefore = verified.trust.members.count + verified.removedMembers.count
+    print("verified: that head is signed by \(verified.signers.map { "\($0)" }.joined(separator: ", ")) (\(verified.signers.count) of \(pinnedBefore) members, \(pinnedBefore / 2 + 1) needed)")
     print("verified: it extends the trusted head of size \(verified.trustedBefore.treeSize); trusted size now \(verified.trust.head.treeSize)")
+    if let note = removalNote(verified.removedMembers, verified.trust) { print(note) }
 }
 
 struct Verify: AsyncParsableCommand {
@@ -128,6 +137,7 @@ struct Verify: AsyncParsableCommand {
         }
         if pinned { print(pinNote(verified.trust, store)) }
         print("verified: tree size \(verified.trustedBefore.treeSize) → \(head.treeSize), root \(head.rootHash)")
+        if let note = removalNote(verified.removedMembers, verified.trust) { print(note) }
         print("verified: signed by \(verified.signers.map { "\($0)" }.joined(separator: ", ")) (\(verified.signers.count) of \(verified.trust.members.count) members); consistent with the trusted head")
     }
 }
@@ -305,7 +315,7 @@ struct Trust: AsyncParsableCommand {
                     }
                     trust.members = given
                 }
-                try store.save(trust)
+                try store.save(trust, replacing: true)
             } catch {
                 throw FctlError(error, doing: "trust init")
             }

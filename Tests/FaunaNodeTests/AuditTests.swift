@@ -204,6 +204,49 @@ import Glibc
         try await Self.restart(cluster, "n2")
     }
 
+    /// Removals are leaves: a verified read after a member's removal proves the removal and
+    /// stops counting that member's key. Concurrent `fctl` runs share trusted.json without
+    /// ever moving its head back.
+    @Test func trustFollowsRemovalsAndConcurrentRuns() async throws {
+        let cluster = try await Self.started()
+        defer { Task { await cluster.shutdown() } }
+        var run = try Self.fctl(cluster, ["put", "k", "v"])
+        run = try Self.fctl(cluster, ["get", "k", "--verify"])
+        #expect(run.status == 0 && run.stdout.contains("pinned the keys of n1, n2, n3"), "\(run)")
+        let trustFile = "\(cluster.root)/trusted.json"
+        func trusted() throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trustFile))) as? [String: Any])
+        }
+        for round in 0..<4 {
+            _ = try Self.fctl(cluster, ["put", "k", "v\(round)"])
+            async let a = Task.detached { try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"]) }.value
+            async let b = Task.detached { try Self.fctl(cluster, ["put", "other", "x\(round)"]); return try Self.fctl(cluster, ["verify", "--node", "n3"]) }.value
+            let (runA, runB) = try await (a, b)
+            #expect(runA.status == 0 && runB.status == 0, "round \(round): \(runA) \(runB)")
+            func size(_ r: ClientAndCLITests.Run) -> Int {
+                // get --verify: "trusted size now N"; verify: "tree size T → N, root …".
+                let marker = r.stdout.contains("trusted size now ") ? "trusted size now " : " → "
+                guard let text = r.stdout.components(separatedBy: marker).dropFirst().last else { return -1 }
+                return Int(text.prefix { $0.isNumber }) ?? -1
+            }
+            let file = Int(try trusted()["treeSize"] as? String ?? "") ?? -2
+            #expect(file == max(size(runA), size(runB)), "round \(round): the file holds \(file), the runs reached \(size(runA)) and \(size(runB))")
+        }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        let removed = leader == "n3" ? "n2" : "n3"
+        let kept = Self.names.filter { $0 != removed }
+        _ = try #require(await cluster.changeMembership(.remove(cluster.nodes[removed]!.id), via: leader))
+        _ = try Self.fctl(cluster, ["put", "k", "after-removal"])
+        _ = try await cluster.waitConverged(kept)
+        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", kept[0]])
+        #expect(run.status == 0 && run.stdout.contains("trust: \(removed) left the cluster"), "\(run)")
+        #expect(run.stdout.contains("2 pinned keys, 2 needed"), "\(run)")
+        let members = try #require(try trusted()["members"] as? [[String: Any]])
+        #expect(members.compactMap { $0["nodeID"] as? String }.sorted() == kept, "\(members)")
+        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", kept[1]])
+        #expect(run.status == 0 && !run.stdout.contains("left the cluster"), "the removal is checked once: \(run)")
+    }
+
     /// Proof files for `entry`, an entry that wrote nothing, claiming it wrote `value` under
     /// `key`, built from what any client can fetch: the entry from n1, its inclusion path,
     /// and every node's signature on the head. As v2 (the committed effects, no effect proof)

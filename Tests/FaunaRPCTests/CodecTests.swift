@@ -84,7 +84,7 @@ import Testing
     @Test(arguments: 0..<20)
     func roundTripEveryKind(seed: Int) throws {
         var gen = Gen(seed: UInt64(seed))
-        for i in 0..<(34 * 10) {
+        for i in 0..<(36 * 10) {
             let message = gen.message(i)
             let requestID = RequestID(gen.u64())
             let frame = Frame(message, requestID: requestID)

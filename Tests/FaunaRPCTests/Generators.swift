@@ -161,7 +161,7 @@ struct Gen {
     mutating func hash() -> MerkleHash { MerkleHash(bytes: (0..<32).map { _ in UInt8(truncatingIfNeeded: u64()) })! }
 
     mutating func message(_ index: Int) -> RPCMessage {
-        switch index % 34 {
+        switch index % 36 {
         case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID()))
         case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID()))
         case 2: .raftMessages((0..<int(1...6)).map { _ in raftMessage() })
@@ -225,6 +225,8 @@ struct Gen {
                 }
                 return EntryProofResponse(entry: entry, effect: effect)
             }())
+        case 33: .membershipChanges(LogIndex(u64()))
+        case 34: .membershipChangesResponse((0..<int(0...64)).map { _ in LogIndex(u64()) })
         default: .error(errorResponse())
         }
     }
