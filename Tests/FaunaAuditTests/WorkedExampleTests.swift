@@ -122,6 +122,36 @@ import Testing
         return out
     }
 
+    /// docs/examples: the worked example's proof file as `fctl proof` writes it now (v2), and the
+    /// one written before leaf v2 (v1, kept as it was): both verifiers accept both.
+    @Test func exampleProofFilesVerify() throws {
+        let generated = try Self.generate()
+        let start = try #require(generated.range(of: "```json\n")), end = try #require(generated.range(of: "\n```\n", range: start.upperBound..<generated.endIndex))
+        let json = String(generated[start.upperBound..<end.lowerBound]) + "\n"
+        let v2URL = repositoryRoot.appendingPathComponent("docs/examples/worked-example.proof.json")
+        let v1URL = repositoryRoot.appendingPathComponent("docs/examples/worked-example-v1.proof.json")
+        #expect((try? String(contentsOf: v2URL, encoding: .utf8)) == json, "docs/examples/worked-example.proof.json differs from the generated file")
+        let signer = TreeHeadSigner(privateKey: try Curve25519.Signing.PrivateKey(rawRepresentation: Self.seed))
+        for (url, format) in [(v2URL, "fauna-proof-v2"), (v1URL, "fauna-proof-v1")] {
+            let contents = try ProofFile.parse(try Data(contentsOf: url))
+            #expect(contents.format == format)
+            try contents.proof.verify(clusterID: Self.clusterID, members: [signer.publicKey])
+            let python = Process()
+            python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            python.arguments = ["python3", repositoryRoot.appendingPathComponent("tools/verify-proof").path, "--member", hex(signer.publicKey.rawRepresentation), url.path]
+            let out = Pipe()
+            python.standardOutput = out
+            try python.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            python.waitUntilExit()
+            #expect(python.terminationStatus == 0 && text.hasPrefix("OK entry 3 "), "\(url.lastPathComponent): \(text)")
+            #expect(text.contains(format == "fauna-proof-v2" ? "proven by its committed effects" : "effect not proven (leaf v1)"), "\(text)")
+        }
+        let v2 = try ProofFile.parse(try Data(contentsOf: v2URL))
+        #expect(
+            (try? EntryPayload.check(v2.proof.entry, effectProof: v2.effectProof, writes: v2.key, value: v2.value).get()) == "put")
+    }
+
     @Test func auditDocShowsTheGeneratedExample() throws {
         let generated = try Self.generate()
         let docURL = repositoryRoot.appendingPathComponent("docs/AUDIT.md")
