@@ -62,6 +62,15 @@ enum Seeds {
             .consistencyProofResponse(ConsistencyProof(oldSize: 20, newSize: 39, path: [MerkleHash(bytes: Array(repeating: 2, count: 32))!])),
             .journalEntry(LogIndex(6)),
             .journalEntryResponse(JournalEntry(index: 6, term: 2, type: 0, payload: Array("payload".utf8))),
+            .entryProof(EntryProofRequest(index: LogIndex(6), key: Array("k".utf8))),
+            .entryProofResponse({
+                let summary = EffectsSummary(outcome: .success, branch: .then, count: 3, root: MerkleHash(bytes: Array(repeating: 3, count: 32))!)
+                let entry = JournalEntry(index: 6, term: 2, type: 0, payload: Array("payload".utf8), effects: summary)
+                let proof = EffectProof(summary: summary, effectIndex: 1, path: [MerkleHash(bytes: Array(repeating: 4, count: 32))!, MerkleHash(bytes: Array(repeating: 5, count: 32))!])
+                return EntryProofResponse(entry: entry, effect: (Effect(key: [], valueHash: MerkleHash(bytes: Array(repeating: 6, count: 32))!), proof))
+            }()),
+            .membershipChanges(LogIndex(3)),
+            .membershipChangesResponse([LogIndex(4), LogIndex(9)]),
             .stateDigest(StateDigestRequest(revision: Revision(39), checkJournal: true)),
             .stateDigestResponse(StateDigestResponse(nodeID: NodeID(2), revision: Revision(39), digest: Array(repeating: 0xCD, count: 32), treeRoot: MerkleHash(bytes: Array(repeating: 0xAB, count: 32))!, journalChecked: 39)),
             .error(RPCErrorResponse(.notLeader, "not the leader", leaderHint: LeaderHint(nodeID: NodeID(2), clientAddress: Endpoint(host: "127.0.0.1", port: 7102)))),
