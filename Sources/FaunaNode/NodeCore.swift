@@ -239,7 +239,7 @@ final class NodeCore: @unchecked Sendable {
         // the log's writer thread and back batched nothing and cost two context switches per
         // Ready (docs/PERFORMANCE.md). Events that arrive meanwhile wait in the queue and go
         // into the next Ready, which is the group commit.
-        let update = RaftLogUpdate(entries: ready.entries, hardState: ready.hardState, confState: ready.confState)
+        let update = RaftLogUpdate(ready)
         do {
             try store.raftLog.persist(update)
         } catch {

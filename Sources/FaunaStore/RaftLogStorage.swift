@@ -212,3 +212,12 @@ public struct RaftLogUpdate: Sendable {
         self.confState = confState
     }
 }
+
+extension RaftLogUpdate {
+    /// What `ready` asks the caller to persist before its messages go (step 1 of `Ready`):
+    /// its entries, hard state and membership. A snapshot is installed by the caller through
+    /// `SnapshotReceiver`, not through this update.
+    public init(_ ready: Ready) {
+        self.init(entries: ready.entries, hardState: ready.hardState, confState: ready.confState)
+    }
+}
