@@ -152,10 +152,10 @@ public final class FaunaNode: @unchecked Sendable {
         try store.raftLog.persist(update)
     }
 
+    /// Nothing logged, voted or applied (the membership is the applied state's, so empty too).
     private static func isFresh(_ store: Store) throws -> Bool {
-        let (hard, conf) = try store.raftLog.initialState()
+        let (hard, _) = try store.raftLog.initialState()
         return try store.raftLog.lastIndex() == .zero && store.appliedIndex == .zero && hard == HardState()
-            && conf.members.isEmpty
     }
 
     /// Stops accepting, answers what is in flight with `unavailable`, waits for the Raft log

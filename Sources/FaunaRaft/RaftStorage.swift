@@ -14,7 +14,9 @@ public enum RaftStorageError: Error, Sendable, Hashable {
 /// (0 if none) and entries `firstIndex ... lastIndex` where `firstIndex = snapshotIndex + 1`.
 /// `term(at: snapshotIndex)` must succeed (it is the snapshot's term).
 public protocol RaftStorage {
-    /// The persisted hard state and membership, as of the last persisted Ready.
+    /// The persisted hard state (as of the last persisted Ready), and the membership as of
+    /// the applied index the caller passes in `RaftConfig.applied` — persisted with that index,
+    /// never ahead of it: the core re-applies the changes it hands out again after it.
     func initialState() throws -> (HardState, ConfState)
     /// Entries in `[low, high)`, stopping early once `maxBytes` is exceeded (at least one
     /// entry is returned if any exists in range).

@@ -1,12 +1,14 @@
 import FaunaRaft
 import Foundation
 
-/// The Raft log, hard state, membership and snapshot metadata in the `raft` column family,
-/// implementing FaunaRaft's `RaftStorage` (index conventions as in `MemoryStorage`).
+/// The Raft log, hard state and snapshot metadata in the `raft` column family, implementing
+/// FaunaRaft's `RaftStorage` (index conventions as in `MemoryStorage`). The membership it
+/// reports is not kept here: it is the store's, written in the apply batch with the applied
+/// index (`meta/confState`, ADR 0006).
 ///
 /// Reads see only durable state: the in-memory view (first/last index, last term, hard state,
-/// conf state, snapshot metadata) is published by the group-commit writer after each synced
-/// batch returns. Writes go through `submit`/`persist`/`compact`, which the writer thread
+/// snapshot metadata) is published by the group-commit writer after each synced batch
+/// returns. Writes go through `submit`/`persist`/`compact`, which the writer thread
 /// turns into one synced WriteBatch per group (DESIGN.md "Storage": group commit).
 ///
 /// `@unchecked Sendable`: `view` is guarded by `lock`; the database is thread-safe; the writer
@@ -17,7 +19,6 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
     /// synced, `RaftLogWriter.mustSync`), which a restart tolerates.
     struct View: Sendable {
         var hardState = HardState()
-        var confState = ConfState()
         var snapshot = SnapshotMetadata()
         /// Invariant: `lastIndex >= snapshot.index`; `lastTerm` is the term at `lastIndex`.
         var lastIndex = LogIndex.zero
@@ -26,15 +27,20 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
 
     let db: RocksDB
     let cf: RocksDBColumnFamily
+    /// The `meta` column family, where the membership as of the applied index lives.
+    let meta: RocksDBColumnFamily
     let diskGuard: DiskSpaceGuard
     private let lock = NSLock()
     private var view: View
     private(set) var writer: RaftLogWriter!
 
     /// Loads the durable state from `cf` and starts the group-commit writer thread.
-    init(db: RocksDB, cf: RocksDBColumnFamily, diskGuard: DiskSpaceGuard, pendingUpdatesMax: Int) throws(StoreError) {
+    init(
+        db: RocksDB, cf: RocksDBColumnFamily, meta: RocksDBColumnFamily, diskGuard: DiskSpaceGuard, pendingUpdatesMax: Int
+    ) throws(StoreError) {
         self.db = db
         self.cf = cf
+        self.meta = meta
         self.diskGuard = diskGuard
         self.view = try Self.load(db: db, cf: cf)
         self.writer = RaftLogWriter(storage: self, pendingUpdatesMax: pendingUpdatesMax)
@@ -59,7 +65,8 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
             do { return try f(bytes) } catch { throw StoreError.corrupt(cf.name, key: key, error.reason) }
         }
         if let h = try decode(RaftKey.hardState, RaftLogCodec.decodeHardState) { v.hardState = h }
-        if let c = try decode(RaftKey.confState, RaftLogCodec.decodeConfState) { v.confState = c }
+        // `RaftKey.confState` (written ahead of the apply by older builds) is never read: see
+        // `initialState`.
         if let s = try decode(RaftKey.snapshot, RaftLogCodec.decodeSnapshot) { v.snapshot = s }
         // Indexes near 2^64 cannot be real and would overflow `index + 1` below: corrupt.
         guard v.snapshot.index.rawValue < UInt64.max / 2 else {
@@ -90,9 +97,15 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
 
     // MARK: RaftStorage
 
+    /// The durable hard state, and the membership as of the store's applied index: the one
+    /// written in the same batch as that index (`meta/confState`), which the node passes to the
+    /// core as `RaftConfig.applied`. Never a membership persisted ahead of the apply: the core
+    /// re-applies the configuration changes after the applied index as it hands them out again,
+    /// and over a later membership that passes through configurations that never existed
+    /// (ADR 0006).
     public func initialState() throws -> (HardState, ConfState) {
         let v = currentView
-        return (v.hardState, v.confState)
+        return (v.hardState, try Store.loadAppliedState(db: db, meta: meta).confState)
     }
 
     public func entries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws -> [Entry] {
@@ -195,29 +208,27 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
 
 /// One Ready's worth of log writes, applied atomically in this order: install `snapshot`
 /// (log restarts after it), append `entries` (truncating any conflicting suffix), set
-/// `hardState` and `confState`.
+/// `hardState`. There is no membership here: it is persisted with the applied index
+/// (`Store.apply(_:confState:)`), never ahead of it.
 public struct RaftLogUpdate: Sendable {
     public var snapshot: SnapshotMetadata?
     public var entries: [Entry]
     public var hardState: HardState?
-    public var confState: ConfState?
 
-    public init(
-        snapshot: SnapshotMetadata? = nil, entries: [Entry] = [], hardState: HardState? = nil,
-        confState: ConfState? = nil
-    ) {
+    public init(snapshot: SnapshotMetadata? = nil, entries: [Entry] = [], hardState: HardState? = nil) {
         self.snapshot = snapshot
         self.entries = entries
         self.hardState = hardState
-        self.confState = confState
     }
 }
 
 extension RaftLogUpdate {
     /// What `ready` asks the caller to persist before its messages go (step 1 of `Ready`):
-    /// its entries, hard state and membership. A snapshot is installed by the caller through
-    /// `SnapshotReceiver`, not through this update.
+    /// its entries and hard state. Not `ready.confState`: that is the membership after the
+    /// Ready's committed entries, which goes to the store with them when they are applied
+    /// (step 3; ADR 0006). A snapshot is installed by the caller through `SnapshotReceiver`,
+    /// not through this update.
     public init(_ ready: Ready) {
-        self.init(entries: ready.entries, hardState: ready.hardState, confState: ready.confState)
+        self.init(entries: ready.entries, hardState: ready.hardState)
     }
 }

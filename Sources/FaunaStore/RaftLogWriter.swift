@@ -219,7 +219,7 @@ final class RaftLogWriter: @unchecked Sendable {
         switch op {
         case .compact: return true
         case .update(let u):
-            if u.snapshot != nil || !u.entries.isEmpty || u.confState != nil { return true }
+            if u.snapshot != nil || !u.entries.isEmpty { return true }
             guard let h = u.hardState else { return false }
             return h.term != view.hardState.term || h.vote != view.hardState.vote
         }
@@ -247,10 +247,8 @@ final class RaftLogWriter: @unchecked Sendable {
                 // etcd semantics: a snapshot the core hands over replaces the whole log.
                 batch.deleteRange(cf, from: RaftKey.entry(.zero), to: [RaftKey.entryPrefix + 1])
                 batch.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: s))
-                batch.put(cf, RaftKey.confState, RaftLogCodec.encode(confState: s.confState))
                 batchTerms.removeAll()
                 v.snapshot = s
-                v.confState = s.confState
                 v.lastIndex = s.index
                 v.lastTerm = s.term
             }
@@ -271,10 +269,6 @@ final class RaftLogWriter: @unchecked Sendable {
             if let h = u.hardState {
                 batch.put(cf, RaftKey.hardState, RaftLogCodec.encode(hardState: h))
                 v.hardState = h
-            }
-            if let c = u.confState {
-                batch.put(cf, RaftKey.confState, RaftLogCodec.encode(confState: c))
-                v.confState = c
             }
         case .compact(let index, let conf):
             guard index > v.snapshot.index else { return }

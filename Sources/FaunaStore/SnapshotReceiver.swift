@@ -112,13 +112,16 @@ public final class SnapshotReceiver {
             var own = hardState
             own.commit = max(own.commit, meta.index)
             batch.put(raft, RaftKey.hardState, RaftLogCodec.encode(hardState: own))
-            batch.put(raft, RaftKey.confState, RaftLogCodec.encode(confState: meta.confState))
             batch.put(raft, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
             try rocks { () throws(RocksDBError) in try db.write(batch, sync: true) }
             // Check the snapshot says what the manifest says before accepting it.
             let applied = try Store.loadAppliedState(db: db, meta: metaCF)
             guard applied.index == meta.index, applied.term == meta.term else {
                 throw StoreError(.snapshotInvalid, "snapshot applied index/term: got \(applied.index)/\(applied.term), manifest \(meta.index)/\(meta.term)")
+            }
+            // The membership a restart takes is the one stored with the applied index.
+            guard applied.confState == meta.confState else {
+                throw StoreError(.snapshotInvalid, "snapshot membership: got \(applied.confState), manifest \(meta.confState)")
             }
         }
         try FileIO.fsyncDirectory(directory)

@@ -20,7 +20,8 @@ public final class Store: @unchecked Sendable {
     public var databasePath: String { "\(path)/db" }
     let db: RocksDB
     let cfs: ColumnFamilies
-    /// The Raft log, hard state and membership (FaunaRaft's `RaftStorage`).
+    /// The Raft log and hard state (FaunaRaft's `RaftStorage`); the membership it reports is
+    /// the one as of the applied index.
     public let raftLog: RaftLogStorage
     /// Serialises applies and snapshot creation; guards `applied` (and the apply pipeline).
     let applyLock = NSLock()
@@ -112,7 +113,7 @@ public final class Store: @unchecked Sendable {
         self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied)
         // Last: it starts the writer thread.
         self.raftLog = try RaftLogStorage(
-            db: db, cf: cfs.raft, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax)
+            db: db, cf: cfs.raft, meta: cfs.meta, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax)
         try FileIO.removeTree("\(path)/snapshots")
     }
 
