@@ -53,8 +53,12 @@ final class ApplyStage: @unchecked Sendable {
     private let members: MemberDirectory
     private let logger: Logger
     private let report: @Sendable (Result<ApplyReport, StoreError>) -> Void
+    /// Stops the node after a fail-stop store error met outside an apply (a read, a digest, an
+    /// audit, a checkpoint): the owner thread logs it and stops (docs/RELIABILITY.md).
+    private let failStop: @Sendable (StoreError, String) -> Void
     private var thread: Thread?
-    /// Set after a failed apply: the state is behind what reads were promised; refuse them.
+    /// Set after a failed apply or a fail-stop store error: the state is behind what reads
+    /// were promised, or the disk cannot be trusted; nothing more is served from it.
     private var failed = false
     private let exited = DispatchSemaphore(value: 0)
     private var lastConfChangeIndex: LogIndex
@@ -64,7 +68,8 @@ final class ApplyStage: @unchecked Sendable {
 
     init(
         store: Store, nodeID: NodeID, capacity: Int, compactEntries: Int, members: MemberDirectory,
-        audit: AuditService, logger: Logger, report: @escaping @Sendable (Result<ApplyReport, StoreError>) -> Void
+        audit: AuditService, logger: Logger, failStop: @escaping @Sendable (StoreError, String) -> Void,
+        report: @escaping @Sendable (Result<ApplyReport, StoreError>) -> Void
     ) {
         self.audit = audit
         self.queue = EventQueue(capacity: capacity)
@@ -74,6 +79,7 @@ final class ApplyStage: @unchecked Sendable {
         self.members = members
         self.logger = logger
         self.report = report
+        self.failStop = failStop
         // Unknown before this run: assume a change right at the applied index (compacting
         // through it is then always correct).
         self.lastConfChangeIndex = store.appliedIndex
@@ -93,7 +99,7 @@ final class ApplyStage: @unchecked Sendable {
         while let jobs = queue.take(until: nil, max: 256) {
             for job in jobs {
                 if case .read(let request, let context) = job, let store, !failed {
-                    answers.add(audit.lieAboutRead(Self.read(request, on: store), store: store), for: context)
+                    answers.add(audit.lieAboutRead(answer(request, on: store), store: store), for: context)
                     continue
                 }
                 answers.send()
@@ -142,39 +148,42 @@ final class ApplyStage: @unchecked Sendable {
                 report(.failure(error))
             }
         case .read(let request, let context):
-            guard let store, !failed else {
-                context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))
-                return
-            }
-            context.respond(audit.lieAboutRead(Self.read(request, on: store), store: store))
+            guard let store, !failed else { return context.respond(notServing) }
+            context.respond(audit.lieAboutRead(answer(request, on: store), store: store))
         case .audit(let message, let context):
-            guard let store, !failed else {
-                context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))
-                return
+            guard let store, !failed else { return context.respond(notServing) }
+            do {
+                context.respond(try audit.answer(message, store: store))
+            } catch {
+                context.respond(stop(on: error, while: "answering \(message.kind)"))
             }
-            context.respond(audit.answer(message, store: store))
         case .hashKV(let context):
-            guard let store, !failed else {
-                context.respond(.error(RPCErrorResponse(.unavailable, "installing a snapshot; retry")))
-                return
-            }
+            guard let store, !failed else { return context.respond(notServing) }
             do {
                 // On this thread nothing applies in between: digest and tree head agree.
                 let digest = try store.stateDigest()
-                let compacted = try store.kvStateMachine.compactedRevision(on: store.makeKVBackend())
+                let compacted: Revision
+                do { compacted = try store.kvStateMachine.compactedRevision(on: store.makeKVBackend()) } catch {
+                    throw StoreError(wrapping: error, "compacted revision")
+                }
                 let head = store.treeHead
                 context.respond(.hashKVResponse(HashKVResult(
                     nodeID: nodeID, appliedIndex: digest.appliedIndex, compactRevision: compacted, digest: digest.sha256,
                     treeSize: head.treeSize, treeRoot: Array(head.rootHash.bytes))))
             } catch {
-                context.respond(.error(RPCErrorResponse(.internalError, "state digest: \(error)")))
+                context.respond(stop(on: StoreError(wrapping: error, "state digest"), while: "computing the state digest"))
             }
         case .makeCheckpoint(let body):
             guard let store, !failed else {
                 body(.failure(StoreError(.closed, "no store to checkpoint (installing a snapshot, or stopped)")))
                 return
             }
-            do { body(.success(try store.makeCheckpoint())) } catch { body(.failure(error)) }
+            do {
+                body(.success(try store.makeCheckpoint()))
+            } catch {
+                if error.isFailStop { _ = stop(on: error, while: "taking a checkpoint") }
+                body(.failure(error))
+            }
         case .setStore(let new, let done):
             store = new
             if let new { lastConfChangeIndex = new.appliedIndex }
@@ -182,7 +191,18 @@ final class ApplyStage: @unchecked Sendable {
         }
     }
 
-    static func read(_ request: ReadRequest, on store: Store) -> RPCMessage {
+    /// The answer to a read. A request the state machine refuses is answered with the reason;
+    /// any other error came from the store (a record that does not decode, a failed read) and
+    /// stops the node: the client gets an error, never a guess.
+    private func answer(_ request: ReadRequest, on store: Store) -> RPCMessage {
+        do {
+            return try Self.read(request, on: store)
+        } catch {
+            return stop(on: error, while: "serving a read")
+        }
+    }
+
+    static func read(_ request: ReadRequest, on store: Store) throws(StoreError) -> RPCMessage {
         do {
             return .readResponse(try store.kvStateMachine.range(request.range, on: store.makeKVBackend()))
         } catch let error as KVReadError {
@@ -192,8 +212,28 @@ final class ApplyStage: @unchecked Sendable {
             case .invalid: return .error(RPCErrorResponse(.invalidRequest, error.description))
             }
         } catch {
-            return .error(RPCErrorResponse(.internalError, "read failed: \(error)"))
+            throw StoreError(wrapping: error, "read")
         }
+    }
+
+    /// What a job gets once nothing is served from this store (a snapshot install swapping it,
+    /// or a failure).
+    private var notServing: RPCMessage {
+        .error(RPCErrorResponse(
+            .unavailable, failed ? "node \(nodeID) is stopping after a store error" : "installing a snapshot; retry"))
+    }
+
+    /// A store error met while answering: a fail-stop one stops serving from this store and
+    /// stops the node (the owner thread logs it, naming the column family and key, and exits
+    /// 1); the client is told the node is stopping (`unavailable`: retry on another node). Any
+    /// other (none is expected here) is answered as an internal error.
+    private func stop(on error: StoreError, while doing: String) -> RPCMessage {
+        guard error.isFailStop else { return .error(RPCErrorResponse(.internalError, "\(doing): \(error)")) }
+        if !failed {
+            failed = true
+            failStop(error, doing)
+        }
+        return .error(RPCErrorResponse(.unavailable, "node \(nodeID) is stopping: \(doing) failed: \(error.message)"))
     }
 
     /// Membership changes that add a member carry its addresses: keep them for restarts.

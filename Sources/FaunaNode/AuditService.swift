@@ -24,7 +24,11 @@ struct AuditService {
         self.faults = faults
     }
 
-    mutating func answer(_ message: RPCMessage, store: Store) -> RPCMessage {
+    /// The answer to an audit request.
+    /// - Throws: a fail-stop `StoreError` — a record that does not decode, a journal entry or
+    ///   tree node missing where the applied index says it must be, a failed read. The caller
+    ///   stops the node: an answer computed from a damaged store is not an audit finding.
+    mutating func answer(_ message: RPCMessage, store: Store) throws(StoreError) -> RPCMessage {
         guard store.auditChain else {
             return .error(RPCErrorResponse(.unsupported, "\(nodeID) runs without the audit chain (--unsafe-no-audit-chain, benchmarks only)"))
         }
@@ -47,10 +51,19 @@ struct AuditService {
             default: return invalid("\(message.kind) is not an audit request")
             }
         } catch let error as StoreError {
+            if error.isFailStop { throw error }
             return .error(RPCErrorResponse(error.code == .invalidRequest ? .invalidRequest : .internalError, "\(message.kind): \(error.message)"))
+        } catch let error as AuditError where Self.isCorruption(error) {
+            throw StoreError(.corruptRecord, "merkle column family: \(error)")
         } catch {
             return .error(RPCErrorResponse(.internalError, "\(message.kind): \(error)"))
         }
+    }
+
+    /// The tree lacks a node its size requires, or returned something the reader contract
+    /// forbids: the store is damaged (AuditError says the caller must stop, not guess).
+    static func isCorruption(_ error: AuditError) -> Bool {
+        error.code == .missingNode || error.code == .storeContract || error.code == .malformedKey
     }
 
     private mutating func signedHead(_ request: TreeHeadRequest, _ store: Store) throws -> RPCMessage {
@@ -92,7 +105,8 @@ struct AuditService {
             return .failure(RPCErrorResponse(.behind, "journal entry \(index) is beyond what \(nodeID) applied (\(applied)); retry or ask another node"))
         }
         guard let record = try store.journalRecord(at: index) else {
-            throw StoreError(.corruptRecord, "journal entry \(index) is missing below the applied index \(applied)")
+            // The journal keeps every applied entry forever: a gap is damage, not an answer.
+            throw StoreError(.corruptRecord, "journal entry \(index) is missing below the applied index \(applied) (column family journal)")
         }
         return .success(record)
     }

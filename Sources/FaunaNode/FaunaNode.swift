@@ -68,9 +68,13 @@ public final class FaunaNode: @unchecked Sendable {
             logger.warning("TEST FAULTS ACTIVE (FAUNA_TEST_FAULT): this node lies on purpose", metadata: ["faults": "\(faults)"])
         }
         let raft: RaftNode
+        let hasClusterID: Bool
         do {
             raft = try NodeCore.makeRaftNode(settings: settings, store: store)
+            // Not `try?`: a cluster ID that does not decode is a corrupt record (fail-stop).
+            hasClusterID = try store.clusterID() != nil && store.leafV2From != nil
         } catch {
+            store.close()
             throw NodeStartError("cannot start Raft on \(settings.dataDirectory): \(error)")
         }
 
@@ -87,12 +91,14 @@ public final class FaunaNode: @unchecked Sendable {
             settings: settings, store: store, raft: raft, members: members,
             transport: PeerTransport(identity: identity, members: members, group: group, logger: logger),
             snapshots: SnapshotSender(identity: identity, group: group, logger: logger),
-            inbox: SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger), logger: logger)
+            inbox: SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger), hasClusterID: hasClusterID,
+            logger: logger)
         let applier = ApplyStage(
             // Apply jobs are bounded by the owner (applyQueueMax); reads by this capacity.
             store: store, nodeID: settings.nodeID, capacity: settings.applyQueueMax + settings.pendingReadsMax,
             compactEntries: settings.cluster.snapshotEntries, members: members,
-            audit: AuditService(nodeID: settings.nodeID, signer: signer, faults: faults), logger: logger
+            audit: AuditService(nodeID: settings.nodeID, signer: signer, faults: faults), logger: logger,
+            failStop: { [events = core.events] error, doing in events.post(.storeFailed(error, doing)) }
         ) { [events = core.events] report in events.post(.applied(report)) }
         core.applier = applier
 

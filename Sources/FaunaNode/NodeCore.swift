@@ -16,6 +16,9 @@ enum NodeEvent: Sendable {
     case applied(Result<ApplyReport, StoreError>)
     /// A snapshot stream to a peer finished (metadata on success).
     case snapshotSent(NodeID, SnapshotMetadata?)
+    /// Another thread met a fail-stop store error (a record that does not decode, a failed
+    /// read) while doing the described work: the node stops (docs/RELIABILITY.md).
+    case storeFailed(StoreError, String)
     /// Stop: finish what is in flight, then return.
     case stop
 }
@@ -93,7 +96,7 @@ final class NodeCore: @unchecked Sendable {
 
     init(
         settings: NodeSettings, store: Store, raft: RaftNode, members: MemberDirectory, transport: PeerTransport,
-        snapshots: SnapshotSender, inbox: SnapshotInbox, logger: Logger
+        snapshots: SnapshotSender, inbox: SnapshotInbox, hasClusterID: Bool, logger: Logger
     ) {
         self.id = settings.nodeID
         self.settings = settings
@@ -111,7 +114,7 @@ final class NodeCore: @unchecked Sendable {
         self.handedOutIndex = store.appliedIndex
         self.appliedIndex = store.appliedIndex
         self.treeSize = store.treeHead.treeSize
-        self.hasClusterID = (try? store.clusterID()) != nil && store.leafV2From != nil
+        self.hasClusterID = hasClusterID
     }
 
     // MARK: Loop
@@ -175,6 +178,8 @@ final class NodeCore: @unchecked Sendable {
             // The files are there: now the Raft message, with the checkpoint's metadata
             // (at or after the core's snapshot index; the leader has every entry after it).
             transport.send([Message(type: .snapshot, from: id, to: peer, term: raft.term, snapshot: Snapshot(metadata: meta))])
+        case .storeFailed(let error, let doing):
+            failStop(error, while: doing)
         case .stop:
             isStopping = true
         }
@@ -307,6 +312,7 @@ final class NodeCore: @unchecked Sendable {
             case .success(let checkpoint):
                 sender.send(checkpoint, to: peer, at: endpoint) { meta in events.post(.snapshotSent(peer, meta)) }
             case .failure(let error):
+                // A fail-stop error has already stopped the node (the apply stage reports it).
                 logger.error("snapshot for \(peer): \(error)")
                 sender.release(peer)
             }

@@ -51,6 +51,9 @@ extension Store {
     /// Re-hashes every journal entry up to the applied index, rebuilds the tree from them and
     /// compares every stored tree node with the rebuilt one: finds a journal or tree edited at
     /// rest. Reads in batches of `batchEntries`; memory stays bounded by one batch.
+    /// - Throws: `.corruptRecord` if a journal entry is missing or does not decode, or a tree
+    ///   node does not decode; `.rocksDB` if a read fails: fail-stop errors, not findings. (A
+    ///   tree node that is absent or differs is a finding, in `problem`.)
     public func auditJournal(batchEntries: Int = 4096) throws(StoreError) -> JournalAudit {
         let size = appliedIndex.rawValue
         let reader = RocksDBMerkleNodeReader(db: db, cf: cfs.merkle, snapshot: nil)
@@ -58,12 +61,10 @@ extension Store {
         var next: UInt64 = 1
         while next <= size {
             let high = min(size + 1, next + UInt64(max(1, batchEntries)))
-            let entries: [JournalRecord]
-            do {
-                entries = try journalRecords(from: LogIndex(next), to: LogIndex(high), maxBytes: Int.max)
-            } catch {
-                return JournalAudit(entries: next - 1, rebuiltRoot: frontier.rootHash, problem: "journal entry \(next)…: \(error.message)")
-            }
+            // An entry that is missing or does not decode is a corrupt record, not a finding:
+            // thrown, so the node stops (docs/RELIABILITY.md). Findings are records that decode
+            // but hash to something else than the stored tree says.
+            let entries = try journalRecords(from: LogIndex(next), to: LogIndex(high), maxBytes: Int.max)
             var writes = NodeWrites()
             // v2 records are re-hashed from their stored effects, without the state machine.
             for record in entries { frontier.append(record.leaf.leafHash, to: &writes) }
@@ -84,9 +85,5 @@ extension Store {
         return JournalAudit(entries: size, rebuiltRoot: frontier.rootHash, problem: nil)
     }
 
-    static func storeError(_ error: any Error, _ what: String) -> StoreError {
-        if let e = error as? StoreError { return e }
-        if let e = error as? RocksDBError { return StoreError(e) }
-        return StoreError(.corruptRecord, "\(what): \(error)")
-    }
+    static func storeError(_ error: any Error, _ what: String) -> StoreError { StoreError(wrapping: error, what) }
 }

@@ -44,6 +44,19 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         return StoreError(.corruptRecord, "corrupt record in column family \(columnFamily), key \(hex): \(reason)")
     }
 
+    /// `error` as a store error: itself, a RocksDB error wrapped, or — for anything else a
+    /// storage read threw (a stored value that did not decode in a layer above, such as
+    /// FaunaKV's meta records) — `.corruptRecord` with `what` and the error.
+    public init(wrapping error: any Error, _ what: String) {
+        if let e = error as? StoreError {
+            self = e
+        } else if let e = error as? RocksDBError {
+            self.init(e)
+        } else {
+            self.init(.corruptRecord, "\(what): \(error)")
+        }
+    }
+
     /// True when the node must stop: the disk state may disagree with memory, or is bad.
     public var isFailStop: Bool {
         switch code {

@@ -122,6 +122,16 @@ final class ProcessCluster: @unchecked Sendable {
 
     func isRunning(_ name: String) -> Bool { processes[name]?.isRunning ?? false }
 
+    /// Waits (bounded) for `name`'s process to end by itself: how it ended (`.exit` or
+    /// `.uncaughtSignal`) and its status, or nil if it is still running after `seconds`.
+    func waitForExit(_ name: String, seconds: Double) async -> (reason: Process.TerminationReason, status: Int32)? {
+        guard let p = processes[name] else { return nil }
+        let deadline = Date().addingTimeInterval(seconds)
+        while p.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        guard !p.isRunning else { return nil }
+        return (p.terminationReason, p.terminationStatus)
+    }
+
     func log(of name: String) -> String { (try? String(contentsOfFile: "\(root)/\(name).log", encoding: .utf8)) ?? "" }
 
     func dataDirectory(of name: String) -> String { "\(root)/data/\(name)" }
