@@ -45,6 +45,10 @@ public final class RaftNode {
     var lastSoftState: SoftState
     var pendingConfState: ConfState?
     var isReadyOutstanding = false
+    /// The first error the storage threw when asked for committed entries it holds durably
+    /// (a damaged disk). The core then hands out none; the caller must stop the node
+    /// (`RaftStorage`: anything but a `RaftStorageError` is fatal, fail-stop).
+    public internal(set) var storageFailure: (any Error)?
 
     /// Creates a node over `storage`, which holds its persisted state (empty for a new node,
     /// whose membership must then be bootstrapped into the storage's conf state).
@@ -151,7 +155,7 @@ public final class RaftNode {
         if hardState != lastHardState { return true }
         if log.pendingSnapshot != nil || !log.unstable.isEmpty { return true }
         if !earlyMessages.isEmpty || !messages.isEmpty || !readStates.isEmpty { return true }
-        return log.hasNextCommittedEntries || pendingConfState != nil
+        return (log.hasNextCommittedEntries && storageFailure == nil) || pendingConfState != nil
     }
 
     /// Collects what the caller must do next. Call `advance(_:)` before calling it again.
@@ -173,11 +177,14 @@ public final class RaftNode {
         ready.entries = log.unstable
         if !ready.entries.isEmpty || ready.snapshot != nil { ready.mustSync = true }
         // Entries are bounded by what is already durable, so this cannot fail but on a
-        // storage error, which is fatal for the node.
-        do {
-            ready.committedEntries = try log.nextCommittedEntries(maxBytes: config.committedBytesPerReadyMax)
-        } catch {
-            preconditionFailure("storage failed reading committed entries: \(error)")
+        // storage error, which is fatal for the node: reported, not trapped (the bytes came
+        // from disk), and nothing is handed out around the hole.
+        if storageFailure == nil {
+            do {
+                ready.committedEntries = try log.nextCommittedEntries(maxBytes: config.committedBytesPerReadyMax)
+            } catch {
+                storageFailure = error
+            }
         }
         applyConfChanges(in: ready.committedEntries)
         if ready.snapshot != nil || pendingConfState != nil {

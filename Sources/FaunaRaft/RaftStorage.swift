@@ -1,5 +1,6 @@
 /// Errors a `RaftStorage` may report. Anything else a storage throws is treated as fatal by
-/// the node (fail-stop: DESIGN.md "Storage").
+/// the node (fail-stop: DESIGN.md "Storage"); the core reports it in
+/// `RaftNode.storageFailure` where it needed the entries, and hands out nothing more.
 public enum RaftStorageError: Error, Sendable, Hashable {
     /// The requested index is at or before the snapshot: the entries are compacted away.
     case compacted
