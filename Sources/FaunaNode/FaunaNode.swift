@@ -68,9 +68,10 @@ public final class FaunaNode: @unchecked Sendable {
             logger.warning("TEST FAULTS ACTIVE (FAUNA_TEST_FAULT): this node lies on purpose", metadata: ["faults": "\(faults)"])
         }
         let raft: RaftNode
+        let raftStorage = RaftStorageMonitor(store.raftLog)
         let hasClusterID: Bool
         do {
-            raft = try NodeCore.makeRaftNode(settings: settings, store: store)
+            raft = try NodeCore.makeRaftNode(settings: settings, store: store, storage: raftStorage)
             // Not `try?`: a cluster ID that does not decode is a corrupt record (fail-stop).
             hasClusterID = try store.clusterID() != nil && store.leafV2From != nil
         } catch {
@@ -88,7 +89,7 @@ public final class FaunaNode: @unchecked Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads)
         let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID)
         let core = NodeCore(
-            settings: settings, store: store, raft: raft, members: members,
+            settings: settings, store: store, raft: raft, raftStorage: raftStorage, members: members,
             transport: PeerTransport(identity: identity, members: members, group: group, logger: logger),
             snapshots: SnapshotSender(identity: identity, group: group, logger: logger),
             inbox: SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger), hasClusterID: hasClusterID,

@@ -21,9 +21,12 @@ extension NodeCore {
             store.close()
             store = nil
             raft = nil
+            raftStorage = nil  // it holds the old database open too
             let reopened = try Store(path: path, options: settings.storeOptions)
             store = reopened
-            raft = try Self.makeRaftNode(settings: settings, store: reopened)
+            let storage = RaftStorageMonitor(reopened.raftLog)
+            raft = try Self.makeRaftNode(settings: settings, store: reopened, storage: storage)
+            raftStorage = storage
             replaceApplierStore(with: reopened)
         } catch let error as StoreError {
             failStop(error, while: "installing a snapshot")
@@ -56,12 +59,13 @@ extension NodeCore {
         done.wait()
     }
 
-    /// A Raft core over `store`'s log, resuming after its applied index.
-    static func makeRaftNode(settings: NodeSettings, store: Store) throws -> RaftNode {
+    /// A Raft core over `store`'s log (read through `storage`), resuming after its applied
+    /// index.
+    static func makeRaftNode(settings: NodeSettings, store: Store, storage: RaftStorageMonitor) throws -> RaftNode {
         var config = RaftConfig(id: settings.nodeID, randomSeed: settings.randomSeed)
         config.electionTicks = settings.cluster.electionTicks
         config.heartbeatTicks = settings.cluster.heartbeatTicks
         config.applied = store.appliedIndex
-        return try RaftNode(config: config, storage: store.raftLog)
+        return try RaftNode(config: config, storage: storage)
     }
 }

@@ -41,6 +41,8 @@ final class NodeCore: @unchecked Sendable {
 
     var store: Store!
     var raft: RaftNode!
+    /// The core's view of `store.raftLog`, which remembers a damaged record the core met.
+    var raftStorage: RaftStorageMonitor!
     var applier: ApplyStage!
     /// Index of the last committed entry handed to the apply stage.
     var handedOutIndex: LogIndex
@@ -95,7 +97,8 @@ final class NodeCore: @unchecked Sendable {
     }
 
     init(
-        settings: NodeSettings, store: Store, raft: RaftNode, members: MemberDirectory, transport: PeerTransport,
+        settings: NodeSettings, store: Store, raft: RaftNode, raftStorage: RaftStorageMonitor, members: MemberDirectory,
+        transport: PeerTransport,
         snapshots: SnapshotSender, inbox: SnapshotInbox, hasClusterID: Bool, logger: Logger
     ) {
         self.id = settings.nodeID
@@ -111,6 +114,7 @@ final class NodeCore: @unchecked Sendable {
         self.logger = logger
         self.store = store
         self.raft = raft
+        self.raftStorage = raftStorage
         self.handedOutIndex = store.appliedIndex
         self.appliedIndex = store.appliedIndex
         self.treeSize = store.treeHead.treeSize
@@ -201,7 +205,7 @@ final class NodeCore: @unchecked Sendable {
     // MARK: Ready
 
     private func driveReady() {
-        guard failure == nil else { return }
+        guard failure == nil, !stopIfRaftLogDamaged() else { return }
         guard raft.hasReady else {
             // The core ignored the snapshot message (a restore always makes a Ready).
             if reservedSnapshot != nil {
@@ -213,6 +217,8 @@ final class NodeCore: @unchecked Sendable {
         // A reserved snapshot is installed as soon as possible, whatever the apply queue holds.
         guard applyJobsInFlight < settings.applyQueueMax || reservedSnapshot != nil else { return }
         let ready = raft.ready()
+        // Nothing of a Ready built over a damaged log is persisted or sent.
+        if stopIfRaftLogDamaged() { return }
         if let hard = ready.hardState, hard.term != loggedTerm {
             loggedTerm = hard.term
             logger[metadataKey: "term"] = "\(hard.term)"
@@ -411,6 +417,17 @@ final class NodeCore: @unchecked Sendable {
 
     // MARK: Stopping
 
+    /// Stops the node if the core met a Raft log record it could not read (the monitor saw
+    /// the store's error, or the core reported one): the core would otherwise treat it as "not
+    /// there yet" and go on voting and replicating. Returns whether the node is stopping.
+    private func stopIfRaftLogDamaged() -> Bool {
+        guard failure == nil else { return true }
+        let coreError = raft.storageFailure.map { StoreError(wrapping: $0, "reading the Raft log") }
+        guard let error = raftStorage.failure ?? coreError else { return false }
+        failStop(error, while: "reading the Raft log")
+        return true
+    }
+
     func failStop(_ error: StoreError, while doing: String) {
         guard failure == nil else { return }
         failure = error
@@ -440,6 +457,7 @@ final class NodeCore: @unchecked Sendable {
         store?.close()
         store = nil
         raft = nil
+        raftStorage = nil
         finished.signal()
     }
 

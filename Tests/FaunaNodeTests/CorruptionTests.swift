@@ -76,4 +76,60 @@ import Glibc
         }
         await cluster.shutdown()  // here, not only in the deferred task, which may not run before exit
     }
+
+    /// A Raft log entry that no longer decodes, on a node that must read it to bring a lagging
+    /// follower up to date as leader: it stops (exit 1, naming the `raft` column family) rather
+    /// than keep leading while never replicating, and the other two take over.
+    @Test func corruptRaftLogEntryStopsTheLeaderThatReadsIt() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        let victim = try #require(Self.names.first { $0 != leader })
+        let lagging = try #require(Self.names.first { $0 != leader && $0 != victim })
+        var session = ClientSession(clientID: ClientID(12), sequence: .first)
+        _ = try await cluster.write(.put(KVPut(key: Array("first".utf8), value: Array("1".utf8))), session: &session, via: [leader])
+        _ = try await cluster.waitConverged(Self.names)
+
+        // The lagging follower misses five writes; the victim's copy of the third is damaged.
+        await cluster.kill(lagging, signal: SIGTERM)
+        var revisions: [Revision] = []
+        for i in 0..<5 {
+            let put = KVPut(key: Array("missed\(i)".utf8), value: Array("v\(i)".utf8))
+            revisions.append(try await cluster.write(.put(put), session: &session, via: [leader]).revision)
+        }
+        _ = try await cluster.waitConverged([leader, victim])
+        await cluster.kill(victim, signal: SIGTERM)
+        let entryKey = "45" + String(format: "%016llX", revisions[2].rawValue)  // `E` ‖ u64 BE index
+        _ = try AuditTests.ldb([
+            "--db=\(cluster.dataDirectory(of: victim))/db", "--column_family=raft", "--hex", "put", "0x\(entryKey)", "0xFF00",
+        ])
+        try cluster.start(victim)
+
+        // The victim leads (unless it already stopped on the entry), then the lagging node
+        // returns and needs the damaged entry from it.
+        let victimID = try #require(cluster.nodes[victim]?.id)
+        let deadline = Date().addingTimeInterval(30)
+        while cluster.isRunning(victim), Date() < deadline, await cluster.status(victim)?.role != .leader {
+            _ = await cluster.call(leader, .leaderTransfer(victimID), timeout: .seconds(3))
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        try cluster.start(lagging)
+        let exit = await cluster.waitForExit(victim, seconds: 30)
+        let log = cluster.log(of: victim)
+        #expect(exit != nil, "\(victim) still running with a damaged Raft log; log tail: \(log.suffix(1500))")
+        if let exit {
+            #expect(exit.reason == .exit && exit.status != 0, "\(victim) ended with \(exit)")
+        }
+        #expect(log.contains("corrupt record in column family raft, key \(entryKey.lowercased())"), "log tail: \(log.suffix(1500))")
+
+        // The other two elect a leader, the lagging node catches up, and both serve.
+        let others = [leader, lagging]
+        _ = try await cluster.write(.put(KVPut(key: Array("after".utf8), value: Array("ok".utf8))), session: &session, via: others)
+        for n in others {
+            let read = try #require(await cluster.read(n, key: Array("missed2".utf8)), "\(n)")
+            #expect(read.records.first?.record.value == Array("v2".utf8), "\(n)")
+        }
+        await cluster.shutdown()
+    }
 }

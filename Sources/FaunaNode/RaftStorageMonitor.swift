@@ -1,0 +1,40 @@
+import FaunaRaft
+import FaunaStore
+
+/// The store's Raft log as the core reads it, remembering the first error that is not a
+/// `RaftStorageError`: a log record that does not decode, a failed read. The core treats some
+/// failed reads as "not available yet" (a leader retries the append) or as a term mismatch
+/// (`try?` on `term(at:)`), which would hide a damaged log and leave the node voting and
+/// replicating; the owner thread checks `failure` after every round and after every `ready()`
+/// and stops the node instead (docs/RELIABILITY.md "Corrupt records").
+///
+/// Not thread-safe, and not Sendable: only the owner thread, which drives the core, uses it.
+final class RaftStorageMonitor: RaftStorage {
+    let log: RaftLogStorage
+    /// The first storage failure the core met, if any.
+    private(set) var failure: StoreError?
+
+    init(_ log: RaftLogStorage) { self.log = log }
+
+    private func watch<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as RaftStorageError {
+            throw error  // the log's conventions (compacted, not yet there), not damage
+        } catch {
+            if failure == nil { failure = StoreError(wrapping: error, "reading the Raft log") }
+            throw error
+        }
+    }
+
+    func initialState() throws -> (HardState, ConfState) { try watch { try log.initialState() } }
+
+    func entries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws -> [Entry] {
+        try watch { try log.entries(from: low, to: high, maxBytes: maxBytes) }
+    }
+
+    func term(at index: LogIndex) throws -> Term { try watch { try log.term(at: index) } }
+    func firstIndex() throws -> LogIndex { try watch { try log.firstIndex() } }
+    func lastIndex() throws -> LogIndex { try watch { try log.lastIndex() } }
+    func snapshot() throws -> Snapshot { try watch { try log.snapshot() } }
+}
