@@ -171,7 +171,8 @@ final class ApplyStage: @unchecked Sendable {
                     nodeID: nodeID, appliedIndex: digest.appliedIndex, compactRevision: compacted, digest: digest.sha256,
                     treeSize: head.treeSize, treeRoot: Array(head.rootHash.bytes))))
             } catch {
-                context.respond(stop(on: StoreError(wrapping: error, "state digest"), while: "computing the state digest"))
+                let failure = StoreError(wrapping: error, "state digest")
+                context.respond(stop(on: failure, while: "computing the state digest"))
             }
         case .makeCheckpoint(let body):
             guard let store, !failed else {

@@ -106,7 +106,8 @@ struct AuditService {
         }
         guard let record = try store.journalRecord(at: index) else {
             // The journal keeps every applied entry forever: a gap is damage, not an answer.
-            throw StoreError(.corruptRecord, "journal entry \(index) is missing below the applied index \(applied) (column family journal)")
+            throw StoreError(
+                .corruptRecord, "journal entry \(index) is missing below the applied index \(applied) (column family journal)")
         }
         return .success(record)
     }

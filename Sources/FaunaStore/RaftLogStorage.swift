@@ -36,7 +36,8 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
 
     /// Loads the durable state from `cf` and starts the group-commit writer thread.
     init(
-        db: RocksDB, cf: RocksDBColumnFamily, meta: RocksDBColumnFamily, diskGuard: DiskSpaceGuard, pendingUpdatesMax: Int
+        db: RocksDB, cf: RocksDBColumnFamily, meta: RocksDBColumnFamily, diskGuard: DiskSpaceGuard,
+        pendingUpdatesMax: Int
     ) throws(StoreError) {
         self.db = db
         self.cf = cf

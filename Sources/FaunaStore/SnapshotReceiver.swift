@@ -121,7 +121,8 @@ public final class SnapshotReceiver {
             }
             // The membership a restart takes is the one stored with the applied index.
             guard applied.confState == meta.confState else {
-                throw StoreError(.snapshotInvalid, "snapshot membership: got \(applied.confState), manifest \(meta.confState)")
+                throw StoreError(
+                    .snapshotInvalid, "snapshot membership: got \(applied.confState), manifest \(meta.confState)")
             }
         }
         try FileIO.fsyncDirectory(directory)
