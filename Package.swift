@@ -191,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "FaunaNodeTests",
             dependencies: [
-                "faunad", "fctl", "FaunaClient", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaStore", "FaunaVerify",
+                "faunad", "fctl", "FaunaClient", "FaunaNode", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaStore", "FaunaVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -13,10 +13,12 @@ enum ApplyJob: Sendable {
     case apply([Entry], ConfState?)
     /// A read; answered from the state as of this point in the queue.
     case read(ReadRequest, RPCRequestContext)
-    /// The state digest of the applied state.
-    case hashKV(RPCRequestContext)
-    /// An audit request (signed head, proofs, journal entry, digest at a revision).
-    case audit(RPCMessage, RPCRequestContext)
+    /// The state digest of the applied state, computed off this thread (`digestQueue`); the
+    /// slot is given back once it is answered.
+    case hashKV(RPCRequestContext, ClientJobSlot)
+    /// An audit request (signed head, proofs, journal entry, digest at a revision); a digest
+    /// holds a slot until it is answered.
+    case audit(RPCMessage, RPCRequestContext, ClientJobSlot?)
     /// Takes a checkpoint of the applied state (fast: hard links) and hands it over; the
     /// receiver hashes its files on a thread of its own, never this one.
     case makeCheckpoint(@Sendable (Result<Checkpoint, StoreError>) -> Void)
@@ -45,8 +47,12 @@ struct ApplyReport: Sendable {
 /// hold up persisting or heartbeats, which run on the owner thread.
 final class ApplyStage: @unchecked Sendable {
     // @unchecked Sendable: `store` and `thread` are touched only by the stage's own thread
-    // (store swaps arrive as jobs); `queue` is thread-safe.
+    // (store swaps arrive as jobs); `queue` is thread-safe; `leaseCount` is read and written
+    // only under `leases`' lock.
     let queue: EventQueue<ApplyJob>
+    /// Slots of the client-caused jobs posted to `queue` (digests, snapshot saves): at most a
+    /// few of them ever wait there, and none counts against the owner's bound on apply batches.
+    let clientJobs = ClientJobLimiter()
     private var store: Store?
     private let nodeID: NodeID
     private let compactEntries: UInt64
@@ -61,6 +67,13 @@ final class ApplyStage: @unchecked Sendable {
     /// were promised, or the disk cannot be trusted; nothing more is served from it.
     private var failed = false
     private let exited = DispatchSemaphore(value: 0)
+    /// Where `hashKV` digests run: reading the whole state through a RocksDB snapshot takes as
+    /// long as the state is large, and on this thread it held up every apply behind it (and,
+    /// once 256 apply batches waited, the owner's Readies and heartbeats). One at a time.
+    private let digestQueue = DispatchQueue(label: "fauna-digest")
+    /// Stores lent to `digestQueue`: a store is replaced or closed only once none is out.
+    private let leases = NSCondition()
+    private var leaseCount = 0
     private var lastConfChangeIndex: LogIndex
     private var audit: AuditService
     /// Once true, stays true (the first committed cluster ID is never replaced).
@@ -107,6 +120,7 @@ final class ApplyStage: @unchecked Sendable {
             }
             answers.send()
         }
+        waitForLeases()
         store = nil
         exited.signal()
     }
@@ -150,29 +164,30 @@ final class ApplyStage: @unchecked Sendable {
         case .read(let request, let context):
             guard let store, !failed else { return context.respond(notServing) }
             context.respond(audit.lieAboutRead(answer(request, on: store), store: store))
-        case .audit(let message, let context):
+        case .audit(let message, let context, let slot):
+            defer { slot?.release() }
             guard let store, !failed else { return context.respond(notServing) }
             do {
                 context.respond(try audit.answer(message, store: store))
             } catch {
                 context.respond(stop(on: error, while: "answering \(message.kind)"))
             }
-        case .hashKV(let context):
-            guard let store, !failed else { return context.respond(notServing) }
-            do {
-                // On this thread nothing applies in between: digest and tree head agree.
-                let digest = try store.stateDigest()
-                let compacted: Revision
-                do { compacted = try store.kvStateMachine.compactedRevision(on: store.makeKVBackend()) } catch {
-                    throw StoreError(wrapping: error, "compacted revision")
+        case .hashKV(let context, let slot):
+            guard let store, !failed else {
+                slot.release()
+                return context.respond(notServing)
+            }
+            let (nodeID, failStop) = (nodeID, failStop)
+            lend(store) { store in
+                defer { slot.release() }
+                do throws(StoreError) {
+                    context.respond(try Self.hashKV(of: store, nodeID: nodeID))
+                } catch {
+                    // Off the apply thread: the owner stops the node (and this stage with it).
+                    if error.isFailStop { failStop(error, "computing the state digest") }
+                    context.respond(.error(RPCErrorResponse(
+                        error.isFailStop ? .unavailable : .internalError, "state digest: \(error)")))
                 }
-                let head = store.treeHead
-                context.respond(.hashKVResponse(HashKVResult(
-                    nodeID: nodeID, appliedIndex: digest.appliedIndex, compactRevision: compacted, digest: digest.sha256,
-                    treeSize: head.treeSize, treeRoot: Array(head.rootHash.bytes))))
-            } catch {
-                let failure = StoreError(wrapping: error, "state digest")
-                context.respond(stop(on: failure, while: "computing the state digest"))
             }
         case .makeCheckpoint(let body):
             guard let store, !failed else {
@@ -186,9 +201,60 @@ final class ApplyStage: @unchecked Sendable {
                 body(.failure(error))
             }
         case .setStore(let new, let done):
+            // The old store may be closed once this signals: no digest may still read it.
+            waitForLeases()
             store = new
             if let new { lastConfChangeIndex = new.appliedIndex }
             done.signal()
+        }
+    }
+
+    /// Runs `body` with `store` on `digestQueue`; until it returns, `store` is neither
+    /// replaced nor dropped (`waitForLeases`). Called on the apply thread only.
+    private func lend(_ store: Store, _ body: @escaping @Sendable (Store) -> Void) {
+        leases.withLock { leaseCount += 1 }
+        digestQueue.async { [leases] in
+            body(store)
+            leases.withLock {
+                self.leaseCount -= 1
+                leases.broadcast()
+            }
+        }
+    }
+
+    /// Waits until no store is lent out (at most the digests holding a slot: two).
+    private func waitForLeases() {
+        leases.lock()
+        defer { leases.unlock() }
+        while leaseCount > 0 { leases.wait() }
+    }
+
+    /// The `hashKV` answer: the digest, and the tree head and compacted revision at the same
+    /// applied index. Safe off the apply thread: the digest reads one RocksDB snapshot taken
+    /// under the apply lock, the tree root is read at the digest's size (stored subtrees never
+    /// change), and the compacted revision, which only grows, is read before and after — equal,
+    /// it held throughout.
+    static func hashKV(of store: Store, nodeID: NodeID) throws(StoreError) -> RPCMessage {
+        do {
+            for _ in 0..<3 {
+                let compactedBefore = try store.kvStateMachine.compactedRevision(on: store.makeKVBackend())
+                let digest = try store.stateDigest()
+                let compacted = try store.kvStateMachine.compactedRevision(on: store.makeKVBackend())
+                guard compacted == compactedBefore else { continue }  // a compaction applied meanwhile
+                // The tree has one leaf per applied entry; a store without the audit chain
+                // (benchmarks, --unsafe-no-audit-chain) keeps none and reports its empty head.
+                var head = store.treeHead
+                let size = UInt64(digest.appliedIndex.rawValue)
+                if store.auditChain && head.treeSize != size {
+                    head = (size, try store.makeMerkleProver().rootHash(atSize: size))
+                }
+                return .hashKVResponse(HashKVResult(
+                    nodeID: nodeID, appliedIndex: digest.appliedIndex, compactRevision: compacted, digest: digest.sha256,
+                    treeSize: head.treeSize, treeRoot: Array(head.rootHash.bytes)))
+            }
+            return .error(RPCErrorResponse(.unavailable, "the state was compacted during each of 3 digests; retry"))
+        } catch {
+            throw StoreError(wrapping: error, "state digest")
         }
     }
 

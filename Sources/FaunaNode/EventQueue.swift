@@ -4,7 +4,10 @@ import Foundation
 /// stage. Producers never block: `offer` refuses an element beyond `capacity` (the caller
 /// answers `overloaded` or drops, as Raft tolerates), `post` is for the node's own
 /// completions, whose number is bounded by design (one persist in flight, a bounded apply
-/// queue), so it never refuses. The consumer blocks in `take` until elements or a deadline.
+/// queue), and for client jobs that hold a slot of a `ClientJobLimiter` (a few at most), so it
+/// never refuses. Never `post` a job a client caused without such a slot: an unbounded stream
+/// of them is how a client could stall the apply stage. The consumer blocks in `take` until
+/// elements or a deadline.
 ///
 /// `@unchecked Sendable`: every field is read and written under `condition`'s lock.
 final class EventQueue<Element: Sendable>: @unchecked Sendable {
@@ -32,7 +35,8 @@ final class EventQueue<Element: Sendable>: @unchecked Sendable {
         }
     }
 
-    /// Adds `element` regardless of the bound (internal completions only). Dropped once closed.
+    /// Adds `element` regardless of the bound (internal completions, slot-holding client jobs
+    /// only). Dropped once closed.
     func post(_ element: Element) {
         condition.withLock {
             guard !isClosed else { return }

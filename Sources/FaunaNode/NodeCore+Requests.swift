@@ -39,9 +39,18 @@ extension NodeCore {
         case .leaderTransfer(let target):
             transferLeadership(to: target, context)
         case .hashKV:
-            applier.queue.post(.hashKV(context))
-        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof, .membershipChanges, .stateDigest:
-            if !applier.queue.offer(.audit(message, context)) {
+            // A slot first: a digest reads the whole state (on the digest thread; ClientJobLimiter).
+            guard let slot = applier.clientJobs.claim(.stateDigest) else {
+                return context.respond(.error(RPCErrorResponse(.overloaded, applier.clientJobs.overloadedReason(.stateDigest))))
+            }
+            applier.queue.post(.hashKV(context, slot))
+        case .stateDigest:
+            guard let slot = applier.clientJobs.claim(.stateDigest) else {
+                return context.respond(.error(RPCErrorResponse(.overloaded, applier.clientJobs.overloadedReason(.stateDigest))))
+            }
+            applier.queue.post(.audit(message, context, slot))
+        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof, .membershipChanges:
+            if !applier.queue.offer(.audit(message, context, nil)) {
                 context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
             }
         case .snapshotSave:
@@ -224,16 +233,23 @@ extension NodeCore {
     }
 
     /// `snapshotSave`: a checkpoint streamed to the client in chunks (`more` on all but the
-    /// last), read off the owner thread.
+    /// last), read off the owner thread. It holds a `.snapshotSave` slot from here until the
+    /// stream ends, so at most `ClientJobLimiter.snapshotSavesMaxDefault` checkpoints wait in
+    /// the apply queue or stream at once; beyond that the answer is `overloaded`.
     func saveSnapshot(_ context: RPCRequestContext) {
+        guard let slot = applier.clientJobs.claim(.snapshotSave) else {
+            return context.respond(.error(RPCErrorResponse(.overloaded, applier.clientJobs.overloadedReason(.snapshotSave))))
+        }
         let logger = logger
         applier.queue.post(.makeCheckpoint { result in
             switch result {
             case .failure(let error):
                 context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
+                slot.release()
             case .success(let checkpoint):
                 // Hashing and streaming read every byte: a thread of their own.
                 let thread = Thread {
+                    defer { slot.release() }
                     do {
                         Self.stream(try SnapshotSource(checkpoint: checkpoint), to: context, logger: logger)
                     } catch {
@@ -266,9 +282,13 @@ extension NodeCore {
                 context.respondPartial(.snapshotSaveChunk(chunk))
                 // Backpressure: a slow reader must not make us buffer the whole database; a
                 // reader that takes nothing for a minute is given up.
-                let stalledLimit = Date().addingTimeInterval(60)
+                let stalledLimit = ContinuousClock.now + .seconds(60)
                 while !context.isWritable {
-                    guard Date() < stalledLimit else {
+                    guard context.isOpen else {
+                        logger.info("snapshot save abandoned: the client closed the connection")
+                        return
+                    }
+                    guard ContinuousClock.now < stalledLimit else {
                         logger.warning("snapshot save abandoned: the client stopped reading")
                         return
                     }

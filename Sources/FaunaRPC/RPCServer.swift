@@ -78,6 +78,10 @@ public struct RPCRequestContext: Sendable {
     /// Whether the connection can take more output now (false: the remote reads slowly;
     /// a streaming responder should wait before sending more).
     public var isWritable: Bool { channel.isWritable }
+
+    /// Whether the connection is still open (false: the requester went away; a streaming
+    /// responder stops).
+    public var isOpen: Bool { channel.isActive }
 }
 
 /// Answers gathered to go out together: one event-loop task and one flush (one write syscall)
