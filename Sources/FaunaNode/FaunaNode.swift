@@ -107,8 +107,11 @@ public final class FaunaNode: @unchecked Sendable {
         let clientServer: RPCServer
         do {
             peerServer = try await RPCServer.start(
+                // No idle timeout: a link between two followers carries nothing for as long as
+                // both follow; closing it would only make it dial again.
                 configuration: RPCServerConfiguration(
-                    host: settings.node.peer.host, port: settings.node.peer.port, peerIdentity: identity, connectionsMax: 64),
+                    host: settings.node.peer.host, port: settings.node.peer.port, peerIdentity: identity, connectionsMax: 64,
+                    idleTimeout: nil),
                 group: group, logger: logger
             ) { [events = core.events, inbox = core.inbox] message, context in
                 switch message {

@@ -15,15 +15,34 @@ public struct FrameDecoder: ByteToMessageDecoder {
 
     /// The largest body accepted.
     public let bodyBytesMax: Int
+    /// On a server connection: charges what this decoder buffers to the server's budget and
+    /// notes when its partial frame last grew. Nil on clients.
+    let meter: InboundFrameMeter?
 
     /// A decoder accepting bodies of at most `bodyBytesMax` bytes.
     public init(bodyBytesMax: Int = FrameHeader.bodyBytesMaxDefault) {
+        self.init(bodyBytesMax: bodyBytesMax, meter: nil)
+    }
+
+    init(bodyBytesMax: Int, meter: InboundFrameMeter?) {
         precondition(bodyBytesMax >= 0 && bodyBytesMax <= Int(UInt32.max), "bodyBytesMax \(bodyBytesMax) outside 0...2^32-1")
         self.bodyBytesMax = bodyBytesMax
+        self.meter = meter
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try Self.decodeFrame(&buffer, bodyBytesMax: bodyBytesMax) else { return .needMoreData }
+        let frame = try Self.decodeFrame(&buffer, bodyBytesMax: bodyBytesMax)
+        // Checked after ByteToMessageHandler appended the read: a connection overshoots the
+        // budget by at most one read before it is closed. What is charged is the buffer's
+        // allocation, which grows by doubling (up to twice the bytes held); ByteToMessageHandler
+        // drops the buffer when no byte is left, so a connection between frames holds nothing.
+        if let meter {
+            let held = buffer.readableBytes
+            try meter.update(
+                bufferedBytes: held, allocatedBytes: held > 0 ? max(held, buffer.storageCapacity) : 0,
+                frameCompleted: frame != nil, now: context.eventLoop.now)
+        }
+        guard let frame else { return .needMoreData }
         context.fireChannelRead(Self.wrapInboundOut(frame))
         return .continue
     }
@@ -79,7 +98,12 @@ public struct FrameEncoder: MessageToByteEncoder {
 extension ChannelPipeline.SynchronousOperations {
     /// Adds the frame decoder and encoder (call inside `eventLoop.makeCompletedFuture`).
     public func addFrameCodec(bodyBytesMax: Int) throws {
-        try addHandler(ByteToMessageHandler(FrameDecoder(bodyBytesMax: bodyBytesMax)))
+        try addFrameCodec(bodyBytesMax: bodyBytesMax, meter: nil)
+    }
+
+    /// The same, with a server connection's meter on the decoder.
+    func addFrameCodec(bodyBytesMax: Int, meter: InboundFrameMeter?) throws {
+        try addHandler(ByteToMessageHandler(FrameDecoder(bodyBytesMax: bodyBytesMax, meter: meter)))
         try addHandler(MessageToByteHandler(FrameEncoder()))
     }
 }

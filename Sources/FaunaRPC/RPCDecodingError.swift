@@ -42,6 +42,10 @@ public struct RPCDecodingError: Error, Hashable, Sendable, CustomStringConvertib
         /// Decoded fields that contradict each other, an invariant, or an embedded FaunaKV
         /// payload that did not decode.
         public static let invalidValue = Code("invalidValue")
+        /// A partial frame would take a server past its budget of buffered bytes
+        /// (`RPCServerConfiguration.bufferedBytesMax`); not a broken frame, but the connection
+        /// is closed all the same.
+        public static let bufferBudgetExceeded = Code("bufferBudgetExceeded")
 
         public var description: String { name }
     }

@@ -36,12 +36,29 @@ public struct RPCServerConfiguration: Sendable {
     public var connectionsMax: Int
     /// On a peer port: a connection that has not completed its hello by then is closed.
     public var handshakeTimeout: TimeAmount
+    /// Bytes of partial frames all connections together may buffer beyond
+    /// `FrameBufferBudget.freeBytesPerConnection` each; a connection whose partial frame would
+    /// take more is closed (logged). Without it, `connectionsMax` connections that each declare
+    /// a `bodyBytesMax` body and send it slowly buffer 16 GiB.
+    public var bufferedBytesMax: Int
+    /// A connection with no partial frame and no request in flight that completes no frame
+    /// for this long is closed (logged at info). Nil: never.
+    public var idleTimeout: TimeAmount?
+    /// A connection whose partial frame gains no byte for this long is closed (logged). Nil:
+    /// never.
+    public var progressTimeout: TimeAmount?
+
+    /// The defaults of `bufferedBytesMax`, `idleTimeout` and `progressTimeout`.
+    public static let bufferedBytesMaxDefault = 256 << 20
+    public static let idleTimeoutDefault = TimeAmount.minutes(5)
+    public static let progressTimeoutDefault = TimeAmount.seconds(30)
 
     /// A configuration; defaults suit a client port on an ephemeral port.
     public init(
         host: String = "127.0.0.1", port: Int = 0, bodyBytesMax: Int = FrameHeader.bodyBytesMaxDefault,
         requestsInFlightMax: Int = 1024, peerIdentity: PeerIdentity? = nil, connectionsMax: Int = 1024,
-        handshakeTimeout: TimeAmount = .seconds(5)
+        handshakeTimeout: TimeAmount = .seconds(5), bufferedBytesMax: Int = bufferedBytesMaxDefault,
+        idleTimeout: TimeAmount? = idleTimeoutDefault, progressTimeout: TimeAmount? = progressTimeoutDefault
     ) {
         self.host = host
         self.port = port
@@ -50,6 +67,9 @@ public struct RPCServerConfiguration: Sendable {
         self.peerIdentity = peerIdentity
         self.connectionsMax = connectionsMax
         self.handshakeTimeout = handshakeTimeout
+        self.bufferedBytesMax = bufferedBytesMax
+        self.idleTimeout = idleTimeout
+        self.progressTimeout = progressTimeout
     }
 }
 
@@ -131,14 +151,17 @@ public final class RPCServer: Sendable {
     let channel: any Channel
     /// Accepted connections still open, so `close()` can end them.
     let connections: ConnectionSet
+    /// What the open connections buffer of partial frames, together.
+    public let frameBuffers: FrameBufferBudget
     /// The address it is bound to.
     public var localAddress: SocketAddress? { channel.localAddress }
     /// The bound port (useful with port 0).
     public var port: Int? { channel.localAddress?.port }
 
-    private init(channel: any Channel, connections: ConnectionSet) {
+    private init(channel: any Channel, connections: ConnectionSet, frameBuffers: FrameBufferBudget) {
         self.channel = channel
         self.connections = connections
+        self.frameBuffers = frameBuffers
     }
 
     /// Binds and starts accepting connections; `handler` receives every request.
@@ -147,6 +170,7 @@ public final class RPCServer: Sendable {
         handler: @escaping RPCRequestHandler
     ) async throws -> RPCServer {
         let connections = ConnectionSet()
+        let frameBuffers = FrameBufferBudget(bytesMax: configuration.bufferedBytesMax)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -161,17 +185,21 @@ public final class RPCServer: Sendable {
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax)
+                    let meter = InboundFrameMeter(budget: frameBuffers, now: channel.eventLoop.now)
+                    let boundMeter = NIOLoopBound(meter, eventLoop: channel.eventLoop)
+                    // Whatever closes the connection gives its charge back (on its event loop).
+                    channel.closeFuture.whenComplete { _ in boundMeter.value.close() }
+                    try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax, meter: meter)
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "remote"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
                     try channel.pipeline.syncOperations.addHandler(
-                        ServerConnectionHandler(configuration: configuration, logger: connectionLogger, handler: handler))
+                        ServerConnectionHandler(configuration: configuration, meter: meter, logger: connectionLogger, handler: handler))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
         logger.info("rpc server listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
-        return RPCServer(channel: channel, connections: connections)
+        return RPCServer(channel: channel, connections: connections, frameBuffers: frameBuffers)
     }
 
     /// Stops accepting connections, then closes the open ones (answers not yet written are
@@ -226,20 +254,29 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private let configuration: RPCServerConfiguration
     private let logger: Logger
     private let handler: RPCRequestHandler
+    /// What the decoder holds of a partial frame, and since when it has not grown.
+    private let meter: InboundFrameMeter
     /// The peer after its accepted hello (peer port only).
     private var peer: NodeID?
     /// Requests handed to the node and not answered yet.
     private var pending: Set<RequestID> = []
     private var isClosing = false
+    /// When a frame last completed or an answer was last written: the idle timeout counts from
+    /// the later of the two.
+    private var lastActivity: NIODeadline?
+    /// The periodic check of the idle and progress timeouts, while the connection is active.
+    private var timeoutCheck: RepeatedTask?
 
-    init(configuration: RPCServerConfiguration, logger: Logger, handler: @escaping RPCRequestHandler) {
+    init(configuration: RPCServerConfiguration, meter: InboundFrameMeter, logger: Logger, handler: @escaping RPCRequestHandler) {
         self.configuration = configuration
+        self.meter = meter
         self.logger = logger
         self.handler = handler
     }
 
     func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
+        startTimeoutChecks(context)
         // Started here, not in handlerAdded: under load a connection may become active only
         // after the timeout, and a check of isActive would then skip it forever.
         guard configuration.peerIdentity != nil else { return }
@@ -252,8 +289,51 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        timeoutCheck?.cancel()
+        timeoutCheck = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timeoutCheck?.cancel()
+        timeoutCheck = nil
+    }
+
+    /// Checks the idle and progress timeouts every quarter of the shorter one, so a
+    /// connection is closed at most 25% after its timeout. Time is the event loop's
+    /// (`EventLoop.now`: monotonic, and virtual on an embedded loop).
+    private func startTimeoutChecks(_ context: ChannelHandlerContext) {
+        let timeouts = [configuration.idleTimeout, configuration.progressTimeout].compactMap { $0 }
+        guard let shortest = timeouts.min(), timeoutCheck == nil else { return }
+        lastActivity = context.eventLoop.now
+        let every = TimeAmount.nanoseconds(max(shortest.nanoseconds / 4, 1_000_000))
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timeoutCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { _ in
+            handler.value.checkTimeouts(boundContext.value)
+        }
+    }
+
+    private func checkTimeouts(_ context: ChannelHandlerContext) {
+        guard !isClosing, context.channel.isActive else { return }
+        let now = context.eventLoop.now
+        if meter.bufferedBytes > 0 {
+            if let limit = configuration.progressTimeout, now - meter.lastProgress >= limit {
+                close(context, "slow sender: a partial frame of \(meter.bufferedBytes) bytes got no byte for "
+                    + "\(Self.milliseconds(now - meter.lastProgress)) ms, want progress within \(Self.milliseconds(limit)) ms")
+            }
+        } else if pending.isEmpty, let limit = configuration.idleTimeout, let last = lastActivity, now - last >= limit {
+            close(context, "idle: no request for \(Self.milliseconds(now - last)) ms and none in flight, want one within "
+                + "\(Self.milliseconds(limit)) ms", level: .info)
+        }
+    }
+
+    private static func milliseconds(_ t: TimeAmount) -> Int64 { t.nanoseconds / 1_000_000 }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !isClosing else { return }
+        lastActivity = context.eventLoop.now
         let frame = unwrapInboundIn(data)
         let message: RPCMessage
         do {
@@ -341,7 +421,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        if isFinal { pending.remove(frame.requestID) }
+        if isFinal {
+            pending.remove(frame.requestID)
+            lastActivity = context.eventLoop.now
+        }
         context.write(wrapOutboundOut(frame), promise: promise)
     }
 
@@ -354,10 +437,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    private func close(_ context: ChannelHandlerContext, _ reason: String) {
+    private func close(_ context: ChannelHandlerContext, _ reason: String, level: Logger.Level = .warning) {
         guard !isClosing else { return }
         isClosing = true
-        logger.warning("closing rpc connection", metadata: ["reason": "\(reason)"])
+        logger.log(level: level, "closing rpc connection", metadata: ["reason": "\(reason)"])
         context.close(promise: nil)
     }
 }

@@ -132,6 +132,9 @@ final class ProcessCluster: @unchecked Sendable {
         return (p.terminationReason, p.terminationStatus)
     }
 
+    /// The process ID of `name`, while it runs.
+    func processID(of name: String) -> Int32? { processes[name].map(\.processIdentifier) }
+
     func log(of name: String) -> String { (try? String(contentsOfFile: "\(root)/\(name).log", encoding: .utf8)) ?? "" }
 
     func dataDirectory(of name: String) -> String { "\(root)/data/\(name)" }
