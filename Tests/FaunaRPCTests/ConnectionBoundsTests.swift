@@ -26,26 +26,27 @@ import Testing
     @Test func idleConnectionIsClosedButOneWithARequestInFlightIsNot() async throws {
         let logs = CapturedLogs()
         let server = try await echoServer(
-            logs: logs, configuration: RPCServerConfiguration(idleTimeout: .milliseconds(400), progressTimeout: nil))
+            logs: logs, configuration: RPCServerConfiguration(idleTimeout: .seconds(1), progressTimeout: nil))
         let start = ContinuousClock.now
         let (idle, idleClosed) = try await Self.rawConnection(to: server)
         // hashKV is never answered by the echo server: in flight for as long as we like.
         let busy = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
-        let waiting = Task { try await busy.call(.hashKV, timeout: .seconds(2)) }
-        // One that keeps asking (every 50 ms, from the start) stays open too.
+        let waiting = Task { try await busy.call(.hashKV, timeout: .seconds(4)) }
+        // One that keeps asking (every 50 ms for 2.4 s, from the start) stays open too: a twentyfold
+        // margin on the idle timeout, for a loaded machine.
         let chatty = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
         let asking = Task {
             var kinds: [FrameKind] = []
-            for i in 0..<24 {
+            for i in 0..<48 {
                 kinds.append(try await chatty.call(.leaderTransfer(NodeID(UInt64(i + 1)))).kind)
                 try await Task.sleep(for: .milliseconds(50))
             }
             return kinds
         }
         #expect(await eventually(seconds: 5) { idleClosed.withLockedValue { $0 } }, "idle connection still open")
-        #expect(ContinuousClock.now - start >= .milliseconds(390), "closed before its idle timeout")
+        #expect(ContinuousClock.now - start >= .milliseconds(990), "closed before its idle timeout")
         #expect(logs.all.contains { $0.contains("closing rpc connection") && $0.contains("idle: no request") }, "\(logs.all)")
-        #expect(try await asking.value == Array(repeating: .statusResponse, count: 24))
+        #expect(try await asking.value == Array(repeating: .statusResponse, count: 48))
         #expect(busy.channel.isActive, "closed while a request was in flight")
         #expect(chatty.channel.isActive, "closed although it kept sending requests")
         waiting.cancel()
@@ -59,7 +60,7 @@ import Testing
     @Test func partialFrameWithoutProgressIsClosedButATrickleIsNot() async throws {
         let logs = CapturedLogs()
         let server = try await echoServer(
-            logs: logs, configuration: RPCServerConfiguration(idleTimeout: nil, progressTimeout: .milliseconds(500)))
+            logs: logs, configuration: RPCServerConfiguration(idleTimeout: nil, progressTimeout: .seconds(1)))
         // `stalled` sends a header declaring 1 000 body bytes and 3 of them, then nothing;
         // `trickle` sends a whole leaderTransfer(5) frame (23 bytes) one byte at a time.
         let frame = Frame(kind: .leaderTransfer, requestID: RequestID(1), body: [0x05]).encoded()
@@ -67,20 +68,20 @@ import Testing
         try await stalled.writeAndFlush(ByteBuffer(bytes: Self.header(declaring: 1000) + [1, 2, 3]))
         let (trickle, trickleClosed) = try await Self.rawConnection(to: server)
         let start = ContinuousClock.now
-        // One byte every 100 ms for 1.2 s: more than twice the progress timeout, never 500 ms
-        // without a byte.
-        for byte in frame.prefix(12) {
+        // One byte every 100 ms for 2 s: twice the progress timeout, never a second without a
+        // byte (a tenfold margin, for a loaded machine).
+        for byte in frame.prefix(20) {
             try await trickle.writeAndFlush(ByteBuffer(bytes: [byte]))
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(await eventually(seconds: 5) { stalledClosed.withLockedValue { $0 } }, "stalled connection still open")
-        #expect(ContinuousClock.now - start >= .milliseconds(490))
+        #expect(ContinuousClock.now - start >= .milliseconds(990))
         #expect(logs.all.contains { $0.contains("closing rpc connection") && $0.contains("slow sender") }, "\(logs.all)")
         #expect(!trickleClosed.withLockedValue { $0 }, "a connection that made progress was closed")
         // The trickled frame completes and is answered like any other.
         let answer = NIOLockedValueBox<[UInt8]>([])
         try await trickle.pipeline.addHandler(ByteCollector(into: answer))
-        try await trickle.writeAndFlush(ByteBuffer(bytes: Array(frame.dropFirst(12))))
+        try await trickle.writeAndFlush(ByteBuffer(bytes: Array(frame.dropFirst(20))))
         #expect(await eventually { answer.withLockedValue { $0.count } >= FrameHeader.sizeBytes }, "no answer to the trickled frame")
         #expect(answer.withLockedValue { (try? Frame.decode($0))??.frame.kind } == .statusResponse)
         await #expect(throws: Never.self) { try await trickle.close() }
