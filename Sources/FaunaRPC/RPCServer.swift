@@ -185,21 +185,32 @@ public final class RPCServer: Sendable {
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    let meter = InboundFrameMeter(budget: frameBuffers, now: channel.eventLoop.now)
-                    let boundMeter = NIOLoopBound(meter, eventLoop: channel.eventLoop)
-                    // Whatever closes the connection gives its charge back (on its event loop).
-                    channel.closeFuture.whenComplete { _ in boundMeter.value.close() }
-                    try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax, meter: meter)
-                    var connectionLogger = logger
-                    connectionLogger[metadataKey: "remote"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
-                    try channel.pipeline.syncOperations.addHandler(
-                        ServerConnectionHandler(configuration: configuration, meter: meter, logger: connectionLogger, handler: handler))
+                    try configureConnection(
+                        channel, configuration: configuration, frameBuffers: frameBuffers, logger: logger, handler: handler)
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
         logger.info("rpc server listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         return RPCServer(channel: channel, connections: connections, frameBuffers: frameBuffers)
+    }
+
+    /// Builds an accepted connection's pipeline (on its event loop): the frame codec metered
+    /// against `frameBuffers`, then the request handler with its timeouts. Tests run it on an
+    /// embedded channel to drive the timeouts with virtual time.
+    static func configureConnection(
+        _ channel: any Channel, configuration: RPCServerConfiguration, frameBuffers: FrameBufferBudget, logger: Logger,
+        handler: @escaping RPCRequestHandler
+    ) throws {
+        let meter = InboundFrameMeter(budget: frameBuffers, now: channel.eventLoop.now)
+        let boundMeter = NIOLoopBound(meter, eventLoop: channel.eventLoop)
+        // Whatever closes the connection gives its charge back (on its event loop).
+        channel.closeFuture.whenComplete { _ in boundMeter.value.close() }
+        try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax, meter: meter)
+        var connectionLogger = logger
+        connectionLogger[metadataKey: "remote"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+        try channel.pipeline.syncOperations.addHandler(
+            ServerConnectionHandler(configuration: configuration, meter: meter, logger: connectionLogger, handler: handler))
     }
 
     /// Stops accepting connections, then closes the open ones (answers not yet written are

@@ -1,13 +1,15 @@
 import FaunaRaft
-import FaunaRPC
+@testable import FaunaRPC
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import Testing
 
 /// The server's bounds on what a connection may hold: a budget of buffered partial-frame bytes
 /// over all connections, an idle timeout and a progress timeout (docs/PROTOCOL.md "Slow and
-/// idle connections"). Real sockets on loopback, timeouts of a few hundred milliseconds.
+/// idle connections"). The timeouts on virtual time (an embedded channel), the budget on real
+/// sockets on loopback.
 @Suite(.timeLimit(.minutes(1))) struct ConnectionBoundsTests {
     /// The header of a `status` request declaring a body of `bodyBytes` (whose bytes then
     /// follow, or not).
@@ -23,69 +25,75 @@ import Testing
         return (raw, raw.closeFuture.isFulfilledFlag())
     }
 
-    @Test func idleConnectionIsClosedButOneWithARequestInFlightIsNot() async throws {
-        let logs = CapturedLogs()
-        let server = try await echoServer(
-            logs: logs, configuration: RPCServerConfiguration(idleTimeout: .seconds(1), progressTimeout: nil))
-        let start = ContinuousClock.now
-        let (idle, idleClosed) = try await Self.rawConnection(to: server)
-        // hashKV is never answered by the echo server: in flight for as long as we like.
-        let busy = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
-        let waiting = Task { try await busy.call(.hashKV, timeout: .seconds(4)) }
-        // One that keeps asking (every 50 ms for 2.4 s, from the start) stays open too: a twentyfold
-        // margin on the idle timeout, for a loaded machine.
-        let chatty = try await RPCClient.connect(to: try endpoint(of: server), group: group, logger: logs.logger)
-        let asking = Task {
-            var kinds: [FrameKind] = []
-            for i in 0..<48 {
-                kinds.append(try await chatty.call(.leaderTransfer(NodeID(UInt64(i + 1)))).kind)
-                try await Task.sleep(for: .milliseconds(50))
+    /// One server connection on an embedded channel: its timeouts run on virtual time, so the
+    /// test decides exactly how much time passes (no sleeps, no load to disturb it). The
+    /// handler answers `leaderTransfer` at once and never answers `hashKV` (in flight for good).
+    static func embeddedConnection(_ configuration: RPCServerConfiguration, logs: CapturedLogs) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try RPCServer.configureConnection(
+            channel, configuration: configuration, frameBuffers: FrameBufferBudget(bytesMax: 1 << 20), logger: logs.logger
+        ) { message, context in
+            if case .leaderTransfer(let id) = message {
+                context.respond(.statusResponse(NodeStatus(
+                    nodeID: id, role: .leader, term: Term(1), leader: id, commitIndex: .zero, appliedIndex: .zero, treeSize: 0,
+                    dbSizeBytes: 0)))
             }
-            return kinds
         }
-        #expect(await eventually(seconds: 5) { idleClosed.withLockedValue { $0 } }, "idle connection still open")
-        #expect(ContinuousClock.now - start >= .milliseconds(990), "closed before its idle timeout")
-        #expect(logs.all.contains { $0.contains("closing rpc connection") && $0.contains("idle: no request") }, "\(logs.all)")
-        #expect(try await asking.value == Array(repeating: .statusResponse, count: 48))
-        #expect(busy.channel.isActive, "closed while a request was in flight")
-        #expect(chatty.channel.isActive, "closed although it kept sending requests")
-        waiting.cancel()
-        _ = try? await waiting.value
-        await busy.close()
-        await chatty.close()
-        _ = idle
-        try await server.close()
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 7000)).wait()  // active: timeouts start
+        return channel
     }
 
-    @Test func partialFrameWithoutProgressIsClosedButATrickleIsNot() async throws {
+    static func request(_ message: RPCMessage, id: UInt64) -> ByteBuffer {
+        ByteBuffer(bytes: Frame(message, requestID: RequestID(id)).encoded())
+    }
+
+    @Test func idleConnectionIsClosedButOneWithARequestInFlightIsNot() throws {
         let logs = CapturedLogs()
-        let server = try await echoServer(
-            logs: logs, configuration: RPCServerConfiguration(idleTimeout: nil, progressTimeout: .seconds(1)))
-        // `stalled` sends a header declaring 1 000 body bytes and 3 of them, then nothing;
-        // `trickle` sends a whole leaderTransfer(5) frame (23 bytes) one byte at a time.
-        let frame = Frame(kind: .leaderTransfer, requestID: RequestID(1), body: [0x05]).encoded()
-        let (stalled, stalledClosed) = try await Self.rawConnection(to: server)
-        try await stalled.writeAndFlush(ByteBuffer(bytes: Self.header(declaring: 1000) + [1, 2, 3]))
-        let (trickle, trickleClosed) = try await Self.rawConnection(to: server)
-        let start = ContinuousClock.now
-        // One byte every 100 ms for 2 s: twice the progress timeout, never a second without a
-        // byte (a tenfold margin, for a loaded machine).
-        for byte in frame.prefix(20) {
-            try await trickle.writeAndFlush(ByteBuffer(bytes: [byte]))
-            try await Task.sleep(for: .milliseconds(100))
+        let configuration = RPCServerConfiguration(idleTimeout: .milliseconds(400), progressTimeout: nil)
+        let idle = try Self.embeddedConnection(configuration, logs: logs)
+        let busy = try Self.embeddedConnection(configuration, logs: logs)
+        let chatty = try Self.embeddedConnection(configuration, logs: logs)
+        try busy.writeInbound(Self.request(.hashKV, id: 1))  // never answered
+        for step in 1...24 {  // 1.2 s in steps of 50 ms, three times the idle timeout
+            try chatty.writeInbound(Self.request(.leaderTransfer(NodeID(UInt64(step))), id: UInt64(step)))
+            for channel in [idle, busy, chatty] { channel.embeddedEventLoop.advanceTime(by: .milliseconds(50)) }
+            if step == 7 { #expect(idle.isActive, "closed before its idle timeout (350 ms idle)") }
         }
-        #expect(await eventually(seconds: 5) { stalledClosed.withLockedValue { $0 } }, "stalled connection still open")
-        #expect(ContinuousClock.now - start >= .milliseconds(990))
+        #expect(!idle.isActive, "idle connection still open after 1.2 s")
+        #expect(logs.all.contains { $0.contains("closing rpc connection") && $0.contains("idle: no request") }, "\(logs.all)")
+        #expect(busy.isActive, "closed while a request was in flight")
+        #expect(chatty.isActive, "closed although it kept sending requests")
+        var answers = 0
+        while let _ = try chatty.readOutbound(as: ByteBuffer.self) { answers += 1 }
+        #expect(answers == 24)
+        _ = try? busy.finish()
+        _ = try? chatty.finish()
+    }
+
+    @Test func partialFrameWithoutProgressIsClosedButATrickleIsNot() throws {
+        let logs = CapturedLogs()
+        let configuration = RPCServerConfiguration(idleTimeout: nil, progressTimeout: .milliseconds(500))
+        // `stalled` sends a header declaring 1 000 body bytes and 3 of them, then nothing;
+        // `trickle` sends a whole leaderTransfer(5) frame (23 bytes) one byte every 100 ms.
+        let stalled = try Self.embeddedConnection(configuration, logs: logs)
+        let trickle = try Self.embeddedConnection(configuration, logs: logs)
+        try stalled.writeInbound(ByteBuffer(bytes: Self.header(declaring: 1000) + [1, 2, 3]))
+        var frame = Self.request(.leaderTransfer(NodeID(5)), id: 1)
+        var elapsedMs = 0
+        while let byte = frame.readBytes(length: 1) {
+            try trickle.writeInbound(ByteBuffer(bytes: byte))
+            for channel in [stalled, trickle] { channel.embeddedEventLoop.advanceTime(by: .milliseconds(100)) }
+            elapsedMs += 100
+            if elapsedMs == 400 { #expect(stalled.isActive, "closed before its progress timeout") }
+        }
+        #expect(elapsedMs >= 2000, "the trickle lasted \(elapsedMs) ms, four times the progress timeout")
+        #expect(!stalled.isActive, "stalled connection still open")
         #expect(logs.all.contains { $0.contains("closing rpc connection") && $0.contains("slow sender") }, "\(logs.all)")
-        #expect(!trickleClosed.withLockedValue { $0 }, "a connection that made progress was closed")
-        // The trickled frame completes and is answered like any other.
-        let answer = NIOLockedValueBox<[UInt8]>([])
-        try await trickle.pipeline.addHandler(ByteCollector(into: answer))
-        try await trickle.writeAndFlush(ByteBuffer(bytes: Array(frame.dropFirst(20))))
-        #expect(await eventually { answer.withLockedValue { $0.count } >= FrameHeader.sizeBytes }, "no answer to the trickled frame")
-        #expect(answer.withLockedValue { (try? Frame.decode($0))??.frame.kind } == .statusResponse)
-        await #expect(throws: Never.self) { try await trickle.close() }
-        try await server.close()
+        #expect(trickle.isActive, "a connection that made progress was closed")
+        // The trickled frame completed and was answered like any other.
+        let answer = try #require(try trickle.readOutbound(as: ByteBuffer.self))
+        #expect((try? Frame.decode(Array(answer.readableBytesView)))??.frame.kind == .statusResponse)
+        _ = try? trickle.finish()
     }
 
     @Test func bufferBudgetClosesTheConnectionThatWouldExceedIt() async throws {
