@@ -116,8 +116,13 @@ extension RaftNode {
 
     enum CampaignKind { case preElection, election, transfer }
 
+    /// Starts a campaign of `kind`, unless this node cannot be elected: it is not a voter, or
+    /// membership changes it has committed are not yet applied (see
+    /// `hasUnappliedConfChanges()`). A refused campaign is dropped, not deferred: the election
+    /// timer fires again, and a refused transfer is abandoned by the leader.
     func campaign(_ kind: CampaignKind) {
         guard isPromotable else { return }
+        if hasUnappliedConfChanges() { return }
         let usePreVote = kind == .preElection
         let isTransfer = kind == .transfer
         if usePreVote { becomePreCandidate() } else { becomeCandidate() }
@@ -138,6 +143,33 @@ extension RaftNode {
     }
 
     func hasQuorum(granted: Int) -> Bool { granted >= quorum }
+
+    /// Whether committed entries not yet handed to the application include a membership
+    /// change (as etcd-io/raft's `hup` checks before any campaign, pre-vote or transfer).
+    ///
+    /// `conf` is the configuration as of the last entry handed out, and a Ready hands out at
+    /// most `committedBytesPerReadyMax`, so `conf` can be one the cluster has left: a node that
+    /// committed the growth of {1,2,3} to {1..5} but applied neither change would win with one
+    /// other vote and commit with 2 of 5 voters, while {3,4,5} elect another leader. Entries of
+    /// a Ready not yet advanced count as unapplied, which only delays a campaign.
+    /// Reads in pages of `committedBytesPerReadyMax`, so memory stays bounded.
+    func hasUnappliedConfChanges() -> Bool {
+        var next = log.applied + 1
+        // Bounded: every page holds at least one entry, so `next` grows each time.
+        while next <= log.committed {
+            let page: [Entry]
+            do {
+                page = try log.entries(from: next, to: log.committed + 1, maxBytes: config.committedBytesPerReadyMax)
+            } catch {
+                // `ready()` hands out these very entries and stops on the same failure.
+                preconditionFailure("storage failed reading committed entries from \(next) to \(log.committed): \(error)")
+            }
+            if page.contains(where: { $0.type == .confChange }) { return true }
+            guard let last = page.last else { return true }  // nothing readable: assume the worst
+            next = last.index + 1
+        }
+        return false
+    }
 
     /// Applies the term rules every message goes through (Raft §5.1, thesis §9.6 and §4.2.3).
     /// Returns false if the message must be ignored.

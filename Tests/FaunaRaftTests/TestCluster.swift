@@ -13,6 +13,10 @@ final class TestCluster {
     var readStates: [NodeID: [ReadState]] = [:]
     /// Links (from, to) whose messages are dropped.
     var cut: Set<[NodeID]> = []
+    /// Nodes whose driver takes at most one Ready per `settle()`: a slow apply queue, so a node
+    /// with a small `committedBytesPerReadyMax` hands its committed entries out one batch at a
+    /// time while the rest of the cluster moves on.
+    var slowApply: Set<NodeID> = []
 
     init(voters: [UInt64], configure: (inout RaftConfig) -> Void = { _ in }) throws {
         let ids = voters.map { NodeID($0) }
@@ -40,9 +44,10 @@ final class TestCluster {
 
     /// Processes every pending Ready (persist, send, apply, advance) without delivering.
     func settle() throws {
-        for _ in 0..<100 {
+        for round in 0..<100 {
             var any = false
             for id in nodes.keys.sorted() {
+                if round > 0 && slowApply.contains(id) { continue }
                 guard let node = nodes[id], node.hasReady else { continue }
                 any = true
                 let ready = node.ready()
@@ -130,6 +135,16 @@ final class TestCluster {
         for other in nodes.keys where other != NodeID(id) {
             cut.insert([NodeID(id), other])
             cut.insert([other, NodeID(id)])
+        }
+    }
+
+    /// Cuts every link between `a` and `b` in both directions.
+    func partition(_ a: [UInt64], _ b: [UInt64]) {
+        for x in a {
+            for y in b {
+                cut.insert([NodeID(x), NodeID(y)])
+                cut.insert([NodeID(y), NodeID(x)])
+            }
         }
     }
 
