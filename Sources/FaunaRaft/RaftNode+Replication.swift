@@ -282,13 +282,16 @@ extension RaftNode {
             return
         }
         if log.matchTerm(meta.index, meta.term) {
-            // We already have the entries: just fast-forward the commit index.
+            // We already have the entries: just fast-forward the commit index. Acknowledge only
+            // through it (as etcd-io/raft does): entries after it may be an old leader's that
+            // the sender does not hold, and its counting them as matched could commit them.
             log.commit(to: meta.index)
         } else {
             log.restore(snapshot)
             conf = meta.confState
             pendingConfState = nil
         }
-        send(Message(type: .appendResponse, from: id, to: m.from, term: term, index: log.lastIndex))
+        // After a restore too, the commit index is the snapshot's index, now our last index.
+        send(Message(type: .appendResponse, from: id, to: m.from, term: term, index: log.committed))
     }
 }

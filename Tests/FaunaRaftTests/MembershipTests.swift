@@ -153,6 +153,29 @@ import Testing
         #expect(c.storages[NodeID(3)]!.snapshotIndex == c.storages[NodeID(1)]!.snapshotIndex)
     }
 
+    /// A follower that already holds the snapshot's last entry only moves its commit index
+    /// forward, and acknowledges that commit index, not its last index: entries after the
+    /// snapshot may be an old leader's that the sender's log does not hold, and counting them
+    /// as matched could commit them (etcd-io/raft replies with `raftLog.committed`).
+    @Test func snapshotAlreadyInTheLogIsAcknowledgedAtTheCommitIndex() throws {
+        let c = try TestCluster(voters: [1, 2, 3])
+        try c.elect(1)
+        for i in 0..<5 { try c[1].propose(bytes("x\(i)")) }
+        try c.settle()
+        try c.deliver(where: { $0.type == .append })  // n3 stores the entries, not their commit
+        c.isolate(3)
+        try c.stabilize()
+        let snapshotIndex = c[3].commitIndex + 2
+        #expect(c[3].lastIndex == snapshotIndex + 3)
+        c.sent = []
+        let meta = SnapshotMetadata(index: snapshotIndex, term: c[1].term, confState: c[1].conf)
+        c[3].step(Message(type: .snapshot, from: NodeID(1), to: NodeID(3), term: c[1].term, snapshot: Snapshot(metadata: meta)))
+        try c.settle()
+        #expect(c[3].commitIndex == snapshotIndex)
+        let reply = c.sent.first { $0.type == .appendResponse && $0.from == NodeID(3) }
+        #expect(reply?.index == snapshotIndex, "acknowledged \(String(describing: reply?.index)), last index \(c[3].lastIndex)")
+    }
+
     @Test func restartedNodeRecoversFromPersistedState() throws {
         let c = try TestCluster(voters: [1, 2, 3])
         try c.elect(1)
