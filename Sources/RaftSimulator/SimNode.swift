@@ -15,6 +15,12 @@ final class SimNode {
     var outstanding: (ready: Ready, completeAt: Int)?
     /// Highest commit index whose terms were checked against the cluster's committed history.
     var commitChecked: LogIndex = .zero
+    /// A slow application (drawn per start): it takes one committed entry per Ready and its
+    /// apply queue is often full, so its commit index runs ahead of what it has applied.
+    var isSlowApplier = false
+    /// Subtick until which the apply queue is full: the node takes no Ready (as a real node
+    /// does), but keeps receiving messages and ticking. Volatile.
+    var applyBusyUntil = 0
 
     init(id: NodeID, storage: MemoryStorage) {
         self.id = id
@@ -32,7 +38,11 @@ final class SimNode {
         config.inflightMessagesMax = 4
         config.entriesPerMessageBytesMax = 80  // one or two entries per append
         config.uncommittedBytesMax = 4_096
-        config.committedBytesPerReadyMax = 400
+        // A third of the starts hand out one committed entry per Ready (every entry is bigger
+        // than 1 byte; at least one is handed out), the rest up to 400 bytes. Derived from the
+        // seed so that the simulator's random stream is not consumed.
+        isSlowApplier = seed % 3 == 0
+        config.committedBytesPerReadyMax = isSlowApplier ? 1 : 400
         config.learnerCatchUpEntriesMax = 20
         raft = try RaftNode(config: config, storage: storage)
         commitChecked = min(commitChecked, raft!.commitIndex)
@@ -41,6 +51,7 @@ final class SimNode {
     func crash() {
         raft = nil
         outstanding = nil
+        applyBusyUntil = 0
         proposals = [:]
         reads = [:]
     }

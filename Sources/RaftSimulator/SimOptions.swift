@@ -21,6 +21,14 @@ public struct SimOptions: Sendable {
     /// subticks later, while the node goes on receiving messages.
     public var slowPersistRate = 0.5
     public var persistDelaySubticksMax = 30
+    /// Slow appliers (a third of node starts) hand out one committed entry per Ready. While
+    /// one is not leader, each Ready that hands out entries fills its apply queue for
+    /// `applyBatchSubticks`, or with `slowApplyRate` for 1...`applyDelaySubticksMax`
+    /// subticks; the node takes no Ready meanwhile but keeps receiving messages and ticking,
+    /// so it commits membership changes it has not applied, and may time out meanwhile.
+    public var slowApplyRate = 0.3
+    public var applyDelaySubticksMax = 300
+    public var applyBatchSubticks = 10
     public var restartRate = 0.08  // per down node
     public var partitionRate = 0.02
     public var healRate = 0.04
@@ -44,6 +52,8 @@ public struct SimReport: Sendable, CustomStringConvertible {
     public var readsChecked = 0
     public var leadersElected = 0
     public var crashes = 0
+    /// Times a slow applier's apply queue filled up (it took no Ready for a while).
+    public var applyPauses = 0
     public var snapshotsInstalled = 0
     public var confChangesApplied = 0
     public var transfers = 0
@@ -54,7 +64,7 @@ public struct SimReport: Sendable, CustomStringConvertible {
     public var description: String {
         let outcome = failure.map { "FAILED: \($0)" } ?? "ok"
         return "seed \(seed): \(outcome) — \(ticks) ticks, \(acknowledgedWrites) writes acked, \(readsChecked) reads checked, "
-            + "\(leadersElected) leaders, \(crashes) crashes, \(snapshotsInstalled) snapshots installed, "
+            + "\(leadersElected) leaders, \(crashes) crashes, \(applyPauses) apply pauses, \(snapshotsInstalled) snapshots installed, "
             + "\(confChangesApplied) conf changes, \(transfers) transfers, \(messagesDelivered) messages"
     }
 }

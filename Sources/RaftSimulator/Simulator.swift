@@ -68,6 +68,7 @@ public final class Simulator {
             now += 1
             try deliverDueMessages()
             try completeDuePersists()
+            try resumeDueAppliers()
         }
         for node in nodes where node.isUp {
             node.raft?.tick()
@@ -126,7 +127,7 @@ public final class Simulator {
     /// crash loses it.
     func processReady(_ node: SimNode) throws {
         for _ in 0..<1_000 {
-            guard let raft = node.raft, node.outstanding == nil, raft.hasReady else { return }
+            guard let raft = node.raft, node.outstanding == nil, node.applyBusyUntil <= now, raft.hasReady else { return }
             let ready = raft.ready()
             if let soft = ready.softState, soft.role == .leader {
                 report.leadersElected += 1
@@ -155,6 +156,30 @@ public final class Simulator {
         raft.advance(ready)
         try checker.commitAdvanced(on: node, raft: raft)
         try maybeSnapshot(node)
+        if isFaulty && node.isSlowApplier && !raft.isLeader && !ready.committedEntries.isEmpty { fillApplyQueue(of: node) }
+    }
+
+    /// A slow applier's batch keeps its apply queue full for a tick, sometimes for up to 30;
+    /// it takes no Ready meanwhile. Handing out one entry per tick against about 0.8 commits
+    /// per tick, it drains a backlog slowly and can campaign while it is behind on membership
+    /// (the founding members' entries included). Leaders are spared: their lag only delays
+    /// acknowledgements, and stalling them starved the workload (sweep seeds with under 15
+    /// acknowledged writes).
+    func fillApplyQueue(of node: SimNode) {
+        if random.chance(options.slowApplyRate) {
+            node.applyBusyUntil = now + 1 + random.int(0..<options.applyDelaySubticksMax)
+            report.applyPauses += 1
+        } else {
+            node.applyBusyUntil = now + options.applyBatchSubticks
+        }
+    }
+
+    /// Slow appliers whose apply queue has drained take their next Ready.
+    func resumeDueAppliers() throws {
+        for node in nodes where node.applyBusyUntil > 0 && node.applyBusyUntil <= now {
+            node.applyBusyUntil = 0
+            try processReady(node)
+        }
     }
 
     func completeDuePersists() throws {
@@ -243,6 +268,7 @@ public final class Simulator {
     func heal() {
         for node in nodes {
             if let (ready, _) = node.outstanding, let raft = node.raft { try? complete(ready, on: node, raft: raft) }
+            node.applyBusyUntil = 0
         }
         isFaulty = false
         healedAt = tick
