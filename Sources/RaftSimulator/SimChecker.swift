@@ -14,6 +14,12 @@ struct SimChecker {
     var historyAt: [LogIndex: UInt64] = [:]
     /// Highest index of an acknowledged write (for the ReadIndex check).
     private(set) var acknowledgedIndex: LogIndex = .zero
+    /// The configuration as of the highest membership change some node has applied (so it is
+    /// committed), and that index. Nodes apply in log order, and a snapshot carries its
+    /// configuration, so every change before it was recorded first.
+    var latestConfiguration = (index: LogIndex.zero, conf: ConfState())
+    /// Votes delivered to each candidate, by term (a superset of those it counted).
+    var votesGranted: [Term: [NodeID: Set<NodeID>]] = [:]
 
     struct EntryID: Hashable {
         var index: LogIndex
@@ -25,6 +31,7 @@ struct SimChecker {
             throw SimFailure("election safety: \(other) and \(id) both leaders of term \(term)")
         }
         leaderOfTerm[term] = id
+        try checkQuorumOverlap(leader: id, term: term)
         // Leader completeness: the new leader's log holds every committed entry (those before
         // its first index are inside its snapshot, which state machine safety covers).
         for (index, t) in committedTerm where index >= raft.firstIndex {
@@ -77,6 +84,35 @@ struct SimChecker {
             }
         } else {
             historyAt[index] = historyHash
+        }
+    }
+
+    mutating func voteGranted(by voter: NodeID, to candidate: NodeID, term: Term) {
+        votesGranted[term, default: [:]][candidate, default: []].insert(voter)
+    }
+
+    mutating func configurationApplied(_ change: ConfChange, at index: LogIndex) {
+        guard index > latestConfiguration.index else { return }
+        latestConfiguration = (index, change.applied(to: latestConfiguration.conf))
+    }
+
+    mutating func configurationApplied(_ conf: ConfState, at index: LogIndex) {
+        guard index > latestConfiguration.index else { return }
+        latestConfiguration = (index, conf)
+    }
+
+    /// Quorum overlap (thesis §4.1): the voters that elected a leader must meet every majority
+    /// of the latest committed configuration, or that majority could elect another leader and
+    /// commit without it. Single-server changes keep a node that is one committed change
+    /// behind within this rule; a node two changes behind (it committed them but has not
+    /// applied them) breaks it, whether or not a partition lets the other majority act.
+    func checkQuorumOverlap(leader: NodeID, term: Term) throws {
+        let voters = latestConfiguration.conf.voters
+        guard !voters.isEmpty else { return }
+        let electors = votesGranted[term]?[leader, default: []].union([leader]) ?? [leader]
+        let outside = voters.filter { !electors.contains($0) }
+        if outside.count >= voters.count / 2 + 1 {
+            throw SimFailure("quorum overlap: \(leader) leads term \(term) with the votes of \(electors.sorted()), but \(outside) are a majority of \(voters), committed at index \(latestConfiguration.index)")
         }
     }
 

@@ -103,6 +103,7 @@ public final class Simulator {
             guard !blockedLinks.contains([m.from.rawValue, m.to.rawValue]),
                   let node = node(m.to), let raft = node.raft else { continue }
             report.messagesDelivered += 1
+            if m.type == .voteResponse && !m.reject { checker.voteGranted(by: m.from, to: m.to, term: m.term) }
             raft.step(m)
             try processReady(node)
         }
@@ -196,6 +197,7 @@ public final class Simulator {
                 throw SimFailure("\(node.id) received an undecodable snapshot")
             }
             node.storage.applySnapshot(snapshot)
+            checker.configurationApplied(snapshot.metadata.confState, at: snapshot.metadata.index)
             node.stateMachine = state
             report.snapshotsInstalled += 1
             try checker.applied(on: node.id, index: state.applied, historyHash: state.historyHash)
@@ -210,6 +212,9 @@ public final class Simulator {
     func apply(_ ready: Ready, on node: SimNode, raft: RaftNode) throws {
         for entry in ready.committedEntries {
             node.stateMachine.apply(entry)
+            if entry.type == .confChange, let change = ConfChange(decoding: entry.data) {
+                checker.configurationApplied(change, at: entry.index)
+            }
             try checker.applied(on: node.id, index: entry.index, historyHash: node.stateMachine.historyHash)
             if entry.type == .confChange { report.confChangesApplied += 1 }
             if let proposal = node.proposals.removeValue(forKey: entry.index), proposal.term == entry.term,
