@@ -350,7 +350,16 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         do {
             message = try RPCMessage(frame)
         } catch {
-            return close(context, "bad \(frame.kind) body: \(error)")
+            // Broken framing was refused by the decoder already. A well-formed request frame on
+            // the client port whose body is invalid (an empty key, a value over its limit, an
+            // unknown proposal version...) is answered `invalidRequest` with the reason, and
+            // the connection stays open: the client can tell a refused request from a crash.
+            guard configuration.peerIdentity == nil, Self.isClientRequest(frame) else {
+                return close(context, "bad \(frame.kind) body: \(error)")
+            }
+            let refusal = RPCErrorResponse(.invalidRequest, "\(frame.kind): \(error.reason)")
+            context.writeAndFlush(wrapOutboundOut(Frame(.error(refusal), requestID: frame.requestID)), promise: nil)
+            return
         }
         if let identity = configuration.peerIdentity {
             guard let peer else { return handshake(context, frame, message, identity) }
@@ -405,6 +414,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             request(context, frame, message)
         default:
             close(context, "got \(frame.kind) on a peer connection, want raftMessages or snapshot frames")
+        }
+    }
+
+    /// A request kind a client may send, with no flags and a request ID (what `request` would
+    /// accept but for its body).
+    static func isClientRequest(_ frame: Frame) -> Bool {
+        switch frame.kind {
+        case .peerHello, .raftMessages, .snapshotOffer, .snapshotChunk: return false
+        default: return !frame.kind.isResponse && frame.flags.isEmpty && frame.requestID != .none
         }
     }
 

@@ -174,7 +174,6 @@ func endpoint(of server: RPCServer) throws -> Endpoint {
     static let garbage: [(String, [UInt8])] = {
         var oversized = Frame(kind: .status, requestID: RequestID(1), body: []).encoded()
         oversized.replaceSubrange(4..<8, with: [0x7F, 0xFF, 0xFF, 0xFF])
-        let badBody = Frame(kind: .leaderTransfer, requestID: RequestID(1), body: [0x00]).encoded()  // node 0
         let response = Frame(.leaderTransferResponse, requestID: RequestID(1)).encoded()
         let peerOnClientPort = Frame(.raftMessages([Message(type: .heartbeat, from: NodeID(1), to: NodeID(2), term: Term(1))]), requestID: .none).encoded()
         var badCRC = Frame(.status, requestID: RequestID(1)).encoded()
@@ -182,13 +181,66 @@ func endpoint(of server: RPCServer) throws -> Endpoint {
         return [
             ("http", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
             ("oversized", oversized),
-            ("bad body", badBody),
             ("response kind", response),
             ("peer kind on client port", peerOnClientPort),
             ("bad crc", badCRC),
             ("truncated", Array(Frame(.status, requestID: RequestID(1)).encoded().dropLast(1))),
         ]
     }()
+
+    /// Well-formed write frames whose proposals break a rule (docs/PROTOCOL.md: only broken
+    /// framing closes a connection).
+    static let invalidWrites: [(String, [UInt8])] = {
+        let k = Array("k".utf8)
+        func proposal(_ command: KVCommand, session: ClientSession? = nil) -> [UInt8] {
+            KVProposal(session: session, command: command).encoded()  // encoded() does not validate
+        }
+        var unknownVersion = proposal(.put(KVPut(key: k, value: k)))
+        unknownVersion[0] = 9
+        return [
+            ("empty key", proposal(.put(KVPut(key: [], value: k)))),
+            ("key over 4,096 bytes", proposal(.put(KVPut(key: [UInt8](repeating: 1, count: KVLimits.keyBytesMax + 1), value: k)))),
+            ("value over 1 MiB", proposal(.put(KVPut(key: k, value: [UInt8](repeating: 2, count: KVLimits.valueBytesMax + 1))))),
+            ("key twice in a txn branch", proposal(.txn(KVTxn(compares: [], success: [.put(KVPut(key: k, value: k)), .put(KVPut(key: k, value: []))])))),
+            ("session sequence 0", proposal(.put(KVPut(key: k, value: k)), session: ClientSession(clientID: ClientID(5), sequence: SequenceNumber(0)))),
+            ("compact 0", proposal(.compact(Revision(0)))),
+            ("unknown proposal version", unknownVersion),
+        ]
+    }()
+
+    /// Each invalid write over a raw socket is answered `invalidRequest` with its reason on the
+    /// same connection, which then serves a valid request.
+    @Test(arguments: LoopbackTests.invalidWrites.map { $0.0 })
+    func invalidWriteIsAnsweredNotDisconnected(name: String) async throws {
+        let body = try #require(Self.invalidWrites.first { $0.0 == name }?.1)
+        let logs = CapturedLogs()
+        let server = try await echoServer(logs: logs)
+        let raw = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: try #require(server.port)).get()
+        let received = NIOLockedValueBox<[UInt8]>([])
+        try await raw.pipeline.addHandler(ByteCollector(into: received))
+        try await raw.writeAndFlush(ByteBuffer(bytes: Frame(kind: .write, requestID: RequestID(7), body: body).encoded()))
+        func frames() -> [Frame] {
+            var bytes = received.withLockedValue { $0 }
+            var out: [Frame] = []
+            while let (frame, used) = (try? Frame.decode(bytes)) ?? nil {
+                out.append(frame)
+                bytes.removeFirst(used)
+            }
+            return out
+        }
+        #expect(await eventually { frames().count == 1 }, "no answer to \(name)")
+        let answer = try #require(frames().first)
+        #expect(answer.requestID == RequestID(7))
+        guard case .error(let error) = try RPCMessage(answer) else { Issue.record("got \(answer.kind)"); return }
+        #expect(error.code == .invalidRequest && error.message.hasPrefix("write: "), "\(name): \(error)")
+        try await raw.writeAndFlush(ByteBuffer(bytes: Frame(.leaderTransfer(NodeID(3)), requestID: RequestID(8)).encoded()))
+        #expect(await eventually { frames().count == 2 }, "the connection did not serve a valid request after \(name)")
+        #expect(frames().last?.kind == .statusResponse)
+        #expect(raw.isActive)
+        #expect(!logs.all.contains { $0.contains("closing rpc connection") }, "\(logs.all)")
+        try await raw.close()
+        try await server.close()
+    }
 
     /// A client sending garbage is disconnected with a logged reason; a good client on the
     /// same server keeps working before, during and after.
