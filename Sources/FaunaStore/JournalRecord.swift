@@ -33,9 +33,10 @@ public struct JournalEffects: Hashable, Sendable {
     /// The proof that `key`'s effect is among these (nil if the entry did not write `key`).
     public func proof(forKey key: [UInt8]) -> (effect: Effect, proof: EffectProof)? {
         guard let i = effects.firstIndex(where: { $0.key == key }) else { return nil }
+        // The leaves once, for both the root and the path (each is a SHA-256 of a key).
         let leaves = effects.map(\.leafHash)
-        let path = EffectsTree.path(i, leaves[...])
-        return (effects[i], EffectProof(summary: summary, effectIndex: UInt64(i), path: path))
+        let summary = EffectsSummary(outcome: outcome, branch: branch, count: UInt64(leaves.count), root: EffectsTree.root(leaves[...]))
+        return (effects[i], EffectProof(summary: summary, effectIndex: UInt64(i), path: EffectsTree.path(i, leaves[...])))
     }
 }
 
