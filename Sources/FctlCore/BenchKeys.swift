@@ -44,7 +44,7 @@ public enum BenchKeys {
 
     /// Writes the zig-zag varint of `index` over the start of `buffer` and leaves the rest of
     /// it as it was: Go's `binary.PutVarint(buf, n)` as etcd's benchmark calls it, stale bytes
-    /// included (../shared/bench/WORKLOAD.md).
+    /// included (docs/PERFORMANCE.md "Fauna vs etcd").
     /// - Precondition: `varintBytes(index) <= buffer.count`.
     public static func writeVarint(_ index: Int, into buffer: inout [UInt8]) {
         precondition(varintBytes(index) <= buffer.count, "varint of \(index) does not fit \(buffer.count) bytes")

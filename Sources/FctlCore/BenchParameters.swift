@@ -27,8 +27,8 @@ public enum BenchKeyFormat: String, Sendable, CaseIterable {
     case decimal
     /// etcd's tools/benchmark: the zig-zag varint of the index written over the start of a
     /// `--key-size` buffer kept per client, whose other bytes keep what a longer earlier key
-    /// left there (../shared/bench/WORKLOAD.md: ~8% of random puts land outside the preloaded
-    /// keys). The preload writes keys in order, so it leaves no stale bytes.
+    /// left there (~8% of random puts land outside the preloaded keys; docs/PERFORMANCE.md
+    /// "Fauna vs etcd"). The preload writes keys in order, so it leaves no stale bytes.
     case varint
 }
 
