@@ -46,7 +46,12 @@ import Glibc
 
         // The read meets the corrupt record: an error for the client, and the node stops.
         let request = ReadRequest(KVRangeRequest(range: .single(key)), consistency: consistency)
-        let answer = await cluster.call(victim, .read(request), timeout: .seconds(10))
+        // A linearizable read may time out while the restarted node is still catching up (its
+        // read index not yet applied, on a loaded machine): retried as a client would.
+        var answer = await cluster.call(victim, .read(request), timeout: .seconds(10))
+        while case .error(let e)? = answer, e.code == .timeout, Date() < deadline {
+            answer = await cluster.call(victim, .read(request), timeout: .seconds(10))
+        }
         switch answer {
         case .error(let e)?:
             // `unavailable`: the node is stopping; the client retries on another node.
