@@ -165,11 +165,22 @@ let package = Package(
             ]
         ),
 
-        // The server: Raft core + store + apply stage + RPC ports (docs/adr/0007).
+        // The node's pipeline over ports (docs/adr/0007, docs/ARCHITECTURE.md): the owner of the
+        // Raft core, the apply stage, the audit answers. No threads of its own, no sockets, no
+        // RocksDB: faunad (FaunaNode) and the node simulator (NodeSimulator) wire its ports.
+        .target(
+            name: "FaunaPipeline",
+            dependencies: [
+                "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaVerify", "FaunaAudit",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The server: the pipeline wired to RocksDB, SwiftNIO and threads (docs/adr/0007).
         .target(
             name: "FaunaNode",
             dependencies: [
-                "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaConfig", "FaunaVerify", "FaunaAudit",
+                "FaunaPipeline", "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaConfig", "FaunaVerify", "FaunaAudit",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -191,7 +202,7 @@ let package = Package(
         .testTarget(
             name: "FaunaNodeTests",
             dependencies: [
-                "faunad", "fctl", "FaunaClient", "FaunaNode", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaStore", "FaunaVerify",
+                "faunad", "fctl", "FaunaClient", "FaunaNode", "FaunaPipeline", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaStore", "FaunaVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,6 @@
 import FaunaAudit
 import FaunaConfig
+import FaunaPipeline
 import FaunaRPC
 import FaunaRaft
 import FaunaStore
@@ -24,14 +25,21 @@ public final class FaunaNode: @unchecked Sendable {
     // the core's mutable state is confined to its thread.
     public let settings: NodeSettings
     private let core: NodeCore
+    private let events: EventQueue<NodeEvent>
+    private let transport: PeerTransport
     private let group: MultiThreadedEventLoopGroup
     private let peerServer: RPCServer
     private let clientServer: RPCServer
     private let logger: Logger
 
-    private init(settings: NodeSettings, core: NodeCore, group: MultiThreadedEventLoopGroup, peerServer: RPCServer, clientServer: RPCServer, logger: Logger) {
+    private init(
+        settings: NodeSettings, core: NodeCore, events: EventQueue<NodeEvent>, transport: PeerTransport,
+        group: MultiThreadedEventLoopGroup, peerServer: RPCServer, clientServer: RPCServer, logger: Logger
+    ) {
         self.settings = settings
         self.core = core
+        self.events = events
+        self.transport = transport
         self.group = group
         self.peerServer = peerServer
         self.clientServer = clientServer
@@ -63,15 +71,19 @@ public final class FaunaNode: @unchecked Sendable {
             store.close()
             throw error
         }
-        let faults = TestFaults.current
-        if faults.isActive {
-            logger.warning("TEST FAULTS ACTIVE (FAUNA_TEST_FAULT): this node lies on purpose", metadata: ["faults": "\(faults)"])
+        var decorator: (any AnswerDecorator)?
+        #if DEBUG
+        if let lies = LyingAnswers.fromEnvironment(signer: signer) {
+            logger.warning("TEST FAULTS ACTIVE (FAUNA_TEST_FAULT): this node lies on purpose", metadata: ["faults": "\(lies.faults)"])
+            decorator = lies
         }
+        #endif
         let raft: RaftNode
         let raftStorage = RaftStorageMonitor(store.raftLog)
         let hasClusterID: Bool
+        let pipeline = settings.pipeline
         do {
-            raft = try NodeCore.makeRaftNode(settings: settings, store: store, storage: raftStorage)
+            raft = try NodeCore.makeRaftNode(settings: pipeline, applied: store.appliedIndex, storage: raftStorage)
             // Not `try?`: a cluster ID that does not decode is a corrupt record (fail-stop).
             hasClusterID = try store.clusterID() != nil && store.leafV2From != nil
         } catch {
@@ -88,19 +100,25 @@ public final class FaunaNode: @unchecked Sendable {
         let members = MemberDirectory(seed: seed, dataDirectory: settings.dataDirectory)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads)
         let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID)
-        let core = NodeCore(
-            settings: settings, store: store, raft: raft, raftStorage: raftStorage, members: members,
-            transport: PeerTransport(identity: identity, members: members, group: group, logger: logger),
-            snapshots: SnapshotSender(identity: identity, group: group, logger: logger),
-            inbox: SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger), hasClusterID: hasClusterID,
+        let events = EventQueue<NodeEvent>(capacity: settings.eventsMax)
+        let transport = PeerTransport(identity: identity, members: members, group: group, logger: logger)
+        let inbox = SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger)
+        let shipper = SnapshotShipper(
+            sender: SnapshotSender(identity: identity, group: group, logger: logger), inbox: inbox, members: members,
             logger: logger)
-        let applier = ApplyStage(
-            // Apply jobs are bounded by the owner (applyQueueMax); reads by this capacity.
-            store: store, nodeID: settings.nodeID, capacity: settings.applyQueueMax + settings.pendingReadsMax,
-            compactEntries: settings.cluster.snapshotEntries, members: members,
-            audit: AuditService(nodeID: settings.nodeID, signer: signer, faults: faults), logger: logger,
-            failStop: { [events = core.events] error, doing in events.post(.storeFailed(error, doing)) }
-        ) { [events = core.events] report in events.post(.applied(report)) }
+        let stateStore = RocksStateStore(store, options: settings.storeOptions)
+        let core = NodeCore(
+            settings: pipeline, store: stateStore, raft: raft, raftStorage: raftStorage, events: events, members: members,
+            transport: transport, snapshots: shipper, clock: MonotonicClock(), decorator: decorator,
+            hasClusterID: hasClusterID, logger: logger)
+        // Apply jobs are bounded by the owner (applyQueueMax); reads by this capacity.
+        let applier = ApplyThread(capacity: settings.applyQueueMax + settings.pendingReadsMax)
+        applier.stage = ApplyStage(
+            store: stateStore, nodeID: settings.nodeID, compactEntries: settings.cluster.snapshotEntries, members: members,
+            audit: AuditService(nodeID: settings.nodeID, signer: signer), decorator: decorator,
+            background: DispatchBackground(), logger: logger,
+            failStop: { error, doing in events.post(.storeFailed(error, doing)) }
+        ) { report in events.post(.applied(report)) }
         core.applier = applier
 
         let peerServer: RPCServer
@@ -113,7 +131,7 @@ public final class FaunaNode: @unchecked Sendable {
                     host: settings.node.peer.host, port: settings.node.peer.port, peerIdentity: identity, connectionsMax: 64,
                     idleTimeout: nil),
                 group: group, logger: logger
-            ) { [events = core.events, inbox = core.inbox] message, context in
+            ) { message, context in
                 switch message {
                 case .raftMessages(let messages):
                     events.offer(.raftMessages(messages))  // full: dropped, Raft retransmits
@@ -131,7 +149,7 @@ public final class FaunaNode: @unchecked Sendable {
             clientServer = try await RPCServer.start(
                 configuration: RPCServerConfiguration(host: settings.node.client.host, port: settings.node.client.port),
                 group: group, logger: logger
-            ) { [events = core.events] message, context in
+            ) { message, context in
                 // Three quarters of the queue at most: the rest stays for Raft traffic.
                 if !events.offer(.request(message, context), limit: events.capacity / 4 * 3) {
                     context.respond(.error(RPCErrorResponse(.overloaded, "node queue full; retry later")))
@@ -143,7 +161,7 @@ public final class FaunaNode: @unchecked Sendable {
             throw NodeStartError("cannot listen on the client address \(settings.node.client) of \(settings.node.name): \(error)")
         }
         applier.start()
-        let thread = Thread { core.run() }
+        let thread = Thread { runOwner(core, events: events) }
         thread.name = "fauna-raft"
         thread.start()
         logger.info("node started", metadata: [
@@ -151,7 +169,23 @@ public final class FaunaNode: @unchecked Sendable {
             "applied": "\(store.appliedIndex)", "term": "\(raft.term)",
             "publicKey": "\(signer.publicKey.rawRepresentation.map { String(format: "%02x", $0) }.joined())",
         ])
-        return FaunaNode(settings: settings, core: core, group: group, peerServer: peerServer, clientServer: clientServer, logger: logger)
+        return FaunaNode(
+            settings: settings, core: core, events: events, transport: transport, group: group, peerServer: peerServer,
+            clientServer: clientServer, logger: logger)
+    }
+
+    /// The owner thread: waits for events until the next tick is due, runs a round, and
+    /// stops the pipeline once a round says so. The wait takes a wall-clock deadline,
+    /// recomputed each time from the monotonic clock the pipeline runs on.
+    private static func runOwner(_ core: NodeCore, events: EventQueue<NodeEvent>) {
+        let clock = core.clock
+        while true {
+            let wait = max(core.nextTick - clock.now, .zero)
+            let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+            guard let batch = events.take(until: Date().addingTimeInterval(seconds), max: 4096) else { break }
+            if !core.runRound(batch, now: clock.now) { break }
+        }
+        core.finishStopping()
     }
 
     /// Writes the founding log: one committed `addVoter` entry per voter, term 1 (the same on
@@ -171,7 +205,7 @@ public final class FaunaNode: @unchecked Sendable {
     /// Stops accepting, answers what is in flight with `unavailable`, waits for the Raft log
     /// writer, closes the store.
     public func stop() async {
-        core.events.post(.stop)
+        events.post(.stop)
         await waitUntilStopped()
     }
 
@@ -194,7 +228,7 @@ public final class FaunaNode: @unchecked Sendable {
         guard shutdownOnce.setOnce() else { return }
         try? await clientServer.close()
         try? await peerServer.close()
-        await core.transport.shutdown()
+        await transport.shutdown()
         try? await group.shutdownGracefully()
         logger.info("node stopped")
     }

@@ -1,3 +1,4 @@
+import FaunaPipeline
 import FaunaRPC
 import FaunaRaft
 import FaunaStore
@@ -8,7 +9,7 @@ import NIOConcurrencyHelpers
 /// addresses in the membership change's context (`MemberAddresses.encoded`), which the apply
 /// stage records here and in `<data>/members` (so a restarted node still reaches them after the
 /// change's log entry was compacted). Thread-safe.
-final class MemberDirectory: Sendable {
+final class MemberDirectory: MemberBook {
     private let box: NIOLockedValueBox<[NodeID: MemberAddresses]>
     private let filePath: String
 
@@ -52,29 +53,3 @@ final class MemberDirectory: Sendable {
     }
 }
 
-/// A member's peer and client addresses; as a membership change's context:
-/// `peer=HOST:PORT,client=HOST:PORT` (UTF-8).
-struct MemberAddresses: Hashable, Sendable {
-    var peer: Endpoint
-    var client: Endpoint
-
-    var encoded: [UInt8] { Array("peer=\(peer),client=\(client)".utf8) }
-
-    init(peer: Endpoint, client: Endpoint) {
-        self.peer = peer
-        self.client = client
-    }
-
-    init?(decoding bytes: [UInt8]) {
-        guard bytes.count <= 600 else { return nil }
-        let text = String(decoding: bytes, as: UTF8.self)
-        var peer: Endpoint?
-        var client: Endpoint?
-        for field in text.split(separator: ",") {
-            if field.hasPrefix("peer=") { peer = Endpoint(parsing: String(field.dropFirst(5))) }
-            if field.hasPrefix("client=") { client = Endpoint(parsing: String(field.dropFirst(7))) }
-        }
-        guard let peer, let client else { return nil }
-        self.init(peer: peer, client: client)
-    }
-}

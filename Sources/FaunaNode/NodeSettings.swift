@@ -1,4 +1,5 @@
 import FaunaConfig
+import FaunaPipeline
 import FaunaRaft
 import FaunaStore
 
@@ -34,6 +35,20 @@ public struct NodeSettings: Sendable {
     public var storeOptions = Store.Options()
 
     public var nodeID: NodeID { node.nodeID }
+
+    /// What the pipeline takes of these settings.
+    public var pipeline: PipelineSettings {
+        var p = PipelineSettings(
+            nodeID: nodeID, tickMs: cluster.tickMs, electionTicks: cluster.electionTicks, heartbeatTicks: cluster.heartbeatTicks,
+            snapshotEntries: cluster.snapshotEntries, randomSeed: randomSeed)
+        p.pendingProposalsMax = pendingProposalsMax
+        p.pendingReadsMax = pendingReadsMax
+        p.applyQueueMax = applyQueueMax
+        p.proposalBatchBytesMax = proposalBatchBytesMax
+        p.requestTimeout = .milliseconds(Int64(requestTimeoutSeconds * 1000))
+        p.readTimeout = .milliseconds(Int64(readTimeoutSeconds * 1000))
+        return p
+    }
 
     /// Settings for node `name` of `cluster`, with its data directory under `data_dir`
     /// (relative paths are taken relative to `baseDirectory`, the config file's directory).

@@ -1,3 +1,4 @@
+import FaunaPipeline
 import FaunaRPC
 import FaunaRaft
 import Logging
@@ -9,7 +10,7 @@ import NIOCore
 ///
 /// `@unchecked Sendable`: `links` is used only by the owner thread (`send`, `reconcile`) and,
 /// after that thread has finished, by `shutdown`.
-final class PeerTransport: @unchecked Sendable {
+final class PeerTransport: PeerSender, @unchecked Sendable {
     private var links: [NodeID: PeerLink] = [:]
     private let identity: PeerIdentity
     private let members: MemberDirectory

@@ -1,3 +1,4 @@
+import FaunaPipeline
 import FaunaRPC
 import FaunaRaft
 import FaunaStore
@@ -230,4 +231,92 @@ extension SnapshotInbox {
 final class UncheckedBox<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// The snapshot port: leader-side sends, follower-side inbox, client saves.
+final class SnapshotShipper: SnapshotShipping {
+    let sender: SnapshotSender
+    let inbox: SnapshotInbox
+    let members: MemberDirectory
+    let logger: Logger
+
+    init(sender: SnapshotSender, inbox: SnapshotInbox, members: MemberDirectory, logger: Logger) {
+        self.sender = sender
+        self.inbox = inbox
+        self.members = members
+        self.logger = logger
+    }
+
+    func claim(_ peer: NodeID) -> Bool { sender.claim(peer) }
+    func release(_ peer: NodeID) { sender.release(peer) }
+
+    func send(_ checkpoint: any StateCheckpoint, to peer: NodeID, done: @escaping @Sendable (SnapshotMetadata?) -> Void) {
+        guard let checkpoint = checkpoint as? Checkpoint, let endpoint = members.addresses(of: peer)?.peer else {
+            logger.error("snapshot for \(peer): no address known, or not a RocksDB checkpoint")
+            sender.release(peer)
+            return done(nil)
+        }
+        sender.send(checkpoint, to: peer, at: endpoint, done: done)
+    }
+
+    func take(at index: LogIndex) -> (any IncomingSnapshot)? { inbox.take(at: index) }
+    func installFinished() { inbox.installFinished() }
+
+    /// `snapshotSave`: hashing and streaming read every byte, on a thread of their own.
+    func stream(_ checkpoint: any StateCheckpoint, to context: RPCRequestContext, slot: ClientJobSlot) {
+        guard let checkpoint = checkpoint as? Checkpoint else {
+            slot.release()
+            return context.respond(.error(RPCErrorResponse(.internalError, "snapshot: not a RocksDB checkpoint")))
+        }
+        let logger = logger
+        let thread = Thread {
+            defer { slot.release() }
+            do {
+                Self.stream(try SnapshotSource(checkpoint: checkpoint), to: context, logger: logger)
+            } catch {
+                context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
+            }
+        }
+        thread.name = "fauna-snapshot-save"
+        thread.start()
+    }
+
+    private static func stream(_ source: SnapshotSource, to context: RPCRequestContext, logger: Logger) {
+        defer { source.close() }
+        let manifest = source.manifest
+        let meta = manifest.metadata
+        // Zero files cannot happen (RocksDB always writes a manifest), but answer sensibly.
+        guard !manifest.files.isEmpty else {
+            return context.respond(.error(RPCErrorResponse(.internalError, "snapshot has no files")))
+        }
+        var remaining = manifest.files.count
+        do {
+            while let piece = try source.nextChunk(maxBytes: SnapshotSender.chunkBytes) {
+                let chunk = manifest.wireChunk(piece, filesLeft: &remaining)
+                if chunk.isLastOfSnapshot {
+                    context.respond(.snapshotSaveChunk(chunk))
+                    logger.info("snapshot saved by a client", metadata: ["index": "\(meta.index)", "bytes": "\(manifest.totalBytes)"])
+                    return
+                }
+                context.respondPartial(.snapshotSaveChunk(chunk))
+                // Backpressure: a slow reader must not make us buffer the whole database; a
+                // reader that takes nothing for a minute is given up.
+                let stalledLimit = ContinuousClock.now + .seconds(60)
+                while !context.isWritable {
+                    guard context.isOpen else {
+                        logger.info("snapshot save abandoned: the client closed the connection")
+                        return
+                    }
+                    guard ContinuousClock.now < stalledLimit else {
+                        logger.warning("snapshot save abandoned: the client stopped reading")
+                        return
+                    }
+                    usleep(2_000)
+                }
+            }
+            context.respond(.error(RPCErrorResponse(.internalError, "snapshot ended before its last file")))
+        } catch {
+            context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
+        }
+    }
 }

@@ -73,6 +73,38 @@ public struct RPCServerConfiguration: Sendable {
     }
 }
 
+/// Where the answers to one connection's requests go: a SwiftNIO channel in a node, an
+/// in-memory client in the node simulator. Thread-safe.
+public protocol RPCReplyChannel: AnyObject, Sendable {
+    /// Writes the frames in order and flushes once.
+    func send(_ frames: [Frame])
+    /// Whether the connection can take more output now (false: the remote reads slowly).
+    var isWritable: Bool { get }
+    /// Whether the connection is still open.
+    var isOpen: Bool { get }
+}
+
+/// A SwiftNIO channel as a reply channel.
+final class NIOReplyChannel: RPCReplyChannel {
+    let channel: any Channel
+    init(_ channel: any Channel) { self.channel = channel }
+
+    func send(_ frames: [Frame]) {
+        if frames.count == 1 {
+            channel.writeAndFlush(frames[0], promise: nil)
+            return
+        }
+        let channel = channel
+        channel.eventLoop.execute {
+            for frame in frames { channel.write(frame, promise: nil) }
+            channel.flush()
+        }
+    }
+
+    var isWritable: Bool { channel.isWritable }
+    var isOpen: Bool { channel.isActive }
+}
+
 /// One request as the node receives it, with the way to answer it.
 public struct RPCRequestContext: Sendable {
     /// The request's ID (`.none` for `raftMessages`).
@@ -81,27 +113,35 @@ public struct RPCRequestContext: Sendable {
     public let peer: NodeID?
     /// The remote address, for logs.
     public let remoteAddress: SocketAddress?
-    let channel: any Channel
+    let reply: any RPCReplyChannel
+
+    /// A request answered through `reply` (the node simulator's clients).
+    public init(requestID: RequestID, peer: NodeID? = nil, remoteAddress: SocketAddress? = nil, reply: any RPCReplyChannel) {
+        self.requestID = requestID
+        self.peer = peer
+        self.remoteAddress = remoteAddress
+        self.reply = reply
+    }
 
     /// Sends the final answer. Safe from any thread; one final answer per request (a second
     /// one is dropped). Not for `raftMessages`, which are never answered.
     public func respond(_ message: RPCMessage) {
-        channel.writeAndFlush(Frame(message, requestID: requestID), promise: nil)
+        reply.send([Frame(message, requestID: requestID)])
     }
 
     /// Sends one frame of a streamed answer (`snapshotSaveChunk`); more will follow, and the
     /// stream ends with `respond(_:)`.
     public func respondPartial(_ message: RPCMessage) {
-        channel.writeAndFlush(Frame(message, requestID: requestID, flags: .more), promise: nil)
+        reply.send([Frame(message, requestID: requestID, flags: .more)])
     }
 
     /// Whether the connection can take more output now (false: the remote reads slowly;
     /// a streaming responder should wait before sending more).
-    public var isWritable: Bool { channel.isWritable }
+    public var isWritable: Bool { reply.isWritable }
 
     /// Whether the connection is still open (false: the requester went away; a streaming
     /// responder stops).
-    public var isOpen: Bool { channel.isActive }
+    public var isOpen: Bool { reply.isOpen }
 }
 
 /// Answers gathered to go out together: one event-loop task and one flush (one write syscall)
@@ -110,7 +150,7 @@ public struct RPCRequestContext: Sendable {
 /// and flushed once per answer, a visible share of a loaded node's CPU (docs/PERFORMANCE.md).
 /// `send()` must be called; until then nothing is sent.
 public struct RPCResponseBatch {
-    private var byChannel: [ObjectIdentifier: (channel: any Channel, frames: [Frame])] = [:]
+    private var byChannel: [ObjectIdentifier: (channel: any RPCReplyChannel, frames: [Frame])] = [:]
 
     public init() {}
 
@@ -120,22 +160,12 @@ public struct RPCResponseBatch {
     /// Gathers the final answer to `context`'s request (see `RPCRequestContext.respond`).
     public mutating func add(_ message: RPCMessage, for context: RPCRequestContext) {
         let frame = Frame(message, requestID: context.requestID)
-        byChannel[ObjectIdentifier(context.channel), default: (context.channel, [])].frames.append(frame)
+        byChannel[ObjectIdentifier(context.reply), default: (context.reply, [])].frames.append(frame)
     }
 
     /// Sends everything gathered and empties the batch. Safe from any thread.
     public mutating func send() {
-        for (_, group) in byChannel {
-            let (channel, frames) = group
-            if frames.count == 1 {
-                channel.writeAndFlush(frames[0], promise: nil)
-                continue
-            }
-            channel.eventLoop.execute {
-                for frame in frames { channel.write(frame, promise: nil) }
-                channel.flush()
-            }
-        }
+        for (_, group) in byChannel { group.channel.send(group.frames) }
         byChannel.removeAll(keepingCapacity: true)
     }
 }
@@ -269,6 +299,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private let meter: InboundFrameMeter
     /// The peer after its accepted hello (peer port only).
     private var peer: NodeID?
+    /// This connection's reply channel, shared by its requests (answers batch per connection).
+    private var reply: NIOReplyChannel?
     /// Requests handed to the node and not answered yet.
     private var pending: Set<RequestID> = []
     private var isClosing = false
@@ -283,6 +315,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         self.meter = meter
         self.logger = logger
         self.handler = handler
+    }
+
+    private func replyChannel(_ context: ChannelHandlerContext) -> NIOReplyChannel {
+        if let reply { return reply }
+        let made = NIOReplyChannel(context.channel)
+        reply = made
+        return made
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -409,7 +448,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             for m in messages where m.from != peer || m.to != identity.nodeID {
                 return close(context, "raft message \(m.type) from \(m.from) to \(m.to): want from \(peer) to \(identity.nodeID)")
             }
-            handler(message, RPCRequestContext(requestID: .none, peer: peer, remoteAddress: context.remoteAddress, channel: context.channel))
+            handler(message, RPCRequestContext(requestID: .none, peer: peer, remoteAddress: context.remoteAddress, reply: replyChannel(context)))
         case .snapshotOffer, .snapshotChunk:
             request(context, frame, message)
         default:
@@ -439,7 +478,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             return
         }
         pending.insert(frame.requestID)
-        handler(message, RPCRequestContext(requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, channel: context.channel))
+        handler(message, RPCRequestContext(requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, reply: replyChannel(context)))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import FaunaNode
+@testable import FaunaPipeline
 
 /// The slots that bound client-caused jobs (digests, snapshot saves) on a node.
 @Suite struct ClientJobLimiterTests {

@@ -4,10 +4,9 @@ import FaunaRaft
 import FaunaStore
 import Foundation
 import Logging
-import NIOCore
 
 /// What reaches the owner thread.
-enum NodeEvent: Sendable {
+public enum NodeEvent: Sendable {
     /// Raft messages from a peer (one frame's worth).
     case raftMessages([Message])
     /// A client request (data or admin) with the way to answer it.
@@ -27,23 +26,32 @@ enum NodeEvent: Sendable {
 /// the core every `tickMs`, proposes the writes that arrived since the last round as one
 /// batch, and drives at most one `Ready` at a time through persist → send → apply → advance.
 ///
-/// `@unchecked Sendable`: every `var` below is touched only by the owner thread (`run()`); the
-/// other threads talk to it through `events`.
-final class NodeCore: @unchecked Sendable {
+/// The thread and its queue are the wiring's (`faunad`: FaunaNode's owner thread; the node
+/// simulator: its event loop): each calls `runRound` with the events that arrived and the
+/// clock's time, until it returns false, then `finishStopping`.
+///
+/// `@unchecked Sendable`: every `var` below is touched only by the owner thread; the other
+/// threads talk to it through `events`.
+public final class NodeCore: @unchecked Sendable {
     let id: NodeID
-    let settings: NodeSettings
-    let events: EventQueue<NodeEvent>
-    let members: MemberDirectory
-    let transport: PeerTransport
-    let snapshots: SnapshotSender
-    let inbox: SnapshotInbox
-    var logger: Logger
+    let settings: PipelineSettings
+    let events: any NodeEventSink
+    let members: any MemberBook
+    let transport: any PeerSender
+    let snapshots: any SnapshotShipping
+    public let clock: any NodeClock
+    /// Test-only misbehaviour (debug builds, `FAUNA_TEST_FAULT`); nil in release builds.
+    let decorator: (any AnswerDecorator)?
+    public internal(set) var logger: Logger
 
-    var store: Store!
+    var store: (any StateStore)!
     var raft: RaftNode!
-    /// The core's view of `store.raftLog`, which remembers a damaged record the core met.
+    /// The core's view of the store's entry log, which remembers a damaged record the core met.
     var raftStorage: RaftStorageMonitor!
-    var applier: ApplyStage!
+    /// The apply stage's queue (set by the wiring before the first round).
+    public var applier: (any ApplyQueue)!
+    /// Digests and client snapshot saves waiting or running (ClientJobLimiter).
+    public let clientJobs = ClientJobLimiter()
     /// Index of the last committed entry handed to the apply stage.
     var handedOutIndex: LogIndex
     /// What the apply stage reported last.
@@ -59,19 +67,18 @@ final class NodeCore: @unchecked Sendable {
     /// Reads whose read index is known, waiting for the entries up to it to be handed out.
     var readsAwaitingApply: [(index: LogIndex, read: PendingRead)] = []
     var nextReadID: UInt64 = 1
-    var transfers: [(target: NodeID, deadline: Date, context: RPCRequestContext)] = []
+    var transfers: [(target: NodeID, deadline: NodeInstant, context: RPCRequestContext)] = []
     /// Whether this node has been in the configuration (a removal then stops it).
     lazy var wasMember = raft.conf.isMember(id)
     /// The term in the logger's metadata.
     var loggedTerm = Term.zero
     var lastRole = RaftRole.follower
     var lastLeader: NodeID?
-    var failure: StoreError?
-    var isStopping = false
+    public internal(set) var failure: StoreError?
+    public internal(set) var isStopping = false
     /// Whether the applied state holds a cluster ID; until it does, a leader proposes one.
     var hasClusterID: Bool
     var clusterIDProposedTerm: Term?
-    let faults = TestFaults.current
     /// `.apply` jobs posted and not yet reported: the owner takes no Ready while this is at
     /// `applyQueueMax`, so a slow apply slows proposals, not the other way round.
     var applyJobsInFlight = 0
@@ -79,35 +86,47 @@ final class NodeCore: @unchecked Sendable {
     /// metadata. Until its Ready is taken, no other peer message is stepped (an append stepped
     /// after the restore would be acknowledged in that Ready, yet never persisted: the install
     /// replaces the log).
-    var reservedSnapshot: UncheckedBox<SnapshotReceiver>?
-    let finished = DispatchSemaphore(value: 0)
+    var reservedSnapshot: (any IncomingSnapshot)?
+    /// When the core is ticked next, and when timeouts are checked next.
+    public private(set) var nextTick: NodeInstant
+    var nextHousekeeping: NodeInstant
+    /// Signalled once `finishStopping` has run.
+    public let finished = DispatchSemaphore(value: 0)
+    /// Reads, applies and snapshot installs since start (the simulator's coverage report).
+    public internal(set) var counters = Counters()
+
+    public struct Counters: Sendable {
+        public var snapshotsInstalled = 0
+        public var readsReleased = 0
+    }
 
     struct PendingProposal {
         enum Kind { case write, memberChange }
         var kind: Kind
         var term: Term
-        var deadline: Date
+        var deadline: NodeInstant
         var context: RPCRequestContext
     }
 
     struct PendingRead {
         var request: ReadRequest
         var context: RPCRequestContext
-        var deadline: Date
+        var deadline: NodeInstant
     }
 
-    init(
-        settings: NodeSettings, store: Store, raft: RaftNode, raftStorage: RaftStorageMonitor, members: MemberDirectory,
-        transport: PeerTransport,
-        snapshots: SnapshotSender, inbox: SnapshotInbox, hasClusterID: Bool, logger: Logger
+    public init(
+        settings: PipelineSettings, store: any StateStore, raft: RaftNode, raftStorage: RaftStorageMonitor,
+        events: any NodeEventSink, members: any MemberBook, transport: any PeerSender, snapshots: any SnapshotShipping,
+        clock: any NodeClock, decorator: (any AnswerDecorator)?, hasClusterID: Bool, logger: Logger
     ) {
         self.id = settings.nodeID
         self.settings = settings
-        self.events = EventQueue(capacity: settings.eventsMax)
+        self.events = events
         self.members = members
         self.transport = transport
         self.snapshots = snapshots
-        self.inbox = inbox
+        self.clock = clock
+        self.decorator = decorator
         var logger = logger
         logger[metadataKey: "term"] = "\(raft.term)"
         logger[metadataKey: "role"] = "\(raft.role)"
@@ -119,41 +138,36 @@ final class NodeCore: @unchecked Sendable {
         self.appliedIndex = store.appliedIndex
         self.treeSize = store.treeHead.treeSize
         self.hasClusterID = hasClusterID
+        let now = clock.now
+        self.nextTick = now + .milliseconds(settings.tickMs)
+        self.nextHousekeeping = now + .milliseconds(100)
     }
 
     // MARK: Loop
 
-    func run() {
-        // Ticks follow the monotonic clock (a wall-clock step must not stop heartbeats); the
-        // wait itself takes a wall-clock deadline, recomputed from the monotonic one each time.
-        let clock = ContinuousClock()
-        let tick = Duration.milliseconds(settings.cluster.tickMs)
-        var nextTick = clock.now + tick
-        var nextHousekeeping = clock.now + .milliseconds(100)
-        while true {
-            let wait = max(nextTick - clock.now, .zero)
-            let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
-            guard let batch = events.take(until: Date().addingTimeInterval(seconds), max: 4096) else { break }
-            for event in batch { handle(event) }
-            if isStopping { break }
-            if failure != nil { continue }  // drain events until stopping completes
-            let now = clock.now
-            if now >= nextTick {
-                raft.tick()
-                nextTick = nextTick + tick
-                // After a long stall (a paused VM), do not replay every missed tick: one is
-                // enough to notice, the rest would only churn.
-                if nextTick < now { nextTick = now + tick }
-            }
-            if now >= nextHousekeeping {
-                expireRequests(now: Date())
-                nextHousekeeping = now + .milliseconds(100)
-            }
-            proposeQueuedWrites()
-            proposeClusterIDIfNeeded()
-            driveReady()
+    /// One round of the owner loop: the events that arrived, then the tick if one is due
+    /// (ticks follow the monotonic clock port, so a wall-clock step never stops heartbeats),
+    /// expired requests, this round's proposals, and at most one Ready. Returns false once the
+    /// node is stopping: the caller then calls `finishStopping()`.
+    public func runRound(_ batch: [NodeEvent], now: NodeInstant) -> Bool {
+        for event in batch { handle(event) }
+        if isStopping { return false }
+        if failure != nil { return true }  // drain events until stopping completes
+        if now >= nextTick {
+            raft.tick()
+            nextTick = nextTick + .milliseconds(settings.tickMs)
+            // After a long stall (a paused VM), do not replay every missed tick: one is
+            // enough to notice, the rest would only churn.
+            if nextTick < now { nextTick = now + .milliseconds(settings.tickMs) }
         }
-        finishStopping()
+        if now >= nextHousekeeping {
+            expireRequests(now: now)
+            nextHousekeeping = now + .milliseconds(100)
+        }
+        proposeQueuedWrites()
+        proposeClusterIDIfNeeded()
+        driveReady()
+        return !isStopping
     }
 
     private func handle(_ event: NodeEvent) {
@@ -193,11 +207,11 @@ final class NodeCore: @unchecked Sendable {
         if m.type == .snapshot, let meta = m.snapshot?.metadata, meta.index > raft.commitIndex, m.term >= raft.term {
             // Take the verified files first (no new offer may replace them now): the core will
             // take the metadata and expect us to hold the state.
-            guard let receiver = inbox.take(at: meta.index) else {
+            guard let receiver = snapshots.take(at: meta.index) else {
                 logger.debug("dropping a snapshot message without its files", metadata: ["index": "\(meta.index)"])
                 return
             }
-            reservedSnapshot = UncheckedBox(receiver)
+            reservedSnapshot = receiver
         }
         raft.step(m)
     }
@@ -210,7 +224,7 @@ final class NodeCore: @unchecked Sendable {
             // The core ignored the snapshot message (a restore always makes a Ready).
             if reservedSnapshot != nil {
                 reservedSnapshot = nil
-                inbox.installFinished()
+                snapshots.installFinished()
             }
             return
         }
@@ -225,8 +239,8 @@ final class NodeCore: @unchecked Sendable {
         }
         if let soft = ready.softState { softStateChanged(soft) }
         sendMessages(ready.earlyMessages)
-        if let snapshot = ready.snapshot, let receiver = reservedSnapshot?.value,
-            receiver.manifest.metadata.index == snapshot.metadata.index
+        if let snapshot = ready.snapshot, let receiver = reservedSnapshot,
+            receiver.metadata.index == snapshot.metadata.index
         {
             reservedSnapshot = nil
             installSnapshot(snapshot.metadata, receiver: receiver, ready: ready)
@@ -239,7 +253,7 @@ final class NodeCore: @unchecked Sendable {
         if reservedSnapshot != nil {
             // The core did not restore (it already had those entries): release the files.
             reservedSnapshot = nil
-            inbox.installFinished()
+            snapshots.installFinished()
         }
         handOut(ready)
         guard !ready.entries.isEmpty || ready.hardState != nil || ready.confState != nil else {
@@ -252,7 +266,7 @@ final class NodeCore: @unchecked Sendable {
         // into the next Ready, which is the group commit.
         let update = RaftLogUpdate(ready)
         do {
-            try store.raftLog.persist(update)
+            try store.entryLog.persist(update)
         } catch {
             failStop(error, while: "persisting the Raft log")
             return
@@ -267,7 +281,7 @@ final class NodeCore: @unchecked Sendable {
     /// Read states likewise depend on a heartbeat quorum only.
     private func handOut(_ ready: Ready) {
         if !ready.committedEntries.isEmpty || ready.confState != nil {
-            applier.queue.post(.apply(ready.committedEntries, ready.confState))
+            applier.post(.apply(ready.committedEntries, ready.confState))
             applyJobsInFlight += 1
             if let last = ready.committedEntries.last { handedOutIndex = last.index }
         }
@@ -310,13 +324,13 @@ final class NodeCore: @unchecked Sendable {
     }
 
     private func startSnapshot(to peer: NodeID) {
-        guard let endpoint = members.addresses(of: peer)?.peer, snapshots.claim(peer) else { return }
+        guard snapshots.claim(peer) else { return }
         logger.info("sending a snapshot", metadata: ["peer": "\(peer)"])
         let sender = snapshots
-        applier.queue.post(.makeCheckpoint { [events, logger] result in
+        applier.post(.makeCheckpoint { [events, logger] result in
             switch result {
             case .success(let checkpoint):
-                sender.send(checkpoint, to: peer, at: endpoint) { meta in events.post(.snapshotSent(peer, meta)) }
+                sender.send(checkpoint, to: peer) { meta in events.post(.snapshotSent(peer, meta)) }
             case .failure(let error):
                 // A fail-stop error has already stopped the node (the apply stage reports it).
                 logger.error("snapshot for \(peer): \(error)")
@@ -381,8 +395,9 @@ final class NodeCore: @unchecked Sendable {
         guard !readsAwaitingApply.isEmpty else { return }
         readsAwaitingApply.removeAll { item in
             guard item.index <= handedOutIndex else { return false }
+            counters.readsReleased += 1
             // The apply queue is FIFO: this read runs after every entry up to its index.
-            if !applier.queue.offer(.read(item.read.request, item.read.context)) {
+            if !applier.offer(.read(item.read.request, item.read.context)) {
                 item.read.context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
             }
             return true
@@ -391,12 +406,12 @@ final class NodeCore: @unchecked Sendable {
 
     // MARK: Timeouts
 
-    private func expireRequests(now: Date) {
+    private func expireRequests(now: NodeInstant) {
         if !pending.isEmpty {
             for (index, p) in pending where p.deadline < now {
                 pending[index] = nil
                 p.context.respond(.error(RPCErrorResponse(
-                    .timeout, "entry \(index) not applied within \(settings.requestTimeoutSeconds) s; outcome unknown, retry with the same session")))
+                    .timeout, "entry \(index) not applied within \(settings.requestTimeout); outcome unknown, retry with the same session")))
             }
         }
         for (readID, read) in readsAwaitingIndex where read.deadline < now {
@@ -435,7 +450,9 @@ final class NodeCore: @unchecked Sendable {
         isStopping = true
     }
 
-    private func finishStopping() {
+    /// Answers everything in flight with `unavailable`, stops the apply stage and closes the
+    /// store. Called by the wiring once `runRound` returned false.
+    public func finishStopping() {
         let stopping = RPCErrorResponse(.unavailable, "node \(id) is stopping")
         for (_, p) in pending { p.context.respond(.error(stopping)) }
         for (_, r) in readsAwaitingIndex { r.context.respond(.error(stopping)) }
@@ -445,15 +462,15 @@ final class NodeCore: @unchecked Sendable {
         readsAwaitingIndex = [:]
         readsAwaitingApply = []
         queuedWrites = []
-        events.close()
         // Answer whatever was still queued.
-        while let rest = events.take(until: Date(), max: 4096), !rest.isEmpty {
-            for case .request(_, let context) in rest { context.respond(.error(stopping)) }
+        for case .request(_, let context) in events.closeAndDrain() { context.respond(.error(stopping)) }
+        // Close the store before the process exits: RocksDB's background threads must not
+        // outlive the static destructors (std::terminate at exit otherwise).
+        applier.stopAndWait()
+        if reservedSnapshot != nil {
+            reservedSnapshot = nil
+            snapshots.installFinished()
         }
-        applier.stop()
-        // Close RocksDB before the process exits: its background threads must not outlive
-        // the static destructors (std::terminate at exit otherwise).
-        applier.waitUntilStopped()
         store?.close()
         store = nil
         raft = nil

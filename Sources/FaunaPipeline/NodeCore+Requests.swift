@@ -40,17 +40,17 @@ extension NodeCore {
             transferLeadership(to: target, context)
         case .hashKV:
             // A slot first: a digest reads the whole state (on the digest thread; ClientJobLimiter).
-            guard let slot = applier.clientJobs.claim(.stateDigest) else {
-                return context.respond(.error(RPCErrorResponse(.overloaded, applier.clientJobs.overloadedReason(.stateDigest))))
+            guard let slot = clientJobs.claim(.stateDigest) else {
+                return context.respond(.error(RPCErrorResponse(.overloaded, clientJobs.overloadedReason(.stateDigest))))
             }
-            applier.queue.post(.hashKV(context, slot))
+            applier.post(.hashKV(context, slot))
         case .stateDigest:
-            guard let slot = applier.clientJobs.claim(.stateDigest) else {
-                return context.respond(.error(RPCErrorResponse(.overloaded, applier.clientJobs.overloadedReason(.stateDigest))))
+            guard let slot = clientJobs.claim(.stateDigest) else {
+                return context.respond(.error(RPCErrorResponse(.overloaded, clientJobs.overloadedReason(.stateDigest))))
             }
-            applier.queue.post(.audit(message, context, slot))
+            applier.post(.audit(message, context, slot))
         case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof, .membershipChanges:
-            if !applier.queue.offer(.audit(message, context, nil)) {
+            if !applier.offer(.audit(message, context, nil)) {
                 context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
             }
         case .snapshotSave:
@@ -68,7 +68,7 @@ extension NodeCore {
         guard !queuedWrites.isEmpty else { return }
         let writes = queuedWrites
         queuedWrites = []
-        let deadline = Date().addingTimeInterval(settings.requestTimeoutSeconds)
+        let deadline = clock.now + settings.requestTimeout
         var start = 0
         while start < writes.count {
             var end = start
@@ -135,8 +135,8 @@ extension NodeCore {
     // MARK: Reads
 
     func read(_ request: ReadRequest, _ context: RPCRequestContext) {
-        if request.consistency == .serializable || faults.staleReads {
-            if !applier.queue.offer(.read(request, context)) {
+        if request.consistency == .serializable || decorator?.servesStaleReads == true {
+            if !applier.offer(.read(request, context)) {
                 context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
             }
             return
@@ -158,21 +158,15 @@ extension NodeCore {
             }
         }
         readsAwaitingIndex[readID] = PendingRead(
-            request: request, context: context, deadline: Date().addingTimeInterval(settings.readTimeoutSeconds))
+            request: request, context: context, deadline: clock.now + settings.readTimeout)
     }
 
     // MARK: Admin
 
     func status() -> NodeStatus {
-        var dbBytes: UInt64 = 0
-        for family in StoreColumnFamily.allCases {
-            for property in ["rocksdb.total-sst-files-size", "rocksdb.size-all-mem-tables"] {
-                dbBytes += store.property(property, of: family).flatMap { UInt64($0) } ?? 0
-            }
-        }
-        return NodeStatus(
+        NodeStatus(
             nodeID: id, role: raft.role, isLearner: raft.conf.isLearner(id), term: raft.term, leader: raft.leader,
-            commitIndex: raft.commitIndex, appliedIndex: appliedIndex, treeSize: treeSize, dbSizeBytes: dbBytes)
+            commitIndex: raft.commitIndex, appliedIndex: appliedIndex, treeSize: treeSize, dbSizeBytes: store.sizeBytes)
     }
 
     func memberList() -> [Member] {
@@ -203,7 +197,7 @@ extension NodeCore {
         do {
             let index = try raft.proposeConfChange(confChange)
             track(PendingProposal(
-                kind: .memberChange, term: raft.term, deadline: Date().addingTimeInterval(settings.requestTimeoutSeconds),
+                kind: .memberChange, term: raft.term, deadline: clock.now + settings.requestTimeout,
                 context: context), at: index)
             logger.info("proposed a membership change", metadata: ["change": "\(change)", "index": "\(index)"])
         } catch {
@@ -227,77 +221,28 @@ extension NodeCore {
         } catch {
             return context.respond(.error(RPCErrorResponse(.invalidRequest, error.message)))
         }
-        let timeout = 2 * Double(settings.cluster.electionTicks * settings.cluster.tickMs) / 1000
-        transfers.append((target, Date().addingTimeInterval(max(timeout, 1)), context))
+        let timeout = Duration.milliseconds(2 * settings.electionTicks * settings.tickMs)
+        transfers.append((target, clock.now + max(timeout, .seconds(1)), context))
         logger.info("transferring leadership", metadata: ["to": "\(target)"])
     }
 
-    /// `snapshotSave`: a checkpoint streamed to the client in chunks (`more` on all but the
-    /// last), read off the owner thread. It holds a `.snapshotSave` slot from here until the
-    /// stream ends, so at most `ClientJobLimiter.snapshotSavesMaxDefault` checkpoints wait in
-    /// the apply queue or stream at once; beyond that the answer is `overloaded`.
+    /// `snapshotSave`: a checkpoint streamed to the client in chunks, read off the owner
+    /// thread. It holds a `.snapshotSave` slot from here until the stream ends, so at most
+    /// `ClientJobLimiter.snapshotSavesMaxDefault` checkpoints wait in the apply queue or stream
+    /// at once; beyond that the answer is `overloaded`.
     func saveSnapshot(_ context: RPCRequestContext) {
-        guard let slot = applier.clientJobs.claim(.snapshotSave) else {
-            return context.respond(.error(RPCErrorResponse(.overloaded, applier.clientJobs.overloadedReason(.snapshotSave))))
+        guard let slot = clientJobs.claim(.snapshotSave) else {
+            return context.respond(.error(RPCErrorResponse(.overloaded, clientJobs.overloadedReason(.snapshotSave))))
         }
-        let logger = logger
-        applier.queue.post(.makeCheckpoint { result in
+        let shipping = snapshots
+        applier.post(.makeCheckpoint { result in
             switch result {
             case .failure(let error):
                 context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
                 slot.release()
             case .success(let checkpoint):
-                // Hashing and streaming read every byte: a thread of their own.
-                let thread = Thread {
-                    defer { slot.release() }
-                    do {
-                        Self.stream(try SnapshotSource(checkpoint: checkpoint), to: context, logger: logger)
-                    } catch {
-                        context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
-                    }
-                }
-                thread.name = "fauna-snapshot-save"
-                thread.start()
+                shipping.stream(checkpoint, to: context, slot: slot)
             }
         })
-    }
-
-    private static func stream(_ source: SnapshotSource, to context: RPCRequestContext, logger: Logger) {
-        defer { source.close() }
-        let manifest = source.manifest
-        let meta = manifest.metadata
-        // Zero files cannot happen (RocksDB always writes a manifest), but answer sensibly.
-        guard !manifest.files.isEmpty else {
-            return context.respond(.error(RPCErrorResponse(.internalError, "snapshot has no files")))
-        }
-        var remaining = manifest.files.count
-        do {
-            while let piece = try source.nextChunk(maxBytes: SnapshotSender.chunkBytes) {
-                let chunk = manifest.wireChunk(piece, filesLeft: &remaining)
-                if chunk.isLastOfSnapshot {
-                    context.respond(.snapshotSaveChunk(chunk))
-                    logger.info("snapshot saved by a client", metadata: ["index": "\(meta.index)", "bytes": "\(manifest.totalBytes)"])
-                    return
-                }
-                context.respondPartial(.snapshotSaveChunk(chunk))
-                // Backpressure: a slow reader must not make us buffer the whole database; a
-                // reader that takes nothing for a minute is given up.
-                let stalledLimit = ContinuousClock.now + .seconds(60)
-                while !context.isWritable {
-                    guard context.isOpen else {
-                        logger.info("snapshot save abandoned: the client closed the connection")
-                        return
-                    }
-                    guard ContinuousClock.now < stalledLimit else {
-                        logger.warning("snapshot save abandoned: the client stopped reading")
-                        return
-                    }
-                    usleep(2_000)
-                }
-            }
-            context.respond(.error(RPCErrorResponse(.internalError, "snapshot ended before its last file")))
-        } catch {
-            context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
-        }
     }
 }

@@ -11,24 +11,20 @@ import FaunaVerify
 ///
 /// The state digest and the journal check read the whole state or journal: like `hashkv`,
 /// they hold up applies on this node while they run (an operator's tool, not a hot path).
-struct AuditService {
+public struct AuditService: Sendable {
     let nodeID: NodeID
     let signer: TreeHeadSigner
-    let faults: TestFaults
-    /// lie-forge only: the leaf of the last entry forged, and its hash.
-    private var forged: (leaf: UInt64, hash: MerkleHash)?
 
-    init(nodeID: NodeID, signer: TreeHeadSigner, faults: TestFaults) {
+    public init(nodeID: NodeID, signer: TreeHeadSigner) {
         self.nodeID = nodeID
         self.signer = signer
-        self.faults = faults
     }
 
     /// The answer to an audit request.
     /// - Throws: a fail-stop `StoreError` — a record that does not decode, a journal entry or
     ///   tree node missing where the applied index says it must be, a failed read. The caller
     ///   stops the node: an answer computed from a damaged store is not an audit finding.
-    mutating func answer(_ message: RPCMessage, store: Store) throws(StoreError) -> RPCMessage {
+    func answer(_ message: RPCMessage, store: any StateStore) throws(StoreError) -> RPCMessage {
         guard store.auditChain else {
             return .error(RPCErrorResponse(.unsupported, "\(nodeID) runs without the audit chain (--unsafe-no-audit-chain, benchmarks only)"))
         }
@@ -42,7 +38,7 @@ struct AuditService {
                 guard request.oldSize <= request.newSize else {
                     return invalid("consistency proof from \(request.oldSize) to \(request.newSize): want old ≤ new")
                 }
-                let proof = try store.makeMerkleProver().consistencyProof(from: request.oldSize, to: request.newSize)
+                let proof = try store.consistencyProof(from: request.oldSize, to: request.newSize)
                 return .consistencyProofResponse(proof)
             case .journalEntry(let index): return try journalEntry(index, store)
             case .entryProof(let request): return try entryProof(request, store)
@@ -66,39 +62,31 @@ struct AuditService {
         error.code == .missingNode || error.code == .storeContract || error.code == .malformedKey
     }
 
-    private mutating func signedHead(_ request: TreeHeadRequest, _ store: Store) throws -> RPCMessage {
+    private func signedHead(_ request: TreeHeadRequest, _ store: any StateStore) throws -> RPCMessage {
         guard let clusterID = try store.clusterID() else {
             return .error(RPCErrorResponse(.behind, "\(nodeID) has no cluster ID yet (the first leader records it in its first entries); retry"))
         }
         let applied = store.appliedIndex.rawValue
         let size = request.treeSize ?? applied
         guard size <= applied else { return behind("tree size \(size)", applied) }
-        let prover = store.makeMerkleProver()
-        var root = try prover.rootHash(atSize: size)
-        if faults.lieForge, let forged, forged.leaf < size {
-            let path = try prover.inclusionProof(for: LeafIndex(forged.leaf), treeSize: size)
-            root = try path.rootHash(fromLeafHash: forged.hash)
-        }
+        let root = try store.rootHash(atSize: size)
         let head = TreeHead(clusterID: clusterID, treeSize: size, rootHash: root)
         return .signedTreeHeadResponse(SignedTreeHeadResponse(
             nodeID: nodeID, appliedIndex: LogIndex(applied), head: head, signature: try signer.sign(head)))
     }
 
-    private func inclusionProof(_ request: InclusionProofRequest, _ store: Store) throws -> RPCMessage {
+    private func inclusionProof(_ request: InclusionProofRequest, _ store: any StateStore) throws -> RPCMessage {
         let applied = store.appliedIndex.rawValue
         guard request.treeSize <= applied else { return behind("tree size \(request.treeSize)", applied) }
         guard request.leafIndex < request.treeSize else {
             return invalid("inclusion proof of leaf \(request.leafIndex) in tree size \(request.treeSize): want leaf < size")
         }
-        var proof = try store.makeMerkleProver().inclusionProof(for: LeafIndex(request.leafIndex), treeSize: request.treeSize)
-        if faults.lieProof, let first = proof.path.first {
-            proof.path[0] = MerkleHash(bytes: TestFaults.corrupt(first.bytes)) ?? first
-        }
+        let proof = try store.inclusionProof(for: LeafIndex(request.leafIndex), treeSize: request.treeSize)
         return .inclusionProofResponse(proof)
     }
 
     /// The journal record at `index` (checked against the applied index).
-    private func journalRecord(_ index: LogIndex, _ store: Store) throws -> Result<JournalRecord, RPCErrorResponse> {
+    private func journalRecord(_ index: LogIndex, _ store: any StateStore) throws -> Result<JournalRecord, RPCErrorResponse> {
         let applied = store.appliedIndex
         guard index >= LogIndex(1) else { return .failure(RPCErrorResponse(.invalidRequest, "journal entry 0: entries start at 1")) }
         guard index <= applied else {
@@ -114,7 +102,7 @@ struct AuditService {
 
     /// The entry alone, as v1 clients read it (its effects, if any, are not sent: ask
     /// `entryProof` for a v2 leaf).
-    private mutating func journalEntry(_ index: LogIndex, _ store: Store) throws -> RPCMessage {
+    private func journalEntry(_ index: LogIndex, _ store: any StateStore) throws -> RPCMessage {
         let record: JournalRecord
         switch try journalRecord(index, store) {
         case .success(let r): record = r
@@ -122,40 +110,24 @@ struct AuditService {
         }
         var out = record.leaf
         out.effects = nil
-        if faults.lieForge, let forgedPayload = Self.forge(out.payload) {
-            out.payload = forgedPayload
-            forged = (out.index - 1, out.leafHash)
-        }
         return .journalEntryResponse(out)
     }
 
     /// The entry with its effects summary, and the proof of `request.key`'s effect.
-    private mutating func entryProof(_ request: EntryProofRequest, _ store: Store) throws -> RPCMessage {
+    private func entryProof(_ request: EntryProofRequest, _ store: any StateStore) throws -> RPCMessage {
         let record: JournalRecord
         switch try journalRecord(request.index, store) {
         case .success(let r): record = r
         case .failure(let error): return .error(error)
         }
-        var entry = record.leaf
-        var effect = request.key.isEmpty ? nil : record.effects?.proof(forKey: request.key)
-        if faults.lieForge, let forgedPayload = Self.forge(entry.payload) {
-            entry.payload = forgedPayload
-            if let summary = entry.effects, let value = Self.putValue(of: request.key, in: forgedPayload) {
-                // A consistent lie: the effects this node claims write the forged value.
-                let lie = Effect.put(key: request.key, value: value)
-                let forgedSummary = EffectsTree.summary(outcome: .success, branch: summary.branch, effects: [lie])
-                entry.effects = forgedSummary
-                effect = (lie, EffectProof(summary: forgedSummary, effectIndex: 0, path: []))
-            }
-            forged = (entry.index - 1, entry.leafHash)
-        }
-        return .entryProofResponse(EntryProofResponse(entry: entry, effect: effect))
+        let effect = request.key.isEmpty ? nil : record.effects?.proof(forKey: request.key)
+        return .entryProofResponse(EntryProofResponse(entry: record.leaf, effect: effect))
     }
 
-    private func stateDigest(_ request: StateDigestRequest, _ store: Store) throws -> RPCMessage {
+    private func stateDigest(_ request: StateDigestRequest, _ store: any StateStore) throws -> RPCMessage {
         let digest = try store.stateDigest(at: request.revision)
         let size = UInt64(digest.appliedIndex.rawValue)
-        let root = try store.makeMerkleProver().rootHash(atSize: size)
+        let root = try store.rootHash(atSize: size)
         var response = StateDigestResponse(nodeID: nodeID, revision: Revision(size), digest: digest.sha256, treeRoot: root)
         if request.checkJournal {
             let audit = try store.auditJournal()
@@ -170,74 +142,4 @@ struct AuditService {
     }
 
     private func invalid(_ why: String) -> RPCMessage { .error(RPCErrorResponse(.invalidRequest, why)) }
-
-    /// lie-unwritten: the newest of the last 10,000 committed entries that proposes a put of
-    /// `kv.key` with another value than the current one, which it therefore never wrote (a
-    /// put-if-absent that found the key, an expired session). Its journal entry, inclusion
-    /// path and tree heads are all genuine.
-    private static func unwrittenPut(of kv: KVKeyValue, in store: Store) -> (index: LogIndex, value: [UInt8])? {
-        let applied = store.appliedIndex.rawValue
-        var index = applied
-        while index > kv.record.modRevision.rawValue && index + 10_000 > applied {
-            defer { index -= 1 }
-            guard let entry = try? store.journalEntry(at: LogIndex(index)), entry.type == .normal,
-                let value = putValue(of: kv.key, in: entry.data), value != kv.record.value
-            else { continue }
-            return (LogIndex(index), value)
-        }
-        return nil
-    }
-
-    /// The value a put of `key` in `payload` writes (either txn branch), if any.
-    private static func putValue(of key: [UInt8], in payload: [UInt8]) -> [UInt8]? {
-        guard let proposal = try? KVProposal(decoding: payload) else { return nil }
-        switch proposal.command {
-        case .put(let put): return put.key == key ? put.value : nil
-        case .txn(let txn):
-            for case .put(let put) in txn.success + txn.failure where put.key == key { return put.value }
-            return nil
-        default: return nil
-        }
-    }
-
-    /// lie-forge: the payload with every put's value corrupted, or nil if it has no put.
-    private static func forge(_ payload: [UInt8]) -> [UInt8]? {
-        guard var proposal = try? KVProposal(decoding: payload) else { return nil }
-        func lie(_ op: KVOperation) -> KVOperation {
-            guard case .put(var put) = op else { return op }
-            put.value = TestFaults.corrupt(put.value)
-            return .put(put)
-        }
-        switch proposal.command {
-        case .put(var put):
-            put.value = TestFaults.corrupt(put.value)
-            proposal.command = .put(put)
-        case .txn(var txn):
-            txn.success = txn.success.map(lie)
-            txn.failure = txn.failure.map(lie)
-            proposal.command = .txn(txn)
-        default:
-            return nil
-        }
-        return proposal.encoded()
-    }
-
-    /// lie-value and lie-forge: a read answer with every value corrupted. lie-unwritten: a
-    /// one-key read answered with the value of a committed put of that key that wrote nothing.
-    func lieAboutRead(_ answer: RPCMessage, store: Store) -> RPCMessage {
-        if faults.lieUnwritten, case .readResponse(var result) = answer, result.records.count == 1,
-            let lie = Self.unwrittenPut(of: result.records[0], in: store)
-        {
-            result.records[0].record.value = lie.value
-            result.records[0].record.modRevision = Revision(lie.index.rawValue)
-            return .readResponse(result)
-        }
-        guard faults.lieValue || faults.lieForge, case .readResponse(var result) = answer else { return answer }
-        result.records = result.records.map { kv in
-            var kv = kv
-            kv.record.value = TestFaults.corrupt(kv.record.value)
-            return kv
-        }
-        return .readResponse(result)
-    }
 }

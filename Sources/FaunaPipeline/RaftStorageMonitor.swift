@@ -9,12 +9,12 @@ import FaunaStore
 /// and stops the node instead (docs/RELIABILITY.md "Corrupt records").
 ///
 /// Not thread-safe, and not Sendable: only the owner thread, which drives the core, uses it.
-final class RaftStorageMonitor: RaftStorage {
-    let log: RaftLogStorage
+public final class RaftStorageMonitor: RaftStorage {
+    let log: any EntryLog
     /// The first storage failure the core met, if any.
-    private(set) var failure: StoreError?
+    public private(set) var failure: StoreError?
 
-    init(_ log: RaftLogStorage) { self.log = log }
+    public init(_ log: any EntryLog) { self.log = log }
 
     private func watch<T>(_ body: () throws -> T) throws -> T {
         do {
@@ -27,14 +27,14 @@ final class RaftStorageMonitor: RaftStorage {
         }
     }
 
-    func initialState() throws -> (HardState, ConfState) { try watch { try log.initialState() } }
+    public func initialState() throws -> (HardState, ConfState) { try watch { try log.initialState() } }
 
-    func entries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws -> [Entry] {
+    public func entries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws -> [Entry] {
         try watch { try log.entries(from: low, to: high, maxBytes: maxBytes) }
     }
 
-    func term(at index: LogIndex) throws -> Term { try watch { try log.term(at: index) } }
-    func firstIndex() throws -> LogIndex { try watch { try log.firstIndex() } }
-    func lastIndex() throws -> LogIndex { try watch { try log.lastIndex() } }
-    func snapshot() throws -> Snapshot { try watch { try log.snapshot() } }
+    public func term(at index: LogIndex) throws -> Term { try watch { try log.term(at: index) } }
+    public func firstIndex() throws -> LogIndex { try watch { try log.firstIndex() } }
+    public func lastIndex() throws -> LogIndex { try watch { try log.lastIndex() } }
+    public func snapshot() throws -> Snapshot { try watch { try log.snapshot() } }
 }

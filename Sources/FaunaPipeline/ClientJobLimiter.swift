@@ -12,15 +12,15 @@ import NIOConcurrencyHelpers
 /// The jobs these slots admit are posted to the apply queue outside its bound for apply
 /// batches (`NodeCore.applyJobsInFlight` counts applies only), so at most `limit(of:)` of each
 /// kind ever wait there.
-final class ClientJobLimiter: Sendable {
+public final class ClientJobLimiter: Sendable {
     /// The kinds of client-caused job, each with a limit of its own.
-    enum Kind: Int, CaseIterable, Sendable, CustomStringConvertible {
+    public enum Kind: Int, CaseIterable, Sendable, CustomStringConvertible {
         /// A digest of the whole state: `hashKV` and audit `stateDigest` requests.
         case stateDigest
         /// A client `snapshotSave`: from its checkpoint until the last chunk is sent.
         case snapshotSave
 
-        var description: String {
+        public var description: String {
             switch self {
             case .stateDigest: "state digests"
             case .snapshotSave: "snapshot saves"
@@ -29,17 +29,17 @@ final class ClientJobLimiter: Sendable {
     }
 
     /// Digests waiting or running per node (etcd serves HashKV one at a time, too).
-    static let stateDigestsMaxDefault = 2
+    public static let stateDigestsMaxDefault = 2
     /// Client snapshot saves (checkpoint, hashing and stream) at once per node. Peer snapshot
     /// sends are not counted here: they are bounded at one per follower (`SnapshotSender`).
-    static let snapshotSavesMaxDefault = 2
+    public static let snapshotSavesMaxDefault = 2
 
     private let limits: [Int]
     /// Slots held, by `Kind.rawValue`; each at most its limit.
     private let held: NIOLockedValueBox<[Int]>
 
     /// A limiter allowing `stateDigestsMax` digests and `snapshotSavesMax` saves at once.
-    init(stateDigestsMax: Int = stateDigestsMaxDefault, snapshotSavesMax: Int = snapshotSavesMaxDefault) {
+    public init(stateDigestsMax: Int = stateDigestsMaxDefault, snapshotSavesMax: Int = snapshotSavesMaxDefault) {
         precondition(
             stateDigestsMax > 0 && snapshotSavesMax > 0, "limits \(stateDigestsMax), \(snapshotSavesMax): want > 0")
         var limits = Array(repeating: 0, count: Kind.allCases.count)
@@ -50,13 +50,13 @@ final class ClientJobLimiter: Sendable {
     }
 
     /// The most jobs of `kind` at once.
-    func limit(of kind: Kind) -> Int { limits[kind.rawValue] }
+    public func limit(of kind: Kind) -> Int { limits[kind.rawValue] }
 
     /// Jobs of `kind` holding a slot now.
-    func held(_ kind: Kind) -> Int { held.withLockedValue { $0[kind.rawValue] } }
+    public func held(_ kind: Kind) -> Int { held.withLockedValue { $0[kind.rawValue] } }
 
     /// A slot for one job of `kind`, or nil when all are taken (answer `overloaded`).
-    func claim(_ kind: Kind) -> ClientJobSlot? {
+    public func claim(_ kind: Kind) -> ClientJobSlot? {
         let granted = held.withLockedValue { held -> Bool in
             guard held[kind.rawValue] < limits[kind.rawValue] else { return false }
             held[kind.rawValue] += 1
@@ -73,7 +73,7 @@ final class ClientJobLimiter: Sendable {
     }
 
     /// The message of the `overloaded` answer for `kind`.
-    func overloadedReason(_ kind: Kind) -> String {
+    public func overloadedReason(_ kind: Kind) -> String {
         "\(kind): \(limit(of: kind)) at once per node, all taken; retry later"
     }
 }
@@ -81,7 +81,7 @@ final class ClientJobLimiter: Sendable {
 /// One held slot of a `ClientJobLimiter`. `release()` gives it back (once; later calls do
 /// nothing); a slot dropped unreleased — its job was discarded, say by a closing queue — is
 /// given back when it is deallocated, so no path can leak one.
-final class ClientJobSlot: Sendable {
+public final class ClientJobSlot: Sendable {
     let kind: ClientJobLimiter.Kind
     private let limiter: ClientJobLimiter
     private let isReleased = NIOLockedValueBox(false)
@@ -92,7 +92,7 @@ final class ClientJobSlot: Sendable {
     }
 
     /// Gives the slot back; safe from any thread, any number of times.
-    func release() {
+    public func release() {
         let first = isReleased.withLockedValue { released -> Bool in
             defer { released = true }
             return !released

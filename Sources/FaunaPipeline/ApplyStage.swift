@@ -8,12 +8,12 @@ import Logging
 
 /// Work for the apply stage, done strictly in queue order. Because applies and reads share the
 /// queue, a read queued after the entries up to its read index sees at least those entries.
-enum ApplyJob: Sendable {
+public enum ApplyJob: Sendable {
     /// Committed entries (contiguous, in order) and the membership after them, if it changed.
     case apply([Entry], ConfState?)
     /// A read; answered from the state as of this point in the queue.
     case read(ReadRequest, RPCRequestContext)
-    /// The state digest of the applied state, computed off this thread (`digestQueue`); the
+    /// The state digest of the applied state, computed off this thread (`background`); the
     /// slot is given back once it is answered.
     case hashKV(RPCRequestContext, ClientJobSlot)
     /// An audit request (signed head, proofs, journal entry, digest at a revision); a digest
@@ -21,14 +21,14 @@ enum ApplyJob: Sendable {
     case audit(RPCMessage, RPCRequestContext, ClientJobSlot?)
     /// Takes a checkpoint of the applied state (fast: hard links) and hands it over; the
     /// receiver hashes its files on a thread of its own, never this one.
-    case makeCheckpoint(@Sendable (Result<Checkpoint, StoreError>) -> Void)
-    /// Replaces the store (nil while a snapshot is installed); signals when done.
-    case setStore(Store?, DispatchSemaphore)
+    case makeCheckpoint(@Sendable (Result<any StateCheckpoint, StoreError>) -> Void)
+    /// Replaces the store (nil while a snapshot is installed), then calls `done`.
+    case setStore((any StateStore)?, done: @Sendable () -> Void)
 }
 
 /// What one `.apply` job did, for the owner thread.
-struct ApplyReport: Sendable {
-    struct Applied: Sendable {
+public struct ApplyReport: Sendable {
+    public struct Applied: Sendable {
         var index: LogIndex
         var term: Term
         var result: KVApplyResult?
@@ -41,51 +41,51 @@ struct ApplyReport: Sendable {
     var hasClusterID = true
 }
 
-/// The apply stage of ADR 0007: one thread that applies committed entries to the store (state
-/// machine, journal and Merkle tree in one batch), serves reads between applies, and compacts
-/// the Raft log once it holds more than `compactEntries` applied entries. Slow applies never
-/// hold up persisting or heartbeats, which run on the owner thread.
-final class ApplyStage: @unchecked Sendable {
-    // @unchecked Sendable: `store` and `thread` are touched only by the stage's own thread
-    // (store swaps arrive as jobs); `queue` is thread-safe; `leaseCount` is read and written
-    // only under `leases`' lock.
-    let queue: EventQueue<ApplyJob>
-    /// Slots of the client-caused jobs posted to `queue` (digests, snapshot saves): at most a
-    /// few of them ever wait there, and none counts against the owner's bound on apply batches.
-    let clientJobs = ClientJobLimiter()
-    private var store: Store?
+/// The apply stage of ADR 0007: applies committed entries to the store (state machine,
+/// journal and Merkle tree in one batch), serves reads between applies, and compacts the Raft
+/// log once it holds more than `compactEntries` applied entries. Slow applies never hold up
+/// persisting or heartbeats, which run on the owner thread.
+///
+/// The wiring runs it: `faunad` on a thread of its own draining a FIFO queue, the node
+/// simulator whenever its schedule lets that node's apply stage take a step. Either calls
+/// `run(_:)` with jobs in queue order, and `finish()` once the queue is closed.
+public final class ApplyStage: @unchecked Sendable {
+    // @unchecked Sendable: `store` and the other vars are touched only by the thread running
+    // the jobs (store swaps arrive as jobs); `leaseCount` only under `leases`' lock.
+    private var store: (any StateStore)?
     private let nodeID: NodeID
     private let compactEntries: UInt64
-    private let members: MemberDirectory
+    private let members: any MemberBook
     private let logger: Logger
     private let report: @Sendable (Result<ApplyReport, StoreError>) -> Void
     /// Stops the node after a fail-stop store error met outside an apply (a read, a digest, an
     /// audit, a checkpoint): the owner thread logs it and stops (docs/RELIABILITY.md).
     private let failStop: @Sendable (StoreError, String) -> Void
-    private var thread: Thread?
     /// Set after a failed apply or a fail-stop store error: the state is behind what reads
     /// were promised, or the disk cannot be trusted; nothing more is served from it.
     private var failed = false
-    private let exited = DispatchSemaphore(value: 0)
-    /// Where `hashKV` digests run: reading the whole state through a RocksDB snapshot takes as
-    /// long as the state is large, and on this thread it held up every apply behind it (and,
-    /// once 256 apply batches waited, the owner's Readies and heartbeats). One at a time.
-    private let digestQueue = DispatchQueue(label: "fauna-digest")
-    /// Stores lent to `digestQueue`: a store is replaced or closed only once none is out.
+    /// Where `hashKV` digests run: reading the whole state takes as long as the state is
+    /// large, and on this thread it held up every apply behind it (and, once 256 apply
+    /// batches waited, the owner's Readies and heartbeats).
+    private let background: any BackgroundRunner
+    /// Stores lent to `background`: a store is replaced or closed only once none is out.
     private let leases = NSCondition()
     private var leaseCount = 0
     private var lastConfChangeIndex: LogIndex
-    private var audit: AuditService
+    private let audit: AuditService
+    private let decorator: (any AnswerDecorator)?
     /// Once true, stays true (the first committed cluster ID is never replaced).
     private var hasClusterID = false
 
-    init(
-        store: Store, nodeID: NodeID, capacity: Int, compactEntries: Int, members: MemberDirectory,
-        audit: AuditService, logger: Logger, failStop: @escaping @Sendable (StoreError, String) -> Void,
+    public init(
+        store: any StateStore, nodeID: NodeID, compactEntries: Int, members: any MemberBook, audit: AuditService,
+        decorator: (any AnswerDecorator)?, background: any BackgroundRunner, logger: Logger,
+        failStop: @escaping @Sendable (StoreError, String) -> Void,
         report: @escaping @Sendable (Result<ApplyReport, StoreError>) -> Void
     ) {
         self.audit = audit
-        self.queue = EventQueue(capacity: capacity)
+        self.decorator = decorator
+        self.background = background
         self.store = store
         self.nodeID = nodeID
         self.compactEntries = UInt64(compactEntries)
@@ -98,38 +98,26 @@ final class ApplyStage: @unchecked Sendable {
         self.lastConfChangeIndex = store.appliedIndex
     }
 
-    func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "fauna-apply"
-        thread.start()
-        self.thread = thread
-    }
-
-    private func run() {
-        // Reads queued together are answered together (one flush per connection); anything
-        // else first sends the answers gathered so far, so no read waits for a slow job.
+    /// Runs jobs taken from the queue, in order. Reads queued together are answered together
+    /// (one flush per connection); anything else first sends the answers gathered so far, so
+    /// no read waits for a slow job.
+    public func run(_ jobs: [ApplyJob]) {
         var answers = RPCResponseBatch()
-        while let jobs = queue.take(until: nil, max: 256) {
-            for job in jobs {
-                if case .read(let request, let context) = job, let store, !failed {
-                    answers.add(audit.lieAboutRead(answer(request, on: store), store: store), for: context)
-                    continue
-                }
-                answers.send()
-                handle(job)
+        for job in jobs {
+            if case .read(let request, let context) = job, let store, !failed {
+                answers.add(readAnswer(request, on: store), for: context)
+                continue
             }
             answers.send()
+            handle(job)
         }
-        waitForLeases()
-        store = nil
-        exited.signal()
+        answers.send()
     }
 
-    /// After `stop`: waits until the thread has finished its queue and dropped the store.
-    func waitUntilStopped() {
-        guard thread != nil else { return }
-        exited.wait()
-        exited.signal()
+    /// After the queue is closed and drained: waits for lent stores and drops the store.
+    public func finish() {
+        waitForLeases()
+        store = nil
     }
 
     private func handle(_ job: ApplyJob) {
@@ -163,12 +151,13 @@ final class ApplyStage: @unchecked Sendable {
             }
         case .read(let request, let context):
             guard let store, !failed else { return context.respond(notServing) }
-            context.respond(audit.lieAboutRead(answer(request, on: store), store: store))
+            context.respond(readAnswer(request, on: store))
         case .audit(let message, let context, let slot):
             defer { slot?.release() }
             guard let store, !failed else { return context.respond(notServing) }
             do {
-                context.respond(try audit.answer(message, store: store))
+                let answer = try audit.answer(message, store: store)
+                context.respond(decorator?.audit(message, answer: answer, store: store) ?? answer)
             } catch {
                 context.respond(stop(on: error, while: "answering \(message.kind)"))
             }
@@ -201,19 +190,25 @@ final class ApplyStage: @unchecked Sendable {
                 body(.failure(error))
             }
         case .setStore(let new, let done):
-            // The old store may be closed once this signals: no digest may still read it.
+            // The old store may be closed once this returns: no digest may still read it.
             waitForLeases()
             store = new
             if let new { lastConfChangeIndex = new.appliedIndex }
-            done.signal()
+            done()
         }
     }
 
-    /// Runs `body` with `store` on `digestQueue`; until it returns, `store` is neither
+    /// A read's answer, through the test decorator if one is installed.
+    private func readAnswer(_ request: ReadRequest, on store: any StateStore) -> RPCMessage {
+        let honest = answer(request, on: store)
+        return decorator?.read(request, answer: honest, store: store) ?? honest
+    }
+
+    /// Runs `body` with `store` on `background`; until it returns, `store` is neither
     /// replaced nor dropped (`waitForLeases`). Called on the apply thread only.
-    private func lend(_ store: Store, _ body: @escaping @Sendable (Store) -> Void) {
+    private func lend(_ store: any StateStore, _ body: @escaping @Sendable (any StateStore) -> Void) {
         leases.withLock { leaseCount += 1 }
-        digestQueue.async { [leases] in
+        background.run { [leases] in
             body(store)
             leases.withLock {
                 self.leaseCount -= 1
@@ -234,19 +229,19 @@ final class ApplyStage: @unchecked Sendable {
     /// under the apply lock, the tree root is read at the digest's size (stored subtrees never
     /// change), and the compacted revision, which only grows, is read before and after — equal,
     /// it held throughout.
-    static func hashKV(of store: Store, nodeID: NodeID) throws(StoreError) -> RPCMessage {
+    static func hashKV(of store: any StateStore, nodeID: NodeID) throws(StoreError) -> RPCMessage {
         do {
             for _ in 0..<3 {
-                let compactedBefore = try store.kvStateMachine.compactedRevision(on: store.makeKVBackend())
+                let compactedBefore = try store.compactedRevision()
                 let digest = try store.stateDigest()
-                let compacted = try store.kvStateMachine.compactedRevision(on: store.makeKVBackend())
+                let compacted = try store.compactedRevision()
                 guard compacted == compactedBefore else { continue }  // a compaction applied meanwhile
                 // The tree has one leaf per applied entry; a store without the audit chain
                 // (benchmarks, --unsafe-no-audit-chain) keeps none and reports its empty head.
                 var head = store.treeHead
                 let size = UInt64(digest.appliedIndex.rawValue)
                 if store.auditChain && head.treeSize != size {
-                    head = (size, try store.makeMerkleProver().rootHash(atSize: size))
+                    head = (size, try store.rootHash(atSize: size))
                 }
                 return .hashKVResponse(HashKVResult(
                     nodeID: nodeID, appliedIndex: digest.appliedIndex, compactRevision: compacted, digest: digest.sha256,
@@ -261,7 +256,7 @@ final class ApplyStage: @unchecked Sendable {
     /// The answer to a read. A request the state machine refuses is answered with the reason;
     /// any other error came from the store (a record that does not decode, a failed read) and
     /// stops the node: the client gets an error, never a guess.
-    private func answer(_ request: ReadRequest, on store: Store) -> RPCMessage {
+    private func answer(_ request: ReadRequest, on store: any StateStore) -> RPCMessage {
         do {
             return try Self.read(request, on: store)
         } catch {
@@ -269,9 +264,9 @@ final class ApplyStage: @unchecked Sendable {
         }
     }
 
-    static func read(_ request: ReadRequest, on store: Store) throws(StoreError) -> RPCMessage {
+    static func read(_ request: ReadRequest, on store: any StateStore) throws(StoreError) -> RPCMessage {
         do {
-            return .readResponse(try store.kvStateMachine.range(request.range, on: store.makeKVBackend()))
+            return .readResponse(try store.range(request.range))
         } catch let error as KVReadError {
             switch error {
             case .compacted: return .error(RPCErrorResponse(.compacted, error.description))
@@ -321,18 +316,16 @@ final class ApplyStage: @unchecked Sendable {
     /// The compaction point must carry the membership as of that index. The store knows it as
     /// of the applied index, which is the same unless a membership change lies in between: the
     /// point then moves up to the last such change.
-    private func compactLogIfLong(_ store: Store, after entries: [Entry]) throws(StoreError) {
+    private func compactLogIfLong(_ store: any StateStore, after entries: [Entry]) throws(StoreError) {
         if let change = entries.last(where: { $0.type == .confChange }) { lastConfChangeIndex = change.index }
         let applied = store.appliedIndex
         let first: LogIndex
-        do { first = try store.raftLog.firstIndex() } catch { return }
+        do { first = try store.entryLog.firstIndex() } catch { return }
         guard applied >= first, applied.rawValue - first.rawValue + 1 > compactEntries else { return }
         let keep = compactEntries / 2
         let through = max(LogIndex(applied.rawValue - min(keep, applied.rawValue)), lastConfChangeIndex)
         guard through >= first else { return }
-        try store.raftLog.compact(through: through, confState: store.appliedConfState)
+        try store.entryLog.compact(through: through, confState: store.appliedConfState)
         logger.info("compacted the Raft log", metadata: ["through": "\(through)"])
     }
-
-    func stop() { queue.close() }
 }

@@ -1,0 +1,32 @@
+import FaunaRaft
+
+/// What the pipeline needs of a node's settings (production: `NodeSettings.pipeline`).
+public struct PipelineSettings: Sendable {
+    public var nodeID: NodeID
+    /// Raft tick and its multiples (cluster.toml).
+    public var tickMs: Int
+    public var electionTicks: Int
+    public var heartbeatTicks: Int
+    /// Applied entries kept in the Raft log before it is compacted to half of them.
+    public var snapshotEntries: Int
+    /// Seeds the core's election timeouts.
+    public var randomSeed: UInt64
+    /// Bounds (see `NodeSettings`).
+    public var pendingProposalsMax = 65_536
+    public var pendingReadsMax = 65_536
+    public var applyQueueMax = 256
+    public var proposalBatchBytesMax = 1 << 20
+    public var requestTimeout = Duration.seconds(10)
+    public var readTimeout = Duration.seconds(5)
+
+    public init(
+        nodeID: NodeID, tickMs: Int, electionTicks: Int, heartbeatTicks: Int, snapshotEntries: Int, randomSeed: UInt64
+    ) {
+        self.nodeID = nodeID
+        self.tickMs = tickMs
+        self.electionTicks = electionTicks
+        self.heartbeatTicks = heartbeatTicks
+        self.snapshotEntries = snapshotEntries
+        self.randomSeed = randomSeed
+    }
+}
