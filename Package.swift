@@ -176,6 +176,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The node simulator: real pipelines over a simulated disk (power loss), network and
+        // time, in one thread from a seed (docs/TESTING.md "Node simulator"). Test support only.
+        .target(
+            name: "NodeSimulator",
+            dependencies: [
+                "FaunaPipeline", "RaftSimulator", "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaVerify", "FaunaAudit",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
+        ),
+        .executableTarget(name: "node-sim", dependencies: ["NodeSimulator"]),
+        .testTarget(
+            name: "NodeSimulatorTests",
+            dependencies: ["NodeSimulator", "FaunaPipeline", "FaunaStore", "FaunaKV", "FaunaRaft", "FaunaRPC", "FaunaVerify", "FaunaAudit"]
+        ),
         // The server: the pipeline wired to RocksDB, SwiftNIO and threads (docs/adr/0007).
         .target(
             name: "FaunaNode",

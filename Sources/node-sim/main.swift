@@ -1,0 +1,1 @@
+print("node-sim: not built yet")
