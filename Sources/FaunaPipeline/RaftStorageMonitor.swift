@@ -2,11 +2,10 @@ import FaunaRaft
 import FaunaStore
 
 /// The store's Raft log as the core reads it, remembering the first error that is not a
-/// `RaftStorageError`: a log record that does not decode, a failed read. The core treats some
-/// failed reads as "not available yet" (a leader retries the append) or as a term mismatch
-/// (`try?` on `term(at:)`), which would hide a damaged log and leave the node voting and
-/// replicating; the owner thread checks `failure` after every round and after every `ready()`
-/// and stops the node instead (docs/RELIABILITY.md "Corrupt records").
+/// `RaftStorageError`: a log record that does not decode, a failed read. The core records the
+/// same error (`RaftNode.storageFailure`) and stops; this keeps it as the store reported it,
+/// and the owner thread checks both after every round and after every `ready()` and stops the
+/// node (docs/RELIABILITY.md "Corrupt records", ADR 0006 "Storage failures").
 ///
 /// Not thread-safe, and not Sendable: only the owner thread, which drives the core, uses it.
 public final class RaftStorageMonitor: RaftStorage {

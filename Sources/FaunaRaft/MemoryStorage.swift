@@ -77,7 +77,7 @@ public final class MemoryStorage: RaftStorage {
     public func applySnapshot(_ snapshot: Snapshot) {
         let meta = snapshot.metadata
         if meta.index <= snapshotIndex { return }
-        if meta.index <= lastIndexValue, (try? term(at: meta.index)) == meta.term {
+        if meta.index <= lastIndexValue, storedEntries[Int(meta.index - (snapshotIndex + 1))].term == meta.term {
             storedEntries.removeFirst(Int(meta.index - snapshotIndex))
         } else {
             storedEntries.removeAll()

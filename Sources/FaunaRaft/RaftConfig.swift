@@ -74,6 +74,9 @@ public struct RaftError: Error, Hashable, Sendable, CustomStringConvertible {
         /// The persisted state contradicts itself (e.g. a commit index beyond the log): the
         /// node must not start on it.
         case inconsistentState
+        /// A storage read failed with an error that is not a `RaftStorageError`: the core has
+        /// stopped (`RaftNode.storageFailure`) and the node must stop.
+        case storageFailed
     }
 
     public var code: Code

@@ -4,7 +4,9 @@
 /// Invariants: `applied <= committed`; `committed <= lastIndex`; unstable entries are
 /// contiguous from `unstableOffset`; a pending snapshot, if any, ends at `unstableOffset - 1`.
 struct RaftLog {
-    let storage: any RaftStorage
+    /// Every read of stable storage goes through it, so a fatal storage error is recorded
+    /// wherever the core meets it (`RaftNode.storageFailure`).
+    let storage: CheckedStorage
     /// Entries appended but not yet persisted; `unstable[0].index == unstableOffset`.
     private(set) var unstable: [Entry] = []
     private(set) var unstableOffset: LogIndex
@@ -16,10 +18,11 @@ struct RaftLog {
     private(set) var applied: LogIndex
 
     init(storage: any RaftStorage, committed: LogIndex, applied: LogIndex) throws {
-        self.storage = storage
-        let last = try storage.lastIndex()
+        let checked = CheckedStorage(storage)
+        self.storage = checked
+        let last = try checked.lastIndex()
         self.unstableOffset = last + 1
-        let first = try storage.firstIndex()
+        let first = try checked.firstIndex()
         // A stale persisted commit can be below the snapshot; the snapshot is committed.
         self.applied = max(applied, first - 1)
         // The application may be ahead of the persisted commit: a Ready hands out committed
@@ -37,9 +40,14 @@ struct RaftLog {
 
     // MARK: Positions
 
+    /// On a storage failure (recorded, the core stops) the first unstable index stands in.
     var firstIndex: LogIndex {
         if let snapshot = pendingSnapshot { return snapshot.metadata.index + 1 }
-        return (try? storage.firstIndex()) ?? unstableOffset
+        do {
+            return try storage.firstIndex()
+        } catch {
+            return unstableOffset
+        }
     }
 
     var lastIndex: LogIndex {
@@ -54,7 +62,9 @@ struct RaftLog {
         return unstableOffset - 1
     }
 
-    var lastTerm: Term { (try? term(at: lastIndex)) ?? .zero }
+    /// Zero on a storage failure (recorded, and the core stops before anything decided on it
+    /// leaves: a vote granted over it is never sent).
+    var lastTerm: Term { termIfPresent(at: lastIndex) ?? .zero }
 
     /// The term at `index`, or an error if compacted/unavailable.
     func term(at index: LogIndex) throws -> Term {
@@ -70,8 +80,20 @@ struct RaftLog {
         return try storage.term(at: index)
     }
 
+    /// The term at `index`, nil if the log has no entry there (`RaftStorageError`: compacted,
+    /// or not written yet). Any other storage error gives nil too, but it is fatal: `storage`
+    /// records it, and `RaftNode` stops stepping and hands out no `Ready` that could carry a
+    /// decision taken on the nil.
+    func termIfPresent(at index: LogIndex) -> Term? {
+        do {
+            return try term(at: index)
+        } catch {
+            return nil
+        }
+    }
+
     func matchTerm(_ index: LogIndex, _ term: Term) -> Bool {
-        (try? self.term(at: index)) == term
+        termIfPresent(at: index) == term
     }
 
     /// Raft §5.4.1: a candidate's log is at least as up to date as ours.

@@ -160,9 +160,11 @@ extension RaftNode {
             let page: [Entry]
             do {
                 page = try log.entries(from: next, to: log.committed + 1, maxBytes: config.committedBytesPerReadyMax)
+            } catch let error as RaftStorageError {
+                // Committed, not applied entries are never compacted and are in the log.
+                preconditionFailure("committed entries from \(next) to \(log.committed) missing: \(error)")
             } catch {
-                // `ready()` hands out these very entries and stops on the same failure.
-                preconditionFailure("storage failed reading committed entries from \(next) to \(log.committed): \(error)")
+                return true  // a damaged disk: recorded in `storageFailure`, the core stops
             }
             if page.contains(where: { $0.type == .confChange }) { return true }
             guard let last = page.last else { return true }  // nothing readable: assume the worst

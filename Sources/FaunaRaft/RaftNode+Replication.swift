@@ -69,7 +69,9 @@ extension RaftNode {
                 sendSnapshot(to: peer)  // the follower needs entries we no longer have
                 return
             } catch {
-                return  // not available (yet): retried on the next heartbeat response
+                // Not available (yet): retried on the next heartbeat response. Any other error
+                // is recorded in `storageFailure`, and the core stops.
+                return
             }
             if entries.isEmpty && (!sendIfEmpty || sentAny) { return }
             sentAny = true
@@ -98,7 +100,9 @@ extension RaftNode {
         do {
             snapshot = try log.storage.snapshot()
         } catch {
-            return  // not available yet: retried on the next heartbeat response
+            // Not available yet: retried on the next heartbeat response. Any other error is
+            // recorded in `storageFailure`, and the core stops.
+            return
         }
         guard !snapshot.isEmpty else { return }
         pr.becomeSnapshot(at: snapshot.metadata.index)
@@ -196,7 +200,7 @@ extension RaftNode {
         var i = min(index, log.lastIndex)
         let first = log.firstIndex - 1
         while i >= first {
-            guard let term = try? log.term(at: i) else { return nil }
+            guard let term = log.termIfPresent(at: i) else { return nil }
             if term == t { return i }
             if term < t || i == .zero { return nil }
             i = i - 1
@@ -258,10 +262,10 @@ extension RaftNode {
         // Reject with a hint: the first index of our conflicting term, or our log's end.
         var hint = log.lastIndex + 1
         var conflictTerm = Term.zero
-        if m.index <= log.lastIndex, let t = try? log.term(at: m.index) {
+        if m.index <= log.lastIndex, let t = log.termIfPresent(at: m.index) {
             conflictTerm = t
             var i = m.index
-            while i > log.firstIndex, (try? log.term(at: i - 1)) == t { i = i - 1 }
+            while i > log.firstIndex, log.termIfPresent(at: i - 1) == t { i = i - 1 }
             hint = i
         }
         send(Message(

@@ -7,6 +7,7 @@ extension RaftNode {
     /// in a later `Ready`: the read may be served once the state machine has applied its index.
     /// On a follower the request is forwarded to the leader.
     public func readIndex(context: [UInt8]) throws(RaftError) {
+        try checkStorage()
         if role == .leader {
             guard reads.count < config.readsPendingMax else {
                 throw RaftError(.readQueueFull, "\(reads.count) reads pending, limit \(config.readsPendingMax)")
@@ -60,6 +61,7 @@ extension RaftNode {
     /// date, then tells it to campaign at once (TimeoutNow). Abandoned after an election
     /// timeout.
     public func transferLeadership(to target: NodeID) throws(RaftError) {
+        try checkStorage()
         guard role == .leader else {
             throw RaftError(.notLeader, "transfer asked of \(role) \(id)", leaderHint: leader)
         }

@@ -3,7 +3,10 @@
 /// Inputs: `tick()`, `step(_:)`, `propose(_:)`, `proposeConfChange(_:)`, `readIndex(context:)`,
 /// `transferLeadership(to:)`. Output: `ready()` describes what to persist, send and apply;
 /// `advance(_:)` hands it back once done (see `Ready` for the order). Not thread-safe and not
-/// Sendable: exactly one owner drives it (DESIGN.md "Node").
+/// Sendable: exactly one owner drives it (ADR 0007).
+///
+/// A storage read that fails with anything but a `RaftStorageError` stops the node for good:
+/// see `storageFailure`.
 public final class RaftNode {
     public let id: NodeID
     let config: RaftConfig
@@ -45,10 +48,16 @@ public final class RaftNode {
     var lastSoftState: SoftState
     var pendingConfState: ConfState?
     var isReadyOutstanding = false
-    /// The first error the storage threw when asked for committed entries it holds durably
-    /// (a damaged disk). The core then hands out none; the caller must stop the node
-    /// (`RaftStorage`: anything but a `RaftStorageError` is fatal, fail-stop).
-    public internal(set) var storageFailure: (any Error)?
+
+    /// The first error the storage threw that is not a `RaftStorageError` (a damaged disk),
+    /// wherever the core read it: entries, a term, the first index, the snapshot. Fatal
+    /// (`RaftStorage`, fail-stop): once set, `hasReady` is false and `ready()` hands out an
+    /// empty `Ready`, so nothing decided on the failed read (a vote over a last term it could
+    /// not read, a rejection over a term it could not compare) is persisted or sent;
+    /// `step(_:)` and `tick()` do nothing, and proposals, reads and transfers throw
+    /// `storageFailed`. The caller must stop the node: check it after stepping and before
+    /// using a `Ready`.
+    public var storageFailure: (any Error)? { log.storage.failure }
 
     /// Creates a node over `storage`, which holds its persisted state (empty for a new node,
     /// whose membership must then be bootstrapped into the storage's conf state).
@@ -77,8 +86,9 @@ public final class RaftNode {
     public var hardState: HardState { HardState(term: term, vote: vote, commit: log.committed) }
     public var isLeader: Bool { role == .leader }
 
-    /// The term of the entry at `index` in this node's log (stable or not), nil if absent.
-    public func term(at index: LogIndex) -> Term? { try? log.term(at: index) }
+    /// The term of the entry at `index` in this node's log (stable or not), nil if absent (or
+    /// unreadable: then `storageFailure` is set).
+    public func term(at index: LogIndex) -> Term? { log.termIfPresent(at: index) }
 
     /// Leader only: the match index of each member (self: what is durable locally).
     public var matchIndexes: [NodeID: LogIndex] { progress.mapValues(\.match) }
@@ -91,6 +101,7 @@ public final class RaftNode {
     /// Advances logical time by one tick: elections on followers, heartbeats and
     /// check-quorum on leaders.
     public func tick() {
+        guard storageFailure == nil else { return }
         if role == .leader { tickLeader() } else { tickElection() }
     }
 
@@ -114,6 +125,7 @@ public final class RaftNode {
     }
 
     func checkCanPropose(bytes: Int) throws(RaftError) {
+        try checkStorage()
         guard role == .leader else {
             throw RaftError(.notLeader, "proposal sent to \(role) \(id)", leaderHint: leader)
         }
@@ -131,6 +143,7 @@ public final class RaftNode {
     /// Delivers a message from a peer. Messages for another node are dropped; malformed or
     /// stale ones are ignored (the sender retries), never trusted blindly.
     public func step(_ message: Message) {
+        guard storageFailure == nil else { return }
         guard message.to == id, message.from != id else { return }
         guard checkTerm(of: message) else { return }
         switch message.type {
@@ -149,7 +162,7 @@ public final class RaftNode {
 
     /// Whether `ready()` has anything for the caller.
     public var hasReady: Bool {
-        if isReadyOutstanding { return false }
+        if isReadyOutstanding || storageFailure != nil { return false }
         if role == .leader && reads.hasUnassigned && !reads.isRoundInFlight { return true }
         if SoftState(role: role, leader: leader) != lastSoftState { return true }
         if hardState != lastHardState { return true }
@@ -177,13 +190,14 @@ public final class RaftNode {
         ready.entries = log.unstable
         if !ready.entries.isEmpty || ready.snapshot != nil { ready.mustSync = true }
         // Entries are bounded by what is already durable, so this cannot fail but on a
-        // storage error, which is fatal for the node: reported, not trapped (the bytes came
-        // from disk), and nothing is handed out around the hole.
+        // storage error, which is fatal for the node, even a `RaftStorageError` (durable
+        // entries gone): recorded, not trapped (the bytes came from disk), and nothing is
+        // handed out around the hole (see below).
         if storageFailure == nil {
             do {
                 ready.committedEntries = try log.nextCommittedEntries(maxBytes: config.committedBytesPerReadyMax)
             } catch {
-                storageFailure = error
+                log.storage.record(error)
             }
         }
         applyConfChanges(in: ready.committedEntries)
@@ -201,13 +215,15 @@ public final class RaftNode {
         messages = []
         readStates = []
         isReadyOutstanding = true
-        return ready
+        // A storage failure, met before or while building this Ready: hand out nothing.
+        return storageFailure == nil ? ready : Ready()
     }
 
     /// Tells the core that everything in `ready` was done (persisted, sent, applied).
     public func advance(_ ready: Ready) {
         precondition(isReadyOutstanding, "advance() without an outstanding ready()")
         isReadyOutstanding = false
+        guard storageFailure == nil else { return }  // stopped: nothing moves any more
         if let hard = ready.hardState {
             lastHardState = hard
             durableTerm = hard.term
@@ -218,6 +234,13 @@ public final class RaftNode {
             if role == .leader, log.matchTerm(last.index, last.term) { selfPersisted(through: last.index) }
         }
         if let last = ready.committedEntries.last { log.applied(to: last.index) }
+    }
+
+    /// Throws once a storage failure stopped the core (`storageFailure`).
+    func checkStorage() throws(RaftError) {
+        if let failure = storageFailure {
+            throw RaftError(.storageFailed, "node \(id) stopped on a storage error: \(failure)")
+        }
     }
 
     /// Leader: our own log is durable through `index`, so we count toward its commit.

@@ -1,6 +1,7 @@
-/// Errors a `RaftStorage` may report. Anything else a storage throws is treated as fatal by
-/// the node (fail-stop: DESIGN.md "Storage"); the core reports it in
-/// `RaftNode.storageFailure` where it needed the entries, and hands out nothing more.
+/// Errors a `RaftStorage` may report. Anything else a storage throws is fatal (fail-stop): the
+/// core records the first such error in `RaftNode.storageFailure`, wherever it read the
+/// storage, and stops — it hands out no more `Ready`s and ignores every input after it; the
+/// node must then stop (ADR 0006 "Storage failures").
 public enum RaftStorageError: Error, Sendable, Hashable {
     /// The requested index is at or before the snapshot: the entries are compacted away.
     case compacted
@@ -31,4 +32,45 @@ public protocol RaftStorage {
     func lastIndex() throws -> LogIndex
     /// The most recent snapshot (metadata; `data` may be empty if the node streams it).
     func snapshot() throws -> Snapshot
+}
+
+/// The core's only door to its `RaftStorage`: passes every read through and remembers the
+/// first error that is not a `RaftStorageError` (a record that does not decode, an IO error).
+/// The core answers some reads with a default when they fail — "no such term" for a term it
+/// cannot read, "not there yet" for entries — which is right for `.compacted` and
+/// `.unavailable` but would hide a damaged disk; `RaftNode` checks `failure` and stops instead.
+///
+/// Not thread-safe, like the core that owns it.
+final class CheckedStorage: RaftStorage {
+    let base: any RaftStorage
+    /// The first fatal error a read met, if any.
+    private(set) var failure: (any Error)?
+
+    init(_ base: any RaftStorage) { self.base = base }
+
+    /// Records `error` as fatal (unless one is already recorded): also for a
+    /// `RaftStorageError` where the core knows the entries must be there.
+    func record(_ error: any Error) {
+        if failure == nil { failure = error }
+    }
+
+    private func read<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as RaftStorageError {
+            throw error  // the storage's conventions: compacted or not there yet
+        } catch {
+            record(error)
+            throw error
+        }
+    }
+
+    func initialState() throws -> (HardState, ConfState) { try read { try base.initialState() } }
+    func entries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws -> [Entry] {
+        try read { try base.entries(from: low, to: high, maxBytes: maxBytes) }
+    }
+    func term(at index: LogIndex) throws -> Term { try read { try base.term(at: index) } }
+    func firstIndex() throws -> LogIndex { try read { try base.firstIndex() } }
+    func lastIndex() throws -> LogIndex { try read { try base.lastIndex() } }
+    func snapshot() throws -> Snapshot { try read { try base.snapshot() } }
 }

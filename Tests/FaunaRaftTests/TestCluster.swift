@@ -155,12 +155,14 @@ final class TestCluster {
         mailbox.removeAll { $0.to == NodeID(id) }
     }
 
-    func restart(_ id: UInt64) throws {
+    /// Restarts `id` on its storage; `wrap` may put a layer between the core and it (the
+    /// driver keeps writing to the `MemoryStorage` underneath).
+    func restart(_ id: UInt64, over wrap: (MemoryStorage) -> any RaftStorage = { $0 }) throws {
         var config = configs[NodeID(id)]!
         config.applied = LogIndex(UInt64(applied[NodeID(id)]?.last?.index.rawValue ?? 0))
         let storage = storages[NodeID(id)]!
         config.applied = max(config.applied, storage.snapshotIndex)
-        nodes[NodeID(id)] = try RaftNode(config: config, storage: storage)
+        nodes[NodeID(id)] = try RaftNode(config: config, storage: wrap(storage))
         try settle()
     }
 
