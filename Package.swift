@@ -1,8 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Module boundaries and import rules: shared/DESIGN.md and docs/adr/0001-modules.md.
-// tools/check-imports enforces the allowed imports of FaunaRaft, FaunaVerify and FaunaAudit.
+// Module boundaries and import rules: docs/adr/0001-modules.md and docs/ARCHITECTURE.md.
+// tools/check-imports checks that every target declares here each module it imports, and that
+// every library target imports and depends on only what its allow-list permits.
 let package = Package(
     name: "Fauna",
     platforms: [.macOS(.v14)],
@@ -89,7 +90,10 @@ let package = Package(
         .testTarget(
             name: "FaunaStoreTests",
             // The helper is a dependency so that `swift build --build-tests` builds it.
-            dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify", "store-crash-helper"]
+            dependencies: [
+                "FaunaStore", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify", "store-crash-helper",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
 
         // Wire protocol: frames, message codecs, SwiftNIO transport (docs/PROTOCOL.md, ADR 0005).
@@ -107,7 +111,13 @@ let package = Package(
         // libFuzzer target for the frame and message decoders; built by tools/fuzz with
         // -sanitize=fuzzer and -DFUZZING. A plain build writes seeds and replays inputs.
         .target(name: "CFuzzerDriver"),
-        .executableTarget(name: "rpc-fuzz", dependencies: ["FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaVerify", "CFuzzerDriver"]),
+        .executableTarget(
+            name: "rpc-fuzz",
+            dependencies: [
+                "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaVerify", "CFuzzerDriver",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "FaunaRPCTests",
             dependencies: [
@@ -121,11 +131,11 @@ let package = Package(
         ),
 
         // Client library: leader discovery, retries, exactly-once write sessions, admin calls,
-        // snapshot archives. Must not link RocksDB or FaunaAudit (DESIGN.md "Modules").
+        // snapshot archives, verified reads. Must not link RocksDB or FaunaAudit (ADR 0001).
         .target(
             name: "FaunaClient",
             dependencies: [
-                "FaunaRPC", "FaunaKV", "FaunaRaft",
+                "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaVerify",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -146,7 +156,8 @@ let package = Package(
         .executableTarget(
             name: "fctl",
             dependencies: [
-                "FctlCore", "FaunaClient", "FaunaConfig", "FaunaRPC", "FaunaKV", "FaunaRaft",
+                "FctlCore", "FaunaClient", "FaunaConfig", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaVerify",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
