@@ -25,7 +25,7 @@ public struct FaunaClientConfiguration: Sendable {
     /// How long a whole `saveSnapshot` stream may take.
     public var snapshotTimeout: Duration
     /// Where the client logs (debug: every retry). The default discards everything: a
-    /// library never bootstraps logging (STYLE.md).
+    /// library never bootstraps logging; the application does.
     public var logger: Logger
 
     /// A configuration with defaults for a cluster on loopback or a LAN.

@@ -2,7 +2,7 @@ import FaunaRaft
 import TOMLKit
 
 /// The cluster description in `cluster.toml`, validated. Parsed in one place for `faunad` and
-/// `fctl` (DESIGN.md "Configuration").
+/// `fctl` (the repository's `cluster.toml` is the example).
 ///
 /// ```toml
 /// [cluster]

@@ -2,7 +2,7 @@
 ///
 /// Storage encoding (`history` CF key, docs/adr/0003): `escaped(key) ‖ 0x00 0x01 ‖ u64 BE
 /// revision`, where `escaped` replaces every 0x00 byte with 0x00 0xFF. Plain `key ‖ revision`
-/// (DESIGN.md's first sketch) is ambiguous in order: the entries of `a` and `a\0…` interleave,
+/// (the first sketch of the layout) is ambiguous in order: the entries of `a` and `a\0…` interleave,
 /// so "the newest entry of `a` at or before R" could not be one seek. The escaped form is
 /// prefix-free and sorts exactly like (key, revision), so the entries of a key are contiguous
 /// and byte order equals tuple order (FoundationDB's tuple layer uses the same escape).

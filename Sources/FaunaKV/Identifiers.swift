@@ -1,5 +1,5 @@
 /// A revision of the key-value state: the Raft index of the entry that made a write
-/// (DESIGN.md "Storage"). Revisions only grow; gaps are allowed (no-op and membership entries
+/// (docs/adr/0003-kv-state-machine.md). Revisions only grow; gaps are allowed (no-op and membership entries
 /// take indexes too). Every operation of one transaction shares one revision. 0 means "none"
 /// (before the first write; or "the current revision" where a read takes an optional one).
 public struct Revision: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-/// The storage the state machine reads: three ordered key spaces (DESIGN.md "Storage"):
+/// The storage the state machine reads: three ordered key spaces (docs/STORAGE.md):
 ///
 /// - records (`kv` CF): user key → `KVRecord`, the current state;
 /// - history (`history` CF): (user key, revision) → `KVHistoryValue`, every version of every

@@ -1,4 +1,4 @@
-/// The current state of one key: the `kv` column family's value (DESIGN.md "Storage").
+/// The current state of one key: the `kv` column family's value (docs/STORAGE.md).
 ///
 /// Invariants (checked by the decoder): `version >= 1`, `createRevision >= 1`,
 /// `createRevision <= modRevision`, `value.count <= KVLimits.valueBytesMax`.

@@ -28,7 +28,7 @@ public struct WriteRequest: Hashable, Sendable {
     }
 }
 
-/// How fresh a read must be (DESIGN.md "Node").
+/// How fresh a read must be (docs/RELIABILITY.md "Reads").
 public enum ReadConsistency: UInt8, Hashable, Sendable, CaseIterable {
     /// ReadIndex: sees every write committed before the read began. The default.
     case linearizable = 0

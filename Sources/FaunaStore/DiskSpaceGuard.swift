@@ -10,7 +10,7 @@ import Darwin
 /// Why: Debian's librocksdb 7.8.3 is built with assertions, and a synced WAL write that fails
 /// with ENOSPC trips `WritableFileWriter::AssertFalseAndGetStatusForPrevError` and aborts the
 /// process (seen in this repository's ENOSPC test). Stopping on our own, with a typed error,
-/// while there is still room is the clear fail-stop DESIGN.md asks for. A disk that fills
+/// while there is still room is the clear fail-stop docs/RELIABILITY.md promises. A disk that fills
 /// between this check and the write still stops the node, by that abort: no acknowledged write
 /// is lost either way.
 struct DiskSpaceGuard: Sendable {

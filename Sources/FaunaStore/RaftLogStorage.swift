@@ -9,7 +9,7 @@ import Foundation
 /// Reads see only durable state: the in-memory view (first/last index, last term, hard state,
 /// snapshot metadata) is published by the group-commit writer after each synced batch
 /// returns. Writes go through `submit`/`persist`/`compact`, which the writer thread
-/// turns into one synced WriteBatch per group (DESIGN.md "Storage": group commit).
+/// turns into one synced WriteBatch per group (group commit: docs/STORAGE.md "Write rules").
 ///
 /// `@unchecked Sendable`: `view` is guarded by `lock`; the database is thread-safe; the writer
 /// state lives in `RaftLogWriter`, which guards its own.

@@ -3,7 +3,7 @@ import Foundation
 
 /// The group-commit writer of the Raft log: one dedicated thread takes every update queued
 /// while its previous fsync was in flight and writes them as ONE synced WriteBatch, then
-/// publishes the new durable view and runs the completions (DESIGN.md "Storage").
+/// publishes the new durable view and runs the completions (docs/STORAGE.md "Write rules").
 ///
 /// A caller that waits anyway and finds the writer idle writes on its own thread instead
 /// (`writeInline`): a node's owner thread has one update in flight at a time, so the hand-off

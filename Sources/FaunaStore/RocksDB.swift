@@ -45,7 +45,8 @@ public struct RocksDBColumnFamilyOptions: Sendable, Hashable {
 /// `@unchecked Sendable`: RocksDB documents `DB` as safe for concurrent use from many threads
 /// without external synchronisation; the option objects held here are read-only after open,
 /// and the handle table is immutable after `init`. Closed in `deinit` (handles first, then
-/// the database, then the options: NOTES-stack.md).
+/// the database, then the options: column family handles must be released before the
+/// database closes, and the options it was opened with outlive it).
 public final class RocksDB: @unchecked Sendable {
     public let path: String
     let db: OpaquePointer

@@ -5,10 +5,10 @@ import CRocksDB
 ///
 /// Every error other than `.notFound`-style absence (which the wrapper reports as `nil`) is
 /// treated by the node as fail-stop when `isFailStop` is true: the disk may hold state that
-/// disagrees with memory (DESIGN.md "Storage", failure rules).
+/// disagrees with memory (docs/RELIABILITY.md "Failures and what happens").
 public struct RocksDBError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What kind of failure. A struct with static members so new codes can be added without
-    /// breaking exhaustive switches (STYLE.md "public errors that may grow are structs").
+    /// breaking exhaustive switches (public errors that may grow are structs).
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         public let name: String
         public static let alreadyInUse = Code(name: "alreadyInUse")

@@ -11,7 +11,7 @@ import Darwin
 /// until the next move). Not thread-safe.
 ///
 /// After a loop ends (`isValid == false`) call `checkError()`: an invalid iterator can mean an
-/// IO error or corruption rather than the end (NOTES-stack.md).
+/// IO error or corruption rather than the end (RocksDB's `Iterator::status()`).
 public final class RocksDBIterator {
     let db: RocksDB
     private let snapshot: RocksDBReadSnapshot?

@@ -8,7 +8,7 @@ public struct StateDigest: Sendable, Hashable, CustomStringConvertible {
     public let appliedIndex: LogIndex
     public let sha256: [UInt8]
 
-    /// Constant-time comparison of the hashes (STYLE.md "Digests").
+    /// Constant-time comparison of the hashes (no early exit on the first differing byte).
     public static func == (a: StateDigest, b: StateDigest) -> Bool {
         guard a.appliedIndex == b.appliedIndex, a.sha256.count == b.sha256.count else { return false }
         var diff: UInt8 = 0

@@ -14,7 +14,7 @@ public struct AppliedEntry: Sendable, Hashable {
 extension Store {
     /// Applies committed entries in log order. The journal record and Merkle nodes of every
     /// entry, the KV writes of normal entries with a payload, and the applied index go into one
-    /// WriteBatch per chunk of at most `applyChunkEntries` entries (DESIGN.md "Storage"). After
+    /// WriteBatch per chunk of at most `applyChunkEntries` entries (docs/STORAGE.md "Write rules"). After
     /// a crash either all of a chunk is on disk or none, so each entry is applied exactly once
     /// and the tree size equals the applied index. A longer group is pipelined: chunk n + 1 is
     /// computed while a second thread writes chunk n. Readers may see a group's chunks land one

@@ -3,7 +3,7 @@ import FaunaKV
 import FaunaRaft
 import Foundation
 
-/// One node's storage: a RocksDB instance with the six column families of DESIGN.md, the Raft
+/// One node's storage: a RocksDB instance with the column families of docs/STORAGE.md, the Raft
 /// log on `raft`, and (see `Store+Apply.swift`) the state machine, journal and Merkle nodes.
 ///
 /// Layout of the data directory `path`: `db/` is the RocksDB instance; `db.incoming/` is a

@@ -1,5 +1,5 @@
 /// An error from the store. Errors with `isFailStop` mean the disk may disagree with memory:
-/// the node must stop and recover from disk (STYLE.md "Errors", DESIGN.md "Storage").
+/// the node must stop and recover from disk (docs/RELIABILITY.md "Corrupt records").
 public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         public let name: String

@@ -1,7 +1,7 @@
 import FaunaRaft
 
-/// The column families of a Fauna data directory and their key layout (DESIGN.md "Storage",
-/// docs/STORAGE.md). Names are part of the on-disk format.
+/// The column families of a Fauna data directory and their key layout
+/// (docs/STORAGE.md). Names are part of the on-disk format.
 public enum StoreColumnFamily: String, CaseIterable, Sendable {
     case raft, kv, history, journal, merkle, meta
 

@@ -49,7 +49,7 @@ public struct LeafIndex: RawRepresentable, Hashable, Comparable, Sendable, Custo
     public var description: String { String(rawValue) }
 }
 
-/// A committed Raft entry as it enters the audit tree (DESIGN.md "Audit chain").
+/// A committed Raft entry as it enters the audit tree (docs/AUDIT.md §1).
 public struct JournalEntry: Hashable, Sendable {
     /// The Raft log index, ≥ 1.
     public var index: UInt64

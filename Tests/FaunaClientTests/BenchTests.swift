@@ -20,8 +20,8 @@ import Testing
         #expect(seen.count == 100_000)
     }
 
-    /// etcd's benchmark keys, byte for byte as ../shared/bench/WORKLOAD.md's reference
-    /// algorithm writes them (one buffer, so a short key keeps a longer one's third byte).
+    /// etcd's benchmark keys, byte for byte as etcd's `tools/benchmark` (Go's
+    /// `binary.PutVarint` into one reused buffer) writes them (one buffer, so a short key keeps a longer one's third byte).
     @Test func varintKeysKeepStaleBytesLikeEtcdsBenchmark() {
         var buffer = [UInt8](repeating: 0, count: 8)
         func next(_ index: Int) -> [UInt8] {
