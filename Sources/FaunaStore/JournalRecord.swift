@@ -20,7 +20,7 @@ public struct JournalEffects: Hashable, Sendable {
     }
 
     /// The state machine's effects, with each new value replaced by its SHA-256.
-    init(_ kv: KVEntryEffects) {
+    public init(_ kv: KVEntryEffects) {
         self.init(
             outcome: EntryOutcome(rawValue: kv.outcome.rawValue),
             branch: TxnBranch(rawValue: kv.branch.rawValue) ?? .none,

@@ -21,6 +21,18 @@ public struct StateDigest: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+extension StateDigest {
+    /// The SHA-256 of the bytes `stream` hands its sink (FaunaKV's digest stream), as the
+    /// digest at `appliedIndex`: for state stores other than `Store` (the node simulator's).
+    public init(
+        appliedIndex: LogIndex, hashing stream: (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) rethrows {
+        var hasher = SHA256()
+        try stream { hasher.update(bufferPointer: $0) }
+        self.init(appliedIndex: appliedIndex, sha256: Array(hasher.finalize()))
+    }
+}
+
 extension Store {
     /// The digest of the key-value state at the current applied index, read through one
     /// RocksDB snapshot taken while no apply runs (so index and state match).

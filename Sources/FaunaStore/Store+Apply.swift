@@ -9,6 +9,11 @@ public struct AppliedEntry: Sendable, Hashable {
     /// The state machine's result for a normal entry with a payload; nil for no-ops and
     /// membership changes (which only go to the journal and the tree).
     public var result: KVApplyResult?
+
+    public init(index: LogIndex, result: KVApplyResult?) {
+        self.index = index
+        self.result = result
+    }
 }
 
 extension Store {

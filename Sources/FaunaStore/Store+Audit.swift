@@ -12,6 +12,12 @@ public struct JournalAudit: Sendable, Hashable {
     public var rebuiltRoot: MerkleHash
     /// The first difference between the journal and the stored tree, or nil if none.
     public var problem: String?
+
+    public init(entries: UInt64, rebuiltRoot: MerkleHash, problem: String?) {
+        self.entries = entries
+        self.rebuiltRoot = rebuiltRoot
+        self.problem = problem
+    }
 }
 
 extension Store {
