@@ -2,6 +2,7 @@ import FaunaAudit
 import FaunaKV
 import FaunaRaft
 import FaunaStore
+import FaunaVerify
 
 // The simulated durable media of one node: what its RocksDB instance (the `raft`, `kv`,
 // `history`, `journal`, `merkle` and `meta` column families behind one write-ahead log) and
@@ -58,9 +59,66 @@ struct SimStateData: Sendable {
     /// backend stores them.
     var kv = MemoryKVBackend()
     /// The `journal` column family: `journal[i]` is the record of index `i + 1`.
-    var journal: [JournalRecord] = []
+    var journal = SimJournal()
     /// The `merkle` column family: every complete subtree's hash.
-    var merkle = InMemoryMerkleNodeStore()
+    var merkle = SimMerkleNodes()
+}
+
+/// An append-only array in segments of `segmentElements`: a value whose copy (one per
+/// written batch, see `SimDisk`) shares every segment but the one an append writes to, so a
+/// batch costs O(count / segmentElements + segmentElements), not O(count), for the journal and
+/// tree, which never shrink.
+struct SimSegmentedArray<Element: Sendable>: Sendable, RandomAccessCollection {
+    static var segmentElements: Int { 256 }
+    private var segments: [[Element]] = []
+    private(set) var count = 0
+
+    var startIndex: Int { 0 }
+    var endIndex: Int { count }
+
+    subscript(i: Int) -> Element {
+        precondition(i >= 0 && i < count, "element \(i) of \(count)")
+        return segments[i / Self.segmentElements][i % Self.segmentElements]
+    }
+
+    mutating func append(_ element: Element) {
+        if count % Self.segmentElements == 0 {
+            var segment: [Element] = []
+            segment.reserveCapacity(Self.segmentElements)
+            segments.append(segment)
+        }
+        segments[segments.count - 1].append(element)
+        count += 1
+    }
+}
+
+/// The journal: `journal[i]` is the record of index `i + 1`.
+typealias SimJournal = SimSegmentedArray<JournalRecord>
+
+/// The `merkle` column family: complete-subtree hashes, append-only by level (as FaunaAudit's
+/// `InMemoryMerkleNodeStore`, in segments).
+struct SimMerkleNodes: MerkleNodeStore, Sendable {
+    /// `levels[l][i]` is the hash at `NodeAddress(level: l, index: i)`.
+    private var levels: [SimSegmentedArray<MerkleHash>] = []
+
+    var nodeCount: Int { levels.reduce(0) { $0 + $1.count } }
+
+    func hash(at address: NodeAddress) -> MerkleHash? {
+        let level = Int(address.level)
+        guard level < levels.count, address.index < UInt64(levels[level].count) else { return nil }
+        return levels[level][Int(address.index)]
+    }
+
+    func hashes(at addresses: [NodeAddress]) -> [MerkleHash?] { addresses.map { hash(at: $0) } }
+
+    mutating func recordHash(_ hash: MerkleHash, at address: NodeAddress) {
+        let level = Int(address.level)
+        while levels.count <= level { levels.append(SimSegmentedArray()) }
+        precondition(
+            address.index == UInt64(levels[level].count),
+            "append-only store: got node \(address), want index \(levels[level].count) at level \(level)")
+        levels[level].append(hash)
+    }
 }
 
 /// Everything one node's disk holds in its database: a value, so that each written batch can

@@ -336,7 +336,7 @@ public final class SimStore: StateStore, @unchecked Sendable {
     }
 
     /// A prover over the stored tree as of now.
-    public func makeMerkleProver() -> MerkleProver<InMemoryMerkleNodeStore> {
+    func makeMerkleProver() -> MerkleProver<SimMerkleNodes> {
         let data = self.data
         return MerkleProver(reader: data.merkle, treeSize: frontier.treeSize)
     }
