@@ -193,6 +193,9 @@ let package = Package(
             name: "NodeSimulator",
             dependencies: [
                 "FaunaPipeline", "RaftSimulator", "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaVerify", "FaunaAudit",
+                // The verified reads use the client library's own checks.
+                "FaunaClient",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"]

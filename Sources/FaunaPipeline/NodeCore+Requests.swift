@@ -128,6 +128,7 @@ extension NodeCore {
         case .transferInProgress:
             return .error(RPCErrorResponse(.unavailable, "leadership is being transferred; retry shortly"))
         case .overloaded, .readQueueFull: return .error(RPCErrorResponse(.overloaded, error.message))
+        case .storageFailed: return .error(RPCErrorResponse(.unavailable, "node \(id) is stopping: \(error.message)"))
         default: return .error(RPCErrorResponse(.invalidRequest, error.message))
         }
     }
@@ -203,7 +204,7 @@ extension NodeCore {
         } catch {
             switch error.code {
             case .notLeader: context.respond(notLeaderError("membership changes go to the leader"))
-            case .confChangeInProgress, .transferInProgress, .learnerNotCaughtUp:
+            case .confChangeInProgress, .transferInProgress, .learnerNotCaughtUp, .storageFailed:
                 context.respond(.error(RPCErrorResponse(.unavailable, "\(error.message); retry shortly")))
             default:
                 context.respond(.error(RPCErrorResponse(.invalidRequest, error.message)))
@@ -219,7 +220,8 @@ extension NodeCore {
         do {
             try raft.transferLeadership(to: target)
         } catch {
-            return context.respond(.error(RPCErrorResponse(.invalidRequest, error.message)))
+            let code: RPCErrorCode = error.code == .storageFailed ? .unavailable : .invalidRequest
+            return context.respond(.error(RPCErrorResponse(code, error.message)))
         }
         let timeout = Duration.milliseconds(2 * settings.electionTicks * settings.tickMs)
         transfers.append((target, clock.now + max(timeout, .seconds(1)), context))

@@ -488,3 +488,17 @@ public final class NodeCore: @unchecked Sendable {
         return .error(RPCErrorResponse(.notLeader, "\(id) is not the leader (\(why)); leader: \(leader)", leaderHint: leaderHint))
     }
 }
+
+// MARK: Introspection (status pages, the node simulator's checks)
+
+extension NodeCore {
+    public var role: RaftRole { raft?.role ?? .follower }
+    public var isLeader: Bool { raft?.isLeader ?? false }
+    public var term: Term { raft?.term ?? .zero }
+    public var commitIndex: LogIndex { raft?.commitIndex ?? .zero }
+    public var leader: NodeID? { raft?.leader }
+    /// The store the pipeline uses now (a snapshot install replaces it).
+    public var stateStore: (any StateStore)? { store }
+    /// The membership the core acts on.
+    public var configuration: ConfState? { raft?.conf }
+}

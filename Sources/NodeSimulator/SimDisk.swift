@@ -272,6 +272,13 @@ public final class SimDisk {
         return keep
     }
 
+    /// The process dies but the machine does not: every write reached the kernel and stays
+    /// (SIGKILL keeps the page cache). The store open on this disk is dead; open a new one.
+    public func processCrash() {
+        epoch += 1
+        openToken = nil
+    }
+
     /// `powerLoss(using:)` keeping exactly the first `keep` unsynced batches.
     public func powerLoss(keepingUnsynced keep: Int) {
         precondition(keep >= 0 && keep <= unsynced.count, "powerLoss: keep \(keep) of \(unsynced.count) unsynced batches")
