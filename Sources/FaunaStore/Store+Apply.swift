@@ -39,14 +39,8 @@ extension Store {
         applyLock.lock()
         defer { applyLock.unlock() }
         if let applyFailure { throw StoreError(.stopped, "state machine stopped after a failed apply: \(applyFailure.message)") }
-        let todo = entries.drop { $0.index <= applied.index }
-        guard let first = todo.first else { return [] }
-        guard first.index == applied.index + 1 else {
-            throw StoreError(.invalidRequest, "apply gap: got index \(first.index), want \(applied.index + 1)")
-        }
-        for (offset, e) in todo.enumerated() where e.index != first.index + UInt64(offset) {
-            throw StoreError(.invalidRequest, "apply: entries not contiguous at \(e.index)")
-        }
+        let todo = try Self.entriesToApply(entries, after: applied.index)
+        guard !todo.isEmpty else { return [] }
         do {
             return try applyLocked(Array(todo), confState: confState, sync: sync)
         } catch {
@@ -55,6 +49,23 @@ extension Store {
             applyFailure = e
             throw e
         }
+    }
+
+    /// The entries of `entries` still to apply to a state at `appliedIndex`: those at or below
+    /// it are skipped (a restarted node may be handed them again), the rest must follow it
+    /// without a gap. Shared by every `StateStore` (the node simulator's too), so the rule is
+    /// tested wherever entries are applied.
+    /// - Throws: `.invalidRequest` for a gap or entries out of order (nothing applied).
+    public static func entriesToApply(_ entries: [Entry], after appliedIndex: LogIndex) throws(StoreError) -> ArraySlice<Entry> {
+        let todo = entries.drop { $0.index <= appliedIndex }
+        guard let first = todo.first else { return todo }
+        guard first.index == appliedIndex + 1 else {
+            throw StoreError(.invalidRequest, "apply gap: got index \(first.index), want \(appliedIndex + 1)")
+        }
+        for (offset, e) in todo.enumerated() where e.index != first.index + UInt64(offset) {
+            throw StoreError(.invalidRequest, "apply: entries not contiguous at \(e.index)")
+        }
+        return todo
     }
 
     /// One chunk, computed and encoded, not yet written.

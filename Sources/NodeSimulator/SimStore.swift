@@ -183,15 +183,9 @@ public final class SimStore: StateStore, @unchecked Sendable {
     public func apply(_ entries: [Entry], confState: ConfState?) throws(StoreError) -> [AppliedEntry] {
         instance.checkLive("apply")
         if let applyFailure { throw StoreError(.stopped, "state machine stopped after a failed apply: \(applyFailure.message)") }
-        let appliedIndex = data.applied.index
-        let todo = entries.drop { $0.index <= appliedIndex }
-        guard let first = todo.first else { return [] }
-        guard first.index == appliedIndex + 1 else {
-            throw StoreError(.invalidRequest, "apply gap: got index \(first.index), want \(appliedIndex + 1)")
-        }
-        for (offset, e) in todo.enumerated() where e.index != first.index + UInt64(offset) {
-            throw StoreError(.invalidRequest, "apply: entries not contiguous at \(e.index)")
-        }
+        // The production rule itself (a mutant of it is a mutant of both stores).
+        let todo = try Store.entriesToApply(entries, after: data.applied.index)
+        guard !todo.isEmpty else { return [] }
         do {
             return try applyChunks(Array(todo), confState: confState)
         } catch {
