@@ -496,8 +496,11 @@ def _size_fields():
 
 
 def answer(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the harness is gone; nobody to tell
+        pass
 
 
 async def control(fs, outcome):
