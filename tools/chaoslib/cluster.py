@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from . import wire
+from . import powerloss as plfs, wire
 
 def _port_base():
     raw = os.environ.get("CHAOS_PORT_BASE", "7600")
@@ -73,6 +73,7 @@ class Node:
         self.env_extra = {}  # per-start environment (clock skew, test faults)
         self.wrapper = []  # per-start argv prefix (fiu-run ... for disk faults); it must exec faunad
         self.mounted = False  # a tmpfs of ours is mounted on data_dir
+        self.fs = None  # powerloss.Mount: data_dir on the power-loss filesystem (power-loss nemesis)
         self.starts = 0
 
 
@@ -80,7 +81,7 @@ class Cluster:
     """A cluster of faunad processes, all children of this process (--exit-with-parent)."""
 
     def __init__(self, bin_dir, run_dir, names, use_proxy=True, tick_ms=10, election_ticks=50,
-                 heartbeat_ticks=5, snapshot_entries=400, seed=0, log=print, broken=None):
+                 heartbeat_ticks=5, snapshot_entries=400, seed=0, log=print, broken=None, powerloss=False):
         self.bin_dir = bin_dir
         self.run_dir = run_dir
         self.names = list(names)
@@ -93,6 +94,10 @@ class Cluster:
         self.log = log
         self.broken = broken or {}  # name -> FAUNA_TEST_FAULT value
         self.nodes = {n: Node(n, run_dir) for n in self.names}
+        if powerloss:  # every node's data directory on its own mount, its disk under RUN/disk
+            for n, node in self.nodes.items():
+                node.fs = plfs.Mount(os.path.join(run_dir, "disk", n), node.data_dir,
+                                          os.path.join(run_dir, f"{n}.fs.log"))
         self.proxy = None
         self.crashes = []  # (node, exit code) of exits this harness did not cause
         os.makedirs(os.path.join(run_dir, "data"), exist_ok=True)
@@ -176,6 +181,8 @@ class Cluster:
             return
         self.note_exit(name)
         os.makedirs(node.data_dir, exist_ok=True)
+        if node.fs is not None and not node.fs.alive:  # first start, or back from a power loss
+            node.fs.start()
         args = [os.path.join(self.bin_dir, "faunad"), "--config", node.config_path, "--id", name,
                 "--data-dir", node.data_dir, "--exit-with-parent", str(os.getpid())]
         if join:
@@ -259,7 +266,10 @@ class Cluster:
 
     def wipe(self, name):
         node = self.nodes[name]
-        if node.mounted:  # keep the mount point, empty it
+        if node.fs is not None and not node.fs.alive and not node.mounted:
+            shutil.rmtree(node.fs.backing, ignore_errors=True)  # unmounted: wipe the disk itself
+            return
+        if node.mounted or node.fs is not None:  # keep the mount point, empty it
             for e in os.listdir(node.data_dir):
                 p = os.path.join(node.data_dir, e)
                 if os.path.isdir(p) and not os.path.islink(p):
@@ -306,6 +316,26 @@ class Cluster:
                 self.umount(n)
             except Exception as e:
                 self.log(f"umount {n}: {e}")
+        for n in self.names:  # the power-loss filesystems (under any tmpfs): a clean unmount
+            fs = self.nodes[n].fs
+            if fs is not None:
+                try:
+                    fs.unmount()
+                except Exception as e:
+                    self.log(f"unmounting the power-loss filesystem of {n}: {e}")
+                    fs.kill()
+
+    def power_loss(self, name, tear=False, seed=0):
+        """The machine of `name` loses power: SIGKILL the node, then its filesystem drops every
+        write not fsynced (tearing the last one of each file if `tear`) and unmounts. The next
+        start() mounts it again. Returns what the filesystem dropped."""
+        node = self.nodes[name]
+        if node.fs is None:
+            raise RuntimeError(f"{name} is not on the power-loss filesystem")
+        self.kill(name)
+        if not node.fs.alive:  # never started, or already without power
+            return {"droppedBytes": 0, "droppedFiles": 0, "torn": [], "tear": tear}
+        return node.fs.power_loss(tear=tear, seed=seed)
 
     def shutdown(self):
         """Stops every process this cluster started; safe to call more than once."""
@@ -346,6 +376,9 @@ class Cluster:
             if self.nodes[n].mounted:
                 subprocess.run(["umount", "-l", self.nodes[n].data_dir], capture_output=True, timeout=10)
                 self.nodes[n].mounted = False
+        for n in self.names:
+            if self.nodes[n].fs is not None:
+                self.nodes[n].fs.kill()
 
     # --- queries ---------------------------------------------------------------------------
 

@@ -27,6 +27,13 @@ Faults (groups in parentheses, as `--nemesis` takes them):
                                                 (root: mount); it must stop by itself (exit 1,
                                                 diskFull) at open or while catching up; unmount,
                                                 wipe, re-add it on the normal disk
+  power-loss-leader, power-loss-follower, power-loss-all (power-loss)
+                                                every data directory lives on the power-loss
+                                                filesystem (powerloss_fs.py); SIGKILL the
+                                                node(s), drop every write they had not fsynced
+                                                (half the steps, from the seed, also tear each
+                                                file's last unsynced write), remount, restart
+                                                after `duration`; each must come back and catch up
 """
 
 import json
@@ -48,9 +55,11 @@ GROUPS = {
     "transfer": ["transfer"],
     "member": ["member"],
     "disk": ["disk-eio", "disk-full"],
+    "power-loss": ["power-loss-leader", "power-loss-follower", "power-loss-all"],
 }
 ALL = [f for g in GROUPS.values() for f in g]
 NETWORK = {"partition-half", "partition-leader", "partition-asym", "net"}
+POWER_LOSS = set(GROUPS["power-loss"])
 
 DURATION_S = {  # (min, max) of a fault's duration
     "kill-leader": (0.5, 3.0), "kill-follower": (0.5, 4.0), "kill-all": (0.5, 2.0),
@@ -58,9 +67,12 @@ DURATION_S = {  # (min, max) of a fault's duration
     "partition-half": (2.0, 5.0), "partition-leader": (2.0, 5.0), "partition-asym": (2.0, 5.0),
     "net": (3.0, 6.0), "skew": (4.0, 8.0), "transfer": (0.0, 0.0), "member": (0.0, 0.0),
     "disk-eio": (2.0, 4.0), "disk-full": (2.0, 4.0),  # plus up to DISK_WINDOW_S until the node stops
+    "power-loss-leader": (0.5, 3.0), "power-loss-follower": (0.5, 3.0), "power-loss-all": (0.5, 2.0),
 }
 # Extra quiet time after a step (on top of its duration): the node's restart and catch-up.
-EXTRA_GAP_S = {"member": 6.0, "disk-eio": 8.0, "disk-full": 12.0}
+EXTRA_GAP_S = {"member": 6.0, "disk-eio": 8.0, "disk-full": 12.0,
+               "power-loss-leader": 2.0, "power-loss-follower": 2.0, "power-loss-all": 3.0}
+POWER_LOSS_RECOVERY_S = 30.0  # a node back from a power loss must have caught up within this
 
 # --- disk faults -------------------------------------------------------------------------------
 # libfiu's POSIX preload (fiu-utils) makes the named calls fail with errno `failinfo` (5, EIO)
@@ -183,6 +195,8 @@ class Nemesis(threading.Thread):
         self.failures = []  # failures of faunad's guarantees seen by the nemesis itself
         self.eio = set()  # nodes currently started under fiu-run
         self.disk = {"injected": 0, "stops": 0, "aborts": 0, "noStop": 0, "recovered": 0, "notRecovered": 0}
+        self.power = {"events": 0, "nodes": 0, "torn": 0, "tornWrites": 0, "droppedBytes": 0, "droppedFiles": 0,
+                      "recovered": 0, "notRecovered": 0}
 
     def note(self, fault, **fields):
         self.history.event("nemesis", fault=fault, **fields)
@@ -553,6 +567,85 @@ class Nemesis(threading.Thread):
         self.c.umount(node)
         if self.rejoin(node):
             self.caught_up(node)
+
+    # --- power loss ---------------------------------------------------------------------------
+
+    def _power_loss(self, nodes, step):
+        """The machines of `nodes` lose power at once: each node is SIGKILLed, then its
+        filesystem drops what it had not fsynced and unmounts; after `duration` they are
+        mounted again and restarted, and each must come back and catch up."""
+        rng = random.Random(step["pick"])
+        tear = rng.random() < 0.5
+        self.note(step["fault"], nodes=nodes, tear=tear, restartAfter=step["duration"])
+        for n in nodes:  # all dead before any disk loses its cache: one instant for all
+            self.c.kill(n)
+        self.power["lastAt"] = self.history.now()  # history time of the latest power loss
+        self.power["events"] += 1
+        self.power["torn"] += tear
+        for n in nodes:
+            lost = self.c.power_loss(n, tear=tear, seed=rng.getrandbits(32))
+            before = lost.get("before") or {}
+            self.power["nodes"] += 1
+            self.power["droppedBytes"] += lost.get("droppedBytes", 0)
+            self.power["droppedFiles"] += lost.get("droppedFiles", 0)
+            self.power["tornWrites"] += sum(1 for t in lost.get("torn", []) if t["kept"])
+            self.note("power-lost", node=n, droppedBytes=lost.get("droppedBytes", 0),
+                      droppedFiles=lost.get("droppedFiles", 0), torn=lost.get("torn", [])[:8],
+                      fsyncs=before.get("fsyncs"), writebacks=before.get("writebacks"))
+        self.sleep(step["duration"])
+        for n in nodes:
+            self.c.start(n)  # mounts its filesystem again first
+        self.note("restart", nodes=nodes)
+        for n in nodes:
+            self.recovered_from_power_loss(n)
+
+    def recovered_from_power_loss(self, node, budget_s=POWER_LOSS_RECOVERY_S):
+        """A node back from a power loss must run and apply what the leader has committed.
+        One that exits has lost or damaged something it had made durable: a failure, with its
+        log's tail. One still running but behind after `budget_s`: a warning (convergence after
+        the run checks it again)."""
+        deadline = time.monotonic() + budget_s
+        target = None
+        while time.monotonic() < deadline:
+            if not self.c.is_running(node):
+                code = self.c.exit_code(node)
+                tail = "\n".join(self.c.log_since_start(node).splitlines()[-8:])
+                self.c.nodes[node].proc.noted = True  # reported here, not again as a crash
+                self.power["notRecovered"] += 1
+                self.note("power-loss-node-exited", node=node, exit=code, said=tail[-400:])
+                self.failures.append({"check": "power-loss", "message": f"{node} exited with status {code} after "
+                                      f"restarting from a power loss:\n{tail}"})
+                return False
+            if target is None:
+                lead = self.c.leader()
+                st = self.c.status(lead) if lead else None
+                target = st["commitIndex"] if st else None
+            mine = self.c.status(node)
+            if target is not None and mine and mine["appliedIndex"] >= target:
+                self.power["recovered"] += 1
+                self.note("power-loss-recovered", node=node, applied=mine["appliedIndex"])
+                return True
+            if self.stop.is_set():
+                return False  # the run is over: convergence is checked after healing
+            time.sleep(0.2)
+        self.power["notRecovered"] += 1
+        self.note("power-loss-not-recovered", node=node, target=target)
+        self.warnings.append(f"{node} had not caught up {budget_s:.0f} s after restarting from a power loss "
+                             f"(leader's commit index {target})")
+        return False
+
+    def do_power_loss_leader(self, step):
+        lead = self.leader()
+        if lead:
+            self._power_loss([lead], step)
+
+    def do_power_loss_follower(self, step):
+        f = self.follower(step)
+        if f:
+            self._power_loss([f], step)
+
+    def do_power_loss_all(self, step):
+        self._power_loss(self.running(), step)
 
     # --- healing ---------------------------------------------------------------------------
 

@@ -119,13 +119,14 @@ def run_once(o: RunOptions, index=0):
     os.makedirs(run_dir, exist_ok=True)
     steps = nm.schedule(o.seed, o.faults, o.time_s, target=o.target)
     needs_proxy = o.use_proxy or any(f in nm.NETWORK for f in o.faults)
+    powerloss = any(f in nm.POWER_LOSS for f in o.faults)
     c = cl.Cluster(o.bin_dir, run_dir, names, use_proxy=needs_proxy, election_ticks=o.election_ticks,
-                   snapshot_entries=o.snapshot_entries, seed=o.seed, log=log, broken=o.broken)
+                   snapshot_entries=o.snapshot_entries, seed=o.seed, log=log, broken=o.broken, powerloss=powerloss)
     result = {"seed": o.seed, "nodes": o.nodes, "faults": o.faults, "workloads": o.workloads, "schedule": steps,
               "runDir": run_dir, "history": os.path.join(run_dir, "history.jsonl"), "failures": []}
     header = {"seed": o.seed, "nodes": names, "faults": o.faults, "workloads": o.workloads, "schedule": steps,
               "timeSeconds": o.time_s, "binDir": o.bin_dir, "broken": o.broken,
-              "electionTimeoutMs": c.tick_ms * c.election_ticks, "proxy": needs_proxy}
+              "electionTimeoutMs": c.tick_ms * c.election_ticks, "proxy": needs_proxy, "powerLossFS": powerloss}
     history = None
     journal = None
     workers = []
@@ -199,6 +200,8 @@ def run_once(o: RunOptions, index=0):
         result["warnings"] = nemesis.warnings
         if any(f.startswith("disk-") for f in o.faults):
             result["disk"] = nemesis.disk
+        if powerloss:
+            result["powerLoss"] = nemesis.power
         result["failures"] += nemesis.failures
         if nemesis.error:
             result["failures"].append({"check": "harness", "message": "nemesis failed:\n" + nemesis.error})
@@ -215,9 +218,21 @@ def run_once(o: RunOptions, index=0):
             history.close()
     result["wallSeconds"] = round(time.monotonic() - started, 1)
     check_into(result, history.ops, log, journal)
+    if powerloss and result.get("powerLoss", {}).get("lastAt") is not None:
+        result["powerLoss"].update(acked_before_power_loss(history.ops, result["powerLoss"]["lastAt"]))
     with open(os.path.join(run_dir, "result.json"), "w") as f:
         json.dump(result, f, indent=1, default=str)
     return result
+
+
+def acked_before_power_loss(ops, t):
+    """How many appends were acknowledged before history time `t` (the last power loss), and
+    how many of those the final read lacks (the set check fails the run for any; this counts
+    the ones a power loss could have taken)."""
+    acked = {o["key"] for o in ops if o.get("f") == "append" and o["outcome"] == "ok" and o["complete"] < t}
+    finals = [o for o in ops if o.get("f") == "final-read" and o["outcome"] == "ok"]
+    present = set(finals[-1]["result"]) if finals else set()
+    return {"appendsAckedBefore": len(acked), "appendsLost": len(acked - present) if finals else None}
 
 
 def check_into(result, ops, log, journal=None):

@@ -78,5 +78,16 @@ class DiskSchedule(unittest.TestCase):
         self.assertEqual(seen, {"below-reserve", "reserve-plus", "reserve-plus-wal"})
 
 
+class PowerLossSchedule(unittest.TestCase):
+    def test_power_loss_group(self):
+        self.assertEqual(nm.expand(["power-loss"]), ["power-loss-leader", "power-loss-follower", "power-loss-all"])
+        self.assertTrue(nm.POWER_LOSS <= set(nm.expand(["all"])))
+        steps = nm.schedule(5, nm.expand(["power-loss"]), 60)
+        self.assertEqual([s["fault"] for s in steps[:3]], nm.GROUPS["power-loss"])
+        self.assertEqual(steps, nm.schedule(5, nm.expand(["power-loss"]), 60))
+        for s, t in zip(steps, steps[1:]):  # room to remount, restart and catch up
+            self.assertGreaterEqual(t["at"] - s["at"], s["duration"] + 1.0 + nm.EXTRA_GAP_S[s["fault"]])
+
+
 if __name__ == "__main__":
     unittest.main()

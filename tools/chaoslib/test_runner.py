@@ -45,5 +45,16 @@ class PruneRuns(unittest.TestCase):
         self.assertEqual(len([n for n in self.left() if n in self.runs]), 4)
 
 
+class AckedBeforePowerLoss(unittest.TestCase):
+    def test_counts_acknowledged_appends_before_the_loss_and_those_missing(self):
+        ops = [{"f": "append", "key": "s/1", "outcome": "ok", "complete": 10},
+               {"f": "append", "key": "s/2", "outcome": "ok", "complete": 20},
+               {"f": "append", "key": "s/3", "outcome": "unknown", "complete": None},
+               {"f": "append", "key": "s/4", "outcome": "ok", "complete": 40},
+               {"f": "final-read", "outcome": "ok", "complete": 50, "result": ["s/1", "s/4"]}]
+        self.assertEqual(runner.acked_before_power_loss(ops, 30), {"appendsAckedBefore": 2, "appendsLost": 1})
+        self.assertEqual(runner.acked_before_power_loss(ops[:4], 30)["appendsLost"], None)
+
+
 if __name__ == "__main__":
     unittest.main()
