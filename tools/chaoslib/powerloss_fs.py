@@ -210,11 +210,7 @@ class PowerLossFS(pyfuse3.Operations):
         node = self.node(inode)
         try:
             if fields.update_size:
-                if node.cache is not None:
-                    self.caches.truncate(node.ino, node.cache, attr.st_size)
-                    os.ftruncate(node.cache.fd, attr.st_size)
-                else:
-                    os.truncate(self.full(node.path()), attr.st_size)
+                self.truncate(node, attr.st_size)
             target = node.cache.fd if node.cache is not None else self.full(node.path())
             if fields.update_mode:
                 os.chmod(target, stat.S_IMODE(attr.st_mode))
@@ -227,6 +223,14 @@ class PowerLossFS(pyfuse3.Operations):
             return self.attrs(node, self.stat_node(node))
         except OSError as e:
             raise fuse_error(e)
+
+    def truncate(self, node, size):
+        """Truncates (or extends) the file now, on the disk too: truncation is metadata."""
+        if node.cache is not None:
+            self.caches.truncate(node.ino, node.cache, size)
+            os.ftruncate(node.cache.fd, size)
+        else:
+            os.truncate(self.full(node.path()), size)
 
     def own(self, rel, ctx):
         """New entries belong to the caller, as on a local filesystem (we run as root)."""
@@ -402,9 +406,9 @@ class PowerLossFS(pyfuse3.Operations):
     async def open(self, inode, flags, ctx):
         node = self.node(inode)
         try:
-            if flags & os.O_TRUNC:
-                await self.setattr(inode, _size_attr(0), _size_fields(), None, ctx)
             self.file_cache(node)
+            if flags & os.O_TRUNC:  # libfuse 3 passes O_TRUNC to open (atomic_o_trunc)
+                self.truncate(node, 0)
         except OSError as e:
             raise fuse_error(e)
         return self.new_handle(node)
@@ -412,19 +416,33 @@ class PowerLossFS(pyfuse3.Operations):
     async def create(self, parent_inode, name, mode, flags, ctx):
         rel = self.child(parent_inode, name)
         try:
-            fd = os.open(self.full(rel), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode & ~ctx.umask)
-            self.own(rel, ctx)
+            existed = os.path.lexists(self.full(rel))
+            fd = os.open(self.full(rel), os.O_RDWR | os.O_CREAT | (flags & os.O_EXCL) | os.O_CLOEXEC,
+                         mode & ~ctx.umask)
             st = os.fstat(fd)
+            if not existed:
+                self.own(rel, ctx)
         except OSError as e:
             raise fuse_error(e)
-        stale = self.inodes.get(self.fuse_ino(st.st_ino))
-        if stale is not None and stale.cache is not None:  # a reused inode number: start afresh
-            self.caches.drop(stale.ino)
-            os.close(stale.cache.fd)
-            stale.cache = None
+        known = self.inodes.get(self.fuse_ino(st.st_ino))
+        if known is not None and known.cache is not None:
+            if known.paths:  # the file existed (no O_EXCL) and is cached: keep its cache
+                os.close(fd)
+                fd = None
+            else:  # a reused inode number of a file that is gone: start afresh
+                self.caches.drop(known.ino)
+                os.close(known.cache.fd)
+                known.cache = None
         attrs = self.entry(rel, st)
         node = self.inodes[attrs.st_ino]
-        node.cache = FileCache(fd)
+        if fd is not None:
+            node.cache = FileCache(fd)
+        if flags & os.O_TRUNC:
+            try:
+                self.truncate(node, 0)
+                attrs = self.attrs(node, os.fstat(node.cache.fd))
+            except OSError as e:
+                raise fuse_error(e)
         return self.new_handle(node), attrs
 
     def handle_node(self, fh):
@@ -481,18 +499,6 @@ class PowerLossFS(pyfuse3.Operations):
                        for k, off, kept, n in out["torn"]]
         out["tear"] = bool(tear)
         return out
-
-
-def _size_attr(size):
-    a = pyfuse3.EntryAttributes()
-    a.st_size = size
-    return a
-
-
-def _size_fields():
-    f = pyfuse3.SetattrFields()
-    f.update_size = True
-    return f
 
 
 def answer(obj):

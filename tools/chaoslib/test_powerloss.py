@@ -262,6 +262,10 @@ class Mounted(unittest.TestCase):
         os.close(fd)
         self.power_loss()
         self.assertEqual(self.read("t")[:13], b"0123456789\0\0\0")
+        self.write("u", b"unsynced, then truncated by an open")
+        self.write("u", b"x", flags=os.O_CREAT | os.O_TRUNC | os.O_WRONLY)
+        self.assertEqual(self.read("u"), b"x")
+        self.assertEqual(self.fs.stats()["dirtyBytes"], 1)
 
     def test_the_cache_is_bounded(self):
         self.fs.unmount()
