@@ -86,6 +86,7 @@ final class SimNode {
             failStop: { error, doing in events.post(.storeFailed(error, doing)) }
         ) { report in events.post(.applied(report)) }
         core.applier = applyQueue
+        applyQueue.runsEagerly = { [unowned sim, unowned self] in self.applyChance == 1 && sim.rng.chance(0.2) }
         self.core = core
         self.events = events
         self.applyQueue = applyQueue

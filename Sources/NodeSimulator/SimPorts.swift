@@ -59,6 +59,10 @@ final class SimApplyQueue: ApplyQueue, @unchecked Sendable {
     var jobs: [ApplyJob] = []
     var stage: ApplyStage?
     var isClosed = false
+    /// Whether the apply thread takes a job the moment it is posted — before the owner goes on
+    /// to persist the Ready that handed it out (the race of ADR 0006 "Restart"). Drawn by the
+    /// simulation per post.
+    var runsEagerly: () -> Bool = { false }
     init(capacity: Int) { self.capacity = capacity }
 
     func offer(_ job: ApplyJob) -> Bool {
@@ -70,6 +74,7 @@ final class SimApplyQueue: ApplyQueue, @unchecked Sendable {
     func post(_ job: ApplyJob) {
         guard !isClosed else { return }
         jobs.append(job)
+        if case .apply = job, runsEagerly() { step(max: jobs.count) }
     }
 
     /// Runs up to `max` queued jobs, in order.
