@@ -100,8 +100,12 @@ extension NodeCore {
     func proposeClusterIDIfNeeded() {
         guard !hasClusterID, raft.isLeader, clusterIDProposedTerm != raft.term else { return }
         var id: [UInt8] = []
-        var rng = SystemRandomNumberGenerator()
-        for _ in 0..<KVLimits.clusterIDBytes { id.append(UInt8.random(in: 0...255, using: &rng)) }
+        if let source = settings.clusterIDBytes {
+            id = source(KVLimits.clusterIDBytes)
+        } else {
+            var rng = SystemRandomNumberGenerator()
+            for _ in 0..<KVLimits.clusterIDBytes { id.append(UInt8.random(in: 0...255, using: &rng)) }
+        }
         do {
             _ = try raft.propose(batch: [KVProposal(command: .upgradeLeaves).encoded(), KVProposal(command: .initCluster(id)).encoded()])
             // Only once proposed: a refusal (overloaded, a transfer) is retried next round.

@@ -15,8 +15,11 @@ extension NodeCore {
         let started = clock.now
         let hardState = HardState(term: raft.term, vote: raft.hardState.vote, commit: meta.index)
         do {
-            try receiver.finish(hardState: hardState)
+            // The apply stage first lets go of the old store (it runs what is queued, then
+            // holds none): nothing may write to it once the install is finished, or the write
+            // is lost at the swap (the node simulator found the apply thread doing so).
             applier.replaceStore(with: nil)
+            try receiver.finish(hardState: hardState)
             let old = store!
             store = nil
             raft = nil

@@ -20,7 +20,7 @@ struct Nemesis {
 
     mutating func step(_ sim: Simulation) {
         let ms = sim.nowMs
-        for (id, at) in restarts where at <= ms {
+        for id in restarts.keys.sorted() where restarts[id]! <= ms {
             restarts[id] = nil
             restart(id, sim)
         }
@@ -163,8 +163,9 @@ struct Nemesis {
     /// After healing: fail-stopped members restart, a half-done replacement finishes.
     mutating func healStep(_ sim: Simulation) {
         if sim.nowMs % 50 == 0 { advanceMembership(sim) }
-        for (id, node) in sim.nodes where node.isMember && !node.isUp && node.stopReason != nil {
-            if node.stopReason?.hasPrefix("fail-stop") == true { restart(id, sim) }
+        for id in sim.nodes.keys.sorted() {
+            let node = sim.nodes[id]!
+            if node.isMember && !node.isUp && node.stopReason?.hasPrefix("fail-stop") == true { restart(id, sim) }
         }
     }
 }

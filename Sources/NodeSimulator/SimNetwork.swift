@@ -70,8 +70,14 @@ final class SimNetwork {
         schedule(.snapshot(from: from, to: to, checkpoint, done: done), delay: sim.rng.delay(5_000, 30_000), now: sim.time.micros)
     }
 
+    /// An answer to a client. The pipeline may answer in an order that depends on hashing
+    /// (a dictionary of pending requests), so the delay and the tie-break come from the
+    /// attempt, not from the seed's random stream: a seed replays exactly in any process.
     func answer(client: Int, attempt: UInt64, frames: [Frame], sim: Simulation) {
-        schedule(.answer(client: client, attempt: attempt, frames), delay: sim.rng.delay(100, 1000), now: sim.time.micros)
+        let tag = attempt << 16 | UInt64(client & 0xFFFF)
+        var mix = SimRandom(seed: tag &* 0x9E37_79B9_7F4A_7C15 ^ sim.options.seed)
+        inFlight.append(InFlight(
+            at: sim.time.micros + mix.delay(100, 1000), seq: (1 << 62) + tag, payload: .answer(client: client, attempt: attempt, frames)))
     }
 
     func ack(_ done: @escaping (Bool) -> Void, ok: Bool, sim: Simulation) {

@@ -67,6 +67,11 @@ final class SimNode {
         settings.proposalBatchBytesMax = 64 << 10
         settings.requestTimeout = .seconds(2)
         settings.readTimeout = .seconds(1)
+        let idSeed = sim.rng.next()
+        settings.clusterIDBytes = { count in
+            var rng = SimRandom(seed: idSeed)
+            return (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        }
         let storage = RaftStorageMonitor(store.entryLog)
         let raft = try NodeCore.makeRaftNode(settings: settings, applied: store.appliedIndex, storage: storage)
         let hasClusterID = try store.clusterID() != nil && store.leafV2From != nil

@@ -112,6 +112,17 @@ public final class Simulation {
                 for client in clients { client.step(issuing: false) }
             }
             checker.afterStep(self)
+            if options.verbose {
+                var probe = rng
+                let kinds = network.inFlight.map { item -> String in
+                    switch item.payload {
+                    case .raft(let f, let t, let m): "r\(f.rawValue)>\(t.rawValue):\(m.map { "\($0.type)" }.joined(separator: ","))"
+                    case .answer(let c, let a, _): "a\(c)/\(a)"
+                    default: "s"
+                    }
+                }.sorted().joined(separator: " ")
+                print("[\(ms).0 ms] step: rng \(probe.next() % 1_000_000), in flight \(kinds)")
+            }
             if let failure { throw failure }
             if ms > options.chaosMillis + options.healMillis / 2, clients.allSatisfy({ $0.isIdle }), converged() != nil { break }
         }
