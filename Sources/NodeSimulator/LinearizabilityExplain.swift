@@ -22,6 +22,7 @@ struct LinExplainer {
     /// States all the probes together may explore.
     private var remaining: Int
     static let maxDropTries = 200
+    static let maxStartTries = 2_000
     static let maxListed = 40
 
     init(register: LinRegister, history: [HistoryOp], budget: Int) {
@@ -97,20 +98,19 @@ struct LinExplainer {
             }
         }
 
-        // The latest start that still fails from an unknown value.
+        // The latest start that still fails from an unknown value, tried from the end back
+        // (failing is not monotone in the start: an operation acknowledged just after it loses
+        // its deadline, one acknowledged just before it is dropped).
         var start: UInt64?
         let times = Array(Set(ops.flatMap { [$0.invoke] + ($0.deadline.map { [$0] } ?? []) })).sorted()
         let cut = ops
-        lo = 0
-        hi = times.count - 1
-        while lo <= hi && remaining > 0 {
-            let mid = (lo + hi) / 2
-            let w = Self.window(cut, from: times[mid])
+        var tried = 0
+        for t in times.reversed() where remaining > 0 && tried < Self.maxStartTries {
+            tried += 1
+            let w = Self.window(cut, from: t)
             if let r = fails(w, from: LinModel.anyValue) {
-                (ops, current, start, initial) = (w, r, times[mid], LinModel.anyValue)
-                lo = mid + 1
-            } else {
-                hi = mid - 1
+                (ops, current, start, initial) = (w, r, t, LinModel.anyValue)
+                break
             }
         }
 
@@ -145,6 +145,8 @@ struct LinExplainer {
         return describe(ops: ops, result: current, initial: initial, start: start, end: end, dropped: dropped)
     }
 
+    static func count(_ n: Int, _ noun: String) -> String { n == 1 ? "1 \(noun)" : "\(n) \(noun)s" }
+
     private func value(_ v: LinValue) -> String {
         v == LinModel.anyValue ? "any value" : LinFormat.value(register.values[Int(v)])
     }
@@ -168,10 +170,10 @@ struct LinExplainer {
 
         var lines: [String] = []
         let total = register.ops.count
-        let from = start.map { "t=\($0)" } ?? "the start"
-        let origin = start == nil ? "from the initial value \(value(initial))" : "from any value at t=\(start!)"
-        lines.append("not linearizable: \(total) operations on this key; the smallest failing window found "
-            + "is \(from) to t=\(end), \(ops.count) operations, \(origin):")
+        let from = start.map { "t=\($0)" } ?? "from the start"
+        let origin = start == nil ? "the initial value \(value(initial))" : "any value"
+        lines.append("not linearizable (\(Self.count(total, "operation")) on this key). Smallest failing window found: "
+            + "\(from) to t=\(end), \(Self.count(ops.count, "operation")), starting from \(origin):")
         let listed = ops.sorted { ($0.invoke, $0.source) < ($1.invoke, $1.source) }
         for op in listed.prefix(Self.maxListed) {
             var line = "  " + LinFormat.op(history[op.source])
