@@ -16,6 +16,7 @@ let usage = """
                       (default all)
       --chaos-ms MS   the fault window (default 3000); healing takes as long again
       --verbose       log every node's pipeline with virtual time (with --seed)
+      --scenarios     run the scripted pipeline scenarios instead of seeds
 
     Ends with "N passed, M failed"; exits 1 if any seed failed, 2 on a usage error.
     """
@@ -53,6 +54,13 @@ func main() {
         let arg = args.removeFirst()
         guard arg.hasPrefix("--") || arg == "-h" else { usageError("unexpected argument \(arg)") }
         if arg == "--verbose" { options.verbose = true; continue }
+        if arg == "--scenarios" {
+            let results = PipelineScenarios.runAll()
+            for (name, failure) in results { print(failure.map { "scenario FAILED: \(name): \($0)" } ?? "scenario passed: \(name)") }
+            let failed = results.filter { $0.failure != nil }.count
+            print("\(results.count - failed) passed, \(failed) failed")
+            exit(failed == 0 ? 0 : 1)
+        }
         if arg == "-h" || arg == "--help" {
             print(usage)
             exit(0)
