@@ -4,10 +4,10 @@ import NIOConcurrencyHelpers
 /// `stateDigest`) hashes the whole state on the apply thread; a `snapshotSave` takes a
 /// checkpoint there, then hashes and streams every file on a thread of its own. Each such job
 /// holds a slot from the request until its answer is sent; a request that finds no free slot is
-/// answered `overloaded` at once (STYLE.md: every externally caused job takes a slot of a
-/// bounded queue). Without it, thousands of pipelined `hashKV` waited in the apply queue, the
-/// applies queued behind them filled the owner's apply bound, and the leader stopped taking
-/// Readies — heartbeats included — and lost its term.
+/// answered `overloaded` at once (every job a client causes takes a slot of a bounded queue).
+/// Without it, thousands of pipelined `hashKV` waited in the apply queue, the applies queued
+/// behind them filled the owner's apply bound, and the leader stopped taking Readies —
+/// heartbeats included — and lost its term.
 ///
 /// The jobs these slots admit are posted to the apply queue outside its bound for apply
 /// batches (`NodeCore.applyJobsInFlight` counts applies only), so at most `limit(of:)` of each

@@ -432,9 +432,11 @@ public final class NodeCore: @unchecked Sendable {
 
     // MARK: Stopping
 
-    /// Stops the node if the core met a Raft log record it could not read (the monitor saw
-    /// the store's error, or the core reported one): the core would otherwise treat it as "not
-    /// there yet" and go on voting and replicating. Returns whether the node is stopping.
+    /// Stops the node if the core met a Raft log record it could not read. The core records
+    /// every fatal storage error (`RaftNode.storageFailure`, ADR 0006 "Storage failures") and
+    /// stops itself — no Ready, inputs ignored — but the node around it must stop too; the
+    /// monitor's copy of the error names what the store could not read, so it is preferred.
+    /// Called before and after every `ready()`. Returns whether the node is stopping.
     private func stopIfRaftLogDamaged() -> Bool {
         guard failure == nil else { return true }
         let coreError = raft.storageFailure.map { StoreError(wrapping: $0, "reading the Raft log") }
