@@ -185,7 +185,8 @@ let package = Package(
                 "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaVerify", "FaunaAudit",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            exclude: ["README.md"]
         ),
         // The node simulator: real pipelines over a simulated disk (power loss), network and
         // time, in one thread from a seed (docs/TESTING.md "Node simulator"). Test support only.
