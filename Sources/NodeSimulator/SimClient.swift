@@ -69,7 +69,9 @@ final class SimClient {
                 pending = p
                 send()
             } else if p.retryAt == nil, now >= p.attemptDeadline {
-                pending!.target = pickTarget(avoiding: p.target)
+                restartSteps(&p)
+                p.target = pickTarget(avoiding: p.target)
+                pending = p
                 send()
             }
             return
@@ -141,6 +143,7 @@ final class SimClient {
 
     private func retry(after micros: UInt64, elsewhere: Bool, hint: NodeID? = nil) {
         guard var p = pending else { return }
+        restartSteps(&p)
         if let hint, sim.nodes[hint] != nil {
             p.target = hint
         } else if elsewhere {
@@ -210,6 +213,22 @@ final class SimClient {
             auditStep(message, p)
         default:
             unexpected(message, p)
+        }
+    }
+
+    /// A verified read or an audit is a sequence of requests to one node (its tree holds what
+    /// it read); on another node it starts over.
+    private func restartSteps(_ p: inout Pending) {
+        switch p.kind {
+        case .verifiedRead:
+            p.message = .read(ReadRequest(KVRangeRequest(range: .single(p.key))))
+            p.read = nil
+            p.head = nil
+            p.entry = nil
+        case .audit:
+            p.message = .signedTreeHead(TreeHeadRequest())
+            p.head = nil
+        default: break
         }
     }
 
