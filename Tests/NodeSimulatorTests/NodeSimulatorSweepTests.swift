@@ -7,7 +7,7 @@ import Testing
 /// command that replays it.
 @Suite struct NodeSimulatorSweepTests {
     @Test(arguments: [3, 5]) func seedsPass(nodes: Int) {
-        let seeds: ClosedRange<UInt64> = nodes == 3 ? 1...200 : 1...100
+        let seeds: ClosedRange<UInt64> = nodes == 3 ? 1...150 : 1...75
         var failures: [String] = []
         for seed in seeds {
             var options = NodeSimOptions()
