@@ -318,7 +318,7 @@ enum LinSearch {
 
         // Zobrist hashes: required operations and values (optional operations hash to 0, so
         // states that differ only in them meet in the memo's probe sequence).
-        var rng = LinMix(seed: 0x6C69_6E65_6172_697A)
+        var rng = SimRandom(seed: 0x6C69_6E65_6172_697A)  // the simulator's splitmix64: reproducible
         var opHash = [UInt64](repeating: 0, count: n)
         var required = [UInt64](repeating: 0, count: words)
         for i in 0..<n where ops[i].deadline != nil {
@@ -503,19 +503,6 @@ struct LinUse {
             return observers[Int(x) + 1] > 0 || failedTotal - failedLeft[Int(x) + 1] > 0
         default: return true
         }
-    }
-}
-
-/// splitmix64, for the Zobrist hashes (fixed seed: runs are reproducible).
-struct LinMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
