@@ -196,7 +196,7 @@ class Nemesis(threading.Thread):
         self.eio = set()  # nodes currently started under fiu-run
         self.disk = {"injected": 0, "stops": 0, "aborts": 0, "noStop": 0, "recovered": 0, "notRecovered": 0}
         self.power = {"events": 0, "nodes": 0, "torn": 0, "tornWrites": 0, "droppedBytes": 0, "droppedFiles": 0,
-                      "recovered": 0, "notRecovered": 0}
+                      "recovered": 0, "notRecovered": 0, "fsHung": 0}
 
     def note(self, fault, **fields):
         self.history.event("nemesis", fault=fault, **fields)
@@ -584,6 +584,14 @@ class Nemesis(threading.Thread):
         self.power["torn"] += tear
         for n in nodes:
             lost = self.c.power_loss(n, tear=tear, seed=rng.getrandbits(32))
+            if lost.get("hung"):  # killed instead: its cache died with it (a power loss without a tear)
+                self.power["fsHung"] += 1
+                self.note("power-loss-fs-hung", node=n, diagnosis=lost.get("diagnosis"))
+                self.warnings.append(f"the power-loss filesystem of {n} did not answer the power loss and was "
+                                     f"killed (its cache with it); see {self.c.nodes[n].fs.log_path}: "
+                                     f"{lost.get('diagnosis')}")
+                self.power["nodes"] += 1
+                continue
             before = lost.get("before") or {}
             self.power["nodes"] += 1
             self.power["droppedBytes"] += lost.get("droppedBytes", 0)

@@ -39,8 +39,10 @@ def unavailable():
 
 
 def is_mounted(path):
-    """Whether something is mounted on `path` (per /proc/self/mountinfo)."""
-    target = os.path.realpath(path)
+    """Whether something is mounted on `path` (per /proc/self/mountinfo). Never touches the
+    mount itself (a stopped or hung filesystem would block the caller): only its parent."""
+    path = os.path.abspath(path)
+    target = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
@@ -53,7 +55,9 @@ def is_mounted(path):
 
 
 def lazy_umount(path):
-    subprocess.run(["umount", "-l", path], capture_output=True, timeout=10)
+    # --no-canonicalize: umount would otherwise stat the mount point, which blocks while a
+    # filesystem process is alive but not answering.
+    subprocess.run(["umount", "--lazy", "--no-canonicalize", os.path.abspath(path)], capture_output=True, timeout=10)
 
 
 class Mount:
@@ -77,9 +81,9 @@ class Mount:
         if self.alive:
             return
         os.makedirs(self.backing, exist_ok=True)
-        os.makedirs(self.mountpoint, exist_ok=True)
         if is_mounted(self.mountpoint):  # a previous process that died without unmounting
             lazy_umount(self.mountpoint)
+        os.makedirs(self.mountpoint, exist_ok=True)
         argv = [PYTHON, FS_SCRIPT, "--backing", self.backing, "--mount", self.mountpoint]
         if self.cache_max_bytes:
             argv += ["--cache-max-bytes", str(self.cache_max_bytes)]
@@ -126,14 +130,51 @@ class Mount:
     def stats(self):
         return self.request({"op": "stats"})
 
-    def power_loss(self, tear=False, seed=0, timeout_s=60.0):
+    def power_loss(self, tear=False, seed=0, timeout_s=20.0):
         """Drops every unsynced write (every process using the mount must be dead), unmounts
-        and waits for the process to end. Returns what the filesystem says it dropped."""
+        and waits for the process to end. Returns what the filesystem says it dropped.
+
+        A filesystem that does not answer within `timeout_s` has its stacks written to its log
+        (Python's by SIGUSR1, the kernel's from /proc) and is SIGKILLed: its cache dies with
+        the process, which is a power loss too (without a tear). The answer then says
+        {"hung": True, "droppedBytes": None, ...} with what was found."""
         said = self.request({"op": "power-loss", "tear": bool(tear), "seed": int(seed)}, timeout_s)
-        self._finish(timeout_s)
-        if not said or not said.get("unmounted"):
-            raise RuntimeError(f"power loss on {self.mountpoint}: the filesystem said {said!r} (log {self.log_path})")
-        return said
+        if said and said.get("unmounted"):
+            self._finish(timeout_s)
+            return said
+        diagnosis = self.diagnose()
+        self.kill()
+        self._finish(0)
+        return {"hung": True, "said": said, "droppedBytes": None, "droppedFiles": None, "torn": [], "tear": False,
+                "diagnosis": diagnosis}
+
+    def diagnose(self):
+        """What a filesystem process that does not answer is doing: its kernel state (wchan,
+        kernel stack) returned and logged, and its Python stacks dumped into its log."""
+        pid = self.proc.pid if self.proc else None
+        if pid is None or self.proc.poll() is not None:
+            return f"the filesystem process exited with {self.proc.returncode if self.proc else None}"
+        found = []
+        for name in ("wchan", "stack"):
+            try:
+                with open(f"/proc/{pid}/{name}") as f:
+                    found.append(f"{name}: {f.read().strip()}")
+            except OSError as e:
+                found.append(f"{name}: {e}")
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                found += [ln.strip() for ln in f if ln.startswith("State:")]
+        except OSError:
+            pass
+        text = "; ".join(found)
+        with open(self.log_path, "a") as log:
+            log.write(f"--- tools/chaos: no answer from the filesystem at {time.time():.3f}: {text}\n")
+        try:
+            os.kill(pid, signal.SIGUSR1)  # faulthandler: every thread's Python stack to the log
+            time.sleep(1.0)
+        except ProcessLookupError:
+            pass
+        return text
 
     def unmount(self, timeout_s=60.0):
         """A clean unmount: the filesystem syncs everything, unmounts and exits."""
@@ -171,9 +212,7 @@ class Mount:
                 pass
 
     def kill(self):
-        """From an emergency path: detach the mount, SIGKILL the process, no syncing."""
-        if is_mounted(self.mountpoint):
-            lazy_umount(self.mountpoint)
+        """From an emergency path: SIGKILL the process (no syncing), detach the mount."""
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)

@@ -32,12 +32,14 @@ node first); a new mount on the same backing directory is the machine coming bac
 import argparse
 import ctypes
 import errno
+import faulthandler
 import json
 import os
 import random
 import signal
 import stat
 import sys
+import time
 
 import pyfuse3
 import trio
@@ -501,6 +503,11 @@ class PowerLossFS(pyfuse3.Operations):
         return out
 
 
+def say(msg):
+    """A line in the filesystem's log (its stderr) for the record of a run."""
+    print(f"{time.time():.3f} powerloss_fs[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
+
+
 def answer(obj):
     try:
         sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
@@ -538,6 +545,9 @@ async def control(fs, outcome):
                     before = fs.stats()
                     outcome["powerLoss"] = dict(fs.power_loss(cmd.get("tear", False), cmd.get("seed", 0)),
                                                 before=before)
+                    say(f"power loss: dropped {outcome['powerLoss']['droppedBytes']} bytes in "
+                        f"{outcome['powerLoss']['droppedFiles']} files, tore {len(outcome['powerLoss']['torn'])}; "
+                        "unmounting")
                     return
                 elif op == "unmount":
                     return
@@ -573,6 +583,7 @@ def main():
                         "are written back without fsync")
     a = p.parse_args()
     os.umask(0)  # modes arrive with the caller's umask applied
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the harness asks for a stack if we hang
     fs = PowerLossFS(a.backing, a.cache_max_bytes)
     options = set(pyfuse3.default_options)
     options |= {"fsname=powerloss", "subtype=powerloss"}
@@ -588,6 +599,7 @@ def main():
         if "powerLoss" not in outcome:
             fs.sync_all()  # a clean unmount writes everything back, as umount(8) does
         pyfuse3.close(unmount=True)  # as root: umount2(MNT_DETACH)
+        say("unmounted")
     answer(dict(outcome.get("powerLoss", {}), unmounted=True, stats=fs.stats()))
     return 0
 
