@@ -3,23 +3,26 @@ import FaunaRaft
 import Foundation
 
 /// What the state machine has applied: kept in the `meta` CF in the same WriteBatch as the
-/// writes of the entries (so after a crash it matches kv, journal and tree exactly).
-struct AppliedState: Sendable, Hashable {
+/// writes of the entries (so after a crash it matches kv, journal and tree exactly). Public
+/// for the node simulator's store, which keeps the same record.
+public struct AppliedState: Sendable, Hashable {
     /// The last applied index; equals the journal's last index and the Merkle tree size.
-    var index = LogIndex.zero
+    public var index = LogIndex.zero
     /// The term of the entry at `index` (0 if none).
-    var term = Term.zero
+    public var term = Term.zero
     /// The membership as of `index`, as the node reported it when applying.
-    var confState = ConfState()
+    public var confState = ConfState()
     /// The first index whose leaf is v2 (KV meta `kv/leaf-v2-from`, written by the state
     /// machine in the same batch), or nil while every leaf is v1.
-    var leafV2From: LogIndex?
+    public var leafV2From: LogIndex?
     /// The indexes of the last `confChangeIndexesMax` membership-change entries applied,
     /// ascending (meta `confChanges`).
-    var confChangeIndexes: [LogIndex] = []
+    public var confChangeIndexes: [LogIndex] = []
 
     /// How many membership-change indexes the applied state keeps.
-    static let confChangeIndexesMax = 64
+    public static let confChangeIndexesMax = 64
+
+    public init() {}
 }
 
 extension Store {

@@ -29,32 +29,11 @@ struct SimLogState: Sendable, Hashable {
     }
 }
 
-/// What the state machine has applied: FaunaStore's `AppliedState` (internal to FaunaStore),
-/// mirrored field by field. Written in the same batch as the entries' KV writes, journal
-/// records and tree nodes.
-struct SimAppliedState: Sendable, Hashable {
-    /// The last applied index; equals the journal's last index and the tree size.
-    var index = LogIndex.zero
-    /// The term of the entry at `index` (0 if none).
-    var term = Term.zero
-    /// The membership as of `index`, as the node reported it when applying.
-    var confState = ConfState()
-    /// The first index whose leaf is v2, or nil while every leaf is v1. Production keeps it
-    /// only in the KV meta (`kv/leaf-v2-from`, written by the state machine); opening a
-    /// `SimStore` checks that this copy agrees with the KV meta.
-    var leafV2From: LogIndex?
-    /// The indexes of the last `confChangeIndexesMax` membership-change entries, ascending.
-    var confChangeIndexes: [LogIndex] = []
-
-    /// Mirrors `AppliedState.confChangeIndexesMax` (internal to FaunaStore): how many
-    /// membership-change indexes the applied state keeps.
-    static let confChangeIndexesMax = 64
-}
-
 /// The applied state of a disk: everything but the Raft log — what a RocksDB checkpoint
 /// carries to a follower (its `raft` column family is rewritten on install).
 struct SimStateData: Sendable {
-    var applied = SimAppliedState()
+    /// Production's record of what was applied (FaunaStore `AppliedState`).
+    var applied = AppliedState()
     /// The `kv`, `history` and `meta` (`kv/...`) column families, stored exactly as the RocksDB
     /// backend stores them.
     var kv = MemoryKVBackend()

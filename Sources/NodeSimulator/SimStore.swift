@@ -255,7 +255,7 @@ public final class SimStore: StateStore, @unchecked Sendable {
         }
         if let confState { data.applied.confState = confState }
         data.applied.leafV2From = leafV2From
-        data.applied.confChangeIndexes = Array(confChanges.suffix(SimAppliedState.confChangeIndexesMax))
+        data.applied.confChangeIndexes = Array(confChanges.suffix(AppliedState.confChangeIndexesMax))
         precondition(frontier.treeSize == data.applied.index.rawValue, "tree size \(frontier.treeSize) != applied \(data.applied.index)")
         return out
     }
