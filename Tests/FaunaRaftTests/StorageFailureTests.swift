@@ -164,8 +164,9 @@ import Testing
         expectStopped(c[1])
     }
 
-    /// Before: the leader took the failure for "no snapshot yet" and retried forever.
-    @Test func aLeaderThatCannotReadItsSnapshotStops() throws {
+    /// n1 leads over faulty storage with a snapshot of its applied state; n3, cut off, lags
+    /// behind it (so it needs the snapshot once healed).
+    private func leaderWithSnapshotAndLaggingFollower() throws -> (TestCluster, FaultyStorage) {
         let c = try TestCluster(voters: [1, 2, 3])
         let storage = try restartFaulty(c, 1)
         try c.elect(1)
@@ -174,6 +175,12 @@ import Testing
         try c.stabilize()
         try c.tickAll(times: 1)
         try storage.base.createSnapshot(at: c[1].appliedIndex, confState: c[1].conf, data: [])
+        return (c, storage)
+    }
+
+    /// Before: the leader took the failure for "no snapshot yet" and retried forever.
+    @Test func aLeaderThatCannotReadItsSnapshotStops() throws {
+        let (c, storage) = try leaderWithSnapshotAndLaggingFollower()
         storage.damagedSnapshot = true
         c.heal()
         let before = c.sent.count
@@ -202,14 +209,7 @@ import Testing
     /// `RaftStorageError`s are the storage's conventions, not damage: a lagging follower is
     /// sent the snapshot, and nothing stops.
     @Test func aCompactedLogIsNotAFailure() throws {
-        let c = try TestCluster(voters: [1, 2, 3])
-        let storage = try restartFaulty(c, 1)
-        try c.elect(1)
-        c.isolate(3)
-        for i in 0..<5 { try c[1].propose(bytes("x\(i)")) }
-        try c.stabilize()
-        try c.tickAll(times: 1)
-        try storage.base.createSnapshot(at: c[1].appliedIndex, confState: c[1].conf, data: [])
+        let (c, storage) = try leaderWithSnapshotAndLaggingFollower()
         c.heal()
         try c.tickAll(times: 3)
         #expect(c.sent.contains { $0.type == .snapshot && $0.to == NodeID(3) })
