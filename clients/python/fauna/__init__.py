@@ -1,0 +1,1 @@
+"""Fauna's Python client (docs/PROTOCOL.md, docs/AUDIT.md)."""
