@@ -97,9 +97,11 @@ public final class FaunaNode: @unchecked Sendable {
                 peer: Endpoint(host: node.peer.host, port: UInt16(node.peer.port)),
                 client: Endpoint(host: node.client.host, port: UInt16(node.client.port)))
         }
-        let members = MemberDirectory(seed: seed, dataDirectory: settings.dataDirectory)
+        let publicKey = Array(signer.publicKey.rawRepresentation)
+        let members = MemberDirectory(
+            seed: seed, dataDirectory: settings.dataDirectory, me: settings.nodeID, publicKey: publicKey)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads)
-        let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID)
+        let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID, publicKey: publicKey)
         let events = EventQueue<NodeEvent>(capacity: settings.eventsMax)
         let transport = PeerTransport(identity: identity, members: members, group: group, logger: logger)
         let inbox = SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger)
@@ -127,9 +129,13 @@ public final class FaunaNode: @unchecked Sendable {
             peerServer = try await RPCServer.start(
                 // No idle timeout: a link between two followers carries nothing for as long as
                 // both follow; closing it would only make it dial again.
-                configuration: RPCServerConfiguration(
-                    host: settings.node.peer.host, port: settings.node.peer.port, peerIdentity: identity, connectionsMax: 64,
-                    idleTimeout: nil),
+                configuration: {
+                    var configuration = RPCServerConfiguration(
+                        host: settings.node.peer.host, port: settings.node.peer.port, peerIdentity: identity,
+                        connectionsMax: 64, idleTimeout: nil)
+                    configuration.onPeerKey = { [members] node, key in members.recordKey(key, for: node) }
+                    return configuration
+                }(),
                 group: group, logger: logger
             ) { message, context in
                 switch message {

@@ -12,8 +12,12 @@ import NIOConcurrencyHelpers
 final class MemberDirectory: MemberBook {
     private let box: NIOLockedValueBox<[NodeID: MemberAddresses]>
     private let filePath: String
+    /// Tree-head public keys: this node's, and each peer's from its last handshake (in memory:
+    /// peers present them again on every connection).
+    private let keys: NIOLockedValueBox<[NodeID: [UInt8]]>
 
-    init(seed: [NodeID: MemberAddresses], dataDirectory: String) {
+    init(seed: [NodeID: MemberAddresses], dataDirectory: String, me: NodeID, publicKey: [UInt8]) {
+        self.keys = NIOLockedValueBox([me: publicKey])
         self.filePath = "\(dataDirectory)/members"
         var all = seed
         // Recorded addresses of members added at run time; the configuration file wins for
@@ -31,6 +35,15 @@ final class MemberDirectory: MemberBook {
     }
 
     func addresses(of id: NodeID) -> MemberAddresses? { box.withLockedValue { $0[id] } }
+
+    func publicKey(of id: NodeID) -> [UInt8]? { keys.withLockedValue { $0[id] } }
+
+    /// Records the key a peer presented in a handshake. Only Ed25519 keys (32 bytes) are kept,
+    /// and only for nodes this directory knows, so the map stays bounded by the membership.
+    func recordKey(_ key: [UInt8], for id: NodeID) {
+        guard key.count == 32, addresses(of: id) != nil else { return }
+        keys.withLockedValue { $0[id] = key }
+    }
 
     /// Records a member's addresses and rewrites the file (write aside, fsync, rename).
     func record(_ addresses: MemberAddresses, for id: NodeID) {

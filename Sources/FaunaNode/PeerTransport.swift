@@ -5,8 +5,9 @@ import Logging
 import NIOCore
 
 /// Outbound Raft traffic: one `PeerLink` per member (FaunaRPC batches per flush, bounds the
-/// queue and reconnects with backoff), created when first needed from the member directory
-/// and shut down when the member leaves the configuration.
+/// queue and reconnects with backoff), created at start and when the member joins (or when
+/// first needed) from the member directory, and shut down when the member leaves the
+/// configuration.
 ///
 /// `@unchecked Sendable`: `links` is used only by the owner thread (`send`, `reconcile`) and,
 /// after that thread has finished, by `shutdown`.
@@ -42,14 +43,21 @@ final class PeerTransport: PeerSender, @unchecked Sendable {
             logger.debug("no address for peer \(peer): message dropped")
             return nil
         }
-        let link = PeerLink(to: peer, at: addresses.peer, identity: identity, group: group, logger: logger)
+        var configuration = PeerLinkConfiguration()
+        configuration.client.onPeerKey = { [members] node, key in members.recordKey(key, for: node) }
+        let link = PeerLink(
+            to: peer, at: addresses.peer, identity: identity, group: group, configuration: configuration, logger: logger)
         link.start()
         links[peer] = link
         return link
     }
 
-    /// Closes links to nodes that are no longer members.
+    /// Opens a link to every member that has none (a full mesh, as etcd keeps: the handshake
+    /// tells each node every member's public key, which `members` reports, even between two
+    /// followers that exchange no Raft messages) and closes links to nodes that are no longer
+    /// members.
     func reconcile(with conf: ConfState, me: NodeID) {
+        for member in conf.members where member != me { _ = link(for: member) }
         for (peer, link) in links where !conf.isMember(peer) {
             links[peer] = nil
             logger.info("closing the link to a removed member", metadata: ["peer": "\(peer)"])

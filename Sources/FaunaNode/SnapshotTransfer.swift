@@ -76,7 +76,7 @@ final class SnapshotSender: Sendable {
     private func stream(_ box: UncheckedBox<SnapshotSource>, to peer: NodeID, at endpoint: Endpoint) async -> Bool {
         let manifest = box.value.manifest
         let meta = manifest.metadata
-        let hello = PeerHello(clusterName: identity.clusterName, from: identity.nodeID, to: peer)
+        let hello = PeerHello(clusterName: identity.clusterName, from: identity.nodeID, to: peer, publicKey: identity.publicKey)
         let client: RPCClient
         do {
             client = try await RPCClient.connect(

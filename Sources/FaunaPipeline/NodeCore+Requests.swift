@@ -181,7 +181,7 @@ extension NodeCore {
             let none = Endpoint(host: "unknown", port: 0)
             return Member(
                 nodeID: member, peerAddress: addresses?.peer ?? none, clientAddress: addresses?.client ?? none,
-                isLearner: conf.isLearner(member))
+                isLearner: conf.isLearner(member), publicKey: members.publicKey(of: member) ?? [])
         }
     }
 

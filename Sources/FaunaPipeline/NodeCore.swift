@@ -141,6 +141,8 @@ public final class NodeCore: @unchecked Sendable {
         let now = clock.now
         self.nextTick = now + .milliseconds(settings.tickMs)
         self.nextHousekeeping = now + .milliseconds(100)
+        // Links to every member from the start (before the owner thread runs, so not racing it).
+        transport.reconcile(with: raft.conf, me: settings.nodeID)
     }
 
     // MARK: Loop

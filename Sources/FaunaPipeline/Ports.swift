@@ -119,6 +119,9 @@ public protocol SnapshotShipping: AnyObject, Sendable {
 public protocol MemberBook: AnyObject, Sendable {
     func addresses(of id: NodeID) -> MemberAddresses?
     func record(_ addresses: MemberAddresses, for id: NodeID)
+    /// The member's tree-head public key as this node knows it (its own; a peer's from the
+    /// peer handshake), or nil. Reported by `members`; clients pin keys from signed heads.
+    func publicKey(of id: NodeID) -> [UInt8]?
 }
 
 /// A point on the node's monotonic clock (production: `ContinuousClock`; simulator: virtual).

@@ -84,7 +84,7 @@ public final class PeerLink: Sendable {
     ) {
         self.peer = peer
         self.endpoint = endpoint
-        self.hello = PeerHello(clusterName: identity.clusterName, from: identity.nodeID, to: peer)
+        self.hello = PeerHello(clusterName: identity.clusterName, from: identity.nodeID, to: peer, publicKey: identity.publicKey)
         self.configuration = configuration
         self.group = group
         var logger = logger

@@ -13,12 +13,16 @@ public struct PeerHello: Hashable, Sendable {
     public var from: NodeID
     /// The node the dialler believes it is connected to.
     public var to: NodeID
+    /// The dialler's tree-head public key (Ed25519, 32 bytes), or empty (a node of a version
+    /// before keys were exchanged). Reported by `members`; never a trust anchor by itself.
+    public var publicKey: [UInt8]
 
     /// A hello from `from` to `to` in cluster `clusterName`.
-    public init(clusterName: String, from: NodeID, to: NodeID) {
+    public init(clusterName: String, from: NodeID, to: NodeID, publicKey: [UInt8] = []) {
         self.clusterName = clusterName
         self.from = from
         self.to = to
+        self.publicKey = publicKey
     }
 }
 
@@ -29,11 +33,14 @@ public struct PeerWelcome: Hashable, Sendable {
     public var clusterName: String
     /// The accepting node.
     public var nodeID: NodeID
+    /// The accepting node's tree-head public key, or empty (as in `PeerHello`).
+    public var publicKey: [UInt8]
 
     /// A welcome from `nodeID` of `clusterName`.
-    public init(clusterName: String, nodeID: NodeID) {
+    public init(clusterName: String, nodeID: NodeID, publicKey: [UInt8] = []) {
         self.clusterName = clusterName
         self.nodeID = nodeID
+        self.publicKey = publicKey
     }
 }
 
@@ -137,11 +144,22 @@ extension PeerHello {
         w.string(clusterName)
         w.varint(from.rawValue)
         w.varint(to.rawValue)
+        if !publicKey.isEmpty { w.lengthPrefixed(publicKey) }
     }
 
     init(from r: inout WireReader) throws(RPCDecodingError) {
         let name = try r.string("cluster name", max: RPCLimits.clusterNameBytesMax)
-        self.init(clusterName: name, from: try r.nodeID("from"), to: try r.nodeID("to"))
+        let from = try r.nodeID("from"), to = try r.nodeID("to")
+        self.init(clusterName: name, from: from, to: to, publicKey: try Self.trailingKey(&r))
+    }
+
+    /// The optional trailing `bytes publicKey` of a hello or welcome: absent (nothing left) in
+    /// the messages of older nodes; when present, 1...`publicKeyBytesMax` bytes.
+    static func trailingKey(_ r: inout WireReader) throws(RPCDecodingError) -> [UInt8] {
+        guard r.remaining > 0 else { return [] }
+        let key = try r.lengthPrefixed("public key", max: RPCLimits.publicKeyBytesMax)
+        guard !key.isEmpty else { throw RPCDecodingError(.invalidValue, "public key: got 0 bytes, want the field left out") }
+        return key
     }
 }
 
@@ -149,11 +167,13 @@ extension PeerWelcome {
     func encode(into w: inout WireWriter) {
         w.string(clusterName)
         w.varint(nodeID.rawValue)
+        if !publicKey.isEmpty { w.lengthPrefixed(publicKey) }
     }
 
     init(from r: inout WireReader) throws(RPCDecodingError) {
         let name = try r.string("cluster name", max: RPCLimits.clusterNameBytesMax)
-        self.init(clusterName: name, nodeID: try r.nodeID("node ID"))
+        let id = try r.nodeID("node ID")
+        self.init(clusterName: name, nodeID: id, publicKey: try PeerHello.trailingKey(&r))
     }
 }
 

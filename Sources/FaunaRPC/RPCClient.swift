@@ -1,3 +1,4 @@
+import FaunaRaft
 import Logging
 import NIOCore
 import NIOPosix
@@ -56,6 +57,8 @@ public struct RPCClientConfiguration: Sendable {
     /// Called on the event loop when the connection can take output again after it could not
     /// (`PeerLink` resumes draining its queue).
     public var onWritable: (@Sendable () -> Void)?
+    /// Called with the peer's node and key when its `peerWelcome` carries a public key.
+    public var onPeerKey: (@Sendable (NodeID, [UInt8]) -> Void)?
 
     /// A configuration with defaults for a client on loopback or a LAN.
     public init(
@@ -122,7 +125,7 @@ public final class RPCClient: Sendable {
     private func handshake(_ hello: PeerHello) async throws(RPCClientError) {
         switch try await call(.peerHello(hello)) {
         case .peerWelcome(let welcome) where welcome.nodeID == hello.to && welcome.clusterName == hello.clusterName:
-            return
+            if !welcome.publicKey.isEmpty { configuration.onPeerKey?(welcome.nodeID, welcome.publicKey) }
         case .error(let response):
             throw RPCClientError(.handshakeRejected, "peer hello: \(response)", response: response)
         case let other:

@@ -11,11 +11,14 @@ public struct PeerIdentity: Hashable, Sendable {
     public var clusterName: String
     /// This node.
     public var nodeID: NodeID
+    /// This node's tree-head public key, sent in its hellos and welcomes (empty: not sent).
+    public var publicKey: [UInt8]
 
     /// The identity of `nodeID` in `clusterName`.
-    public init(clusterName: String, nodeID: NodeID) {
+    public init(clusterName: String, nodeID: NodeID, publicKey: [UInt8] = []) {
         self.clusterName = clusterName
         self.nodeID = nodeID
+        self.publicKey = publicKey
     }
 }
 
@@ -36,6 +39,9 @@ public struct RPCServerConfiguration: Sendable {
     public var connectionsMax: Int
     /// On a peer port: a connection that has not completed its hello by then is closed.
     public var handshakeTimeout: TimeAmount
+    /// On a peer port: called (on an event loop) with the node and key of every accepted hello
+    /// that carries a public key.
+    public var onPeerKey: (@Sendable (NodeID, [UInt8]) -> Void)?
     /// Bytes of partial frames all connections together may buffer beyond
     /// `FrameBufferBudget.freeBytesPerConnection` each; a connection whose partial frame would
     /// take more is closed (logged). Without it, `connectionsMax` connections that each declare
@@ -435,7 +441,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
         peer = hello.from
         logger.debug("peer connected", metadata: ["peer": "\(hello.from)"])
-        let welcome = RPCMessage.peerWelcome(PeerWelcome(clusterName: identity.clusterName, nodeID: identity.nodeID))
+        if !hello.publicKey.isEmpty { configuration.onPeerKey?(hello.from, hello.publicKey) }
+        let welcome = RPCMessage.peerWelcome(
+            PeerWelcome(clusterName: identity.clusterName, nodeID: identity.nodeID, publicKey: identity.publicKey))
         context.writeAndFlush(wrapOutboundOut(Frame(welcome, requestID: frame.requestID)), promise: nil)
     }
 

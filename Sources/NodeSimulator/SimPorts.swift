@@ -110,6 +110,8 @@ final class SimMemberBook: MemberBook, @unchecked Sendable {
     var book: [NodeID: MemberAddresses] = [:]
     func addresses(of id: NodeID) -> MemberAddresses? { book[id] }
     func record(_ addresses: MemberAddresses, for id: NodeID) { book[id] = addresses }
+    /// Simulated nodes exchange no handshakes: `members` reports no keys.
+    func publicKey(of id: NodeID) -> [UInt8]? { nil }
 }
 
 /// A client's connection to one node: answers are collected for the scheduler to deliver.

@@ -61,10 +61,11 @@ struct Members: AsyncParsableCommand {
     }
 }
 
-/// The member table; `keys` are the tree-head signing keys the nodes reported themselves
-/// (a node that did not answer shows none).
+/// The member table; `keys` are the tree-head signing keys the nodes reported themselves in
+/// signed heads; for a node that did not answer, the key the members response carries (the
+/// one that node presented to its peers), if any.
 func printMembers(_ members: [Member], _ global: GlobalOptions, keys: [NodeID: [UInt8]] = [:]) {
-    func key(_ m: Member) -> String { keys[m.nodeID].map(hexString) ?? "" }
+    func key(_ m: Member) -> String { (keys[m.nodeID] ?? m.publicKey).map(hexString) ?? "" }
     if global.json {
         global.printJSON(members.map {
             [

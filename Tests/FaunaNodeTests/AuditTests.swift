@@ -95,6 +95,23 @@ import Glibc
         let members = try Self.fctl(cluster, ["members", "--json"])
         let keys = try #require(try JSONSerialization.jsonObject(with: Data(members.stdout.utf8)) as? [[String: Any]]).compactMap { $0["publicKey"] as? String }
         #expect(keys.count == 3 && keys.allSatisfy { $0.count == 64 }, "\(members)")
+        // Every node's members response carries every member's key (learned in the peer
+        // handshake), the same keys the nodes sign with, followers included.
+        let signing = try #require(try JSONSerialization.jsonObject(with: Data(members.stdout.utf8)) as? [[String: Any]])
+            .reduce(into: [String: String]()) { $0[$1["nodeID"] as? String ?? ""] = $1["publicKey"] as? String }
+        for name in Self.names {
+            let rpc = try await RPCClient.connect(
+                to: Endpoint(host: "127.0.0.1", port: UInt16(cluster.nodes[name]!.client)), group: cluster.group, logger: cluster.logger)
+            var reported: [String: String] = [:]
+            for _ in 0..<50 {
+                guard case .membersResponse(let list) = try await rpc.call(.members) else { break }
+                reported = list.reduce(into: [:]) { $0["\($1.nodeID)"] = $1.publicKey.map { String(format: "%02x", $0) }.joined() }
+                if reported == signing { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            await rpc.close()
+            #expect(reported == signing, "members as \(name) reports them")
+        }
         let python = try Self.pythonVerifyProof(keys, proofPath)
         #expect(python.status == 0 && python.text.hasPrefix("OK ") && python.text.contains("proven by its committed effects"), "\(python.text)")
         var text = try String(contentsOfFile: proofPath, encoding: .utf8)

@@ -162,8 +162,8 @@ struct Gen {
 
     mutating func message(_ index: Int) -> RPCMessage {
         switch index % 36 {
-        case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID()))
-        case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID()))
+        case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID(), publicKey: bool() ? bytes(32) : []))
+        case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID(), publicKey: bool() ? bytes(32) : []))
         case 2: .raftMessages((0..<int(1...6)).map { _ in raftMessage() })
         case 3:
             .snapshotOffer(SnapshotOffer(metadata: snapshotMetadata(), files: (0..<int(0...5)).map { _ in

@@ -60,6 +60,45 @@ func heartbeat(_ i: Int) -> Message {
         try await server.close()
     }
 
+    @Test func handshakeExchangesPublicKeys() async throws {
+        let logs = CapturedLogs()
+        let serverKey = [UInt8](repeating: 0xA2, count: 32), clientKey = [UInt8](repeating: 0xC1, count: 32)
+        let heardByServer = NIOLockedValueBox<[NodeID: [UInt8]]>([:])
+        var configuration = RPCServerConfiguration(
+            peerIdentity: PeerIdentity(clusterName: "test", nodeID: NodeID(2), publicKey: serverKey))
+        configuration.onPeerKey = { node, key in heardByServer.withLockedValue { $0[node] = key } }
+        let server = try await RPCServer.start(configuration: configuration, group: group, logger: logs.logger) { _, _ in }
+        let heardByClient = NIOLockedValueBox<[NodeID: [UInt8]]>([:])
+        var link = PeerLinkConfiguration()
+        link.client.onPeerKey = { node, key in heardByClient.withLockedValue { $0[node] = key } }
+        let peer = PeerLink(
+            to: NodeID(2), at: try endpoint(of: server),
+            identity: PeerIdentity(clusterName: "test", nodeID: NodeID(1), publicKey: clientKey), group: group,
+            configuration: link, logger: logs.logger)
+        peer.start()
+        #expect(await eventually { peer.stats.isConnected })
+        #expect(heardByServer.withLockedValue { $0 } == [NodeID(1): clientKey])
+        #expect(heardByClient.withLockedValue { $0 } == [NodeID(2): serverKey])
+        await peer.shutdown()
+
+        // A hello without a key (an older node) is still welcomed; the server hears no key.
+        let old = try await RPCClient.connect(
+            to: try endpoint(of: server), configuration: RPCClientConfiguration(hello: PeerHello(clusterName: "test", from: NodeID(3), to: NodeID(2))),
+            group: group, logger: logs.logger)
+        await old.close()
+        #expect(heardByServer.withLockedValue { $0[NodeID(3)] } == nil)
+        try await server.close()
+
+        // Encoded: the key is a trailing `bytes` field, left out when empty; present but empty is refused.
+        let plain = try RPCMessage(Frame(.peerHello(PeerHello(clusterName: "t", from: NodeID(1), to: NodeID(2))), requestID: RequestID(1)))
+        #expect(plain == .peerHello(PeerHello(clusterName: "t", from: NodeID(1), to: NodeID(2))))
+        let withKey = Frame(.peerWelcome(PeerWelcome(clusterName: "t", nodeID: NodeID(2), publicKey: serverKey)), requestID: RequestID(1))
+        #expect(withKey.body.suffix(33) == [32] + serverKey)
+        var emptyKey = Frame(.peerWelcome(PeerWelcome(clusterName: "t", nodeID: NodeID(2))), requestID: RequestID(1)).body
+        emptyKey.append(0)
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .peerWelcome, body: emptyKey) }
+    }
+
     @Test func linkBatchesMessagesPerFlush() async throws {
         let logs = CapturedLogs()
         let (server, received, frames) = try await peerServer(logs: logs)
