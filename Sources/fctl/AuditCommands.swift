@@ -144,7 +144,7 @@ struct Verify: AsyncParsableCommand {
 
 struct Proof: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Export a self-contained proof of KEY (fauna-proof-v1 JSON, docs/AUDIT.md §7).",
+        abstract: "Export a self-contained proof of KEY (fauna-proof-v2 JSON, docs/AUDIT.md §7).",
         discussion: "Verifies it first, like get --verify. Check it offline with `fctl verify-proof FILE` or `tools/verify-proof`.")
     @OptionGroup var global: GlobalOptions
     @Argument var key: String
