@@ -1,1 +1,55 @@
-"""Fauna's Python client (docs/PROTOCOL.md, docs/AUDIT.md)."""
+"""Fauna's Python client (docs/PROTOCOL.md, docs/KV-COMMANDS.md, docs/AUDIT.md).
+
+    import fauna
+    with fauna.Client.from_config("cluster.toml") as c:
+        c.put(b"k", b"v")
+        c.get(b"k")
+
+`fauna.aio.AsyncClient` is the asyncio twin; `fauna.wire` holds the message codecs.
+"""
+from __future__ import annotations
+
+from ._core import CompactResult, DeleteResult, PutResult, TxnResult
+from .client import Client
+from .config import ClientConfig, ClusterFile, NodeConfig, load_cluster_file
+from .errors import (
+    Behind, ClientClosed, Compacted, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, FutureRevision,
+    InternalError, InvalidArgument, InvalidRequest, NotLeader, Overloaded, PeerRejected, ProtocolError,
+    RequestTimeout, ServerError, SessionExpired, Timeout, TooManyInFlight, Unavailable, Unsupported,
+    VerificationError,
+)
+from .wire import (
+    ApplyResult, Compare, CompareOp, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, Member,
+    NodeStatus, Put, PutOpResult, RangeRequest, RangeResult, Record, Target, Txn, create_revision, mod_revision,
+    value, version,
+)
+
+__version__ = "0.1.0"
+
+
+def txn_get(key: bytes) -> RangeRequest:
+    """A txn operation reading one key."""
+    return RangeRequest(KeyRange.single(key))
+
+
+def txn_range(start: bytes, end: bytes | None = None, *, prefix: bool = False, limit: int | None = None) -> RangeRequest:
+    """A txn operation reading [start, end) (to the last key without end), or the prefix `start`."""
+    return RangeRequest(KeyRange.prefix(start) if prefix else KeyRange.between(start, end), limit)
+
+
+def txn_delete(key: bytes, *, prefix: bool = False, prev: bool = False) -> DeleteRange:
+    """A txn operation deleting one key, or every key with the prefix `key`."""
+    return DeleteRange(KeyRange.prefix(key) if prefix else KeyRange.single(key), prev)
+
+
+__all__ = [
+    "Client", "ClientConfig", "ClusterFile", "NodeConfig", "load_cluster_file",
+    "PutResult", "DeleteResult", "TxnResult", "CompactResult", "ApplyResult", "Record", "RangeResult",
+    "PutOpResult", "DeleteOpResult", "NodeStatus", "Member", "HashKVResult", "Endpoint", "KeyRange",
+    "Put", "DeleteRange", "RangeRequest", "Txn", "Compact", "Compare", "Target", "CompareOp",
+    "value", "version", "create_revision", "mod_revision", "txn_get", "txn_range", "txn_delete",
+    "FaunaError", "ServerError", "NotLeader", "Unavailable", "Overloaded", "Timeout", "Compacted",
+    "FutureRevision", "InvalidRequest", "InternalError", "PeerRejected", "Unsupported", "Behind",
+    "ConnectionFailed", "ConnectionLost", "RequestTimeout", "TooManyInFlight", "DeadlineExceeded",
+    "SessionExpired", "ClientClosed", "InvalidArgument", "ProtocolError", "VerificationError",
+]

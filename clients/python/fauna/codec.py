@@ -8,16 +8,23 @@ KV-COMMANDS.md's `bytes` (big-endian u32 length) inside proposals, results and r
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .errors import ProtocolError
+
+__all__ = [
+    "MAGIC", "HEADER", "HEADER_BYTES", "BODY_BYTES_MAX", "FLAG_MORE", "FLAG_ONE_WAY", "ProtocolError", "crc32c",
+    "varint", "vbytes", "vstring", "kvbytes", "u8", "u16", "u32", "u64", "Reader", "frame", "parse_header",
+    "Frame", "FrameDecoder",
+]
 
 MAGIC = b"FNA\x01"
 HEADER = struct.Struct(">4sIBBQI")  # magic+version, body length, kind, flags, request ID, CRC32C
 HEADER_BYTES = HEADER.size  # 22
 BODY_BYTES_MAX = 16 << 20
-FLAG_ONE_WAY = 0x01
-
-
-class ProtocolError(Exception):
-    """Bytes that do not follow docs/PROTOCOL.md (from the server, a file or the caller)."""
+FLAG_MORE = 0x01  # docs/PROTOCOL.md "Frame": bit 0 `more` (a streamed answer continues)
+FLAG_ONE_WAY = FLAG_MORE  # the old name of the same bit, kept for existing callers
 
 
 def _crc32c_table() -> list[int]:
@@ -78,6 +85,10 @@ def u8(n: int) -> bytes:
     return struct.pack(">B", n)
 
 
+def u16(n: int) -> bytes:
+    return struct.pack(">H", n)
+
+
 def u32(n: int) -> bytes:
     return struct.pack(">I", n)
 
@@ -125,6 +136,7 @@ class Reader:
         return b == 1
 
     def varint(self) -> int:
+        """PROTOCOL.md `varint`: at most 10 bytes, the 10th 0 or 1, shortest form only."""
         n = 0
         for i in range(10):
             b = self.u8()
@@ -168,10 +180,79 @@ def frame(kind: int, request_id: int, body: bytes, flags: int = 0) -> bytes:
 
 
 def parse_header(h: bytes) -> tuple[int, int, int, int, int]:
-    """(body length, kind, flags, request ID, CRC32C) of a 22-byte header; ProtocolError if broken."""
-    magic, length, kind, flags, rid, crc = HEADER.unpack(h)
-    if magic != MAGIC:
-        raise ProtocolError(f"magic/version {magic.hex()}, want {MAGIC.hex()}")
-    if length > BODY_BYTES_MAX:
-        raise ProtocolError(f"body length {length} over {BODY_BYTES_MAX}")
-    return length, kind, flags, rid, crc
+    """(body length, kind, flags, request ID, CRC32C) of a 22-byte header; ProtocolError if broken
+    (magic, version, length over BODY_BYTES_MAX, reserved flags)."""
+    if len(h) != HEADER_BYTES:
+        raise ProtocolError(f"frame header of {len(h)} bytes, want {HEADER_BYTES}")
+    return FrameDecoder().check_header(bytes(h))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One received frame; the header was checked and the body's CRC32C verified."""
+    kind: int
+    flags: int
+    request_id: int
+    body: bytes
+
+    @property
+    def more(self) -> bool:
+        return bool(self.flags & FLAG_MORE)
+
+
+class FrameDecoder:
+    """Splits a byte stream into frames, checking what docs/PROTOCOL.md "Frame" asks a receiver
+    to check, in its order: magic and version, length within `body_bytes_max` (before any body
+    byte is buffered), kind accepted by `accept_kind`, reserved flag bits zero; then the CRC32C
+    of the whole body. Any failure raises ProtocolError, after which the decoder (and the
+    connection it reads) must be dropped.
+
+    Holds at most one partial frame: `feed` returns every complete frame so far.
+    """
+
+    def __init__(self, accept_kind: Optional[Callable[[int], bool]] = None, body_bytes_max: int = BODY_BYTES_MAX):
+        self._buf = bytearray()
+        self._header: Optional[tuple[int, int, int, int, int]] = None
+        self._accept = accept_kind
+        self._max = body_bytes_max
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that belong to a frame not yet complete."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buf += data
+        out: list[Frame] = []
+        while True:
+            if self._header is None:
+                if len(self._buf) < HEADER_BYTES:
+                    return out
+                self._header = self.check_header(bytes(self._buf[:HEADER_BYTES]))
+                del self._buf[:HEADER_BYTES]
+            length, kind, flags, rid, crc = self._header
+            if len(self._buf) < length:
+                return out
+            body = bytes(self._buf[:length])
+            del self._buf[:length]
+            self._header = None
+            got = crc32c(body)
+            if got != crc:
+                raise ProtocolError(f"frame kind {kind:#04x} request {rid}: body CRC32C {got:08x}, header says {crc:08x}")
+            out.append(Frame(kind, flags, rid, body))
+
+    def check_header(self, h: bytes) -> tuple[int, int, int, int, int]:
+        """(body length, kind, flags, request ID, CRC32C) of a header, checked in the order of
+        docs/PROTOCOL.md "Frame"."""
+        magic, length, kind, flags, rid, crc = HEADER.unpack(h)
+        if magic[:3] != MAGIC[:3]:
+            raise ProtocolError(f"magic {magic[:3].hex()}, want {MAGIC[:3].hex()} (\"FNA\")")
+        if magic[3] != MAGIC[3]:
+            raise ProtocolError(f"protocol version {magic[3]}, want {MAGIC[3]}")
+        if length > self._max:
+            raise ProtocolError(f"body length {length} over the limit of {self._max} bytes")
+        if self._accept is not None and not self._accept(kind):
+            raise ProtocolError(f"frame kind {kind:#04x} not accepted here")
+        if flags & ~FLAG_MORE:
+            raise ProtocolError(f"reserved frame flag bits set: {flags:#04x}")
+        return length, kind, flags, rid, crc

@@ -1,0 +1,301 @@
+"""The asyncio client: `AsyncClient` has the API of `fauna.Client` with `async` methods.
+
+```python
+import asyncio, fauna.aio
+async def main():
+    async with fauna.aio.AsyncClient.from_config("cluster.toml") as c:
+        await c.put(b"k1", b"v1")
+        print(await c.get(b"k1"))
+asyncio.run(main())
+```
+
+Routing, retries, sessions and every encoding are the blocking client's (fauna._core runs
+them as generators); this module only drives them with asyncio streams: one reader task per
+connection demultiplexes answers by request ID (pipelining), pooled as in `fauna.pool`.
+A client belongs to the event loop it is first used on.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any, Awaitable, Callable, Iterable, Optional, Union
+
+from . import _core
+from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult
+from .codec import frame
+from .config import ClientConfig, load_cluster_file
+from .errors import ClientClosed, ConnectionFailed, ConnectionLost, FaunaError, ProtocolError, RequestTimeout
+from .pool import Demux, PoolBase, decoder_for
+from .wire import (
+    ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
+    RangeResult, Record, TxnOp,
+)
+
+__all__ = ["AsyncClient", "AsyncConnection", "AsyncPool"]
+
+EndpointLike = Union[Endpoint, tuple[str, int], str]
+_READ_BYTES = 1 << 16
+
+
+class AsyncConnection:
+    """One pipelined connection on asyncio streams (the asyncio twin of pool.Connection)."""
+
+    def __init__(self, endpoint: Endpoint, config: ClientConfig, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter):
+        self.endpoint = endpoint
+        self._writer = writer
+        self._reader = reader
+        self._demux: Demux[asyncio.Future[tuple[int, bytes]]] = Demux(config.in_flight_per_connection, str(endpoint))
+        self._decoder = decoder_for(config)
+        self._send_timeout = config.request_timeout
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @classmethod
+    async def open(cls, endpoint: Endpoint, config: ClientConfig, connect_timeout: Optional[float] = None) -> "AsyncConnection":
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(endpoint.host, endpoint.port),
+                                                    connect_timeout or config.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise ConnectionFailed(f"cannot connect to {endpoint}: {e or type(e).__name__}") from e
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(endpoint, config, reader, writer)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._demux.is_closed
+
+    @property
+    def in_flight(self) -> int:
+        return self._demux.in_flight
+
+    async def call(self, kind: int, body: bytes, timeout: float) -> tuple[int, bytes]:
+        """As pool.Connection.call."""
+        fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        rid = self._demux.add(fut)
+        try:
+            try:
+                self._writer.write(frame(kind, rid, body))
+                await asyncio.wait_for(self._writer.drain(), self._send_timeout)
+            except (OSError, asyncio.TimeoutError) as e:
+                self._fail(f"send failed: {e or type(e).__name__}")
+                raise ConnectionLost(f"{self.endpoint}: send failed: {e or type(e).__name__}") from e
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise RequestTimeout(f"{self.endpoint}: no answer to request {rid} within {timeout:.3f} s") from None
+        finally:
+            self._demux.drop(rid)
+
+    def close(self) -> None:
+        self._fail("closed by the client")
+
+    def _fail(self, reason: str) -> None:
+        for fut in self._demux.close(reason):
+            if not fut.done():
+                fut.set_exception(ConnectionLost(f"{self.endpoint}: {reason}"))
+        self._writer.close()
+        if not self._task.done() and self._task is not asyncio.current_task():
+            self._task.cancel()
+
+    async def _read_loop(self) -> None:
+        try:
+            while not self._demux.is_closed:
+                data = await self._reader.read(_READ_BYTES)
+                if not data:
+                    return self._fail("connection closed by the node")
+                for f in self._decoder.feed(data):
+                    fut = self._demux.route(f)
+                    if fut is not None and not fut.done():
+                        fut.set_result((f.kind, f.body))
+        except ProtocolError as e:
+            self._fail(f"protocol violation: {e}")
+        except OSError as e:
+            self._fail(f"read failed: {e}")
+
+
+class AsyncPool(PoolBase[AsyncConnection]):
+    """asyncio connections per endpoint; `request` is one attempt (as pool.Pool)."""
+
+    async def request(self, endpoint: Endpoint, kind: int, body: bytes, *, timeout: float,
+                      connect_timeout: Optional[float] = None) -> tuple[int, bytes]:
+        conn = self._pick(endpoint)
+        if conn is None:
+            try:
+                conn = await AsyncConnection.open(endpoint, self.config, connect_timeout)
+            finally:
+                self._opened(endpoint, conn)
+        return await conn.call(kind, body, timeout)
+
+    def close(self) -> None:
+        for c in self._take():
+            c.close()
+
+
+class AsyncClient:
+    """An asyncio client of a Fauna cluster: every method of `fauna.Client`, awaitable."""
+
+    def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None):
+        self._core = _core.Core(list(endpoints), config)
+        self._pool = AsyncPool(self._core.config)
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, path: Union[str, os.PathLike[str]] = "cluster.toml", *,
+                    config: Optional[ClientConfig] = None) -> "AsyncClient":
+        return cls(load_cluster_file(path).endpoints, config=config)
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._core.state.endpoints)
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._core.config
+
+    @property
+    def leader(self) -> Optional[Endpoint]:
+        return self._core.state.leader
+
+    @property
+    def client_id(self) -> int:
+        return self._core.sessions.primary.client_id
+
+    @property
+    def pool(self) -> AsyncPool:
+        return self._pool
+
+    async def close(self) -> None:
+        self._closed = True
+        self._pool.close()
+        await asyncio.sleep(0)  # lets the reader tasks see their cancellation
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self, op: Op[T]) -> T:
+        """Runs an operation of fauna._core on asyncio (see Client._run)."""
+        try:
+            action = next(op)
+            while True:
+                if self._closed:
+                    raise ClientClosed("the client is closed")
+                result: object = None
+                if isinstance(action, Send):
+                    try:
+                        result = await self._pool.request(action.endpoint, action.kind, action.body,
+                                                          timeout=action.timeout, connect_timeout=action.connect_timeout)
+                    except FaunaError as e:
+                        result = e
+                else:
+                    await asyncio.sleep(action.seconds)
+                action = op.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            op.close()
+
+    async def _each(self, eps: list[Endpoint], fn: Callable[[Endpoint], Awaitable[Any]]) -> dict[Endpoint, Any]:
+        results = await asyncio.gather(*(fn(e) for e in eps), return_exceptions=True)
+        out: dict[Endpoint, Any] = {}
+        for e, r in zip(eps, results):
+            if isinstance(r, BaseException) and not isinstance(r, FaunaError):
+                raise r
+            out[e] = r
+        return out
+
+    # Each method below is Client's of the same name (see its docstring), awaited.
+
+    async def request(self, kind: int, body: bytes, *, timeout: Optional[float] = None,
+                      endpoint: Optional[EndpointLike] = None) -> tuple[int, bytes]:
+        route: _core.Route = _core.LEADER if endpoint is None else Endpoint.of(endpoint)
+        return await self._run(_core.request(self._core, kind, bytes(body), route, self._core.budget(timeout)))
+
+    async def request_all(self, kind: int, body: bytes, *, timeout: Optional[float] = None,
+                          endpoints: Optional[Iterable[EndpointLike]] = None) -> dict[Endpoint, Union[tuple[int, bytes], FaunaError]]:
+        eps = [Endpoint.of(e) for e in (endpoints if endpoints is not None else self.endpoints)]
+        return await self._each(eps, lambda e: self._run(
+            _core.request(self._core, kind, bytes(body), e, self._core.budget(timeout, 1))))
+
+    async def write(self, command: Command, *, timeout: Optional[float] = None) -> ApplyResult:
+        return await self._run(_core.write(self._core, command, self._core.budget(timeout)))
+
+    async def put(self, key: bytes, value: bytes, *, if_absent: bool = False, prev: bool = False,
+                  timeout: Optional[float] = None) -> PutResult:
+        return await self._run(_core.put(self._core, key, value, if_absent=if_absent, prev=prev, timeout=timeout))
+
+    async def get(self, key: bytes, *, revision: Optional[int] = None, serializable: bool = False,
+                  verify: bool = False, timeout: Optional[float] = None, endpoint: Optional[EndpointLike] = None,
+                  **verify_options: Any) -> Optional[Record]:
+        ep = None if endpoint is None else Endpoint.of(endpoint)
+        if verify:
+            from . import verify as _v
+            verified = getattr(_v, "verified_get_async", None)
+            if verified is None:
+                raise NotImplementedError("fauna.verify has no verified_get_async: use fauna.Client for verified reads")
+            return await verified(self, key, revision=revision, timeout=timeout, endpoint=ep, **verify_options)  # type: ignore[no-any-return]
+        return await self._run(_core.get(self._core, key, revision=revision, serializable=serializable,
+                                         timeout=timeout, endpoint=ep))
+
+    async def range(self, start: Optional[bytes] = None, end: Optional[bytes] = None, *,
+                    prefix: Optional[bytes] = None, limit: Optional[int] = None, revision: Optional[int] = None,
+                    reverse: bool = False, keys_only: bool = False, count_only: bool = False,
+                    serializable: bool = False, timeout: Optional[float] = None,
+                    endpoint: Optional[EndpointLike] = None) -> RangeResult:
+        req = RangeRequest(_core.scan_range(start, end, prefix), limit, revision, reverse, keys_only, count_only)
+        ep = None if endpoint is None else Endpoint.of(endpoint)
+        return await self._run(_core.read(self._core, req, serializable=serializable, timeout=timeout, endpoint=ep))
+
+    async def delete(self, key: Optional[bytes] = None, end: Optional[bytes] = None, *,
+                     prefix: Optional[bytes] = None, prev: bool = False,
+                     timeout: Optional[float] = None) -> DeleteResult:
+        return await self._run(_core.delete(self._core, _core.key_range(key, prefix=prefix, end=end), prev=prev,
+                                            timeout=timeout))
+
+    async def txn(self, compares: Iterable[Compare] = (), success: Iterable[TxnOp] = (),
+                  failure: Iterable[TxnOp] = (), *, timeout: Optional[float] = None) -> TxnResult:
+        return await self._run(_core.txn(self._core, list(compares), list(success), list(failure), timeout))
+
+    async def compact(self, revision: int, *, timeout: Optional[float] = None) -> CompactResult:
+        return await self._run(_core.compact(self._core, revision, timeout))
+
+    async def status(self, endpoint: Optional[EndpointLike] = None, *, timeout: Optional[float] = None) -> NodeStatus:
+        route: _core.Route = _core.ANY if endpoint is None else Endpoint.of(endpoint)
+        return await self._run(_core.status(self._core, route, timeout))
+
+    async def status_all(self, *, timeout: Optional[float] = None) -> dict[Endpoint, Union[NodeStatus, FaunaError]]:
+        return await self._each(self.endpoints, lambda e: self._run(_core.status(self._core, e, timeout, 1)))
+
+    async def find_leader(self, *, timeout: Optional[float] = None) -> Endpoint:
+        if self.leader is not None:
+            return self.leader
+        return _core.pick_leader(self._core, None, await self.status_all(timeout=timeout))
+
+    async def members(self, *, timeout: Optional[float] = None) -> list[Member]:
+        return await self._run(_core.members(self._core, timeout))
+
+    async def add_learner(self, node_id: int, peer: EndpointLike, client: EndpointLike, *,
+                          timeout: Optional[float] = None) -> list[Member]:
+        body = MemberChange.add_learner(node_id, Endpoint.of(peer), Endpoint.of(client))
+        return await self._run(_core.member_change(self._core, body, timeout))
+
+    async def promote(self, node_id: int, *, timeout: Optional[float] = None) -> list[Member]:
+        return await self._run(_core.member_change(self._core, MemberChange.promote(node_id), timeout))
+
+    async def remove_member(self, node_id: int, *, timeout: Optional[float] = None) -> list[Member]:
+        return await self._run(_core.member_change(self._core, MemberChange.remove(node_id), timeout))
+
+    async def transfer_leadership(self, node_id: int, *, timeout: Optional[float] = None) -> None:
+        await self._run(_core.transfer_leadership(self._core, node_id, timeout))
+
+    async def hash_kv(self, endpoint: Optional[EndpointLike] = None, *, timeout: Optional[float] = None) -> HashKVResult:
+        route: _core.Route = _core.ANY if endpoint is None else Endpoint.of(endpoint)
+        return await self._run(_core.hash_kv(self._core, route, timeout))
+
+    async def hash_kv_all(self, *, timeout: Optional[float] = None) -> dict[Endpoint, Union[HashKVResult, FaunaError]]:
+        return await self._each(self.endpoints, lambda e: self._run(_core.hash_kv(self._core, e, timeout, 1)))
