@@ -142,7 +142,7 @@ class ClusterState:
     def next_cursor(self) -> int:
         with self._lock:
             self._cursor += 1
-            return self._cursor
+            return self._cursor - 1
 
     def pick(self, route: Route, cursor: int, avoiding: Optional[Endpoint] = None) -> Endpoint:
         """The endpoint for an attempt: the route's node, or the known leader (for LEADER) unless

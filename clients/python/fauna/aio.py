@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from typing import Any, Awaitable, Callable, Iterable, Optional, Union
 
 from . import _core
@@ -26,7 +27,7 @@ from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResul
 from .codec import frame
 from .config import ClientConfig, load_cluster_file
 from .errors import ClientClosed, ConnectionFailed, ConnectionLost, FaunaError, ProtocolError, RequestTimeout
-from .pool import Demux, PoolBase, decoder_for
+from .pool import OPEN, PICK_POLL_S, Demux, PoolBase, decoder_for
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
     RangeResult, Record, TxnOp,
@@ -121,12 +122,22 @@ class AsyncPool(PoolBase[AsyncConnection]):
 
     async def request(self, endpoint: Endpoint, kind: int, body: bytes, *, timeout: float,
                       connect_timeout: Optional[float] = None) -> tuple[int, bytes]:
-        conn = self._pick(endpoint)
-        if conn is None:
-            try:
-                conn = await AsyncConnection.open(endpoint, self.config, connect_timeout)
-            finally:
-                self._opened(endpoint, conn)
+        wait = connect_timeout or self.config.connect_timeout
+        deadline = time.monotonic() + wait
+        while True:
+            picked = self._pick(endpoint)
+            if not isinstance(picked, str):
+                return await picked.call(kind, body, timeout)
+            if picked == OPEN:
+                break
+            if time.monotonic() >= deadline:
+                raise ConnectionFailed(f"{endpoint}: no connection opened within {wait:.3f} s")
+            await asyncio.sleep(PICK_POLL_S)
+        conn: Optional[AsyncConnection] = None
+        try:
+            conn = await AsyncConnection.open(endpoint, self.config, connect_timeout)
+        finally:
+            self._opened(endpoint, conn)
         return await conn.call(kind, body, timeout)
 
     def close(self) -> None:

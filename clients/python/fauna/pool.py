@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Generic, Optional, Protocol, TypeVar
+import time
+from typing import Generic, Optional, Protocol, TypeVar, Union
 
 from .codec import Frame, FrameDecoder, frame
 from .config import ClientConfig
@@ -223,8 +224,9 @@ class PoolBase(Generic[C]):
         self._opening: dict[Endpoint, int] = {}
         self._closed = False
 
-    def _pick(self, endpoint: Endpoint) -> Optional[C]:
-        """A connection to use, or None: the caller opens one and reports it to `_opened`."""
+    def _pick(self, endpoint: Endpoint) -> Union[C, str]:
+        """A connection to use; or OPEN: the caller opens one and reports it to `_opened`; or
+        WAIT: connections are being opened up to the bound: ask again shortly."""
         limit = self.config.connections_per_endpoint
         with self._lock:
             if self._closed:
@@ -241,9 +243,9 @@ class PoolBase(Generic[C]):
             if best is not None and (best.in_flight == 0 or len(conns) + opening >= limit):
                 return best
             if best is None and opening >= limit:
-                raise TooManyInFlight(f"{endpoint}: {opening} connections being opened, at most {limit}")
+                return WAIT
             self._opening[endpoint] = opening + 1
-            return None
+            return OPEN
 
     def _opened(self, endpoint: Endpoint, conn: Optional[C]) -> None:
         """Ends an open that `_pick` asked for (`conn` None: it failed)."""
@@ -272,6 +274,10 @@ class PoolBase(Generic[C]):
             return conns
 
 
+OPEN, WAIT = "open", "wait"
+PICK_POLL_S = 0.005  # how often a request waiting for a connection being opened looks again
+
+
 class Pool(PoolBase[Connection]):
     """Blocking connections per endpoint, shared by threads. `request` is one attempt."""
 
@@ -281,9 +287,18 @@ class Pool(PoolBase[Connection]):
         return self.connection(endpoint, connect_timeout).call(kind, body, timeout)
 
     def connection(self, endpoint: Endpoint, connect_timeout: Optional[float] = None) -> Connection:
-        conn = self._pick(endpoint)
-        if conn is not None:
-            return conn
+        wait = connect_timeout or self.config.connect_timeout
+        deadline = time.monotonic() + wait
+        while True:
+            picked = self._pick(endpoint)
+            if not isinstance(picked, str):
+                return picked
+            if picked == OPEN:
+                break
+            if time.monotonic() >= deadline:
+                raise ConnectionFailed(f"{endpoint}: no connection opened within {wait:.3f} s")
+            time.sleep(PICK_POLL_S)
+        conn: Optional[Connection] = None
         try:
             conn = Connection(endpoint, self.config, connect_timeout)
         finally:
