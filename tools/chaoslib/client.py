@@ -105,7 +105,7 @@ class Client:
                 conn.close()
                 continue
             err = wire.parse_error(answer)
-            notes.append(f"{name}:{err.name}")
+            notes.append(f"{name}:{err.code_name}")
             if err.code == wire.ERR_NOT_LEADER:
                 self._follow_hint(err)
                 if self.leader == name:
@@ -147,7 +147,7 @@ class Client:
                 return "ok", res, notes
             if kind == wire.KIND_ERROR:
                 err = wire.parse_error(answer)
-                notes.append(f"{name}:{err.name}")
+                notes.append(f"{name}:{err.code_name}")
             else:
                 self.conns.pop(name, None)
                 conn.close()
