@@ -14,13 +14,14 @@ is the call's. The drivers are `Client._run` (sockets, time.sleep) and `AsyncCli
 """
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Generator, Optional, TypeVar, Union
+from typing import Callable, Generator, Iterable, Mapping, Optional, TypeVar, Union
 
-from .config import ClientConfig
+from .config import ClientConfig, load_cluster_file
 from .errors import (
     Behind, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, InvalidArgument, NotLeader, Overloaded,
     ProtocolError, RequestTimeout, ServerError, SessionExpired, Timeout, TooManyInFlight, Unavailable,
@@ -29,8 +30,9 @@ from .wire import (
     ApplyResult, Command, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, Kind, Member,
     MemberChange, NodeStatus, Outcome, Proposal, Put, PutOpResult, RangeRequest, RangeResult, ReadRequest, Record,
     Txn, TxnOp, Compare, apply_result_error, as_bytes, check_key, decode_apply_result, decode_error, decode_hashkv,
-    decode_members, decode_range_result, decode_status, varint,
+    decode_members, decode_range_result, decode_status,
 )
+from .codec import varint
 
 T = TypeVar("T")
 
@@ -240,6 +242,40 @@ class Core:
     def backoff(self, failures: int) -> float:
         d = min(self.config.backoff_max, self.config.backoff_initial * (2 ** min(failures, 20)))
         return self.rng.uniform(d / 2, d)
+
+
+class ClientBase:
+    """What the blocking and the asyncio client share: their Core and its read-only views."""
+
+    def __init__(self, endpoints: Iterable[Union[Endpoint, tuple[str, int], str]], config: Optional[ClientConfig]):
+        self._core = Core(list(endpoints), config)
+
+    @classmethod
+    def from_config(cls: type[CB], path: Union[str, "os.PathLike[str]"] = "cluster.toml", *,
+                    config: Optional[ClientConfig] = None) -> CB:
+        """A client of the nodes (client addresses) listed in a cluster.toml."""
+        return cls(load_cluster_file(path).endpoints, config=config)
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._core.state.endpoints)
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._core.config
+
+    @property
+    def leader(self) -> Optional[Endpoint]:
+        """The node the client believes leads (learned from answers and hints), if any."""
+        return self._core.state.leader
+
+    @property
+    def client_id(self) -> int:
+        """The client's own session ID (its first session; concurrent writes open more)."""
+        return self._core.sessions.primary.client_id
+
+
+CB = TypeVar("CB", bound=ClientBase)
 
 
 # --- the retry loop --------------------------------------------------------------------------
@@ -520,7 +556,7 @@ def add_learner_body(node_id: int, peer: object, client: object) -> bytes:
     return MemberChange.add_learner(node_id, Endpoint.of(peer), Endpoint.of(client))  # type: ignore[arg-type]
 
 
-def pick_leader(core: Core, known: Optional[Endpoint], statuses: dict[Endpoint, object]) -> Endpoint:
+def pick_leader(core: Core, known: Optional[Endpoint], statuses: Mapping[Endpoint, object]) -> Endpoint:
     """The known leader, else the endpoint whose status says it leads in the highest term."""
     if known is not None:
         return known

@@ -16,8 +16,8 @@ A client belongs to the event loop it is first used on.
 """
 from __future__ import annotations
 
+import importlib
 import asyncio
-import os
 import socket
 import time
 from typing import Any, Awaitable, Callable, Iterable, Optional, Union
@@ -25,9 +25,9 @@ from typing import Any, Awaitable, Callable, Iterable, Optional, Union
 from . import _core
 from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult
 from .codec import frame
-from .config import ClientConfig, load_cluster_file
+from .config import ClientConfig
 from .errors import ClientClosed, ConnectionFailed, ConnectionLost, FaunaError, ProtocolError, RequestTimeout
-from .pool import OPEN, PICK_POLL_S, Demux, PoolBase, decoder_for
+from .pool import OPEN, PICK_POLL_S, Demux, Demuxed, PoolBase, decoder_for
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
     RangeResult, Record, TxnOp,
@@ -39,7 +39,7 @@ EndpointLike = Union[Endpoint, tuple[str, int], str]
 _READ_BYTES = 1 << 16
 
 
-class AsyncConnection:
+class AsyncConnection(Demuxed):
     """One pipelined connection on asyncio streams (the asyncio twin of pool.Connection)."""
 
     def __init__(self, endpoint: Endpoint, config: ClientConfig, reader: asyncio.StreamReader,
@@ -63,14 +63,6 @@ class AsyncConnection:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(endpoint, config, reader, writer)
-
-    @property
-    def is_closed(self) -> bool:
-        return self._demux.is_closed
-
-    @property
-    def in_flight(self) -> int:
-        return self._demux.in_flight
 
     async def call(self, kind: int, body: bytes, timeout: float) -> tuple[int, bytes]:
         """As pool.Connection.call."""
@@ -145,34 +137,13 @@ class AsyncPool(PoolBase[AsyncConnection]):
             c.close()
 
 
-class AsyncClient:
+class AsyncClient(_core.ClientBase):
     """An asyncio client of a Fauna cluster: every method of `fauna.Client`, awaitable."""
 
     def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None):
-        self._core = _core.Core(list(endpoints), config)
+        super().__init__(endpoints, config)
         self._pool = AsyncPool(self._core.config)
         self._closed = False
-
-    @classmethod
-    def from_config(cls, path: Union[str, os.PathLike[str]] = "cluster.toml", *,
-                    config: Optional[ClientConfig] = None) -> "AsyncClient":
-        return cls(load_cluster_file(path).endpoints, config=config)
-
-    @property
-    def endpoints(self) -> list[Endpoint]:
-        return list(self._core.state.endpoints)
-
-    @property
-    def config(self) -> ClientConfig:
-        return self._core.config
-
-    @property
-    def leader(self) -> Optional[Endpoint]:
-        return self._core.state.leader
-
-    @property
-    def client_id(self) -> int:
-        return self._core.sessions.primary.client_id
 
     @property
     def pool(self) -> AsyncPool:
@@ -245,7 +216,7 @@ class AsyncClient:
                   **verify_options: Any) -> Optional[Record]:
         ep = None if endpoint is None else Endpoint.of(endpoint)
         if verify:
-            from . import verify as _v
+            _v = importlib.import_module(".verify", __package__)  # fauna.verify, on use
             verified = getattr(_v, "verified_get_async", None)
             if verified is None:
                 raise NotImplementedError("fauna.verify has no verified_get_async: use fauna.Client for verified reads")

@@ -33,15 +33,15 @@ Hook for other modules (fauna.verify, fauna.audit, fauna.cli) — the generic re
 """
 from __future__ import annotations
 
+import importlib
 import concurrent.futures
-import os
 import threading
 import time
 from typing import Any, Iterable, Optional, Union
 
 from . import _core
 from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult
-from .config import ClientConfig, load_cluster_file
+from .config import ClientConfig
 from .errors import ClientClosed, FaunaError
 from .pool import Pool
 from .wire import (
@@ -54,40 +54,14 @@ __all__ = ["Client"]
 EndpointLike = Union[Endpoint, tuple[str, int], str]
 
 
-class Client:
+class Client(_core.ClientBase):
     """A blocking client of a Fauna cluster; see the module docstring."""
 
     def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None,
                  pool: Optional[Pool] = None):
-        self._core = _core.Core(list(endpoints), config)
+        super().__init__(endpoints, config)
         self._pool = pool or Pool(self._core.config)
         self._closed = threading.Event()
-
-    @classmethod
-    def from_config(cls, path: Union[str, os.PathLike[str]] = "cluster.toml", *,
-                    config: Optional[ClientConfig] = None) -> "Client":
-        """A client of the nodes (client addresses) listed in a cluster.toml."""
-        return cls(load_cluster_file(path).endpoints, config=config)
-
-    # --- state ---------------------------------------------------------------------------
-
-    @property
-    def endpoints(self) -> list[Endpoint]:
-        return list(self._core.state.endpoints)
-
-    @property
-    def config(self) -> ClientConfig:
-        return self._core.config
-
-    @property
-    def leader(self) -> Optional[Endpoint]:
-        """The node the client believes leads (learned from answers and hints), if any."""
-        return self._core.state.leader
-
-    @property
-    def client_id(self) -> int:
-        """The client's own session ID (its first session; concurrent writes open more)."""
-        return self._core.sessions.primary.client_id
 
     @property
     def pool(self) -> Pool:
@@ -178,7 +152,7 @@ class Client:
         `serializable` (any node, possibly stale). `verify`: a verified read (fauna.verify)."""
         ep = None if endpoint is None else Endpoint.of(endpoint)
         if verify:
-            from . import verify as _v
+            _v = importlib.import_module(".verify", __package__)  # fauna.verify, on use
             return _v.verified_get(self, key, revision=revision, timeout=timeout, endpoint=ep,  # type: ignore[no-any-return]
                                    **verify_options)
         return self._run(_core.get(self._core, key, revision=revision, serializable=serializable, timeout=timeout,

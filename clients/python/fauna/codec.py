@@ -121,13 +121,13 @@ class Reader:
         return self.take(1)[0]
 
     def u16(self) -> int:
-        return struct.unpack(">H", self.take(2))[0]
+        return int.from_bytes(self.take(2), "big")
 
     def u32(self) -> int:
-        return struct.unpack(">I", self.take(4))[0]
+        return int.from_bytes(self.take(4), "big")
 
     def u64(self) -> int:
-        return struct.unpack(">Q", self.take(8))[0]
+        return int.from_bytes(self.take(8), "big")
 
     def flag(self) -> bool:
         b = self.u8()

@@ -17,14 +17,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Generic, Optional, Protocol, TypeVar, Union
+from typing import Any, Generic, Optional, Protocol, TypeVar, Union
 
 from .codec import Frame, FrameDecoder, frame
 from .config import ClientConfig
 from .errors import ConnectionFailed, ConnectionLost, ProtocolError, RequestTimeout, TooManyInFlight
 from .wire import ANSWER_KINDS, Endpoint
 
-__all__ = ["Connection", "Pool", "PoolBase", "Demux", "ENDPOINTS_MAX", "decoder_for"]
+__all__ = ["Connection", "Pool", "PoolBase", "Demux", "Demuxed", "ENDPOINTS_MAX", "decoder_for"]
 
 W = TypeVar("W")
 ENDPOINTS_MAX = 64  # distinct nodes a pool connects to (configured ones plus leader hints)
@@ -104,7 +104,21 @@ class _Waiter:
         self.error: Optional[BaseException] = None
 
 
-class Connection:
+class Demuxed:
+    """A connection's pool-facing state, from its Demux."""
+
+    _demux: "Demux[Any]"
+
+    @property
+    def is_closed(self) -> bool:
+        return self._demux.is_closed
+
+    @property
+    def in_flight(self) -> int:
+        return self._demux.in_flight
+
+
+class Connection(Demuxed):
     """One pipelined, thread-safe connection to a node's client port."""
 
     def __init__(self, endpoint: Endpoint, config: ClientConfig, connect_timeout: Optional[float] = None):
@@ -123,14 +137,6 @@ class Connection:
         self._decoder = decoder_for(config)
         self._reader = threading.Thread(target=self._read_loop, name=f"fauna-reader-{endpoint}", daemon=True)
         self._reader.start()
-
-    @property
-    def is_closed(self) -> bool:
-        return self._demux.is_closed
-
-    @property
-    def in_flight(self) -> int:
-        return self._demux.in_flight
 
     def call(self, kind: int, body: bytes, timeout: float) -> tuple[int, bytes]:
         """Sends one request and waits at most `timeout` s for its answer (kind, body).

@@ -361,7 +361,7 @@ def decode_apply_result(body: bytes) -> ApplyResult:
     revision = rd.u64()
     flags = _reserved(rd.u8(), 0x01, "apply result flags")
     outcome = rd.u8()
-    common = {"revision": revision, "is_replay": bool(flags & 1), "outcome": outcome}
+    replay = bool(flags & 1)
     if outcome == Outcome.SUCCESS:
         succeeded = rd.flag()
         results: list[OpResult] = []
@@ -376,19 +376,19 @@ def decode_apply_result(body: bytes) -> ApplyResult:
                 results.append(RangeResult.read(rd))
             else:
                 raise ProtocolError(f"operation result tag {tag}, want 1...3")
-        res = ApplyResult(**common, succeeded=succeeded, results=results)
+        res = ApplyResult(revision, replay, outcome, succeeded=succeeded, results=results)
     elif outcome == Outcome.ALREADY_EXISTS:
-        res = ApplyResult(**common, existing_key=rd.kvbytes(KEY_BYTES_MAX, "key"))
+        res = ApplyResult(revision, replay, outcome, existing_key=rd.kvbytes(KEY_BYTES_MAX, "key"))
     elif outcome in (Outcome.COMPACTED, Outcome.FUTURE_REVISION):
-        res = ApplyResult(**common, requested=rd.u64(), limit_revision=rd.u64())
+        res = ApplyResult(revision, replay, outcome, requested=rd.u64(), limit_revision=rd.u64())
     elif outcome == Outcome.INVALID:
         code = rd.u8()
         reason = rd.kvbytes(MESSAGE_BYTES_MAX * 16, "reason").decode("utf-8", "replace")
-        res = ApplyResult(**common, invalid_code=code, reason=reason)
+        res = ApplyResult(revision, replay, outcome, invalid_code=code, reason=reason)
     elif outcome == Outcome.SESSION_EXPIRED:
         seq = rd.u64()
         last = rd.u64() if rd.flag() else None
-        res = ApplyResult(**common, sequence=seq, last_applied=last)
+        res = ApplyResult(revision, replay, outcome, sequence=seq, last_applied=last)
     else:
         raise ProtocolError(f"apply outcome {outcome}, want 0...5")
     rd.done()
