@@ -75,3 +75,45 @@ def test_unreachable_fails_within_deadline() -> None:
             with pytest.raises(fauna.ConnectionFailed):
                 await c.get(b"k")
     arun(main())
+
+
+def test_async_pipelining_and_broken_frames_against_a_fake_node() -> None:
+    """Answers in reverse order reach their callers; a bad CRC closes the connection, fails
+    the callers waiting on it, and the next request opens a new one."""
+    import threading
+
+    from fauna import codec
+    from fauna.aio import AsyncPool
+    from fauna.wire import Kind
+    from test_pool import FakeConn, FakeNode
+
+    held: list = []
+    lock = threading.Lock()
+
+    def handler(conn: FakeConn, f: codec.Frame) -> None:
+        if f.body == b"bad":
+            good = codec.frame(Kind.STATUS_RESPONSE, f.request_id, b"abc")
+            return conn.send(good[:-1] + b"x")
+        with lock:
+            held.append((conn, f))
+            if len(held) == 5:
+                for c, g in reversed(held):
+                    c.answer(g, b"re:" + g.body)
+                held.clear()
+
+    n = FakeNode(handler)
+    try:
+        async def main() -> None:
+            pool = AsyncPool(fauna.ClientConfig(connections_per_endpoint=1, request_timeout=2.0))
+            got = await asyncio.gather(*(pool.request(n.endpoint, Kind.STATUS, b"%d" % i, timeout=5)
+                                         for i in range(5)))
+            assert got == [(Kind.STATUS_RESPONSE, b"re:%d" % i) for i in range(5)]
+            with pytest.raises(fauna.ConnectionLost):
+                await pool.request(n.endpoint, Kind.STATUS, b"bad", timeout=5)
+            late = [pool.request(n.endpoint, Kind.STATUS, b"%d" % i, timeout=5) for i in range(5)]
+            assert len(await asyncio.gather(*late)) == 5
+            assert n.accepted == 2
+            pool.close()
+        arun(main())
+    finally:
+        n.close()

@@ -210,3 +210,30 @@ def test_unreachable_cluster_fails_within_deadline() -> None:
         with pytest.raises(fauna.ConnectionFailed):
             c.put(b"k", b"v")
     assert time.monotonic() - t0 < 3.0
+
+
+def test_session_semantics_of_the_node(client: fauna.Client, prefix: bytes) -> None:
+    """docs/KV-COMMANDS.md "Sessions", as the node applies them (raw writes, chosen sessions)."""
+    import random
+
+    from fauna.wire import Kind, Outcome, Proposal, decode_apply_result
+    cid = random.getrandbits(63) | 1
+
+    def raw(seq: int, v: bytes, client_id: int = cid) -> fauna.ApplyResult:
+        kind, body = client.request(Kind.WRITE, Proposal(Put(prefix + b"s", v), client_id, seq).encode())
+        assert kind == Kind.WRITE_RESPONSE
+        return decode_apply_result(body)
+
+    first = raw(1, b"a")
+    assert first.outcome == Outcome.SUCCESS and not first.is_replay
+    again = raw(1, b"a")  # a retry: the stored result, nothing written
+    assert again.is_replay and again.outcome == Outcome.SUCCESS
+    rec = client.get(prefix + b"s")
+    assert rec is not None and rec.version == 1 and rec.mod_revision == first.revision
+    assert raw(3, b"b").outcome == Outcome.SUCCESS  # gaps are allowed
+    old = raw(2, b"c")
+    assert old.outcome == Outcome.SESSION_EXPIRED and (old.sequence, old.last_applied) == (2, 3)
+    stranger = raw(5, b"d", cid ^ (1 << 62))  # an unknown client must start at 1
+    assert stranger.outcome == Outcome.SESSION_EXPIRED and (stranger.sequence, stranger.last_applied) == (5, None)
+    rec = client.get(prefix + b"s")
+    assert rec is not None and rec.value == b"b" and rec.version == 2
