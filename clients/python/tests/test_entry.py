@@ -78,7 +78,7 @@ def test_v2_check_writes_outcomes_branches_and_paths() -> None:
 def test_v1_check_writes_reads_the_proposal() -> None:
     put = JournalEntry(4, 1, 0, put_payload(b"k", b"v", session=(77, 1)))
     assert check_writes(put, None, b"k", b"v") == "put; effect not proven (leaf v1)"
-    with pytest.raises(EntryMismatch, match=r"puts another value \(2 bytes\) under this key"):
+    with pytest.raises(EntryMismatch, match=r"puts another value \(1 bytes\) under this key"):
         check_writes(put, None, b"k", b"vv")
     with pytest.raises(EntryMismatch, match="puts another key"):
         check_writes(put, None, b"j", b"v")
