@@ -152,6 +152,8 @@ class StandinCluster:
                     k, b = c.request(audit.STATUS, b"", timeout=1.0, endpoint=e)
                     st = audit.decode_node_status(b)
                     leader |= st.role == audit.ROLE_LEADER
+                    if st.leader is None:
+                        raise ConnectionError("a node knows no leader yet")
                     sizes.append(st.applied_index)
                     k, b = c.request(audit.SIGNED_TREE_HEAD, audit.encode_tree_head_request(), timeout=1.0, endpoint=e)
                     if k != audit.SIGNED_TREE_HEAD_RESPONSE:
