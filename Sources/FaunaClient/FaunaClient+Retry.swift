@@ -55,7 +55,12 @@ extension FaunaClient {
                     throw FaunaClientError(response: response, from: endpoint)
                 }
             case .success(let answer):
-                if route == .leader { noteLeader(endpoint) }
+                // Only an answer the node gives as leader names it: any node serves linearizable
+                // reads (ReadIndex) and the member list.
+                switch request {
+                case .read, .members: break
+                default: if route == .leader { noteLeader(endpoint) }
+                }
                 return answer
             }
             budget.lastFailure = failure
