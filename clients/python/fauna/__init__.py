@@ -3,21 +3,27 @@
     import fauna
     with fauna.Client.from_config("cluster.toml") as c:
         c.put(b"k", b"v")
-        c.get(b"k")
+        c.get(b"k")                 # a fauna.Record, or None
+        c.get(b"k", verify=True)    # a fauna.VerifiedRecord, proven (docs/AUDIT.md §10)
 
-`fauna.aio.AsyncClient` is the asyncio twin; `fauna.wire` holds the message codecs.
+`fauna.AsyncClient` (`fauna.aio`) is the asyncio twin. Modules: `fauna.wire` (the client
+messages), `fauna.audit` (the audit messages), `fauna.verify` (verified reads), `fauna.proof`
+(proof files), `fauna.trust` (trusted.json), `fauna.merkle`, `fauna.entry`; `fauna.cli` is the
+`fauna` command (`fauna verify-proof`).
 """
 from __future__ import annotations
 
 from ._core import CompactResult, DeleteResult, PutResult, TxnResult
+from .aio import AsyncClient
 from .client import Client
 from .config import ClientConfig, ClusterFile, NodeConfig, load_cluster_file
 from .errors import (
-    Behind, ClientClosed, Compacted, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, FutureRevision,
-    InternalError, InvalidArgument, InvalidRequest, NotLeader, Overloaded, PeerRejected, ProtocolError,
-    RequestTimeout, ServerError, SessionExpired, Timeout, TooManyInFlight, Unavailable, Unsupported,
-    VerificationError,
+    Behind, ClientClosed, Compacted, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, ForgedHeadError,
+    ForkError, FutureRevision, InternalError, InvalidArgument, InvalidProof, InvalidRequest, LyingNodeError, NotLeader,
+    Overloaded, PeerRejected, ProtocolError, RequestTimeout, RollbackError, ServerError, SessionExpired, Timeout,
+    TooManyInFlight, TrustError, TrustFileError, Unavailable, Unsupported, VerificationError,
 )
+from .verify import VerifiedHead, VerifiedRecord, verified_get, verified_get_async, verify_head
 from .wire import (
     ApplyResult, Compare, CompareOp, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, Member,
     NodeStatus, Put, PutOpResult, RangeRequest, RangeResult, Record, Target, Txn, create_revision, mod_revision,
@@ -43,7 +49,7 @@ def txn_delete(key: bytes, *, prefix: bool = False, prev: bool = False) -> Delet
 
 
 __all__ = [
-    "Client", "ClientConfig", "ClusterFile", "NodeConfig", "load_cluster_file",
+    "Client", "AsyncClient", "ClientConfig", "ClusterFile", "NodeConfig", "load_cluster_file",
     "PutResult", "DeleteResult", "TxnResult", "CompactResult", "ApplyResult", "Record", "RangeResult",
     "PutOpResult", "DeleteOpResult", "NodeStatus", "Member", "HashKVResult", "Endpoint", "KeyRange",
     "Put", "DeleteRange", "RangeRequest", "Txn", "Compact", "Compare", "Target", "CompareOp",
@@ -52,4 +58,6 @@ __all__ = [
     "FutureRevision", "InvalidRequest", "InternalError", "PeerRejected", "Unsupported", "Behind",
     "ConnectionFailed", "ConnectionLost", "RequestTimeout", "TooManyInFlight", "DeadlineExceeded",
     "SessionExpired", "ClientClosed", "InvalidArgument", "ProtocolError", "VerificationError",
+    "LyingNodeError", "ForgedHeadError", "RollbackError", "ForkError", "TrustError", "InvalidProof", "TrustFileError",
+    "verified_get", "verified_get_async", "verify_head", "VerifiedRecord", "VerifiedHead",
 ]

@@ -247,14 +247,19 @@ class Core:
 class ClientBase:
     """What the blocking and the asyncio client share: their Core and its read-only views."""
 
-    def __init__(self, endpoints: Iterable[Union[Endpoint, tuple[str, int], str]], config: Optional[ClientConfig]):
+    def __init__(self, endpoints: Iterable[Union[Endpoint, tuple[str, int], str]], config: Optional[ClientConfig],
+                 cluster_name: Optional[str] = None):
         self._core = Core(list(endpoints), config)
+        #: The cluster's name (from cluster.toml): verified reads keep their trusted state in
+        #: fctl's ~/.config/fauna/<name>/trusted.json. None if unknown.
+        self.cluster_name = cluster_name or None
 
     @classmethod
     def from_config(cls: type[CB], path: Union[str, "os.PathLike[str]"] = "cluster.toml", *,
                     config: Optional[ClientConfig] = None) -> CB:
-        """A client of the nodes (client addresses) listed in a cluster.toml."""
-        return cls(load_cluster_file(path).endpoints, config=config)
+        """A client of the nodes (client addresses) listed in a cluster.toml, knowing its name."""
+        cluster = load_cluster_file(path)
+        return cls(cluster.endpoints, config=config, cluster_name=cluster.name)
 
     @property
     def endpoints(self) -> list[Endpoint]:

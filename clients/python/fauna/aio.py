@@ -16,7 +16,6 @@ A client belongs to the event loop it is first used on.
 """
 from __future__ import annotations
 
-import importlib
 import asyncio
 import socket
 import time
@@ -26,8 +25,12 @@ from . import _core
 from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult
 from .codec import frame
 from .config import ClientConfig
-from .errors import ClientClosed, ConnectionFailed, ConnectionLost, FaunaError, ProtocolError, RequestTimeout
+from .client import Client
+from .errors import (
+    ClientClosed, ConnectionFailed, ConnectionLost, FaunaError, InvalidArgument, ProtocolError, RequestTimeout,
+)
 from .pool import OPEN, PICK_POLL_S, Demux, Demuxed, PoolBase, decoder_for
+from .verify import verified_get_async
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
     RangeResult, Record, TxnOp,
@@ -140,18 +143,32 @@ class AsyncPool(PoolBase[AsyncConnection]):
 class AsyncClient(_core.ClientBase):
     """An asyncio client of a Fauna cluster: every method of `fauna.Client`, awaitable."""
 
-    def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None):
-        super().__init__(endpoints, config)
+    def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None,
+                 cluster_name: Optional[str] = None):
+        super().__init__(endpoints, config, cluster_name)
         self._pool = AsyncPool(self._core.config)
         self._closed = False
+        self._twin: Optional[Client] = None
 
     @property
     def pool(self) -> AsyncPool:
         return self._pool
 
+    def blocking_twin(self) -> Client:
+        """A blocking `fauna.Client` of the same endpoints, config and cluster name, opened on
+        first use and closed with this client: verified reads run on it in a worker thread
+        (`fauna.verify.verified_get_async`)."""
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        if self._twin is None:
+            self._twin = Client(self.endpoints, config=self.config, cluster_name=self.cluster_name)
+        return self._twin
+
     async def close(self) -> None:
         self._closed = True
         self._pool.close()
+        if self._twin is not None:
+            self._twin.close()
         await asyncio.sleep(0)  # lets the reader tasks see their cancellation
 
     async def __aenter__(self) -> "AsyncClient":
@@ -213,14 +230,17 @@ class AsyncClient(_core.ClientBase):
 
     async def get(self, key: bytes, *, revision: Optional[int] = None, serializable: bool = False,
                   verify: bool = False, timeout: Optional[float] = None, endpoint: Optional[EndpointLike] = None,
-                  **verify_options: Any) -> Optional[Record]:
+                  trusted_path: Optional[str] = None, cluster_name: Optional[str] = None) -> Optional[Record]:
+        """As `Client.get`; `verify=True` runs `fauna.verify.verified_get_async` (the blocking
+        checks in a worker thread, on `blocking_twin()`)."""
         ep = None if endpoint is None else Endpoint.of(endpoint)
         if verify:
-            _v = importlib.import_module(".verify", __package__)  # fauna.verify, on use
-            verified = getattr(_v, "verified_get_async", None)
-            if verified is None:
-                raise NotImplementedError("fauna.verify has no verified_get_async: use fauna.Client for verified reads")
-            return await verified(self, key, revision=revision, timeout=timeout, endpoint=ep, **verify_options)  # type: ignore[no-any-return]
+            if serializable:
+                raise InvalidArgument("verify=True reads linearizably: drop serializable=True")
+            return await verified_get_async(self, key, revision=revision, timeout=timeout, endpoint=ep,
+                                            trusted_path=trusted_path, cluster_name=cluster_name)
+        if trusted_path is not None or cluster_name is not None:
+            raise InvalidArgument("trusted_path= and cluster_name= go with verify=True")
         return await self._run(_core.get(self._core, key, revision=revision, serializable=serializable,
                                          timeout=timeout, endpoint=ep))
 

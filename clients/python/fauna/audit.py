@@ -1,49 +1,41 @@
-"""Codecs of the audit RPCs (docs/PROTOCOL.md "Audit messages") and of the few other messages a
-verified read needs (one-key read, node status, error answers), written from the documents.
+"""Codecs of the audit RPCs (docs/PROTOCOL.md "Audit messages"), written from the documents.
 
 Requests are encoded to bodies; answers are decoded from bodies into frozen dataclasses, with
 every length and count checked against PROTOCOL.md's limits and the bytes remaining, and the
-body consumed exactly. Anything else raises `codec.ProtocolError`.
+body consumed exactly. Anything else raises `ProtocolError`.
+
+Their frame kinds are in `fauna.wire.Kind` (SIGNED_TREE_HEAD ... MEMBERSHIP_CHANGES_RESPONSE),
+with every other kind; the messages a verified read also needs (a read, node status, the member
+list, error answers) are coded in `fauna.wire` and sent by `fauna.Client`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
-from .codec import ProtocolError, Reader, kvbytes, u8, u64, varint, vbytes
-from .entry import BRANCH_ELSE, EffectProof, EffectsSummary, JournalEntry, KEY_BYTES_MAX, PROPOSAL_BYTES_MAX
+from .codec import Reader, u8, varint, vbytes
+from .entry import BRANCH_ELSE, EffectProof, EffectsSummary, JournalEntry
+from .errors import InvalidArgument, ProtocolError
+from .wire import (CHECKSUM_BYTES_MAX, KEY_BYTES_MAX, MESSAGE_BYTES_MAX, PROPOSAL_BYTES_MAX, PUBLIC_KEY_BYTES_MAX,
+                   read_node_id)
 
-# Frame kinds (docs/PROTOCOL.md "Kinds").
-READ, READ_RESPONSE = 0x11, 0x91
-STATUS, STATUS_RESPONSE = 0x20, 0xA0
-SIGNED_TREE_HEAD, SIGNED_TREE_HEAD_RESPONSE = 0x30, 0xB0
-INCLUSION_PROOF, INCLUSION_PROOF_RESPONSE = 0x31, 0xB1
-CONSISTENCY_PROOF, CONSISTENCY_PROOF_RESPONSE = 0x32, 0xB2
-JOURNAL_ENTRY, JOURNAL_ENTRY_RESPONSE = 0x33, 0xB3
-STATE_DIGEST, STATE_DIGEST_RESPONSE = 0x34, 0xB4
-ENTRY_PROOF, ENTRY_PROOF_RESPONSE = 0x35, 0xB5
-MEMBERSHIP_CHANGES, MEMBERSHIP_CHANGES_RESPONSE = 0x36, 0xB6
-ERROR = 0xFF
+__all__ = [
+    "PROOF_HASHES_MAX", "SIGNATURE_BYTES_MAX", "MEMBERSHIP_CHANGES_MAX", "CLUSTER_ID_BYTES", "HASH_BYTES",
+    "encode_tree_head_request", "SignedTreeHead1", "decode_signed_tree_head", "encode_inclusion_proof_request",
+    "encode_consistency_proof_request", "Proof", "decode_proof", "encode_journal_entry_request",
+    "decode_journal_entry", "encode_entry_proof_request", "EntryProofResult", "decode_entry_proof",
+    "encode_membership_changes_request", "decode_membership_changes", "encode_state_digest_request",
+    "StateDigestResult", "decode_state_digest",
+]
 
-# Error codes (docs/PROTOCOL.md "Client messages").
-ERROR_BEHIND = 11
-
-# docs/PROTOCOL.md "Limits (RPCLimits)".
+# docs/PROTOCOL.md "Limits (RPCLimits)" of the audit messages only (the others are in fauna.wire).
 PROOF_HASHES_MAX = 192
-PUBLIC_KEY_BYTES_MAX = 256
 SIGNATURE_BYTES_MAX = 256
 MEMBERSHIP_CHANGES_MAX = 64
-DIGEST_BYTES_MAX = 64
-MESSAGE_BYTES_MAX = 4096
-HOST_BYTES_MAX = 255
 CLUSTER_ID_BYTES = 16
 HASH_BYTES = 32
 
-
-def _node_id(r: Reader, what: str) -> int:
-    n = r.varint()
-    if n == 0:
-        raise ProtocolError(f"{what}: node ID 0")
-    return n
+T = TypeVar("T")
 
 
 def _hashes(r: Reader, what: str) -> tuple[bytes, ...]:
@@ -55,7 +47,7 @@ def _hashes(r: Reader, what: str) -> tuple[bytes, ...]:
     return tuple(r.take(HASH_BYTES) for _ in range(n))
 
 
-def _decode(body: bytes, what: str, decode):  # type: ignore[no-untyped-def]
+def _decode(body: bytes, what: str, decode: Callable[[Reader], T]) -> T:
     r = Reader(body)
     try:
         out = decode(r)
@@ -88,7 +80,7 @@ class SignedTreeHead1:
 def decode_signed_tree_head(body: bytes) -> SignedTreeHead1:
     def d(r: Reader) -> SignedTreeHead1:
         return SignedTreeHead1(
-            node_id=_node_id(r, "node ID"), applied_index=r.varint(), cluster_id=r.take(CLUSTER_ID_BYTES),
+            node_id=read_node_id(r, "node ID"), applied_index=r.varint(), cluster_id=r.take(CLUSTER_ID_BYTES),
             tree_size=r.varint(), root_hash=r.take(HASH_BYTES),
             public_key=r.vbytes(PUBLIC_KEY_BYTES_MAX, "public key"), signature=r.vbytes(SIGNATURE_BYTES_MAX, "signature"))
     return _decode(body, "signedTreeHeadResponse", d)
@@ -139,7 +131,7 @@ def decode_journal_entry(body: bytes) -> JournalEntry:
 def encode_entry_proof_request(index: int, key: bytes) -> bytes:
     """EntryProofRequest; an empty key asks for the entry and its summary only."""
     if len(key) > KEY_BYTES_MAX:
-        raise ValueError(f"key of {len(key)} bytes, at most {KEY_BYTES_MAX}")
+        raise InvalidArgument(f"key of {len(key)} bytes, at most {KEY_BYTES_MAX}")
     return varint(index) + vbytes(key)
 
 
@@ -203,146 +195,8 @@ class StateDigestResult:
 
 def decode_state_digest(body: bytes) -> StateDigestResult:
     def d(r: Reader) -> StateDigestResult:
-        node_id, revision = _node_id(r, "node ID"), r.varint()
-        digest, root = r.vbytes(DIGEST_BYTES_MAX, "digest"), r.take(HASH_BYTES)
+        node_id, revision = read_node_id(r, "node ID"), r.varint()
+        digest, root = r.vbytes(CHECKSUM_BYTES_MAX, "digest"), r.take(HASH_BYTES)
         checked = r.varint() if r.flag() else None
         return StateDigestResult(node_id, revision, digest, root, checked, r.vstring(MESSAGE_BYTES_MAX, "journal problem"))
     return _decode(body, "stateDigestResponse", d)
-
-
-# --- what else a verified read uses: a one-key read, node status, error answers ----------------
-
-def encode_get_request(key: bytes, revision: int | None = None) -> bytes:
-    """ReadRequest: a linearizable read of [key, key‖00) with limit 1, as of `revision` if given."""
-    if not 1 <= len(key) <= KEY_BYTES_MAX:
-        raise ValueError(f"key of {len(key)} bytes, want 1...{KEY_BYTES_MAX}")
-    flags = 0x08 | (0x10 if revision else 0)
-    body = u8(0) + u8(flags) + kvbytes(key) + u8(1) + kvbytes(key + b"\x00") + u64(1)
-    return body + (u64(revision) if revision else b"")
-
-
-@dataclass(frozen=True)
-class Record:
-    key: bytes
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-
-
-@dataclass(frozen=True)
-class RangeResult:
-    count: int
-    has_more: bool
-    revision: int
-    records: tuple[Record, ...]
-
-
-def decode_range_result(body: bytes) -> RangeResult:
-    def d(r: Reader) -> RangeResult:
-        count, has_more, revision, n = r.u64(), r.flag(), r.u64(), r.u32()
-        if n * 33 > r.remaining:  # per record at least a key length (4) and a record (29)
-            raise ProtocolError(f"{n} records, only {r.remaining} bytes left")
-        records = []
-        for _ in range(n):
-            key = r.kvbytes(KEY_BYTES_MAX, "key")
-            version = r.u8()
-            if version != 1:
-                raise ProtocolError(f"record version {version}, want 1")
-            create, mod, ver = r.u64(), r.u64(), r.u64()
-            value = r.kvbytes(1 << 20, "value")
-            if not (ver >= 1 and 1 <= create <= mod):
-                raise ProtocolError(f"record revisions create {create}, mod {mod}, version {ver}: invalid")
-            records.append(Record(key, value, create, mod, ver))
-        return RangeResult(count, has_more, revision, tuple(records))
-    return _decode(body, "readResponse", d)
-
-
-ROLE_LEADER = 3
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    node_id: int
-    role: int
-    term: int
-    leader: int | None
-    commit_index: int
-    applied_index: int
-    tree_size: int
-
-
-def decode_node_status(body: bytes) -> NodeStatus:
-    def d(r: Reader) -> NodeStatus:
-        node_id, role, flags, term = _node_id(r, "node ID"), r.u8(), r.u8(), r.varint()
-        if role > ROLE_LEADER:
-            raise ProtocolError(f"role {role}, want 0...3")
-        if flags & ~0x03:
-            raise ProtocolError(f"status flags {flags:#04x}: reserved bits set")
-        leader = _node_id(r, "leader") if flags & 0x02 else None
-        commit, applied, size = r.varint(), r.varint(), r.varint()
-        r.varint()  # dbSizeBytes
-        return NodeStatus(node_id, role, term, leader, commit, applied, size)
-    return _decode(body, "statusResponse", d)
-
-
-MEMBERS = 0x21
-MEMBERS_RESPONSE = 0xA1
-MEMBERS_MAX = 1024
-
-
-@dataclass(frozen=True)
-class Member:
-    node_id: int
-    client_address: str
-    is_learner: bool
-    public_key: bytes
-
-
-def _endpoint(r: Reader) -> str:
-    host = r.vstring(HOST_BYTES_MAX, "host")
-    if not host:
-        raise ProtocolError("empty host")
-    return f"{host}:{r.u16()}"
-
-
-def decode_member_list(body: bytes) -> tuple[Member, ...]:
-    """MemberList (the answer to `members`)."""
-    def d(r: Reader) -> tuple[Member, ...]:
-        n = r.varint()
-        if n > MEMBERS_MAX or n * 10 > r.remaining:
-            raise ProtocolError(f"{n} members: over the limit or the bytes left")
-        out = []
-        for _ in range(n):
-            node_id = _node_id(r, "member ID")
-            _endpoint(r)  # peer address
-            client = _endpoint(r)
-            learner = r.flag()
-            out.append(Member(node_id, client, learner, r.vbytes(PUBLIC_KEY_BYTES_MAX, "public key")))
-        return tuple(out)
-    return _decode(body, "membersResponse", d)
-
-
-@dataclass(frozen=True)
-class ErrorAnswer:
-    code: int
-    message: str
-
-
-def decode_error(body: bytes) -> ErrorAnswer:
-    """ErrorResponse; the leader hint is read and dropped."""
-    def d(r: Reader) -> ErrorAnswer:
-        code = r.varint()
-        if code > 0xFFFF:
-            raise ProtocolError(f"error code {code} over 65535")
-        message = r.vstring(MESSAGE_BYTES_MAX, "error message")
-        hints = r.u8()
-        if hints & ~0x03 or hints == 0x02:
-            raise ProtocolError(f"error hint flags {hints:#04x}")
-        if hints & 0x01:
-            _node_id(r, "leader")
-        if hints & 0x02:
-            r.vstring(HOST_BYTES_MAX, "host")
-            r.u16()
-        return ErrorAnswer(code, message)
-    return _decode(body, "error", d)

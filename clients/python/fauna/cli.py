@@ -84,9 +84,8 @@ def _parse(argv: list[str]) -> _Args:
 
 def verify_proof_main(argv: list[str], prog: str = "fauna verify-proof") -> int:
     """`verify-proof`: returns the exit status (0 all OK, 1 some FAIL, 2 usage or unreadable)."""
+    from .errors import InvalidProof, TrustFileError
     from .proof import verify_bytes
-    from .trust import TrustFileError
-    from .verify import InvalidProof
 
     try:
         args = _parse(argv)

@@ -29,11 +29,11 @@ Hook for other modules (fauna.verify, fauna.audit, fauna.cli) — the generic re
 - `client.endpoints` (configured), `client.members()` (their client addresses as the leader
   knows them, `Member.client`), `client.leader` (believed leader, or None), `client.config`.
 - `client.get(key, verify=True, ...)` calls `fauna.verify.verified_get(client, key,
-  revision=..., timeout=..., endpoint=..., **verify_options)` (imported on use).
+  revision=..., timeout=..., endpoint=..., trusted_path=..., cluster_name=...)`.
+- `client.cluster_name`: the cluster's name from cluster.toml (`from_config`), or None.
 """
 from __future__ import annotations
 
-import importlib
 import concurrent.futures
 import threading
 import time
@@ -42,8 +42,9 @@ from typing import Any, Iterable, Optional, Union
 from . import _core
 from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult
 from .config import ClientConfig
-from .errors import ClientClosed, FaunaError
+from .errors import ClientClosed, FaunaError, InvalidArgument
 from .pool import Pool
+from .verify import verified_get
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
     RangeResult, Record, TxnOp,
@@ -58,8 +59,8 @@ class Client(_core.ClientBase):
     """A blocking client of a Fauna cluster; see the module docstring."""
 
     def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None,
-                 pool: Optional[Pool] = None):
-        super().__init__(endpoints, config)
+                 pool: Optional[Pool] = None, cluster_name: Optional[str] = None):
+        super().__init__(endpoints, config, cluster_name)
         self._pool = pool or Pool(self._core.config)
         self._closed = threading.Event()
 
@@ -147,14 +148,23 @@ class Client(_core.ClientBase):
 
     def get(self, key: bytes, *, revision: Optional[int] = None, serializable: bool = False, verify: bool = False,
             timeout: Optional[float] = None, endpoint: Optional[EndpointLike] = None,
-            **verify_options: Any) -> Optional[Record]:
+            trusted_path: Optional[str] = None, cluster_name: Optional[str] = None) -> Optional[Record]:
         """The record of `key` (at `revision`, or now), or None. Linearizable unless
-        `serializable` (any node, possibly stale). `verify`: a verified read (fauna.verify)."""
+        `serializable` (any node, possibly stale); at `endpoint` only if given.
+
+        `verify=True`: a verified read (`fauna.verify.verified_get`, docs/AUDIT.md §10): the
+        record returned is a `VerifiedRecord` proven by a quorum of the pinned member keys in
+        trusted.json (`trusted_path`, default fctl's file for `cluster_name` or the client's
+        cluster name), read from `endpoint` or the leader; a check that fails raises a
+        `VerificationError`. `trusted_path` and `cluster_name` go with `verify=True` only."""
         ep = None if endpoint is None else Endpoint.of(endpoint)
         if verify:
-            _v = importlib.import_module(".verify", __package__)  # fauna.verify, on use
-            return _v.verified_get(self, key, revision=revision, timeout=timeout, endpoint=ep,  # type: ignore[no-any-return]
-                                   **verify_options)
+            if serializable:
+                raise InvalidArgument("verify=True reads linearizably: drop serializable=True")
+            return verified_get(self, key, revision=revision, timeout=timeout, endpoint=ep, trusted_path=trusted_path,
+                                cluster_name=cluster_name)
+        if trusted_path is not None or cluster_name is not None:
+            raise InvalidArgument("trusted_path= and cluster_name= go with verify=True")
         return self._run(_core.get(self._core, key, revision=revision, serializable=serializable, timeout=timeout,
                                    endpoint=ep))
 
@@ -198,7 +208,9 @@ class Client(_core.ClientBase):
 
     def find_leader(self, *, timeout: Optional[float] = None) -> Endpoint:
         """The known leader, else the node whose status says it leads in the highest term."""
-        return _core.pick_leader(self._core, self.leader, self.status_all(timeout=timeout))
+        if self.leader is not None:
+            return self.leader
+        return _core.pick_leader(self._core, None, self.status_all(timeout=timeout))
 
     def members(self, *, timeout: Optional[float] = None) -> list[Member]:
         """The cluster's members as the leader knows them."""

@@ -1,9 +1,10 @@
 """Journal entries as leaves of the audit tree (docs/AUDIT.md §1) and what their payloads say
 (docs/KV-COMMANDS.md "Proposal"): leaf hashes v1 and v2, effect leaves, the proof that an entry
-wrote a key and value, proposals and membership changes decoded.
+wrote a key and value, membership changes decoded (proposals are decoded by
+`fauna.wire.decode_proposal`, the codec the client writes them with).
 
 Everything here is pure: bytes in, values or exceptions out. A payload that does not decode
-raises `codec.ProtocolError`; an entry that does not write what is claimed raises `EntryMismatch`.
+raises `ProtocolError`; an entry that does not write what is claimed raises `EntryMismatch`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import merkle
-from .codec import ProtocolError, Reader
+from .codec import kvbytes, u64
+from .errors import ProtocolError
+from .wire import Compact, DeleteRange, InitCluster, Put, Txn, UpgradeLeaves, decode_proposal
 
 ENTRY_NORMAL = 0
 ENTRY_CONF_CHANGE = 1
@@ -28,21 +31,9 @@ WRITTEN_BY = {BRANCH_NONE: "put", BRANCH_THEN: "txn (then branch)", BRANCH_ELSE:
 EFFECT_PUT = 1
 EFFECT_DELETE = 2
 
-# docs/KV-COMMANDS.md "Limits".
-KEY_BYTES_MAX = 4096
-RANGE_END_BYTES_MAX = 4097
-VALUE_BYTES_MAX = 1 << 20
-TXN_COMPARES_MAX = 128
-TXN_OPERATIONS_MAX = 128
-PROPOSAL_BYTES_MAX = 2 << 20
-
 
 def outcome_name(code: int) -> str:
     return OUTCOME_NAMES[code] if 0 <= code < len(OUTCOME_NAMES) else f"unknown({code})"
-
-
-def _u64(n: int) -> bytes:
-    return struct.pack(">Q", n)
 
 
 @dataclass(frozen=True)
@@ -66,7 +57,7 @@ class EffectsSummary:
 
     def encoded(self) -> bytes:
         """outcome ‖ branch ‖ u64BE(count) ‖ root: 42 bytes of the v2 leaf."""
-        return bytes([self.outcome, self.branch]) + _u64(self.count) + self.root
+        return bytes([self.outcome, self.branch]) + u64(self.count) + self.root
 
 
 @dataclass(frozen=True)
@@ -96,7 +87,7 @@ class JournalEntry:
 
     def leaf_data(self) -> bytes:
         """v1: index ‖ term ‖ type ‖ payload; v2 also outcome ‖ branch ‖ count ‖ effectsRoot before the payload."""
-        header = _u64(self.index) + _u64(self.term) + bytes([self.type])
+        header = u64(self.index) + u64(self.term) + bytes([self.type])
         if self.effects is None:
             return header + self.payload
         return header + self.effects.encoded() + self.payload
@@ -114,8 +105,8 @@ def value_hash(value: bytes) -> bytes:
 def effect_leaf_data(key: bytes, value_hash_or_none: bytes | None) -> bytes:
     """u8(kind) ‖ u32BE(len(key)) ‖ key ‖ H(value): kind 1 put (with the value hash), 2 delete."""
     if value_hash_or_none is None:
-        return bytes([EFFECT_DELETE]) + struct.pack(">I", len(key)) + key
-    return bytes([EFFECT_PUT]) + struct.pack(">I", len(key)) + key + value_hash_or_none
+        return bytes([EFFECT_DELETE]) + kvbytes(key)
+    return bytes([EFFECT_PUT]) + kvbytes(key) + value_hash_or_none
 
 
 def put_effect_leaf_hash(key: bytes, value: bytes) -> bytes:
@@ -193,190 +184,6 @@ def check_proposes(entry: JournalEntry, key: bytes, value: bytes) -> str:
     what = {DeleteRange: "a delete", Compact: "a compaction", InitCluster: "records the cluster ID",
             UpgradeLeaves: "starts leaf v2"}[type(command)]
     raise EntryMismatch(f"entry {entry.index} {'is ' if what.startswith('a ') else ''}{what}")
-
-
-# --- proposals (docs/KV-COMMANDS.md "Proposal") ------------------------------------------------
-
-@dataclass(frozen=True)
-class KeyRange:
-    start: bytes
-    end: bytes | None  # None: to the last key
-
-
-@dataclass(frozen=True)
-class Put:
-    key: bytes
-    value: bytes
-    if_absent: bool = False
-    returns_previous: bool = False
-
-
-@dataclass(frozen=True)
-class DeleteRange:
-    range: KeyRange
-    returns_previous: bool = False
-
-
-@dataclass(frozen=True)
-class RangeOp:
-    range: KeyRange
-    flags: int
-    limit: int | None
-    revision: int | None
-
-
-@dataclass(frozen=True)
-class Compare:
-    range: KeyRange
-    target: int  # 0 value, 1 version, 2 create revision, 3 mod revision
-    operator: int  # 0 =, 1 !=, 2 <, 3 >
-    operand: bytes | int
-
-
-Operation = Put | DeleteRange | RangeOp
-
-
-@dataclass(frozen=True)
-class Txn:
-    compares: tuple[Compare, ...]
-    success: tuple[Operation, ...]
-    failure: tuple[Operation, ...]
-
-
-@dataclass(frozen=True)
-class Compact:
-    revision: int
-
-
-@dataclass(frozen=True)
-class InitCluster:
-    cluster_id: bytes
-
-
-@dataclass(frozen=True)
-class UpgradeLeaves:
-    pass
-
-
-Command = Put | DeleteRange | Txn | Compact | InitCluster | UpgradeLeaves
-
-
-@dataclass(frozen=True)
-class Proposal:
-    command: Command
-    client_id: int | None = None
-    sequence: int | None = None
-
-
-def _flags(r: Reader, allowed: int, what: str) -> int:
-    f = r.u8()
-    if f & ~allowed:
-        raise ProtocolError(f"{what} flags {f:#04x}: reserved bits set")
-    return f
-
-
-def _flag(r: Reader, what: str) -> bool:
-    b = r.u8()
-    if b > 1:
-        raise ProtocolError(f"{what}: flag byte {b}, want 0 or 1")
-    return b == 1
-
-
-def _key_range(r: Reader) -> KeyRange:
-    start = r.kvbytes(KEY_BYTES_MAX, "range start")
-    end = r.kvbytes(RANGE_END_BYTES_MAX, "range end") if _flag(r, "range has end") else None
-    return KeyRange(start, end)
-
-
-def _put(r: Reader) -> Put:
-    f = _flags(r, 0x03, "put")
-    key = r.kvbytes(KEY_BYTES_MAX, "put key")
-    if not key:
-        raise ProtocolError("put key: empty")
-    value = r.kvbytes(VALUE_BYTES_MAX, "put value")
-    return Put(key, value, bool(f & 1), bool(f & 2))
-
-
-def _delete_range(r: Reader) -> DeleteRange:
-    f = _flags(r, 0x01, "deleteRange")
-    return DeleteRange(_key_range(r), bool(f & 1))
-
-
-def _range(r: Reader) -> RangeOp:
-    f = _flags(r, 0x1F, "range")
-    kr = _key_range(r)
-    limit = r.u64() if f & 0x08 else None
-    if limit == 0:
-        raise ProtocolError("range limit 0, want >= 1")
-    revision = r.u64() if f & 0x10 else None
-    return RangeOp(kr, f, limit, revision)
-
-
-def _operations(r: Reader, what: str) -> tuple[Operation, ...]:
-    n = r.u16()
-    if n > TXN_OPERATIONS_MAX:
-        raise ProtocolError(f"txn {what}: {n} operations, at most {TXN_OPERATIONS_MAX}")
-    ops: list[Operation] = []
-    for _ in range(n):
-        tag = r.u8()
-        if tag == 1:
-            ops.append(_put(r))
-        elif tag == 2:
-            ops.append(_delete_range(r))
-        elif tag == 3:
-            ops.append(_range(r))
-        else:
-            raise ProtocolError(f"txn {what}: unknown operation tag {tag}")
-    return tuple(ops)
-
-
-def decode_proposal(payload: bytes) -> Proposal:
-    """A normal entry's payload as docs/KV-COMMANDS.md "Proposal" defines it; ProtocolError if
-    it does not decode exactly."""
-    if len(payload) > PROPOSAL_BYTES_MAX:
-        raise ProtocolError(f"proposal of {len(payload)} bytes, at most {PROPOSAL_BYTES_MAX}")
-    r = Reader(payload)
-    version = r.u8()
-    if version != 1:
-        raise ProtocolError(f"proposal version {version}, want 1")
-    f = _flags(r, 0x01, "proposal")
-    client_id = sequence = None
-    if f & 1:
-        client_id, sequence = r.u64(), r.u64()
-        if sequence == 0:
-            raise ProtocolError("session sequence 0, want >= 1")
-    tag = r.u8()
-    command: Command
-    if tag == 1:
-        command = _put(r)
-    elif tag == 2:
-        command = _delete_range(r)
-    elif tag == 3:
-        n = r.u16()
-        if n > TXN_COMPARES_MAX:
-            raise ProtocolError(f"txn: {n} compares, at most {TXN_COMPARES_MAX}")
-        compares = []
-        for _ in range(n):
-            kr = _key_range(r)
-            target, operator = r.u8(), r.u8()
-            if target > 3 or operator > 3:
-                raise ProtocolError(f"compare target {target} / operator {operator}, want 0...3")
-            operand: bytes | int = r.kvbytes(VALUE_BYTES_MAX, "compare value") if target == 0 else r.u64()
-            compares.append(Compare(kr, target, operator, operand))
-        command = Txn(tuple(compares), _operations(r, "success"), _operations(r, "failure"))
-    elif tag == 4:
-        revision = r.u64()
-        if revision == 0:
-            raise ProtocolError("compact 0, want a revision >= 1")
-        command = Compact(revision)
-    elif tag == 5:
-        command = InitCluster(r.take(16))
-    elif tag == 6:
-        command = UpgradeLeaves()
-    else:
-        raise ProtocolError(f"unknown command tag {tag}")
-    r.done()
-    return Proposal(command, client_id, sequence)
 
 
 # --- membership changes ------------------------------------------------------------------------

@@ -10,17 +10,25 @@
 - `ProtocolError`: bytes that do not follow docs/PROTOCOL.md (a broken frame or body from a
   node, or a malformed file or argument handed to a decoder).
 - `InvalidArgument`: the client refused a call before sending it (a key too long, a str key).
-- `VerificationError`: base of the verified-read failures (subclassed in `fauna.verify`).
+- `VerificationError`: what the cluster answered to a verified read, or a proof file, does not
+  verify (docs/AUDIT.md): `LyingNodeError`, `ForgedHeadError`, `RollbackError`, `ForkError`,
+  `TrustError`, `InvalidProof`, each with `.check` (which check failed) and `.node` (the
+  `Endpoint` whose answer failed it, or None).
+- `TrustFileError`: trusted.json (or a member-keys file) cannot be read, parsed or written.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from .wire import Endpoint
 
 __all__ = [
     "FaunaError", "ProtocolError", "ServerError", "NotLeader", "Unavailable", "Overloaded", "Timeout",
     "Compacted", "FutureRevision", "InvalidRequest", "InternalError", "PeerRejected", "Unsupported",
     "Behind", "ConnectionFailed", "ConnectionLost", "RequestTimeout", "TooManyInFlight", "DeadlineExceeded", "SessionExpired", "ClientClosed", "InvalidArgument",
-    "VerificationError", "ERROR_NAMES", "server_error",
+    "VerificationError", "LyingNodeError", "ForgedHeadError", "RollbackError", "ForkError", "TrustError",
+    "InvalidProof", "TrustFileError", "ERROR_NAMES", "server_error",
 ]
 
 #: ErrorResponse codes of docs/PROTOCOL.md and their names there.
@@ -90,7 +98,44 @@ class SessionExpired(FaunaError):
 
 
 class VerificationError(FaunaError):
-    """What the cluster answered does not verify (docs/AUDIT.md); subclasses in fauna.verify."""
+    """What the cluster answered, or a proof file, does not verify (docs/AUDIT.md).
+
+    `check` names the check that failed ("effect", "inclusion", "quorum", "consistency",
+    "rollback", "pin", "cluster", ...); `node` is the endpoint whose answer failed it, or None
+    when no single node is to blame (a proof file, a trusted state that does not match)."""
+
+    def __init__(self, message: str, *, check: str = "", node: Optional["Endpoint"] = None):
+        super().__init__(message)
+        self.check = check
+        self.node = node
+
+
+class LyingNodeError(VerificationError):
+    """The serving node's record, entry, effect or proof does not match what a quorum signed."""
+
+
+class ForgedHeadError(VerificationError):
+    """A tree head that a strict majority of the pinned member keys did not validly sign."""
+
+
+class RollbackError(VerificationError):
+    """The cluster's history is shorter than the head the client trusts."""
+
+
+class ForkError(VerificationError):
+    """A head that does not extend the trusted head."""
+
+
+class TrustError(VerificationError):
+    """Member keys cannot be pinned, or the cluster is not the trusted one."""
+
+
+class InvalidProof(VerificationError):
+    """A proof file that is malformed or does not prove what it claims."""
+
+
+class TrustFileError(FaunaError):
+    """trusted.json (or a member-keys file) cannot be read, parsed or written."""
 
 
 class ServerError(FaunaError):

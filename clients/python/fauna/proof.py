@@ -16,7 +16,8 @@ from typing import Any
 
 from . import merkle
 from .entry import WRITTEN_BY, EffectProof, EffectsSummary, EntryMismatch, JournalEntry, check_proposes, put_effect_leaf_hash
-from .verify import InvalidProof, count_signers
+from .errors import InvalidProof
+from .verify import count_signers
 
 FORMAT_V1 = "fauna-proof-v1"
 FORMAT_V2 = "fauna-proof-v2"

@@ -13,21 +13,13 @@ import os
 import re
 from dataclasses import dataclass, replace
 
+from .errors import ForkError, TrustFileError
 from .merkle import EMPTY_ROOT, U64_MAX
-
-try:
-    from .errors import FaunaError
-except ImportError:  # until the client package's errors.py is merged
-    from ._standin import FaunaError
 
 FORMAT = "fauna-trust-v1"
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _NODE = re.compile(r"n([1-9][0-9]*)")
-
-
-class TrustFileError(FaunaError):
-    """trusted.json (or a member-keys file) cannot be read, parsed or written."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +61,6 @@ class TrustedCluster:
         if other.cluster_id != self.cluster_id:
             return self
         if other.tree_size == self.tree_size and other.root_hash != self.root_hash:
-            from .verify import ForkError
             raise ForkError(
                 f"fork: the trusted state was advanced by another process to root {other.root_hash.hex()} "
                 f"for tree size {self.tree_size}, this one verified {self.root_hash.hex()}", check="trusted state")

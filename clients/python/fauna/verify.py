@@ -1,13 +1,16 @@
 """Verified reads and tree-head checks (docs/AUDIT.md §5, §6, §9, §10), as `fctl get --verify`
 and `fctl verify` do them (Sources/FaunaClient/FaunaClient+Verify.swift).
 
-The checks are pure functions over decoded answers and bytes (`check_quorum`, `quorum_for`,
-`check_record`, `advance`, `check_consistency`); `verified_get` and `verify_head` are thin glue
-that fetch the answers with `client.request(kind, body, *, timeout, endpoint)` and
-`client.endpoints`, and keep the trusted state in trusted.json (shared with fctl).
+    record = client.get(b"k", verify=True)          # = verified_get(client, b"k")
 
-Failures raise subclasses of `VerificationError`, each with `check` (which check failed) and
-`node` (the node whose answer failed it, if one):
+The checks are pure functions over decoded answers and bytes (`check_quorum`, `quorum_for`,
+`check_record`, `advance`, `check_consistency`); `verified_get` and `verify_head` are the glue
+that fetches the answers through a `fauna.Client` (its `request`, `request_all`, `get`,
+`status_all`, `members`, with its retries) and keeps the trusted state in trusted.json (shared
+with fctl). `verified_get_async` is `verified_get` for a `fauna.aio.AsyncClient`.
+
+Failures raise the subclasses of `fauna.VerificationError` (defined in `fauna.errors`), each
+with `check` (which check failed) and `node` (the `Endpoint` whose answer failed it, if one):
 
 - `LyingNodeError`: what the serving node sent (value, entry, effect, inclusion path,
   consistency path) does not match what a quorum of members signed;
@@ -17,71 +20,48 @@ Failures raise subclasses of `VerificationError`, each with `check` (which check
 - `ForkError`: a head that does not extend the trusted one (consistency proof fails, or the
   same size with another root);
 - `TrustError`: keys cannot be pinned, or the cluster is another one than the trusted;
-- `InvalidProof`: a proof file that is malformed or does not prove its record.
+- `InvalidProof`: a proof file that is malformed or does not prove its record (fauna.proof).
+
+A node that cannot answer in time raises what the client raises (`DeadlineExceeded`,
+`ConnectionFailed`, a `ServerError`): that is not a verification failure.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, TypeVar, Union
 
 from . import audit, merkle
-from .codec import ProtocolError
 from .entry import (CONF_REMOVE, ENTRY_CONF_CHANGE, EffectProof, EntryMismatch, JournalEntry, check_writes,
                     decode_conf_change)
+from .errors import (
+    Behind, DeadlineExceeded, FaunaError, ForgedHeadError, ForkError, InvalidArgument, InvalidProof, LyingNodeError,
+    ProtocolError, RollbackError, TrustError, Unavailable, VerificationError,
+)
 from .trust import MemberKey, TrustedCluster, TrustStore, default_path
+from .wire import Endpoint, Kind, NodeStatus, Record
 
-try:
-    from .errors import FaunaError, VerificationError
-except ImportError:  # until the client package's errors.py is merged
-    from ._standin import FaunaError, VerificationError
+if TYPE_CHECKING:
+    from .aio import AsyncClient
+    from .client import Client
+    from .proof import ProofFile
+
+__all__ = [
+    "verified_get", "verified_get_async", "verify_head", "VerifiedRecord", "VerifiedHead", "HeadQuorum",
+    "tree_head_bytes", "signature_valid", "count_signers", "check_quorum", "quorum_for", "check_record",
+    "check_consistency", "advance",
+    "VerificationError", "LyingNodeError", "ForgedHeadError", "RollbackError", "ForkError", "TrustError",
+    "InvalidProof",
+]
+
+EndpointLike = Union[Endpoint, tuple[str, int], str]
+T = TypeVar("T")
 
 TREE_HEAD_PREFIX = b"fauna tree head\x01"
 BEHIND_WAIT_S = 3.0  # how long a node behind is given to catch up (as fctl)
-
-
-class _Failure(VerificationError):
-    def __init__(self, message: str, *, check: str = "", node: str | None = None):
-        super().__init__(message)
-        self.check = check
-        self.node = node
-
-
-class LyingNodeError(_Failure):
-    """The serving node's record, entry, effect or proof does not match what a quorum signed."""
-
-
-class ForgedHeadError(_Failure):
-    """A tree head that a strict majority of the pinned member keys did not validly sign."""
-
-
-class RollbackError(_Failure):
-    """The cluster's history is shorter than the head the client trusts."""
-
-
-class ForkError(_Failure):
-    """A head that does not extend the trusted head."""
-
-
-class TrustError(_Failure):
-    """Member keys cannot be pinned, or the cluster is not the trusted one."""
-
-
-class InvalidProof(_Failure):
-    """A proof file that is malformed or does not prove what it claims."""
-
-
-class NodeError(FaunaError):
-    """A node answered a request with an error frame (docs/PROTOCOL.md ErrorResponse)."""
-
-    def __init__(self, code: int, message: str, node: str):
-        super().__init__(f"{node}: error {code}: {message}")
-        self.code = code
-        self.node = node
 
 
 # --- pure checks ---------------------------------------------------------------------------------
@@ -97,6 +77,8 @@ def signature_valid(public_key: bytes, signature: bytes, message: bytes) -> bool
     """Pure Ed25519 (RFC 8032); False for a malformed key or signature."""
     if len(public_key) != 32 or len(signature) != 64:
         return False
+    from cryptography.exceptions import InvalidSignature  # imported on use: `import fauna` needs no cryptography
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
     except (InvalidSignature, ValueError):
@@ -144,8 +126,9 @@ class HeadQuorum:
     signers: tuple[str, ...]
 
 
-def quorum_for(tree_size: int, root_hash: bytes, answers: Sequence[tuple[str, audit.SignedTreeHead1 | BaseException]],
-               trust: TrustedCluster, served_by: str) -> HeadQuorum:
+def quorum_for(tree_size: int, root_hash: bytes,
+               answers: Sequence[tuple[Endpoint, audit.SignedTreeHead1 | BaseException]],
+               trust: TrustedCluster, served_by: Endpoint | None) -> HeadQuorum:
     """docs/AUDIT.md §10 step 4: of every node's own signed head at `tree_size`, keeps the valid
     signatures by pinned keys over exactly (trusted cluster, size, root_hash), one per member.
     Without a majority: LyingNodeError if a majority signed another root for this size and none
@@ -196,7 +179,7 @@ def quorum_for(tree_size: int, root_hash: bytes, answers: Sequence[tuple[str, au
 
 
 def check_record(entry: JournalEntry, effect: EffectProof | None, key: bytes, value: bytes, revision: int,
-                 served_by: str) -> str:
+                 served_by: Endpoint | None) -> str:
     """docs/AUDIT.md §10 step 2: the entry at the record's mod revision wrote exactly this key
     and value (v2), or proposes it (v1: "…; effect not proven (leaf v1)"). LyingNodeError if not."""
     if entry.index != revision:
@@ -210,7 +193,7 @@ def check_record(entry: JournalEntry, effect: EffectProof | None, key: bytes, va
 
 
 def check_consistency(old_size: int, old_root: bytes, new_size: int, new_root: bytes, path: Sequence[bytes],
-                      node: str | None = None) -> None:
+                      node: Endpoint | None = None) -> None:
     """The tree (new_size, new_root) extends (old_size, old_root); ForkError if not."""
     if old_size == new_size and old_root != new_root:
         raise ForkError(f"fork: root {new_root.hex()} at size {new_size}, want the trusted root {old_root.hex()}",
@@ -223,7 +206,7 @@ def check_consistency(old_size: int, old_root: bytes, new_size: int, new_root: b
 
 
 def advance(trust: TrustedCluster, tree_size: int, root_hash: bytes, path: Sequence[bytes],
-            node: str | None = None) -> TrustedCluster:
+            node: Endpoint | None = None) -> TrustedCluster:
     """docs/AUDIT.md §6: the trusted state after a quorum-verified head (tree_size, root_hash)
     and `path`, a consistency proof from the smaller of the two sizes to the larger. A larger head
     is trusted; the same or a smaller one leaves the state unchanged if consistent. ForkError if
@@ -241,124 +224,129 @@ def advance(trust: TrustedCluster, tree_size: int, root_hash: bytes, path: Seque
 
 # --- talking to nodes ----------------------------------------------------------------------------
 
-def _ask(client: Any, endpoint: Any, kind: int, body: bytes, want: int, timeout: float, behind_wait: float = 0.0) -> bytes:
-    """One request to `endpoint`; an error answer raises NodeError (a `behind` one is retried
-    for `behind_wait` seconds)."""
-    deadline = time.monotonic() + behind_wait
-    while True:
-        try:
-            answer_kind, answer = client.request(kind, body, timeout=timeout, endpoint=endpoint)
-        except Exception as e:  # the client's own errors; `behind` may surface as one with a code
-            if getattr(e, "code", None) == audit.ERROR_BEHIND and time.monotonic() < deadline:
-                time.sleep(0.05)
-                continue
-            raise
-        if answer_kind == audit.ERROR:
-            err = audit.decode_error(answer)
-            if err.code == audit.ERROR_BEHIND and time.monotonic() < deadline:
-                time.sleep(0.05)
-                continue
-            raise NodeError(err.code, err.message, str(endpoint))
-        if answer_kind != want:
-            raise ProtocolError(f"{endpoint} answered kind {answer_kind:#04x}, want {want:#04x}")
-        return bytes(answer)
+class _Call:
+    """One verified read or head check: the client, and the deadline all its requests share
+    (`timeout`, by default the client's `config.timeout`, as for every call of the client)."""
+
+    def __init__(self, client: Client, timeout: float | None):
+        t = client.config.timeout if timeout is None else timeout
+        if not t > 0:
+            raise InvalidArgument(f"timeout: got {t!r}, want > 0 seconds")
+        self.client = client
+        self.deadline = time.monotonic() + t
+
+    def left(self, cap: float | None = None) -> float:
+        """The seconds left, at most `cap`; DeadlineExceeded if none are."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded("verified read: the deadline passed")
+        return left if cap is None else min(left, cap)
+
+    def ask(self, endpoint: Endpoint, kind: Kind, body: bytes, want: Kind, cap: float | None = None) -> bytes:
+        """One request to `endpoint`, retried there by the client (a node `behind` is waited for)
+        until the deadline or `cap`; an error answer raises its ServerError."""
+        answer_kind, answer = self.client.request(kind, body, timeout=self.left(cap), endpoint=endpoint)
+        _expect(endpoint, answer_kind, want)
+        return answer
+
+    def ask_all(self, kind: Kind, body: bytes, want: Kind, decode: Callable[[bytes], T],
+                cap: float | None = None) -> list[tuple[Endpoint, T | FaunaError]]:
+        """The same request to every configured node at once: one attempt each (a node down
+        fails at once), then the nodes that asked to retry (`behind`, `unavailable`, ...) again,
+        until the deadline or `cap`. Answers (decoded) or errors, in endpoint order."""
+        answers: dict[Endpoint, tuple[int, bytes] | FaunaError] = dict(
+            self.client.request_all(kind, body, timeout=self.left(cap)))
+        again = [e for e, a in answers.items()
+                 if isinstance(a, DeadlineExceeded) and isinstance(a.last_error, (Behind, Unavailable))]
+        if again:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(again)) as pool:
+                futures = {e: pool.submit(self.client.request, kind, body, timeout=self.left(cap), endpoint=e)
+                           for e in again}
+                for e, f in futures.items():
+                    try:
+                        answers[e] = f.result()
+                    except FaunaError as err:
+                        answers[e] = err
+        out: list[tuple[Endpoint, T | FaunaError]] = []
+        for e in self.client.endpoints:
+            a = answers[e]
+            if not isinstance(a, FaunaError):
+                try:
+                    _expect(e, a[0], want)
+                    a = decode(a[1])
+                except ProtocolError as err:
+                    a = err
+            out.append((e, a))
+        return out
 
 
-def _try(f: Callable[[], Any]) -> Any:
-    try:
-        return f()
-    except Exception as e:  # kept per node: one node down must not stop the others' answers
-        return e
+def _expect(endpoint: Endpoint, got: int, want: Kind) -> None:
+    if got != want:
+        raise ProtocolError(f"{endpoint} answered kind {got:#04x}, want {want.name.lower()} ({int(want):#04x})")
 
 
-def _signed_head(client: Any, endpoint: Any, tree_size: int | None, timeout: float, behind_wait: float = 0.0) -> audit.SignedTreeHead1:
-    return audit.decode_signed_tree_head(_ask(client, endpoint, audit.SIGNED_TREE_HEAD, audit.encode_tree_head_request(tree_size),
-                                              audit.SIGNED_TREE_HEAD_RESPONSE, timeout, behind_wait))
+def _signed_head(call: _Call, endpoint: Endpoint, tree_size: int | None, cap: float | None = None) -> audit.SignedTreeHead1:
+    return audit.decode_signed_tree_head(call.ask(endpoint, Kind.SIGNED_TREE_HEAD, audit.encode_tree_head_request(tree_size),
+                                                  Kind.SIGNED_TREE_HEAD_RESPONSE, cap))
 
 
-def _entry_proof(client: Any, endpoint: Any, index: int, key: bytes, timeout: float) -> audit.EntryProofResult:
-    return audit.decode_entry_proof(_ask(client, endpoint, audit.ENTRY_PROOF, audit.encode_entry_proof_request(index, key),
-                                         audit.ENTRY_PROOF_RESPONSE, timeout))
+def _signed_heads(call: _Call, tree_size: int | None, cap: float | None = None
+                  ) -> list[tuple[Endpoint, audit.SignedTreeHead1 | FaunaError]]:
+    return call.ask_all(Kind.SIGNED_TREE_HEAD, audit.encode_tree_head_request(tree_size), Kind.SIGNED_TREE_HEAD_RESPONSE,
+                        audit.decode_signed_tree_head, cap)
 
 
-def _inclusion(client: Any, endpoint: Any, leaf_index: int, tree_size: int, timeout: float) -> tuple[bytes, ...]:
-    proof = audit.decode_proof(_ask(client, endpoint, audit.INCLUSION_PROOF, audit.encode_inclusion_proof_request(leaf_index, tree_size),
-                                    audit.INCLUSION_PROOF_RESPONSE, timeout), "inclusionProofResponse")
+def _entry_proof(call: _Call, endpoint: Endpoint, index: int, key: bytes) -> audit.EntryProofResult:
+    return audit.decode_entry_proof(call.ask(endpoint, Kind.ENTRY_PROOF, audit.encode_entry_proof_request(index, key),
+                                             Kind.ENTRY_PROOF_RESPONSE))
+
+
+def _inclusion(call: _Call, endpoint: Endpoint, leaf_index: int, tree_size: int) -> tuple[bytes, ...]:
+    proof = audit.decode_proof(call.ask(endpoint, Kind.INCLUSION_PROOF,
+                                        audit.encode_inclusion_proof_request(leaf_index, tree_size),
+                                        Kind.INCLUSION_PROOF_RESPONSE), "inclusionProofResponse")
     if (proof.first, proof.second) != (leaf_index, tree_size):
         raise LyingNodeError(f"{endpoint} sent an inclusion proof of leaf {proof.first} in size {proof.second}, "
-                             f"want leaf {leaf_index} in size {tree_size}", check="inclusion", node=str(endpoint))
+                             f"want leaf {leaf_index} in size {tree_size}", check="inclusion", node=endpoint)
     return proof.path
 
 
-def _status(client: Any, endpoint: Any, timeout: float) -> audit.NodeStatus:
-    return audit.decode_node_status(_ask(client, endpoint, audit.STATUS, b"", audit.STATUS_RESPONSE, timeout))
-
-
-def _endpoints(client: Any) -> list[Any]:
-    endpoints = list(client.endpoints)
-    if not endpoints:
-        raise FaunaError("the client has no endpoints")
-    return endpoints
-
-
-def _resolve(client: Any, node: Any) -> Any:
-    """`node` as one of the client's endpoints (matched by value or by its text)."""
-    for e in _endpoints(client):
-        if e == node or str(e) == str(node):
-            return e
-    return node
-
-
-def find_leader(client: Any, timeout: float = 5.0) -> Any:
-    """The endpoint whose node says it leads (status); FaunaError if none does."""
-    for e in _endpoints(client):
-        status = _try(lambda: _status(client, e, timeout))
-        if isinstance(status, audit.NodeStatus) and status.role == audit.ROLE_LEADER:
-            return e
-    raise FaunaError("no node of the configuration is the leader now; retry, or name a node")
-
-
-def pin_members(client: Any, cluster_name: str, timeout: float = 5.0, require_all: bool = True) -> TrustedCluster:
+def _pin_members(call: _Call, cluster_name: str, require_all: bool = True) -> TrustedCluster:
     """Trust on first use (docs/AUDIT.md §9), as `fctl` pins: every configured node signs its
     head with the key it sends; all name one cluster; no two share a key or an ID; with
     `require_all`, every node answers and every member the cluster lists is among them."""
     members: list[MemberKey] = []
     cluster_id: bytes | None = None
-    for e in _endpoints(client):
-        head = _try(lambda: _signed_head(client, e, None, timeout))
-        if isinstance(head, BaseException):
+    for e, head in _signed_heads(call, None):
+        if isinstance(head, FaunaError):
             if not require_all:
                 continue
             raise TrustError(f"cannot pin the key of {e}: {head}. Pin when every member is up, or pin keys from a file",
-                             check="pin", node=str(e))
+                             check="pin", node=e)
         if len(head.public_key) != 32:
             raise ForgedHeadError(f"{e} (n{head.node_id}) sent a public key of {len(head.public_key)} bytes, want 32",
-                                  check="pin", node=str(e))
+                                  check="pin", node=e)
         if not signature_valid(head.public_key, head.signature, tree_head_bytes(head.cluster_id, head.tree_size, head.root_hash)):
             raise ForgedHeadError(f"{e} (n{head.node_id}) signed its tree head with a key other than the one it sent",
-                                  check="pin", node=str(e))
+                                  check="pin", node=e)
         if cluster_id is not None and cluster_id != head.cluster_id:
             raise TrustError(f"nodes disagree on the cluster ID: {cluster_id.hex()} and {head.cluster_id.hex()} "
-                             f"(n{head.node_id} at {e})", check="pin", node=str(e))
+                             f"(n{head.node_id} at {e})", check="pin", node=e)
         cluster_id = head.cluster_id
         if any(m.node_id == head.node_id for m in members):
             raise TrustError(f"two endpoints answered as n{head.node_id}; check the configuration", check="pin")
         if any(m.public_key == head.public_key for m in members):
             raise TrustError(f"n{head.node_id} at {e} presents the key of another member (a copied node.key?)",
-                             check="pin", node=str(e))
+                             check="pin", node=e)
         members.append(MemberKey(head.node_id, head.public_key))
     if cluster_id is None:
-        raise FaunaError("no node answered")
+        raise TrustError("cannot pin: no node answered", check="pin")
     if require_all:
-        listed = None
-        for e in _endpoints(client):
-            answer = _try(lambda: audit.decode_member_list(_ask(client, e, audit.MEMBERS, b"", audit.MEMBERS_RESPONSE, timeout)))
-            if not isinstance(answer, BaseException):
-                listed = answer
-                break
-        if listed is None:
-            raise TrustError("cannot pin on first use: no node lists the members", check="pin")
-        missing = [f"n{m.node_id}" for m in listed if not any(k.node_id == m.node_id for k in members)]
+        try:
+            listed = call.client.members(timeout=call.left())
+        except FaunaError as err:
+            raise TrustError(f"cannot pin on first use: no node lists the members ({err})", check="pin") from err
+        missing = [m.name for m in listed if not any(k.node_id == m.node_id for k in members)]
         if missing:
             raise TrustError(
                 f"cannot pin on first use: the cluster lists {len(listed)} members but only {len(members)} are configured "
@@ -367,108 +355,99 @@ def pin_members(client: Any, cluster_name: str, timeout: float = 5.0, require_al
     return TrustedCluster(cluster_name, cluster_id, tuple(sorted(members, key=lambda m: m.node_id)))
 
 
-def _store(client: Any, trusted_path: str | None, cluster_name: str | None) -> tuple[TrustStore, str]:
-    name = cluster_name or getattr(client, "cluster_name", None) or "default"
-    return TrustStore(trusted_path or default_path(name)), name
-
-
-def load_or_pin(client: Any, trusted_path: str | None = None, cluster_name: str | None = None,
-                timeout: float = 5.0) -> tuple[TrustStore, TrustedCluster, bool]:
-    """The trusted state from trusted.json, or pinned now (not yet saved) if the file does not
-    exist. Returns (store, trust, pinned)."""
-    store, name = _store(client, trusted_path, cluster_name)
+def _load_or_pin(call: _Call, trusted_path: str | None, cluster_name: str | None
+                 ) -> tuple[TrustStore, TrustedCluster, bool]:
+    """The trusted state from trusted.json (`trusted_path`, default that of the cluster's name
+    as fctl's), or pinned now (not yet saved) if the file does not exist. (store, trust, pinned)."""
+    name = cluster_name or call.client.cluster_name or "default"
+    store = TrustStore(trusted_path or default_path(name))
     trust = store.load()
     if trust is not None:
         return store, trust, False
-    return store, pin_members(client, name, timeout), True
+    return store, _pin_members(call, name), True
 
 
-def _prove_head(client: Any, node: Any, current: audit.SignedTreeHead1, covering: int, trust: TrustedCluster,
-                root_for_size: Callable[[int], tuple[bytes, tuple[bytes, ...]]], timeout: float
+def _prove_head(call: _Call, node: Endpoint, current: audit.SignedTreeHead1, covering: int, trust: TrustedCluster,
+                root_for_size: Callable[[int], tuple[bytes, tuple[bytes, ...]]]
                 ) -> tuple[int, bytes, tuple[bytes, ...], HeadQuorum, TrustedCluster]:
     """docs/AUDIT.md §10 steps 3-5 (fctl's proveHead): the size (the node's applied size, at
     least `covering` and the trusted size), the root `root_for_size` computes for it, a quorum
     of signatures over exactly that head, and consistency with the trusted head. Returns
     (size, root, path, quorum, trusted state after)."""
-    where = str(node)
     if current.cluster_id != trust.cluster_id:
-        raise TrustError(f"{where} is in cluster {current.cluster_id.hex()}, want the trusted {trust.cluster_id.hex()} "
-                         "(a cluster created anew is another cluster: trust it anew)", check="cluster", node=where)
+        raise TrustError(f"{node} is in cluster {current.cluster_id.hex()}, want the trusted {trust.cluster_id.hex()} "
+                         "(a cluster created anew is another cluster: trust it anew)", check="cluster", node=node)
     size = max(current.tree_size, covering)
     if size < trust.tree_size:
         # The node is behind what we trust, or the cluster lost history: give it a moment.
         size = trust.tree_size
-        reached = _try(lambda: _signed_head(client, node, size, timeout, BEHIND_WAIT_S))
-        if isinstance(reached, BaseException):
-            sizes = [s.tree_size for s in (_try(lambda: _status(client, e, timeout)) for e in _endpoints(client))
-                     if isinstance(s, audit.NodeStatus)]
-            largest = max(sizes, default=current.tree_size)
+        try:
+            _signed_head(call, node, size, BEHIND_WAIT_S)
+        except FaunaError as err:
+            statuses = call.client.status_all(timeout=call.left())
+            largest = max((s.tree_size for s in statuses.values() if isinstance(s, NodeStatus)), default=current.tree_size)
             if largest < size:
                 raise RollbackError(
                     f"rollback: the trusted tree has {trust.tree_size} entries but no node has more than {largest}: "
-                    "the cluster's history was rolled back (restored from an older backup?)", check="rollback", node=where)
-            raise FaunaError(f"{where} is behind the trusted tree size {size}; ask another node")
+                    "the cluster's history was rolled back (restored from an older backup?)", check="rollback",
+                    node=node) from None
+            raise Behind(11, f"{node} is behind the trusted tree size {size}: ask another node", endpoint=node) from err
     root, path = root_for_size(size)
-    answers = [(str(e), _try(lambda: _signed_head(client, e, size, timeout, BEHIND_WAIT_S))) for e in _endpoints(client)]
-    quorum = quorum_for(size, root, answers, trust, where)
+    quorum = quorum_for(size, root, _signed_heads(call, size, BEHIND_WAIT_S), trust, node)
     older = trust.tree_size
     consistency: tuple[bytes, ...] = ()
     if older != 0 and older != size:
-        proof = audit.decode_proof(_ask(client, node, audit.CONSISTENCY_PROOF, audit.encode_consistency_proof_request(older, size),
-                                        audit.CONSISTENCY_PROOF_RESPONSE, timeout), "consistencyProofResponse")
+        proof = audit.decode_proof(call.ask(node, Kind.CONSISTENCY_PROOF, audit.encode_consistency_proof_request(older, size),
+                                            Kind.CONSISTENCY_PROOF_RESPONSE), "consistencyProofResponse")
         if (proof.first, proof.second) != (older, size):
-            raise LyingNodeError(f"{where} sent a consistency proof from {proof.first} to {proof.second}, want {older} to {size}",
-                                 check="consistency", node=where)
+            raise LyingNodeError(f"{node} sent a consistency proof from {proof.first} to {proof.second}, want {older} to {size}",
+                                 check="consistency", node=node)
         consistency = proof.path
-    after = advance(trust, size, root, consistency, where)
+    after = advance(trust, size, root, consistency, node)
     return size, root, path, quorum, after
 
 
-def drop_removed_members(client: Any, node: Any, trust: TrustedCluster, timeout: float = 5.0
-                         ) -> tuple[TrustedCluster, list[str]]:
+def _drop_removed_members(call: _Call, node: Endpoint, trust: TrustedCluster) -> tuple[TrustedCluster, list[str]]:
     """docs/AUDIT.md §9 "Removals are leaves": drops the pinned key of every member whose removal
     is committed up to the trusted head, each entry proven by its inclusion in that head."""
     size = trust.tree_size
     if size <= trust.membership_checked_size:
         return trust, []
-    where = str(node)
-    indexes = audit.decode_membership_changes(_ask(client, node, audit.MEMBERSHIP_CHANGES,
-                                                   audit.encode_membership_changes_request(trust.membership_checked_size),
-                                                   audit.MEMBERSHIP_CHANGES_RESPONSE, timeout))
+    indexes = audit.decode_membership_changes(call.ask(node, Kind.MEMBERSHIP_CHANGES,
+                                                       audit.encode_membership_changes_request(trust.membership_checked_size),
+                                                       Kind.MEMBERSHIP_CHANGES_RESPONSE))
     members = list(trust.members)
     removed: list[str] = []
     for index in indexes:
         if not trust.membership_checked_size < index <= size:
             continue
-        entry = _entry_proof(client, node, index, b"", timeout).entry
-        path = _inclusion(client, node, index - 1, size, timeout)
+        entry = _entry_proof(call, node, index, b"").entry
+        path = _inclusion(call, node, index - 1, size)
         try:
             if entry.index != index or entry.type != ENTRY_CONF_CHANGE:
                 raise ProtocolError("not a configuration change")
             change = decode_conf_change(entry.payload)
         except ProtocolError:
-            raise LyingNodeError(f"{where} named entry {index} as a membership change; it is not one",
-                                 check="membership", node=where) from None
+            raise LyingNodeError(f"{node} named entry {index} as a membership change; it is not one",
+                                 check="membership", node=node) from None
         try:
             merkle.verify_inclusion(index - 1, size, entry.leaf_hash(), path, trust.root_hash)
         except merkle.MerkleProofError as e:
-            raise LyingNodeError(f"membership change {index} from {where} is not in the trusted tree of size {size}: {e}",
-                                 check="membership", node=where) from None
+            raise LyingNodeError(f"membership change {index} from {node} is not in the trusted tree of size {size}: {e}",
+                                 check="membership", node=node) from None
         if change.kind == CONF_REMOVE and any(m.node_id == change.node_id for m in members):
             members = [m for m in members if m.node_id != change.node_id]
             removed.append(f"n{change.node_id}")
     return replace(trust, members=tuple(members), membership_checked_size=size), removed
 
 
-@dataclass(frozen=True)
-class VerifiedRecord:
-    """A record and everything that proves it (what `fctl get --verify` prints, and a proof file)."""
+# --- verified reads and heads --------------------------------------------------------------------
 
-    key: bytes
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
+@dataclass(frozen=True)
+class VerifiedRecord(Record):
+    """A `Record` (key, value, create_revision, mod_revision, version) and everything that
+    proves it: what `fctl get --verify` prints, and a proof file (`proof_file()`)."""
+
     entry: JournalEntry
     effect: EffectProof | None
     written_by: str  # "put", "txn (then branch)", …; v1: "…; effect not proven (leaf v1)"
@@ -477,7 +456,7 @@ class VerifiedRecord:
     inclusion_path: tuple[bytes, ...]
     signatures: tuple[tuple[bytes, bytes], ...]
     signers: tuple[str, ...]
-    served_by: str
+    served_by: Endpoint
     trust: TrustedCluster  # after this read (saved)
     trusted_size_before: int
     removed_members: tuple[str, ...]
@@ -488,7 +467,7 @@ class VerifiedRecord:
     def leaf_index(self) -> int:
         return self.entry.index - 1
 
-    def proof_file(self) -> Any:
+    def proof_file(self) -> ProofFile:
         """This record as a "fauna-proof-v2" proof file (`fauna.proof.ProofFile`; `dumps` it)."""
         from .proof import FORMAT_V2, ProofFile
         return ProofFile(FORMAT_V2, self.trust.cluster_id, self.key, self.value, self.mod_revision, self.entry, self.effect,
@@ -506,45 +485,62 @@ class VerifiedRecord:
         ])
 
 
-def verified_get(client: Any, key: bytes, *, revision: int | None = None, node: Any = None,
+def verified_get(client: Client, key: bytes, *, revision: int | None = None, endpoint: EndpointLike | None = None,
                  trusted_path: str | None = None, cluster_name: str | None = None,
-                 timeout: float = 5.0) -> VerifiedRecord | None:
-    """A verified read (docs/AUDIT.md §10; `fctl get KEY --verify`): reads `key` on `node` (the
-    leader if None) and proves it. Returns None if the key does not exist — absence is not
-    proven. Pins the members' keys on first use if trusted.json (`trusted_path`, default
-    ~/.config/fauna/<cluster>/trusted.json) does not exist, and saves the advanced trusted state.
-    Raises LyingNodeError, ForgedHeadError, RollbackError, ForkError or TrustError."""
-    key = bytes(key)
-    store, trust, pinned = load_or_pin(client, trusted_path, cluster_name, timeout)
-    node = find_leader(client, timeout) if node is None else _resolve(client, node)
-    where = str(node)
-    answer = audit.decode_range_result(_ask(client, node, audit.READ, audit.encode_get_request(key, revision),
-                                            audit.READ_RESPONSE, timeout))
-    record = next((r for r in answer.records if r.key == key), None)
+                 timeout: float | None = None) -> VerifiedRecord | None:
+    """A verified read (docs/AUDIT.md §10; `fctl get KEY --verify`; what `client.get(key,
+    verify=True, ...)` calls): reads `key` (as of `revision`, or now) on `endpoint` (the leader
+    if None) and proves it. Returns None if the key does not exist — absence is not proven.
+
+    The trusted state is trusted.json at `trusted_path`, by default fctl's for the cluster's
+    name (`cluster_name`, else the client's from its cluster.toml, else "default"):
+    ~/.config/fauna/<name>/trusted.json. If it does not exist the members' keys are pinned on
+    first use; the advanced state is saved. `timeout` bounds the whole read (default: the
+    client's `config.timeout`). Raises LyingNodeError, ForgedHeadError, RollbackError, ForkError
+    or TrustError if a check fails, and the client's errors if the cluster cannot answer."""
+    call = _Call(client, timeout)
+    store, trust, pinned = _load_or_pin(call, trusted_path, cluster_name)
+    node = client.find_leader(timeout=call.left()) if endpoint is None else Endpoint.of(endpoint)
+    record = client.get(key, revision=revision, endpoint=node, timeout=call.left())
     if record is None:
         return None
+    key = record.key
     if revision and record.mod_revision > revision:
-        raise LyingNodeError(f"{where} answered a read as of revision {revision} with a record written at {record.mod_revision}",
-                             check="revision", node=where)
+        raise LyingNodeError(f"{node} answered a read as of revision {revision} with a record written at {record.mod_revision}",
+                             check="revision", node=node)
     m = record.mod_revision
-    proof = _entry_proof(client, node, m, key, timeout)
-    current = _signed_head(client, node, None, timeout)
-    written_by = check_record(proof.entry, proof.effect, key, record.value, m, where)
+    proof = _entry_proof(call, node, m, key)
+    current = _signed_head(call, node, None)
+    written_by = check_record(proof.entry, proof.effect, key, record.value, m, node)
 
     def root_for_size(size: int) -> tuple[bytes, tuple[bytes, ...]]:
-        path = _inclusion(client, node, m - 1, size, timeout)
+        path = _inclusion(call, node, m - 1, size)
         try:
             return merkle.root_from_inclusion(m - 1, size, proof.entry.leaf_hash(), path), path
         except merkle.MerkleProofError as e:
-            raise LyingNodeError(f"inclusion proof of entry {m} in tree size {size} from {where}: {e}",
-                                 check="inclusion", node=where) from None
+            raise LyingNodeError(f"inclusion proof of entry {m} in tree size {size} from {node}: {e}",
+                                 check="inclusion", node=node) from None
 
-    size, root, path, quorum, after = _prove_head(client, node, current, m, trust, root_for_size, timeout)
-    after, removed = drop_removed_members(client, node, after, timeout)
+    size, root, path, quorum, after = _prove_head(call, node, current, m, trust, root_for_size)
+    after, removed = _drop_removed_members(call, node, after)
     saved = store.save(after)
-    return VerifiedRecord(key, record.value, record.create_revision, m, record.version, proof.entry, proof.effect, written_by,
-                          size, root, path, quorum.signatures, quorum.signers, where, saved, trust.tree_size,
+    return VerifiedRecord(key, record.value, record.create_revision, m, record.version, proof.entry, proof.effect,
+                          written_by, size, root, path, quorum.signatures, quorum.signers, node, saved, trust.tree_size,
                           tuple(removed), pinned, store.path)
+
+
+async def verified_get_async(client: AsyncClient, key: bytes, *, revision: int | None = None,
+                             endpoint: EndpointLike | None = None, trusted_path: str | None = None,
+                             cluster_name: str | None = None, timeout: float | None = None) -> VerifiedRecord | None:
+    """`verified_get` for an AsyncClient (what `await client.get(key, verify=True)` calls).
+
+    The checks are blocking (a dozen requests, Ed25519, an flock on trusted.json), so they run
+    in a worker thread (`asyncio.to_thread`) on the blocking twin of `client`: a `fauna.Client`
+    of the same endpoints, config and cluster name, opened on first use and closed with
+    `client`. Cancelling the await does not stop the worker; it ends by `timeout`."""
+    twin = client.blocking_twin()
+    return await asyncio.to_thread(verified_get, twin, key, revision=revision, endpoint=endpoint,
+                                   trusted_path=trusted_path, cluster_name=cluster_name, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -552,26 +548,28 @@ class VerifiedHead:
     tree_size: int
     root_hash: bytes
     signers: tuple[str, ...]
-    served_by: str
+    served_by: Endpoint
     trust: TrustedCluster
     trusted_size_before: int
     removed_members: tuple[str, ...]
     pinned: bool
 
 
-def verify_head(client: Any, *, node: Any = None, trusted_path: str | None = None, cluster_name: str | None = None,
-                timeout: float = 5.0) -> VerifiedHead:
-    """`fctl verify`: advances the trusted state to `node`'s current head (the leader's if
+def verify_head(client: Client, *, endpoint: EndpointLike | None = None, trusted_path: str | None = None,
+                cluster_name: str | None = None, timeout: float | None = None) -> VerifiedHead:
+    """`fctl verify`: advances the trusted state to `endpoint`'s current head (the leader's if
     None) — signed by a quorum of pinned keys and consistent with the trusted head — and saves
-    it. The cheap check to run now and then: a fork or rollback shows here."""
-    store, trust, pinned = load_or_pin(client, trusted_path, cluster_name, timeout)
-    node = find_leader(client, timeout) if node is None else _resolve(client, node)
-    current = _signed_head(client, node, None, timeout)
+    it. The cheap check to run now and then: a fork or rollback shows here. Arguments as
+    `verified_get`'s."""
+    call = _Call(client, timeout)
+    store, trust, pinned = _load_or_pin(call, trusted_path, cluster_name)
+    node = client.find_leader(timeout=call.left()) if endpoint is None else Endpoint.of(endpoint)
+    current = _signed_head(call, node, None)
 
     def root_for_size(size: int) -> tuple[bytes, tuple[bytes, ...]]:
-        return _signed_head(client, node, size, timeout, BEHIND_WAIT_S).root_hash, ()
+        return _signed_head(call, node, size, BEHIND_WAIT_S).root_hash, ()
 
-    size, root, _, quorum, after = _prove_head(client, node, current, 0, trust, root_for_size, timeout)
-    after, removed = drop_removed_members(client, node, after, timeout)
+    size, root, _, quorum, after = _prove_head(call, node, current, 0, trust, root_for_size)
+    after, removed = _drop_removed_members(call, node, after)
     saved = store.save(after)
-    return VerifiedHead(size, root, quorum.signers, str(node), saved, trust.tree_size, tuple(removed), pinned)
+    return VerifiedHead(size, root, quorum.signers, node, saved, trust.tree_size, tuple(removed), pinned)

@@ -6,7 +6,8 @@ raises `ProtocolError` (never IndexError, struct.error or UnicodeError) on bytes
 documents; every encoder checks the documented limits first and raises `InvalidArgument`.
 
 The audit messages (0x30-0x36, 0xB0-0xB6) are coded in `fauna.audit`; their kind numbers are
-in `Kind` here so that one table names every frame kind.
+in `Kind` here so that one table names every frame kind, and the limits they share with the
+client messages are here too.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ __all__ = [
     "HashKVResult", "ROLE_NAMES", "value", "version", "create_revision", "mod_revision",
     "decode_proposal", "decode_apply_result", "decode_range_result", "decode_read_request", "decode_error",
     "encode_error", "decode_status", "decode_members", "encode_members", "decode_member_change",
-    "decode_hashkv", "apply_result_error", "check_key", "as_bytes",
+    "decode_hashkv", "apply_result_error", "check_key", "as_bytes", "read_node_id", "CHECKSUM_BYTES_MAX",
+    "MESSAGE_BYTES_MAX", "PUBLIC_KEY_BYTES_MAX", "HOST_BYTES_MAX", "MEMBERS_MAX",
 ]
 
 
@@ -822,7 +824,7 @@ def decode_error(body: bytes, endpoint: Optional[tuple[str, int]] = None) -> Ser
     hint = _reserved(rd.u8(), 0x03, "leader hint flags")
     if hint == 0x02:
         raise ProtocolError("leader hint: an address without a leader")
-    leader = _node_id(rd, "leader") if hint & 1 else None
+    leader = read_node_id(rd, "leader") if hint & 1 else None
     address = Endpoint.read(rd) if hint & 2 else None
     rd.done()
     return server_error(code, message, leader=leader, leader_address=address, endpoint=endpoint)
@@ -839,7 +841,8 @@ def encode_error(err: ServerError) -> bytes:
     return out
 
 
-def _node_id(rd: Reader, what: str) -> int:
+def read_node_id(rd: Reader, what: str) -> int:
+    """A `nodeID` (varint >= 1)."""
     n = rd.varint()
     if n == 0:
         raise ProtocolError(f"{what}: node ID 0, want >= 1")
@@ -868,13 +871,13 @@ class NodeStatus:
 
 def decode_status(body: bytes) -> NodeStatus:
     rd = Reader(body)
-    node = _node_id(rd, "node")
+    node = read_node_id(rd, "node")
     role = rd.u8()
     if role not in ROLE_NAMES:
         raise ProtocolError(f"role {role}, want 0...3")
     flags = _reserved(rd.u8(), 0x03, "status flags")
     term = rd.varint()
-    leader = _node_id(rd, "leader") if flags & 2 else None
+    leader = read_node_id(rd, "leader") if flags & 2 else None
     st = NodeStatus(node, ROLE_NAMES[role], bool(flags & 1), term, leader, rd.varint(), rd.varint(), rd.varint(),
                     rd.varint())
     rd.done()
@@ -905,7 +908,7 @@ class Member:
 
     @classmethod
     def read(cls, rd: Reader) -> "Member":
-        node = _node_id(rd, "member")
+        node = read_node_id(rd, "member")
         peer = Endpoint.read(rd)
         client = Endpoint.read(rd)
         learner = rd.flag()
@@ -952,7 +955,7 @@ def decode_member_change(body: bytes) -> tuple[int, Union[Member, int]]:
         if not arg.is_learner:
             raise ProtocolError("add learner: member flag says voter")
     elif op in (2, 3):
-        arg = _node_id(rd, "member change")
+        arg = read_node_id(rd, "member change")
     else:
         raise ProtocolError(f"member change op {op}, want 1...3")
     rd.done()
@@ -972,7 +975,7 @@ class HashKVResult:
 
 def decode_hashkv(body: bytes) -> HashKVResult:
     rd = Reader(body)
-    node = _node_id(rd, "node")
+    node = read_node_id(rd, "node")
     applied, compact = rd.varint(), rd.varint()
     digest = rd.vbytes(CHECKSUM_BYTES_MAX, "digest")
     res = HashKVResult(node, applied, compact, digest, rd.varint(), rd.vbytes(CHECKSUM_BYTES_MAX, "tree root"))

@@ -1,10 +1,12 @@
 """A real three-node cluster of `faunad` processes for the integration tests.
 
 `cluster` (function scope) hands out the one session-wide `FaunaCluster`, healed first: every
-node running with its default environment and a leader elected. A test may kill, stop and
-restart nodes, also with an environment (`cluster.restart("n2", env={"FAUNA_TEST_FAULT":
-"lie-value"})`); the next test gets them back. Binaries come from $FAUNA_BIN (a directory,
-default <repo>/.build/debug) and are copied once, so a rebuild during the run does not matter.
+node running with its default environment, a leader elected and known to every node. A test
+may kill, stop and restart nodes, also with an environment (`cluster.restart("n2",
+env={"FAUNA_TEST_FAULT": "lie-value"})`, which returns once every running node knows the
+leader); the next test gets them back. `cluster.fctl(...)` runs fctl against the cluster's
+cluster.toml. Binaries (faunad, fctl) come from $FAUNA_BIN (a directory, default
+<repo>/.build/debug) and are copied once, so a rebuild during the run does not matter.
 Without binaries the integration tests are skipped, unless FAUNA_REQUIRE_CLUSTER is set
 (tools/test): then they fail. Every wait here is bounded.
 """
@@ -55,6 +57,10 @@ class FaunaCluster:
         self.names = list(names)
         self.faunad = run_dir / "faunad"
         shutil.copy2(bin_dir / "faunad", self.faunad)
+        self.fctl_path: Optional[Path] = None
+        if os.access(bin_dir / "fctl", os.X_OK):
+            self.fctl_path = run_dir / "fctl"
+            shutil.copy2(bin_dir / "fctl", self.fctl_path)
         ports = free_ports(2 * len(names))
         self.peer = {n: Endpoint("127.0.0.1", ports[2 * i]) for i, n in enumerate(names)}
         self.client_addr = {n: Endpoint("127.0.0.1", ports[2 * i + 1]) for i, n in enumerate(names)}
@@ -122,8 +128,11 @@ class FaunaCluster:
             self.kill(name)
 
     def restart(self, name: str, env: Optional[dict[str, str]] = None, *, kill: bool = False) -> None:
+        """Stops (or kills) `name`, starts it with `env`, and returns once every running node
+        knows the leader."""
         (self.kill if kill else self.stop)(name)
         self.start(name, env)
+        self.wait_ready()
 
     def shutdown(self) -> None:
         self.admin.close()
@@ -173,13 +182,36 @@ class FaunaCluster:
             time.sleep(0.1)
         raise AssertionError(f"nodes did not catch up within {timeout_s} s")
 
+    def wait_ready(self, timeout_s: float = LEADER_WAIT_S) -> str:
+        """Until there is a leader and every running node answers its status naming it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            leader = self.wait_for_leader(max(0.1, deadline - time.monotonic()))
+            want = self.client_addr[leader]
+            sts = [self.status(n) for n in self.names if self.is_running(n)]
+            if all(st is not None and st.leader is not None and self.client_addr.get(f"n{st.leader}") == want for st in sts):
+                return leader
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"not every node knows leader {leader} within {timeout_s} s; logs in {self.run_dir}")
+            time.sleep(0.05)
+
     def heal(self) -> None:
-        """Every node running with its default environment, and a leader."""
+        """Every node running with its default environment, and a leader every node knows."""
         for n in self.names:
             if self.envs.get(n):
                 self.stop(n)
             self.start(n)
-        self.wait_for_leader()
+        self.wait_ready()
+
+    def fctl(self, *args: str, check: bool = True, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """`fctl ARGS... --config cluster.toml`; with `check`, a non-zero exit fails the test."""
+        if self.fctl_path is None:
+            pytest.skip("no fctl next to faunad (set FAUNA_BIN)")
+        run = subprocess.run([str(self.fctl_path), *args, "--config", str(self.config_path)], capture_output=True,
+                             text=True, timeout=timeout_s)
+        if check and run.returncode != 0:
+            raise AssertionError(f"fctl {' '.join(args)}: exit {run.returncode}\n{run.stdout}{run.stderr}")
+        return run
 
     def client(self, **config: object) -> fauna.Client:
         return fauna.Client(self.endpoints, config=ClientConfig(**config))  # type: ignore[arg-type]
@@ -215,7 +247,7 @@ def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaunaC
     try:
         for n in c.names:
             c.start(n)
-        c.wait_for_leader()
+        c.wait_ready()
         yield c
         ok = True
     finally:

@@ -1,6 +1,7 @@
 """Entries and effects (fauna.entry) and the audit codecs (fauna.audit): leaf v1/v2, effect
-leaves, what an entry wrote or proposed, proposals and membership changes decoded, and answers
-from nodes decoded strictly (only ProtocolError escapes, for any bytes)."""
+leaves, what an entry wrote or proposed, proposals (fauna.wire.decode_proposal, which
+fauna.entry uses) and membership changes decoded, and answers from nodes decoded strictly
+(only ProtocolError escapes, for any bytes)."""
 from __future__ import annotations
 
 import random
@@ -9,7 +10,7 @@ import re
 import pytest
 
 from audit_doc import AUDIT_MD, REPO, put_payload, v2_entry, worked_example
-from fauna import audit, entry, merkle
+from fauna import audit, entry, merkle, wire
 from fauna.codec import ProtocolError, varint, vbytes
 from fauna.entry import EffectProof, EntryMismatch, JournalEntry, check_writes
 
@@ -117,19 +118,21 @@ def test_protocol_example_write_body_decodes() -> None:
     block = md[md.index("### 1. write"):md.index("### 2.")]
     lines = block[block.index("\nbody") + 1:block.index("```", block.index("\nbody"))].splitlines()
     body = bytes.fromhex("".join(re.match(r"(?:body)?\s+((?:[0-9a-f]{2} ?)+?)(?:\s{2,}|$)", line)[1] for line in lines))
-    p = entry.decode_proposal(body)
+    p = wire.decode_proposal(body)
     assert (p.client_id, p.sequence) == (77, 1)
-    assert p.command == entry.Put(b"k1", b"v1")
+    assert p.command == wire.Put(b"k1", b"v1")
 
 
 def test_proposals_decode() -> None:
-    txn = entry.decode_proposal(TXN_PAYLOAD).command
-    assert isinstance(txn, entry.Txn)
-    assert txn.compares == (entry.Compare(entry.KeyRange(b"a", None), 0, 0, b"1"),)
-    assert txn.success[0] == entry.Put(b"b", b"2") and txn.success[1].limit == 5
-    assert txn.failure == (entry.DeleteRange(entry.KeyRange(b"a", b"a\x00")),)
-    assert entry.decode_proposal(b"\x01\x00\x04" + (9).to_bytes(8, "big")).command == entry.Compact(9)
-    assert entry.decode_proposal(b"\x01\x00\x01\x01" + kvb(b"k") + kvb(b"")).command == entry.Put(b"k", b"", if_absent=True)
+    txn = wire.decode_proposal(TXN_PAYLOAD).command
+    assert isinstance(txn, wire.Txn)
+    assert txn.compares == [wire.Compare(wire.KeyRange(b"a", None), wire.Target.VALUE, wire.CompareOp.EQUAL, b"1")]
+    assert txn.success[0] == wire.Put(b"b", b"2") and txn.success[1].limit == 5
+    assert txn.failure == [wire.DeleteRange(wire.KeyRange(b"a", b"a\x00"))]
+    assert wire.decode_proposal(b"\x01\x00\x04" + (9).to_bytes(8, "big")).command == wire.Compact(9)
+    assert wire.decode_proposal(b"\x01\x00\x01\x01" + kvb(b"k") + kvb(b"")).command == wire.Put(b"k", b"", if_absent=True)
+    # An empty key decodes: refusing it is the state machine's (outcome invalid(keyLength)).
+    assert wire.decode_proposal(b"\x01\x00\x01\x00" + kvb(b"") + kvb(b"v")).command == wire.Put(b"", b"v")
 
 
 @pytest.mark.parametrize("bad", [
@@ -137,7 +140,6 @@ def test_proposals_decode() -> None:
     b"\x01\x02\x01\x00" + kvb(b"k") + kvb(b"v"),  # reserved proposal flag
     b"\x01\x01" + (1).to_bytes(8, "big") + bytes(8) + b"\x01\x00" + kvb(b"k") + kvb(b"v"),  # sequence 0
     b"\x01\x00\x01\x04" + kvb(b"k") + kvb(b"v"),  # reserved put flag
-    b"\x01\x00\x01\x00" + kvb(b"") + kvb(b"v"),  # empty key
     b"\x01\x00\x01\x00" + kvb(b"k" * 4097) + kvb(b"v"),  # key too long
     b"\x01\x00\x01\x00" + kvb(b"k") + kvb(b"v") + b"\x00",  # trailing byte
     b"\x01\x00\x04" + bytes(8),  # compact 0
@@ -147,7 +149,7 @@ def test_proposals_decode() -> None:
 ])
 def test_bad_proposals_are_refused(bad: bytes) -> None:
     with pytest.raises(ProtocolError):
-        entry.decode_proposal(bad)
+        wire.decode_proposal(bad)
 
 
 def only_protocol_errors(decode, sample: bytes, rounds: int, rng: random.Random) -> None:  # type: ignore[no-untyped-def]
@@ -168,8 +170,8 @@ def test_proposal_decoder_never_raises_anything_else() -> None:
     for s in samples:
         for cut in range(len(s)):
             with pytest.raises(ProtocolError):
-                entry.decode_proposal(s[:cut])
-        only_protocol_errors(entry.decode_proposal, s, 300, rng)
+                wire.decode_proposal(s[:cut])
+        only_protocol_errors(wire.decode_proposal, s, 300, rng)
 
 
 def test_conf_change() -> None:
@@ -212,8 +214,6 @@ def test_audit_answers_decode() -> None:
     assert audit.decode_membership_changes(varint(3) + varint(1) + varint(2) + varint(300)) == (1, 2, 300)
     j = audit.decode_journal_entry(varint(7) + varint(2) + b"\x01" + vbytes(b"\x02" + bytes(8)))
     assert (j.index, j.term, j.type) == (7, 2, 1)
-    e = audit.decode_error(varint(11) + vbytes(b"behind") + b"\x03" + varint(2) + vbytes(b"127.0.0.1") + (7102).to_bytes(2, "big"))
-    assert (e.code, e.message) == (11, "behind")
     assert audit.encode_tree_head_request() == b"\x00" and audit.encode_tree_head_request(300) == b"\x01\xac\x02"
     assert audit.encode_entry_proof_request(7, b"k") == b"\x07\x01k"
 
@@ -224,7 +224,7 @@ def test_audit_answers_decode() -> None:
     (audit.decode_proof, varint(5) + varint(9) + varint(2) + b"x" * 64),
     (audit.decode_membership_changes, varint(2) + varint(1) + varint(2)),
     (audit.decode_state_digest, varint(1) + varint(5) + vbytes(b"d" * 32) + b"r" * 32 + b"\x01" + varint(5) + vbytes(b"")),
-    (audit.decode_range_result, bytes(8) + b"\x00" + bytes(8) + (1).to_bytes(4, "big") + kvb(b"k") + b"\x01"
+    (wire.decode_range_result, bytes(8) + b"\x00" + bytes(8) + (1).to_bytes(4, "big") + kvb(b"k") + b"\x01"
      + (1).to_bytes(8, "big") * 3 + kvb(b"v")),
 ])
 def test_audit_answers_refuse_truncated_and_trailing_bytes(decode, body: bytes) -> None:  # type: ignore[no-untyped-def]

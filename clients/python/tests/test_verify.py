@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from audit_doc import public, signing_key, v2_entry
-from fauna import audit, merkle, trust, verify
+from fauna import ConnectionFailed, DeadlineExceeded, Endpoint, audit, merkle, trust, verify
 from fauna.entry import EffectProof, JournalEntry
 from fauna.verify import ForgedHeadError, ForkError, LyingNodeError, TrustError
 
@@ -19,6 +19,8 @@ CLUSTER = bytes(range(16))
 KEYS = [signing_key(n) for n in (1, 2, 3)]
 TRUST = trust.TrustedCluster("t", CLUSTER, tuple(trust.MemberKey(i + 1, public(k)) for i, k in enumerate(KEYS)))
 LEAVES = [merkle.sha256(b"%d" % i) for i in range(20)]
+E = {n: Endpoint(f"10.0.0.{n}", 7100 + n) for n in (1, 2, 3)}
+E1, E2, E3 = E[1], E[2], E[3]
 
 
 def head(n: int, size: int, root: bytes, key_index: int | None = None, cluster: bytes = CLUSTER) -> audit.SignedTreeHead1:
@@ -45,31 +47,31 @@ def test_check_quorum() -> None:
 def test_quorum_for_names_the_liar() -> None:
     real = merkle.root(LEAVES[:9])
     lie = merkle.sha256(b"forged")
-    honest = [(f"e{n}", head(n, 9, real)) for n in (1, 2, 3)]
-    q = verify.quorum_for(9, real, honest, TRUST, "e2")
+    honest = [(E[n], head(n, 9, real)) for n in (1, 2, 3)]
+    q = verify.quorum_for(9, real, honest, TRUST, E2)
     assert q.signers == ("n1", "n2", "n3") and len(q.signatures) == 3
     # one node down: still a quorum
-    assert verify.quorum_for(9, real, honest[:2] + [("e3", ConnectionError("down"))], TRUST, "e2").signers == ("n1", "n2")
+    assert verify.quorum_for(9, real, honest[:2] + [(E3, ConnectionFailed("down"))], TRUST, E2).signers == ("n1", "n2")
     # lie-proof: what e2 sent leads to a root nobody signed, a quorum signed the real one
     with pytest.raises(LyingNodeError, match="record, entry or inclusion proof is false") as e:
-        verify.quorum_for(9, lie, honest, TRUST, "e2")
-    assert e.value.node == "e2" and e.value.check == "inclusion"
+        verify.quorum_for(9, lie, honest, TRUST, E2)
+    assert e.value.node == E2 and str(e.value.node) == "10.0.0.2:7102" and e.value.check == "inclusion"
     # lie-forge: the liar signed its forged root, the majority the real one
-    forged = [honest[0], ("e2", head(2, 9, lie)), honest[2]]
+    forged = [honest[0], (E2, head(2, 9, lie)), honest[2]]
     with pytest.raises(ForgedHeadError, match="only n2 signed the root it leads to"):
-        verify.quorum_for(9, lie, forged, TRUST, "e2")
+        verify.quorum_for(9, lie, forged, TRUST, E2)
     # no quorum anywhere (two nodes down)
     with pytest.raises(ForgedHeadError, match="no quorum") as e2:
-        verify.quorum_for(9, real, [honest[0], ("e2", OSError("x")), ("e3", OSError("y"))], TRUST, "e1")
+        verify.quorum_for(9, real, [honest[0], (E2, ConnectionFailed("x")), (E3, DeadlineExceeded("y"))], TRUST, E1)
     assert "signed by 1 of 3 trusted members" in str(e2.value)
     # a node presenting an unpinned key, or signing for another cluster or size, does not count
-    odd = [honest[0], ("e2", head(2, 9, real, key_index=9)), ("e3", head(3, 9, real, cluster=b"\x01" * 16))]
+    odd = [honest[0], (E2, head(2, 9, real, key_index=9)), (E3, head(3, 9, real, cluster=b"\x01" * 16))]
     with pytest.raises(ForgedHeadError, match="untrusted key"):
-        verify.quorum_for(9, real, odd, TRUST, "e1")
+        verify.quorum_for(9, real, odd, TRUST, E1)
     # a bad signature does not count
     bad = audit.SignedTreeHead1(3, 9, CLUSTER, 9, real, public(KEYS[2]), b"\x00" * 64)
     with pytest.raises(ForgedHeadError):
-        verify.quorum_for(9, real, [honest[0], ("e3", bad)], TRUST, "e1")
+        verify.quorum_for(9, real, [honest[0], (E3, bad)], TRUST, E1)
 
 
 def test_advance_and_consistency() -> None:
