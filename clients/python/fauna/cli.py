@@ -1,26 +1,10 @@
-"""The `fauna` console script.
+"""The `fauna` command (console script of the package; `python -m fauna.cli`).
 
     fauna verify-proof [--member HEX ...] [--members FILE] [--cluster HEX] [--trusted FILE]
                        [--v1-proposal] FILE...
 
-checks proof files offline (docs/AUDIT.md §7) with tools/verify-proof's behaviour, output and
-exit codes (tools/verify-proof is a wrapper around `verify_proof_main`):
-
-The member public keys are the trust anchor and come from the caller, never from the file:
-`--member` (repeat), `--members FILE` (one hex key a line) and/or `--trusted FILE` (the members of
-a trusted.json shared with fctl, whose cluster ID is then expected unless `--cluster` is given).
-For one FILE: prints one line "OK ..." and exits 0, or prints "FAIL: reason" and exits 1.
-For several: one line per file prefixed with its name; exits 0 only if every file is OK.
-Exit 2: usage error, unreadable file.
-
-Checked: the format and every field; record revision == entry index; leaf index == entry index
-- 1; the leaf hash computed from the entry (v1, or v2 with the entry's effects summary); the
-inclusion path to the root (RFC 9162 2.1.3.2); the tree head signatures (a strict majority of
-the given members). For a v2 leaf also that the entry succeeded and that a put of exactly the
-record's key and value is among its committed effects (the effect path to the effects root).
-A v1 leaf (an entry from before the cluster's leaf v2 boundary) commits to the entry as
-proposed, not to what it did: its OK line says "effect not proven"; with --v1-proposal its
-payload must also propose the record's key and value (what `fctl verify-proof` checks).
+`verify-proof` is tools/verify-proof (a wrapper around `verify_proof_main`): same checks, output
+and exit codes. `VERIFY_PROOF_HELP` below is its `--help`.
 """
 from __future__ import annotations
 
@@ -28,7 +12,49 @@ import sys
 from dataclasses import dataclass
 
 USAGE = "{prog} --member HEX... [--members FILE] [--cluster HEX] [--trusted FILE] [--v1-proposal] FILE..."
-COMMANDS = "usage: fauna verify-proof [--member HEX ...] [--members FILE] [--cluster HEX] [--trusted FILE] FILE..."
+
+MAIN_HELP = """usage: fauna COMMAND [ARG...]
+
+The command-line tool of Fauna's Python client.
+
+commands:
+  verify-proof FILE...   check proof files ("fauna-proof-v1"/"-v2", from `fctl proof` or
+                         VerifiedRecord.proof_file()) offline, against member keys you trust
+
+`fauna COMMAND --help` explains a command, its options and its exit codes.
+exit codes of `fauna` itself: 0 for --help, 2 for no command or an unknown one (with this
+usage on stderr); otherwise the command's own.
+"""
+
+VERIFY_PROOF_HELP = """usage: {prog} [--member HEX ...] [--members FILE] [--cluster HEX] [--trusted FILE]
+       {pad} [--v1-proposal] FILE...
+
+Checks Fauna proof files offline (docs/AUDIT.md §7): that the record (key, value, revision) is
+what a committed journal entry wrote, that the entry is a leaf of a Merkle tree head, and that
+a strict majority of the member keys you give signed that head.
+
+The member public keys are the trust anchor and come from you, never from the file:
+  --member HEX      a member's Ed25519 public key (64 hex digits); repeat for each member
+  --members FILE    one hex key a line
+  --trusted FILE    the members of a trusted.json (shared with fctl, e.g.
+                    ~/.config/fauna/<cluster>/trusted.json); its cluster ID is then expected
+  --cluster HEX     the expected cluster ID (32 hex digits)
+  --v1-proposal     for a v1 leaf, also check that the entry proposes the record (fctl's check)
+
+exit codes and output:
+  0  every FILE is OK: one line "OK ..." (prefixed "FILE: " when several files are given)
+  1  some FILE is not: "FAIL: reason" for it
+  2  usage error (bad or missing options, no FILE), or a FILE that cannot be read
+     ("ERROR: cannot read: ...")
+
+Checked: the format and every field; record revision == entry index; leaf index == entry
+index - 1; the leaf hash computed from the entry (v1, or v2 with the entry's effects summary);
+the inclusion path to the root (RFC 9162 2.1.3.2); the tree head signatures (a strict majority
+of the given members). For a v2 leaf also that the entry succeeded and that a put of exactly the
+record's key and value is among its committed effects (the effect path to the effects root).
+A v1 leaf (an entry from before the cluster's leaf v2 boundary) commits to the entry as
+proposed, not to what it did: its OK line says "effect not proven".
+"""
 
 
 @dataclass
@@ -90,7 +116,7 @@ def verify_proof_main(argv: list[str], prog: str = "fauna verify-proof") -> int:
     try:
         args = _parse(argv)
     except _Help:
-        print(__doc__)
+        print(VERIFY_PROOF_HELP.format(prog=prog, pad=" " * len(prog)), end="")
         return 0
     except (ValueError, OSError, TrustFileError) as e:
         print(f"{prog}: {e}\nusage: {USAGE.format(prog=prog)}", file=sys.stderr)
@@ -119,8 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "verify-proof":
         return verify_proof_main(argv[1:])
-    print(COMMANDS, file=sys.stderr)
-    return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(MAIN_HELP, end="")
+        return 0
+    problem = f"fauna: unknown command {argv[0]!r}\n" if argv else "fauna: no command given\n"
+    print(problem + MAIN_HELP, end="", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

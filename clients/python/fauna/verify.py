@@ -270,13 +270,14 @@ class _Call:
         out: list[tuple[Endpoint, T | FaunaError]] = []
         for e in self.client.endpoints:
             a = answers[e]
-            if not isinstance(a, FaunaError):
-                try:
-                    _expect(e, a[0], want)
-                    a = decode(a[1])
-                except ProtocolError as err:
-                    a = err
-            out.append((e, a))
+            if isinstance(a, FaunaError):
+                out.append((e, a))
+                continue
+            try:
+                _expect(e, a[0], want)
+                out.append((e, decode(a[1])))
+            except ProtocolError as err:
+                out.append((e, err))
         return out
 
 

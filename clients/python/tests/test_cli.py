@@ -112,7 +112,15 @@ def test_trusted_state_supplies_keys_and_cluster(tmp_path: Path) -> None:
 
 def test_console_script_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([]) == 2
+    assert "no command given" in capsys.readouterr().err
+    assert cli.main(["bogus"]) == 2
+    assert "unknown command 'bogus'" in capsys.readouterr().err
     assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "verify-proof FILE..." in out and "exit codes" in out
+    assert cli.main(["verify-proof", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fauna verify-proof") and "  1  some FILE is not" in out and "  2  usage error" in out
     assert cli.main(["verify-proof", "--member", KEY, str(EXAMPLES / "worked-example.proof.json")]) == 0
     assert capsys.readouterr().out.startswith("OK entry 3")
     installed = shutil.which("fauna")
