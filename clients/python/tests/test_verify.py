@@ -102,17 +102,17 @@ def test_advance_and_consistency() -> None:
 def test_check_record_raises_lying_node() -> None:
     e, leaves = v2_entry(7, 2, b"", [(b"k", b"v")])
     good = EffectProof(0, ())
-    assert verify.check_record(e, good, b"k", b"v", 7, "n2") == "put"
+    assert verify.check_record(e, good, b"k", b"v", 7, E2) == "put"
     with pytest.raises(LyingNodeError, match="sent journal entry 7 when asked for 8"):
-        verify.check_record(e, good, b"k", b"v", 8, "n2")
+        verify.check_record(e, good, b"k", b"v", 8, E2)
     with pytest.raises(LyingNodeError, match="is not what its journal entry 7 wrote") as err:
-        verify.check_record(e, good, b"k", b"w", 7, "n2")
-    assert err.value.check == "effect" and err.value.node == "n2"
+        verify.check_record(e, good, b"k", b"w", 7, E2)
+    assert err.value.check == "effect" and err.value.node == E2
     unwritten, _ = v2_entry(7, 2, b"", [], outcome=5)
     with pytest.raises(LyingNodeError, match="wrote nothing: its committed outcome is sessionExpired"):
-        verify.check_record(unwritten, None, b"k", b"v", 7, "n2")
+        verify.check_record(unwritten, None, b"k", b"v", 7, E2)
     with pytest.raises(LyingNodeError, match="entry 7 does not decode"):
-        verify.check_record(JournalEntry(7, 2, 0, b"junk"), None, b"k", b"v", 7, "n2")
+        verify.check_record(JournalEntry(7, 2, 0, b"junk"), None, b"k", b"v", 7, E2)
 
 
 # --- trusted.json ----------------------------------------------------------------------------------

@@ -70,6 +70,8 @@ def test_honest_cluster_verified_reads(cluster: Any, client: fauna.Client, prefi
     assert vget(cluster, prefix + b"no such key", trusted) is None
     with pytest.raises(fauna.InvalidArgument, match="verify=True"):
         client.get(key, trusted_path=str(trusted))
+    with pytest.raises(fauna.InvalidArgument, match="linearizably"):
+        client.get(key, verify=True, serializable=True, trusted_path=str(trusted))
 
 
 def test_trusted_json_is_shared_with_fctl(cluster: Any, prefix: bytes, tmp_path: Path) -> None:
