@@ -6,10 +6,14 @@ import Testing
 /// `tools/sim --node`, docs/TESTING.md "Node simulator"). A failure prints the seed and the
 /// command that replays it.
 @Suite struct NodeSimulatorSweepTests {
-    @Test(arguments: [3, 5]) func seedsPass(nodes: Int) {
+    @Test(arguments: [3, 5]) func seedsPass(nodes: Int) async {
         let seeds: ClosedRange<UInt64> = nodes == 3 ? 1...150 : 1...75
         var failures: [String] = []
         for seed in seeds {
+            // Gives the thread back between seeds: the concurrency pool has one thread per core,
+            // and tests that wait on processes and sockets meanwhile must not starve (on two
+            // cores, a minute of uninterrupted sweeps made their 60 s deadlines expire).
+            await Task.yield()
             var options = NodeSimOptions()
             options.seed = seed
             options.nodes = nodes
