@@ -127,15 +127,24 @@ func endpoint(of server: RPCServer) throws -> Endpoint {
         let client = try await RPCClient.connect(
             to: try endpoint(of: server), configuration: RPCClientConfiguration(requestsInFlightMax: 3),
             group: group, logger: logs.logger)
-        // Two unanswered requests fill the server's bound; the third is answered `overloaded`.
-        let hanging = (0..<2).map { _ in Task { try await client.call(.hashKV, timeout: .milliseconds(300)) } }
-        try await Task.sleep(for: .milliseconds(50))
-        let third = try await client.call(.hashKV, timeout: .seconds(2))
-        guard case .error(let busy) = third else { Issue.record("got \(third.kind)"); return }
-        #expect(busy.code == .overloaded)
-        for task in hanging {
-            await #expect { try await task.value } throws: { ($0 as? RPCClientError)?.code == .timeout }
+        // Three requests at once, room on the server for two: whichever arrives third is
+        // answered `overloaded` at once; the two the server holds time out (hashKV is never
+        // answered). Which is third depends on scheduling, not on a sleep.
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for _ in 0..<3 {
+                group.addTask {
+                    do {
+                        let answer = try await client.call(.hashKV, timeout: .seconds(2))
+                        if case .error(let error) = answer { return "\(error.code)" }
+                        return "answered \(answer.kind)"
+                    } catch {
+                        return (error as? RPCClientError).map { "\($0.code)" } ?? "\(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }.sorted()
         }
+        #expect(outcomes == ["overloaded", "timeout", "timeout"], "\(outcomes)")
         await client.close()
         try await server.close()
     }
@@ -146,10 +155,20 @@ func endpoint(of server: RPCServer) throws -> Endpoint {
         let client = try await RPCClient.connect(
             to: try endpoint(of: server), configuration: RPCClientConfiguration(requestsInFlightMax: 1),
             group: group, logger: logs.logger)
-        let hanging = Task { try await client.call(.hashKV, timeout: .milliseconds(500)) }
-        try await Task.sleep(for: .milliseconds(50))
-        await #expect { try await client.call(.hashKV) } throws: { ($0 as? RPCClientError)?.code == .tooManyInFlight }
-        _ = try? await hanging.value
+        // Two calls at once with room for one: whichever is written second is refused at once
+        // (`tooManyInFlight`), the other holds the slot until its timeout (hashKV is never
+        // answered). Which one wins depends on scheduling, not on a sleep.
+        @Sendable func outcome() async -> String {
+            do {
+                return "answered \(try await client.call(.hashKV, timeout: .seconds(3)).kind)"
+            } catch {
+                return "\(error.code)"
+            }
+        }
+        async let a = outcome()
+        async let b = outcome()
+        let outcomes = await [a, b].sorted()
+        #expect(outcomes == ["timeout", "tooManyInFlight"].sorted(), "\(outcomes)")
         await client.close()
         try await server.close()
     }
