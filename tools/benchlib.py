@@ -1,0 +1,82 @@
+"""A 3-node Fauna cluster on loopback for the benchmark tools (bench-put-ab, bench-python,
+bench-audit-chain): started from a temporary cluster.toml, waited for until it has a leader,
+stopped on every exit path; and the CPU time of a process from /proc. Every wait is bounded."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+
+class ClusterError(Exception):
+    """The cluster did not start (the message names the log files)."""
+
+
+class LocalCluster:
+    def __init__(self, bindir, tmp, name, first_port, extra_args=()):
+        """Nodes n1..n3 with peer ports first_port, +2, +4 and client ports one above each."""
+        self.bindir = bindir
+        self.tmp = tmp
+        self.name = name
+        self.peer_ports = [first_port + 2 * i for i in range(3)]
+        self.client_ports = [p + 1 for p in self.peer_ports]
+        self.extra_args = list(extra_args)
+        self.config = os.path.join(tmp, "cluster.toml")
+        self.procs = []
+
+    def start(self, timeout=60):
+        """Starts the three nodes on an empty data directory; returns the leader's client
+        endpoint "host:port" once a node reports itself leader."""
+        shutil.rmtree(os.path.join(self.tmp, "data"), ignore_errors=True)
+        with open(self.config, "w") as f:
+            f.write(f'[cluster]\nname = "{self.name}"\ndata_dir = "data"\n')
+            for i in range(3):
+                f.write(f'\n[[node]]\nid = "n{i+1}"\npeer = "127.0.0.1:{self.peer_ports[i]}"\n'
+                        f'client = "127.0.0.1:{self.client_ports[i]}"\n')
+        for i in range(3):
+            d = os.path.join(self.tmp, "data", f"n{i+1}")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "faunad.log"), "ab") as log:
+                self.procs.append(subprocess.Popen(
+                    [os.path.join(self.bindir, "faunad"), "--config", self.config, "--id", f"n{i+1}",
+                     "--exit-with-parent", str(os.getpid())] + self.extra_args,
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.procs):
+                raise ClusterError(f"a faunad exited at start; see {self.tmp}/data/*/faunad.log")
+            p = subprocess.run([os.path.join(self.bindir, "fctl"), "status", "--config", self.config, "--json",
+                                "--timeout", "5"], capture_output=True, text=True, timeout=30)
+            try:
+                for n in json.loads(p.stdout):
+                    if n.get("reachable") and n.get("role") == "leader":
+                        return n["endpoint"]
+            except ValueError:
+                pass
+            time.sleep(0.5)
+        raise ClusterError(f"no leader after {timeout} s; see {self.tmp}/data/*/faunad.log")
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after 15 s; safe to call twice."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+        self.procs = []
+
+    @property
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+
+def cpu_ticks(pid):
+    """utime + stime of process `pid`, all threads, in clock ticks (os.sysconf("SC_CLK_TCK"))."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
