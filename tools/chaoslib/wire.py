@@ -3,7 +3,7 @@
 results (the history files and the checker read those).
 """
 
-from fauna import codec, errors
+from fauna import audit as fauna_audit, codec, errors
 from fauna import wire as fw
 from fauna.config import ClientConfig
 from fauna.errors import ProtocolError, ServerError  # noqa: F401  (re-exported for the harness)
@@ -144,11 +144,8 @@ def proposal_session(payload: bytes):
 
 def parse_journal_entry(body: bytes):
     """PROTOCOL.md journalEntryResponse: (index, term, type, payload)."""
-    rd = codec.Reader(body)
-    index, term, etype = rd.varint(), rd.varint(), rd.u8()
-    payload = rd.vbytes()
-    rd.done()
-    return index, term, etype, payload
+    e = fauna_audit.decode_journal_entry(body)
+    return e.index, e.term, e.type, e.payload
 
 
 def committed_sessions(conn: Connection, last_index: int, timeout: float = 5.0):
