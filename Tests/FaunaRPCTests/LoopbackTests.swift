@@ -34,8 +34,11 @@ final class CapturedLogs: Sendable {
     }
 }
 
-/// Polls `condition` every 10 ms for up to `seconds`.
-func eventually(seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
+/// Polls `condition` every 10 ms for up to `seconds`. The bound only limits how long a failing
+/// test waits (a passing one returns as soon as the condition holds), so it is generous: on two
+/// cores shared with the simulator sweeps and a dozen faunad processes, a loopback connect has
+/// taken over 5 s.
+func eventually(seconds: Double = 30, _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while ContinuousClock.now < deadline {
         if condition() { return true }
