@@ -40,7 +40,7 @@ final class PeerTransport: PeerSender, @unchecked Sendable {
     private func link(for peer: NodeID) -> PeerLink? {
         if let link = links[peer] { return link }
         guard peer != identity.nodeID, let addresses = members.addresses(of: peer) else {
-            logger.debug("no address for peer \(peer): message dropped")
+            logger.debug("no address for peer \(peer): no link (its messages are dropped)")
             return nil
         }
         var configuration = PeerLinkConfiguration()
