@@ -74,11 +74,14 @@ let package = Package(
 
         // RocksDB C API (Debian librocksdb-dev); only FaunaStore's RocksDB*.swift imports it.
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        // The one call the C API lacks: an atomic flush of several column families (C++, one
+        // function; only FaunaStore's RocksDB.swift calls it).
+        .target(name: "CRocksDBFlush", linkerSettings: [.linkedLibrary("rocksdb"), .linkedLibrary("stdc++")]),
         // Storage: Raft log, KV state machine, audit journal + tree nodes, snapshots (RocksDB).
         .target(
             name: "FaunaStore",
             dependencies: [
-                "CRocksDB", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
+                "CRocksDB", "CRocksDBFlush", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["README.md"]

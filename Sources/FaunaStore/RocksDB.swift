@@ -1,4 +1,5 @@
 import CRocksDB
+import CRocksDBFlush
 
 #if canImport(Glibc)
 import Glibc
@@ -6,12 +7,46 @@ import Glibc
 import Darwin
 #endif
 
-/// A column family of an open `RocksDB`. Only valid with the database that returned it.
+/// A column family of an open `RocksDB`, or one key space inside it: with a `keyPrefix`, every
+/// key read or written through this value is stored behind that prefix, and keys read back
+/// (iterators) come without it. A Raft group's share of a family is such a key space
+/// (docs/STORAGE.md "Groups"). Only valid with the database that returned it.
 public struct RocksDBColumnFamily: Hashable, Sendable, CustomStringConvertible {
     /// Position in the database's handle table.
     let slot: Int
     public let name: String
+    /// Stored in front of every key (empty: the whole family).
+    public private(set) var keyPrefix: [UInt8] = []
     public var description: String { name }
+
+    init(slot: Int, name: String) {
+        self.slot = slot
+        self.name = name
+    }
+
+    /// The key space of this family whose stored keys start with `prefix`.
+    public func prefixed(by prefix: [UInt8]) -> RocksDBColumnFamily {
+        var cf = self
+        cf.keyPrefix = keyPrefix + prefix
+        return cf
+    }
+
+    /// `key` as stored.
+    @inline(__always) func storedKey(_ key: [UInt8]) -> [UInt8] { keyPrefix.isEmpty ? key : keyPrefix + key }
+
+    /// The first stored key after every key of this key space, or nil if there is none (no
+    /// prefix, or a prefix of 0xFF bytes only).
+    var prefixEnd: [UInt8]? {
+        var end = keyPrefix
+        while let last = end.last {
+            if last < 0xFF {
+                end[end.count - 1] = last + 1
+                return end
+            }
+            end.removeLast()
+        }
+        return nil
+    }
 }
 
 /// How one column family is configured when the database is opened.
@@ -57,6 +92,7 @@ public final class RocksDB: @unchecked Sendable {
     let readOptions: OpaquePointer
     private let syncWriteOptions: OpaquePointer
     private let asyncWriteOptions: OpaquePointer
+    private let unloggedWriteOptions: OpaquePointer
 
     /// The column families the database has, in open order (always includes "default").
     public let columnFamilies: [RocksDBColumnFamily]
@@ -81,6 +117,11 @@ public final class RocksDB: @unchecked Sendable {
         rocksdb_options_set_keep_log_file_num(dbOptions, 4)
         rocksdb_options_increase_parallelism(dbOptions, 2)
         if let memtableBytesMax { rocksdb_options_set_db_write_buffer_size(dbOptions, memtableBytesMax) }
+        // Writes made without the WAL (`write(_:sync:logged: false)`: the state, whose WAL is
+        // the entry log) reach disk only by flushes. Atomic flush switches and commits the
+        // memtables of every family together, so after a crash all families stand at the same
+        // write (docs/adr/0010-write-path-v2.md).
+        rocksdb_options_set_atomic_flush(dbOptions, 1)
         // Point reads dominate applying (the state machine reads each key it writes, mostly
         // misses for new keys): full bloom filters in SSTs and a whole-key bloom filter in the
         // memtable turn most misses into one filter probe; one shared 64 MiB block cache.
@@ -175,6 +216,8 @@ public final class RocksDB: @unchecked Sendable {
         self.syncWriteOptions = rocksdb_writeoptions_create()!
         rocksdb_writeoptions_set_sync(syncWriteOptions, 1)
         self.asyncWriteOptions = rocksdb_writeoptions_create()!
+        self.unloggedWriteOptions = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_disable_WAL(unloggedWriteOptions, 1)
     }
 
     deinit {
@@ -183,6 +226,7 @@ public final class RocksDB: @unchecked Sendable {
         rocksdb_readoptions_destroy(readOptions)
         rocksdb_writeoptions_destroy(syncWriteOptions)
         rocksdb_writeoptions_destroy(asyncWriteOptions)
+        rocksdb_writeoptions_destroy(unloggedWriteOptions)
         cfOptions.forEach { rocksdb_options_destroy($0) }
         rocksdb_options_destroy(dbOptions)
     }
@@ -220,6 +264,7 @@ public final class RocksDB: @unchecked Sendable {
         _ cf: RocksDBColumnFamily, _ key: [UInt8], snapshot: RocksDBReadSnapshot? = nil
     ) throws(RocksDBError) -> [UInt8]? {
         let h = handle(cf)
+        let key = cf.storedKey(key)
         RocksDB.disablePerfCounters()
         var length = 0
         let value: UnsafeMutablePointer<CChar>?
@@ -248,13 +293,17 @@ public final class RocksDB: @unchecked Sendable {
         }
     }
 
-    /// Applies `batch` atomically. With `sync`, returns only after the WAL is fsynced.
-    public func write(_ batch: RocksDBWriteBatch, sync: Bool) throws(RocksDBError) {
+    /// Applies `batch` atomically. With `sync`, returns only after the WAL is fsynced. Without
+    /// `logged`, the batch skips the WAL (`sync` must then be false): it reaches disk with the
+    /// next flush of its families, and a crash before that loses it, whole.
+    public func write(_ batch: RocksDBWriteBatch, sync: Bool, logged: Bool = true) throws(RocksDBError) {
         precondition(batch.db === self, "write batch from another database")
+        precondition(logged || !sync, "a write without the WAL cannot be synced")
         RocksDB.disablePerfCounters()
+        let options = !logged ? unloggedWriteOptions : sync ? syncWriteOptions : asyncWriteOptions
         do {
-            try withRocksDBError(sync ? "write(sync)" : "write") { err in
-                rocksdb_write(db, sync ? syncWriteOptions : asyncWriteOptions, batch.batch, err)
+            try withRocksDBError(sync ? "write(sync)" : logged ? "write" : "write(no WAL)") { err in
+                rocksdb_write(db, options, batch.batch, err)
             }
         } catch {
             // RocksDB names the file only for some failures ("While fsync: a directory"):
@@ -284,14 +333,16 @@ public final class RocksDB: @unchecked Sendable {
     /// A consistent read view of the whole database as of now.
     public func makeSnapshot() -> RocksDBReadSnapshot { RocksDBReadSnapshot(db: self) }
 
-    /// Flushes the memtables of `cfs` (all column families if nil) to SST files and waits.
+    /// Flushes the memtables of `cfs` (all column families if nil) to SST files as ONE atomic
+    /// flush (see `atomic_flush` in `init`) and waits: after a crash, either every family keeps
+    /// everything written before this call, or the flush never happened for any of them.
     public func flush(_ cfs: [RocksDBColumnFamily]? = nil) throws(RocksDBError) {
-        let options = rocksdb_flushoptions_create()!
-        defer { rocksdb_flushoptions_destroy(options) }
-        rocksdb_flushoptions_set_wait(options, 1)
-        for cf in cfs ?? columnFamilies {
-            let h = handle(cf)
-            try withRocksDBError("flush", columnFamily: cf.name) { err in rocksdb_flush_cf(db, options, h, err) }
+        var handles: [OpaquePointer?] = []
+        for cf in cfs ?? columnFamilies where !handles.contains(handle(cf)) { handles.append(handle(cf)) }
+        try withRocksDBError("flush") { err in
+            handles.withUnsafeBufferPointer { h in
+                fauna_rocksdb_flush_families(db, h.baseAddress, Int32(h.count), err)
+            }
         }
     }
 

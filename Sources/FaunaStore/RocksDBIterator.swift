@@ -8,7 +8,8 @@ import Darwin
 
 /// A cursor over one column family, optionally bounded to `[lowerBound, upperBound)` and read
 /// through a snapshot. Keys and values are copied out (RocksDB's pointers are borrowed only
-/// until the next move). Not thread-safe.
+/// until the next move). Over a key space (`RocksDBColumnFamily.keyPrefix`), bounds and seeks
+/// take keys without the prefix and `key` returns them without it. Not thread-safe.
 ///
 /// After a loop ends (`isValid == false`) call `checkError()`: an invalid iterator can mean an
 /// IO error or corruption rather than the end (RocksDB's `Iterator::status()`).
@@ -21,6 +22,8 @@ public final class RocksDBIterator {
     /// Bound buffers must outlive the iterator: RocksDB keeps pointers to them.
     private let lower: UnsafeMutableBufferPointer<CChar>?
     private let upper: UnsafeMutableBufferPointer<CChar>?
+    /// Bytes of `cf.keyPrefix`, dropped from every key read.
+    private let prefixCount: Int
 
     init(db: RocksDB, cf: RocksDBColumnFamily, lowerBound: [UInt8]?, upperBound: [UInt8]?,
          snapshot: RocksDBReadSnapshot?) {
@@ -39,8 +42,14 @@ public final class RocksDBIterator {
             for (i, b) in bytes.enumerated() { buffer[i] = CChar(bitPattern: b) }
             return UnsafeMutableBufferPointer(rebasing: buffer[0..<bytes.count])
         }
-        lower = copy(lowerBound)
-        upper = copy(upperBound)
+        prefixCount = cf.keyPrefix.count
+        if cf.keyPrefix.isEmpty {
+            lower = copy(lowerBound)
+            upper = copy(upperBound)
+        } else {
+            lower = copy(cf.storedKey(lowerBound ?? []))
+            upper = copy(upperBound.map(cf.storedKey) ?? cf.prefixEnd)
+        }
         if let lower { rocksdb_readoptions_set_iterate_lower_bound(ro, lower.baseAddress, lower.count) }
         if let upper { rocksdb_readoptions_set_iterate_upper_bound(ro, upper.baseAddress, upper.count) }
         readOptions = ro
@@ -61,12 +70,14 @@ public final class RocksDBIterator {
     public func seekToLast() { rocksdb_iter_seek_to_last(iterator) }
     /// Positions at the first key ≥ `key`.
     public func seek(_ key: [UInt8]) {
+        let key = cf.storedKey(key)
         key.withUnsafeBufferPointer { k in
             k.withMemoryRebound(to: CChar.self) { rocksdb_iter_seek(iterator, $0.baseAddress, $0.count) }
         }
     }
     /// Positions at the last key ≤ `key`.
     public func seekForPrev(_ key: [UInt8]) {
+        let key = cf.storedKey(key)
         key.withUnsafeBufferPointer { k in
             k.withMemoryRebound(to: CChar.self) { rocksdb_iter_seek_for_prev(iterator, $0.baseAddress, $0.count) }
         }
@@ -79,7 +90,9 @@ public final class RocksDBIterator {
         precondition(isValid, "key of an invalid iterator")
         var length = 0
         let p = rocksdb_iter_key(iterator, &length)
-        return Self.copy(p, length)
+        // Bounds keep the iterator inside the key space, so every key has the prefix.
+        precondition(length >= prefixCount, "key shorter than its key space's prefix")
+        return Self.copy(p.map { $0 + prefixCount }, length - prefixCount)
     }
 
     /// A copy of the current value. Precondition: `isValid`.

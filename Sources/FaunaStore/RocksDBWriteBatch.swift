@@ -28,6 +28,7 @@ public final class RocksDBWriteBatch {
 
     public func put(_ cf: RocksDBColumnFamily, _ key: [UInt8], _ value: [UInt8]) {
         let h = db.handle(cf)
+        let key = cf.storedKey(key)
         key.withUnsafeBufferPointer { k in
             value.withUnsafeBufferPointer { v in
                 k.withMemoryRebound(to: CChar.self) { k in
@@ -41,6 +42,7 @@ public final class RocksDBWriteBatch {
 
     public func delete(_ cf: RocksDBColumnFamily, _ key: [UInt8]) {
         let h = db.handle(cf)
+        let key = cf.storedKey(key)
         key.withUnsafeBufferPointer { k in
             k.withMemoryRebound(to: CChar.self) { k in
                 rocksdb_writebatch_delete_cf(batch, h, k.baseAddress, k.count)
@@ -48,9 +50,10 @@ public final class RocksDBWriteBatch {
         }
     }
 
-    /// Deletes every key in `[start, end)`.
+    /// Deletes every key in `[start, end)` (of `cf`'s key space).
     public func deleteRange(_ cf: RocksDBColumnFamily, from start: [UInt8], to end: [UInt8]) {
         let h = db.handle(cf)
+        let (start, end) = (cf.storedKey(start), cf.storedKey(end))
         start.withUnsafeBufferPointer { s in
             end.withUnsafeBufferPointer { e in
                 s.withMemoryRebound(to: CChar.self) { s in
