@@ -96,7 +96,9 @@ let package = Package(
             dependencies: [
                 "FaunaStore", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify", "store-crash-helper",
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            // Data directories of earlier schemas, read by path (StoreUpgradeTests).
+            exclude: ["Fixtures"]
         ),
 
         // Wire protocol: frames, message codecs, SwiftNIO transport (docs/PROTOCOL.md, ADR 0005).

@@ -36,6 +36,8 @@ final class RocksStateStore: StateStore, @unchecked Sendable {
 
     var entryLog: any EntryLog { store.raftLog }
     var appliedIndex: LogIndex { store.appliedIndex }
+    var durableAppliedIndex: LogIndex { store.durableAppliedIndex }
+    func flushState() throws(StoreError) -> LogIndex { try store.flushState() }
     var appliedConfState: ConfState { store.appliedConfState }
     var treeHead: (treeSize: UInt64, rootHash: MerkleHash) { store.treeHead }
     var leafV2From: LogIndex? { store.leafV2From }

@@ -309,9 +309,10 @@ public final class ApplyStage: @unchecked Sendable {
     }
 
     /// Log compaction ("snapshots triggered by log size"): the state machine in RocksDB is the
-    /// snapshot, so it is enough to drop applied entries from the Raft log once there are more
-    /// than `compactEntries`. Half of them stay, so a follower a little behind (a restart, a
-    /// short partition) catches up by log; one further behind gets a checkpoint.
+    /// snapshot, so it is enough to move the first index Raft serves once the log holds more
+    /// than `compactEntries` applied entries (nothing is deleted: they are the journal, ADR
+    /// 0010). Half of them stay served, so a follower a little behind (a restart, a short
+    /// partition) catches up by log; one further behind gets a checkpoint.
     ///
     /// The compaction point must carry the membership as of that index. The store knows it as
     /// of the applied index, which is the same unless a membership change lies in between: the
@@ -325,6 +326,10 @@ public final class ApplyStage: @unchecked Sendable {
         let keep = compactEntries / 2
         let through = max(LogIndex(applied.rawValue - min(keep, applied.rawValue)), lastConfChangeIndex)
         guard through >= first else { return }
+        // Never beyond the state on disk: after a crash the node re-applies from there, and
+        // the entries it needs must still be ones Raft serves. Flush first if needed (one
+        // flush per compaction, every `compactEntries / 2` entries).
+        if through > store.durableAppliedIndex { try store.flushState() }
         try store.entryLog.compact(through: through, confState: store.appliedConfState)
         logger.info("compacted the Raft log", metadata: ["through": "\(through)"])
     }

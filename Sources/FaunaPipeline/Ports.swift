@@ -43,6 +43,13 @@ public protocol StateStore: AnyObject, Sendable {
     var entryLog: any EntryLog { get }
     /// The last applied index (any thread).
     var appliedIndex: LogIndex { get }
+    /// The applied index the state on disk is known to have reached (any thread): the state
+    /// is written without a WAL and flushed, so a crash re-applies the entries after it. The
+    /// Raft log is never compacted beyond it.
+    var durableAppliedIndex: LogIndex { get }
+    /// Writes the applied state to disk now and answers the applied index it covers. Any
+    /// error is fail-stop.
+    @discardableResult func flushState() throws(StoreError) -> LogIndex
     /// The membership as of the applied index (any thread).
     var appliedConfState: ConfState { get }
     /// The tree size (== applied index) and root (any thread).

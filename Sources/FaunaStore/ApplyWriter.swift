@@ -13,8 +13,8 @@ final class ApplyWriter: @unchecked Sendable {
     /// close RocksDB while the process exits (a crash seen under injected EIO).
     private unowned let db: RocksDB
     private let condition = NSCondition()
-    /// The batch to write next, and whether to fsync it.
-    private var slot: (batch: RocksDBWriteBatch, sync: Bool)?
+    /// The batch to write next (without the WAL: it is state, see `StateFlusher`).
+    private var slot: RocksDBWriteBatch?
     /// The outcome of the last batch taken from `slot`, until `wait` collects it.
     private var outcome: Result<Void, RocksDBError>?
     private var isWriting = false
@@ -26,7 +26,7 @@ final class ApplyWriter: @unchecked Sendable {
 
     /// Hands `batch` to the writer thread. The previous batch must have been collected with
     /// `wait` (one in flight).
-    func submit(_ batch: RocksDBWriteBatch, sync: Bool) {
+    func submit(_ batch: RocksDBWriteBatch) {
         condition.withLock {
             precondition(slot == nil && !isWriting && outcome == nil, "apply writer: a batch is still in flight")
             precondition(!isStopping, "apply writer: submit after stop")
@@ -36,7 +36,7 @@ final class ApplyWriter: @unchecked Sendable {
                 thread = t
                 t.start()
             }
-            slot = (batch, sync)
+            slot = batch
             condition.broadcast()
         }
     }
@@ -62,7 +62,7 @@ final class ApplyWriter: @unchecked Sendable {
 
     private func run() {
         while true {
-            let job: (batch: RocksDBWriteBatch, sync: Bool)? = condition.withLock {
+            let job: RocksDBWriteBatch? = condition.withLock {
                 while slot == nil && !isStopping { condition.wait() }
                 defer { slot = nil }
                 if slot != nil { isWriting = true }
@@ -75,7 +75,7 @@ final class ApplyWriter: @unchecked Sendable {
                 break
             }
             let result: Result<Void, RocksDBError>
-            do { try db.write(job.batch, sync: job.sync); result = .success(()) } catch { result = .failure(error) }
+            do { try db.write(job, sync: false, logged: false); result = .success(()) } catch { result = .failure(error) }
             condition.withLock {
                 outcome = result
                 isWriting = false

@@ -82,3 +82,11 @@ func uint64(bigEndian b: ArraySlice<UInt8>) -> UInt64? {
     for x in b { v = v << 8 | UInt64(x) }
     return v
 }
+
+/// `v` as 4 big-endian bytes.
+@inline(__always)
+func bigEndianBytes32(_ v: UInt32) -> [UInt8] {
+    var w = ByteWriter(capacity: 4)
+    w.u32(v)
+    return w.bytes
+}

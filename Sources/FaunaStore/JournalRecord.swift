@@ -60,15 +60,38 @@ public struct JournalRecord: Hashable, Sendable {
 }
 
 extension RaftLogCodec {
-    /// A journal record with effects: `u8 version=2 | u64 term | u8 type | u8 outcome |
-    /// u8 branch | u64 count | count × (u8 kind (1 put, 2 delete) | u32 keyBytes | key |
-    /// 32-byte value hash for a put) | payload`. Without effects, the v1 entry encoding.
+    /// An `effects` record (schema 3): `u8 version=1 | u8 outcome | u8 branch | u64 count |
+    /// count × (u8 kind (1 put, 2 delete) | u32 keyBytes | key | 32-byte value hash for a put)`.
+    static func encode(effects: JournalEffects) -> [UInt8] {
+        var w = ByteWriter(capacity: 11 + effects.effects.reduce(0) { $0 + 37 + $1.key.count })
+        w.u8(1)
+        appendEffects(effects, to: &w)
+        return w.bytes
+    }
+
+    static func decodeEffects(_ bytes: [UInt8]) throws(DecodeError) -> JournalEffects {
+        var r = ByteReader(bytes)
+        try r.version(1)
+        let effects = try readEffects(&r)
+        try r.end()
+        return effects
+    }
+
+    /// The schema 2 journal record with effects: `u8 version=2 | u64 term | u8 type | effects
+    /// (as above, after its version byte) | payload`. Without effects, the v1 entry encoding.
+    /// Written only by tests now (schema 2 fixtures); read by `StoreUpgrade`.
     static func encode(journal entry: Entry, effects: JournalEffects?) -> [UInt8] {
         guard let effects else { return encode(entry: entry) }
         var w = ByteWriter(capacity: 20 + effects.effects.reduce(0) { $0 + 37 + $1.key.count } + entry.data.count)
         w.u8(2)
         w.u64(entry.term.rawValue)
         w.u8(entry.type.rawValue)
+        appendEffects(effects, to: &w)
+        w.raw(entry.data)
+        return w.bytes
+    }
+
+    private static func appendEffects(_ effects: JournalEffects, to w: inout ByteWriter) {
         w.u8(effects.outcome.rawValue)
         w.u8(effects.branch.rawValue)
         w.u64(UInt64(effects.effects.count))
@@ -78,19 +101,11 @@ extension RaftLogCodec {
             w.raw(e.key)
             if let hash = e.valueHash { hash.withUnsafeBytes { w.raw($0) } }
         }
-        w.raw(entry.data)
-        return w.bytes
     }
 
-    /// Decodes either journal encoding; validates every length against what is left before
+    /// Reads outcome, branch and effects; validates every length against what is left before
     /// allocating (these bytes come from disk).
-    static func decodeJournal(_ bytes: [UInt8], index: LogIndex) throws(DecodeError) -> JournalRecord {
-        guard bytes.first == 2 else { return JournalRecord(entry: try decodeEntry(bytes, index: index), effects: nil) }
-        var r = ByteReader(bytes)
-        _ = try r.u8()
-        let term = try r.u64()
-        let rawType = try r.u8()
-        guard let type = EntryType(rawValue: rawType) else { throw DecodeError(reason: "entry type: got \(rawType), want 0 or 1") }
+    private static func readEffects(_ r: inout ByteReader) throws(DecodeError) -> JournalEffects {
         let outcome = EntryOutcome(rawValue: try r.u8())
         let rawBranch = try r.u8()
         guard let branch = TxnBranch(rawValue: rawBranch) else { throw DecodeError(reason: "txn branch: got \(rawBranch), want 0...2") }
@@ -111,7 +126,19 @@ extension RaftLogCodec {
             }
             effects.append(Effect(key: key, valueHash: hash))
         }
+        return JournalEffects(outcome: outcome, branch: branch, effects: effects)
+    }
+
+    /// Decodes either schema 2 journal encoding.
+    static func decodeJournal(_ bytes: [UInt8], index: LogIndex) throws(DecodeError) -> JournalRecord {
+        guard bytes.first == 2 else { return JournalRecord(entry: try decodeEntry(bytes, index: index), effects: nil) }
+        var r = ByteReader(bytes)
+        _ = try r.u8()
+        let term = try r.u64()
+        let rawType = try r.u8()
+        guard let type = EntryType(rawValue: rawType) else { throw DecodeError(reason: "entry type: got \(rawType), want 0 or 1") }
+        let effects = try readEffects(&r)
         let entry = Entry(term: Term(term), index: index, type: type, data: r.rest())
-        return JournalRecord(entry: entry, effects: JournalEffects(outcome: outcome, branch: branch, effects: effects))
+        return JournalRecord(entry: entry, effects: effects)
     }
 }

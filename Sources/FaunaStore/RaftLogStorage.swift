@@ -1,10 +1,15 @@
 import FaunaRaft
 import Foundation
 
-/// The Raft log, hard state and snapshot metadata in the `raft` column family, implementing
+/// The Raft log, hard state and snapshot metadata in the `log` column family, implementing
 /// FaunaRaft's `RaftStorage` (index conventions as in `MemoryStorage`). The membership it
 /// reports is not kept here: it is the store's, written in the apply batch with the applied
 /// index (`meta/confState`, ADR 0006).
+///
+/// The same family is the audit journal: a compaction (`compact(through:)`) moves the first
+/// index Raft serves (`S`) and deletes nothing, so every entry at or below the applied index
+/// stays where it was appended (ADR 0010). Entries below `firstIndex()` are there, but Raft no
+/// longer reads them; the store reads them as the journal.
 ///
 /// Reads see only durable state: the in-memory view (first/last index, last term, hard state,
 /// snapshot metadata) is published by the group-commit writer after each synced batch
@@ -35,15 +40,24 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
     private(set) var writer: RaftLogWriter!
 
     /// Loads the durable state from `cf` and starts the group-commit writer thread.
+    /// - Parameter applied: the store's applied state. A compaction point above it (the state
+    ///   on disk is older than the point Raft compacted to: a crash lost unflushed state) is
+    ///   lowered to it, so that Raft hands the entries after it out again to be re-applied.
     init(
         db: RocksDB, cf: RocksDBColumnFamily, meta: RocksDBColumnFamily, diskGuard: DiskSpaceGuard,
-        pendingUpdatesMax: Int
+        pendingUpdatesMax: Int, applied: AppliedState
     ) throws(StoreError) {
         self.db = db
         self.cf = cf
         self.meta = meta
         self.diskGuard = diskGuard
-        self.view = try Self.load(db: db, cf: cf)
+        var view = try Self.load(db: db, cf: cf)
+        if view.snapshot.index > applied.index {
+            let point = SnapshotMetadata(index: applied.index, term: applied.term, confState: applied.confState)
+            try rocks { () throws(RocksDBError) in try db.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: point), sync: true) }
+            view.snapshot = point
+        }
+        self.view = view
         self.writer = RaftLogWriter(storage: self, pendingUpdatesMax: pendingUpdatesMax)
     }
 
@@ -63,7 +77,7 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
         var v = View()
         func decode<T>(_ key: [UInt8], _ f: ([UInt8]) throws(DecodeError) -> T) throws(StoreError) -> T? {
             guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(cf, key) }) else { return nil }
-            do { return try f(bytes) } catch { throw StoreError.corrupt(cf.name, key: key, error.reason) }
+            do { return try f(bytes) } catch { throw StoreError.corrupt(cf, key: key, error.reason) }
         }
         if let h = try decode(RaftKey.hardState, RaftLogCodec.decodeHardState) { v.hardState = h }
         // `RaftKey.confState` (written ahead of the apply by older builds) is never read: see
@@ -71,29 +85,50 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
         if let s = try decode(RaftKey.snapshot, RaftLogCodec.decodeSnapshot) { v.snapshot = s }
         // Indexes near 2^64 cannot be real and would overflow `index + 1` below: corrupt.
         guard v.snapshot.index.rawValue < UInt64.max / 2 else {
-            throw StoreError.corrupt(cf.name, key: RaftKey.snapshot, "snapshot index \(v.snapshot.index) out of range")
+            throw StoreError.corrupt(cf, key: RaftKey.snapshot, "snapshot index \(v.snapshot.index) out of range")
         }
         v.lastIndex = v.snapshot.index
         v.lastTerm = v.snapshot.term
-        let it = db.makeIterator(cf, lowerBound: RaftKey.entry(.zero), upperBound: [RaftKey.entryPrefix + 1])
+        // Entries at and below the compaction point are the journal: the log's entries start
+        // at or below `S + 1`, and the last one is the log's last unless none is above `S`.
+        let it = db.makeIterator(cf, lowerBound: RaftKey.entry(.zero), upperBound: RaftKey.entriesEnd)
         it.seekToFirst()
         if it.isValid {
             let key = it.key
-            guard let first = RaftKey.index(ofEntryKey: key), first == v.snapshot.index + 1 else {
-                throw StoreError.corrupt(cf.name, key: key, "first entry key: want index \(v.snapshot.index + 1)")
+            guard let first = RaftKey.index(ofEntryKey: key), first <= v.snapshot.index + 1 else {
+                throw StoreError.corrupt(cf, key: key, "first entry key: want index ≤ \(v.snapshot.index + 1)")
             }
             it.seekToLast()
             let lastKey = it.key
             guard let last = RaftKey.index(ofEntryKey: lastKey), last.rawValue < UInt64.max / 2 else {
-                throw StoreError.corrupt(cf.name, key: lastKey, "not an entry key")
+                throw StoreError.corrupt(cf, key: lastKey, "not an entry key")
             }
-            do { v.lastTerm = try RaftLogCodec.decodeTerm(it.value) } catch {
-                throw StoreError.corrupt(cf.name, key: lastKey, error.reason)
+            if last > v.snapshot.index {
+                do { v.lastTerm = try RaftLogCodec.decodeTerm(it.value) } catch {
+                    throw StoreError.corrupt(cf, key: lastKey, error.reason)
+                }
+                v.lastIndex = last
             }
-            v.lastIndex = last
         }
         try rocks { () throws(RocksDBError) in try it.checkError() }
         return v
+    }
+
+    /// The first and last index of the entries stored (journal included), or nils if none.
+    func storedEntryRange() throws(StoreError) -> (first: LogIndex?, last: LogIndex?) {
+        let it = db.makeIterator(cf, lowerBound: RaftKey.entry(.zero), upperBound: RaftKey.entriesEnd)
+        it.seekToFirst()
+        guard it.isValid else {
+            try rocks { () throws(RocksDBError) in try it.checkError() }
+            return (nil, nil)
+        }
+        let firstKey = it.key
+        it.seekToLast()
+        let lastKey = it.isValid ? it.key : firstKey
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        guard let first = RaftKey.index(ofEntryKey: firstKey) else { throw StoreError.corrupt(cf, key: firstKey, "not an entry key") }
+        guard let last = RaftKey.index(ofEntryKey: lastKey) else { throw StoreError.corrupt(cf, key: lastKey, "not an entry key") }
+        return (first, last)
     }
 
     // MARK: RaftStorage
@@ -123,7 +158,7 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
             guard RaftKey.index(ofEntryKey: key) == expected else { break }
             let entry: Entry
             do { entry = try RaftLogCodec.decodeEntry(it.value, index: expected) } catch {
-                throw StoreError.corrupt(cf.name, key: key, error.reason)
+                throw StoreError.corrupt(cf, key: key, error.reason)
             }
             bytes += entry.sizeBytes
             if !out.isEmpty && bytes > maxBytes { return out }
@@ -137,7 +172,7 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
             let now = currentView
             if now.snapshot.index >= expected { throw RaftStorageError.compacted }
             if now.lastIndex < expected { throw RaftStorageError.unavailable }
-            throw StoreError.corrupt(cf.name, key: RaftKey.entry(expected), "entry missing inside the log")
+            throw StoreError.corrupt(cf, key: RaftKey.entry(expected), "entry missing inside the log")
         }
         return out
     }
@@ -158,10 +193,10 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
             let now = currentView
             if now.snapshot.index >= index { throw RaftStorageError.compacted }
             if now.lastIndex < index { throw RaftStorageError.unavailable }
-            throw StoreError.corrupt(cf.name, key: key, "entry missing inside the log")
+            throw StoreError.corrupt(cf, key: key, "entry missing inside the log")
         }
         do { return try RaftLogCodec.decodeTerm(bytes) } catch {
-            throw StoreError.corrupt(cf.name, key: key, error.reason)
+            throw StoreError.corrupt(cf, key: key, error.reason)
         }
     }
 
@@ -199,9 +234,10 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
         }
     }
 
-    /// Discards entries up to and including `index` after the state machine has taken a
-    /// snapshot there; records the snapshot metadata (term at `index`, `confState`). Waits for
-    /// durability. A no-op if `index` is at or before the current snapshot.
+    /// Moves the first index Raft serves past `index` (a follower behind it gets a checkpoint);
+    /// records the snapshot metadata (term at `index`, `confState`). Deletes nothing: entries at
+    /// and below the applied index are the journal. Waits for durability. A no-op if `index`
+    /// is at or before the current compaction point.
     public func compact(through index: LogIndex, confState: ConfState) throws(StoreError) {
         try writer.submitAndWait(.compact(index, confState))
     }

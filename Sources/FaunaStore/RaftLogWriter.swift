@@ -244,8 +244,10 @@ final class RaftLogWriter: @unchecked Sendable {
         switch op {
         case .update(let u):
             if let s = u.snapshot, s.index > v.snapshot.index {
-                // etcd semantics: a snapshot the core hands over replaces the whole log.
-                batch.deleteRange(cf, from: RaftKey.entry(.zero), to: [RaftKey.entryPrefix + 1])
+                // etcd semantics: a snapshot the core hands over replaces the whole log (no
+                // journal survives it: a node installs snapshots through `SnapshotReceiver`,
+                // whose checkpoint brings the sender's journal; this path serves tests).
+                batch.deleteRange(cf, from: RaftKey.entry(.zero), to: RaftKey.entriesEnd)
                 batch.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: s))
                 batchTerms.removeAll()
                 v.snapshot = s
@@ -274,7 +276,7 @@ final class RaftLogWriter: @unchecked Sendable {
             guard index > v.snapshot.index else { return }
             precondition(index <= v.lastIndex, "compact passed submit: \(index) > \(v.lastIndex)")
             let term = try batchTerms[index] ?? (index == v.lastIndex ? v.lastTerm : storage.storedTerm(at: index, view: v))
-            batch.deleteRange(cf, from: RaftKey.entry(.zero), to: RaftKey.entry(index + 1))
+            // Nothing is deleted: the entries are the journal (ADR 0010).
             let meta = SnapshotMetadata(index: index, term: term, confState: conf)
             batch.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
             v.snapshot = meta

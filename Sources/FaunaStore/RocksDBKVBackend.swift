@@ -22,7 +22,7 @@ public struct RocksDBKVBackend: KVBackend {
 
     public func record(forKey key: [UInt8]) throws -> KVRecord? {
         guard let bytes = try db.get(kv, key, snapshot: snapshot) else { return nil }
-        do { return try KVRecord(decoding: bytes) } catch { throw StoreError.corrupt(kv.name, key: key, error.reason) }
+        do { return try KVRecord(decoding: bytes) } catch { throw StoreError.corrupt(kv, key: key, error.reason) }
     }
 
     public func scanRecords(
@@ -35,7 +35,7 @@ public struct RocksDBKVBackend: KVBackend {
             let key = it.key
             let record: KVRecord
             do { record = try KVRecord(decoding: it.value) } catch {
-                throw StoreError.corrupt(kv.name, key: key, error.reason)
+                throw StoreError.corrupt(kv, key: key, error.reason)
             }
             guard try body(key, record) else { return }
             reverse ? it.previous() : it.next()
@@ -78,7 +78,7 @@ public struct RocksDBKVBackend: KVBackend {
             let v = try KVHistoryValue(decoding: value)
             return (hk.key, KVHistoryVersion(revision: hk.revision, value: v))
         } catch {
-            throw StoreError.corrupt(history.name, key: stored, error.reason)
+            throw StoreError.corrupt(history, key: stored, error.reason)
         }
     }
 

@@ -14,7 +14,7 @@ public struct RocksDBMerkleNodeReader: MerkleNodeReader {
             let key = address.storageKey
             guard let bytes = try db.get(cf, key, snapshot: snapshot) else { return nil }
             guard let hash = MerkleHash(bytes: bytes) else {
-                throw StoreError.corrupt(cf.name, key: key, "hash: got \(bytes.count) bytes, want 32")
+                throw StoreError.corrupt(cf, key: key, "hash: got \(bytes.count) bytes, want 32")
             }
             return hash
         }

@@ -101,21 +101,29 @@ public final class SnapshotReceiver {
             let db = try rocks { () throws(RocksDBError) in
                 try RocksDB(path: directory, columnFamilies: StoreColumnFamily.allCases.map(\.options), createIfMissing: false)
             }
-            guard let raft = db.columnFamily(StoreColumnFamily.raft.rawValue),
-                let metaCF = db.columnFamily(StoreColumnFamily.meta.rawValue)
-            else {
-                throw StoreError(.snapshotInvalid, "snapshot lacks the raft or meta column family")
+            let cfs: Store.ColumnFamilies
+            do { cfs = try Store.columnFamilies(of: db) } catch {
+                throw StoreError(.snapshotInvalid, "snapshot: \(error.message)")
+            }
+            let schema = try rocks { () throws(RocksDBError) in try db.get(cfs.nodeMeta, MetaKey.schema) }
+            guard schema == bigEndianBytes32(storeSchemaVersion) else {
+                throw StoreError(
+                    .snapshotInvalid,
+                    "snapshot schema: got \(schema.map { "\($0)" } ?? "none (schema 2 or older)"), want \(storeSchemaVersion): "
+                        + "the sender runs an older Fauna; upgrade every node")
             }
             let meta = manifest.metadata
             let batch = db.makeWriteBatch()
-            batch.deleteRange(raft, from: [0], to: [0xFF, 0xFF])
+            // The sender's entries at and below the snapshot index are the journal and stay;
+            // the log restarts after them (its entries above may not be committed).
+            batch.deleteRange(cfs.log, from: RaftKey.entry(meta.index + 1), to: RaftKey.entriesEnd)
             var own = hardState
             own.commit = max(own.commit, meta.index)
-            batch.put(raft, RaftKey.hardState, RaftLogCodec.encode(hardState: own))
-            batch.put(raft, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
+            batch.put(cfs.log, RaftKey.hardState, RaftLogCodec.encode(hardState: own))
+            batch.put(cfs.log, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
             try rocks { () throws(RocksDBError) in try db.write(batch, sync: true) }
             // Check the snapshot says what the manifest says before accepting it.
-            let applied = try Store.loadAppliedState(db: db, meta: metaCF)
+            let applied = try Store.loadAppliedState(db: db, meta: cfs.meta)
             guard applied.index == meta.index, applied.term == meta.term else {
                 throw StoreError(.snapshotInvalid, "snapshot applied index/term: got \(applied.index)/\(applied.term), manifest \(meta.index)/\(meta.term)")
             }

@@ -31,13 +31,13 @@ extension Store {
         func u64(_ key: [UInt8]) throws(StoreError) -> UInt64? {
             guard let b = try rocks({ () throws(RocksDBError) in try db.get(meta, key) }) else { return nil }
             guard let v = uint64(bigEndian: b[...]) else {
-                throw StoreError.corrupt(meta.name, key: key, "got \(b.count) bytes, want 8")
+                throw StoreError.corrupt(meta, key: key, "got \(b.count) bytes, want 8")
             }
             return v
         }
         state.index = LogIndex(try u64(MetaKey.applied) ?? 0)
         guard state.index.rawValue < UInt64.max / 2 else {
-            throw StoreError.corrupt(meta.name, key: MetaKey.applied, "applied index \(state.index) out of range")
+            throw StoreError.corrupt(meta, key: MetaKey.applied, "applied index \(state.index) out of range")
         }
         state.term = Term(try u64(MetaKey.appliedTerm) ?? 0)
         // Written by the state machine (`KVStateMachine.leafV2From`) in an apply batch.
@@ -50,12 +50,12 @@ extension Store {
                 for _ in 0..<n { state.confChangeIndexes.append(LogIndex(try r.u64())) }
                 try r.end()
             } catch {
-                throw StoreError.corrupt(meta.name, key: MetaKey.confChanges, error.reason)
+                throw StoreError.corrupt(meta, key: MetaKey.confChanges, error.reason)
             }
         }
         if let b = try rocks({ () throws(RocksDBError) in try db.get(meta, MetaKey.confState) }) {
             do { state.confState = try RaftLogCodec.decodeConfState(b) } catch {
-                throw StoreError.corrupt(meta.name, key: MetaKey.confState, error.reason)
+                throw StoreError.corrupt(meta, key: MetaKey.confState, error.reason)
             }
         }
         return state
@@ -89,17 +89,24 @@ extension Store {
 
     /// Finishes or discards a snapshot install interrupted by a crash (see `SnapshotReceiver`).
     /// `db.incoming/INSTALL-READY` is written (and fsynced) only after every file verified and
-    /// the raft CF was rewritten, so with it the swap is completed, without it discarded.
+    /// the log was rewritten, so with it the swap is completed, without it discarded.
     static func recoverInstall(root: String) throws(StoreError) {
-        let incoming = "\(root)/db.incoming", current = "\(root)/db", old = "\(root)/db.old"
-        if FileIO.exists("\(incoming)/\(SnapshotReceiver.readyMarker)") {
+        try completeSwap(root: root, incoming: "\(root)/db.incoming", marker: SnapshotReceiver.readyMarker)
+    }
+
+    /// Makes `incoming` the database directory if it holds `marker` (`db` → `db.old`,
+    /// `incoming` → `db`, fsync, remove `db.old`); otherwise removes it. Shared by snapshot
+    /// installs and schema upgrades.
+    static func completeSwap(root: String, incoming: String, marker: String) throws(StoreError) {
+        let current = "\(root)/db", old = "\(root)/db.old"
+        if FileIO.exists("\(incoming)/\(marker)") {
             if FileIO.exists(current) {
                 try FileIO.removeTree(old)
                 try FileIO.rename(current, old)
             }
             try FileIO.rename(incoming, current)
             try FileIO.fsyncDirectory(root)
-            try FileIO.removeTree("\(current)/\(SnapshotReceiver.readyMarker)")
+            try FileIO.removeTree("\(current)/\(marker)")
         }
         try FileIO.removeTree(incoming)
         try FileIO.removeTree(old)

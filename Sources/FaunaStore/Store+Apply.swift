@@ -17,11 +17,13 @@ public struct AppliedEntry: Sendable, Hashable {
 }
 
 extension Store {
-    /// Applies committed entries in log order. The journal record and Merkle nodes of every
+    /// Applies committed entries in log order. The effects (v2 leaves) and Merkle nodes of every
     /// entry, the KV writes of normal entries with a payload, and the applied index go into one
-    /// WriteBatch per chunk of at most `applyChunkEntries` entries (docs/STORAGE.md "Write rules"). After
-    /// a crash either all of a chunk is on disk or none, so each entry is applied exactly once
-    /// and the tree size equals the applied index. A longer group is pipelined: chunk n + 1 is
+    /// WriteBatch per chunk of at most `applyChunkEntries` entries (docs/STORAGE.md "Write rules"),
+    /// written without the WAL: the entries themselves are already in the entry log, which is
+    /// the journal at and below the applied index. After a crash the state stands at the last
+    /// flush (all of a chunk or none of it), so each entry is applied exactly once and the tree
+    /// size equals the applied index. A longer group is pipelined: chunk n + 1 is
     /// computed while a second thread writes chunk n. Readers may see a group's chunks land one
     /// by one, each a prefix of the committed log.
     ///
@@ -29,9 +31,10 @@ extension Store {
     /// - Parameters:
     ///   - confState: the membership after these entries, if a membership change is among
     ///     them (recorded so a snapshot carries it).
-    ///   - sync: fsync before returning. The Raft log is the durable record of committed
-    ///     entries, so applying unsynced is safe: after a crash the node re-applies from the
-    ///     last durable applied index.
+    ///   - sync: flush the state to disk before returning. The entry log is the durable
+    ///     record of committed entries, so applying without it is safe: after a crash the node
+    ///     re-applies from the last flushed applied index (at most
+    ///     `Options.replayEntriesMax` entries back).
     /// - Throws: `.invalidRequest` for a gap (nothing written); any other error is fail-stop:
     ///   the store refuses further applies.
     @discardableResult
@@ -83,8 +86,9 @@ extension Store {
         // A membership change is recorded with the last entry, so such a group stays one batch.
         guard entries.count > applyChunkEntries, confState == nil else {
             let chunk = try prepare(entries[...], after: (applied, frontier), confState: confState, over: nil)
-            try rocks { () throws(RocksDBError) in try db.write(chunk.batch, sync: sync) }
-            finish(chunk)
+            try rocks { () throws(RocksDBError) in try db.write(chunk.batch, sync: false, logged: false) }
+            try finish(chunk)
+            if sync { try flushStateLocked() }
             return chunk.results
         }
         let writer = applyWriter ?? ApplyWriter(db: db)
@@ -97,7 +101,7 @@ extension Store {
             guard let chunk = inFlight else { return }
             inFlight = nil
             try rocks { () throws(RocksDBError) in try writer.wait() }
-            finish(chunk)
+            try finish(chunk)
         }
         // If anything fails, the chunk in flight is collected first, so `applied` and
         // `frontier` describe exactly what is written (the caller then fail-stops).
@@ -108,17 +112,24 @@ extension Store {
             let after = inFlight.map { ($0.state, $0.frontier) } ?? (applied, frontier)
             let chunk = try prepare(entries[start..<end], after: after, confState: nil, over: inFlight?.kvWrites)
             try collect()
-            writer.submit(chunk.batch, sync: sync && end == entries.endIndex)
+            writer.submit(chunk.batch)
             inFlight = chunk
             out.append(contentsOf: chunk.results)
             start = end
         }
         try collect()
+        if sync { try flushStateLocked() }
         return out
     }
 
+    /// `flushState()` for a caller holding `applyLock`.
+    private func flushStateLocked() throws(StoreError) {
+        try rocks { () throws(RocksDBError) in try db.flush(cfs.state) }
+        flusher.flushed(through: applied.index)
+    }
+
     /// Runs the state machine over `entries` (which follow `after`) and encodes everything they
-    /// write — journal records, Merkle nodes, KV writes, the applied state — into one batch.
+    /// write — effects, Merkle nodes, KV writes, the applied state — into one batch.
     /// - Parameter pending: the previous chunk's KV writes if it may not be written yet.
     private func prepare(
         _ entries: ArraySlice<Entry>, after: (state: AppliedState, frontier: MerkleFrontier), confState: ConfState?,
@@ -138,21 +149,26 @@ extension Store {
         }
         let overlay = pending.map { KVOverlayBackend(base: committed, pending: $0) }
         var leafV2From = after.state.leafV2From
+        var effectWrites: [(key: [UInt8], value: [UInt8])] = []
         var confChanges = after.state.confChangeIndexes
         for e in entries {
             var effects = KVEntryEffects.noCommand
             let result = try overlay.map { try applyKV(e, on: $0, &effects) } ?? applyKV(e, on: committed, &effects)
             if leafV2From == nil && effects.startsLeafV2 { leafV2From = e.index }
             if auditChain {
-                // From the boundary on, the leaf commits to what the entry did (leaf v2).
+                // From the boundary on, the leaf commits to what the entry did (leaf v2); the
+                // effects are kept beside the entry, which the entry log already holds.
                 let record = JournalRecord(entry: e, effects: leafV2From.map { e.index >= $0 } == true ? JournalEffects(effects) : nil)
-                batch.put(cfs.journal, bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(journal: e, effects: record.effects))
+                if let recorded = record.effects {
+                    effectWrites.append((bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(effects: recorded)))
+                }
                 frontier.append(record.leaf.leafHash, to: &nodes)
             }
             out.append(AppliedEntry(index: e.index, result: result))
             if e.type == .confChange { confChanges.append(e.index) }
         }
         committed.add(kvBatch, to: batch)
+        for (key, value) in effectWrites { batch.put(cfs.effects, key, value) }
         // Level by level, ascending: one ascending run per level for the memtable (see add(_:to:)).
         let sortedNodes = nodes.writes.sorted {
             $0.address.level != $1.address.level ? $0.address.level < $1.address.level : $0.address.index < $1.address.index
@@ -172,10 +188,12 @@ extension Store {
         return PreparedChunk(batch: batch, kvWrites: kvBatch, results: out, state: state, frontier: frontier)
     }
 
-    /// Publishes a written chunk's applied state and tree.
-    private func finish(_ chunk: PreparedChunk) {
+    /// Publishes a written chunk's applied state and tree, and lets the flusher bound the
+    /// replay (it may wait here for a flush; a failed flush is thrown: fail-stop).
+    private func finish(_ chunk: PreparedChunk) throws(StoreError) {
         frontier = chunk.frontier
         applied = chunk.state
+        try flusher.applied(through: chunk.state.index)
     }
 
     /// A `KVBackend` over the latest committed state (for `KVStateMachine` reads).
@@ -192,23 +210,23 @@ extension Store {
         return MerkleProver(reader: RocksDBMerkleNodeReader(db: db, cf: cfs.merkle, snapshot: nil), treeSize: size)
     }
 
-    /// The committed entry at `index` from the journal (kept forever), or nil if not applied.
+    /// The committed entry at `index` from the journal (the entry log at and below the applied
+    /// index, kept forever), or nil if not applied.
     public func journalEntry(at index: LogIndex) throws(StoreError) -> Entry? {
         try journalRecord(at: index)?.entry
     }
 
     /// The journal record at `index`: the entry and, for a v2 leaf, its effects; nil if not applied.
     public func journalRecord(at index: LogIndex) throws(StoreError) -> JournalRecord? {
-        let key = bigEndianBytes(index.rawValue)
-        guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(cfs.journal, key) }) else { return nil }
-        do { return try RaftLogCodec.decodeJournal(bytes, index: index) } catch {
-            throw StoreError.corrupt(cfs.journal.name, key: key, error.reason)
-        }
+        let (appliedNow, v2From) = applyLock.withLock { (applied.index, applied.leafV2From) }
+        guard index >= LogIndex(1), index <= appliedNow else { return nil }
+        return try journalRecords(from: index, to: index + 1, maxBytes: Int.max, applied: appliedNow, leafV2From: v2From).first
     }
 
     /// Committed entries `[low, high)` from the journal, stopping once `maxBytes` is exceeded
     /// (at least one entry if any is in range), like `RaftStorage.entries`. Serves entries the
-    /// Raft log has compacted away (docs/STORAGE.md); only applied entries are there.
+    /// Raft log no longer serves (below its compaction point, docs/STORAGE.md); only applied
+    /// entries are there.
     /// - Throws: `.invalidRequest` if `high` is beyond the applied index + 1 or `low` is 0;
     ///   `.corruptRecord` if an entry inside the journal is missing or does not decode.
     public func journalEntries(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws(StoreError) -> [Entry] {
@@ -217,51 +235,73 @@ extension Store {
 
     /// `journalEntries(from:to:maxBytes:)` with each entry's effects (v2 leaves).
     public func journalRecords(from low: LogIndex, to high: LogIndex, maxBytes: Int) throws(StoreError) -> [JournalRecord] {
-        let appliedNow = appliedIndex
+        let (appliedNow, v2From) = applyLock.withLock { (applied.index, applied.leafV2From) }
+        return try journalRecords(from: low, to: high, maxBytes: maxBytes, applied: appliedNow, leafV2From: v2From)
+    }
+
+    /// The journal read: entries from the `log` family, effects from `effects` for indexes at
+    /// or after the leaf v2 boundary, two iterators side by side.
+    private func journalRecords(
+        from low: LogIndex, to high: LogIndex, maxBytes: Int, applied appliedNow: LogIndex, leafV2From v2From: LogIndex?
+    ) throws(StoreError) -> [JournalRecord] {
         guard low >= LogIndex(1), low <= high, high <= appliedNow + 1 else {
             throw StoreError(.invalidRequest, "journal range [\(low), \(high)): want 1 ≤ low ≤ high ≤ \(appliedNow + 1)")
         }
         var out: [JournalRecord] = []
         var bytes = 0
         var expected = low
-        let it = db.makeIterator(
-            cfs.journal, lowerBound: bigEndianBytes(low.rawValue), upperBound: bigEndianBytes(high.rawValue))
-        it.seekToFirst()
-        while it.isValid {
-            let key = it.key
-            guard uint64(bigEndian: key[...]) == expected.rawValue else {
-                throw StoreError.corrupt(cfs.journal.name, key: key, "want index \(expected)")
+        let entries = db.makeIterator(cfs.log, lowerBound: RaftKey.entry(low), upperBound: RaftKey.entry(high))
+        entries.seekToFirst()
+        let effectsFrom = max(low, v2From ?? high)
+        let effects = db.makeIterator(
+            cfs.effects, lowerBound: bigEndianBytes(effectsFrom.rawValue), upperBound: bigEndianBytes(high.rawValue))
+        effects.seekToFirst()
+        while entries.isValid {
+            let key = entries.key
+            guard RaftKey.index(ofEntryKey: key) == expected else {
+                throw StoreError.corrupt(cfs.log, key: key, "journal: want the entry at index \(expected)")
             }
-            let record: JournalRecord
-            do { record = try RaftLogCodec.decodeJournal(it.value, index: expected) } catch {
-                throw StoreError.corrupt(cfs.journal.name, key: key, error.reason)
+            let entry: Entry
+            do { entry = try RaftLogCodec.decodeEntry(entries.value, index: expected) } catch {
+                throw StoreError.corrupt(cfs.log, key: key, error.reason)
             }
-            bytes += record.entry.sizeBytes
+            var recorded: JournalEffects?
+            if expected >= effectsFrom {
+                let want = bigEndianBytes(expected.rawValue)
+                guard effects.isValid, effects.key == want else {
+                    try rocks { () throws(RocksDBError) in try effects.checkError() }
+                    throw StoreError.corrupt(cfs.effects, key: want, "effects of a v2 leaf missing")
+                }
+                do { recorded = try RaftLogCodec.decodeEffects(effects.value) } catch {
+                    throw StoreError.corrupt(cfs.effects, key: want, error.reason)
+                }
+                effects.next()
+            }
+            bytes += entry.sizeBytes
             if !out.isEmpty && bytes > maxBytes { return out }
-            out.append(record)
+            out.append(JournalRecord(entry: entry, effects: recorded))
             expected = expected + 1
-            it.next()
+            entries.next()
         }
-        try rocks { () throws(RocksDBError) in try it.checkError() }
+        try rocks { () throws(RocksDBError) in try entries.checkError() }
         guard expected == high else {
-            throw StoreError.corrupt(cfs.journal.name, key: bigEndianBytes(expected.rawValue), "journal entry missing")
+            throw StoreError.corrupt(cfs.log, key: RaftKey.entry(expected), "journal entry missing")
         }
         return out
     }
 
-    /// Loads the tree frontier and checks that the journal, tree and applied index agree.
-    static func loadFrontier(db: RocksDB, cfs: ColumnFamilies, applied: AppliedState) throws(StoreError) -> MerkleFrontier {
-        let it = db.makeIterator(cfs.journal)
-        it.seekToLast()
-        var journalLast: UInt64 = 0
-        if it.isValid {
-            let key = it.key
-            guard let v = uint64(bigEndian: key[...]) else { throw StoreError.corrupt(cfs.journal.name, key: key, "key: want 8 bytes") }
-            journalLast = v
-        }
-        try rocks { () throws(RocksDBError) in try it.checkError() }
-        guard journalLast == applied.index.rawValue else {
-            throw StoreError(.corruptRecord, "journal last index \(journalLast) != applied index \(applied.index)")
+    /// Loads the tree frontier and checks that the journal, tree and applied index agree: the
+    /// entry log holds every entry up to the applied index (first and last checked here; the
+    /// rest by `auditJournal`), and the tree has exactly that many leaves.
+    static func loadFrontier(db: RocksDB, cfs: ColumnFamilies, applied: AppliedState, log: RaftLogStorage) throws(StoreError) -> MerkleFrontier {
+        if applied.index > .zero {
+            let (first, last) = try log.storedEntryRange()
+            guard let first, let last, first == LogIndex(1), last >= applied.index else {
+                throw StoreError(
+                    .corruptRecord,
+                    "the entry log holds \(first.map { "\($0)" } ?? "no entry")...\(last.map { "\($0)" } ?? "-"), "
+                        + "want every entry 1...\(applied.index) (the applied index): the journal lost entries")
+            }
         }
         do {
             let reader = RocksDBMerkleNodeReader(db: db, cf: cfs.merkle, snapshot: nil)

@@ -3,8 +3,10 @@ import FaunaKV
 import FaunaRaft
 import Foundation
 
-/// One node's storage: a RocksDB instance with the column families of docs/STORAGE.md, the Raft
-/// log on `raft`, and (see `Store+Apply.swift`) the state machine, journal and Merkle nodes.
+/// One node's storage: a RocksDB instance with the column families of docs/STORAGE.md: the
+/// entry log on `log` (the Raft log, and at and below the applied index the audit journal),
+/// and (see `Store+Apply.swift`) the applied state: the state machine, the entries' effects and
+/// the Merkle nodes, written without RocksDB's WAL and flushed by `StateFlusher`.
 ///
 /// Layout of the data directory `path`: `db/` is the RocksDB instance; `db.incoming/` is a
 /// snapshot being installed, `db.old/` the instance it replaces, `snapshots/` checkpoints
@@ -33,11 +35,18 @@ public final class Store: @unchecked Sendable {
     var applyWriter: ApplyWriter?
     /// Set after a failed apply: the store refuses further applies (fail-stop).
     var applyFailure: StoreError?
+    /// Flushes the state in the background, bounding what a crash makes the node re-apply.
+    let flusher: StateFlusher
     /// The key-value state machine (stateless: its state lives in the kv/history/meta CFs).
     public let kvStateMachine = KVStateMachine()
 
+    /// The data group's key space in each family (`StoreGroup.data`), and group 0's `meta`.
     struct ColumnFamilies {
-        let raft, kv, history, journal, merkle, meta: RocksDBColumnFamily
+        let log, kv, history, effects, merkle, meta: RocksDBColumnFamily
+        /// The node's own records (the schema version): `meta` in group 0.
+        let nodeMeta: RocksDBColumnFamily
+        /// The families written without the WAL, as stored (whole families, every group).
+        let state: [RocksDBColumnFamily]
     }
 
     /// Tunables of a store. The defaults suit a node; tests shrink them.
@@ -62,6 +71,10 @@ public final class Store: @unchecked Sendable {
         /// cheaper memtable inserts, at the cost of memory per chunk in flight. Tests use small
         /// chunks to cross chunk boundaries quickly. Must be at least 1.
         public var applyChunkEntries = 1024
+        /// At most this many applied entries are re-applied after a crash: the state (written
+        /// without a WAL) is flushed in the background every half of it, and an apply waits
+        /// for the flush if it gets this far ahead of the last one. Must be at least 2.
+        public var replayEntriesMax = 100_000
         public init() {}
     }
 
@@ -83,6 +96,9 @@ public final class Store: @unchecked Sendable {
             throw StoreError(.invalidRequest, "apply chunk entries: got \(options.applyChunkEntries), want >= 1")
         }
         self.applyChunkEntries = options.applyChunkEntries
+        guard options.replayEntriesMax >= 2 else {
+            throw StoreError(.invalidRequest, "replay entries max: got \(options.replayEntriesMax), want >= 2")
+        }
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
@@ -92,66 +108,104 @@ public final class Store: @unchecked Sendable {
         // Opening replays the WAL and may flush it to an SST: refuse on a full disk up front.
         try diskGuard.check(adding: 0, operation: "open")
         let dbPath = "\(path)/db"
+        // A directory of an earlier schema is rewritten into this one first (ADR 0010).
+        try StoreUpgrade.upgradeIfNeeded(root: path, options: options)
         let db = try rocks { () throws(RocksDBError) in
             try RocksDB(
                 path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options),
                 memtableBytesMax: options.memtableBytesMax)
         }
-        func cf(_ c: StoreColumnFamily) -> RocksDBColumnFamily {
-            guard let handle = db.columnFamily(c.rawValue) else {
-                preconditionFailure("open did not create column family \(c.rawValue)")
-            }
-            return handle
-        }
         self.db = db
-        self.cfs = ColumnFamilies(
-            raft: cf(.raft), kv: cf(.kv), history: cf(.history), journal: cf(.journal), merkle: cf(.merkle),
-            meta: cf(.meta))
-        try Self.checkSchema(db: db, meta: cfs.meta)
+        self.cfs = try Self.columnFamilies(of: db)
+        try Self.checkSchema(db: db, cfs: cfs)
         let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         self.applied = applied
-        self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied)
         // Last: it starts the writer thread.
         self.raftLog = try RaftLogStorage(
-            db: db, cf: cfs.raft, meta: cfs.meta, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax)
+            db: db, cf: cfs.log, meta: cfs.meta, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax,
+            applied: applied)
+        self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied, log: raftLog)
+        self.flusher = StateFlusher(db: db, families: cfs.state, flushedIndex: applied.index, replayEntriesMax: options.replayEntriesMax)
         try FileIO.removeTree("\(path)/snapshots")
     }
 
-    /// Stops background writers. The database itself closes when the last reference goes.
+    /// The group views of an open database with this schema's families.
+    static func columnFamilies(of db: RocksDB) throws(StoreError) -> ColumnFamilies {
+        func cf(_ c: StoreColumnFamily, _ group: UInt64 = StoreGroup.data) throws(StoreError) -> RocksDBColumnFamily {
+            guard let handle = db.columnFamily(c.rawValue) else {
+                throw StoreError(.corruptRecord, "database \(db.path) lacks the column family \(c.rawValue)")
+            }
+            return handle.prefixed(by: StoreGroup.prefix(group))
+        }
+        var state: [RocksDBColumnFamily] = []
+        for c in StoreColumnFamily.allCases where c.isState {
+            guard let whole = db.columnFamily(c.rawValue) else { continue }
+            state.append(whole)
+        }
+        return ColumnFamilies(
+            log: try cf(.log), kv: try cf(.kv), history: try cf(.history), effects: try cf(.effects), merkle: try cf(.merkle),
+            meta: try cf(.meta), nodeMeta: try cf(.meta, StoreGroup.node), state: state)
+    }
+
+    /// Stops background writers and flushes the state, so that a clean restart re-applies
+    /// nothing. The database itself closes when the last reference goes.
     public func close() {
         raftLog.close()
         applyLock.withLock { applyWriter }?.stop()
+        flusher.stop()
+        if applyLock.withLock({ applyFailure == nil }) { try? flushState() }
     }
 
     deinit {
         raftLog.close()
         applyWriter?.stop()
+        flusher.stop()
     }
 
-    private static func checkSchema(db: RocksDB, meta: RocksDBColumnFamily) throws(StoreError) {
-        func writeCurrentVersion() throws(StoreError) {
+    /// Writes the applied state to disk now (an atomic flush of every state family) and
+    /// returns the applied index it covers. Any error is fail-stop for the caller.
+    @discardableResult
+    public func flushState() throws(StoreError) -> LogIndex {
+        let index = appliedIndex
+        try rocks { () throws(RocksDBError) in try db.flush(cfs.state) }
+        flusher.flushed(through: index)
+        return index
+    }
+
+    /// The applied index the state on disk is known to have reached (flushed); a crash
+    /// re-applies the entries after it.
+    public var durableAppliedIndex: LogIndex { flusher.flushedIndex }
+
+    /// Writes the schema version of a new directory, or checks that of an existing one (an
+    /// earlier schema was already upgraded by `StoreUpgrade`).
+    private static func checkSchema(db: RocksDB, cfs: ColumnFamilies) throws(StoreError) {
+        let meta = cfs.nodeMeta
+        let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
+        guard let stored else {
+            // A new directory; anything in it would be a directory of another program.
+            guard let wholeMeta = db.columnFamily(StoreColumnFamily.meta.rawValue) else { return }
+            let it = db.makeIterator(wholeMeta)
+            it.seekToFirst()
+            guard !it.isValid else {
+                throw StoreError(.corruptRecord, "meta of \(db.path) has records but no schema version: not a Fauna data directory")
+            }
             var w = ByteWriter(capacity: 4)
             w.u32(storeSchemaVersion)
             try rocks { () throws(RocksDBError) in try db.put(meta, MetaKey.schema, w.bytes, sync: true) }
+            return
         }
-        let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
-        guard let stored else { return try writeCurrentVersion() }
-        var r = ByteReader(stored)
         let version: UInt32
-        do { version = try r.u32(); try r.end() } catch {
-            throw StoreError.corrupt(meta.name, key: MetaKey.schema, error.reason)
+        do {
+            var r = ByteReader(stored)
+            version = try r.u32()
+            try r.end()
+        } catch {
+            throw StoreError.corrupt(meta, key: MetaKey.schema, error.reason)
         }
-        switch version {
-        case storeSchemaVersion: return
-        case 1:
-            // Schema 1 also kept each key's current version in history. Reads never consult
-            // that copy and compaction deletes it, so the data reads as it is; the new number
-            // makes an older build refuse the directory, whose reads would now be wrong.
-            try writeCurrentVersion()
-        default:
+        guard version == storeSchemaVersion else {
             throw StoreError(
                 .corruptRecord,
-                "schema version in \(meta.name): got \(version), want \(storeSchemaVersion) (or 1, which is upgraded); "
+                "schema version in \(meta.name): got \(version), want \(storeSchemaVersion); "
                     + "a newer Fauna wrote this data directory, or the value is damaged")
         }
     }

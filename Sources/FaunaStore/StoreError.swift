@@ -39,6 +39,12 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         self.init(.rocksDB, error.description, rocksDB: error)
     }
 
+    /// A record of `cf` that does not decode, named by its key as stored (group prefix
+    /// included: what `ldb --column_family=... --hex get` takes).
+    static func corrupt(_ cf: RocksDBColumnFamily, key: [UInt8], _ reason: String) -> StoreError {
+        corrupt(cf.name, key: cf.storedKey(key), reason)
+    }
+
     static func corrupt(_ columnFamily: String, key: [UInt8], _ reason: String) -> StoreError {
         let hex = key.prefix(32).map { String($0, radix: 16).leftPadded(2) }.joined()
         return StoreError(.corruptRecord, "corrupt record in column family \(columnFamily), key \(hex): \(reason)")

@@ -2,30 +2,53 @@ import FaunaRaft
 
 /// The column families of a Fauna data directory and their key layout
 /// (docs/STORAGE.md). Names are part of the on-disk format.
+///
+/// `log` is the one durable copy of every entry: the Raft log and, at and below the applied
+/// index, the audit journal. It is the only family written through RocksDB's write-ahead log.
+/// The others are the applied state, written without it (their WAL is `log`: a crash loses
+/// what was not flushed, and the node re-applies it from `log`); atomic flushes keep them at
+/// one applied index (docs/adr/0010-write-path-v2.md).
 public enum StoreColumnFamily: String, CaseIterable, Sendable {
-    case raft, kv, history, journal, merkle, meta
+    case log, kv, history, effects, merkle, meta
+
+    /// Written without the WAL: the applied state.
+    var isState: Bool { self != .log }
 
     var options: RocksDBColumnFamilyOptions {
         // Memtable bloom filters only where `get` is on a hot path (the state machine's point
-        // reads of kv and meta, the log's reads of raft): journal and merkle are append-only
-        // and history is read with iterators, so there a filter is only an insert cost.
-        // Insert hints where a chunk's sorted keys land scattered over the family (kv,
-        // history) or in one ascending run per tree level (merkle).
+        // reads of kv and meta, the log's term reads): effects and merkle are append-only and
+        // history is read with iterators, so there a filter is only an insert cost. Insert
+        // hints where a chunk's sorted keys land scattered over the family (kv, history) or
+        // in one ascending run per tree level (merkle).
         switch self {
         case .kv: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4, insertHint: true)
         case .history: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false, insertHint: true)
-        case .journal: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false)
+        case .log: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd)
+        case .effects: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false)
         case .merkle: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4, memtableBloom: false, insertHint: true)
-        default: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4)
+        case .meta: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4)
         }
     }
 }
 
-/// Keys of the `raft` column family.
+/// Raft groups in the key layout. Every key of every family starts with the u64 BE ID of the
+/// group it belongs to (docs/STORAGE.md "Groups"): one data group today, more when the key
+/// space is sharded, without a new layout. Group 0 holds the node's own records (the schema
+/// version).
+public enum StoreGroup {
+    /// The node's own records.
+    public static let node: UInt64 = 0
+    /// The one Raft group of an unsharded cluster.
+    public static let data: UInt64 = 1
+
+    /// The key prefix of `group`.
+    static func prefix(_ group: UInt64) -> [UInt8] { bigEndianBytes(group) }
+}
+
+/// Keys of the `log` column family (inside a group's key space).
 enum RaftKey {
     static let entryPrefix = UInt8(ascii: "E")
     static let hardState: [UInt8] = [UInt8(ascii: "H")]
-    static let confState: [UInt8] = [UInt8(ascii: "C")]
     static let snapshot: [UInt8] = [UInt8(ascii: "S")]
 
     /// `E` + u64 BE index.
@@ -35,6 +58,9 @@ enum RaftKey {
         w.u64(index.rawValue)
         return w.bytes
     }
+
+    /// Past every entry key.
+    static let entriesEnd: [UInt8] = [entryPrefix + 1]
 
     /// The index in an entry key, or nil if `key` is not one.
     static func index(ofEntryKey key: [UInt8]) -> LogIndex? {
@@ -47,7 +73,7 @@ enum RaftKey {
 enum MetaKey {
     /// u64 BE: the index of the last applied entry (== Merkle tree size).
     static let applied = Array("applied".utf8)
-    /// u32 BE: the on-disk schema version.
+    /// u32 BE: the on-disk schema version (in group 0, `StoreGroup.node`).
     static let schema = Array("schema".utf8)
     /// u64 BE term of the last applied entry (needed to describe a snapshot at `applied`).
     static let appliedTerm = Array("appliedTerm".utf8)
@@ -60,5 +86,7 @@ enum MetaKey {
 }
 
 /// The schema version this code writes and reads. Bumped on any incompatible layout change.
-/// 2: history holds only versions that are no longer current (ADR 0008); 1 is upgraded on open.
-let storeSchemaVersion: UInt32 = 2
+/// 3: one `log` of entries (Raft log and journal), effects beside it, state without the WAL,
+///    group IDs in every key (ADR 0010); 2 and 1 are upgraded on open (`StoreUpgrade`).
+/// 2: history holds only versions that are no longer current (ADR 0008).
+let storeSchemaVersion: UInt32 = 3

@@ -4,9 +4,10 @@ import FaunaRaft
 import FaunaStore
 import FaunaVerify
 
-// The simulated durable media of one node: what its RocksDB instance (the `raft`, `kv`,
-// `history`, `journal`, `merkle` and `meta` column families behind one write-ahead log) and
-// an incoming snapshot's directory hold, with the line between what is synced and what is not.
+// The simulated durable media of one node: what its RocksDB instance (the `log` column family
+// behind the write-ahead log; `kv`, `history`, `effects`, `merkle` and `meta` written without it
+// and flushed) and an incoming snapshot's directory hold, with the line between what is durable
+// and what is not.
 
 /// The Raft log part of a disk (production: the `raft` column family, `RaftLogStorage`).
 struct SimLogState: Sendable, Hashable {
@@ -109,33 +110,31 @@ struct SimDiskState: Sendable {
 
 /// One node's durable media.
 ///
-/// Writes arrive as atomic batches, in order, as RocksDB's write-ahead log receives them: one
-/// WAL holds the Raft log and the applied state, so a synced batch makes every batch before
-/// it durable too. Which writes are synced follows production:
+/// Two kinds of writes, as production's RocksDB instance has them (ADR 0010):
 ///
-/// - `EntryLog.persist`: synced, except an update that only moves the commit index
-///   (`RaftLogWriter.mustSync`, etcd's `MustSync`): written unsynced, like production;
-/// - `EntryLog.compact`: synced (production writes every compaction, even a no-op one, as a
-///   synced batch);
-/// - `StateStore.apply`: unsynced (the node applies with `sync: false`), one batch per chunk of
-///   at most `SimStore.Options.applyChunkEntries` entries, like `Store.apply`;
-/// - `IncomingSnapshot.finish`: durable at once, but in the incoming snapshot's own directory
-///   (production: a separate RocksDB instance in `db.incoming`, fsynced, with its ready
-///   marker) — it does not sync the live database's WAL;
-/// - the swap of a finished install when a store is opened: synced (production renames the
-///   directories and fsyncs the parent at open).
+/// - **the entry log** (`EntryLog.persist`, `EntryLog.compact`) goes through the write-ahead
+///   log: batches arrive in order, and a synced batch makes every log batch before it durable
+///   too. `persist` is synced, except an update that only moves the commit index
+///   (`RaftLogWriter.mustSync`, etcd's `MustSync`); `compact` is synced. A process crash keeps
+///   every log batch (the page cache survives SIGKILL); a power loss keeps every synced batch
+///   and a random prefix of the unsynced ones after the last synced one — what RocksDB's
+///   point-in-time WAL recovery gives: each batch is one record, checked by its CRC, so a torn
+///   record is discarded whole and nothing after it is replayed;
+/// - **the applied state** (`StateStore.apply`, one batch per chunk of at most
+///   `SimStore.Options.applyChunkEntries` entries) is written without the WAL: it reaches the
+///   disk only by a flush (`flushState`: the store's bounded-replay flush and its close; `flush`:
+///   a flush RocksDB starts by itself, which also syncs the log). Any crash, a process crash
+///   too, loses the state written since the last flush, whole batches only (atomic flush); the
+///   node re-applies it from the log.
 ///
-/// `powerLoss(using:)` keeps every synced batch and a random prefix of the unsynced ones after
-/// the last synced batch. That is what RocksDB's recovery gives (`WALRecoveryMode`
-/// point-in-time, the default): the WAL is replayed record by record up to the first record
-/// that is missing or torn — each batch is one record, checked by its CRC, so a torn record is
-/// discarded whole and nothing after it is replayed. A batch is never half applied and a
-/// surviving set never has a hole. (A memtable flush also makes a prefix durable: RocksDB syncs
-/// the closed WAL files before flushing with several column families; `flush()` models it.)
+/// Two more writes are durable at once: `IncomingSnapshot.finish` (production: a separate
+/// RocksDB instance in `db.incoming`, fsynced, with its ready marker — it does not sync the live
+/// database) and the swap of a finished install when a store is opened (production renames the
+/// directories and fsyncs the parent at open).
 ///
-/// The state is kept as values: the state after the last synced batch, and the state after
-/// each later unsynced batch. Power loss picks one of them; a synced batch drops the list, so
-/// memory holds one state per unsynced batch since the last sync.
+/// The state is kept as values: the log after the last synced batch and after each later
+/// unsynced one (a synced batch drops the list), the state as last flushed, and the state as
+/// the running database sees it.
 ///
 /// Not thread-safe: the simulator drives it from one thread.
 public final class SimDisk {
@@ -145,10 +144,15 @@ public final class SimDisk {
         public var batchesWritten = 0
         /// Of those, batches written synced.
         public var batchesSynced = 0
-        /// Unsynced batches the last power loss dropped.
+        /// Unsynced log batches the last power loss dropped.
         public var batchesLostOnLastPowerLoss = 0
-        /// Unsynced batches all power losses dropped.
+        /// Unsynced log batches all power losses dropped.
         public var batchesLost = 0
+        /// Applied entries crashes (process or power) took back to the last state flush: the
+        /// node re-applied them from the log.
+        public var appliedEntriesLost = 0
+        /// State flushes (bounded replay, close, or RocksDB's own).
+        public var stateFlushes = 0
         public var powerLosses = 0
         /// Writes failed by `failNextWrite`.
         public var failedWrites = 0
@@ -179,16 +183,20 @@ public final class SimDisk {
     public let name: String
     public private(set) var counters = Counters()
 
-    /// The state after the last synced batch.
-    private var durable = SimDiskState()
-    /// The state after each unsynced batch since then, in write order.
-    private var unsynced: [SimDiskState] = []
+    /// The log after the last synced batch.
+    private var logDurable = SimLogState()
+    /// The log after each unsynced batch since then, in write order.
+    private var logUnsynced: [SimLogState] = []
+    /// The applied state as last flushed.
+    private var dataFlushed = SimStateData()
+    /// The applied state written since (memtables), or nil if nothing was.
+    private var dataLive: SimStateData?
     /// A finished incoming snapshot (already the full disk state it will become: the
     /// checkpoint's applied state and a log restarting after it), durable, installed at the
     /// next open.
     private(set) var pendingInstall: SimDiskState?
 
-    /// Bumped by each power loss: a store opened before is dead.
+    /// Bumped by each crash: a store opened before is dead.
     private(set) var epoch: UInt64 = 0
     /// The token of the store that has the disk open (RocksDB's LOCK), if any.
     private(set) var openToken: UInt64?
@@ -200,25 +208,25 @@ public final class SimDisk {
     public init(name: String = "disk") { self.name = name }
 
     /// The state as the running database sees it: every batch written so far.
-    var current: SimDiskState { unsynced.last ?? durable }
+    var current: SimDiskState { SimDiskState(log: logUnsynced.last ?? logDurable, data: dataLive ?? dataFlushed) }
 
-    /// Unsynced batches a power loss now could drop.
-    public var unsyncedBatches: Int { unsynced.count }
+    /// Unsynced log batches a power loss now could drop.
+    public var unsyncedBatches: Int { logUnsynced.count }
 
     /// Whether a finished snapshot install waits for the next open.
     public var hasPendingInstall: Bool { pendingInstall != nil }
 
     /// The applied index a store opened now would find (before any pending install).
     public var appliedIndex: LogIndex { current.data.applied.index }
-    /// The applied index that survives a power loss that keeps no unsynced batch.
-    public var durableAppliedIndex: LogIndex { durable.data.applied.index }
+    /// The applied index that survives any crash: the state as last flushed.
+    public var durableAppliedIndex: LogIndex { dataFlushed.applied.index }
     /// The hard state a store opened now would find (before any pending install).
     public var hardState: HardState { current.log.hardState }
     /// The hard state that survives any power loss.
-    public var durableHardState: HardState { durable.log.hardState }
+    public var durableHardState: HardState { logDurable.hardState }
     /// The log's last index now, and the one that survives any power loss.
     public var lastLogIndex: LogIndex { current.log.lastIndex }
-    public var durableLastLogIndex: LogIndex { durable.log.lastIndex }
+    public var durableLastLogIndex: LogIndex { logDurable.lastIndex }
 
     // MARK: Faults
 
@@ -240,30 +248,34 @@ public final class SimDisk {
     /// Whether a `failNextWrite` is armed.
     public var isFailureArmed: Bool { failCountdown != nil }
 
-    /// Power fails: every synced batch survives, and of the unsynced batches after the last
-    /// synced one a random prefix (possibly none, possibly all). A finished snapshot install
-    /// survives. The store open on this disk is dead: it must not be used again (it traps);
-    /// open a new `SimStore`. Returns how many unsynced batches survived.
+    /// Power fails: every synced log batch survives, and of the unsynced ones after the last
+    /// synced one a random prefix (possibly none, possibly all); the applied state is the one
+    /// last flushed. A finished snapshot install survives. The store open on this disk is dead:
+    /// it must not be used again (it traps); open a new `SimStore`. Returns how many unsynced
+    /// log batches survived.
     @discardableResult
     public func powerLoss(using rng: inout SimRandom) -> Int {
-        let keep = rng.int(0..<(unsynced.count + 1))
+        let keep = rng.int(0..<(logUnsynced.count + 1))
         powerLoss(keepingUnsynced: keep)
         return keep
     }
 
-    /// The process dies but the machine does not: every write reached the kernel and stays
-    /// (SIGKILL keeps the page cache). The store open on this disk is dead; open a new one.
+    /// The process dies but the machine does not: every log batch reached the kernel and stays
+    /// (SIGKILL keeps the page cache), but the state written since the last flush was only in
+    /// the process's memtables and is gone. The store open on this disk is dead; open a new one.
     public func processCrash() {
+        dropUnflushedState()
         epoch += 1
         openToken = nil
     }
 
-    /// `powerLoss(using:)` keeping exactly the first `keep` unsynced batches.
+    /// `powerLoss(using:)` keeping exactly the first `keep` unsynced log batches.
     public func powerLoss(keepingUnsynced keep: Int) {
-        precondition(keep >= 0 && keep <= unsynced.count, "powerLoss: keep \(keep) of \(unsynced.count) unsynced batches")
-        if keep > 0 { durable = unsynced[keep - 1] }
-        let lost = unsynced.count - keep
-        unsynced.removeAll()
+        precondition(keep >= 0 && keep <= logUnsynced.count, "powerLoss: keep \(keep) of \(logUnsynced.count) unsynced batches")
+        if keep > 0 { logDurable = logUnsynced[keep - 1] }
+        let lost = logUnsynced.count - keep
+        logUnsynced.removeAll()
+        dropUnflushedState()
         counters.batchesLostOnLastPowerLoss = lost
         counters.batchesLost += lost
         counters.powerLosses += 1
@@ -271,12 +283,29 @@ public final class SimDisk {
         openToken = nil
     }
 
-    /// Makes every batch written so far durable, as a memtable flush does (RocksDB syncs the
-    /// closed WAL files first). Production does this at unpredictable moments; a driver may
-    /// call it whenever it likes.
+    private func dropUnflushedState() {
+        if let live = dataLive {
+            counters.appliedEntriesLost += Int(live.applied.index.rawValue - min(live.applied.index.rawValue, dataFlushed.applied.index.rawValue))
+        }
+        dataLive = nil
+    }
+
+    /// Writes the applied state to disk (an atomic flush of the state families): the store's
+    /// bounded-replay flush and its close.
+    func flushState() {
+        guard let live = dataLive else { return }
+        dataFlushed = live
+        dataLive = nil
+        counters.stateFlushes += 1
+    }
+
+    /// A flush RocksDB starts by itself (memtables full): the state reaches the disk, and the
+    /// log too (RocksDB syncs the closed WAL files first). Production does this at
+    /// unpredictable moments; a driver may call it whenever it likes.
     public func flush() {
-        if let last = unsynced.last { durable = last }
-        unsynced.removeAll()
+        flushState()
+        if let last = logUnsynced.last { logDurable = last }
+        logUnsynced.removeAll()
     }
 
     // MARK: Writes (SimStore, SimEntryLog, SimIncomingSnapshot)
@@ -295,17 +324,22 @@ public final class SimDisk {
             rocksDB: RocksDBError(code: .ioError, operation: "write", message: "IO error: injected by the simulator (\(kind))"))
     }
 
-    /// Writes one atomic batch: `change` applied to the current state.
+    /// Writes one atomic batch: `change` applied to the current state. An `.apply` batch
+    /// changes only the state (written without the WAL: `sync` must be false); any other
+    /// changes only the log.
     func write(_ kind: WriteKind, sync: Bool, _ change: (inout SimDiskState) -> Void) throws(StoreError) {
         try injectFailure(kind)
         var next = current
         change(&next)
-        if sync {
-            durable = next
-            unsynced.removeAll()
+        if kind == .apply {
+            precondition(!sync, "state is written without the WAL: flush it instead")
+            dataLive = next.data
+        } else if sync {
+            logDurable = next.log
+            logUnsynced.removeAll()
             counters.batchesSynced += 1
         } else {
-            unsynced.append(next)
+            logUnsynced.append(next.log)
         }
         counters.batchesWritten += 1
         if pendingInstall != nil { counters.batchesWrittenWhileInstallPending += 1 }
@@ -323,8 +357,10 @@ public final class SimDisk {
     func swapInPendingInstall() throws(StoreError) {
         guard let install = pendingInstall else { return }
         try injectFailure(.snapshotSwap)
-        durable = install
-        unsynced.removeAll()
+        logDurable = install.log
+        logUnsynced.removeAll()
+        dataFlushed = install.data
+        dataLive = nil
         pendingInstall = nil
         counters.batchesWritten += 1
         counters.batchesSynced += 1

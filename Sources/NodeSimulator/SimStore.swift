@@ -80,6 +80,10 @@ public final class SimStore: StateStore, @unchecked Sendable {
         /// Entries per batch of a long apply (`Store.Options.applyChunkEntries`): each chunk
         /// is its own atomic, unsynced batch, so a power loss may keep some chunks of a group.
         public var applyChunkEntries = 1024
+        /// `Store.Options.replayEntriesMax`: the state is flushed every half of it, so a
+        /// crash re-applies at most this many entries. Small by default in the simulator, so
+        /// that crashes land on both sides of flushes. Must be at least 2.
+        public var replayEntriesMax = 16
         public init() {}
     }
 
@@ -103,6 +107,9 @@ public final class SimStore: StateStore, @unchecked Sendable {
     public init(disk: SimDisk, options: Options = Options()) throws(StoreError) {
         guard options.applyChunkEntries >= 1 else {
             throw StoreError(.invalidRequest, "apply chunk entries: got \(options.applyChunkEntries), want >= 1")
+        }
+        guard options.replayEntriesMax >= 2 else {
+            throw StoreError(.invalidRequest, "replay entries max: got \(options.replayEntriesMax), want >= 2")
         }
         let token = try disk.claim()
         do {
@@ -154,6 +161,17 @@ public final class SimStore: StateStore, @unchecked Sendable {
 
     public var entryLog: any EntryLog { log }
     public var appliedIndex: LogIndex { data.applied.index }
+    public var durableAppliedIndex: LogIndex {
+        instance.checkLive("durableAppliedIndex")
+        return disk.durableAppliedIndex
+    }
+
+    @discardableResult
+    public func flushState() throws(StoreError) -> LogIndex {
+        try instance.checkWritable("flushState")
+        disk.flushState()
+        return disk.durableAppliedIndex
+    }
     public var appliedConfState: ConfState { data.applied.confState }
 
     public var treeHead: (treeSize: UInt64, rootHash: MerkleHash) {
@@ -216,6 +234,10 @@ public final class SimStore: StateStore, @unchecked Sendable {
             frontier = nextFrontier
             out += results
             start = end
+            // `StateFlusher`: a flush every half bound (here it completes at once).
+            if next.applied.index.rawValue >= disk.durableAppliedIndex.rawValue + UInt64(options.replayEntriesMax / 2) {
+                disk.flushState()
+            }
         }
         return out
     }
@@ -374,6 +396,8 @@ public final class SimStore: StateStore, @unchecked Sendable {
     /// `reopen()`, typed.
     public func reopenSim() throws(StoreError) -> SimStore {
         instance.checkLive("reopen")
+        // Production reopens by closing (which flushes the state) and opening.
+        if applyFailure == nil && instance.writeFailure == nil { disk.flushState() }
         instance.isRetired = true
         disk.release(instance.token)
         return try SimStore(disk: disk, options: options)
@@ -383,6 +407,8 @@ public final class SimStore: StateStore, @unchecked Sendable {
     /// Allowed at any time, also after a power loss or `reopen()` (then a no-op).
     public func close() {
         guard !instance.isRetired, instance.epoch == disk.epoch, !instance.isClosed else { return }
+        // `Store.close` flushes the state, unless an apply failed.
+        if applyFailure == nil && instance.writeFailure == nil { disk.flushState() }
         instance.isClosed = true
         disk.release(instance.token)
     }

@@ -1,10 +1,16 @@
 // Crash-test helper (Tests/FaunaStoreTests/CrashKillTests.swift): opens the store at argv[1],
-// then forever persists the next entries of a deterministic workload to the Raft log (synced,
-// group commit) and applies them (synced), printing "durable <index>" after each batch
-// returns. The test SIGKILLs it at random moments and checks nothing printed is missing.
+// re-applies what the log holds beyond the applied index (as a restarted node's Raft core hands
+// it out), then forever persists the next entries of a deterministic workload to the entry log
+// (synced) and applies them (without a WAL, as a node does; the state is flushed in the
+// background every few hundred entries), printing "durable <index>" once the log write returns.
+// Every 8 batches it moves the Raft compaction point (a node's log compaction).
 //
-// Entry i of the workload: i % 10 == 0 → a no-op; i % 25 == 0 → a membership change
-// (payload [i & 0xFF]); otherwise a put of "k<i % 17>" = "v<i>". The test uses the same rule.
+// `store-crash-helper DIR [SEED [STEP BATCH]]`: with STEP and BATCH, the helper SIGKILLs itself
+// at that step of batch number BATCH: `logged` (after the log's fsync, before the apply),
+// `applied` (after the state write, before any flush), `flushed` (after a synced state flush),
+// `compacted` (after the compaction point moved). The test SIGKILLs it at random moments too,
+// and checks that nothing printed is missing and that state and tree equal a reference replay.
+//
 import FaunaKV
 import FaunaRaft
 import FaunaStore
@@ -40,34 +46,73 @@ func say(_ line: String) {
     }
 }
 
+/// Where a batch may be told to die (`STEP`).
+enum Step: String { case logged, applied, flushed, compacted }
+
 func run(arguments: [String]) -> Int32 {
     guard arguments.count >= 2 else {
-        FileHandle.standardError.write(Data("usage: store-crash-helper DATA_DIR [SEED]\n".utf8))
+        FileHandle.standardError.write(Data("usage: store-crash-helper DATA_DIR [SEED [STEP BATCH]]\n".utf8))
         return 2
     }
     var rng = SplitMix(state: UInt64(arguments.count > 2 ? arguments[2] : "1") ?? 1)
+    var killAt: (step: Step, batch: Int)?
+    if arguments.count > 4 {
+        guard let step = Step(rawValue: arguments[3]), let batch = Int(arguments[4]) else {
+            FileHandle.standardError.write(Data("store-crash-helper: STEP is logged|applied|flushed|compacted, BATCH a number\n".utf8))
+            return 2
+        }
+        killAt = (step, batch)
+    }
     do {
-        // Small chunks: a long group then spans several, so kills land between them.
+        // Small chunks: a long group then spans several, so kills land between them. A small
+        // replay bound: background flushes run every 150 entries.
         var options = Store.Options()
         options.applyChunkEntries = 64
+        options.replayEntriesMax = 300
         let store = try Store(path: arguments[1], options: options)
-        var next = store.appliedIndex + 1
         let logLast = try store.raftLog.lastIndex()
         say("opened applied=\(store.appliedIndex) log=\(logLast)")
+        // What a restarted node's core does: hand out the committed entries after the applied
+        // index again (everything in this log is committed).
+        var replay = store.appliedIndex + 1
+        while replay <= logLast {
+            let entries = try store.raftLog.entries(from: replay, to: logLast + 1, maxBytes: 1 << 20)
+            try store.apply(entries)
+            replay = replay + UInt64(entries.count)
+        }
+        var next = logLast + 1
+        var batchNumber = 0
+        func die(at step: Step) {
+            guard let killAt, killAt.step == step, killAt.batch == batchNumber else { return }
+            say("killing at \(step) of batch \(batchNumber)")
+            kill(getpid(), SIGKILL)
+        }
         while true {
+            batchNumber += 1
             // Mostly short groups (a leader's pace); one in eight longer than a chunk, so kills
             // also land while a pipelined apply has a chunk in flight.
             let count = rng.next() % 8 == 0 ? 1 + rng.next() % UInt64(3 * store.applyChunkEntries) : 1 + rng.next() % 16
             let batch = (0..<count).map { workloadEntry(next.rawValue + $0) }
-            // Persist to the log first (a follower's order), then apply: both synced.
-            let toLog = batch.filter { $0.index > logLast }
-            if let last = toLog.last {
-                try store.raftLog.persist(RaftLogUpdate(
-                    entries: toLog, hardState: HardState(term: Term(1), vote: NodeID(1), commit: last.index)))
+            // Persist to the log first (durable), then apply (state, flushed in the background).
+            try store.raftLog.persist(RaftLogUpdate(
+                entries: batch, hardState: HardState(term: Term(1), vote: NodeID(1), commit: batch.last!.index)))
+            say("durable \(batch.last!.index)")
+            die(at: .logged)
+            try store.apply(batch)
+            die(at: .applied)
+            if killAt?.step == .flushed && killAt?.batch == batchNumber {
+                say("flushed \(try store.flushState())")
+                die(at: .flushed)
             }
-            try store.apply(batch, sync: true)
+            if batchNumber % 8 == 0 {
+                // Through the applied index, which may be ahead of the flushed state (as a
+                // node's compaction may be): a crash then leaves the compaction point above
+                // the state on disk, which the next open lowers.
+                let through = store.appliedIndex
+                if through > .zero { try store.raftLog.compact(through: through, confState: store.appliedConfState) }
+                die(at: .compacted)
+            }
             next = next + count
-            say("durable \(next.rawValue - 1)")
         }
     } catch {
         say("error \(error)")

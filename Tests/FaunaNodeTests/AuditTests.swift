@@ -69,6 +69,9 @@ import Glibc
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02X", $0) }.joined() }
 
+    /// The key prefix of the data group (u64 BE 1) in every column family (docs/STORAGE.md).
+    static let dataGroup = "0000000000000001"
+
     @Test func verifiedReadProofOfflineCheckAndAudit() async throws {
         let cluster = try await Self.started()
         defer { Task { await cluster.shutdown() } }
@@ -325,7 +328,7 @@ import Glibc
 
         // A value changed in n2's kv column family.
         await cluster.kill("n2", signal: SIGTERM)
-        try Self.tamper(cluster, "n2", columnFamily: "kv", keyHex: Self.hex(Array("key3".utf8)))
+        try Self.tamper(cluster, "n2", columnFamily: "kv", keyHex: Self.dataGroup + Self.hex(Array("key3".utf8)))
         try cluster.start("n2")
         _ = try await cluster.waitForLeader(among: Self.names)
         run = try Self.fctl(cluster, ["audit"])
@@ -337,12 +340,13 @@ import Glibc
         run = try Self.fctl(cluster, ["get", "key3", "--verify", "--node", "n1"])
         #expect(run.status == 0 && run.stdout.hasPrefix("value3\n"), "\(run)")
 
-        // The journal entry that wrote key1, changed in n2's journal (its tree untouched).
+        // The journal entry that wrote key1, changed in n2's entry log (its tree untouched).
         let other = try Self.fctl(cluster, ["get", "key1", "--json"])
         let key1Revision = try #require((try JSONSerialization.jsonObject(with: Data(other.stdout.utf8)) as? [String: Any])?["modRevision"] as? Int)
         await cluster.kill("n2", signal: SIGTERM)
-        let indexHex = String(format: "%016X", key1Revision)
-        try Self.tamper(cluster, "n2", columnFamily: "journal", keyHex: indexHex)
+        // The journal is the entry log: group 1 ‖ `E` ‖ u64 BE index.
+        let entryKey = Self.dataGroup + "45" + String(format: "%016X", key1Revision)
+        try Self.tamper(cluster, "n2", columnFamily: "log", keyHex: entryKey)
         try cluster.start("n2")
         _ = try await cluster.waitForLeader(among: Self.names)
         run = try Self.fctl(cluster, ["audit", "--journal"])

@@ -35,7 +35,7 @@ import Glibc
         let key = Array("key3".utf8)
         await cluster.kill(victim, signal: SIGTERM)
         _ = try AuditTests.ldb([
-            "--db=\(cluster.dataDirectory(of: victim))/db", "--column_family=kv", "--hex", "put", "0x\(AuditTests.hex(key))",
+            "--db=\(cluster.dataDirectory(of: victim))/db", "--column_family=kv", "--hex", "put", "0x\(AuditTests.dataGroup)\(AuditTests.hex(key))",
             "0xFF00",
         ])
         try cluster.start(victim)
@@ -67,7 +67,8 @@ import Glibc
         if let exit {
             #expect(exit.reason == .exit && exit.status != 0, "\(victim) ended with \(exit)")
         }
-        let hexKey = key.map { String(format: "%02x", $0) }.joined()
+        // The key as stored: the data group's prefix (u64 BE 1), then the user key.
+        let hexKey = AuditTests.dataGroup.lowercased() + key.map { String(format: "%02x", $0) }.joined()
         #expect(log.contains("corrupt record in column family kv, key \(hexKey)"), "log tail: \(log.suffix(1500))")
 
         // The other two keep serving: a new write, and reads of it and of key3 on both.
@@ -83,7 +84,7 @@ import Glibc
     }
 
     /// A Raft log entry that no longer decodes, on a node that must read it to bring a lagging
-    /// follower up to date as leader: it stops (exit 1, naming the `raft` column family) rather
+    /// follower up to date as leader: it stops (exit 1, naming the `log` column family) rather
     /// than keep leading while never replicating, and the other two take over.
     @Test func corruptRaftLogEntryStopsTheLeaderThatReadsIt() async throws {
         let cluster = try ProcessCluster(names: Self.names)
@@ -105,9 +106,10 @@ import Glibc
         }
         _ = try await cluster.waitConverged([leader, victim])
         await cluster.kill(victim, signal: SIGTERM)
-        let entryKey = "45" + String(format: "%016llX", revisions[2].rawValue)  // `E` ‖ u64 BE index
+        // group 1 ‖ `E` ‖ u64 BE index (docs/STORAGE.md)
+        let entryKey = AuditTests.dataGroup + "45" + String(format: "%016llX", revisions[2].rawValue)
         _ = try AuditTests.ldb([
-            "--db=\(cluster.dataDirectory(of: victim))/db", "--column_family=raft", "--hex", "put", "0x\(entryKey)", "0xFF00",
+            "--db=\(cluster.dataDirectory(of: victim))/db", "--column_family=log", "--hex", "put", "0x\(entryKey)", "0xFF00",
         ])
         try cluster.start(victim)
 
@@ -126,7 +128,7 @@ import Glibc
         if let exit {
             #expect(exit.reason == .exit && exit.status != 0, "\(victim) ended with \(exit)")
         }
-        #expect(log.contains("corrupt record in column family raft, key \(entryKey.lowercased())"), "log tail: \(log.suffix(1500))")
+        #expect(log.contains("corrupt record in column family log, key \(entryKey.lowercased())"), "log tail: \(log.suffix(1500))")
 
         // The other two elect a leader, the lagging node catches up, and both serve.
         let others = [leader, lagging]

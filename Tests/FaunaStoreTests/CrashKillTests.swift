@@ -28,8 +28,92 @@ func helperPath(_ name: String) -> String? {
     return nil
 }
 
+/// What the store must hold after a crash and a reopen, and after re-applying the log.
+struct CrashCheck {
+    /// The helper's replay bound (`replayEntriesMax`) and its longest batch (3 chunks of 64):
+    /// the log may be ahead of the state on disk by at most their sum.
+    static let replayBound: UInt64 = 300 + 3 * 64
+    /// The reference tree, extended as far as the largest index checked so far.
+    var reference = MerkleTree(emptyStore: InMemoryMerkleNodeStore())
+
+    mutating func root(at size: UInt64) -> MerkleHash {
+        precondition(size >= reference.treeSize, "reference moves forward only")
+        while reference.treeSize < size {
+            let e = crashWorkloadEntry(reference.treeSize + 1)
+            reference.append(JournalEntry(index: e.index.rawValue, term: 1, type: e.type.rawValue, payload: e.data).leafHash)
+        }
+        return reference.rootHash
+    }
+
+    /// Reopens `path`: the state on disk is a prefix of the log, no older than the bound, with
+    /// the tree of that prefix; then re-applies the log as a restarted node does and checks
+    /// that every acknowledged entry is applied, the tree equals the reference and every key
+    /// holds its latest put.
+    mutating func check(path: String, acknowledged: UInt64, _ context: String) throws {
+        let store = try Store(path: path)
+        defer { store.close() }
+        let applied = store.appliedIndex.rawValue
+        let logLast = try store.raftLog.lastIndex().rawValue
+        #expect(logLast >= acknowledged, "acknowledged \(acknowledged), log \(logLast) (\(context))")
+        #expect(applied <= logLast && logLast - applied <= Self.replayBound, "applied \(applied), log \(logLast) (\(context))")
+        #expect(store.treeHead.treeSize == applied)
+        if applied >= reference.treeSize {
+            #expect(store.treeHead.rootHash == root(at: applied), "tree at the state on disk (\(context))")
+        }
+        var next = applied + 1
+        while next <= logLast {
+            let entries = try store.raftLog.entries(from: LogIndex(next), to: LogIndex(logLast + 1), maxBytes: 1 << 20)
+            try store.apply(entries)
+            next += UInt64(entries.count)
+        }
+        #expect(store.appliedIndex.rawValue == logLast)
+        #expect(store.treeHead.rootHash == root(at: logLast), "tree after re-applying (\(context))")
+        guard logLast > 0 else { return }
+        #expect(try store.journalEntry(at: LogIndex(logLast)) == crashWorkloadEntry(logLast))
+        #expect(try store.journalEntry(at: LogIndex(1)) == crashWorkloadEntry(1))
+        #expect(try store.journalEntry(at: LogIndex(logLast + 1)) == nil)
+        // Every key holds the value of its latest put at or below the applied index.
+        let backend = store.makeKVBackend()
+        for k in UInt64(0)..<17 {
+            let latest = stride(from: logLast, through: 1, by: -1).first { $0 % 17 == k && $0 % 10 != 0 && $0 % 25 != 0 }
+            let record = try store.kvStateMachine.get(Array("k\(k)".utf8), on: backend)
+            #expect(record?.value == latest.map { Array("v\($0)".utf8) }, "key k\(k) at \(logLast) (\(context))")
+            #expect(record?.modRevision == latest.map { Revision($0) })
+        }
+    }
+}
+
 @Suite("Crash safety (real processes, SIGKILL)")
 struct CrashKillTests {
+    /// Runs the helper on `path` until it exits by itself or `killAfterMicroseconds` pass;
+    /// answers the last index it acknowledged and whether it printed an error.
+    static func runHelper(_ helper: String, path: String, arguments: [String], killAfterMicroseconds: UInt32?) throws -> (UInt64, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: helper)
+        process.arguments = [path] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        if let killAfterMicroseconds {
+            usleep(killAfterMicroseconds)
+            kill(process.processIdentifier, SIGKILL)
+        } else {
+            // A step kill happens within a few batches; bound the wait anyway.
+            let deadline = Date().addingTimeInterval(30)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal, "\(arguments)")
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        var acknowledged: UInt64 = 0
+        for line in output.split(separator: "\n") where line.hasPrefix("durable ") {
+            acknowledged = max(acknowledged, UInt64(line.dropFirst(8)) ?? 0)
+        }
+        return (acknowledged, output)
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func sigkillAtRandomMomentsLosesNothingAcknowledged() throws {
         let helper = try #require(helperPath("store-crash-helper"), "build store-crash-helper (swift build --build-tests)")
@@ -39,57 +123,50 @@ struct CrashKillTests {
         let budgetSeconds = 20.0, iterationsMax = 60
         let start = Date()
         var iterations = 0, acknowledgedMax: UInt64 = 0
-        var root = MerkleTree(emptyStore: InMemoryMerkleNodeStore())
+        var check = CrashCheck()
         while iterations < iterationsMax && Date().timeIntervalSince(start) < budgetSeconds {
             iterations += 1
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: helper)
-            process.arguments = [dir.sub("node"), String(rng.next())]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            // Let it run a random while (the first iterations also cover the open itself).
-            usleep(UInt32(10_000 + rng.next() % 250_000))
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            #expect(process.terminationReason == .uncaughtSignal, "seed 20261126 iteration \(iterations)")
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            // A random while (the first iterations also cover the open and its replay).
+            let (acknowledged, output) = try Self.runHelper(
+                helper, path: dir.sub("node"), arguments: [String(rng.next())],
+                killAfterMicroseconds: UInt32(10_000 + rng.next() % 250_000))
             #expect(!output.contains("error"), "helper failed: \(output.suffix(300))")
-            for line in output.split(separator: "\n") where line.hasPrefix("durable ") {
-                acknowledgedMax = max(acknowledgedMax, UInt64(line.dropFirst(8)) ?? 0)
-            }
-
-            // Reopen and check mutual consistency and that nothing acknowledged is missing.
-            let store = try Store(path: dir.sub("node"))
-            defer { store.close() }
-            let applied = store.appliedIndex.rawValue
-            #expect(applied >= acknowledgedMax, "acknowledged \(acknowledgedMax), applied \(applied) (iteration \(iterations))")
-            #expect(store.treeHead.treeSize == applied)
-            #expect(try store.raftLog.lastIndex().rawValue >= applied)
-            while root.treeSize < applied {
-                let e = crashWorkloadEntry(root.treeSize + 1)
-                root.append(JournalEntry(index: e.index.rawValue, term: 1, type: e.type.rawValue, payload: e.data).leafHash)
-            }
-            #expect(store.treeHead.rootHash == root.rootHash, "iteration \(iterations)")
-            if applied > 0 {
-                #expect(try store.journalEntry(at: LogIndex(applied)) == crashWorkloadEntry(applied))
-                #expect(try store.journalEntry(at: LogIndex(applied + 1)) == nil)
-                // Every key holds the value of its latest put at or below the applied index.
-                let backend = store.makeKVBackend()
-                for k in UInt64(0)..<17 {
-                    let latest = stride(from: applied, through: 1, by: -1).first {
-                        $0 % 17 == k && $0 % 10 != 0 && $0 % 25 != 0
-                    }
-                    let record = try store.kvStateMachine.get(Array("k\(k)".utf8), on: backend)
-                    #expect(record?.value == latest.map { Array("v\($0)".utf8) }, "key k\(k) at applied \(applied)")
-                    #expect(record?.modRevision == latest.map { Revision($0) })
-                }
-            }
+            acknowledgedMax = max(acknowledgedMax, acknowledged)
+            try check.check(path: dir.sub("node"), acknowledged: acknowledgedMax, "seed 20261126 iteration \(iterations)")
         }
         #expect(iterations >= 10, "only \(iterations) iterations")
         #expect(acknowledgedMax > 0, "the helper never acknowledged anything")
         print("crash-kill: \(iterations) SIGKILLs, \(acknowledgedMax) entries acknowledged, all present")
+    }
+
+    /// A kill at each step of the write order — after the log's fsync and before the apply,
+    /// after the state write and before a flush, after a flush, after the compaction point
+    /// moved past the flushed state — at several moments of one directory's life.
+    @Test(.timeLimit(.minutes(2)))
+    func sigkillAtEveryStepOfTheWriteOrder() throws {
+        let helper = try #require(helperPath("store-crash-helper"), "build store-crash-helper (swift build --build-tests)")
+        for step in ["logged", "applied", "flushed", "compacted"] {
+            let dir = TemporaryDirectory()
+            defer { dir.remove() }
+            var check = CrashCheck()
+            var acknowledgedMax: UInt64 = 0
+            for (round, batch) in [8, 16, 40, 64].enumerated() {
+                let (acknowledged, output) = try Self.runHelper(
+                    helper, path: dir.sub("node"), arguments: ["\(round + 1)", step, "\(batch)"], killAfterMicroseconds: nil)
+                #expect(output.contains("killing at \(step) of batch \(batch)"), "\(step) \(batch): \(output.suffix(300))")
+                if step == "flushed" {
+                    // Every state family reached the flush (one atomic flush): the state on disk
+                    // is at least the flushed index, with its tree.
+                    let line = try #require(output.split(separator: "\n").last { $0.hasPrefix("flushed ") })
+                    let flushed = try #require(UInt64(line.dropFirst(8)))
+                    let store = try Store(path: dir.sub("node"))
+                    #expect(store.appliedIndex.rawValue >= flushed && store.treeHead.rootHash == check.root(at: store.appliedIndex.rawValue))
+                    store.close()
+                }
+                acknowledgedMax = max(acknowledgedMax, acknowledged)
+                try check.check(path: dir.sub("node"), acknowledged: acknowledgedMax, "kill at \(step) of batch \(batch)")
+            }
+        }
     }
 
     /// A second process opening the same data directory gets a clear "already in use".

@@ -93,7 +93,7 @@ struct KVBackendDifferentialTests {
                 expected.append(try sm.apply(entryData: data, at: Revision(i), on: memory, into: &batch))
                 memory.commit(batch)
             }
-            let applied = try store.apply(entries)
+            let applied = try store.applyLogged(entries)
             #expect(applied.map(\.result) == expected.map { Optional($0) }, "seed \(seed) at \(index)")
             index += count
             #expect(store.appliedIndex == LogIndex(index - 1) && store.treeHead.treeSize == index - 1)

@@ -33,7 +33,7 @@ import Testing
         defer { store.close() }
         #expect(store.leafV2From == LogIndex(41))
         #expect(store.confChangeIndexes(after: LogIndex(0)) == [LogIndex(44)])
-        try store.apply([Self.upgradeEntry(45)])
+        try store.applyLogged([Self.upgradeEntry(45)])
         #expect(store.leafV2From == LogIndex(41), "a later upgradeLeaves changes nothing")
         #expect(try store.auditJournal().problem == nil)
     }
@@ -41,7 +41,7 @@ import Testing
     static func phaseOne(_ dir: TemporaryDirectory, _ before: [Entry]) throws -> MerkleHash {
         let store = try Store(path: dir.sub("n1"), options: Self.options)
         defer { store.close() }
-        try store.apply(before)
+        try store.applyLogged(before)
         #expect(store.treeHead.rootHash == naiveRoot(before), "a store without a boundary writes v1 leaves")
         #expect(store.leafV2From == nil)
         return store.treeHead.rootHash
@@ -58,7 +58,7 @@ import Testing
             data: KVProposal(command: .put(KVPut(key: bytes("key-2"), value: bytes("never"), ifAbsent: true))).encoded())
         let after = [Self.upgradeEntry(41), putEntry(42, key: "fresh", value: "v"), ifAbsent,
                      Entry(term: Term(1), index: LogIndex(44), type: .confChange, data: [1, 2, 3])]
-        try store.apply(after)
+        try store.applyLogged(after)
         #expect(store.leafV2From == LogIndex(41))
         #expect(try store.makeMerkleProver().rootHash(atSize: 40) == rootBefore, "earlier roots are unchanged")
         let put = try #require(try store.journalRecord(at: LogIndex(42)))
@@ -82,11 +82,11 @@ import Testing
         defer { dir.remove() }
         let store = try Store(path: dir.sub("n1"))
         defer { store.close() }
-        try store.apply([Self.upgradeEntry(1), putEntry(2, key: "k", value: "v")])
+        try store.applyLogged([Self.upgradeEntry(1), putEntry(2, key: "k", value: "v")])
         var record = try #require(try store.journalRecord(at: LogIndex(2)))
         record.effects?.effects[0].valueHash = Effect.valueHash(bytes("w"))
         let batch = store.db.makeWriteBatch()
-        batch.put(store.cfs.journal, bigEndianBytes(2), RaftLogCodec.encode(journal: record.entry, effects: record.effects))
+        batch.put(store.cfs.effects, bigEndianBytes(2), RaftLogCodec.encode(effects: try #require(record.effects)))
         try store.db.write(batch, sync: false)
         let audit = try store.auditJournal()
         #expect(audit.problem?.contains("journal entry 2") == true, "\(String(describing: audit.problem))")

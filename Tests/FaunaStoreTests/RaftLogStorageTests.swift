@@ -69,6 +69,9 @@ struct RaftLogStorageTests {
             defer { store.close() }
             let log = store.raftLog
             try log.persist(RaftLogUpdate(entries: entries(1...10, term: 3)))
+            // A node compacts only what it applied (a compaction point above the state on disk
+            // is lowered on open: RaftLogStorage.init).
+            try store.apply(Array(entries(1...10, term: 3)))
             try log.compact(through: LogIndex(6), confState: conf)
             #expect(try log.firstIndex() == LogIndex(7))
             #expect(try log.term(at: LogIndex(6)) == Term(3))
@@ -89,6 +92,30 @@ struct RaftLogStorageTests {
         // The membership is the applied state's (nothing applied here), not the compaction's.
         #expect(try log.initialState() == (HardState(term: Term(3), vote: NodeID(1), commit: LogIndex(10)), ConfState()))
         #expect(try log.entries(from: LogIndex(7), to: LogIndex(11), maxBytes: .max) == Array(entries(7...10, term: 3)))
+        // Compaction deleted nothing: the entries Raft no longer serves are the journal.
+        #expect(try store.journalEntries(from: LogIndex(1), to: LogIndex(11), maxBytes: .max) == Array(entries(1...10, term: 3)))
+    }
+
+    /// A compaction point above the applied state on disk (the state was not flushed when the
+    /// node crashed) is lowered to the applied index on open, so Raft hands out the entries
+    /// after it again instead of skipping them.
+    @Test func compactionPointAboveTheStateIsLoweredOnOpen() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let conf = ConfState(voters: [NodeID(1)])
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            try store.raftLog.persist(RaftLogUpdate(entries: entries(1...10, term: 3)))
+            try store.apply(Array(entries(1...4, term: 3)), sync: true)
+            try store.raftLog.compact(through: LogIndex(8), confState: conf)
+        }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        #expect(store.appliedIndex == LogIndex(4))
+        #expect(try store.raftLog.firstIndex() == LogIndex(5))
+        #expect(try store.raftLog.snapshot().metadata.index == LogIndex(4))
+        #expect(try store.raftLog.entries(from: LogIndex(5), to: LogIndex(11), maxBytes: .max) == Array(entries(5...10, term: 3)))
     }
 
     @Test func installedSnapshotRestartsTheLog() throws {
@@ -274,13 +301,13 @@ struct RaftLogStorageTests {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
             try store.raftLog.persist(RaftLogUpdate(entries: entries(1...3, term: 1)))
-            try store.db.put(store.cfs.raft, RaftKey.entry(LogIndex(2)), [9, 9], sync: true)
-            try store.db.put(store.cfs.raft, RaftKey.hardState, [1, 2, 3], sync: true)
+            try store.db.put(store.cfs.log, RaftKey.entry(LogIndex(2)), [9, 9], sync: true)
+            try store.db.put(store.cfs.log, RaftKey.hardState, [1, 2, 3], sync: true)
         }
         let error = #expect(throws: StoreError.self) { _ = try Store(path: dir.sub("n1")) }
         #expect(error?.code == .corruptRecord)
         #expect(error?.isFailStop == true)
-        #expect(error?.message.contains("column family raft") == true)
+        #expect(error?.message.contains("column family log") == true)
     }
 }
 

@@ -23,8 +23,8 @@ struct SnapshotTests {
         let sender = try Store(path: dir.sub("sender"))
         defer { sender.close() }
         let all = workload(1...400)
-        try sender.apply(Array(all[0..<200]))
-        try sender.apply(Array(all[200...]), confState: ConfState(voters: [NodeID(1), NodeID(2)]))
+        try sender.applyLogged(Array(all[0..<200]))
+        try sender.applyLogged(Array(all[200...]), confState: ConfState(voters: [NodeID(1), NodeID(2)]))
         let source = try sender.makeSnapshotSource()
         defer { source.close() }
         let manifest = try SnapshotManifest(decoding: source.manifest.encoded)
@@ -37,7 +37,7 @@ struct SnapshotTests {
             let receiver = try Store(path: dir.sub("receiver"))
             try receiver.raftLog.persist(RaftLogUpdate(
                 entries: entries(1...3, term: 7), hardState: HardState(term: Term(7), vote: NodeID(2), commit: LogIndex(1))))
-            try receiver.apply(workload(1...3, term: 7))
+            try receiver.applyLogged(workload(1...3, term: 7))
             let install = try SnapshotReceiver(store: receiver, manifest: manifest)
             let chunks = try transfer(source, to: install, chunkBytes: 4096)
             #expect(chunks >= manifest.files.count)
@@ -56,8 +56,8 @@ struct SnapshotTests {
         #expect(try installed.raftLog.lastIndex() == LogIndex(400))
         #expect(try installed.raftLog.term(at: LogIndex(400)) == Term(1))
         // Both continue identically.
-        try sender.apply(workload(401...420))
-        try installed.apply(workload(401...420))
+        try sender.applyLogged(workload(401...420))
+        try installed.applyLogged(workload(401...420))
         #expect(try installed.stateDigest() == sender.stateDigest())
         #expect(installed.treeHead.rootHash == sender.treeHead.rootHash)
         #expect(!FileManager.default.fileExists(atPath: dir.sub("receiver/db.incoming")))
@@ -69,7 +69,7 @@ struct SnapshotTests {
         defer { dir.remove() }
         let sender = try Store(path: dir.sub("sender"))
         defer { sender.close() }
-        try sender.apply(workload(1...50))
+        try sender.applyLogged(workload(1...50))
         let source = try sender.makeSnapshotSource()
         defer { source.close() }
         let receiver = try Store(path: dir.sub("receiver"))
@@ -94,12 +94,12 @@ struct SnapshotTests {
         defer { dir.remove() }
         let sender = try Store(path: dir.sub("sender"))
         defer { sender.close() }
-        try sender.apply(workload(1...50))
+        try sender.applyLogged(workload(1...50))
         let source = try sender.makeSnapshotSource()
         defer { source.close() }
         do {
             let receiver = try Store(path: dir.sub("receiver"))
-            try receiver.apply(workload(1...5))
+            try receiver.applyLogged(workload(1...5))
             let install = try SnapshotReceiver(store: receiver, manifest: source.manifest)
             if let chunk = try source.nextChunk(maxBytes: 100) { try install.receive(chunk) }
             receiver.close()

@@ -39,8 +39,8 @@ struct StoreApplyTests {
         let store = try Store(path: dir.sub("n1"))
         defer { store.close() }
         let all = workload(1...120)
-        let results = try store.apply(Array(all[0..<60]))
-        try store.apply(Array(all[60...]), confState: ConfState(voters: [NodeID(1)]))
+        let results = try store.applyLogged(Array(all[0..<60]))
+        try store.applyLogged(Array(all[60...]), confState: ConfState(voters: [NodeID(1)]))
         #expect(results.count == 60)
         #expect(results[0].result == nil)  // the no-op
         #expect(results[49].result == nil)  // a membership change (index 50)
@@ -63,13 +63,13 @@ struct StoreApplyTests {
         defer { dir.remove() }
         let store = try Store(path: dir.sub("n1"))
         defer { store.close() }
-        try store.apply(workload(1...10))
+        try store.applyLogged(workload(1...10))
         let before = try store.stateDigest()
-        #expect(try store.apply(workload(5...10)).isEmpty)
+        #expect(try store.applyLogged(workload(5...10)).isEmpty)
         #expect(try store.stateDigest() == before)
-        let error = #expect(throws: StoreError.self) { try store.apply(workload(12...13)) }
+        let error = #expect(throws: StoreError.self) { try store.applyLogged(workload(12...13)) }
         #expect(error?.code == .invalidRequest)
-        try store.apply(workload(8...12))  // overlapping: only 11 and 12 are new
+        try store.applyLogged(workload(8...12))  // overlapping: only 11 and 12 are new
         #expect(store.appliedIndex == LogIndex(12))
     }
 
@@ -81,8 +81,8 @@ struct StoreApplyTests {
         do {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
-            try store.apply(Array(all[0..<150]))
-            try store.apply(Array(all[150...]), sync: true)
+            try store.applyLogged(Array(all[0..<150]))
+            try store.applyLogged(Array(all[150...]), sync: true)
             digest = try store.stateDigest()
         }
         let store = try Store(path: dir.sub("n1"))
@@ -91,7 +91,7 @@ struct StoreApplyTests {
         #expect(store.treeHead.treeSize == 200)
         #expect(store.treeHead.rootHash == naiveRoot(all))
         #expect(try store.stateDigest() == digest)
-        try store.apply(workload(201...210))
+        try store.applyLogged(workload(201...210))
         #expect(store.treeHead.rootHash == naiveRoot(workload(1...210)))
     }
 
@@ -101,11 +101,11 @@ struct StoreApplyTests {
         let a = try Store(path: dir.sub("a")), b = try Store(path: dir.sub("b")), c = try Store(path: dir.sub("c"))
         defer { a.close(); b.close(); c.close() }
         let all = workload(1...300)
-        try a.apply(all)
-        for i in stride(from: 0, to: all.count, by: 7) { try b.apply(Array(all[i..<min(i + 7, all.count)])) }
+        try a.applyLogged(all)
+        for i in stride(from: 0, to: all.count, by: 7) { try b.applyLogged(Array(all[i..<min(i + 7, all.count)])) }
         var diverged = all
         diverged[200] = putEntry(201, key: "key-x", value: "different")
-        try c.apply(diverged)
+        try c.applyLogged(diverged)
         #expect(try a.stateDigest() == b.stateDigest())
         #expect(a.treeHead.rootHash == b.treeHead.rootHash)
         #expect(try a.stateDigest() != c.stateDigest())
@@ -118,13 +118,13 @@ struct StoreApplyTests {
         defer { dir.remove() }
         let store = try Store(path: dir.sub("n1"))
         defer { store.close() }
-        try store.apply(workload(1...10))
+        try store.applyLogged(workload(1...10))
         let digest = try store.stateDigest()
         let head = store.treeHead
         // A corrupt stored record: the next put to that key cannot read it.
         try store.db.put(store.cfs.kv, bytes("victim"), [0xFF, 0x00], sync: true)
         let batch = [putEntry(11, key: "fine", value: "v"), putEntry(12, key: "victim", value: "v")]
-        let error = #expect(throws: StoreError.self) { try store.apply(batch) }
+        let error = #expect(throws: StoreError.self) { try store.applyLogged(batch) }
         #expect(error?.code == .corruptRecord)
         #expect(error?.isFailStop == true)
         #expect(error?.message.contains("column family kv") == true)
@@ -132,7 +132,7 @@ struct StoreApplyTests {
         #expect(store.treeHead.treeSize == head.treeSize && store.treeHead.rootHash == head.rootHash)
         #expect(try store.journalEntry(at: LogIndex(11)) == nil)
         #expect(try store.kvStateMachine.get(bytes("fine"), on: store.makeKVBackend()) == nil)
-        let again = #expect(throws: StoreError.self) { try store.apply([putEntry(11, key: "fine", value: "v")]) }
+        let again = #expect(throws: StoreError.self) { try store.applyLogged([putEntry(11, key: "fine", value: "v")]) }
         #expect(again?.code == .stopped)
         _ = digest
     }
@@ -143,9 +143,12 @@ struct StoreApplyTests {
         do {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
-            try store.apply(workload(1...5))
-            // Simulate a torn state that the single batch rules out: an extra journal record.
-            try store.db.put(store.cfs.journal, bigEndianBytes(6), RaftLogCodec.encode(entry: Entry(term: Term(1), index: LogIndex(6))), sync: true)
+            try store.applyLogged(workload(1...5))
+            // An entry log that lost applied entries (the journal): its last entry, below the
+            // applied index, is gone.
+            let batch = store.db.makeWriteBatch()
+            batch.delete(store.cfs.log, RaftKey.entry(LogIndex(5)))
+            try store.db.write(batch, sync: true)
         }
         let error = #expect(throws: StoreError.self) { _ = try Store(path: dir.sub("n1")) }
         #expect(error?.code == .corruptRecord)
@@ -161,7 +164,7 @@ extension StoreApplyTests {
         defer { store.close() }
         let all = workload(1...100)
         try store.raftLog.persist(RaftLogUpdate(entries: all))
-        try store.apply(all)
+        try store.applyLogged(all)
         try store.raftLog.compact(through: LogIndex(80), confState: ConfState(voters: [NodeID(1)]))
         #expect(throws: RaftStorageError.compacted) {
             try store.raftLog.entries(from: LogIndex(50), to: LogIndex(90), maxBytes: .max)
@@ -188,13 +191,13 @@ extension StoreApplyTests {
         defer { small.close() }
         var expected: [AppliedEntry] = []
         for i in stride(from: 0, to: all.count, by: 5) {
-            expected += try small.apply(Array(all[i..<min(i + 5, all.count)]))
+            expected += try small.applyLogged(Array(all[i..<min(i + 5, all.count)]))
         }
         let digest: StateDigest
         do {
             let store = try Store(path: dir.sub("long"), options: options)
             defer { store.close() }
-            #expect(try store.apply(all) == expected)
+            #expect(try store.applyLogged(all) == expected)
             #expect(store.appliedIndex == LogIndex(4 * chunk + 17))
             #expect(store.treeHead.treeSize == 4 * chunk + 17)
             #expect(store.treeHead.rootHash == small.treeHead.rootHash)
@@ -203,7 +206,7 @@ extension StoreApplyTests {
             #expect(digest == (try small.stateDigest()))
             for e in all where e.index.rawValue % 97 == 0 { #expect(try store.journalEntry(at: e.index) == e) }
             // And on top of a pipelined group, a short one.
-            try store.apply(workload((4 * chunk + 18)...(4 * chunk + 20), keys: 23))
+            try store.applyLogged(workload((4 * chunk + 18)...(4 * chunk + 20), keys: 23))
         }
         let reopened = try Store(path: dir.sub("long"), options: options)
         defer { reopened.close() }
@@ -224,14 +227,14 @@ extension StoreApplyTests {
         try store.db.put(store.cfs.kv, bytes("victim"), [0xFF, 0x00], sync: true)
         var group = workload(1...(3 * chunk))
         group[Int(chunk) + 10] = putEntry(chunk + 11, key: "victim", value: "v")  // in the second chunk
-        let error = #expect(throws: StoreError.self) { try store.apply(group) }
+        let error = #expect(throws: StoreError.self) { try store.applyLogged(group) }
         #expect(error?.code == .corruptRecord)
         #expect(store.appliedIndex == LogIndex(chunk))
         #expect(store.treeHead.treeSize == chunk)
         #expect(store.treeHead.rootHash == naiveRoot(Array(group[0..<Int(chunk)])))
         #expect(try store.journalEntry(at: LogIndex(chunk)) == group[Int(chunk) - 1])
         #expect(try store.journalEntry(at: LogIndex(chunk + 1)) == nil)
-        let again = #expect(throws: StoreError.self) { try store.apply([group[Int(chunk)]]) }
+        let again = #expect(throws: StoreError.self) { try store.applyLogged([group[Int(chunk)]]) }
         #expect(again?.code == .stopped)
     }
 }

@@ -1,4 +1,5 @@
 import FaunaKV
+import FaunaRaft
 import Foundation
 import Testing
 
@@ -6,16 +7,16 @@ import Testing
 
 @Suite("Store layout")
 struct StoreLayoutTests {
-    @Test func sixColumnFamiliesAndZstdOnJournalAndHistory() throws {
+    @Test func sixColumnFamiliesGroupPrefixesAndCompression() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         do {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
-            try store.apply(workload(1...20), sync: true)
+            try store.applyLogged(workload(1...20), sync: true)
         }
         let families = try RocksDB.listColumnFamilies(path: dir.sub("n1/db"))
-        #expect(Set(families) == ["default", "raft", "kv", "history", "journal", "merkle", "meta"])
+        #expect(Set(families) == ["default", "log", "kv", "history", "effects", "merkle", "meta"])
         // The newest OPTIONS file records each family's compression.
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.sub("n1/db"))
         let options = try #require(files.filter { $0.hasPrefix("OPTIONS-") }.max { Int($0.dropFirst(8))! < Int($1.dropFirst(8))! })
@@ -26,9 +27,11 @@ struct StoreLayoutTests {
             if line.hasPrefix("[CFOptions \"") { family = String(line.dropFirst(12).dropLast(2)) }
             if line.hasPrefix("  compression=") { compression[family] = String(line.dropFirst(14)) }
         }
-        #expect(compression["journal"] == "kZSTD")
+        #expect(compression["log"] == "kZSTD")
+        #expect(compression["effects"] == "kZSTD")
         #expect(compression["history"] == "kZSTD")
         #expect(compression["kv"] == "kLZ4Compression")
+        #expect(text.contains("atomic_flush=true"))
         // Insert hints (set through RocksDB's options-string parser) where they were asked for.
         var hinted: Set<String> = []
         for line in text.split(separator: "\n") {
@@ -36,6 +39,23 @@ struct StoreLayoutTests {
             if line.hasPrefix("  memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.0") { hinted.insert(family) }
         }
         #expect(hinted == ["kv", "history", "merkle"])
+
+        // Every stored key starts with its group: 1 for the data, 0 for the schema version.
+        let db = try RocksDB(path: dir.sub("n1/db"), columnFamilies: StoreColumnFamily.allCases.map(\.options))
+        for name in ["log", "kv", "history", "effects", "merkle", "meta"] {
+            let it = db.makeIterator(try #require(db.columnFamily(name)))
+            it.seekToFirst()
+            var keys = 0
+            while it.isValid {
+                let group = Array(it.key.prefix(8))
+                let isSchema = name == "meta" && it.key == [0, 0, 0, 0, 0, 0, 0, 0] + Array("schema".utf8)
+                #expect(group == [0, 0, 0, 0, 0, 0, 0, 1] || isSchema, "\(name) key \(it.key)")
+                keys += 1
+                it.next()
+            }
+            // This workload overwrites nothing (history) and has no leaf v2 boundary (effects).
+            if name != "history" && name != "effects" { #expect(keys > 0, "\(name) holds records") }
+        }
 
         // Debian's rocksdb-tools sees the same six families (when installed: tools/setup).
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/ldb") {
@@ -47,59 +67,96 @@ struct StoreLayoutTests {
             try p.run()
             p.waitUntilExit()
             let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(text.contains("{default, raft, kv, history, journal, merkle, meta}"), "ldb printed: \(text)")
+            #expect(text.contains("{default, log, kv, history, effects, merkle, meta}"), "ldb printed: \(text)")
         }
     }
 
-    /// Schema 1 kept each key's current version in history too; it reads correctly under
-    /// schema 2's rules, so opening it upgrades the number in place (ADR 0008).
-    @Test func schemaOneIsUpgradedAndANewerSchemaIsRefused() throws {
+    /// A schema this code does not know (a newer Fauna's) is refused with one line saying so.
+    @Test func aNewerSchemaIsRefused() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        func setSchema(_ version: UInt8) throws {
-            let store = try Store(path: dir.sub("n1"))
-            defer { store.close() }
-            try store.db.put(store.cfs.meta, MetaKey.schema, [0, 0, 0, version], sync: true)
-        }
-        func storedSchema() throws -> [UInt8]? {
-            let store = try Store(path: dir.sub("n1"))
-            defer { store.close() }
-            return try store.db.get(store.cfs.meta, MetaKey.schema)
-        }
-        let digest: StateDigest, currentDigest: StateDigest
         do {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
-            try store.apply(workload(1...120), sync: true)
-            digest = try store.stateDigest(at: Revision(60))
-            currentDigest = try store.stateDigest(at: Revision(120))
+            try store.applyLogged(workload(1...5), sync: true)
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 3])
+            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 4], sync: true)
         }
-        #expect(try storedSchema() == [0, 0, 0, 2])
-        try setSchema(1)
-        do {  // what schema 1 also held: each current record in history at its mod revision
-            let store = try Store(path: dir.sub("n1"))
-            defer { store.close() }
-            var copies = 0
-            try store.makeKVBackend().scanRecords(in: .all, reverse: false) { key, record in
-                let historyKey = HistoryKey(key: key, revision: record.modRevision).encoded
-                try store.db.put(store.cfs.history, historyKey, KVHistoryValue.record(record).encoded, sync: false)
-                copies += 1
-                return true
-            }
-            #expect(copies == 37)
-        }
-        do {
-            let store = try Store(path: dir.sub("n1"))
-            defer { store.close() }
-            #expect(try store.stateDigest(at: Revision(60)) == digest)
-            #expect(try store.stateDigest(at: Revision(120)) == currentDigest)
-        }
-        #expect(try storedSchema() == [0, 0, 0, 2])
-        try setSchema(3)
         #expect {
             _ = try Store(path: dir.sub("n1"))
         } throws: { error in
-            "\(error)".contains("got 3, want 2") && "\(error)".contains("newer Fauna")
+            "\(error)".contains("got 4, want 3") && "\(error)".contains("newer Fauna")
         }
+    }
+}
+
+/// Opening a data directory written by the previous schema (Fixtures/README.md).
+@Suite("Store upgrade")
+struct StoreUpgradeTests {
+    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/schema2-node.tar.gz").path
+
+    /// Unpacks the schema 2 node directory into `<dir>/n1/db`.
+    static func unpack(into dir: TemporaryDirectory) throws {
+        try FileManager.default.createDirectory(atPath: dir.sub("n1/db"), withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/tar")
+        p.arguments = ["-xzf", fixture, "-C", dir.sub("n1/db")]
+        try p.run()
+        p.waitUntilExit()
+        try #require(p.terminationStatus == 0, "tar -xzf \(fixture)")
+    }
+
+    static func hex(_ b: some Sequence<UInt8>) -> String { b.map { String(format: "%02x", $0) }.joined() }
+
+    @Test func aSchemaTwoDirectoryIsUpgradedOnOpen() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try Self.unpack(into: dir)
+        #expect(Set(try RocksDB.listColumnFamilies(path: dir.sub("n1/db"))).isSuperset(of: ["raft", "journal"]))
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            // The figures `fctl hashkv --json` printed for the cluster before it stopped.
+            #expect(store.appliedIndex == LogIndex(69))
+            #expect(Self.hex(try store.stateDigest().sha256) == "31cc9d589aa1c31809641a70376955c2f5c8f25c75ea13519246d40f25596d73")
+            #expect(Self.hex(store.treeHead.rootHash.bytes) == "5e019f470e6f8b4c694cf6edd384fe5caf5b1a4f4c52736db810154b456afb52")
+            // Every leaf re-hashes from the journal (v1 and v2 records, effects included).
+            let audit = try store.auditJournal()
+            #expect(audit.problem == nil && audit.entries == 69, "\(String(describing: audit.problem))")
+            #expect(store.leafV2From != nil)
+            // The Raft log keeps its hard state and compaction point; entries below are the journal.
+            let (hard, _) = try store.raftLog.initialState()
+            #expect(hard.commit >= LogIndex(69) && hard.term > Term.zero)
+            #expect(try store.raftLog.firstIndex() > LogIndex(1))
+            #expect(try store.raftLog.lastIndex() >= LogIndex(69))
+            #expect(try store.journalEntries(from: LogIndex(1), to: LogIndex(70), maxBytes: .max).count == 69)
+            // History survived: the value of a1 at an earlier revision.
+            let old = try store.kvStateMachine.range(
+                KVRangeRequest(range: .single(Array("a1".utf8)), revision: Revision(60)), on: store.makeKVBackend())
+            #expect(old.records.first.map { String(decoding: $0.record.value, as: UTF8.self) }?.hasPrefix("w") == true)
+        }
+        let families = Set(try RocksDB.listColumnFamilies(path: dir.sub("n1/db")))
+        #expect(families == ["default", "log", "kv", "history", "effects", "merkle", "meta"])
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("n1/db.upgrade")))
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("n1/db.old")))
+        // A second open finds schema 3 and changes nothing.
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        #expect(Self.hex(store.treeHead.rootHash.bytes) == "5e019f470e6f8b4c694cf6edd384fe5caf5b1a4f4c52736db810154b456afb52")
+    }
+
+    /// An upgrade interrupted before its copy was marked ready leaves the old directory, which
+    /// the next open upgrades again.
+    @Test func anInterruptedUpgradeStartsOver() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try Self.unpack(into: dir)
+        try FileManager.default.createDirectory(atPath: dir.sub("n1/db.upgrade"), withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: dir.sub("n1/db.upgrade/000001.sst"), contents: Data([1, 2, 3]))
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        #expect(store.appliedIndex == LogIndex(69))
+        #expect(Self.hex(store.treeHead.rootHash.bytes) == "5e019f470e6f8b4c694cf6edd384fe5caf5b1a4f4c52736db810154b456afb52")
     }
 }

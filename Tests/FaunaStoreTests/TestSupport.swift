@@ -16,3 +16,18 @@ struct TemporaryDirectory {
 }
 
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+import FaunaRaft
+@testable import FaunaStore
+
+extension Store {
+    /// What a node does with committed entries: the entry log first (the journal is the log),
+    /// then the apply. Appends whatever of `entries` lies beyond the log's last index.
+    @discardableResult
+    func applyLogged(_ entries: [Entry], confState: ConfState? = nil, sync: Bool = false) throws(StoreError) -> [AppliedEntry] {
+        let last = raftLog.currentView.lastIndex
+        let new = entries.filter { $0.index > last }
+        if !new.isEmpty { try raftLog.persist(RaftLogUpdate(entries: new)) }
+        return try apply(entries, confState: confState, sync: sync)
+    }
+}

@@ -130,7 +130,15 @@ struct StorePair {
         return StorePair(real: try Store(path: dir.sub(name), options: realOptions), sim: try SimStore(disk: disk, options: simOptions))
     }
 
+    /// What a node does: the entries go to both entry logs first (the journal is the log),
+    /// then to both stores.
     func apply(_ entries: [Entry], confState: ConfState?) throws {
+        let last = try real.raftLog.lastIndex()
+        let new = entries.filter { $0.index > last }
+        if !new.isEmpty {
+            try real.raftLog.persist(RaftLogUpdate(entries: new))
+            try sim.log.persist(RaftLogUpdate(entries: new))
+        }
         let realResults = try real.apply(entries, confState: confState)
         let simResults = try sim.apply(entries, confState: confState)
         #expect(simResults == realResults, "apply results through \(entries.last?.index ?? .zero)")
@@ -248,7 +256,7 @@ struct SimStoreCrossCheckTests {
         #expect(try pair.sim.journalRecord(at: LogIndex(11))?.effects?.outcome == .alreadyExists)
         #expect(try pair.sim.journalRecord(at: LogIndex(13))?.effects?.branch == .then)
         #expect(try pair.sim.journalRecord(at: LogIndex(14))?.effects?.branch == .else)
-        #expect(disk.counters.batchesWritten == 13, "groups longer than 8 entries are written in chunks of 8")
+        #expect(disk.counters.batchesWritten == 13 + 8, "13 apply chunks (groups longer than 8 entries are written in chunks of 8), 8 log appends")
         // Entries at or below the applied index are skipped, a gap is refused: the same on both.
         #expect(try pair.sim.apply(logEntries(60...66, term: 3), confState: nil).isEmpty)
         #expect(answer { try pair.sim.apply(logEntries(68...68, term: 3), confState: nil) }
@@ -327,121 +335,130 @@ struct SimStoreCrossCheckTests {
 struct SimDiskPowerLossTests {
     static let voters = [NodeID(1), NodeID(2), NodeID(3)]
 
-    @Test("unsynced applies are lost, synced log writes survive, a later sync makes them durable")
+    @Test("applies survive a crash only once flushed; log writes follow the WAL")
     func syncedAndUnsynced() throws {
         let disk = SimDisk(name: "n1")
         try SimStore.found(disk: disk, voters: Self.voters)
         var store = try SimStore(disk: disk)
         try store.apply(bootstrapEntries(voters: Self.voters), confState: ConfState(voters: Self.voters))
         try store.log.persist(RaftLogUpdate(hardState: HardState(term: Term(1), commit: LogIndex(3))))  // unchanged: unsynced
-        #expect(disk.unsyncedBatches == 2)
+        #expect(disk.unsyncedBatches == 1, "the commit-only log write; the apply is state, outside the WAL")
+        #expect(disk.appliedIndex == LogIndex(3) && disk.durableAppliedIndex == .zero)
         disk.powerLoss(keepingUnsynced: 0)
-        #expect(disk.counters.batchesLostOnLastPowerLoss == 2)
+        #expect(disk.counters.batchesLostOnLastPowerLoss == 1)
+        #expect(disk.counters.appliedEntriesLost == 3)
         store = try SimStore(disk: disk)
-        #expect(store.appliedIndex == .zero, "the unsynced apply is lost")
+        #expect(store.appliedIndex == .zero, "the unflushed apply is lost")
         #expect(store.appliedConfState == ConfState())
         #expect(try store.log.lastIndex() == LogIndex(3), "the synced founding log survives")
         #expect(try store.log.initialState().0 == HardState(term: Term(1), commit: LogIndex(3)))
 
-        // Applied again, then a synced log write (a vote): both survive any power loss.
+        // Applied again, then a synced log write (a vote): a process crash keeps the log and
+        // loses the state (it was only in memtables): a synced log write no longer carries it.
         try store.apply(bootstrapEntries(voters: Self.voters), confState: ConfState(voters: Self.voters))
         let applyRoot = store.treeHead.rootHash
         try store.log.persist(RaftLogUpdate(entries: [Entry(term: Term(2), index: LogIndex(4))], hardState: HardState(term: Term(2), vote: NodeID(1), commit: LogIndex(3))))
         #expect(disk.unsyncedBatches == 0)
-        // A commit-index-only change is written unsynced (as production: RaftLogWriter.mustSync).
+        disk.processCrash()
+        store = try SimStore(disk: disk)
+        #expect(store.appliedIndex == .zero)
+        #expect(try store.log.lastIndex() == LogIndex(4))
+
+        // Closing flushes: the state survives any crash after it.
+        try store.apply(bootstrapEntries(voters: Self.voters), confState: ConfState(voters: Self.voters))
+        store.close()
+        #expect(disk.durableAppliedIndex == LogIndex(3))
+        store = try SimStore(disk: disk)
         try store.log.persist(RaftLogUpdate(hardState: HardState(term: Term(2), vote: NodeID(1), commit: LogIndex(4))))
         try store.apply([Entry(term: Term(2), index: LogIndex(4))], confState: nil)
-        #expect(disk.unsyncedBatches == 2)
         disk.powerLoss(keepingUnsynced: 0)
         store = try SimStore(disk: disk)
-        #expect(store.appliedIndex == LogIndex(3), "a later synced write made the apply durable")
+        #expect(store.appliedIndex == LogIndex(3), "flushed at close; entry 4 was not")
         #expect(store.treeHead.rootHash == applyRoot)
         #expect(store.appliedConfState == ConfState(voters: Self.voters))
         #expect(try store.log.initialState() == (HardState(term: Term(2), vote: NodeID(1), commit: LogIndex(3)), ConfState(voters: Self.voters)))
         #expect(try store.log.lastIndex() == LogIndex(4))
         #expect(try store.auditJournal().problem == nil)
 
-        // flush() makes everything durable, like a memtable flush.
+        // flush() (RocksDB's own) makes everything durable.
         try store.apply([Entry(term: Term(2), index: LogIndex(4))], confState: nil)
         disk.flush()
         disk.powerLoss(keepingUnsynced: 0)
-        #expect(try SimStore(disk: disk).appliedIndex == LogIndex(4))
+        store = try SimStore(disk: disk)
+        #expect(store.appliedIndex == LogIndex(4))
+
+        // The bounded replay: every half of `replayEntriesMax` applied entries the store flushes.
+        let half = UInt64(SimStore.Options().replayEntriesMax / 2)
+        for i in 5...(4 + half) {
+            try store.log.persist(RaftLogUpdate(entries: [Entry(term: Term(2), index: LogIndex(i))]))
+            try store.apply([Entry(term: Term(2), index: LogIndex(i))], confState: nil)
+        }
+        #expect(disk.durableAppliedIndex == LogIndex(4 + half))
     }
 
-    /// What the driver can observe of a disk's state, to match a surviving state with the
-    /// state after some prefix of the writes.
-    struct Observed: Equatable {
-        var applied: LogIndex
-        var root: MerkleHash
-        var digest: StateDigest
+    /// What the driver can observe of a disk's log, to match a surviving log with the log
+    /// after some prefix of the log writes.
+    struct LogObserved: Equatable {
         var hardState: HardState
         var lastLogIndex: LogIndex
 
         init(_ store: SimStore) throws {
-            applied = store.appliedIndex
-            root = store.treeHead.rootHash
-            digest = try store.stateDigest()
             hardState = try store.log.initialState().0
             lastLogIndex = try store.log.lastIndex()
         }
     }
 
-    @Test("a power loss keeps a prefix of the unsynced batches: never a hole, never half a batch", arguments: [UInt64(1), 2, 3, 4, 5, 6])
+    @Test("a power loss keeps a prefix of the unsynced log batches and the state as last flushed", arguments: [UInt64(1), 2, 3, 4, 5, 6])
     func survivingPrefix(seed: UInt64) throws {
         var rng = SimRandom(seed: seed)
         let disk = SimDisk(name: "n1")
         var options = SimStore.Options()
         options.applyChunkEntries = 3
+        options.replayEntriesMax = 10
         var store = try SimStore(disk: disk, options: options)
         // Term 1 first: from here on a commit-index-only update is unsynced.
         try store.log.persist(RaftLogUpdate(hardState: HardState(term: Term(1))))
-        var next: UInt64 = 1
+        var applied: [Entry] = []
         var commit: UInt64 = 0
         var lost = 0
         for _ in 0..<8 {
-            // The state after the last synced batch, then after each unsynced one.
-            var states = [try Observed(store)]
+            // The log after the last synced batch, then after each unsynced one.
+            var logStates = [try LogObserved(store)]
             for _ in 0..<rng.int(0..<12) {
                 switch rng.int(0..<10) {
-                case 0..<6:  // an apply group (chunks of 3: one batch per chunk)
+                case 0..<6:  // an apply group (chunks of 3; a flush every 5 entries applied)
                     let n = UInt64(rng.int(1..<8))
-                    let group = (next..<next + n).map { i in putEntry(i, term: 1, "k\(rng.int(0..<5))", "v\(i)") }
+                    let first = UInt64(applied.count) + 1
+                    let group = (first..<first + n).map { i in putEntry(i, term: 1, "k\(rng.int(0..<5))", "v\(i)") }
                     try store.apply(group, confState: nil)
-                    next += n
-                    // Every chunk is a batch of its own: the states between them count too.
-                    let chunks = (Int(n) + 2) / 3
-                    if chunks > 1 {
-                        // Recompute the intermediate states on a scratch disk from the same prefix.
-                        let scratch = SimDisk(name: "scratch")
-                        let s = try SimStore(disk: scratch, options: options)
-                        try s.apply((1..<next - n).map { i in try #require(try store.journalRecord(at: LogIndex(i))).entry }, confState: nil)
-                        for c in 1..<chunks {
-                            let upTo = next - n + UInt64(3 * c)
-                            try s.apply((next - n..<upTo).map { i in try #require(try store.journalRecord(at: LogIndex(i))).entry }, confState: nil)
-                            var o = try Observed(s)
-                            o.hardState = states.last!.hardState
-                            o.lastLogIndex = states.last!.lastLogIndex
-                            states.append(o)
-                        }
-                    }
+                    applied += group
+                    continue  // state only: no log batch
                 case 6..<9:  // a commit index only: unsynced
                     commit += 1
                     try store.log.persist(RaftLogUpdate(hardState: HardState(term: Term(1), commit: LogIndex(commit))))
-                default:  // log entries: synced, everything before is durable
+                default:  // log entries: synced, every log batch before is durable
                     let last = try store.log.lastIndex()
                     try store.log.persist(RaftLogUpdate(entries: [Entry(term: Term(1), index: last + 1)], hardState: HardState(term: Term(1), commit: LogIndex(commit))))
-                    states = []
+                    logStates = []
                 }
-                states.append(try Observed(store))
+                logStates.append(try LogObserved(store))
             }
-            #expect(states.count == disk.unsyncedBatches + 1)
+            #expect(logStates.count == disk.unsyncedBatches + 1)
+            #expect(disk.appliedIndex.rawValue - disk.durableAppliedIndex.rawValue < 5 + 3, "a flush every 5 entries, chunks of 3")
+            let flushed = disk.durableAppliedIndex
             let kept = disk.powerLoss(using: &rng)
             lost += disk.counters.batchesLostOnLastPowerLoss
-            #expect(kept + disk.counters.batchesLostOnLastPowerLoss == states.count - 1)
+            #expect(kept + disk.counters.batchesLostOnLastPowerLoss == logStates.count - 1)
             store = try SimStore(disk: disk, options: options)
-            #expect(try Observed(store) == states[kept], "kept \(kept) of \(states.count - 1) unsynced batches")
+            #expect(try LogObserved(store) == logStates[kept], "kept \(kept) of \(logStates.count - 1) unsynced log batches")
+            // The state is the one last flushed: a replay of exactly the entries up to it.
+            #expect(store.appliedIndex == flushed)
+            applied = Array(applied.prefix(Int(flushed.rawValue)))
+            let replay = try SimStore(disk: SimDisk(name: "replay"), options: options)
+            try replay.apply(applied, confState: nil)
+            #expect(store.treeHead.rootHash == replay.treeHead.rootHash)
+            #expect(try store.stateDigest() == replay.stateDigest())
             #expect(try store.auditJournal().problem == nil)
-            next = store.appliedIndex.rawValue + 1
             commit = try store.log.initialState().0.commit.rawValue
         }
         #expect(disk.counters.batchesLost == lost)
@@ -503,7 +520,8 @@ struct SimDiskPowerLossTests {
         let second = try SimStore(disk: disk)
         let third = try second.reopenSim()
         try third.apply([putEntry(1, "a", "b")], confState: nil)
-        disk.powerLoss(keepingUnsynced: 1)
+        disk.flush()
+        disk.powerLoss(keepingUnsynced: 0)
         third.close()  // allowed after a power loss: a no-op
         #expect(try SimStore(disk: disk).appliedIndex == LogIndex(1))
     }
@@ -582,10 +600,8 @@ struct SimStoreSnapshotTests {
         #expect(throws: RaftStorageError.compacted) { try installedSim.log.entries(from: index, to: index + 1, maxBytes: .max) }
 
         // Both continue identically.
-        for (entries, confState) in crossCheckBatches().dropFirst(5) {
-            _ = try installedReal.apply(entries, confState: confState)
-            try installedSim.apply(entries, confState: confState)
-        }
+        let installed = StorePair(real: installedReal, sim: installedSim)
+        for (entries, confState) in crossCheckBatches().dropFirst(5) { try installed.apply(entries, confState: confState) }
         try expectSameState(installedReal, installedSim)
     }
 
@@ -605,8 +621,8 @@ struct SimStoreSnapshotTests {
         #expect(!disk.hasPendingInstall)
 
         try incoming.finish(hardState: HardState(term: Term(9), vote: NodeID(3), commit: LogIndex(1)))
-        // The finish syncs its own directory, not the live database's WAL.
-        #expect(disk.unsyncedBatches == 1)
+        // The finish syncs its own directory, not the live database (whose apply is unflushed).
+        #expect(disk.unsyncedBatches == 0 && disk.appliedIndex == LogIndex(2) && disk.durableAppliedIndex == .zero)
         // A write to the old store in between is counted (and lost at the swap).
         try receiver.log.persist(RaftLogUpdate(hardState: HardState(term: Term(10))))
         #expect(disk.counters.batchesWrittenWhileInstallPending == 1)

@@ -1,0 +1,125 @@
+import FaunaRaft
+import Foundation
+
+/// Rewrites a data directory of schema 1 or 2 (the `raft` and `journal` column families, keys
+/// without a group) into schema 3 (ADR 0010) when the store opens it.
+///
+/// The new instance is built beside the old one, in `<data>/db.upgrade`: every journal record
+/// becomes an entry of `log` (and its effects, for a v2 leaf, a record of `effects`); the Raft
+/// log's hard state, compaction point and the entries above the journal follow; `kv`,
+/// `history`, `merkle` and `meta` are copied under the data group's prefix. It is flushed and
+/// fsynced, then marked with `UPGRADE-READY`, and swapped in as an installed snapshot is
+/// (`db` → `db.old`, `db.upgrade` → `db`). A crash before the mark leaves the old directory as
+/// it was (the partial copy is removed on the next open); after it, the next open completes the
+/// swap. Memory stays bounded by one batch of `batchRecords`.
+enum StoreUpgrade {
+    static let readyMarker = "UPGRADE-READY"
+    static let staging = "db.upgrade"
+    static let batchRecords = 4096
+
+    /// Completes or discards an interrupted upgrade, then upgrades `<root>/db` if it has an
+    /// earlier schema.
+    static func upgradeIfNeeded(root: String, options: Store.Options) throws(StoreError) {
+        try Store.completeSwap(root: root, incoming: "\(root)/\(staging)", marker: readyMarker)
+        let dbPath = "\(root)/db"
+        guard FileIO.exists("\(dbPath)/CURRENT") else { return }
+        let families = try rocks { () throws(RocksDBError) in try RocksDB.listColumnFamilies(path: dbPath) }
+        guard families.contains("raft") || families.contains("journal") else { return }
+        let diskGuard = DiskSpaceGuard(path: root, freeBytesMin: options.diskFreeBytesMin)
+        try diskGuard.check(adding: directoryBytes(dbPath), operation: "schema upgrade (copies the data directory once)")
+        let target = "\(root)/\(staging)"
+        try FileIO.removeTree(target)
+        try copy(from: dbPath, families: families, to: target, memtableBytesMax: options.memtableBytesMax)
+        try FileIO.fsyncDirectory(target)
+        try FileIO.writeFile("\(target)/\(readyMarker)", [])
+        try FileIO.fsyncDirectory(target)
+        try FileIO.fsyncDirectory(root)
+        try Store.completeSwap(root: root, incoming: target, marker: readyMarker)
+    }
+
+    private static func directoryBytes(_ path: String) -> Int {
+        let names = (try? FileIO.regularFiles(in: path)) ?? []
+        return names.reduce(0) { total, name in
+            let size = (try? FileManager.default.attributesOfItem(atPath: "\(path)/\(name)")[.size] as? NSNumber)?.intValue
+            return total + (size ?? 0)
+        }
+    }
+
+    /// Builds the schema 3 instance at `target` from the old one at `source`. Both are closed
+    /// when this returns.
+    private static func copy(from source: String, families: [String], to target: String, memtableBytesMax: Int) throws(StoreError) {
+        let old = try rocks { () throws(RocksDBError) in
+            try RocksDB(path: source, columnFamilies: families.map { RocksDBColumnFamilyOptions(name: $0) }, createIfMissing: false)
+        }
+        func oldFamily(_ name: String) throws(StoreError) -> RocksDBColumnFamily {
+            guard let cf = old.columnFamily(name) else {
+                throw StoreError(.corruptRecord, "schema upgrade of \(source): no column family \(name)")
+            }
+            return cf
+        }
+        let oldMeta = try oldFamily("meta")
+        let version = try rocks { () throws(RocksDBError) in try old.get(oldMeta, MetaKey.schema) }
+        guard version == bigEndianBytes32(1) || version == bigEndianBytes32(2) else {
+            throw StoreError(
+                .corruptRecord,
+                "schema upgrade of \(source): meta/schema is \(version.map { "\($0)" } ?? "absent"), want 1 or 2")
+        }
+        let new = try rocks { () throws(RocksDBError) in
+            try RocksDB(path: target, columnFamilies: StoreColumnFamily.allCases.map(\.options), memtableBytesMax: memtableBytesMax)
+        }
+        let cfs = try Store.columnFamilies(of: new)
+        var batch = new.makeWriteBatch()
+        var pending = 0
+        func put(_ cf: RocksDBColumnFamily, _ key: [UInt8], _ value: [UInt8]) throws(StoreError) {
+            batch.put(cf, key, value)
+            pending += 1
+            guard pending >= batchRecords else { return }
+            try rocks { () throws(RocksDBError) in try new.write(batch, sync: false, logged: false) }
+            batch = new.makeWriteBatch()
+            pending = 0
+        }
+        /// Every record of an old family, in key order.
+        func each(_ name: String, _ body: ([UInt8], [UInt8]) throws(StoreError) -> Void) throws(StoreError) {
+            let it = old.makeIterator(try oldFamily(name))
+            it.seekToFirst()
+            while it.isValid {
+                try body(it.key, it.value)
+                it.next()
+            }
+            try rocks { () throws(RocksDBError) in try it.checkError() }
+        }
+        for name in ["kv", "history", "merkle"] {
+            let to = name == "kv" ? cfs.kv : name == "history" ? cfs.history : cfs.merkle
+            try each(name) { (k, v) throws(StoreError) in try put(to, k, v) }
+        }
+        try each("meta") { (k, v) throws(StoreError) in
+            if k != MetaKey.schema { try put(cfs.meta, k, v) }
+        }
+        var journalLast: UInt64 = 0
+        try each("journal") { (k, v) throws(StoreError) in
+            guard let index = uint64(bigEndian: k[...]), index == journalLast + 1 else {
+                throw StoreError.corrupt("journal", key: k, "schema upgrade: want the entry at index \(journalLast + 1)")
+            }
+            let record: JournalRecord
+            do throws(DecodeError) { record = try RaftLogCodec.decodeJournal(v, index: LogIndex(index)) } catch {
+                throw StoreError.corrupt("journal", key: k, error.reason)
+            }
+            try put(cfs.log, RaftKey.entry(LogIndex(index)), RaftLogCodec.encode(entry: record.entry))
+            if let effects = record.effects { try put(cfs.effects, k, RaftLogCodec.encode(effects: effects)) }
+            journalLast = index
+        }
+        try each("raft") { (k, v) throws(StoreError) in
+            if k == RaftKey.hardState || k == RaftKey.snapshot {
+                try put(cfs.log, k, v)
+            } else if let index = RaftKey.index(ofEntryKey: k), index.rawValue > journalLast {
+                try put(cfs.log, k, v)
+            }
+            // `C` (a membership older builds kept ahead of the apply) was never read: dropped.
+        }
+        try put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(storeSchemaVersion))
+        try rocks { () throws(RocksDBError) in
+            try new.write(batch, sync: false, logged: false)
+            try new.flush()
+        }
+    }
+}
