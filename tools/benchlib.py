@@ -1,6 +1,7 @@
 """A 3-node Fauna cluster on loopback for the benchmark tools (bench-put-ab, bench-python,
 bench-audit-chain): started from a temporary cluster.toml, waited for until it has a leader,
-stopped on every exit path; and the CPU time of a process from /proc. Every wait is bounded."""
+stopped on every exit path; and the CPU time and I/O counters of a process from /proc. Every wait
+is bounded."""
 
 import json
 import os
@@ -80,3 +81,45 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def proc_io(pid):
+    """/proc/<pid>/io of process `pid` as a dict of ints (rchar, wchar, syscr, syscw, read_bytes,
+    write_bytes, cancelled_write_bytes), or None when the file is missing or unreadable: a
+    process this one may not ptrace-read (another user's, unless root; here even root is denied
+    pid 1), a kernel without task I/O accounting, a process that has ended and been reaped. The counters cover all threads of the
+    process, ended ones included (so RocksDB's background flushes and compactions are counted),
+    and child processes only once it has reaped them.
+
+    write_bytes: bytes the process caused to be sent to the storage layer, counted when it
+    dirties a page of the page cache (whole pages or folios: writing into a page that is
+    already dirty adds nothing, writing into one already written back and clean adds the whole
+    page again) or submits direct I/O. The kernel's later writeback of those pages is not
+    counted again; writes issued by kernel writeback on behalf of other processes, and the file
+    system's own journal and metadata writes (ext4's jbd2 thread), are not in it. wchar: bytes
+    passed to write-like system calls, to files, pipes and sockets alike (for reference)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            text = f.read()
+    except OSError:
+        return None
+    io = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        try:
+            io[key.strip()] = int(value)
+        except ValueError:
+            pass
+    return io if "write_bytes" in io and "wchar" in io else None
+
+
+def io_deltas(before, after, key):
+    """after[i][key] - before[i][key] per process, from two lists of proc_io samples taken in
+    the same order; None for a process whose either sample is None."""
+    return [None if b is None or a is None else a[key] - b[key] for b, a in zip(before, after)]
+
+
+def io_sum(before, after, key):
+    """The sum of io_deltas, or None when any process's sample is missing."""
+    d = io_deltas(before, after, key)
+    return None if any(x is None for x in d) else sum(d)
