@@ -108,7 +108,7 @@ let package = Package(
         .target(
             name: "FaunaRPC",
             dependencies: [
-                "FaunaRaft", "FaunaKV", "FaunaVerify",
+                "FaunaRaft", "FaunaKV", "FaunaVerify", "CCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(
             name: "FaunaRPCTests",
             dependencies: [
-                "FaunaRPC", "FaunaRaft", "FaunaKV", "FaunaVerify",
+                "FaunaRPC", "FaunaRaft", "FaunaKV", "FaunaVerify", "CCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,8 +1,13 @@
+import CCRC32C
 import FaunaKV
 import FaunaRaft
-import FaunaRPC
+@testable import FaunaRPC
 import NIOCore
 import Testing
+
+#if os(Linux) && arch(x86_64)
+import Glibc
+#endif
 
 @Suite struct CRC32CTests {
     static let vectors: [([UInt8], UInt32)] = [
@@ -18,6 +23,81 @@ import Testing
     @Test(arguments: CRC32CTests.vectors)
     func knownVectors(input: [UInt8], expected: UInt32) {
         #expect(CRC32C.checksum(input) == expected)
+        #expect(CRC32C.Software.checksum(input) == expected)
+        #expect(~input.withUnsafeBytes { fauna_crc32c_update_portable(0xFFFF_FFFF, $0.baseAddress, $0.count) } == expected)
+    }
+
+    /// The C code (the `crc32` instruction here, if the CPU has it, and the portable tables)
+    /// against the Swift tables: lengths 0...1000 at every start offset 0...7 into a larger
+    /// buffer, from the initial state and from arbitrary running states.
+    @Test func cMatchesSwiftTables() {
+        var gen = Gen(seed: 3720)
+        var buffer = [UInt8](repeating: 0, count: 1008)
+        for round in 0..<4000 {
+            for i in buffer.indices { buffer[i] = UInt8.random(in: 0...255, using: &gen.rng) }
+            let length = round < 1001 ? round : gen.int(0...1000)
+            let offset = gen.int(0...7)
+            let state = round % 2 == 0 ? 0xFFFF_FFFF : UInt32.random(in: 0...UInt32.max, using: &gen.rng)
+            buffer.withUnsafeBytes { all in
+                let slice = UnsafeRawBufferPointer(rebasing: all[offset..<offset + length])
+                let want = CRC32C.Software.update(state, slice)
+                #expect(fauna_crc32c_update(state, slice.baseAddress, slice.count) == want, "length \(length) offset \(offset)")
+                #expect(fauna_crc32c_update_portable(state, slice.baseAddress, slice.count) == want, "length \(length) offset \(offset)")
+                if state == 0xFFFF_FFFF {
+                    var crc = CRC32C.Update()
+                    crc.update(slice)
+                    #expect(crc.value == ~want, "length \(length) offset \(offset)")
+                }
+            }
+        }
+        // No bytes, no address: the state is unchanged.
+        #expect(fauna_crc32c_update(0x1234_5678, nil, 0) == 0x1234_5678)
+        #expect(fauna_crc32c_update_portable(0x1234_5678, nil, 0) == 0x1234_5678)
+        var empty = CRC32C.Update()
+        empty.update(UnsafeRawBufferPointer(start: nil, count: 0))
+        #expect(empty.value == 0)
+    }
+
+    /// A running checksum fed in up to 6 pieces cut at random points (pieces of any length and
+    /// alignment) equals the Swift tables' checksum of the whole.
+    @Test func runningUpdatesSplitAtRandomPoints() {
+        var gen = Gen(seed: 3721)
+        for _ in 0..<2000 {
+            let data = gen.bytes(1000)
+            let want = CRC32C.Software.checksum(data)
+            var cuts = (0..<gen.int(1...5)).map { _ in gen.int(0...data.count) }.sorted()
+            cuts = [0] + cuts + [data.count]
+            var running = CRC32C.Update()
+            var portable: UInt32 = 0xFFFF_FFFF
+            for (from, to) in zip(cuts, cuts.dropFirst()) {
+                running.update(data[from..<to])
+                data[from..<to].withUnsafeBytes { portable = fauna_crc32c_update_portable(portable, $0.baseAddress, $0.count) }
+            }
+            #expect(running.value == want, "\(data.count) bytes cut at \(cuts)")
+            #expect(~portable == want, "\(data.count) bytes cut at \(cuts)")
+        }
+    }
+
+    /// The dispatch takes the `crc32` instruction exactly when the CPU has SSE4.2 (else the
+    /// tests above would compare the tables with themselves), and never off x86-64.
+    @Test func usesTheInstructionWhereTheCPUHasIt() throws {
+        #if os(Linux) && arch(x86_64)
+        let fd = open("/proc/cpuinfo", O_RDONLY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var info = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            info += chunk[..<n]
+        }
+        let flags = String(decoding: info, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("flags") }
+        let sse42 = try #require(flags).split(separator: " ").contains("sse4_2")
+        #expect(fauna_crc32c_hardware() == (sse42 ? 1 : 0))
+        #elseif !arch(x86_64)
+        #expect(fauna_crc32c_hardware() == 0)
+        #endif
     }
 
     /// Slicing-by-8 against the bit-at-a-time definition, at every alignment and split.
