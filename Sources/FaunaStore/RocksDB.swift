@@ -264,26 +264,30 @@ public final class RocksDB: @unchecked Sendable {
         _ cf: RocksDBColumnFamily, _ key: [UInt8], snapshot: RocksDBReadSnapshot? = nil
     ) throws(RocksDBError) -> [UInt8]? {
         let h = handle(cf)
-        let key = cf.storedKey(key)
         RocksDB.disablePerfCounters()
-        var length = 0
-        let value: UnsafeMutablePointer<CChar>?
-        if let snapshot {
-            precondition(snapshot.db === self, "snapshot from another database")
-            value = try withRocksDBError("get", columnFamily: cf.name) { err in
-                key.withUnsafeBufferPointer { k in
-                    k.withMemoryRebound(to: CChar.self) { k in
-                        rocksdb_get_cf(db, snapshot.readOptions, h, k.baseAddress, k.count, &length, err)
-                    }
-                }
+        guard cf.keyPrefix.isEmpty else {
+            // The stored key assembled on the stack: point reads are the hot path of applying.
+            let count = cf.keyPrefix.count + key.count
+            return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { (stored) throws(RocksDBError) -> [UInt8]? in
+                _ = stored.initialize(fromContentsOf: cf.keyPrefix)
+                _ = UnsafeMutableBufferPointer(rebasing: stored[cf.keyPrefix.count...]).initialize(fromContentsOf: key)
+                return try get(h, cf.name, UnsafeBufferPointer(stored), snapshot: snapshot)
             }
-        } else {
-            value = try withRocksDBError("get", columnFamily: cf.name) { err in
-                key.withUnsafeBufferPointer { k in
-                    k.withMemoryRebound(to: CChar.self) { k in
-                        rocksdb_get_cf(db, readOptions, h, k.baseAddress, k.count, &length, err)
-                    }
-                }
+        }
+        return try key.withUnsafeBufferPointer { (k) throws(RocksDBError) -> [UInt8]? in
+            try get(h, cf.name, k, snapshot: snapshot)
+        }
+    }
+
+    private func get(
+        _ h: OpaquePointer, _ name: String, _ key: UnsafeBufferPointer<UInt8>, snapshot: RocksDBReadSnapshot?
+    ) throws(RocksDBError) -> [UInt8]? {
+        var length = 0
+        if let snapshot { precondition(snapshot.db === self, "snapshot from another database") }
+        let options = snapshot?.readOptions ?? readOptions
+        let value = try withRocksDBError("get", columnFamily: name) { err in
+            key.withMemoryRebound(to: CChar.self) { k in
+                rocksdb_get_cf(db, options, h, k.baseAddress, k.count, &length, err)
             }
         }
         guard let value else { return nil }

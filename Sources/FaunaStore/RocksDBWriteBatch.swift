@@ -28,13 +28,25 @@ public final class RocksDBWriteBatch {
 
     public func put(_ cf: RocksDBColumnFamily, _ key: [UInt8], _ value: [UInt8]) {
         let h = db.handle(cf)
-        let key = cf.storedKey(key)
-        key.withUnsafeBufferPointer { k in
-            value.withUnsafeBufferPointer { v in
-                k.withMemoryRebound(to: CChar.self) { k in
-                    v.withMemoryRebound(to: CChar.self) { v in
-                        rocksdb_writebatch_put_cf(batch, h, k.baseAddress, k.count, v.baseAddress, v.count)
+        guard !cf.keyPrefix.isEmpty else {
+            key.withUnsafeBufferPointer { k in
+                value.withUnsafeBufferPointer { v in
+                    k.withMemoryRebound(to: CChar.self) { k in
+                        v.withMemoryRebound(to: CChar.self) { v in
+                            rocksdb_writebatch_put_cf(batch, h, k.baseAddress, k.count, v.baseAddress, v.count)
+                        }
                     }
+                }
+            }
+            return
+        }
+        // The prefix and the key as two parts: RocksDB joins them in the batch, no copy here.
+        withKeyParts(cf.keyPrefix, key) { parts, sizes in
+            value.withUnsafeBufferPointer { v in
+                v.withMemoryRebound(to: CChar.self) { v in
+                    var valuePointer = v.baseAddress
+                    var valueSize = v.count
+                    rocksdb_writebatch_putv_cf(batch, h, 2, parts, sizes, 1, &valuePointer, &valueSize)
                 }
             }
         }
@@ -42,10 +54,37 @@ public final class RocksDBWriteBatch {
 
     public func delete(_ cf: RocksDBColumnFamily, _ key: [UInt8]) {
         let h = db.handle(cf)
-        let key = cf.storedKey(key)
-        key.withUnsafeBufferPointer { k in
-            k.withMemoryRebound(to: CChar.self) { k in
-                rocksdb_writebatch_delete_cf(batch, h, k.baseAddress, k.count)
+        guard !cf.keyPrefix.isEmpty else {
+            key.withUnsafeBufferPointer { k in
+                k.withMemoryRebound(to: CChar.self) { k in
+                    rocksdb_writebatch_delete_cf(batch, h, k.baseAddress, k.count)
+                }
+            }
+            return
+        }
+        withKeyParts(cf.keyPrefix, key) { parts, sizes in rocksdb_writebatch_deletev_cf(batch, h, 2, parts, sizes) }
+    }
+
+    /// Calls `body` with the two parts `prefix` and `key` as the C API's key lists.
+    private func withKeyParts(
+        _ prefix: [UInt8], _ key: [UInt8],
+        _ body: (UnsafePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> Void
+    ) {
+        prefix.withUnsafeBufferPointer { p in
+            key.withUnsafeBufferPointer { k in
+                p.withMemoryRebound(to: CChar.self) { p in
+                    k.withMemoryRebound(to: CChar.self) { k in
+                        withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: 2) { parts in
+                            withUnsafeTemporaryAllocation(of: Int.self, capacity: 2) { sizes in
+                                parts[0] = p.baseAddress
+                                parts[1] = k.baseAddress ?? p.baseAddress  // an empty key: any valid pointer
+                                sizes[0] = p.count
+                                sizes[1] = k.count
+                                body(UnsafePointer(parts.baseAddress!), UnsafePointer(sizes.baseAddress!))
+                            }
+                        }
+                    }
+                }
             }
         }
     }
