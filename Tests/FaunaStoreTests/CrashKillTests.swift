@@ -201,3 +201,103 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+/// The power-loss filesystem of the chaos harness (tools/chaoslib/powerloss_fs.py, docs/CHAOS.md
+/// "Power loss"), mounted over a backing directory: writes not fsynced stay in its own cache
+/// and a power loss drops them (tearing the last one of a file at random), then unmounts. The
+/// backing directory is then the disk as the machine finds it when it comes back.
+final class PowerLossMount {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../tools/chaoslib/powerloss_fs.py").standardized.path
+
+    /// Whether it can run here: root, /dev/fuse and Debian's python3 with pyfuse3 (tools/setup).
+    static let available: Bool = {
+        guard getuid() == 0, FileManager.default.fileExists(atPath: "/dev/fuse"),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") else { return false }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = ["-c", "import pyfuse3, trio"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }()
+
+    let process = Process()
+    private let input = Pipe(), output = Pipe()
+    private var buffer: [UInt8] = []
+
+    init(backing: String, mount: String) throws {
+        try FileManager.default.createDirectory(atPath: backing, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [Self.script, "--backing", backing, "--mount", mount]
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let ready = try line(timeoutSeconds: 20)
+        guard ready.replacingOccurrences(of: " ", with: "").contains("\"ready\":true") else {
+            process.terminate()
+            throw StoreError(.fileSystem, "power-loss filesystem did not mount \(mount): \(ready)")
+        }
+    }
+
+    /// The next line it prints (bounded wait).
+    private func line(timeoutSeconds: Int32) throws -> String {
+        let fd = output.fileHandleForReading.fileDescriptor
+        let deadline = Date().addingTimeInterval(TimeInterval(timeoutSeconds))
+        while !buffer.contains(UInt8(ascii: "\n")) {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let left = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
+            guard left > 0, poll(&p, 1, left) > 0 else { return "" }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &chunk, chunk.count)
+            guard n > 0 else { return "" }
+            buffer += chunk[0..<n]
+        }
+        let end = buffer.firstIndex(of: UInt8(ascii: "\n"))!
+        defer { buffer.removeFirst(end + 1) }
+        return String(decoding: buffer[..<end], as: UTF8.self)
+    }
+
+    /// Power fails (every process using the mount must be dead): unsynced writes are dropped,
+    /// the last one of each file torn at a point `seed` picks; the mount goes away.
+    func powerLoss(seed: Int) throws -> String {
+        input.fileHandleForWriting.write(Data("{\"op\": \"power-loss\", \"tear\": true, \"seed\": \(seed)}\n".utf8))
+        let answer = try line(timeoutSeconds: 30)
+        let deadline = Date().addingTimeInterval(30)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { process.terminate() }
+        return answer
+    }
+}
+
+extension CrashKillTests {
+    /// The same kills at every step of the write order, each followed by a power loss on the
+    /// power-loss filesystem: what was not fsynced is gone (torn at random), so the entry log
+    /// keeps exactly its synced writes and the state its last flush; re-applying the log must
+    /// still give every acknowledged entry and the reference tree and state.
+    @Test(.enabled(if: PowerLossMount.available, "needs root, /dev/fuse and python3-pyfuse3 (tools/setup installs them)"),
+          .timeLimit(.minutes(3)))
+    func powerLossAtEveryStepOfTheWriteOrder() throws {
+        let helper = try #require(helperPath("store-crash-helper"), "build store-crash-helper (swift build --build-tests)")
+        for (s, step) in ["logged", "applied", "flushed", "compacted"].enumerated() {
+            let dir = TemporaryDirectory("fauna-powerloss")
+            defer { dir.remove() }
+            var check = CrashCheck()
+            var acknowledgedMax: UInt64 = 0
+            for (round, batch) in [8, 24, 48].enumerated() {
+                let mount = try PowerLossMount(backing: dir.sub("disk"), mount: dir.sub("mnt"))
+                let (acknowledged, output) = try Self.runHelper(
+                    helper, path: dir.sub("mnt/node"), arguments: ["\(round + 7)", step, "\(batch)"], killAfterMicroseconds: nil)
+                let lost = try mount.powerLoss(seed: 100 * s + round)
+                #expect(output.contains("killing at \(step) of batch \(batch)"), "\(step) \(batch): \(output.suffix(300))")
+                #expect(lost.replacingOccurrences(of: " ", with: "").contains("\"unmounted\":true"), "power loss: \(lost)")
+                acknowledgedMax = max(acknowledgedMax, acknowledged)
+                try check.check(path: dir.sub("disk/node"), acknowledged: acknowledgedMax, "power loss at \(step) of batch \(batch)")
+            }
+        }
+    }
+}
