@@ -22,7 +22,10 @@ public struct ClusterConfig: Sendable, Equatable {
     public var tickMs: Int
     public var electionTicks: Int
     public var heartbeatTicks: Int
-    /// A node snapshots and compacts its Raft log after this many applied entries.
+    /// A node compacts its Raft log (moves the first index Raft serves; nothing is deleted,
+    /// docs/STORAGE.md) once it serves more than this many applied entries, keeping half: a
+    /// follower up to that far behind catches up by log, from the journal, and one further
+    /// behind by a checkpoint.
     public var snapshotEntries: Int
     public var nodes: [NodeConfig]
 
@@ -91,7 +94,9 @@ public struct ClusterConfig: Sendable, Equatable {
         tickMs = cluster.tick_ms ?? 10
         electionTicks = cluster.election_ticks ?? 100
         heartbeatTicks = cluster.heartbeat_ticks ?? 10
-        snapshotEntries = cluster.snapshot_entries ?? 100_000
+        // Serving entries costs no disk since the journal and the Raft log are one (ADR 0010):
+        // a follower half a million entries behind (minutes of writes) still catches up by log.
+        snapshotEntries = cluster.snapshot_entries ?? 1_000_000
         guard (1...1_000).contains(tickMs) else { throw ConfigError("cluster.tick_ms \(tickMs): want 1...1000") }
         guard heartbeatTicks >= 1, electionTicks > heartbeatTicks else {
             throw ConfigError("cluster.election_ticks \(electionTicks) must exceed heartbeat_ticks \(heartbeatTicks) (≥ 1)")
