@@ -212,7 +212,10 @@ let package = Package(
         .executableTarget(name: "node-sim", dependencies: ["NodeSimulator"]),
         .testTarget(
             name: "NodeSimulatorTests",
-            dependencies: ["NodeSimulator", "FaunaPipeline", "FaunaStore", "FaunaKV", "FaunaRaft", "FaunaRPC", "FaunaVerify", "FaunaAudit"]
+            dependencies: [
+                "NodeSimulator", "FaunaPipeline", "FaunaStore", "FaunaKV", "FaunaRaft", "FaunaRPC", "FaunaVerify", "FaunaAudit",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The server: the pipeline wired to RocksDB, SwiftNIO and threads (docs/adr/0007).
         .target(

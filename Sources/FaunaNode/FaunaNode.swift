@@ -117,7 +117,7 @@ public final class FaunaNode: @unchecked Sendable {
         let applier = ApplyThread(capacity: settings.applyQueueMax + settings.pendingReadsMax)
         applier.stage = ApplyStage(
             store: stateStore, nodeID: settings.nodeID, compactEntries: settings.cluster.snapshotEntries, members: members,
-            audit: AuditService(nodeID: settings.nodeID, signer: signer), decorator: decorator,
+            audit: AuditService(nodeID: settings.nodeID, signer: signer), proposals: core.proposals, decorator: decorator,
             background: DispatchBackground(), logger: logger,
             failStop: { error, doing in events.post(.storeFailed(error, doing)) }
         ) { report in events.post(.applied(report)) }

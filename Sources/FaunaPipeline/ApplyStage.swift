@@ -26,14 +26,12 @@ public enum ApplyJob: Sendable {
     case setStore((any StateStore)?, done: @Sendable () -> Void)
 }
 
-/// What one `.apply` job did, for the owner thread.
+/// What one `.apply` job did, for the owner thread. The writes it applied are answered by the
+/// apply stage itself (`ProposalRegistry.settle`); the owner keeps its bookkeeping from this.
 public struct ApplyReport: Sendable {
-    public struct Applied: Sendable {
-        var index: LogIndex
-        var term: Term
-        var result: KVApplyResult?
-    }
-    var entries: [Applied]
+    /// Applied membership changes this node proposed, still to be answered by the owner (with
+    /// the member list it acts on).
+    var memberChanges: [LogIndex]
     var appliedIndex: LogIndex
     var treeSize: UInt64
     /// Whether the state holds a cluster ID and the leaf v2 boundary (the leader proposes them
@@ -73,17 +71,23 @@ public final class ApplyStage: @unchecked Sendable {
     private var leaseCount = 0
     private var lastConfChangeIndex: LogIndex
     private let audit: AuditService
+    /// The proposals of this node waiting for their answer: the stage answers the writes it
+    /// applies, shared with the owner (which registers them, and answers timeouts).
+    private let proposals: ProposalRegistry
     private let decorator: (any AnswerDecorator)?
     /// Once true, stays true (the first committed cluster ID is never replaced).
     private var hasClusterID = false
 
+    /// `proposals` is the owner's (`NodeCore.proposals`): the writes applied here are answered
+    /// here.
     public init(
         store: any StateStore, nodeID: NodeID, compactEntries: Int, members: any MemberBook, audit: AuditService,
-        decorator: (any AnswerDecorator)?, background: any BackgroundRunner, logger: Logger,
-        failStop: @escaping @Sendable (StoreError, String) -> Void,
+        proposals: ProposalRegistry, decorator: (any AnswerDecorator)?, background: any BackgroundRunner,
+        logger: Logger, failStop: @escaping @Sendable (StoreError, String) -> Void,
         report: @escaping @Sendable (Result<ApplyReport, StoreError>) -> Void
     ) {
         self.audit = audit
+        self.proposals = proposals
         self.decorator = decorator
         self.background = background
         self.store = store
@@ -127,23 +131,34 @@ public final class ApplyStage: @unchecked Sendable {
             // snapshot install replaced what these entries held) or after a failure, nothing
             // is applied.
             guard let store, !failed else {
-                report(.success(ApplyReport(entries: [], appliedIndex: .zero, treeSize: 0)))
+                report(.success(ApplyReport(memberChanges: [], appliedIndex: .zero, treeSize: 0)))
                 return
             }
             do {
                 let applied = try store.apply(entries, confState: confState)
                 if !hasClusterID { hasClusterID = try store.clusterID() != nil && store.leafV2From != nil }
-                var out = ApplyReport(
-                    entries: [], appliedIndex: store.appliedIndex, treeSize: store.treeHead.treeSize, hasClusterID: hasClusterID)
-                out.entries.reserveCapacity(applied.count)
+                var settled: [ProposalRegistry.Applied] = []
+                settled.reserveCapacity(applied.count)
                 // `apply` skips entries already applied and answers the rest in order: they are
                 // the last `applied.count` of `entries`.
                 for (a, e) in zip(applied, entries.suffix(applied.count)) {
                     precondition(a.index == e.index, "apply answered index \(a.index) for entry \(e.index)")
-                    out.entries.append(.init(index: a.index, term: e.term, result: a.result))
+                    settled.append(.init(index: a.index, term: e.term, result: a.result))
+                }
+                // The writes of this group are answered from here, one batch per connection
+                // (matched by index and term, as the owner once did on the report).
+                var answers = RPCResponseBatch()
+                let members = members
+                let memberChanges = proposals.settle(settled, into: &answers) { leader in
+                    LeaderHint(nodeID: leader, clientAddress: members.addresses(of: leader)?.client)
                 }
                 recordMemberAddresses(in: entries)
-                report(.success(out))
+                // The report goes first: a request a client sends once it has its answer then
+                // finds the owner's bookkeeping (`status`) past this group.
+                report(.success(ApplyReport(
+                    memberChanges: memberChanges, appliedIndex: store.appliedIndex, treeSize: store.treeHead.treeSize,
+                    hasClusterID: hasClusterID)))
+                answers.send()
                 try compactLogIfLong(store, after: entries)
             } catch {
                 failed = true

@@ -24,8 +24,9 @@ extension NodeCore {
                     .invalidRequest, "initCluster and upgradeLeaves are proposed by the leader itself, not by clients")))
             default: break
             }
-            guard pending.count + queuedWrites.count < settings.pendingProposalsMax else {
-                return context.respond(.error(RPCErrorResponse(.overloaded, "\(pending.count) writes in flight; retry later")))
+            let inFlight = proposals.count
+            guard inFlight + queuedWrites.count < settings.pendingProposalsMax else {
+                return context.respond(.error(RPCErrorResponse(.overloaded, "\(inFlight) writes in flight; retry later")))
             }
             queuedWrites.append((request.proposalBytes, context))
         case .read(let request):
@@ -81,7 +82,7 @@ extension NodeCore {
             do {
                 let first = try raft.propose(batch: slice.map(\.bytes))
                 for (offset, w) in slice.enumerated() {
-                    track(PendingProposal(kind: .write, term: raft.term, deadline: deadline, context: w.context), at: first + UInt64(offset))
+                    track(.init(kind: .write, term: raft.term, deadline: deadline, context: w.context), at: first + UInt64(offset))
                 }
             } catch {
                 let answer = proposalError(error)
@@ -118,11 +119,9 @@ extension NodeCore {
 
     /// Records a proposal awaiting its apply. An older proposal at the same index (its entry
     /// was overwritten by a later leader's log, then this node led again) is answered now.
-    func track(_ proposal: PendingProposal, at index: LogIndex) {
-        if let old = pending.updateValue(proposal, forKey: index) {
-            old.context.respond(.error(RPCErrorResponse(
-                .notLeader, "entry \(index) was replaced after a leader change; retry (same session: applied once)",
-                leaderHint: leaderHint)))
+    func track(_ proposal: ProposalRegistry.Proposal, at index: LogIndex) {
+        if let old = proposals.register(proposal, at: index) {
+            old.context.respond(.error(RPCErrorResponse(.notLeader, ProposalRegistry.replaced(index), leaderHint: leaderHint)))
         }
     }
 
@@ -201,7 +200,7 @@ extension NodeCore {
         }
         do {
             let index = try raft.proposeConfChange(confChange)
-            track(PendingProposal(
+            track(.init(
                 kind: .memberChange, term: raft.term, deadline: clock.now + settings.requestTimeout,
                 context: context), at: index)
             logger.info("proposed a membership change", metadata: ["change": "\(change)", "index": "\(index)"])

@@ -46,8 +46,7 @@ extension NodeCore {
         let retry = RPCMessage.error(RPCErrorResponse(.unavailable, "installed a snapshot; retry"))
         for (_, read) in readsAwaitingIndex { read.context.respond(retry) }
         readsAwaitingIndex.removeAll()
-        for (_, p) in pending { p.context.respond(retry) }
-        pending.removeAll()
+        for p in proposals.removeAll() { p.context.respond(retry) }
         logger.info("installed a snapshot", metadata: [
             "index": "\(meta.index)", "treeSize": "\(treeSize)", "took": "\(clock.now - started)",
         ])

@@ -58,8 +58,9 @@ public final class NodeCore: @unchecked Sendable {
     var appliedIndex: LogIndex
     var treeSize: UInt64
 
-    /// Writes and membership changes proposed, by log index, until applied or timed out.
-    var pending: [LogIndex: PendingProposal] = [:]
+    /// Writes and membership changes proposed, by log index, until answered: shared with the
+    /// apply stage, which answers the writes it applies (the wiring hands it to `ApplyStage`).
+    public let proposals = ProposalRegistry()
     /// Writes received this round, proposed together.
     var queuedWrites: [(bytes: [UInt8], context: RPCRequestContext)] = []
     /// Linearizable reads waiting for their read index, by ReadIndex context.
@@ -98,14 +99,6 @@ public final class NodeCore: @unchecked Sendable {
     public struct Counters: Sendable {
         public var snapshotsInstalled = 0
         public var readsReleased = 0
-    }
-
-    struct PendingProposal {
-        enum Kind { case write, memberChange }
-        var kind: Kind
-        var term: Term
-        var deadline: NodeInstant
-        var context: RPCRequestContext
     }
 
     struct PendingRead {
@@ -346,6 +339,8 @@ public final class NodeCore: @unchecked Sendable {
         (lastRole, lastLeader) = (soft.role, soft.leader)
         logger[metadataKey: "term"] = "\(raft.term)"
         logger[metadataKey: "role"] = "\(soft.role)"
+        // The hint of the "replaced" answers the apply stage gives.
+        if soft.leader != oldLeader { proposals.leader = soft.leader }
         if soft.role != oldRole || soft.leader != oldLeader {
             logger.info("raft state changed", metadata: ["leader": "\(soft.leader.map { "\($0)" } ?? "none")"])
         }
@@ -363,6 +358,8 @@ public final class NodeCore: @unchecked Sendable {
 
     // MARK: Apply results
 
+    /// The apply stage has answered the writes of the group; the owner keeps its bookkeeping
+    /// and answers the membership changes, whose answer is the member list it acts on.
     private func handleApplied(_ report: ApplyReport) {
         // Reports of the store a snapshot replaced may still arrive: they are behind.
         if report.appliedIndex > appliedIndex {
@@ -370,27 +367,12 @@ public final class NodeCore: @unchecked Sendable {
             treeSize = report.treeSize
             hasClusterID = hasClusterID || report.hasClusterID
         }
-        var answers = RPCResponseBatch()  // one flush per connection for the whole group
-        defer { answers.send() }
-        for entry in report.entries {
-            guard let p = pending.removeValue(forKey: entry.index) else { continue }
-            guard p.term == entry.term else {
-                answers.add(.error(RPCErrorResponse(
-                    .notLeader, "entry \(entry.index) was replaced after a leader change; retry (same session: applied once)",
-                    leaderHint: leaderHint)), for: p.context)
-                continue
-            }
-            switch p.kind {
-            case .write:
-                if let result = entry.result {
-                    answers.add(.writeResponse(result), for: p.context)
-                } else {
-                    answers.add(.error(RPCErrorResponse(.internalError, "entry \(entry.index) applied without a result")), for: p.context)
-                }
-            case .memberChange:
-                answers.add(.membersResponse(memberList()), for: p.context)
-            }
-        }
+        let changes = proposals.takeMemberChanges(at: report.memberChanges)
+        guard !changes.isEmpty else { return }
+        var answers = RPCResponseBatch()
+        let list = memberList()
+        for p in changes { answers.add(.membersResponse(list), for: p.context) }
+        answers.send()
     }
 
     private func releaseReads() {
@@ -409,12 +391,11 @@ public final class NodeCore: @unchecked Sendable {
     // MARK: Timeouts
 
     private func expireRequests(now: NodeInstant) {
-        if !pending.isEmpty {
-            for (index, p) in pending where p.deadline < now {
-                pending[index] = nil
-                p.context.respond(.error(RPCErrorResponse(
-                    .timeout, "entry \(index) not applied within \(settings.requestTimeout); outcome unknown, retry with the same session")))
-            }
+        // Removed under the registry's lock: a write the apply stage answered meanwhile is not
+        // answered again, and one answered here will not be by the apply stage.
+        for (index, p) in proposals.expire(before: now) {
+            p.context.respond(.error(RPCErrorResponse(
+                .timeout, "entry \(index) not applied within \(settings.requestTimeout); outcome unknown, retry with the same session")))
         }
         for (readID, read) in readsAwaitingIndex where read.deadline < now {
             readsAwaitingIndex[readID] = nil
@@ -458,11 +439,10 @@ public final class NodeCore: @unchecked Sendable {
     /// store. Called by the wiring once `runRound` returned false.
     public func finishStopping() {
         let stopping = RPCErrorResponse(.unavailable, "node \(id) is stopping")
-        for (_, p) in pending { p.context.respond(.error(stopping)) }
+        for p in proposals.removeAll() { p.context.respond(.error(stopping)) }
         for (_, r) in readsAwaitingIndex { r.context.respond(.error(stopping)) }
         for item in readsAwaitingApply { item.read.context.respond(.error(stopping)) }
         for (bytes: _, context: c) in queuedWrites { c.respond(.error(stopping)) }
-        pending = [:]
         readsAwaitingIndex = [:]
         readsAwaitingApply = []
         queuedWrites = []
