@@ -156,6 +156,9 @@ public final class FaunaNode: @unchecked Sendable {
                 configuration: RPCServerConfiguration(host: settings.node.client.host, port: settings.node.client.port),
                 group: group, logger: logger
             ) { message, context in
+                // Audit requests and digests go straight to the apply queue: the owner is not
+                // woken for what it does not answer.
+                if core.routeToApplyStage(message, context) { return }
                 // Three quarters of the queue at most: the rest stays for Raft traffic.
                 if !events.offer(.request(message, context), limit: events.capacity / 4 * 3) {
                     context.respond(.error(RPCErrorResponse(.overloaded, "node queue full; retry later")))

@@ -5,6 +5,7 @@ import FaunaStore
 import FaunaVerify
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// Client requests on the owner thread: writes are batched into one proposal round, reads go
 /// through ReadIndex (or straight to the apply queue when serializable), admin requests read
@@ -39,26 +40,72 @@ extension NodeCore {
             changeMembership(change, context)
         case .leaderTransfer(let target):
             transferLeadership(to: target, context)
-        case .hashKV:
-            // A slot first: a digest reads the whole state (on the digest thread; ClientJobLimiter).
-            guard let slot = clientJobs.claim(.stateDigest) else {
-                return context.respond(.error(RPCErrorResponse(.overloaded, clientJobs.overloadedReason(.stateDigest))))
-            }
-            applier.post(.hashKV(context, slot))
-        case .stateDigest:
-            guard let slot = clientJobs.claim(.stateDigest) else {
-                return context.respond(.error(RPCErrorResponse(.overloaded, clientJobs.overloadedReason(.stateDigest))))
-            }
-            applier.post(.audit(message, context, slot))
-        case .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof, .membershipChanges:
-            if !applier.offer(.audit(message, context, nil)) {
-                context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
-            }
+        case .hashKV, .stateDigest, .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof,
+            .membershipChanges:
+            // Normally routed past the owner (`routeToApplyStage`); the same here.
+            if let refusal = queueForApplyStage(message, context) { context.respond(refusal) }
         case .snapshotSave:
             saveSnapshot(context)
         default:
             context.respond(.error(RPCErrorResponse(.invalidRequest, "got \(message.kind) on the client port, want a request kind")))
         }
+    }
+
+    // MARK: Past the owner
+
+    /// The entry point of client requests, on the thread that decoded them (an event loop in
+    /// faunad, the client in the node simulator), before the owner's queue: the requests the
+    /// apply stage answers from the applied state alone — the audit requests (signed heads,
+    /// proofs, journal entries, membership-change indexes, state digests at a revision) and
+    /// `hashKV` — go straight to the apply queue, with the same bounds as through the owner (a
+    /// full queue answers `overloaded`; a digest claims a `ClientJobLimiter` slot first), and
+    /// the owner thread is not woken for them. Returns true if it took the request (queued or
+    /// answered it); false for any other request, which the caller queues for the owner
+    /// (`NodeEvent.request`). Safe from any thread once the wiring has set `applier`.
+    public func routeToApplyStage(_ message: RPCMessage, _ context: RPCRequestContext) -> Bool {
+        switch message {
+        case .hashKV, .stateDigest, .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof,
+            .membershipChanges:
+            break
+        default:
+            return false
+        }
+        // Queued under the lock the owner takes when it starts stopping (`isStopping`): what
+        // gets in runs before the apply stage stops; what comes later is refused here.
+        let refusal: RPCMessage? = directRouteClosed.withLockedValue { closed in
+            if let closed { return .error(RPCErrorResponse(.unavailable, closed)) }
+            return queueForApplyStage(message, context)
+        }
+        if let refusal { context.respond(refusal) }
+        return true
+    }
+
+    /// Queues a request the apply stage answers by itself; returns the answer instead when it
+    /// is refused (`overloaded`).
+    func queueForApplyStage(_ message: RPCMessage, _ context: RPCRequestContext) -> RPCMessage? {
+        switch message {
+        case .hashKV, .stateDigest:
+            // A slot first: a digest reads the whole state (ClientJobLimiter); `hashKV` on the
+            // digest thread, a `stateDigest` on the apply thread.
+            guard let slot = clientJobs.claim(.stateDigest) else {
+                return .error(RPCErrorResponse(.overloaded, clientJobs.overloadedReason(.stateDigest)))
+            }
+            if case .hashKV = message {
+                applier.post(.hashKV(context, slot))
+            } else {
+                applier.post(.audit(message, context, slot))
+            }
+        default:
+            if !applier.offer(.audit(message, context, nil)) { return .error(RPCErrorResponse(.overloaded, "apply stage busy; retry")) }
+        }
+        return nil
+    }
+
+    /// Once the node is stopping: requests routed past the owner are refused as the owner
+    /// refuses its own (`unavailable`).
+    func closeDirectRoute() {
+        let reason = failure != nil ? "node \(id) stopped on a disk error" : "node \(id) is stopping"
+        directRouteClosed.withLockedValue { $0 = $0 ?? reason }
     }
 
     // MARK: Writes

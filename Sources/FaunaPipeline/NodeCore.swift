@@ -4,6 +4,7 @@ import FaunaRaft
 import FaunaStore
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// What reaches the owner thread.
 public enum NodeEvent: Sendable {
@@ -48,7 +49,8 @@ public final class NodeCore: @unchecked Sendable {
     var raft: RaftNode!
     /// The core's view of the store's entry log, which remembers a damaged record the core met.
     var raftStorage: RaftStorageMonitor!
-    /// The apply stage's queue (set by the wiring before the first round).
+    /// The apply stage's queue (set by the wiring before the first round and before any
+    /// request is routed: `routeToApplyStage` reads it from other threads).
     public var applier: (any ApplyQueue)!
     /// Digests and client snapshot saves waiting or running (ClientJobLimiter).
     public let clientJobs = ClientJobLimiter()
@@ -76,7 +78,17 @@ public final class NodeCore: @unchecked Sendable {
     var lastRole = RaftRole.follower
     var lastLeader: NodeID?
     public internal(set) var failure: StoreError?
-    public internal(set) var isStopping = false
+    public internal(set) var isStopping = false {
+        didSet {
+            // From now on requests routed past the owner are refused (`routeToApplyStage`).
+            if isStopping && !oldValue { closeDirectRoute() }
+        }
+    }
+    /// Nil while requests may go straight to the apply queue (`routeToApplyStage`); once the
+    /// node is stopping, the reason they are refused. Read and set under its lock, which a
+    /// request holds while it is queued, so none is queued after the owner went on to stop the
+    /// apply stage (its queue drops what arrives once closed).
+    let directRouteClosed = NIOLockedValueBox<String?>(nil)
     /// Whether the applied state holds a cluster ID; until it does, a leader proposes one.
     var hasClusterID: Bool
     var clusterIDProposedTerm: Term?

@@ -132,10 +132,12 @@ final class SimClient {
         p.attemptDeadline = now + 600_000
         if case .write = p.message { p.mayHaveApplied = true }
         pending = p
-        guard let node = sim.nodes[p.target], let events = node.events else { return }  // down: times out
+        guard let node = sim.nodes[p.target], let core = node.core, let events = node.events else { return }  // down: times out
         let (client, attempt) = (id, p.attempt)
         let reply = SimReply { [unowned sim] frames in sim.network.answer(client: client, attempt: attempt, frames: frames, sim: sim) }
         let context = RPCRequestContext(requestID: RequestID(p.attempt), reply: reply)
+        // As faunad's client port: audit requests straight to the apply queue, the rest to the owner.
+        if core.routeToApplyStage(p.message, context) { return }
         if !events.offer(.request(p.message, context)) {
             retry(after: 20_000, elsewhere: true)
         }
