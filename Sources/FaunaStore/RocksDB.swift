@@ -343,7 +343,8 @@ public final class RocksDB: @unchecked Sendable {
     public func flush(_ cfs: [RocksDBColumnFamily]? = nil) throws(RocksDBError) {
         var handles: [OpaquePointer?] = []
         for cf in cfs ?? columnFamilies where !handles.contains(handle(cf)) { handles.append(handle(cf)) }
-        try withRocksDBError("flush") { err in
+        // Named by the database, as a failed write is: RocksDB's message may name no file.
+        try withRocksDBError("flush of \(path)") { err in
             handles.withUnsafeBufferPointer { h in
                 fauna_rocksdb_flush_families(db, h.baseAddress, Int32(h.count), err)
             }
