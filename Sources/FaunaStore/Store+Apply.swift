@@ -50,6 +50,9 @@ extension Store {
             let e = (error as? StoreError) ?? (error as? RocksDBError).map(StoreError.init)
                 ?? StoreError(.corruptRecord, "apply failed: \(error)")
             applyFailure = e
+            // Nothing applies any more; what the cache holds is not trusted either.
+            recordCache?.removeAll()
+            publishRecordCacheStats()
             throw e
         }
     }
@@ -137,6 +140,7 @@ extension Store {
     ) throws -> PreparedChunk {
         let batch = db.makeWriteBatch()
         let committed = makeKVBackend()
+        let cached = recordCache.map { CachedKVBackend(base: committed, cache: $0) }
         var frontier = after.frontier
         var nodes = NodeWrites()
         var kvBatch = KVWriteBatch(expectedEntries: entries.count)
@@ -147,13 +151,20 @@ extension Store {
             return try kvStateMachine.apply(
                 entryData: e.data, at: Revision(e.index.rawValue), on: backend, into: &kvBatch, effects: &effects)
         }
-        let overlay = pending.map { KVOverlayBackend(base: committed, pending: $0) }
+        // Keys the chunk in flight writes are answered by its overlay, so the cache (which
+        // holds the state before that chunk) is read only for keys it leaves alone.
+        let backend: any KVBackend = switch (cached, pending) {
+        case (let cached?, let pending?): KVOverlayBackend(base: cached, pending: pending)
+        case (let cached?, nil): cached
+        case (nil, let pending?): KVOverlayBackend(base: committed, pending: pending)
+        case (nil, nil): committed
+        }
         var leafV2From = after.state.leafV2From
         var effectWrites: [(key: [UInt8], value: [UInt8])] = []
         var confChanges = after.state.confChangeIndexes
         for e in entries {
             var effects = KVEntryEffects.noCommand
-            let result = try overlay.map { try applyKV(e, on: $0, &effects) } ?? applyKV(e, on: committed, &effects)
+            let result = try applyKV(e, on: backend, &effects)
             if leafV2From == nil && effects.startsLeafV2 { leafV2From = e.index }
             if auditChain {
                 // From the boundary on, the leaf commits to what the entry did (leaf v2); the
@@ -193,8 +204,25 @@ extension Store {
     private func finish(_ chunk: PreparedChunk) throws(StoreError) {
         frontier = chunk.frontier
         applied = chunk.state
+        if let recordCache {
+            // The chunk's records are in RocksDB now: the cache takes them over (a delete as
+            // "absent"). Only here, never from a chunk still in flight.
+            for (key, record) in chunk.kvWrites.records { recordCache.set(key.bytes, record) }
+            publishRecordCacheStats()
+        }
         try flusher.applied(through: chunk.state.index)
     }
+
+    /// Copies the cache's figures where `recordCacheStats` reads them (caller holds `applyLock`).
+    func publishRecordCacheStats() {
+        guard let recordCache else { return }
+        let stats = recordCache.stats
+        recordCacheStatsLock.withLock { publishedRecordCacheStats = stats }
+    }
+
+    /// The record cache's hits, misses, entries and bytes as of the last applied chunk (all 0
+    /// but the budget while it is off: `Options.recordCacheBytes` 0).
+    public var recordCacheStats: RecordCacheStats { recordCacheStatsLock.withLock { publishedRecordCacheStats } }
 
     /// A `KVBackend` over the latest committed state (for `KVStateMachine` reads).
     public func makeKVBackend() -> RocksDBKVBackend { RocksDBKVBackend(db: db, cfs: cfs) }

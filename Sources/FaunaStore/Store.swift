@@ -37,6 +37,12 @@ public final class Store: @unchecked Sendable {
     var applyFailure: StoreError?
     /// Flushes the state in the background, bounding what a crash makes the node re-apply.
     let flusher: StateFlusher
+    /// Current records for the apply path's point reads (nil: off); used and changed only
+    /// under `applyLock` (see `RecordCache`).
+    let recordCache: RecordCache?
+    /// `recordCache`'s figures as of the last apply, for readers that must not wait for one.
+    let recordCacheStatsLock = NSLock()
+    var publishedRecordCacheStats = RecordCacheStats()
     /// The key-value state machine (stateless: its state lives in the kv/history/meta CFs).
     public let kvStateMachine = KVStateMachine()
 
@@ -75,6 +81,11 @@ public final class Store: @unchecked Sendable {
         /// without a WAL) is flushed in the background every half of it, and an apply waits
         /// for the flush if it gets this far ahead of the last one. Must be at least 2.
         public var replayEntriesMax = 100_000
+        /// Memory for the record cache: current records of recently written or read keys, so
+        /// that applying an entry need not read RocksDB for the record it replaces
+        /// (docs/STORAGE.md "Tuning"). Counts keys, values and the cache's own tables; 0 turns
+        /// it off.
+        public var recordCacheBytes = 64 << 20
         public init() {}
     }
 
@@ -99,6 +110,10 @@ public final class Store: @unchecked Sendable {
         guard options.replayEntriesMax >= 2 else {
             throw StoreError(.invalidRequest, "replay entries max: got \(options.replayEntriesMax), want >= 2")
         }
+        guard options.recordCacheBytes >= 0 else {
+            throw StoreError(.invalidRequest, "record cache bytes: got \(options.recordCacheBytes), want >= 0")
+        }
+        self.recordCache = options.recordCacheBytes > 0 ? RecordCache(budgetBytes: options.recordCacheBytes) : nil
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
@@ -127,6 +142,7 @@ public final class Store: @unchecked Sendable {
         self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied, log: raftLog)
         self.flusher = StateFlusher(db: db, families: cfs.state, flushedIndex: applied.index, replayEntriesMax: options.replayEntriesMax)
         try FileIO.removeTree("\(path)/snapshots")
+        publishedRecordCacheStats.budgetBytes = UInt64(options.recordCacheBytes)
     }
 
     /// The group views of an open database with this schema's families.
