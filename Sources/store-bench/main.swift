@@ -1,7 +1,7 @@
 // store-bench: FaunaStore throughput on this machine's disk (docs/PERFORMANCE.md "Storage").
 //
 //   flock /tmp/fauna-build.lock swift run -c release --scratch-path .build-release store-bench \
-//       [--dir DIR] [--seconds S] [--snapshot-mib N]
+//       [--dir DIR] [--seconds S] [--snapshot-mib N] [--only PART] [--apply-batch N] [--record-cache-mib N]
 //
 // Measures, in one run on one disk: the raw fsync rate (write 128 B + fdatasync), synced Raft
 // log appends with group commit under 1/16/256 concurrent appenders, the write path of
@@ -22,6 +22,8 @@ struct Config {
     /// Entries per apply call.
     /// Entries per `Store.apply` call (groups above `Store.Options.applyChunkEntries` are pipelined).
     var applyBatch: UInt64 = 4096
+    /// `Store.Options.recordCacheBytes` of the apply stores, in MiB (0: off).
+    var recordCacheMiB = Store.Options().recordCacheBytes >> 20
 }
 
 func parse(_ args: [String]) -> Config {
@@ -35,8 +37,9 @@ func parse(_ args: [String]) -> Config {
         case "--snapshot-mib": c.snapshotMiB = Int(v) ?? c.snapshotMiB
         case "--only": c.only = v
         case "--apply-batch": c.applyBatch = max(1, UInt64(v) ?? c.applyBatch)
+        case "--record-cache-mib": c.recordCacheMiB = max(0, Int(v) ?? c.recordCacheMiB)
         default:
-            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot] [--apply-batch N]")
+            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot] [--apply-batch N] [--record-cache-mib N]")
             exit(2)
         }
         i += 2
@@ -209,7 +212,9 @@ func applyAndReadBench(_ c: Config) throws {
     let rawRate = try rawRocksDBPutRate(dir: c.dir, count: 300_000, perBatch: chunk)
     print("baseline: raw RocksDB puts, unsynced, \(chunk) per WriteBatch, 1 CF, 16 B random-order keys, "
           + "100 B values: \(fmt(rawRate))/s")
-    let store = try Store(path: c.dir + "/apply")
+    var options = Store.Options()
+    options.recordCacheBytes = c.recordCacheMiB << 20
+    let store = try Store(path: c.dir + "/apply", options: options)
     defer { store.close() }
     let applyCount: UInt64 = 300_000, batchEntries = c.applyBatch
     let value = [UInt8](repeating: 0x5A, count: 100)
@@ -232,6 +237,7 @@ func applyAndReadBench(_ c: Config) throws {
           + "\(fmt(Double(applyCount) / elapsed / rawRate))x raw puts; "
           + "\(fmt(Double(applyCount) / cpu)) per CPU-second of the applying thread, "
           + "\(fmt(Double(applyCount) / processCPUUsed)) per CPU-second of all threads)")
+    printCacheStats(store, after: "fresh keys")
 
     // The same keys again: every put now replaces a record, which moves to history (ADR 0008).
     var overwrites = applyBatches(count: applyCount, after: applyCount, perBatch: batchEntries, value: value)
@@ -244,9 +250,10 @@ func applyAndReadBench(_ c: Config) throws {
     overwrites = []
     print("log + apply, single-put entries that overwrite (the same \(applyCount) keys again, each "
           + "moving the old record to history): \(fmt(Double(applyCount) / overwriteElapsed))/s")
+    printCacheStats(store, after: "overwrites")
 
     // The audit chain's cost: the same entries into a store without journal and tree.
-    var plainOptions = Store.Options()
+    var plainOptions = options
     plainOptions.auditChain = false
     let plain = try Store(path: c.dir + "/apply-no-audit", options: plainOptions)
     let plainBatches = applyBatches(count: applyCount, perBatch: batchEntries, value: value)
@@ -293,6 +300,14 @@ func applyAndReadBench(_ c: Config) throws {
     }
     elapsed = now() - start
     print("range scan, 100 keys: \(fmt(Double(scans) / elapsed)) scans/s, \(fmt(Double(scanned) / elapsed)) keys/s")
+}
+
+/// The record cache's counters so far (cumulative over the store's applies).
+func printCacheStats(_ store: Store, after what: String) {
+    let s = store.recordCacheStats
+    guard s.budgetBytes > 0 else { return print("record cache after \(what): off") }
+    print("record cache after \(what): \(s.hits) hits, \(s.misses) misses (hit rate \(fmt(s.hitRate * 100))%), "
+          + "\(s.entries) entries, \(fmt(Double(s.bytes) / 1048576)) of \(fmt(Double(s.budgetBytes) / 1048576)) MiB")
 }
 
 func snapshotBench(_ c: Config) throws {
