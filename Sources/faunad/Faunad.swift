@@ -55,6 +55,11 @@ struct Faunad: AsyncParsableCommand {
         help: "RocksDB memtables of all column families together stay below this many MiB (16...65536); most of a node's memory. More absorbs longer write bursts before flushing.")
     var memtableMiB: Int = Store.Options().memtableBytesMax >> 20
 
+    @Option(
+        name: .customLong("record-cache-mib"),
+        help: "Memory for the cache of current records the apply path reads (0...65536 MiB; 0 turns it off). Counts keys, values and the cache's tables.")
+    var recordCacheMiB: Int = Store.Options().recordCacheBytes >> 20
+
     @Option(help: .hidden)
     var exitWithParent: Int32?
 
@@ -87,6 +92,10 @@ struct Faunad: AsyncParsableCommand {
                 Self.fail("faunad: --memtable-mib \(memtableMiB): want 16...65536")
             }
             s.storeOptions.memtableBytesMax = memtableMiB << 20
+            guard (0...65536).contains(recordCacheMiB) else {
+                Self.fail("faunad: --record-cache-mib \(recordCacheMiB): want 0...65536")
+            }
+            s.storeOptions.recordCacheBytes = recordCacheMiB << 20
             settings = s
         } catch let error as ConfigError {
             Self.fail("faunad: \(config): \(error)")
