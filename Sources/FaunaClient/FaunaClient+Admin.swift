@@ -6,7 +6,7 @@ extension FaunaClient {
     /// `overloaded` are retried until the deadline.
     public func status(of endpoint: Endpoint) async throws(FaunaClientError) -> NodeStatus {
         var budget = makeBudget()
-        let answer = try await perform(.status, route: .node(endpoint), budget: &budget)
+        let answer = try await perform(.status(), route: .node(endpoint), budget: &budget)
         guard case .statusResponse(let status) = answer else {
             throw FaunaClientError.unexpected(answer, want: "statusResponse", from: endpoint)
         }
@@ -16,7 +16,7 @@ extension FaunaClient {
     /// The status of every configured node, asked concurrently, in `endpoints` order. Each node
     /// gets one attempt of at most `requestTimeout` (an unreachable node fails fast).
     public func statusAll() async -> [(Endpoint, Result<NodeStatus, FaunaClientError>)] {
-        await askEveryNode(.status, within: configuration.requestTimeout) { answer in
+        await askEveryNode(.status(), within: configuration.requestTimeout) { answer in
             if case .statusResponse(let status) = answer { status } else { nil }
         }
     }

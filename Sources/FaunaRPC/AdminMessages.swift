@@ -24,11 +24,15 @@ public struct NodeStatus: Hashable, Sendable {
     public var treeSize: UInt64
     /// The size of its database on disk.
     public var dbSizeBytes: UInt64
+    /// Its record cache, if the request asked for it (`StatusRequest.withRecordCache`); nil
+    /// otherwise.
+    public var recordCache: RecordCacheStatus?
 
     /// A status report.
     public init(
         nodeID: NodeID, role: RaftRole, isLearner: Bool = false, term: Term, leader: NodeID?,
-        commitIndex: LogIndex, appliedIndex: LogIndex, treeSize: UInt64, dbSizeBytes: UInt64
+        commitIndex: LogIndex, appliedIndex: LogIndex, treeSize: UInt64, dbSizeBytes: UInt64,
+        recordCache: RecordCacheStatus? = nil
     ) {
         self.nodeID = nodeID
         self.role = role
@@ -39,6 +43,39 @@ public struct NodeStatus: Hashable, Sendable {
         self.appliedIndex = appliedIndex
         self.treeSize = treeSize
         self.dbSizeBytes = dbSizeBytes
+        self.recordCache = recordCache
+    }
+}
+
+/// What a `status` request asks for beyond the basic figures.
+public struct StatusRequest: Hashable, Sendable {
+    /// Also report the node's record cache (`NodeStatus.recordCache`). A node of a build
+    /// before this field answers such a request with `invalidRequest` (docs/PROTOCOL.md).
+    public var withRecordCache: Bool
+
+    public init(withRecordCache: Bool = false) { self.withRecordCache = withRecordCache }
+}
+
+/// A node's cache of current records for its apply path (docs/STORAGE.md "Tuning"), as of its
+/// last applied chunk; the counters run from when its store was opened.
+public struct RecordCacheStatus: Hashable, Sendable {
+    /// The memory bound (0: the cache is off).
+    public var budgetBytes: UInt64
+    /// Memory held now: keys, values and the cache's tables.
+    public var bytes: UInt64
+    /// Keys cached now.
+    public var entries: UInt64
+    /// Reads of a current record the cache answered.
+    public var hits: UInt64
+    /// Reads that went to the database.
+    public var misses: UInt64
+
+    public init(budgetBytes: UInt64, bytes: UInt64, entries: UInt64, hits: UInt64, misses: UInt64) {
+        self.budgetBytes = budgetBytes
+        self.bytes = bytes
+        self.entries = entries
+        self.hits = hits
+        self.misses = misses
     }
 }
 
@@ -140,6 +177,13 @@ extension NodeStatus {
         w.varint(appliedIndex.rawValue)
         w.varint(treeSize)
         w.varint(dbSizeBytes)
+        if let c = recordCache {
+            w.varint(c.budgetBytes)
+            w.varint(c.bytes)
+            w.varint(c.entries)
+            w.varint(c.hits)
+            w.varint(c.misses)
+        }
     }
 
     init(from r: inout WireReader) throws(RPCDecodingError) {
@@ -152,6 +196,31 @@ extension NodeStatus {
             nodeID: id, role: role, isLearner: flags & 0x01 != 0, term: term, leader: leader,
             commitIndex: LogIndex(try r.varint("commit index")), appliedIndex: LogIndex(try r.varint("applied index")),
             treeSize: try r.varint("tree size"), dbSizeBytes: try r.varint("db size"))
+        // Optional and last: only in answers to a request that asked for it.
+        if r.remaining > 0 {
+            recordCache = RecordCacheStatus(
+                budgetBytes: try r.varint("record cache budget"), bytes: try r.varint("record cache bytes"),
+                entries: try r.varint("record cache entries"), hits: try r.varint("record cache hits"),
+                misses: try r.varint("record cache misses"))
+        }
+    }
+}
+
+extension StatusRequest {
+    /// Empty for the plain request, so that nodes of earlier builds (which want an empty
+    /// body) answer it as before.
+    func encode(into w: inout WireWriter) {
+        if withRecordCache { w.u8(0x01) }
+    }
+
+    init(from r: inout WireReader) throws(RPCDecodingError) {
+        guard r.remaining > 0 else {
+            self.init()
+            return
+        }
+        let flags = try r.flags("status request flags", allowed: 0x01)
+        guard flags != 0 else { throw RPCDecodingError(.invalidValue, "status request flags: got 0, want the byte left out") }
+        self.init(withRecordCache: true)
     }
 }
 

@@ -30,8 +30,8 @@ public enum RPCMessage: Hashable, Sendable {
     case readResponse(KVRangeResult)
 
     // Admin
-    /// Ask for `NodeStatus`.
-    case status
+    /// Ask for `NodeStatus` (with the record cache's figures if the request says so).
+    case status(StatusRequest = StatusRequest())
     case statusResponse(NodeStatus)
     /// Ask for the member list.
     case members
@@ -132,7 +132,8 @@ public enum RPCMessage: Hashable, Sendable {
         case .writeResponse(let result): return result.encoded()
         case .read(let m): m.encode(into: &w)
         case .readResponse(let result): return result.encoded()
-        case .status, .members, .leaderTransferResponse, .snapshotSave, .hashKV: break
+        case .status(let m): m.encode(into: &w)
+        case .members, .leaderTransferResponse, .snapshotSave, .hashKV: break
         case .statusResponse(let m): m.encode(into: &w)
         case .membersResponse(let list): Member.encodeList(list, into: &w)
         case .memberChange(let m): m.encode(into: &w)
@@ -191,7 +192,7 @@ public enum RPCMessage: Hashable, Sendable {
                 throw RPCDecodingError(.invalidValue, "readResponse: \(error.reason)")
             }
             return
-        case .status: self = .status
+        case .status: self = .status(try StatusRequest(from: &r))
         case .statusResponse: self = .statusResponse(try NodeStatus(from: &r))
         case .members: self = .members
         case .membersResponse: self = .membersResponse(try Member.decodeList(&r))

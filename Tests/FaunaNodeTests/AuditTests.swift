@@ -283,7 +283,7 @@ import Glibc
         var proposalOnly = answer.entry
         proposalOnly.effects = nil
         #expect((try? EntryPayload.check(proposalOnly, writes: key, value: value).get()) != nil, "a v1 check takes the proposal for a write")
-        guard case .statusResponse(let status)? = await cluster.call("n1", .status) else { throw CancellationError() }
+        guard case .statusResponse(let status)? = await cluster.call("n1", .status()) else { throw CancellationError() }
         let size = status.treeSize
         guard case .inclusionProofResponse(let inclusion)? = await cluster.call("n1", .inclusionProof(InclusionProofRequest(leafIndex: entry.rawValue - 1, treeSize: size))) else {
             throw CancellationError()

@@ -145,7 +145,7 @@ import Glibc
         var unanswered: [String: Int] = [:]
         while ContinuousClock.now < end {
             for (n, client) in watchers.sorted(by: { $0.key < $1.key }) {
-                switch try? await client.call(.status, timeout: .seconds(2)) {
+                switch try? await client.call(.status(), timeout: .seconds(2)) {
                 case .statusResponse(let s)?:
                     answered[n, default: 0] += 1
                     if s.term != expected.term || s.leader != expected.leader {

@@ -171,7 +171,7 @@ final class ProcessCluster: @unchecked Sendable {
     }
 
     func status(_ name: String) async -> NodeStatus? {
-        if case .statusResponse(let s)? = await call(name, .status, timeout: .seconds(2)) { return s }
+        if case .statusResponse(let s)? = await call(name, .status(), timeout: .seconds(2)) { return s }
         return nil
     }
 

@@ -282,3 +282,38 @@ import Glibc
         #expect(try RPCMessage(kind: .error, body: RPCMessage.error(error).encodedBody()) == .error(error))
     }
 }
+
+/// The record cache figures were added to `status` so that older clients and nodes keep
+/// working: they appear only in answers to a request that asks for them.
+@Suite struct StatusCompatibilityTests {
+    let plain = NodeStatus(
+        nodeID: NodeID(1), role: .leader, term: Term(3), leader: NodeID(1), commitIndex: LogIndex(40),
+        appliedIndex: LogIndex(39), treeSize: 39, dbSizeBytes: 1 << 20)
+
+    @Test func aPlainAnswerIsTheEarlierFormat() throws {
+        // nodeID 1 | role 3 | flags 0x02 | term 3 | leader 1 | commit 40 | applied 39 | tree 39 | db 2^20
+        #expect(RPCMessage.statusResponse(plain).encodedBody() == [1, 3, 0x02, 3, 1, 40, 39, 39, 0x80, 0x80, 0x40])
+        #expect(RPCMessage.status().encodedBody().isEmpty)
+        #expect(try RPCMessage(kind: .status, body: []) == .status(StatusRequest(withRecordCache: false)))
+    }
+
+    @Test func recordCacheFiguresAreOptionalAndLast() throws {
+        var full = plain
+        full.recordCache = RecordCacheStatus(budgetBytes: 64 << 20, bytes: 300, entries: 2, hits: 5, misses: 1)
+        let body = RPCMessage.statusResponse(full).encodedBody()
+        #expect(Array(body.prefix(11)) == RPCMessage.statusResponse(plain).encodedBody())
+        #expect(try RPCMessage(kind: .statusResponse, body: body) == .statusResponse(full))
+        #expect(try RPCMessage(kind: .statusResponse, body: Array(body.prefix(11))) == .statusResponse(plain))
+        // Cut inside the figures: refused, not read as absent.
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .statusResponse, body: Array(body.dropLast())) }
+    }
+
+    @Test func theRequestFlagIsOneByteOnlyWhenSet() throws {
+        #expect(RPCMessage.status(StatusRequest(withRecordCache: true)).encodedBody() == [0x01])
+        #expect(try RPCMessage(kind: .status, body: [0x01]) == .status(StatusRequest(withRecordCache: true)))
+        // One encoding per request: a zero byte is the empty body's job; unknown bits are refused.
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .status, body: [0x00]) }
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .status, body: [0x02]) }
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .status, body: [0x01, 0x00]) }
+    }
+}

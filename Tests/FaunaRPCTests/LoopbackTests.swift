@@ -188,7 +188,7 @@ func endpoint(of server: RPCServer) throws -> Endpoint {
         try await server.close()
         await #expect { try await waiting.value } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
         let start = ContinuousClock.now
-        await #expect { try await client.call(.status, timeout: .seconds(30)) } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
+        await #expect { try await client.call(.status(), timeout: .seconds(30)) } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
         #expect(ContinuousClock.now - start < .seconds(5))
         #expect(server.connectionCount == 0)
     }
@@ -198,7 +198,7 @@ func endpoint(of server: RPCServer) throws -> Endpoint {
         oversized.replaceSubrange(4..<8, with: [0x7F, 0xFF, 0xFF, 0xFF])
         let response = Frame(.leaderTransferResponse, requestID: RequestID(1)).encoded()
         let peerOnClientPort = Frame(.raftMessages([Message(type: .heartbeat, from: NodeID(1), to: NodeID(2), term: Term(1))]), requestID: .none).encoded()
-        var badCRC = Frame(.status, requestID: RequestID(1)).encoded()
+        var badCRC = Frame(.status(), requestID: RequestID(1)).encoded()
         badCRC[20] ^= 0x10
         return [
             ("http", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
@@ -206,7 +206,7 @@ func endpoint(of server: RPCServer) throws -> Endpoint {
             ("response kind", response),
             ("peer kind on client port", peerOnClientPort),
             ("bad crc", badCRC),
-            ("truncated", Array(Frame(.status, requestID: RequestID(1)).encoded().dropLast(1))),
+            ("truncated", Array(Frame(.status(), requestID: RequestID(1)).encoded().dropLast(1))),
         ]
     }()
 

@@ -49,7 +49,7 @@ func heartbeat(_ i: Int) -> Message {
         }
         // A frame other than hello first closes the connection.
         let plain = try await RPCClient.connect(to: target, group: group, logger: logs.logger)
-        await #expect { try await plain.call(.status) } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
+        await #expect { try await plain.call(.status()) } throws: { ($0 as? RPCClientError)?.code == .connectionClosed }
         // The right hello works, and snapshot offers are answered.
         let good = try await RPCClient.connect(
             to: target, configuration: RPCClientConfiguration(hello: PeerHello(clusterName: "test", from: NodeID(1), to: NodeID(2))),
