@@ -83,6 +83,8 @@ final class RocksStateStore: StateStore, @unchecked Sendable {
 
     func close() { store.close() }
 
+    var recordCacheStats: RecordCacheStats { store.recordCacheStats }
+
     var sizeBytes: UInt64 {
         var bytes: UInt64 = 0
         for family in StoreColumnFamily.allCases {

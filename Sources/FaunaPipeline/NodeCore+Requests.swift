@@ -32,8 +32,8 @@ extension NodeCore {
             queuedWrites.append((request.proposalBytes, context))
         case .read(let request):
             read(request, context)
-        case .status:
-            context.respond(.statusResponse(status()))
+        case .status(let request):
+            context.respond(.statusResponse(status(withRecordCache: request.withRecordCache)))
         case .members:
             context.respond(.membersResponse(memberList()))
         case .memberChange(let change):
@@ -214,10 +214,16 @@ extension NodeCore {
 
     // MARK: Admin
 
-    func status() -> NodeStatus {
-        NodeStatus(
+    func status(withRecordCache: Bool) -> NodeStatus {
+        var status = NodeStatus(
             nodeID: id, role: raft.role, isLearner: raft.conf.isLearner(id), term: raft.term, leader: raft.leader,
             commitIndex: raft.commitIndex, appliedIndex: appliedIndex, treeSize: treeSize, dbSizeBytes: store.sizeBytes)
+        if withRecordCache {
+            let c = store.recordCacheStats
+            status.recordCache = RecordCacheStatus(
+                budgetBytes: c.budgetBytes, bytes: c.bytes, entries: c.entries, hits: c.hits, misses: c.misses)
+        }
+        return status
     }
 
     func memberList() -> [Member] {

@@ -94,6 +94,9 @@ public protocol StateStore: AnyObject, Sendable {
     func close()
     /// Bytes on disk and in memtables, for `status` (any thread).
     var sizeBytes: UInt64 { get }
+    /// The record cache's figures as of the last applied chunk, for `status` (any thread;
+    /// never waits for an apply).
+    var recordCacheStats: RecordCacheStats { get }
 }
 
 /// Sends Raft messages to peers (production: one TCP link per peer). Never blocks; a message

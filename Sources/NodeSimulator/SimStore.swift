@@ -413,6 +413,9 @@ public final class SimStore: StateStore, @unchecked Sendable {
         disk.release(instance.token)
     }
 
+    /// The simulated store reads its in-memory state directly: no record cache (reported off).
+    public var recordCacheStats: RecordCacheStats { RecordCacheStats() }
+
     /// A rough figure: the bytes of the stored entries, KV entries and tree nodes.
     public var sizeBytes: UInt64 {
         let state = instance.state("sizeBytes")

@@ -8,13 +8,13 @@ import Foundation
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show every node: role, term, leader, commit/applied index, tree and DB size.",
+        abstract: "Show every node: role, term, leader, commit/applied index, tree and DB size, record cache.",
         discussion: "Unreachable nodes are listed as such. Exit 3 if no node answered.")
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
         let client = try global.makeClient()
-        let all = await client.statusAll()
+        let all = await client.statusAll(withRecordCache: true)
         await client.close()
         if global.json {
             global.printJSON(all.map { endpoint, result -> [String: Any] in
@@ -24,21 +24,28 @@ struct Status: AsyncParsableCommand {
                         "endpoint": "\(endpoint)", "reachable": true, "id": "\(s.nodeID)", "role": "\(s.role)", "isLearner": s.isLearner,
                         "term": s.term.rawValue, "leader": s.leader.map { "\($0)" } ?? NSNull(), "commitIndex": s.commitIndex.rawValue,
                         "appliedIndex": s.appliedIndex.rawValue, "treeSize": s.treeSize, "dbSizeBytes": s.dbSizeBytes,
+                        "recordCache": s.recordCache.map { c -> Any in
+                            [
+                                "budgetBytes": c.budgetBytes, "bytes": c.bytes, "entries": c.entries, "hits": c.hits,
+                                "misses": c.misses,
+                            ]
+                        } ?? NSNull(),
                     ]
                 case .failure(let e): return ["endpoint": "\(endpoint)", "reachable": false, "error": e.message]
                 }
             })
         } else {
-            var rows = [["ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "TREE", "DB"]]
+            var rows = [["ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "TREE", "DB", "RECORD CACHE"]]
             for (endpoint, result) in all {
                 switch result {
                 case .success(let s):
                     rows.append([
                         "\(s.nodeID)", "\(endpoint)", "\(s.role)\(s.isLearner ? " (learner)" : "")", "\(s.term)",
                         s.leader.map { "\($0)" } ?? "-", "\(s.commitIndex)", "\(s.appliedIndex)", "\(s.treeSize)", formatBytes(s.dbSizeBytes),
+                        s.recordCache.map(formatRecordCache) ?? "-",
                     ])
                 case .failure(let e):
-                    rows.append(["?", "\(endpoint)", "unreachable (\(e.code))", "", "", "", "", "", ""])
+                    rows.append(["?", "\(endpoint)", "unreachable (\(e.code))", "", "", "", "", "", "", ""])
                 }
             }
             printTable(rows)
@@ -265,6 +272,14 @@ func printTable(_ rows: [[String]]) {
         let line = row.enumerated().map { c, cell in cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  ")
         print(String(line.reversed().drop { $0 == " " }.reversed()))
     }
+}
+
+/// `12 MiB of 64 MiB, 93.1% hits`, or `off`.
+func formatRecordCache(_ c: RecordCacheStatus) -> String {
+    guard c.budgetBytes > 0 else { return "off" }
+    let reads = c.hits + c.misses
+    let rate = reads == 0 ? "no reads" : String(format: "%.1f%% hits", Double(c.hits) * 100 / Double(reads))
+    return "\(formatBytes(c.bytes)) of \(formatBytes(c.budgetBytes)), \(rate)"
 }
 
 func formatBytes(_ n: UInt64) -> String {

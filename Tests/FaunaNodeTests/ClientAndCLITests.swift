@@ -102,6 +102,10 @@ import Glibc
         #expect(run.status == 2, "usage error is exit 2: \(run)")
         run = try Self.fctl(["status"], config: config)
         #expect(run.status == 0 && run.stdout.contains("leader"), "\(run)")
+        // Every node reports its record cache (64 MiB by default) and that it was read.
+        run = try Self.fctl(["status", "--json"], config: config)
+        #expect(run.status == 0 && run.stdout.contains("\"budgetBytes\":67108864"), "\(run)")
+        #expect(run.stdout.components(separatedBy: "\"recordCache\":{").count - 1 == 3, "\(run)")
         run = try Self.fctl(["hashkv", "--json"], config: config)
         #expect(run.status == 0 && run.stdout.contains("\"consistent\":true"), "\(run)")
         run = try Self.fctl(["members"], config: config)
