@@ -35,7 +35,8 @@ public struct RecordCacheStats: Sendable, Hashable {
 /// call: the tables grow only if the budget has room for them, each added entry evicts least
 /// recently used ones as needed, and what does not fit even into an empty cache is not kept.
 /// Eviction is LRU (a doubly linked list through the node table); lookups are open addressing
-/// with linear probing over a power-of-two table of node indexes, at most half full.
+/// with linear probing over a power-of-two table of (node index, hash) buckets, at most half
+/// full, so probing reads one sequential run and a node only when its hash matches.
 ///
 /// LRU's known weak spot applies: keys rewritten in a cycle longer than the cache holds (every
 /// key once, in the same order, more keys than fit) all miss, each evicted just before its
@@ -65,20 +66,29 @@ final class RecordCache {
         case hit(KVRecord?)
     }
 
+    /// A hash table slot: a node index (-1: empty) and that node's hash.
+    private struct Bucket {
+        var node: Int32
+        var hash: Int32
+        static let empty = Bucket(node: -1, hash: 0)
+    }
+
+    // The owner serialises every call, so the runtime's exclusivity checks on these class
+    // properties (an access-set insert per array access) only cost time.
     let budgetBytes: Int
-    private var nodes: ContiguousArray<Node> = []
-    /// Node indexes, -1 for an empty bucket; a power of two long, at least twice `nodeLimit`.
-    private var table: ContiguousArray<Int32> = []
-    private var head: Int32 = -1  // most recently used
-    private var tail: Int32 = -1  // least recently used
-    private var freeList: Int32 = -1
+    @exclusivity(unchecked) private var nodes: ContiguousArray<Node> = []
+    /// A power of two long, at least twice `nodeLimit`.
+    @exclusivity(unchecked) private var table: ContiguousArray<Bucket> = []
+    @exclusivity(unchecked) private var head: Int32 = -1  // most recently used
+    @exclusivity(unchecked) private var tail: Int32 = -1  // least recently used
+    @exclusivity(unchecked) private var freeList: Int32 = -1
     /// Nodes the tables are sized for (`nodes` never grows beyond it).
-    private var nodeLimit = 0
-    private(set) var count = 0
+    @exclusivity(unchecked) private var nodeLimit = 0
+    @exclusivity(unchecked) private(set) var count = 0
     /// The sum of the entries' charges.
-    private(set) var dataBytes = 0
-    private(set) var hits: UInt64 = 0
-    private(set) var misses: UInt64 = 0
+    @exclusivity(unchecked) private(set) var dataBytes = 0
+    @exclusivity(unchecked) private(set) var hits: UInt64 = 0
+    @exclusivity(unchecked) private(set) var misses: UInt64 = 0
 
     /// The smallest node table allocated (entries).
     static let initialCapacity = 16
@@ -122,7 +132,7 @@ final class RecordCache {
     /// The cached state of `key`, counted as a hit or a miss; a hit becomes the most recently
     /// used entry.
     func lookup(_ key: [UInt8]) -> Lookup {
-        guard count > 0, let node = find(key, hash: Self.hash(key)).node else {
+        guard count > 0, let node = find(key, hash: Self.hash(key)) else {
             misses += 1
             return .miss
         }
@@ -137,7 +147,7 @@ final class RecordCache {
     /// of it is removed: the cache must never answer with a stale record).
     func set(_ key: [UInt8], _ record: KVRecord?) {
         let hash = Self.hash(key)
-        let existing = count > 0 ? find(key, hash: hash).node : nil
+        let existing = count > 0 ? find(key, hash: hash) : nil
         // Replacing an entry keeps its key (the same bytes).
         let keyBytes = Self.allocationBytes(capacity: existing.map { nodes[Int($0)].key.capacity } ?? key.capacity)
         let charge = keyBytes + Self.allocationBytes(capacity: record?.value.capacity ?? 0)
@@ -183,7 +193,7 @@ final class RecordCache {
 
     /// Bytes of the two tables as allocated.
     private var tableBytes: Int {
-        nodes.capacity * MemoryLayout<Node>.stride + table.capacity * MemoryLayout<Int32>.stride
+        nodes.capacity * MemoryLayout<Node>.stride + table.capacity * MemoryLayout<Bucket>.stride
     }
 
     /// What the tables may take for `nodeLimit` nodes: their elements, plus what the allocator
@@ -191,7 +201,7 @@ final class RecordCache {
     /// the rest as capacity; smaller ones it rounds to 16 bytes).
     private static func tableBytesMax(nodeLimit: Int) -> Int {
         func allocated(_ bytes: Int) -> Int { bytes + (bytes >= 128 << 10 ? 4096 : 16) }
-        return allocated(nodeLimit * MemoryLayout<Node>.stride) + allocated(buckets(for: nodeLimit) * MemoryLayout<Int32>.stride)
+        return allocated(nodeLimit * MemoryLayout<Node>.stride) + allocated(buckets(for: nodeLimit) * MemoryLayout<Bucket>.stride)
     }
 
     /// A node for a new entry of `charge` bytes: a free one, or a new one if the tables may grow
@@ -227,7 +237,7 @@ final class RecordCache {
     private func grow(to limit: Int) {
         nodes.reserveCapacity(limit)
         nodeLimit = limit
-        table = ContiguousArray(repeating: -1, count: Self.buckets(for: limit))
+        table = ContiguousArray(repeating: .empty, count: Self.buckets(for: limit))
         var node = head
         while node >= 0 {
             insertIntoTable(node)
@@ -247,16 +257,16 @@ final class RecordCache {
 
     // MARK: Hash table
 
-    /// The node holding `key` and the bucket it is in, or the empty bucket where it would go.
-    private func find(_ key: [UInt8], hash: Int32) -> (node: Int32?, bucket: Int) {
+    /// The node holding `key`, or nil.
+    private func find(_ key: [UInt8], hash: Int32) -> Int32? {
         let mask = table.count - 1
         var b = Self.bucket(hash, mask)
         while true {
-            let node = table[b]
-            if node < 0 { return (nil, b) }
-            let n = Int(node)
-            if nodes[n].hash == hash && nodes[n].key.count == key.count && compareBytes(nodes[n].key, key) == 0 {
-                return (node, b)
+            let bucket = table[b]
+            if bucket.node < 0 { return nil }
+            if bucket.hash == hash {
+                let n = Int(bucket.node)
+                if nodes[n].key.count == key.count && compareBytes(nodes[n].key, key) == 0 { return bucket.node }
             }
             b = (b + 1) & mask
         }
@@ -264,9 +274,10 @@ final class RecordCache {
 
     private func insertIntoTable(_ node: Int32) {
         let mask = table.count - 1
-        var b = Self.bucket(nodes[Int(node)].hash, mask)
-        while table[b] >= 0 { b = (b + 1) & mask }
-        table[b] = node
+        let hash = nodes[Int(node)].hash
+        var b = Self.bucket(hash, mask)
+        while table[b].node >= 0 { b = (b + 1) & mask }
+        table[b] = Bucket(node: node, hash: hash)
     }
 
     /// Empties `node`'s bucket and shifts later entries of the same probe run back into the
@@ -274,10 +285,10 @@ final class RecordCache {
     private func removeFromTable(_ node: Int32) {
         let mask = table.count - 1
         var hole = Self.bucket(nodes[Int(node)].hash, mask)
-        while table[hole] != node { hole = (hole + 1) & mask }
+        while table[hole].node != node { hole = (hole + 1) & mask }
         var b = (hole + 1) & mask
-        while table[b] >= 0 {
-            let ideal = Self.bucket(nodes[Int(table[b])].hash, mask)
+        while table[b].node >= 0 {
+            let ideal = Self.bucket(table[b].hash, mask)
             // The entry at b may move to the hole if the hole lies on its probe path
             // (between its ideal bucket and b, cyclically).
             if (b &- ideal) & mask >= (b &- hole) & mask {
@@ -286,7 +297,7 @@ final class RecordCache {
             }
             b = (b + 1) & mask
         }
-        table[hole] = -1
+        table[hole] = .empty
     }
 
     // MARK: Recency list
@@ -324,14 +335,15 @@ final class RecordCache {
         while node >= 0 {
             let n = nodes[Int(node)]
             precondition(n.prev == prev, "record cache: broken recency list")
-            precondition(find(n.key, hash: n.hash).node == node, "record cache: \(n.key) not found by its hash")
+            precondition(find(n.key, hash: n.hash) == node, "record cache: \(n.key) not found by its hash")
             keys.append(n.key)
             charges += Int(n.charge)
             prev = node
             node = n.next
         }
         precondition(prev == tail && keys.count == count && charges == dataBytes, "record cache: counts disagree")
-        precondition(table.filter { $0 >= 0 }.count == count, "record cache: table holds \(table.count) entries")
+        precondition(table.filter { $0.node >= 0 }.count == count, "record cache: table entries and count disagree")
+        precondition(table.allSatisfy { $0.node < 0 || nodes[Int($0.node)].hash == $0.hash }, "record cache: stale hash in the table")
         precondition(bytes <= budgetBytes, "record cache: \(bytes) bytes over the budget \(budgetBytes)")
         return keys
     }
