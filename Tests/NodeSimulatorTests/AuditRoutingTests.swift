@@ -57,7 +57,7 @@ import Testing
         let core = cluster.node(NodeID(1)).core!
         let reply = RecordingReply()
         for message: RPCMessage in [
-            putRequest("k", "v", client: 1), .read(ReadRequest(KVRangeRequest(range: .single(b("k"))))), .status, .members,
+            putRequest("k", "v", client: 1), .read(ReadRequest(KVRangeRequest(range: .single(b("k"))))), .status(), .members,
             .snapshotSave, .leaderTransfer(NodeID(1)),
         ] {
             #expect(!core.routeToApplyStage(message, reply.context(1)), "\(message.kind)")
