@@ -1,5 +1,6 @@
 import CRocksDB
 import CRocksDBFlush
+import FaunaKV
 
 #if canImport(Glibc)
 import Glibc
@@ -36,17 +37,7 @@ public struct RocksDBColumnFamily: Hashable, Sendable, CustomStringConvertible {
 
     /// The first stored key after every key of this key space, or nil if there is none (no
     /// prefix, or a prefix of 0xFF bytes only).
-    var prefixEnd: [UInt8]? {
-        var end = keyPrefix
-        while let last = end.last {
-            if last < 0xFF {
-                end[end.count - 1] = last + 1
-                return end
-            }
-            end.removeLast()
-        }
-        return nil
-    }
+    var prefixEnd: [UInt8]? { KeyRange.prefixEnd(keyPrefix) }
 }
 
 /// How one column family is configured when the database is opened.
