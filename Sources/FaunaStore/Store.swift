@@ -169,7 +169,7 @@ public final class Store: @unchecked Sendable {
         raftLog.close()
         applyLock.withLock { applyWriter }?.stop()
         flusher.stop()
-        if applyLock.withLock({ applyFailure == nil }) { try? flushState() }
+        if applyLock.withLock({ applyFailure == nil }) { _ = try? flushState() }
     }
 
     deinit {
