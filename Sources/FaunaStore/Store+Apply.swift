@@ -248,7 +248,23 @@ extension Store {
     public func journalRecord(at index: LogIndex) throws(StoreError) -> JournalRecord? {
         let (appliedNow, v2From) = applyLock.withLock { (applied.index, applied.leafV2From) }
         guard index >= LogIndex(1), index <= appliedNow else { return nil }
-        return try journalRecords(from: index, to: index + 1, maxBytes: Int.max, applied: appliedNow, leafV2From: v2From).first
+        // Two point reads (every verified read asks for one record), not the range read's iterators.
+        let key = RaftKey.entry(index)
+        guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(cfs.log, key) }) else {
+            throw StoreError.corrupt(cfs.log, key: key, "journal entry missing")
+        }
+        let entry: Entry
+        do { entry = try RaftLogCodec.decodeEntry(bytes, index: index) } catch {
+            throw StoreError.corrupt(cfs.log, key: key, error.reason)
+        }
+        guard let v2From, index >= v2From else { return JournalRecord(entry: entry, effects: nil) }
+        let effectsKey = bigEndianBytes(index.rawValue)
+        guard let recorded = try rocks({ () throws(RocksDBError) in try db.get(cfs.effects, effectsKey) }) else {
+            throw StoreError.corrupt(cfs.effects, key: effectsKey, "effects of a v2 leaf missing")
+        }
+        do { return JournalRecord(entry: entry, effects: try RaftLogCodec.decodeEffects(recorded)) } catch {
+            throw StoreError.corrupt(cfs.effects, key: effectsKey, error.reason)
+        }
     }
 
     /// Committed entries `[low, high)` from the journal, stopping once `maxBytes` is exceeded
