@@ -15,27 +15,36 @@ extension FaunaClient {
 
     /// The status of every configured node, asked concurrently, in `endpoints` order. Each node
     /// gets one attempt of at most `requestTimeout` (an unreachable node fails fast).
-    /// - Parameter withRecordCache: also ask for each node's record cache figures
-    ///   (`NodeStatus.recordCache`). A node of an earlier build refuses that request with
-    ///   `invalidRequest`; it is then asked again without them (its `recordCache` is nil).
-    public func statusAll(withRecordCache: Bool = false) async -> [(Endpoint, Result<NodeStatus, FaunaClientError>)] {
+    /// - Parameters:
+    ///   - withRecordCache: also ask for each node's record cache figures
+    ///     (`NodeStatus.recordCache`).
+    ///   - withHealth: also ask for each node's readiness checks (`NodeStatus.health`; the
+    ///     record cache comes with them).
+    ///
+    /// A node of an earlier build refuses a request with a field it does not know with
+    /// `invalidRequest`; it is then asked again with fewer (those answers lack them).
+    public func statusAll(withRecordCache: Bool = false, withHealth: Bool = false) async -> [(Endpoint, Result<NodeStatus, FaunaClientError>)] {
         let decode: @Sendable (RPCMessage) -> NodeStatus? = { answer in
             if case .statusResponse(let status) = answer { status } else { nil }
         }
-        let request = StatusRequest(withRecordCache: withRecordCache)
+        var request = StatusRequest(withRecordCache: withRecordCache, withHealth: withHealth)
         var all = await askEveryNode(.status(request), within: configuration.requestTimeout, decode: decode)
-        guard withRecordCache else { return all }
-        let refused = all.indices.filter { i in
-            if case .failure(let e) = all[i].1 { e.code == .invalidRequest } else { false }
-        }
-        for i in refused {
-            let endpoint = all[i].0
-            var budget = RetryBudget(deadline: .now + configuration.requestTimeout, attemptsMax: 1)
-            do throws(FaunaClientError) {
-                let answer = try await perform(.status(), route: .node(endpoint), budget: &budget)
-                all[i].1 = decode(answer).map { .success($0) } ?? .failure(.unexpected(answer, want: "statusResponse", from: endpoint))
-            } catch {
-                all[i].1 = .failure(error)
+        // Each refusal steps down one field: health, then the record cache.
+        while request.withRecordCache {
+            request = request.withHealth ? StatusRequest(withRecordCache: true) : StatusRequest()
+            let refused = all.indices.filter { i in
+                if case .failure(let e) = all[i].1 { e.code == .invalidRequest } else { false }
+            }
+            guard !refused.isEmpty else { break }
+            for i in refused {
+                let endpoint = all[i].0
+                var budget = RetryBudget(deadline: .now + configuration.requestTimeout, attemptsMax: 1)
+                do throws(FaunaClientError) {
+                    let answer = try await perform(.status(request), route: .node(endpoint), budget: &budget)
+                    all[i].1 = decode(answer).map { .success($0) } ?? .failure(.unexpected(answer, want: "statusResponse", from: endpoint))
+                } catch {
+                    all[i].1 = .failure(error)
+                }
             }
         }
         return all

@@ -35,6 +35,16 @@ public struct ClusterConfig: Sendable, Equatable {
         public var nodeID: NodeID
         public var peer: Endpoint
         public var client: Endpoint
+        /// The HTTP port of `/metrics`, `/livez`, `/readyz` (docs/METRICS.md); nil: not served.
+        public var metrics: Endpoint?
+
+        public init(name: String, nodeID: NodeID, peer: Endpoint, client: Endpoint, metrics: Endpoint? = nil) {
+            self.name = name
+            self.nodeID = nodeID
+            self.peer = peer
+            self.client = client
+            self.metrics = metrics
+        }
     }
 
     /// A `host:port` address.
@@ -112,13 +122,14 @@ public struct ClusterConfig: Sendable, Equatable {
             guard seenIDs.insert(id).inserted else { throw ConfigError("duplicate node id \"\(rawNode.id)\"") }
             let peer = try Endpoint(parsing: rawNode.peer)
             let client = try Endpoint(parsing: rawNode.client)
-            for (endpoint, role) in [(peer, "peer"), (client, "client")] {
+            let metrics = try rawNode.metrics.map { text throws(ConfigError) in try Endpoint(parsing: text) }
+            for (endpoint, role) in [(peer, "peer"), (client, "client")] + (metrics.map { [($0, "metrics")] } ?? []) {
                 if let other = seenEndpoints[endpoint] {
                     throw ConfigError("address \(endpoint) of \(rawNode.id).\(role) is also \(other)")
                 }
                 seenEndpoints[endpoint] = "\(rawNode.id).\(role)"
             }
-            nodes.append(NodeConfig(name: rawNode.id, nodeID: id, peer: peer, client: client))
+            nodes.append(NodeConfig(name: rawNode.id, nodeID: id, peer: peer, client: client, metrics: metrics))
         }
     }
 
@@ -187,6 +198,7 @@ struct RawConfig: Decodable {
         var id: String
         var peer: String
         var client: String
+        var metrics: String?
     }
 
     var cluster: Cluster

@@ -35,6 +35,9 @@ final class EventQueue<Element: Sendable>: @unchecked Sendable {
         }
     }
 
+    /// Elements waiting now.
+    var count: Int { condition.withLock { items.count - head } }
+
     /// Adds `element` regardless of the bound (internal completions, slot-holding client jobs
     /// only). Dropped once closed.
     func post(_ element: Element) {

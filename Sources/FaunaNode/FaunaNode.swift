@@ -30,11 +30,16 @@ public final class FaunaNode: @unchecked Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let peerServer: RPCServer
     private let clientServer: RPCServer
+    private let httpServer: HTTPStatusServer?
     private let logger: Logger
+
+    /// The bound port of the metrics and health server (nil: not configured).
+    public var metricsPort: Int? { httpServer?.port }
 
     private init(
         settings: NodeSettings, core: NodeCore, events: EventQueue<NodeEvent>, transport: PeerTransport,
-        group: MultiThreadedEventLoopGroup, peerServer: RPCServer, clientServer: RPCServer, logger: Logger
+        group: MultiThreadedEventLoopGroup, peerServer: RPCServer, clientServer: RPCServer, httpServer: HTTPStatusServer?,
+        logger: Logger
     ) {
         self.settings = settings
         self.core = core
@@ -43,6 +48,7 @@ public final class FaunaNode: @unchecked Sendable {
         self.group = group
         self.peerServer = peerServer
         self.clientServer = clientServer
+        self.httpServer = httpServer
         self.logger = logger
     }
 
@@ -81,7 +87,9 @@ public final class FaunaNode: @unchecked Sendable {
         let raft: RaftNode
         let raftStorage = RaftStorageMonitor(store.raftLog)
         let hasClusterID: Bool
-        let pipeline = settings.pipeline
+        let metrics = NodeMetrics()
+        var pipeline = settings.pipeline
+        pipeline.metrics = metrics.pipeline
         do {
             raft = try NodeCore.makeRaftNode(settings: pipeline, applied: store.appliedIndex, storage: raftStorage)
             // Not `try?`: a cluster ID that does not decode is a corrupt record (fail-stop).
@@ -117,8 +125,8 @@ public final class FaunaNode: @unchecked Sendable {
         let applier = ApplyThread(capacity: settings.applyQueueMax + settings.pendingReadsMax)
         applier.stage = ApplyStage(
             store: stateStore, nodeID: settings.nodeID, compactEntries: settings.cluster.snapshotEntries, members: members,
-            audit: AuditService(nodeID: settings.nodeID, signer: signer), proposals: core.proposals, decorator: decorator,
-            background: DispatchBackground(), logger: logger,
+            audit: AuditService(nodeID: settings.nodeID, signer: signer, metrics: metrics.pipeline), proposals: core.proposals,
+            decorator: decorator, background: DispatchBackground(), logger: logger, metrics: metrics.pipeline,
             failStop: { error, doing in events.post(.storeFailed(error, doing)) }
         ) { report in events.post(.applied(report)) }
         core.applier = applier
@@ -153,7 +161,11 @@ public final class FaunaNode: @unchecked Sendable {
         }
         do {
             clientServer = try await RPCServer.start(
-                configuration: RPCServerConfiguration(host: settings.node.client.host, port: settings.node.client.port),
+                configuration: {
+                    var configuration = RPCServerConfiguration(host: settings.node.client.host, port: settings.node.client.port)
+                    configuration.observer = metrics
+                    return configuration
+                }(),
                 group: group, logger: logger
             ) { message, context in
                 // Audit requests and digests go straight to the apply queue: the owner is not
@@ -169,18 +181,62 @@ public final class FaunaNode: @unchecked Sendable {
             try? await group.shutdownGracefully()
             throw NodeStartError("cannot listen on the client address \(settings.node.client) of \(settings.node.name): \(error)")
         }
+        var httpServer: HTTPStatusServer?
+        if let address = settings.node.metrics {
+            let route = statusRoutes(
+                name: settings.node.name, core: core, events: events, applyQueue: applier.queue, metrics: metrics,
+                limits: settings.health)
+            do {
+                httpServer = try await HTTPStatusServer.start(
+                    host: address.host, port: address.port, group: group, logger: logger, route: route)
+            } catch {
+                try? await clientServer.close()
+                try? await peerServer.close()
+                try? await group.shutdownGracefully()
+                throw NodeStartError("cannot listen on the metrics address \(address) of \(settings.node.name): \(error)")
+            }
+        }
         applier.start()
         let thread = Thread { runOwner(core, events: events) }
         thread.name = "fauna-raft"
         thread.start()
         logger.info("node started", metadata: [
             "peer": "\(settings.node.peer)", "client": "\(settings.node.client)", "data": "\(settings.dataDirectory)",
+            "metrics": "\(settings.node.metrics.map { "\($0)" } ?? "off")",
             "applied": "\(store.appliedIndex)", "term": "\(raft.term)",
             "publicKey": "\(signer.publicKey.rawRepresentation.map { String(format: "%02x", $0) }.joined())",
         ])
         return FaunaNode(
             settings: settings, core: core, events: events, transport: transport, group: group, peerServer: peerServer,
-            clientServer: clientServer, logger: logger)
+            clientServer: clientServer, httpServer: httpServer, logger: logger)
+    }
+
+    /// What the metrics port serves: everything from the owner's published vitals and the
+    /// queues' counts, so a scrape never waits for the owner or touches the store.
+    private static func statusRoutes(
+        name: String, core: NodeCore, events: EventQueue<NodeEvent>, applyQueue: EventQueue<ApplyJob>, metrics: NodeMetrics,
+        limits: NodeHealth.Limits
+    ) -> @Sendable (String) -> HTTPAnswer {
+        let vitals = core.vitals
+        let clock = core.clock
+        return { path in
+            let v = vitals.withLockedValue { $0 }
+            switch path {
+            case "/metrics":
+                let body = metrics.render(vitals: v, queues: [
+                    ("events", events.count, events.capacity), ("apply", applyQueue.count, applyQueue.capacity),
+                ])
+                return HTTPAnswer(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: body)
+            case "/livez", "/readyz":
+                let health = path == "/livez"
+                    ? NodeHealth.live(v, now: clock.now, limits: limits) : NodeHealth.ready(v, now: clock.now, limits: limits)
+                return .text(health.ok ? .ok : .serviceUnavailable, health.text)
+            case "/":
+                return .text(.ok, "Fauna node \(name): /metrics (Prometheus text), /livez, /readyz\n")
+            default:
+                return .text(.notFound, "\(path): not found; try /metrics, /livez or /readyz\n")
+            }
+        }
     }
 
     /// The owner thread: waits for events until the next tick is due, runs a round, and
@@ -235,6 +291,7 @@ public final class FaunaNode: @unchecked Sendable {
 
     private func shutdownIO() async {
         guard shutdownOnce.setOnce() else { return }
+        try? await httpServer?.close()
         try? await clientServer.close()
         try? await peerServer.close()
         await transport.shutdown()

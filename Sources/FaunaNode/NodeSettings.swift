@@ -33,6 +33,13 @@ public struct NodeSettings: Sendable {
     /// A linearizable read not served within this time is answered `timeout`.
     public var readTimeoutSeconds = 5.0
     public var storeOptions = Store.Options()
+    /// Bounds of `/readyz` (docs/METRICS.md "Health"): by default a node turns unready below
+    /// twice the free disk space at which its writes stop.
+    public var health: NodeHealth.Limits = {
+        var limits = NodeHealth.Limits()
+        limits.diskFreeBytesMin = 2 * Store.Options().diskFreeBytesMin
+        return limits
+    }()
 
     public var nodeID: NodeID { node.nodeID }
 
@@ -47,6 +54,7 @@ public struct NodeSettings: Sendable {
         p.proposalBatchBytesMax = proposalBatchBytesMax
         p.requestTimeout = .milliseconds(Int64(requestTimeoutSeconds * 1000))
         p.readTimeout = .milliseconds(Int64(readTimeoutSeconds * 1000))
+        p.health = health
         return p
     }
 

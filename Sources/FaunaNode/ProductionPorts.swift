@@ -84,6 +84,7 @@ final class RocksStateStore: StateStore, @unchecked Sendable {
     func close() { store.close() }
 
     var recordCacheStats: RecordCacheStats { store.recordCacheStats }
+    var storageStats: StorageStats { store.storageStats() }
 
     var sizeBytes: UInt64 {
         var bytes: UInt64 = 0

@@ -1,3 +1,4 @@
+import CoreMetrics
 import FaunaKV
 import FaunaRPC
 import FaunaRaft
@@ -78,14 +79,17 @@ public final class ApplyStage: @unchecked Sendable {
     /// Once true, stays true (the first committed cluster ID is never replaced).
     private var hasClusterID = false
 
+    let metrics: PipelineMetrics
+
     /// `proposals` is the owner's (`NodeCore.proposals`): the writes applied here are answered
     /// here.
     public init(
         store: any StateStore, nodeID: NodeID, compactEntries: Int, members: any MemberBook, audit: AuditService,
         proposals: ProposalRegistry, decorator: (any AnswerDecorator)?, background: any BackgroundRunner,
-        logger: Logger, failStop: @escaping @Sendable (StoreError, String) -> Void,
+        logger: Logger, metrics: PipelineMetrics = PipelineMetrics(), failStop: @escaping @Sendable (StoreError, String) -> Void,
         report: @escaping @Sendable (Result<ApplyReport, StoreError>) -> Void
     ) {
+        self.metrics = metrics
         self.audit = audit
         self.proposals = proposals
         self.decorator = decorator
@@ -135,7 +139,10 @@ public final class ApplyStage: @unchecked Sendable {
                 return
             }
             do {
+                let started = ContinuousClock.now
                 let applied = try store.apply(entries, confState: confState)
+                metrics.applyBatch.record(ContinuousClock.now - started)
+                metrics.appliedEntries.increment(by: applied.count)
                 if !hasClusterID { hasClusterID = try store.clusterID() != nil && store.leafV2From != nil }
                 var settled: [ProposalRegistry.Applied] = []
                 settled.reserveCapacity(applied.count)

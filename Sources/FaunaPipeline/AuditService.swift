@@ -1,3 +1,4 @@
+import CoreMetrics
 import FaunaAudit
 import FaunaKV
 import FaunaRPC
@@ -14,10 +15,12 @@ import FaunaVerify
 public struct AuditService: Sendable {
     let nodeID: NodeID
     let signer: TreeHeadSigner
+    let metrics: PipelineMetrics
 
-    public init(nodeID: NodeID, signer: TreeHeadSigner) {
+    public init(nodeID: NodeID, signer: TreeHeadSigner, metrics: PipelineMetrics = PipelineMetrics()) {
         self.nodeID = nodeID
         self.signer = signer
+        self.metrics = metrics
     }
 
     /// The answer to an audit request.
@@ -71,8 +74,10 @@ public struct AuditService: Sendable {
         guard size <= applied else { return behind("tree size \(size)", applied) }
         let root = try store.rootHash(atSize: size)
         let head = TreeHead(clusterID: clusterID, treeSize: size, rootHash: root)
+        let signature = try signer.sign(head)
+        metrics.treeHeadsSigned.increment()
         return .signedTreeHeadResponse(SignedTreeHeadResponse(
-            nodeID: nodeID, appliedIndex: LogIndex(applied), head: head, signature: try signer.sign(head)))
+            nodeID: nodeID, appliedIndex: LogIndex(applied), head: head, signature: signature))
     }
 
     private func inclusionProof(_ request: InclusionProofRequest, _ store: any StateStore) throws -> RPCMessage {

@@ -1,3 +1,4 @@
+import CoreMetrics
 import FaunaKV
 import FaunaRPC
 import FaunaRaft
@@ -33,7 +34,7 @@ extension NodeCore {
         case .read(let request):
             read(request, context)
         case .status(let request):
-            context.respond(.statusResponse(status(withRecordCache: request.withRecordCache)))
+            context.respond(.statusResponse(status(withRecordCache: request.withRecordCache, withHealth: request.withHealth)))
         case .members:
             context.respond(.membersResponse(memberList()))
         case .memberChange(let change):
@@ -128,6 +129,8 @@ extension NodeCore {
             let slice = writes[start..<end]
             do {
                 let first = try raft.propose(batch: slice.map(\.bytes))
+                metrics.proposals.increment(by: slice.count)
+                proposalTimer.proposed(through: first + UInt64(slice.count - 1), at: clock.now)
                 for (offset, w) in slice.enumerated() {
                     track(.init(kind: .write, term: raft.term, deadline: deadline, context: w.context), at: first + UInt64(offset))
                 }
@@ -202,6 +205,7 @@ extension NodeCore {
         do {
             // On a follower the core forwards the request to the leader (follower reads).
             try raft.readIndex(context: ctx)
+            metrics.readIndexRounds.increment()
         } catch {
             switch error.code {
             case .notLeader: return context.respond(.error(RPCErrorResponse(.unavailable, "no leader known to \(id); retry")))
@@ -214,7 +218,7 @@ extension NodeCore {
 
     // MARK: Admin
 
-    func status(withRecordCache: Bool) -> NodeStatus {
+    func status(withRecordCache: Bool, withHealth: Bool = false) -> NodeStatus {
         var status = NodeStatus(
             nodeID: id, role: raft.role, isLearner: raft.conf.isLearner(id), term: raft.term, leader: raft.leader,
             commitIndex: raft.commitIndex, appliedIndex: appliedIndex, treeSize: treeSize, dbSizeBytes: store.sizeBytes)
@@ -222,6 +226,12 @@ extension NodeCore {
             let c = store.recordCacheStats
             status.recordCache = RecordCacheStatus(
                 budgetBytes: c.budgetBytes, bytes: c.bytes, entries: c.entries, hits: c.hits, misses: c.misses)
+        }
+        if withHealth {
+            // The vitals of the last round (this one's are published at its end): what /readyz says.
+            let now = clock.now
+            let health = NodeHealth.ready(vitals.withLockedValue { $0 }, now: now, limits: settings.health)
+            status.health = health.checks.map { HealthCheck(name: $0.name, failure: $0.failure) }
         }
         return status
     }

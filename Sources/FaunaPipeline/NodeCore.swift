@@ -1,3 +1,4 @@
+import CoreMetrics
 import FaunaKV
 import FaunaRPC
 import FaunaRaft
@@ -107,6 +108,14 @@ public final class NodeCore: @unchecked Sendable {
     public let finished = DispatchSemaphore(value: 0)
     /// Reads, applies and snapshot installs since start (the simulator's coverage report).
     public internal(set) var counters = Counters()
+    let metrics: PipelineMetrics
+    /// What other threads may read of this core (health checks), published every round.
+    public let vitals = NIOLockedValueBox(NodeVitals())
+    /// Proposed batches waiting for their commit (the propose-to-commit histogram).
+    var proposalTimer = ProposalTimer()
+    /// The store's figures for the vitals, and when they are read next.
+    var storageStats: (StorageStats, RecordCacheStats, NodeInstant)?
+    var nextStorageStats = NodeInstant(.zero)
 
     public struct Counters: Sendable {
         public var snapshotsInstalled = 0
@@ -126,6 +135,7 @@ public final class NodeCore: @unchecked Sendable {
     ) {
         self.id = settings.nodeID
         self.settings = settings
+        self.metrics = settings.metrics
         self.events = events
         self.members = members
         self.transport = transport
@@ -157,6 +167,7 @@ public final class NodeCore: @unchecked Sendable {
     /// expired requests, this round's proposals, and at most one Ready. Returns false once the
     /// node is stopping: the caller then calls `finishStopping()`.
     public func runRound(_ batch: [NodeEvent], now: NodeInstant) -> Bool {
+        defer { publishVitals(now: now) }
         for event in batch { handle(event) }
         if isStopping { return false }
         if failure != nil { return true }  // drain events until stopping completes
@@ -175,6 +186,49 @@ public final class NodeCore: @unchecked Sendable {
         proposeClusterIDIfNeeded()
         driveReady()
         return !isStopping
+    }
+
+    /// Gauges and the vitals other threads read: a handful of stores per round.
+    private func publishVitals(now: NodeInstant) {
+        let stopped = failure.map { "stopped on a disk error: \($0)" } ?? (isStopping ? "stopping" : nil)
+        guard let raft else {
+            // No core: a failed snapshot install (fail-stop) or after `finishStopping`.
+            vitals.withLockedValue {
+                $0.lastRound = now
+                $0.stopped = stopped ?? "no Raft core"
+            }
+            return
+        }
+        var v = NodeVitals()
+        if failure == nil, let store, now >= nextStorageStats {
+            // The owner reads them: it alone reopens the store (snapshot installs).
+            storageStats = (store.storageStats, store.recordCacheStats, now)
+            nextStorageStats = now + .seconds(1)
+        }
+        if let figures = storageStats {
+            v.storage = figures.0
+            v.recordCache = figures.1
+            v.storageAt = figures.2
+        }
+        v.role = raft.role
+        v.isLearner = raft.conf.isLearner(id)
+        v.term = raft.term
+        v.leader = raft.leader
+        v.commitIndex = raft.commitIndex
+        v.appliedIndex = appliedIndex
+        v.treeSize = treeSize
+        v.lastRound = now
+        v.stopped = stopped
+        vitals.withLockedValue { $0 = v }
+        metrics.term.record(v.term.rawValue)
+        metrics.commitIndex.record(v.commitIndex.rawValue)
+        metrics.appliedIndex.record(v.appliedIndex.rawValue)
+        metrics.treeSize.record(v.treeSize)
+        metrics.isLeader.record(v.role == .leader ? 1 : 0)
+        metrics.hasLeader.record(v.leader == nil ? 0 : 1)
+        metrics.pendingProposals.record(proposals.count)
+        metrics.pendingReads.record(readsAwaitingIndex.count + readsAwaitingApply.count)
+        metrics.applyJobsInFlight.record(applyJobsInFlight)
     }
 
     private func handle(_ event: NodeEvent) {
@@ -240,6 +294,10 @@ public final class NodeCore: @unchecked Sendable {
         let ready = raft.ready()
         // Nothing of a Ready built over a damaged log is persisted or sent.
         if stopIfRaftLogDamaged() { return }
+        if raft.isLeader {
+            let metrics = metrics
+            proposalTimer.committed(through: raft.commitIndex, at: clock.now) { metrics.proposeToCommit.record($0) }
+        }
         if let hard = ready.hardState, hard.term != loggedTerm {
             loggedTerm = hard.term
             logger[metadataKey: "term"] = "\(hard.term)"
@@ -273,7 +331,9 @@ public final class NodeCore: @unchecked Sendable {
         // into the next Ready, which is the group commit.
         let update = RaftLogUpdate(ready)
         do {
+            let started = clock.now
             try store.entryLog.persist(update)
+            metrics.logPersist.record(clock.now - started)
         } catch {
             failStop(error, while: "persisting the Raft log")
             return
@@ -352,7 +412,11 @@ public final class NodeCore: @unchecked Sendable {
         logger[metadataKey: "term"] = "\(raft.term)"
         logger[metadataKey: "role"] = "\(soft.role)"
         // The hint of the "replaced" answers the apply stage gives.
-        if soft.leader != oldLeader { proposals.leader = soft.leader }
+        if soft.leader != oldLeader {
+            proposals.leader = soft.leader
+            if soft.leader != nil { metrics.leaderChanges.increment() }
+        }
+        if soft.role != .leader { proposalTimer.forgetAll() }
         if soft.role != oldRole || soft.leader != oldLeader {
             logger.info("raft state changed", metadata: ["leader": "\(soft.leader.map { "\($0)" } ?? "none")"])
         }

@@ -21,6 +21,10 @@ public struct PipelineSettings: Sendable {
     /// Where a leader's new cluster ID comes from: nil, the system's random source; the node
     /// simulator passes a seeded one so a seed replays byte for byte.
     public var clusterIDBytes: (@Sendable (Int) -> [UInt8])?
+    /// Where the pipeline's metrics go (default: nowhere).
+    public var metrics = PipelineMetrics()
+    /// Bounds of the readiness verdict (`/readyz`, `status` with health).
+    public var health = NodeHealth.Limits()
 
     public init(
         nodeID: NodeID, tickMs: Int, electionTicks: Int, heartbeatTicks: Int, snapshotEntries: Int, randomSeed: UInt64

@@ -97,6 +97,14 @@ public protocol StateStore: AnyObject, Sendable {
     /// The record cache's figures as of the last applied chunk, for `status` (any thread;
     /// never waits for an apply).
     var recordCacheStats: RecordCacheStats { get }
+    /// RocksDB and disk figures for metrics and health (owner thread: it alone reopens the
+    /// store).
+    var storageStats: StorageStats { get }
+}
+
+extension StateStore {
+    /// An in-memory store has no RocksDB and no disk of its own.
+    public var storageStats: StorageStats { StorageStats() }
 }
 
 /// Sends Raft messages to peers (production: one TCP link per peer). Never blocks; a message

@@ -27,13 +27,17 @@ public struct NodeStatus: Hashable, Sendable {
     /// Its record cache, if the request asked for it (`StatusRequest.withRecordCache`); nil
     /// otherwise.
     public var recordCache: RecordCacheStatus?
+    /// The node's readiness checks (what its `/readyz` answers), if the request asked for
+    /// them (`StatusRequest.withHealth`); nil otherwise.
+    public var health: [HealthCheck]?
 
     /// A status report.
     public init(
         nodeID: NodeID, role: RaftRole, isLearner: Bool = false, term: Term, leader: NodeID?,
         commitIndex: LogIndex, appliedIndex: LogIndex, treeSize: UInt64, dbSizeBytes: UInt64,
-        recordCache: RecordCacheStatus? = nil
+        recordCache: RecordCacheStatus? = nil, health: [HealthCheck]? = nil
     ) {
+        self.health = health
         self.nodeID = nodeID
         self.role = role
         self.isLearner = isLearner
@@ -52,8 +56,42 @@ public struct StatusRequest: Hashable, Sendable {
     /// Also report the node's record cache (`NodeStatus.recordCache`). A node of a build
     /// before this field answers such a request with `invalidRequest` (docs/PROTOCOL.md).
     public var withRecordCache: Bool
+    /// Also report the node's readiness checks (`NodeStatus.health`); implies
+    /// `withRecordCache` on the wire (the answer's sections come in that order). A node of a
+    /// build before this field answers `invalidRequest`.
+    public var withHealth: Bool
 
-    public init(withRecordCache: Bool = false) { self.withRecordCache = withRecordCache }
+    public init(withRecordCache: Bool = false, withHealth: Bool = false) {
+        self.withRecordCache = withRecordCache || withHealth
+        self.withHealth = withHealth
+    }
+}
+
+/// One readiness check of a node: its name and, if it fails, why (docs/METRICS.md "Health").
+public struct HealthCheck: Hashable, Sendable {
+    public var name: String
+    public var failure: String?
+    public var ok: Bool { failure == nil }
+
+    public init(name: String, failure: String?) {
+        self.name = name
+        self.failure = failure
+    }
+
+    static let countMax = 16
+    static let nameBytesMax = 64
+    static let failureBytesMax = 1024
+
+    /// `text` cut at a character boundary to at most `bytesMax` UTF-8 bytes.
+    static func truncated(_ text: String, bytesMax: Int) -> String {
+        guard text.utf8.count > bytesMax else { return text }
+        var out = ""
+        for c in text {
+            guard out.utf8.count + String(c).utf8.count <= bytesMax else { break }
+            out.append(c)
+        }
+        return out
+    }
 }
 
 /// A node's cache of current records for its apply path (docs/STORAGE.md "Tuning"), as of its
@@ -184,6 +222,16 @@ extension NodeStatus {
             w.varint(c.hits)
             w.varint(c.misses)
         }
+        // Only after a record cache section (a request for health asks for both).
+        if let health, recordCache != nil {
+            let checks = health.prefix(HealthCheck.countMax)
+            w.varint(UInt64(checks.count))
+            for c in checks {
+                w.string(HealthCheck.truncated(c.name, bytesMax: HealthCheck.nameBytesMax))
+                w.u8(c.ok ? 0 : 1)
+                if let failure = c.failure { w.string(HealthCheck.truncated(failure, bytesMax: HealthCheck.failureBytesMax)) }
+            }
+        }
     }
 
     init(from r: inout WireReader) throws(RPCDecodingError) {
@@ -203,6 +251,20 @@ extension NodeStatus {
                 entries: try r.varint("record cache entries"), hits: try r.varint("record cache hits"),
                 misses: try r.varint("record cache misses"))
         }
+        if r.remaining > 0 {
+            let count = try r.varint("health check count")
+            guard count <= UInt64(HealthCheck.countMax) else {
+                throw RPCDecodingError(.invalidValue, "health check count: got \(count), want ≤ \(HealthCheck.countMax)")
+            }
+            var checks: [HealthCheck] = []
+            for _ in 0..<count {
+                let name = try r.string("health check name", max: HealthCheck.nameBytesMax)
+                let failed = try r.flags("health check flags", allowed: 0x01) != 0
+                let failure = failed ? try r.string("health check failure", max: HealthCheck.failureBytesMax) : nil
+                checks.append(HealthCheck(name: name, failure: failure))
+            }
+            health = checks
+        }
     }
 }
 
@@ -210,7 +272,7 @@ extension StatusRequest {
     /// Empty for the plain request, so that nodes of earlier builds (which want an empty
     /// body) answer it as before.
     func encode(into w: inout WireWriter) {
-        if withRecordCache { w.u8(0x01) }
+        if withRecordCache || withHealth { w.u8((withRecordCache || withHealth ? 0x01 : 0) | (withHealth ? 0x02 : 0)) }
     }
 
     init(from r: inout WireReader) throws(RPCDecodingError) {
@@ -218,9 +280,12 @@ extension StatusRequest {
             self.init()
             return
         }
-        let flags = try r.flags("status request flags", allowed: 0x01)
+        let flags = try r.flags("status request flags", allowed: 0x03)
         guard flags != 0 else { throw RPCDecodingError(.invalidValue, "status request flags: got 0, want the byte left out") }
-        self.init(withRecordCache: true)
+        guard flags & 0x02 == 0 || flags & 0x01 != 0 else {
+            throw RPCDecodingError(.invalidValue, "status request flags: got 0x02, want bit 0 (withRecordCache) with bit 1 (withHealth)")
+        }
+        self.init(withRecordCache: true, withHealth: flags & 0x02 != 0)
     }
 }
 

@@ -42,6 +42,8 @@ public struct RPCServerConfiguration: Sendable {
     /// On a peer port: called (on an event loop) with the node and key of every accepted hello
     /// that carries a public key.
     public var onPeerKey: (@Sendable (NodeID, [UInt8]) -> Void)?
+    /// Told of the final answer to every request (a node's metrics). Nil: nothing is timed.
+    public var observer: (any RPCServerObserver)?
     /// Bytes of partial frames all connections together may buffer beyond
     /// `FrameBufferBudget.freeBytesPerConnection` each; a connection whose partial frame would
     /// take more is closed (logged). Without it, `connectionsMax` connections that each declare
@@ -174,6 +176,15 @@ public struct RPCResponseBatch {
         for (_, group) in byChannel { group.channel.send(group.frames) }
         byChannel.removeAll(keepingCapacity: true)
     }
+}
+
+/// Counts and times the answers of a server (a node's request metrics, docs/METRICS.md).
+/// Called on the connection's event loop: must be cheap and must not block.
+public protocol RPCServerObserver: Sendable {
+    /// The final answer to a request of kind `request` went out `nanoseconds` after the request
+    /// was decoded; `error` is the answer's code if it is an error. Requests refused before
+    /// the node saw them (too many in flight, a body that does not decode) count too, with 0.
+    func answered(_ request: FrameKind, error: RPCErrorCode?, nanoseconds: Int64)
 }
 
 /// Called on the connection's event loop for every decoded request: must not block. The node
@@ -309,6 +320,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private var reply: NIOReplyChannel?
     /// Requests handed to the node and not answered yet.
     private var pending: Set<RequestID> = []
+    /// With an observer: the kind and arrival of each pending request (bounded like `pending`).
+    private var started: [RequestID: (kind: FrameKind, at: NIODeadline)] = [:]
     private var isClosing = false
     /// When a frame last completed or an answer was last written: the idle timeout counts from
     /// the later of the two.
@@ -404,6 +417,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             }
             let refusal = RPCErrorResponse(.invalidRequest, "\(frame.kind): \(error.reason)")
             context.writeAndFlush(wrapOutboundOut(Frame(.error(refusal), requestID: frame.requestID)), promise: nil)
+            configuration.observer?.answered(frame.kind, error: .invalidRequest, nanoseconds: 0)
             return
         }
         if let identity = configuration.peerIdentity {
@@ -483,9 +497,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         guard pending.count < configuration.requestsInFlightMax else {
             let busy = RPCErrorResponse(.overloaded, "requests in flight: got \(pending.count), want < \(configuration.requestsInFlightMax)")
             context.writeAndFlush(wrapOutboundOut(Frame(.error(busy), requestID: frame.requestID)), promise: nil)
+            configuration.observer?.answered(frame.kind, error: .overloaded, nanoseconds: 0)
             return
         }
         pending.insert(frame.requestID)
+        if configuration.observer != nil { started[frame.requestID] = (frame.kind, NIODeadline.now()) }
         handler(message, RPCRequestContext(requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, reply: replyChannel(context)))
     }
 
@@ -500,8 +516,19 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         if isFinal {
             pending.remove(frame.requestID)
             lastActivity = context.eventLoop.now
+            if let observer = configuration.observer, let request = started.removeValue(forKey: frame.requestID) {
+                observer.answered(
+                    request.kind, error: Self.errorCode(of: frame), nanoseconds: (NIODeadline.now() - request.at).nanoseconds)
+            }
         }
         context.write(wrapOutboundOut(frame), promise: promise)
+    }
+
+    /// The code of an error answer (decoded only for the observer); nil for any other answer.
+    private static func errorCode(of frame: Frame) -> RPCErrorCode? {
+        guard frame.kind == .error else { return nil }
+        guard case .error(let e)? = try? RPCMessage(frame) else { return .internalError }
+        return e.code
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

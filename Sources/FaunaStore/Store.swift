@@ -231,4 +231,56 @@ public final class Store: @unchecked Sendable {
         guard let cf = db.columnFamily(family.rawValue) else { return nil }
         return db.property(name, of: cf)
     }
+
+    /// Free bytes on the data directory's filesystem (for unprivileged writers), or nil if
+    /// statvfs fails.
+    public var diskFreeBytes: UInt64? { diskGuard.freeBytes() }
+
+    /// The free space below which writes stop (fail-stop, `Options.diskFreeBytesMin`).
+    public var diskFreeBytesMin: UInt64 { diskGuard.freeBytesMin }
+
+    /// RocksDB's memtables, SST files, compaction debt and write stalls, and the disk's free
+    /// space (a few dozen property reads: for metrics, about once a second).
+    public func storageStats() -> StorageStats {
+        func number(_ name: String, _ family: StoreColumnFamily) -> UInt64 {
+            property(name, of: family).flatMap { UInt64($0) } ?? 0
+        }
+        var stats = StorageStats()
+        stats.families = StoreColumnFamily.allCases.map { family in
+            StorageStats.Family(
+                name: family.rawValue, memtableBytes: number("rocksdb.cur-size-all-mem-tables", family),
+                sstBytes: number("rocksdb.total-sst-files-size", family),
+                pendingCompactionBytes: number("rocksdb.estimate-pending-compaction-bytes", family))
+        }
+        stats.writeStopped = number("rocksdb.is-write-stopped", .log) != 0
+        stats.delayedWriteRate = number("rocksdb.actual-delayed-write-rate", .log)
+        stats.runningCompactions = number("rocksdb.num-running-compactions", .log)
+        stats.diskFreeBytes = diskFreeBytes
+        stats.diskFreeBytesMin = diskFreeBytesMin
+        return stats
+    }
+}
+
+/// What `Store.storageStats()` reports.
+public struct StorageStats: Sendable {
+    public struct Family: Sendable {
+        public var name: String
+        /// Bytes in the family's memtables (active and immutable).
+        public var memtableBytes: UInt64
+        public var sstBytes: UInt64
+        /// RocksDB's estimate of the bytes compaction still has to rewrite.
+        public var pendingCompactionBytes: UInt64
+    }
+    public var families: [Family] = []
+    /// Writes stopped by RocksDB (too many L0 files or memtables).
+    public var writeStopped = false
+    /// Bytes per second RocksDB slows writes to; 0: not slowed.
+    public var delayedWriteRate: UInt64 = 0
+    public var runningCompactions: UInt64 = 0
+    /// Free bytes of the data directory's filesystem (nil: statvfs failed or not a disk).
+    public var diskFreeBytes: UInt64?
+    /// Writes stop below this many free bytes.
+    public var diskFreeBytesMin: UInt64 = 0
+
+    public init() {}
 }

@@ -33,6 +33,9 @@ struct Faunad: AsyncParsableCommand {
             Exit status: 0 after a graceful stop; 1 if it cannot start (bad configuration, data
             directory in use, port taken) or stopped on a disk error (fail-stop; the log says
             which file or column family); 64 for a malformed command line.
+
+            A node with a `metrics` address in the file serves /metrics (Prometheus text),
+            /livez and /readyz there over HTTP (docs/METRICS.md).
             """)
 
     @Option(help: "The cluster description (TOML).")
@@ -59,6 +62,11 @@ struct Faunad: AsyncParsableCommand {
         name: .customLong("record-cache-mib"),
         help: "Memory for the cache of current records the apply path reads (0...65536 MiB; 0 turns it off). Counts keys, values and the cache's tables.")
     var recordCacheMiB: Int = Store.Options().recordCacheBytes >> 20
+
+    @Option(
+        name: .customLong("ready-disk-free-mib"),
+        help: "/readyz reports unready below this many MiB free on the data directory's disk (default: twice the 256 MiB at which writes stop).")
+    var readyDiskFreeMiB: Int?
 
     @Option(help: .hidden)
     var exitWithParent: Int32?
@@ -96,6 +104,12 @@ struct Faunad: AsyncParsableCommand {
                 Self.fail("faunad: --record-cache-mib \(recordCacheMiB): want 0...65536")
             }
             s.storeOptions.recordCacheBytes = recordCacheMiB << 20
+            if let readyDiskFreeMiB {
+                guard (0...1 << 30).contains(readyDiskFreeMiB) else {
+                    Self.fail("faunad: --ready-disk-free-mib \(readyDiskFreeMiB): want 0...\(1 << 30)")
+                }
+                s.health.diskFreeBytesMin = UInt64(readyDiskFreeMiB) << 20
+            }
             settings = s
         } catch let error as ConfigError {
             Self.fail("faunad: \(config): \(error)")

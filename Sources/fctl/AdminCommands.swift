@@ -8,13 +8,17 @@ import Foundation
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show every node: role, term, leader, commit/applied index, tree and DB size, record cache.",
-        discussion: "Unreachable nodes are listed as such. Exit 3 if no node answered.")
+        abstract: "Show every node: role, term, leader, commit/applied index, tree and DB size, record cache, readiness.",
+        discussion: """
+            READY is the node's own readiness verdict, the one its /readyz answers (docs/METRICS.md): \
+            "yes", or the checks that fail (loop, stopped, leader, applied, disk); --json has \
+            each check's reason. Unreachable nodes are listed as such. Exit 3 if no node answered.
+            """)
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
         let client = try global.makeClient()
-        let all = await client.statusAll(withRecordCache: true)
+        let all = await client.statusAll(withRecordCache: true, withHealth: true)
         await client.close()
         if global.json {
             global.printJSON(all.map { endpoint, result -> [String: Any] in
@@ -30,22 +34,28 @@ struct Status: AsyncParsableCommand {
                                 "misses": c.misses,
                             ]
                         } ?? NSNull(),
+                        "ready": s.health.map { checks -> Any in checks.allSatisfy(\.ok) } ?? NSNull(),
+                        "health": s.health.map { checks -> Any in
+                            checks.map { c -> [String: Any] in
+                                ["name": c.name, "ok": c.ok, "failure": c.failure ?? NSNull()]
+                            }
+                        } ?? NSNull(),
                     ]
                 case .failure(let e): return ["endpoint": "\(endpoint)", "reachable": false, "error": e.message]
                 }
             })
         } else {
-            var rows = [["ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "TREE", "DB", "RECORD CACHE"]]
+            var rows = [["ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "TREE", "DB", "RECORD CACHE", "READY"]]
             for (endpoint, result) in all {
                 switch result {
                 case .success(let s):
                     rows.append([
                         "\(s.nodeID)", "\(endpoint)", "\(s.role)\(s.isLearner ? " (learner)" : "")", "\(s.term)",
                         s.leader.map { "\($0)" } ?? "-", "\(s.commitIndex)", "\(s.appliedIndex)", "\(s.treeSize)", formatBytes(s.dbSizeBytes),
-                        s.recordCache.map(formatRecordCache) ?? "-",
+                        s.recordCache.map(formatRecordCache) ?? "-", s.health.map(formatReadiness) ?? "-",
                     ])
                 case .failure(let e):
-                    rows.append(["?", "\(endpoint)", "unreachable (\(e.code))", "", "", "", "", "", "", ""])
+                    rows.append(["?", "\(endpoint)", "unreachable (\(e.code))", "", "", "", "", "", "", "", ""])
                 }
             }
             printTable(rows)
@@ -54,6 +64,12 @@ struct Status: AsyncParsableCommand {
             throw FctlError(.unavailable, "status: no node reachable. Start the cluster (tools/cluster up) or check --endpoints/--config.")
         }
     }
+}
+
+/// "yes", or "no: " and the names of the failing checks.
+func formatReadiness(_ checks: [HealthCheck]) -> String {
+    let failing = checks.filter { !$0.ok }.map(\.name)
+    return failing.isEmpty ? "yes" : "no: " + failing.joined(separator: ",")
 }
 
 struct Members: AsyncParsableCommand {

@@ -38,4 +38,34 @@ import Testing
         await current.close()
         await older.close()
     }
+
+    /// A node with the record cache but without health answers 0x03 with `invalidRequest`,
+    /// 0x01 with the figures: the client asks it again for those, and reads no health.
+    @Test func aNodeWithoutHealthIsAskedAgainForTheRecordCacheOnly() async throws {
+        let checks = [HealthCheck(name: "leader", failure: "no leader known in term 3")]
+        let current = try await FakeNode { message, _ in
+            guard case .status(let request) = message else { return nil }
+            var s = Self.status
+            if request.withRecordCache { s.recordCache = Self.figures }
+            if request.withHealth { s.health = checks }
+            return .statusResponse(s)
+        }
+        let recordCacheOnly = try await FakeNode { message, _ in
+            guard case .status(let request) = message else { return nil }
+            if request.withHealth { return .error(RPCErrorResponse(.invalidRequest, "status request flags: got 0x03")) }
+            var s = Self.status
+            if request.withRecordCache { s.recordCache = Self.figures }
+            return .statusResponse(s)
+        }
+        let client = FaunaClient(endpoints: [current.endpoint, recordCacheOnly.endpoint], configuration: fast(), group: group)
+        let all = await client.statusAll(withRecordCache: true, withHealth: true)
+        #expect(try all[0].1.get().health == checks)
+        let stepped = try all[1].1.get()
+        #expect(stepped.recordCache == Self.figures && stepped.health == nil)
+        #expect(recordCacheOnly.requests.withLockedValue { $0 } == 2)
+        #expect(current.requests.withLockedValue { $0 } == 1)
+        await client.close()
+        await current.close()
+        await recordCacheOnly.close()
+    }
 }

@@ -27,6 +27,14 @@ import Testing
         #expect(config.electionTicks > config.heartbeatTicks)
     }
 
+    @Test func metricsAddressIsOptional() throws {
+        let text = Self.valid.replacingOccurrences(
+            of: "client = \"127.0.0.1:7101\"", with: "client = \"127.0.0.1:7101\"\nmetrics = \"127.0.0.1:7201\"")
+        let config = try ClusterConfig(parsing: text)
+        #expect(try config.node(named: "n1").metrics == ClusterConfig.Endpoint(parsing: "127.0.0.1:7201"))
+        #expect(try config.node(named: "n2").metrics == nil)
+    }
+
     @Test func theRepositoryClusterFileIsValid() throws {
         let text = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/FaunaConfigTests/ClusterConfigTests.swift", with: "cluster.toml"), encoding: .utf8)
         let config = try ClusterConfig(parsing: text)
@@ -44,6 +52,10 @@ import Testing
         ("no node table", "[cluster]\nname = \"x\"\ndata_dir = \"d\"\n", "no [[node]]"),
         ("syntax", "[cluster\nname = 1", "line"),
         ("bad name", Self.valid.replacingOccurrences(of: "name = \"local\"", with: "name = \"a b\""), "cluster.name"),
+        ("metrics port taken", Self.valid.replacingOccurrences(
+            of: "client = \"127.0.0.1:7102\"", with: "client = \"127.0.0.1:7102\"\nmetrics = \"127.0.0.1:7101\""), "also n1.client"),
+        ("bad metrics address", Self.valid.replacingOccurrences(
+            of: "client = \"127.0.0.1:7102\"", with: "client = \"127.0.0.1:7102\"\nmetrics = \"7202\""), "want host:port"),
     ])
     func invalidFilesGiveOneLineErrors(what: String, text: String, mentions: String) {
         #expect {

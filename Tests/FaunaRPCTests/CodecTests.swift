@@ -308,6 +308,34 @@ import Glibc
         #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .statusResponse, body: Array(body.dropLast())) }
     }
 
+    @Test func healthChecksFollowTheRecordCache() throws {
+        var full = plain
+        full.recordCache = RecordCacheStatus(budgetBytes: 64 << 20, bytes: 300, entries: 2, hits: 5, misses: 1)
+        let withCache = RPCMessage.statusResponse(full).encodedBody()
+        full.health = [HealthCheck(name: "loop", failure: nil), HealthCheck(name: "leader", failure: "no leader known in term 3")]
+        let body = RPCMessage.statusResponse(full).encodedBody()
+        #expect(Array(body.prefix(withCache.count)) == withCache, "appended after the record cache")
+        // count 2 | "loop" ok | "leader" failed "no leader..."
+        #expect(Array(body.dropFirst(withCache.count).prefix(7)) == [2, 4] + Array("loop".utf8) + [0])
+        #expect(try RPCMessage(kind: .statusResponse, body: body) == .statusResponse(full))
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .statusResponse, body: Array(body.dropLast())) }
+        // More checks than the bound: refused.
+        var many = withCache
+        many.append(17)
+        for _ in 0..<17 { many += [1, UInt8(ascii: "x"), 0] }
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .statusResponse, body: many) }
+        // A very long reason is cut at a character boundary to the bound, so the answer decodes.
+        full.health = [HealthCheck(name: "disk", failure: String(repeating: "é", count: 700))]
+        guard case .statusResponse(let cut) = try RPCMessage(kind: .statusResponse, body: RPCMessage.statusResponse(full).encodedBody()) else {
+            Issue.record("not a status answer")
+            return
+        }
+        #expect(cut.health?.first?.failure == String(repeating: "é", count: 512))
+        // Health asked: bits 0 and 1 (the record cache comes with it).
+        #expect(RPCMessage.status(StatusRequest(withHealth: true)).encodedBody() == [0x03])
+        #expect(try RPCMessage(kind: .status, body: [0x03]) == .status(StatusRequest(withRecordCache: true, withHealth: true)))
+    }
+
     @Test func theRequestFlagIsOneByteOnlyWhenSet() throws {
         #expect(RPCMessage.status(StatusRequest(withRecordCache: true)).encodedBody() == [0x01])
         #expect(try RPCMessage(kind: .status, body: [0x01]) == .status(StatusRequest(withRecordCache: true)))

@@ -178,13 +178,18 @@ struct Gen {
         case 7: .writeResponse(applyResult())
         case 8: .read(ReadRequest(rangeRequest(), consistency: pick(ReadConsistency.allCases)))
         case 9: .readResponse(rangeResult())
-        case 10: .status(StatusRequest(withRecordCache: bool()))
+        case 10: .status(StatusRequest(withRecordCache: bool(), withHealth: bool()))
         case 11:
-            .statusResponse(NodeStatus(
-                nodeID: nodeID(), role: pick([.follower, .preCandidate, .candidate, .leader]), isLearner: bool(),
-                term: Term(u64()), leader: bool() ? nodeID() : nil, commitIndex: LogIndex(u64()),
-                appliedIndex: LogIndex(u64()), treeSize: u64(), dbSizeBytes: u64(),
-                recordCache: bool() ? RecordCacheStatus(budgetBytes: u64(), bytes: u64(), entries: u64(), hits: u64(), misses: u64()) : nil))
+            .statusResponse({
+                let cache = bool() ? RecordCacheStatus(budgetBytes: u64(), bytes: u64(), entries: u64(), hits: u64(), misses: u64()) : nil
+                // Health travels only after the record cache (a request for it asks for both).
+                let health = cache != nil && bool()
+                    ? (0..<int(0...5)).map { _ in HealthCheck(name: string(10), failure: bool() ? string(40) : nil) } : nil
+                return NodeStatus(
+                    nodeID: nodeID(), role: pick([.follower, .preCandidate, .candidate, .leader]), isLearner: bool(),
+                    term: Term(u64()), leader: bool() ? nodeID() : nil, commitIndex: LogIndex(u64()),
+                    appliedIndex: LogIndex(u64()), treeSize: u64(), dbSizeBytes: u64(), recordCache: cache, health: health)
+            }())
         case 12: .members
         case 13: .membersResponse((0..<int(0...5)).map { _ in member() })
         case 14:

@@ -61,14 +61,17 @@ class FaunaCluster:
         if os.access(bin_dir / "fctl", os.X_OK):
             self.fctl_path = run_dir / "fctl"
             shutil.copy2(bin_dir / "fctl", self.fctl_path)
-        ports = free_ports(2 * len(names))
-        self.peer = {n: Endpoint("127.0.0.1", ports[2 * i]) for i, n in enumerate(names)}
-        self.client_addr = {n: Endpoint("127.0.0.1", ports[2 * i + 1]) for i, n in enumerate(names)}
+        ports = free_ports(3 * len(names))
+        self.peer = {n: Endpoint("127.0.0.1", ports[3 * i]) for i, n in enumerate(names)}
+        self.client_addr = {n: Endpoint("127.0.0.1", ports[3 * i + 1]) for i, n in enumerate(names)}
+        # Each node's HTTP port: /metrics, /livez, /readyz (docs/METRICS.md).
+        self.metrics_addr = {n: Endpoint("127.0.0.1", ports[3 * i + 2]) for i, n in enumerate(names)}
         self.config_path = run_dir / "cluster.toml"
         lines = ["[cluster]", 'name = "pytest"', 'data_dir = "data"', "tick_ms = 10", "election_ticks = 50",
                  "heartbeat_ticks = 5", ""]
         for n in names:
-            lines += ["[[node]]", f'id = "{n}"', f'peer = "{self.peer[n]}"', f'client = "{self.client_addr[n]}"', ""]
+            lines += ["[[node]]", f'id = "{n}"', f'peer = "{self.peer[n]}"', f'client = "{self.client_addr[n]}"',
+                      f'metrics = "{self.metrics_addr[n]}"', ""]
         self.config_path.write_text("\n".join(lines))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.envs: dict[str, dict[str, str]] = {}
@@ -126,6 +129,17 @@ class FaunaCluster:
             p.wait(grace_s)
         except subprocess.TimeoutExpired:
             self.kill(name)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the node neither sends nor answers, as if cut off; `resume` undoes it."""
+        p = self.procs.get(name)
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        p = self.procs.get(name)
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGCONT)
 
     def restart(self, name: str, env: Optional[dict[str, str]] = None, *, kill: bool = False) -> None:
         """Stops (or kills) `name`, starts it with `env`, and returns once every running node
@@ -198,6 +212,7 @@ class FaunaCluster:
     def heal(self) -> None:
         """Every node running with its default environment, and a leader every node knows."""
         for n in self.names:
+            self.resume(n)
             if self.envs.get(n):
                 self.stop(n)
             self.start(n)

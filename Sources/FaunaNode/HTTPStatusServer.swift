@@ -1,0 +1,129 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What the HTTP port answers for a path: status, content type, body.
+struct HTTPAnswer: Sendable {
+    var status: HTTPResponseStatus
+    var contentType: String
+    var body: [UInt8]
+
+    static func text(_ status: HTTPResponseStatus, _ body: String) -> HTTPAnswer {
+        HTTPAnswer(status: status, contentType: "text/plain; charset=utf-8", body: Array(body.utf8))
+    }
+}
+
+/// The node's HTTP/1.1 port (`metrics` in cluster.toml): `/metrics`, `/livez`, `/readyz`
+/// (docs/METRICS.md). GET and HEAD only, no request bodies; SwiftNIO's HTTP/1 codec, no web
+/// framework. Bounded: connections (beyond `connectionsMax` one is closed at once), the
+/// request head (the codec's limit of 80 KiB), idle connections (closed after
+/// `idleTimeout` without a request).
+final class HTTPStatusServer: Sendable {
+    let channel: any Channel
+    var port: Int? { channel.localAddress?.port }
+
+    static let connectionsMax = 64
+    static let idleTimeout = TimeAmount.seconds(60)
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    /// Binds `host:port` and serves `route` (called on an event loop with the path without
+    /// its query: must not block).
+    static func start(
+        host: String, port: Int, group: any EventLoopGroup, logger: Logger,
+        route: @escaping @Sendable (String) -> HTTPAnswer
+    ) async throws -> HTTPStatusServer {
+        let open = NIOLockedValueBox(0)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                let admitted = open.withLockedValue { n in
+                    guard n < connectionsMax else { return false }
+                    n += 1
+                    return true
+                }
+                guard admitted else {
+                    logger.info("metrics port: too many connections; closing one", metadata: ["max": "\(connectionsMax)"])
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    try sync.addHandler(HTTPStatusHandler(route: route))
+                }
+            }
+            .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: host, port: port)
+            .get()
+        return HTTPStatusServer(channel: channel)
+    }
+
+    func close() async throws {
+        try await channel.close()
+    }
+}
+
+/// One HTTP connection: answers each request once its end arrives.
+final class HTTPStatusHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let route: @Sendable (String) -> HTTPAnswer
+    private var head: HTTPRequestHead?
+    private var sawBody = false
+
+    init(route: @escaping @Sendable (String) -> HTTPAnswer) { self.route = route }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            sawBody = false
+        case .body:
+            sawBody = true  // dropped: nothing here takes a body
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            let answer: HTTPAnswer
+            if h.method != .GET && h.method != .HEAD {
+                answer = .text(.methodNotAllowed, "\(h.method) \(h.uri): want GET or HEAD\n")
+            } else if sawBody {
+                answer = .text(.badRequest, "\(h.uri): a request body is not accepted\n")
+            } else {
+                let path = h.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? h.uri
+                answer = route(path)
+            }
+            respond(context, h, answer)
+        }
+    }
+
+    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ answer: HTTPAnswer) {
+        let keepAlive = request.isKeepAlive && !sawBody
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: answer.contentType)
+        headers.add(name: "Content-Length", value: "\(answer.body.count)")
+        headers.add(name: "Cache-Control", value: "no-store")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: answer.status, headers: headers))), promise: nil)
+        if request.method != .HEAD {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: answer.body)))), promise: nil)
+        }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { channel.close(promise: nil) }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
