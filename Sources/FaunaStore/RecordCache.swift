@@ -356,9 +356,60 @@ final class RecordCache {
 ///
 /// Only for reads of the committed state while nothing else writes `kv`: the store makes one
 /// per chunk it prepares, under `applyLock`. Never through a RocksDB snapshot.
+/// The state machine's meta values the apply path reads (`KVBackend.metaValue`), mirrored
+/// like the records: filled by a read (a value, or "absent"), kept current by `Store.finish`
+/// for the keys it holds, read by nothing else, under `applyLock`. A put with a client session
+/// reads its session record twice (`KVStateMachine.sessionOutcome`, `recordSession`), and from
+/// RocksDB's memtable that was 7% of a follower's CPU at 64 clients (docs/PERFORMANCE.md).
+/// Sessions are few (10,000 by default), so the cache is a plain dictionary bounded by
+/// `entriesMax` and `bytesMax` that starts over empty when full, and keeps no value over
+/// `valueBytesMax`.
+final class MetaCache {
+    static let entriesMax = 16_384
+    static let bytesMax = 4 << 20
+    static let valueBytesMax = 1024
+    /// A key's and its value's allocations and the dictionary slot, roughly.
+    static func charge(_ key: [UInt8], _ value: [UInt8]?) -> Int { 96 + key.count + (value?.count ?? 0) }
+
+    @exclusivity(unchecked) private var values: [HashedBytes: [UInt8]?] = [:]
+    @exclusivity(unchecked) private(set) var bytes = 0
+
+    var count: Int { values.count }
+
+    /// The cached value: `.some(nil)` for a key known absent; nil if not cached.
+    func lookup(_ key: HashedBytes) -> [UInt8]?? { values[key] }
+
+    /// Caches what a read of the committed state returned for `key`.
+    func fill(_ key: HashedBytes, _ value: [UInt8]?) {
+        guard (value?.count ?? 0) <= Self.valueBytesMax else { return }
+        let charge = Self.charge(key.bytes, value)
+        if values[key] == nil && (values.count >= Self.entriesMax || bytes + charge > Self.bytesMax) { removeAll() }
+        if let old = values.updateValue(value, forKey: key) { bytes -= Self.charge(key.bytes, old) }
+        bytes += charge
+    }
+
+    /// A written chunk set `key` to `value` (nil: deleted): updates it if cached.
+    func update(_ key: HashedBytes, _ value: [UInt8]?) {
+        guard let old = values[key] else { return }
+        bytes -= Self.charge(key.bytes, old)
+        guard (value?.count ?? 0) <= Self.valueBytesMax else {
+            values[key] = nil
+            return
+        }
+        values[key] = .some(value)
+        bytes += Self.charge(key.bytes, value)
+    }
+
+    func removeAll() {
+        values.removeAll(keepingCapacity: true)
+        bytes = 0
+    }
+}
+
 struct CachedKVBackend: KVBackend {
     let base: RocksDBKVBackend
     let cache: RecordCache
+    let meta: MetaCache
 
     func record(forKey key: [UInt8]) throws -> KVRecord? {
         if case .hit(let record) = cache.lookup(key) { return record }
@@ -383,7 +434,13 @@ struct CachedKVBackend: KVBackend {
         try base.scanHistory(in: range, reverse: reverse, body)
     }
 
-    func metaValue(forKey key: [UInt8]) throws -> [UInt8]? { try base.metaValue(forKey: key) }
+    func metaValue(forKey key: [UInt8]) throws -> [UInt8]? {
+        let hashed = HashedBytes(key)
+        if let cached = meta.lookup(hashed) { return cached }
+        let value = try base.metaValue(forKey: key)
+        meta.fill(hashed, value)
+        return value
+    }
 
     func scanMeta(in range: KeyRange, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
         try base.scanMeta(in: range, body)

@@ -52,6 +52,7 @@ extension Store {
             applyFailure = e
             // Nothing applies any more; what the cache holds is not trusted either.
             recordCache?.removeAll()
+            metaCache?.removeAll()
             publishRecordCacheStats()
             throw e
         }
@@ -140,7 +141,7 @@ extension Store {
     ) throws -> PreparedChunk {
         let batch = db.makeWriteBatch()
         let committed = makeKVBackend()
-        let cached = recordCache.map { CachedKVBackend(base: committed, cache: $0) }
+        let cached = recordCache.map { CachedKVBackend(base: committed, cache: $0, meta: metaCache ?? MetaCache()) }
         var frontier = after.frontier
         var nodes = NodeWrites()
         var kvBatch = KVWriteBatch(expectedEntries: entries.count)
@@ -208,6 +209,7 @@ extension Store {
             // The chunk's records are in RocksDB now: the cache takes them over (a delete as
             // "absent"). Only here, never from a chunk still in flight.
             for (key, record) in chunk.kvWrites.records { recordCache.set(key.bytes, record) }
+            if let metaCache { for (key, value) in chunk.kvWrites.meta { metaCache.update(key, value) } }
             publishRecordCacheStats()
         }
         try flusher.applied(through: chunk.state.index)

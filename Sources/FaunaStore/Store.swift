@@ -40,6 +40,8 @@ public final class Store: @unchecked Sendable {
     /// Current records for the apply path's point reads (nil: off); used and changed only
     /// under `applyLock` (see `RecordCache`).
     let recordCache: RecordCache?
+    /// The state machine's meta values for the apply path (sessions); on with `recordCache`.
+    let metaCache: MetaCache?
     /// `recordCache`'s figures as of the last apply, for readers that must not wait for one.
     let recordCacheStatsLock = NSLock()
     var publishedRecordCacheStats = RecordCacheStats()
@@ -114,6 +116,7 @@ public final class Store: @unchecked Sendable {
             throw StoreError(.invalidRequest, "record cache bytes: got \(options.recordCacheBytes), want >= 0")
         }
         self.recordCache = options.recordCacheBytes > 0 ? RecordCache(budgetBytes: options.recordCacheBytes) : nil
+        self.metaCache = options.recordCacheBytes > 0 ? MetaCache() : nil
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {

@@ -145,10 +145,24 @@ struct StoreRecordCacheTests {
         var index: UInt64 = 1
         let sm = stores[0].kvStateMachine
         var hits: [UInt64] = [0, 0, 0], misses: [UInt64] = [0, 0, 0], entriesMax: [UInt64] = [0, 0, 0]
+        // Client sessions (the meta cache's reads): most proposals carry one of 20 clients'
+        // next sequence; some retry the last (a replay) or an older one (expired).
+        var sequences = [UInt64](repeating: 0, count: 20)
+        func session() -> ClientSession? {
+            guard rng.next() % 10 < 7 else { return nil }
+            let client = Int(rng.next() % 20)
+            switch rng.next() % 20 {
+            case 0 where sequences[client] > 0: break
+            case 1 where sequences[client] > 2: return ClientSession(clientID: ClientID(UInt64(client) + 1), sequence: SequenceNumber(sequences[client] - 2))
+            default: sequences[client] += 1
+            }
+            return ClientSession(clientID: ClientID(UInt64(client) + 1), sequence: SequenceNumber(max(1, sequences[client])))
+        }
         while index <= 2_000 {
             let count = 1 + rng.next() % (rng.next() % 3 == 0 ? 230 : 8)
             let entries = (index..<index + count).map { i in
-                Entry(term: Term(1), index: LogIndex(i), data: KVProposal(command: Self.randomCommand(&rng, current: i - 1, width: 150)).encoded())
+                Entry(term: Term(1), index: LogIndex(i), data: KVProposal(
+                    session: session(), command: Self.randomCommand(&rng, current: i - 1, width: 150)).encoded())
             }
             let results = try stores.map { try $0.applyLogged(entries) }
             #expect(results[1] == results[0], "seed \(seed) at \(index), tiny cache")
