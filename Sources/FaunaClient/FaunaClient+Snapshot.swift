@@ -11,12 +11,17 @@ extension FaunaClient {
     /// and each chunk is written to disk before that thread reads the next one, so a slow disk
     /// slows the sender through TCP flow control instead of filling a queue.
     ///
-    /// - Parameter endpoint: the node to save; nil: the leader.
+    /// - Parameters:
+    ///   - endpoint: the node to save; nil: the leader.
+    ///   - progress: told the bytes written so far after each chunk (on an event loop: must
+    ///     not block).
     /// - Returns: what the archive holds. `verify(path:)` of `SnapshotArchive` re-checks it.
-    public func saveSnapshot(to path: String, from endpoint: Endpoint? = nil) async throws(FaunaClientError) -> SnapshotArchive.Summary {
+    public func saveSnapshot(
+        to path: String, from endpoint: Endpoint? = nil, progress: (@Sendable (_ written: UInt64) -> Void)? = nil
+    ) async throws(FaunaClientError) -> SnapshotArchive.Summary {
         let source: Endpoint
         if let endpoint { source = endpoint } else { source = try await findLeader() }
-        let sink = SnapshotSink(try SnapshotArchiveWriter(path: path))
+        let sink = SnapshotSink(try SnapshotArchiveWriter(path: path), progress: progress)
         let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
             let summary = try await stream(from: source, into: sink, group: loop)
@@ -62,8 +67,13 @@ private final class SnapshotSink: @unchecked Sendable {
     private let lock = NIOLock()
     private let writer: SnapshotArchiveWriter
     private var firstFailure: FaunaClientError?
+    private let progress: (@Sendable (UInt64) -> Void)?
+    private var written: UInt64 = 0
 
-    init(_ writer: SnapshotArchiveWriter) { self.writer = writer }
+    init(_ writer: SnapshotArchiveWriter, progress: (@Sendable (UInt64) -> Void)?) {
+        self.writer = writer
+        self.progress = progress
+    }
 
     var failure: FaunaClientError? { lock.withLock { firstFailure } }
 
@@ -79,6 +89,8 @@ private final class SnapshotSink: @unchecked Sendable {
                     throw FaunaClientError(.internal, "snapshot stream: lastOfSnapshot \(chunk.isLastOfSnapshot) on \(isFinal ? "the final" : "a partial") frame")
                 }
                 try writer.append(chunk)
+                written += UInt64(chunk.data.count)
+                progress?(written)
                 return true
             } catch let error as FaunaClientError {
                 firstFailure = error

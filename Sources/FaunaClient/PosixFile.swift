@@ -70,6 +70,13 @@ final class PosixFile {
     }
 
     /// Reads up to `count` bytes; empty at the end of the file.
+    /// The file's size, or nil if fstat fails.
+    var sizeBytes: UInt64? {
+        var s = stat()
+        guard fstat(fd, &s) == 0 else { return nil }
+        return UInt64(s.st_size)
+    }
+
     func read(upTo count: Int) throws(FaunaClientError) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: count)
         while true {

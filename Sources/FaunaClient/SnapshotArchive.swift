@@ -47,8 +47,14 @@ public enum SnapshotArchive {
 
     /// Reads and checks the archive at `path` in bounded memory (1 MiB at a time): structure,
     /// every file's SHA-256, and the node's checksum where it is SHA-256 sized.
-    public static func verify(path: String) throws(FaunaClientError) -> Summary {
+    /// - Parameter progress: told the file bytes hashed so far and their total (the archive's
+    ///   size, headers included), after each MiB.
+    public static func verify(
+        path: String, progress: ((_ hashed: UInt64, _ total: UInt64?) -> Void)? = nil
+    ) throws(FaunaClientError) -> Summary {
         var reader = try ArchiveReader(path: path)
+        let archiveBytes = reader.file.sizeBytes
+        var hashed: UInt64 = 0
         guard try reader.bytes(8) == magic else { throw corrupt(path, "magic: want \"FNASNAP1\"") }
         let index = LogIndex(try reader.u64())
         let term = Term(try reader.u64())
@@ -73,6 +79,8 @@ public enum SnapshotArchive {
                 let piece = try reader.bytes(Int(min(left, 1 << 20)))
                 hasher.update(data: piece)
                 left -= UInt64(piece.count)
+                hashed += UInt64(piece.count)
+                progress?(hashed, archiveBytes)
             }
             let digest = Array(hasher.finalize())
             guard digest == recorded else { throw corrupt(path, "file \(name): SHA-256 differs from the recorded one") }

@@ -92,6 +92,7 @@ final class SnapshotSender: Sendable {
             files: manifest.files.map { SnapshotFile(name: $0.name, sizeBytes: $0.sizeBytes, checksum: $0.sha256) })
         guard await acknowledged(try? await client.call(.snapshotOffer(offer)), peer: peer) else { return false }
         var remaining = manifest.files.count
+        var progress = TransferProgress(totalBytes: manifest.totalBytes)
         while true {
             let next: Result<FaunaStore.SnapshotChunk?, StoreError> = await withCheckedContinuation { continuation in
                 io.async {
@@ -105,6 +106,11 @@ final class SnapshotSender: Sendable {
             guard let piece else { return remaining == 0 }
             let chunk = manifest.wireChunk(piece, filesLeft: &remaining)
             guard await acknowledged(try? await client.call(.snapshotChunk(chunk)), peer: peer) else { return false }
+            if var line = progress.add(piece.data.count) {
+                line["peer"] = "\(peer)"
+                line["index"] = "\(meta.index)"
+                logger.info("sending a snapshot", metadata: line)
+            }
         }
     }
 
@@ -148,6 +154,8 @@ final class SnapshotInbox: Sendable {
         var isComplete = false
         /// The owner thread is installing `db.incoming`: refuse new offers until it is done.
         var isInstalling = false
+        /// Bytes received so far, for a progress line every few seconds.
+        var progress: TransferProgress?
     }
     private let state = NIOLockedValueBox(State())
     /// File writes and fsyncs happen here, off the event loops.
@@ -177,7 +185,9 @@ final class SnapshotInbox: Sendable {
                 files: offer.files.map { SnapshotManifest.File(name: $0.name, sizeBytes: $0.sizeBytes, sha256: $0.checksum) })
             do {
                 let receiver = try SnapshotReceiver(dataDirectory: dataDirectory, manifest: manifest)
-                state.withLockedValue { $0 = State(receiver: UncheckedBox(receiver), from: peer) }
+                state.withLockedValue {
+                    $0 = State(receiver: UncheckedBox(receiver), from: peer, progress: TransferProgress(totalBytes: manifest.totalBytes))
+                }
                 logger.info("receiving a snapshot", metadata: [
                     "from": "\(peer)", "index": "\(meta.index)", "files": "\(offer.files.count)", "bytes": "\(manifest.totalBytes)",
                 ])
@@ -201,6 +211,11 @@ final class SnapshotInbox: Sendable {
                 return SnapshotAck(index: chunk.index, term: chunk.term, fileName: chunk.fileName, isAccepted: false, reason: "\(error)")
             }
             if receiver.isComplete { state.withLockedValue { $0.isComplete = true } }
+            if var line = state.withLockedValue({ $0.progress?.add(chunk.data.count) }) {
+                line["from"] = "\(peer)"
+                line["index"] = "\(chunk.index)"
+                logger.info("receiving a snapshot", metadata: line)
+            }
             return SnapshotAck(index: chunk.index, term: chunk.term, fileName: chunk.fileName,
                                nextOffset: chunk.offset + UInt64(chunk.data.count), isAccepted: true)
         default:
@@ -318,5 +333,35 @@ final class SnapshotShipper: SnapshotShipping {
         } catch {
             context.respond(.error(RPCErrorResponse(.internalError, "snapshot: \(error)")))
         }
+    }
+}
+
+/// How far a snapshot transfer has come, for a log line at most every `interval` (and none
+/// for a transfer shorter than that): bytes done of the total, percent and rate.
+struct TransferProgress {
+    let totalBytes: UInt64
+    let started = ContinuousClock.now
+    private(set) var bytes: UInt64 = 0
+    private var lastLogged = ContinuousClock.now
+    let interval: Duration
+
+    init(totalBytes: UInt64, interval: Duration = .seconds(5)) {
+        self.totalBytes = totalBytes
+        self.interval = interval
+    }
+
+    /// Counts `count` more bytes; the log metadata when a line is due, else nil.
+    mutating func add(_ count: Int) -> Logger.Metadata? {
+        bytes += UInt64(max(count, 0))
+        let now = ContinuousClock.now
+        guard now - lastLogged >= interval else { return nil }
+        lastLogged = now
+        let seconds = Double((now - started).components.seconds) + Double((now - started).components.attoseconds) / 1e18
+        let mib = Double(1 << 20)
+        return [
+            "done": "\(String(format: "%.1f", Double(bytes) / mib)) of \(String(format: "%.1f", Double(totalBytes) / mib)) MiB",
+            "percent": "\(totalBytes == 0 ? 100 : bytes * 100 / totalBytes)",
+            "rate": "\(String(format: "%.1f", seconds > 0 ? Double(bytes) / mib / seconds : 0)) MiB/s",
+        ]
     }
 }

@@ -181,9 +181,12 @@ struct Snapshot: AsyncParsableCommand {
         func run() async throws {
             var endpoint: Endpoint?
             if let node { endpoint = try await resolveNode(node, global) }
+            let line = ProgressLine("snapshot save", quiet: global.json)
+            defer { line.finish() }
             let summary = try await withClient(global, doing: "snapshot save") { c throws(FaunaClientError) in
-                try await c.saveSnapshot(to: file, from: endpoint)
+                try await c.saveSnapshot(to: file, from: endpoint) { written in line.bytes(written, of: nil) }
             }
+            line.finish()
             printSummary(summary, file, global)
         }
     }
@@ -195,11 +198,14 @@ struct Snapshot: AsyncParsableCommand {
 
         func run() async throws {
             let summary: SnapshotArchive.Summary
+            let line = ProgressLine("snapshot verify", quiet: global.json)
+            defer { line.finish() }
             do {
-                summary = try SnapshotArchive.verify(path: file)
+                summary = try SnapshotArchive.verify(path: file) { hashed, total in line.bytes(hashed, of: total) }
             } catch {
                 throw FctlError(error, doing: "snapshot verify")
             }
+            line.finish()
             printSummary(summary, file, global)
         }
     }

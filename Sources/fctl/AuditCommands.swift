@@ -233,9 +233,27 @@ struct Audit: AsyncParsableCommand {
     @Flag(help: "Also re-hash every node's journal and compare it with its stored tree.") var journal = false
 
     func run() async throws {
-        let report = try await withClient(global, doing: "audit") { client throws(FaunaClientError) in
-            try await client.audit(checkJournal: journal)
+        // Re-hashing a journal takes a while and the nodes report only at the end: on a
+        // terminal, a line says how long it has been.
+        let line = ProgressLine("audit --journal", quiet: global.json || !journal)
+        let ticker = Task {
+            while !Task.isCancelled {
+                line.status("the nodes are re-hashing their journals")
+                try? await Task.sleep(for: .seconds(1))
+            }
         }
+        let report: ClusterAudit
+        do {
+            report = try await withClient(global, doing: "audit") { client throws(FaunaClientError) in
+                try await client.audit(checkJournal: journal)
+            }
+        } catch {
+            ticker.cancel()
+            line.finish()
+            throw error
+        }
+        ticker.cancel()
+        line.finish()
         if global.json {
             global.printJSON([
                 "revision": report.revision.rawValue, "clean": report.isClean, "problems": report.problems,

@@ -4,6 +4,7 @@ import FaunaKV
 import FaunaRPC
 import FaunaRaft
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct SnapshotSaveTests {
@@ -49,11 +50,20 @@ import Testing
         let client = FaunaClient(endpoints: [endpoint], configuration: fast(), group: group)
         let path = temporaryPath("ok.fsnap")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let summary = try await client.saveSnapshot(to: path, from: endpoint)
+        let written = NIOLockedValueBox<[UInt64]>([])
+        let summary = try await client.saveSnapshot(to: path, from: endpoint) { n in written.withLockedValue { $0.append(n) } }
         #expect(summary.index == LogIndex(40) && summary.term == Term(3))
         #expect(summary.files.map(\.name) == Self.files.map(\.0))
         #expect(summary.dataBytes == UInt64(Self.files.map(\.1.count).reduce(0, +)))
-        #expect(try SnapshotArchive.verify(path: path) == summary)
+        // Progress: once per chunk, growing, ending at every data byte.
+        let reported = written.withLockedValue { $0 }
+        #expect(reported.count == chunks(skipping: nil).count)
+        #expect(reported == reported.sorted() && reported.last == summary.dataBytes)
+        var hashed: [(UInt64, UInt64?)] = []
+        #expect(try SnapshotArchive.verify(path: path) { hashed.append(($0, $1)) } == summary)
+        let archiveBytes = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value
+        #expect(archiveBytes != nil)
+        #expect(hashed.last?.0 == summary.dataBytes && hashed.allSatisfy { $0.1 == archiveBytes })
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
 
         // A flipped data byte is detected.
