@@ -230,8 +230,7 @@ extension NodeCore {
         if withHealth {
             // The vitals of the last round (this one's are published at its end): what /readyz says.
             let now = clock.now
-            let health = NodeHealth.ready(vitals.withLockedValue { $0 }, now: now, limits: settings.health)
-            status.health = health.checks.map { HealthCheck(name: $0.name, failure: $0.failure) }
+            status.health = NodeHealth.ready(vitals.withLockedValue { $0 }, now: now, limits: settings.health).checks
         }
         return status
     }

@@ -114,7 +114,7 @@ public final class NodeCore: @unchecked Sendable {
     /// Proposed batches waiting for their commit (the propose-to-commit histogram).
     var proposalTimer = ProposalTimer()
     /// The store's figures for the vitals, and when they are read next.
-    var storageStats: (StorageStats, RecordCacheStats, NodeInstant)?
+    var storageFigures: (storage: StorageStats, recordCache: RecordCacheStats, at: NodeInstant)?
     var nextStorageStats = NodeInstant(.zero)
 
     public struct Counters: Sendable {
@@ -202,14 +202,12 @@ public final class NodeCore: @unchecked Sendable {
         var v = NodeVitals()
         if failure == nil, let store, now >= nextStorageStats {
             // The owner reads them: it alone reopens the store (snapshot installs).
-            storageStats = (store.storageStats, store.recordCacheStats, now)
+            storageFigures = (store.storageStats, store.recordCacheStats, now)
             nextStorageStats = now + .seconds(1)
         }
-        if let figures = storageStats {
-            v.storage = figures.0
-            v.recordCache = figures.1
-            v.storageAt = figures.2
-        }
+        v.storage = storageFigures?.storage
+        v.recordCache = storageFigures?.recordCache
+        v.storageAt = storageFigures?.at
         v.role = raft.role
         v.isLearner = raft.conf.isLearner(id)
         v.term = raft.term

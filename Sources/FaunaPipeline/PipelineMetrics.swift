@@ -1,4 +1,5 @@
 import CoreMetrics
+import FaunaRPC
 import FaunaRaft
 import FaunaStore
 
@@ -129,14 +130,8 @@ extension Timer {
 
 /// The answers of `/livez` and `/readyz` (docs/METRICS.md "Health"), from the vitals alone.
 public struct NodeHealth: Sendable {
-    /// One named check and, when it fails, why.
-    public struct Check: Sendable, Hashable {
-        public var name: String
-        public var failure: String?
-        public var ok: Bool { failure == nil }
-    }
-
-    public var checks: [Check]
+    /// Each named check and, when it fails, why (the type `status` answers with).
+    public var checks: [HealthCheck]
     public var ok: Bool { checks.allSatisfy(\.ok) }
 
     /// Bounds of readiness.
@@ -160,9 +155,9 @@ public struct NodeHealth: Sendable {
     /// index, and disk space above the threshold.
     public static func ready(_ v: NodeVitals, now: NodeInstant, limits: Limits) -> NodeHealth {
         var checks = live(v, now: now, limits: limits).checks
-        checks.append(Check(name: "leader", failure: v.leader == nil ? "no leader known in term \(v.term)" : nil))
+        checks.append(HealthCheck(name: "leader", failure: v.leader == nil ? "no leader known in term \(v.term)" : nil))
         let lag = v.commitIndex.rawValue >= v.appliedIndex.rawValue ? v.commitIndex.rawValue - v.appliedIndex.rawValue : 0
-        checks.append(Check(
+        checks.append(HealthCheck(
             name: "applied",
             failure: lag > limits.applyLagMax
                 ? "applied \(v.appliedIndex) is \(lag) entries behind commit \(v.commitIndex), want ≤ \(limits.applyLagMax)" : nil))
@@ -175,17 +170,17 @@ public struct NodeHealth: Sendable {
                 disk = "RocksDB stopped writes (compaction behind)"
             }
         }
-        checks.append(Check(name: "disk", failure: disk))
+        checks.append(HealthCheck(name: "disk", failure: disk))
         return NodeHealth(checks: checks)
     }
 
-    private static func loop(_ v: NodeVitals, now: NodeInstant, limits: Limits) -> Check {
-        guard let last = v.lastRound else { return Check(name: "loop", failure: "the owner thread has not run yet") }
+    private static func loop(_ v: NodeVitals, now: NodeInstant, limits: Limits) -> HealthCheck {
+        guard let last = v.lastRound else { return HealthCheck(name: "loop", failure: "the owner thread has not run yet") }
         let age = now - last
-        return Check(name: "loop", failure: age > limits.roundAgeMax ? "the owner thread's last round was \(age) ago" : nil)
+        return HealthCheck(name: "loop", failure: age > limits.roundAgeMax ? "the owner thread's last round was \(age) ago" : nil)
     }
 
-    private static func stopped(_ v: NodeVitals) -> Check { Check(name: "stopped", failure: v.stopped) }
+    private static func stopped(_ v: NodeVitals) -> HealthCheck { HealthCheck(name: "stopped", failure: v.stopped) }
 
     /// The body of a health answer: `ok`, or one line per check (`[+]name ok`, `[-]name: why`).
     public var text: String {
