@@ -152,14 +152,18 @@ func fast(deadline: Duration = .seconds(20), requestTimeout: Duration = .seconds
 
     @Test func unansweredRequestsTimeOutWithinTheDeadline() async throws {
         let node = try await FakeNode { _, _ in nil }
-        // Room for several attempts even when the machine is loaded; the deadline still bounds
-        // the call (generously checked: this is about stopping, not about speed).
-        // (3 s was not enough on a 2-core VM also running a chaos run: one attempt only.)
-        let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(deadline: .seconds(8), requestTimeout: .milliseconds(300)), group: group)
+        // Two attempts, then the call gives up. The deadline is only a backstop: under a full
+        // test run the retry loop's task can wait seconds for a thread of the cooperative pool,
+        // and an 8 s deadline then ran out after one attempt (twice in a day of clean-clone
+        // runs). Counting attempts instead of racing the clock keeps the point: it retried,
+        // and it stopped.
+        var configuration = fast(deadline: .seconds(40), requestTimeout: .milliseconds(300))
+        configuration.attemptsMax = 2
+        let client = FaunaClient(endpoints: [node.endpoint], configuration: configuration, group: group)
         let start = ContinuousClock.now
         await #expect { _ = try await client.get(Array("k".utf8)) } throws: { ($0 as? FaunaClientError)?.code == .timeout }
-        #expect(ContinuousClock.now - start < .seconds(20))
-        #expect(node.requests.withLockedValue { $0 } >= 2, "it retried")
+        #expect(ContinuousClock.now - start < .seconds(45))
+        #expect(node.requests.withLockedValue { $0 } == 2, "it retried once, then stopped")
         await client.close()
         await node.close()
     }
