@@ -18,6 +18,8 @@ final class NodeMetrics: RPCServerObserver, Sendable {
     private let requests: [FrameKind: (count: CoreMetrics.Counter, latency: CoreMetrics.Timer)]
     /// Error answers by kind and code, made on first use (at most kinds × codes).
     private let errors = NIOLockedValueBox<[ErrorKey: CoreMetrics.Counter]>([:])
+    /// When the node started (its `process_start_time_seconds`: faunad runs one node).
+    private let startTime = Date().timeIntervalSince1970
 
     private struct ErrorKey: Hashable {
         var kind: FrameKind
@@ -122,7 +124,7 @@ final class NodeMetrics: RPCServerObserver, Sendable {
         if let fds = p.openFDs { gauge("process_open_fds", "Number of open file descriptors.").set(to: Double(fds)) }
         if let max = p.maxFDs { gauge("process_max_fds", "Maximum number of open file descriptors.").set(to: Double(max)) }
         gauge("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.")
-            .set(to: ProcessFigures.startTime)
+            .set(to: startTime)
         return registry.emitToBuffer()
     }
 }
@@ -133,9 +135,6 @@ struct ProcessFigures {
     var cpuSeconds: Double?
     var openFDs: Int?
     var maxFDs: UInt64?
-
-    /// When this process started (close enough: when this type was first used, at node start).
-    static let startTime = Date().timeIntervalSince1970
 
     static func read() -> ProcessFigures {
         var p = ProcessFigures()

@@ -319,9 +319,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     /// This connection's reply channel, shared by its requests (answers batch per connection).
     private var reply: NIOReplyChannel?
     /// Requests handed to the node and not answered yet.
-    private var pending: Set<RequestID> = []
-    /// With an observer: the kind and arrival of each pending request (bounded like `pending`).
-    private var started: [RequestID: (kind: FrameKind, at: NIODeadline)] = [:]
+    /// Each with its kind and, for the observer, when it arrived (nil without one).
+    private var pending: [RequestID: (kind: FrameKind, at: NIODeadline?)] = [:]
     private var isClosing = false
     /// When a frame last completed or an answer was last written: the idle timeout counts from
     /// the later of the two.
@@ -491,7 +490,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         guard !frame.kind.isResponse, frame.flags.isEmpty else {
             return close(context, "got response kind \(frame.kind) (flags 0x\(String(frame.flags.rawValue, radix: 16))), want a request")
         }
-        guard frame.requestID != .none, !pending.contains(frame.requestID) else {
+        guard frame.requestID != .none, pending[frame.requestID] == nil else {
             return close(context, "request ID: got \(frame.requestID) (0 or already in flight), want a fresh non-zero ID")
         }
         guard pending.count < configuration.requestsInFlightMax else {
@@ -500,25 +499,23 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             configuration.observer?.answered(frame.kind, error: .overloaded, nanoseconds: 0)
             return
         }
-        pending.insert(frame.requestID)
-        if configuration.observer != nil { started[frame.requestID] = (frame.kind, NIODeadline.now()) }
+        pending[frame.requestID] = (frame.kind, configuration.observer == nil ? nil : NIODeadline.now())
         handler(message, RPCRequestContext(requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, reply: replyChannel(context)))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let frame = unwrapOutboundIn(data)
         let isFinal = !frame.flags.contains(.more)
-        guard pending.contains(frame.requestID), !isClosing else {
+        guard let request = pending[frame.requestID], !isClosing else {
             logger.debug("dropping answer to a request not in flight", metadata: ["request": "\(frame.requestID)", "kind": "\(frame.kind)"])
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
         if isFinal {
-            pending.remove(frame.requestID)
+            pending[frame.requestID] = nil
             lastActivity = context.eventLoop.now
-            if let observer = configuration.observer, let request = started.removeValue(forKey: frame.requestID) {
-                observer.answered(
-                    request.kind, error: Self.errorCode(of: frame), nanoseconds: (NIODeadline.now() - request.at).nanoseconds)
+            if let observer = configuration.observer, let at = request.at {
+                observer.answered(request.kind, error: Self.errorCode(of: frame), nanoseconds: (NIODeadline.now() - at).nanoseconds)
             }
         }
         context.write(wrapOutboundOut(frame), promise: promise)
