@@ -227,6 +227,8 @@ let package = Package(
             name: "FaunaNode",
             dependencies: [
                 "FaunaPipeline", "FaunaRaft", "FaunaKV", "FaunaStore", "FaunaRPC", "FaunaConfig", "FaunaVerify", "FaunaAudit",
+                // The status page's monitor asks the members as a client does.
+                "FaunaClient",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

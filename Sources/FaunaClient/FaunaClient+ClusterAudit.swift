@@ -96,7 +96,7 @@ extension FaunaClient {
     }
 
     /// The value more than half of `total` nodes share, if any.
-    static func majority<T: Hashable>(_ values: [T], of total: Int) -> T? {
+    public static func majority<T: Hashable>(_ values: [T], of total: Int) -> T? {
         var counts: [T: Int] = [:]
         for v in values { counts[v, default: 0] += 1 }
         return counts.first { $0.value * 2 > total }?.key

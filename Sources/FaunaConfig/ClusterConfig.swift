@@ -27,6 +27,9 @@ public struct ClusterConfig: Sendable, Equatable {
     /// follower up to that far behind catches up by log, from the journal, and one further
     /// behind by a checkpoint.
     public var snapshotEntries: Int
+    /// How often each node's status page audits the cluster (state digests at a common
+    /// revision: every node reads its whole state), in seconds.
+    public var auditIntervalSeconds: Int
     public var nodes: [NodeConfig]
 
     public struct NodeConfig: Sendable, Equatable {
@@ -112,6 +115,10 @@ public struct ClusterConfig: Sendable, Equatable {
             throw ConfigError("cluster.election_ticks \(electionTicks) must exceed heartbeat_ticks \(heartbeatTicks) (≥ 1)")
         }
         guard snapshotEntries >= 1 else { throw ConfigError("cluster.snapshot_entries \(snapshotEntries): want ≥ 1") }
+        auditIntervalSeconds = cluster.audit_interval_s ?? 300
+        guard (5...86_400).contains(auditIntervalSeconds) else {
+            throw ConfigError("cluster.audit_interval_s \(auditIntervalSeconds): want 5...86400")
+        }
         guard !raw.node.isEmpty else { throw ConfigError("no [[node]] entries") }
 
         var seenIDs: Set<NodeID> = []
@@ -192,6 +199,7 @@ struct RawConfig: Decodable {
         var election_ticks: Int?
         var heartbeat_ticks: Int?
         var snapshot_entries: Int?
+        var audit_interval_s: Int?
     }
 
     struct Node: Decodable {

@@ -31,6 +31,7 @@ public final class FaunaNode: @unchecked Sendable {
     private let peerServer: RPCServer
     private let clientServer: RPCServer
     private let httpServer: HTTPStatusServer?
+    private let monitor: ClusterMonitor?
     private let logger: Logger
 
     /// The bound port of the metrics and health server (nil: not configured).
@@ -39,7 +40,7 @@ public final class FaunaNode: @unchecked Sendable {
     private init(
         settings: NodeSettings, core: NodeCore, events: EventQueue<NodeEvent>, transport: PeerTransport,
         group: MultiThreadedEventLoopGroup, peerServer: RPCServer, clientServer: RPCServer, httpServer: HTTPStatusServer?,
-        logger: Logger
+        monitor: ClusterMonitor?, logger: Logger
     ) {
         self.settings = settings
         self.core = core
@@ -49,6 +50,7 @@ public final class FaunaNode: @unchecked Sendable {
         self.peerServer = peerServer
         self.clientServer = clientServer
         self.httpServer = httpServer
+        self.monitor = monitor
         self.logger = logger
     }
 
@@ -182,10 +184,16 @@ public final class FaunaNode: @unchecked Sendable {
             throw NodeStartError("cannot listen on the client address \(settings.node.client) of \(settings.node.name): \(error)")
         }
         var httpServer: HTTPStatusServer?
+        var monitor: ClusterMonitor?
         if let address = settings.node.metrics {
+            var monitorSettings = ClusterMonitor.Settings()
+            monitorSettings.auditInterval = .seconds(settings.cluster.auditIntervalSeconds)
+            let m = ClusterMonitor(
+                settings: monitorSettings, clusterName: settings.cluster.name, me: settings.nodeID, vitals: core.vitals,
+                members: members, metrics: metrics, group: group, logger: logger)
+            monitor = m
             let route = statusRoutes(
-                name: settings.node.name, core: core, events: events, applyQueue: applier.queue, metrics: metrics,
-                limits: settings.health)
+                core: core, events: events, applyQueue: applier.queue, metrics: metrics, monitor: m, limits: settings.health)
             do {
                 httpServer = try await HTTPStatusServer.start(
                     host: address.host, port: address.port, group: group, logger: logger, route: route)
@@ -200,6 +208,7 @@ public final class FaunaNode: @unchecked Sendable {
         let thread = Thread { runOwner(core, events: events) }
         thread.name = "fauna-raft"
         thread.start()
+        monitor?.start()
         logger.info("node started", metadata: [
             "peer": "\(settings.node.peer)", "client": "\(settings.node.client)", "data": "\(settings.dataDirectory)",
             "metrics": "\(settings.node.metrics.map { "\($0)" } ?? "off")",
@@ -208,14 +217,14 @@ public final class FaunaNode: @unchecked Sendable {
         ])
         return FaunaNode(
             settings: settings, core: core, events: events, transport: transport, group: group, peerServer: peerServer,
-            clientServer: clientServer, httpServer: httpServer, logger: logger)
+            clientServer: clientServer, httpServer: httpServer, monitor: monitor, logger: logger)
     }
 
     /// What the metrics port serves: everything from the owner's published vitals and the
     /// queues' counts, so a scrape never waits for the owner or touches the store.
     private static func statusRoutes(
-        name: String, core: NodeCore, events: EventQueue<NodeEvent>, applyQueue: EventQueue<ApplyJob>, metrics: NodeMetrics,
-        limits: NodeHealth.Limits
+        core: NodeCore, events: EventQueue<NodeEvent>, applyQueue: EventQueue<ApplyJob>, metrics: NodeMetrics,
+        monitor: ClusterMonitor, limits: NodeHealth.Limits
     ) -> @Sendable (String) -> HTTPAnswer {
         let vitals = core.vitals
         let clock = core.clock
@@ -231,10 +240,12 @@ public final class FaunaNode: @unchecked Sendable {
                 let health = path == "/livez"
                     ? NodeHealth.live(v, now: clock.now, limits: limits) : NodeHealth.ready(v, now: clock.now, limits: limits)
                 return .text(health.ok ? .ok : .serviceUnavailable, health.text)
-            case "/":
-                return .text(.ok, "Fauna node \(name): /metrics (Prometheus text), /livez, /readyz\n")
+            case "/", "/index.html":
+                return HTTPAnswer(status: .ok, contentType: "text/html; charset=utf-8", body: StatusPage.html)
+            case "/status.json":
+                return HTTPAnswer(status: .ok, contentType: "application/json", body: monitor.json())
             default:
-                return .text(.notFound, "\(path): not found; try /metrics, /livez or /readyz\n")
+                return .text(.notFound, "\(path): not found; try / (the status page), /status.json, /metrics, /livez or /readyz\n")
             }
         }
     }
@@ -291,6 +302,7 @@ public final class FaunaNode: @unchecked Sendable {
 
     private func shutdownIO() async {
         guard shutdownOnce.setOnce() else { return }
+        await monitor?.stop()
         try? await httpServer?.close()
         try? await clientServer.close()
         try? await peerServer.close()

@@ -20,6 +20,8 @@ final class NodeMetrics: RPCServerObserver, Sendable {
     private let errors = NIOLockedValueBox<[ErrorKey: CoreMetrics.Counter]>([:])
     /// When the node started (its `process_start_time_seconds`: faunad runs one node).
     private let startTime = Date().timeIntervalSince1970
+    /// Writes and reads answered since the status page's last sample (`takeWindows`).
+    private let windows = NIOLockedValueBox((write: LatencyWindow(), read: LatencyWindow()))
 
     private struct ErrorKey: Hashable {
         var kind: FrameKind
@@ -63,6 +65,11 @@ final class NodeMetrics: RPCServerObserver, Sendable {
         guard let r = requests[request] else { return }
         r.count.increment()
         if nanoseconds > 0 { r.latency.recordNanoseconds(nanoseconds) }
+        if request == .write {
+            windows.withLockedValue { $0.write.record(nanoseconds) }
+        } else if request == .read {
+            windows.withLockedValue { $0.read.record(nanoseconds) }
+        }
         guard let error else { return }
         let key = ErrorKey(kind: request, code: error)
         let counter = errors.withLockedValue { made in
@@ -74,6 +81,14 @@ final class NodeMetrics: RPCServerObserver, Sendable {
             return c
         }
         counter.increment()
+    }
+
+    /// The writes and reads answered since the last call, and a fresh window for each.
+    func takeWindows() -> (write: LatencyWindow, read: LatencyWindow) {
+        windows.withLockedValue { w in
+            defer { w = (LatencyWindow(), LatencyWindow()) }
+            return w
+        }
     }
 
     // MARK: Scrape
@@ -126,6 +141,40 @@ final class NodeMetrics: RPCServerObserver, Sendable {
         gauge("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.")
             .set(to: startTime)
         return registry.emitToBuffer()
+    }
+}
+
+/// Requests answered in an interval: how many, their total latency, and a log-scale histogram
+/// (four buckets per doubling from 1 µs, the last one open: about ±9% on a quantile).
+struct LatencyWindow: Sendable {
+    static let bucketsPerDoubling = 4.0
+    static let bucketCount = 100  // 1 µs × 2^(99/4) ≈ 27 s; slower answers share the last
+    private(set) var count = 0
+    private(set) var totalNanoseconds: Int64 = 0
+    private var buckets = [UInt32](repeating: 0, count: bucketCount)
+
+    mutating func record(_ nanoseconds: Int64) {
+        count += 1
+        totalNanoseconds &+= max(nanoseconds, 0)
+        let micros = max(Double(nanoseconds) / 1000, 1)
+        let i = min(Int(log2(micros) * Self.bucketsPerDoubling), Self.bucketCount - 1)
+        buckets[i] &+= 1
+    }
+
+    /// The mean latency in milliseconds (nil: nothing answered).
+    var meanMilliseconds: Double? { count == 0 ? nil : Double(totalNanoseconds) / Double(count) / 1e6 }
+
+    /// The upper bound, in milliseconds, of the bucket holding the `q` quantile (nil: nothing
+    /// answered).
+    func quantileMilliseconds(_ q: Double) -> Double? {
+        guard count > 0 else { return nil }
+        let rank = Int((Double(count) * q).rounded(.up))
+        var seen = 0
+        for (i, n) in buckets.enumerated() {
+            seen += Int(n)
+            if seen >= rank { return pow(2, Double(i + 1) / Self.bucketsPerDoubling) / 1000 }
+        }
+        return pow(2, Double(Self.bucketCount) / Self.bucketsPerDoubling) / 1000
     }
 }
 

@@ -210,6 +210,7 @@ public final class NodeCore: @unchecked Sendable {
         v.storageAt = storageFigures?.at
         v.role = raft.role
         v.isLearner = raft.conf.isLearner(id)
+        v.configuration = raft.conf
         v.term = raft.term
         v.leader = raft.leader
         v.commitIndex = raft.commitIndex

@@ -69,6 +69,8 @@ public struct NodeVitals: Sendable {
     public var commitIndex: LogIndex = .zero
     public var appliedIndex: LogIndex = .zero
     public var treeSize: UInt64 = 0
+    /// The configuration the node's Raft core is in (voters and learners).
+    public var configuration = ConfState()
     /// When the owner finished its last round (the node's monotonic clock).
     public var lastRound: NodeInstant?
     /// Set once the node stops or fail-stops (with why).

@@ -52,7 +52,8 @@ def free_ports(n: int) -> list[int]:
 class FaunaCluster:
     """faunad processes n1..n3 on free loopback ports, each with its own data directory."""
 
-    def __init__(self, bin_dir: Path, run_dir: Path, names: tuple[str, ...] = NAMES):
+    def __init__(self, bin_dir: Path, run_dir: Path, names: tuple[str, ...] = NAMES,
+                 cluster_extra: tuple[str, ...] = ()):
         self.run_dir = run_dir
         self.names = list(names)
         self.faunad = run_dir / "faunad"
@@ -68,7 +69,7 @@ class FaunaCluster:
         self.metrics_addr = {n: Endpoint("127.0.0.1", ports[3 * i + 2]) for i, n in enumerate(names)}
         self.config_path = run_dir / "cluster.toml"
         lines = ["[cluster]", 'name = "pytest"', 'data_dir = "data"', "tick_ms = 10", "election_ticks = 50",
-                 "heartbeat_ticks = 5", ""]
+                 "heartbeat_ticks = 5", *cluster_extra, ""]
         for n in names:
             lines += ["[[node]]", f'id = "{n}"', f'peer = "{self.peer[n]}"', f'client = "{self.client_addr[n]}"',
                       f'metrics = "{self.metrics_addr[n]}"', ""]
