@@ -73,6 +73,14 @@ let package = Package(
         .testTarget(name: "FaunaKVTests", dependencies: ["FaunaKV"]),
 
         // cluster.toml: parsed and validated in one place for faunad and fctl.
+        // Backups checked offline (and restored): opens an archive's state with FaunaStore.
+        .target(
+            name: "FaunaBackup",
+            dependencies: [
+                "FaunaClient", "FaunaStore", "FaunaKV", "FaunaRaft", "FaunaVerify",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .target(name: "FaunaConfig", dependencies: ["FaunaRaft", .product(name: "TOMLKit", package: "TOMLKit")]),
         .testTarget(name: "FaunaConfigTests", dependencies: ["FaunaConfig", "FaunaRaft"]),
 
@@ -168,7 +176,7 @@ let package = Package(
         .executableTarget(
             name: "fctl",
             dependencies: [
-                "FctlCore", "FaunaClient", "FaunaConfig", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaVerify",
+                "FctlCore", "FaunaClient", "FaunaBackup", "FaunaConfig", "FaunaRPC", "FaunaKV", "FaunaRaft", "FaunaVerify",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -1,4 +1,7 @@
+import Crypto
 import FaunaRPC
+import FaunaRaft
+import FaunaVerify
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -15,6 +18,11 @@ extension FaunaClient {
     ///   - endpoint: the node to save; nil: the leader.
     ///   - progress: told the bytes written so far after each chunk (on an event loop: must
     ///     not block).
+    /// Once the stream has ended, every configured node is asked for its signed tree head at
+    /// the snapshot's applied index; the archive carries the saving node's head with the
+    /// signatures of every voter that signed the same root, and the save fails unless a
+    /// majority of the voters did (docs/AUDIT.md "Backups").
+    ///
     /// - Returns: what the archive holds. `verify(path:)` of `SnapshotArchive` re-checks it.
     public func saveSnapshot(
         to path: String, from endpoint: Endpoint? = nil, progress: (@Sendable (_ written: UInt64) -> Void)? = nil
@@ -42,7 +50,6 @@ extension FaunaClient {
         } catch {
             throw FaunaClientError(.unavailable, "cannot connect to \(source): \(error.reason)")
         }
-        defer { Task { await connection.close() } }
         let channel = connection.channel
         let final: RPCMessage
         do {
@@ -50,14 +57,54 @@ extension FaunaClient {
                 // A broken stream closes the connection at once; the recorded error explains.
                 if !sink.accept(part, isFinal: false) { channel.close(promise: nil) }
             }
+            // Closed here, before the caller shuts its event loop down.
+            await connection.close()
         } catch {
+            await connection.close()
             if let failure = sink.failure { throw failure }
             let code: FaunaClientError.Code = error.code == .timeout ? .timeout : .unavailable
             throw FaunaClientError(code, "snapshot stream from \(source): \(error)")
         }
         if case .error(let response) = final { throw FaunaClientError(response: response, from: source) }
         guard sink.accept(final, isFinal: true) else { throw sink.failure ?? FaunaClientError(.internal, "snapshot stream failed") }
-        return try sink.finish()
+        guard let index = sink.snapshotIndex?.index else { throw FaunaClientError(.internal, "snapshot stream carried no snapshot") }
+        return try sink.finish(proof: try await treeHeadProof(at: index, from: source))
+    }
+
+    /// `source`'s tree head of size `index` with the valid signatures of every voter that
+    /// signed the same head, one per node and key.
+    /// - Throws: `unavailable` unless a majority of the current voters signed it.
+    func treeHeadProof(at index: LogIndex, from source: Endpoint) async throws(FaunaClientError) -> SignedTreeHead {
+        let head = try await signedTreeHead(of: source, treeSize: index.rawValue, within: .seconds(5)).head
+        let voters = try await members().filter { !$0.isLearner }
+        var signatures: [TreeHeadSignature] = []
+        var signers: [NodeID] = []
+        var refused: [String] = []
+        for (endpoint, result) in await gatherHeads(size: index.rawValue) {
+            switch result {
+            case .success(let answer):
+                guard let voter = voters.first(where: { $0.nodeID == answer.nodeID }), voter.publicKey == answer.signature.publicKey,
+                    answer.head == head, !signers.contains(answer.nodeID),
+                    let key = try? Curve25519.Signing.PublicKey(rawRepresentation: answer.signature.publicKey),
+                    key.isValidSignature(answer.signature.signature, for: head.canonicalBytes)
+                else {
+                    refused.append("\(answer.nodeID) at \(endpoint): another head, or not a voter with that key")
+                    continue
+                }
+                signatures.append(answer.signature)
+                signers.append(answer.nodeID)
+            case .failure(let error):
+                refused.append("\(endpoint): \(error)")
+            }
+        }
+        guard signers.count * 2 > voters.count else {
+            throw FaunaClientError(
+                .unavailable,
+                "snapshot save: \(signers.count) of \(voters.count) voters signed the tree head of size \(index) (root \(head.rootHash)); "
+                    + "an archive needs a majority to prove its history. Configure every member (--config) and save again"
+                    + (refused.isEmpty ? "" : "; " + refused.sorted().joined(separator: "; ")))
+        }
+        return SignedTreeHead(head: head, signatures: signatures)
     }
 }
 
@@ -101,10 +148,12 @@ private final class SnapshotSink: @unchecked Sendable {
         }
     }
 
-    func finish() throws(FaunaClientError) -> SnapshotArchive.Summary {
+    var snapshotIndex: (index: LogIndex, term: Term)? { lock.withLock { writer.snapshotIndex } }
+
+    func finish(proof: SignedTreeHead) throws(FaunaClientError) -> SnapshotArchive.Summary {
         lock.lock()
         defer { lock.unlock() }
-        return try writer.finish()
+        return try writer.finish(proof: proof)
     }
 
     func abort() { lock.withLock { writer.abort() } }

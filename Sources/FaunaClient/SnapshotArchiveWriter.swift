@@ -1,6 +1,7 @@
 import Crypto
 import FaunaRPC
 import FaunaRaft
+import FaunaVerify
 
 /// Writes a `snapshotSave` stream into a `SnapshotArchive`, chunk by chunk, into `path.tmp`;
 /// `finish()` fsyncs and renames it to `path`. Checks the stream as it goes: one snapshot
@@ -85,14 +86,23 @@ final class SnapshotArchiveWriter {
         current = nil
     }
 
-    /// Writes the trailer, fsyncs, renames into place and fsyncs the directory.
-    func finish() throws(FaunaClientError) -> SnapshotArchive.Summary {
+    /// The snapshot's applied index and term, once the stream has started.
+    var snapshotIndex: (index: LogIndex, term: Term)? { snapshot }
+
+    /// Writes the proof (the tree head at the snapshot's index and its signatures) and the
+    /// trailer, fsyncs, renames into place and fsyncs the directory.
+    func finish(proof: SignedTreeHead) throws(FaunaClientError) -> SnapshotArchive.Summary {
         guard isComplete, let snapshot, let file else { throw broken("the stream ended before the last chunk of the snapshot") }
+        guard proof.head.treeSize == snapshot.index.rawValue, proof.signatures.count <= SnapshotArchive.signaturesMax else {
+            throw broken("proof for tree size \(proof.head.treeSize), want \(snapshot.index)")
+        }
+        try emit([SnapshotArchive.proofTag] + SnapshotArchive.encodeProof(proof))
         try emit([SnapshotArchive.trailerTag] + Self.be(UInt64(entries.count), 4) + Self.be(dataBytes, 8) + SnapshotArchive.magic)
         try file.sync()
         self.file = nil
         try PosixFile.rename(temporaryPath, to: path)
-        return SnapshotArchive.Summary(index: snapshot.index, term: snapshot.term, files: entries, dataBytes: dataBytes)
+        return SnapshotArchive.Summary(
+            index: snapshot.index, term: snapshot.term, files: entries, dataBytes: dataBytes, version: 2, signedHead: proof)
     }
 
     /// Stops and removes the temporary file.

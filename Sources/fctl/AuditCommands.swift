@@ -188,26 +188,8 @@ struct VerifyProof: AsyncParsableCommand {
         do { contents = try ProofFile.parse(data) } catch {
             throw FctlError(.verificationFailed, "verify-proof: \(file) is not a valid fauna-proof-v1 or fauna-proof-v2 file: \(error)")
         }
-        var keys: [Curve25519.Signing.PublicKey] = []
-        var expectedCluster: ClusterID?
-        if member.isEmpty {
-            let name = try global.clusterConfig()?.name ?? "default"
-            let store = trust.map(TrustStore.init(path:)) ?? TrustStore(path: TrustStore.defaultPath(cluster: name))
-            let loaded: TrustedCluster?
-            do { loaded = try store.load() } catch { throw FctlError(error, doing: "verify-proof") }
-            guard let loaded else { throw FctlError(.usage, "verify-proof: no member keys: pass --member HEX for each member, or --trust FILE (\(store.path) does not exist)") }
-            keys = loaded.members.map(\.publicKey)
-            expectedCluster = loaded.clusterID
-        } else {
-            for text in member {
-                guard let raw = TrustStore.hexBytes(text.lowercased()), raw.count == 32,
-                    let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw)
-                else {
-                    throw FctlError(.usage, "--member \(text): want 64 hex digits (an Ed25519 public key)")
-                }
-                keys.append(key)
-            }
-        }
+        let (expectedCluster, raw) = try pinnedKeys(global, member: member, trust: trust, doing: "verify-proof")
+        let keys = raw.compactMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) }
         let proof = contents.proof
         func fail(_ why: String) -> FctlError { FctlError(.verificationFailed, "verify-proof: FAIL: \(why)") }
         if let expectedCluster, proof.signedHead.head.clusterID != expectedCluster {

@@ -3,6 +3,7 @@ import FaunaClient
 import FaunaKV
 import FaunaRPC
 import FaunaRaft
+import FaunaVerify
 import Foundation
 import NIOConcurrencyHelpers
 import Testing
@@ -32,12 +33,36 @@ import Testing
         return out
     }
 
-    func serve(_ chunks: [SnapshotChunk]) async throws -> RPCServer {
-        try await RPCServer.start(configuration: RPCServerConfiguration(), group: group, logger: quiet) { message, context in
-            guard case .snapshotSave = message else { return context.respond(.error(RPCErrorResponse(.unsupported, "only snapshots"))) }
-            for chunk in chunks.dropLast() { context.respondPartial(.snapshotSaveChunk(chunk)) }
-            context.respond(.snapshotSaveChunk(chunks.last!))
+    /// The one member's key, and the head of size 40 it signs.
+    static let key = Curve25519.Signing.PrivateKey()
+    static let head = TreeHead(
+        clusterID: ClusterID(bytes: [UInt8](repeating: 7, count: 16))!, treeSize: 40,
+        rootHash: MerkleHash(bytes: [UInt8](repeating: 9, count: 32))!)
+
+    /// A one-node "cluster" that streams `chunks` and signs the head of size 40 (with
+    /// `signs` false: a head signed by a key other than the member's).
+    func serve(_ chunks: [SnapshotChunk], signs: Bool = true) async throws -> RPCServer {
+        let server = try await RPCServer.start(configuration: RPCServerConfiguration(), group: group, logger: quiet) { message, context in
+            let signer = signs ? Self.key : Curve25519.Signing.PrivateKey()
+            switch message {
+            case .snapshotSave:
+                for chunk in chunks.dropLast() { context.respondPartial(.snapshotSaveChunk(chunk)) }
+                context.respond(.snapshotSaveChunk(chunks.last!))
+            case .signedTreeHead(let request) where request.treeSize == 40:
+                let signature = try! signer.signature(for: Self.head.canonicalBytes)
+                context.respond(.signedTreeHeadResponse(SignedTreeHeadResponse(
+                    nodeID: NodeID(1), appliedIndex: LogIndex(41), head: Self.head,
+                    signature: TreeHeadSignature(publicKey: Array(signer.publicKey.rawRepresentation), signature: Array(signature)))))
+            case .members:
+                let me = Endpoint(host: "127.0.0.1", port: 1)
+                context.respond(.membersResponse([Member(
+                    nodeID: NodeID(1), peerAddress: me, clientAddress: me, isLearner: false,
+                    publicKey: Array(Self.key.publicKey.rawRepresentation))]))
+            default:
+                context.respond(.error(RPCErrorResponse(.unsupported, "not here")))
+            }
         }
+        return server
     }
 
     func temporaryPath(_ name: String) -> String {
@@ -55,6 +80,9 @@ import Testing
         #expect(summary.index == LogIndex(40) && summary.term == Term(3))
         #expect(summary.files.map(\.name) == Self.files.map(\.0))
         #expect(summary.dataBytes == UInt64(Self.files.map(\.1.count).reduce(0, +)))
+        // The member's signature over the head at the snapshot's index is in the archive.
+        #expect(summary.version == 2 && summary.signedHead?.head == Self.head)
+        #expect(try summary.signedHead?.verify(clusterID: Self.head.clusterID, members: [Self.key.publicKey]) == 1)
         // Progress: once per chunk, growing, ending at every data byte.
         let reported = written.withLockedValue { $0 }
         #expect(reported.count == chunks(skipping: nil).count)
@@ -66,11 +94,37 @@ import Testing
         #expect(hashed.last?.0 == summary.dataBytes && hashed.allSatisfy { $0.1 == archiveBytes })
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
 
-        // A flipped data byte is detected.
-        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        // A flipped data byte is detected, naming the file.
+        let saved = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        var bytes = saved
         bytes[bytes.count / 2] ^= 0x01
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        #expect(throws: FaunaClientError.self) { try SnapshotArchive.verify(path: path) }
+        #expect { try SnapshotArchive.verify(path: path) } throws: {
+            ($0 as? FaunaClientError)?.code == .verificationFailed && "\($0)".contains("file 000001.sst: SHA-256 differs")
+        }
+        // A flipped bit of the signed root reads back, and no longer verifies.
+        bytes = saved
+        let proofAt = bytes.count - 21 - 96 - 32  // trailer 21, one signature 96, root 32
+        bytes[proofAt] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let forged = try SnapshotArchive.verify(path: path)
+        #expect(forged.signedHead?.head.rootHash != Self.head.rootHash)
+        #expect(throws: VerificationError.self) {
+            try forged.signedHead?.verify(clusterID: Self.head.clusterID, members: [Self.key.publicKey])
+        }
+        await client.close()
+        try await server.close()
+    }
+
+    @Test func withoutAMajorityOfSignaturesTheSaveFailsAndLeavesNoFile() async throws {
+        let server = try await serve(chunks(skipping: nil), signs: false)
+        let endpoint = Endpoint(host: "127.0.0.1", port: UInt16(server.port!))
+        let client = FaunaClient(endpoints: [endpoint], configuration: fast(), group: group)
+        let path = temporaryPath("unsigned.fsnap")
+        await #expect { _ = try await client.saveSnapshot(to: path, from: endpoint) } throws: {
+            ($0 as? FaunaClientError)?.code == .unavailable && "\($0)".contains("0 of 1 voters signed the tree head of size 40")
+        }
+        #expect(!FileManager.default.fileExists(atPath: path) && !FileManager.default.fileExists(atPath: path + ".tmp"))
         await client.close()
         try await server.close()
     }

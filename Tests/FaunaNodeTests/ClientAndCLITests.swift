@@ -117,8 +117,8 @@ import Glibc
         let archive = "\(cluster.root)/snap.fauna"
         run = try Self.fctl(["snapshot", "save", archive], config: config)
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(["snapshot", "verify", archive], config: config)
-        #expect(run.status == 0, "\(run)")
+        run = try Self.fctl(["snapshot", "verify", archive, "--checksums-only"], config: config)
+        #expect(run.status == 0 && run.stdout.contains("checksums OK"), "\(run)")
         // Unavailable: every node down is exit 3.
         for n in Self.names { await cluster.kill(n) }
         run = try Self.fctl(["get", "blob", "--timeout", "1"], config: config)
