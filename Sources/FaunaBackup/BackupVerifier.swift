@@ -52,7 +52,13 @@ public struct BackupVerifier {
     /// Runs every check. A version 1 archive stops after its checksums (it carries no head).
     /// - Throws: `FaunaClientError` with code `verificationFailed` naming what does not
     ///   match, `io` for a damaged archive or a failed write.
-    public func verify(progress: ((Step) -> Void)? = nil) throws(FaunaClientError) -> Report {
+    /// - Parameter verified: called once every check passed, with the archive's opened state
+    ///   (its unpacked files are no longer the archive's: opening them let RocksDB write) and
+    ///   what the archive holds.
+    public func verify(
+        progress: ((Step) -> Void)? = nil,
+        verified: ((_ archive: Store, _ summary: SnapshotArchive.Summary) throws(FaunaClientError) -> Void)? = nil
+    ) throws(FaunaClientError) -> Report {
         try? FileManager.default.removeItem(atPath: workDirectory)
         defer { try? FileManager.default.removeItem(atPath: workDirectory) }
         let stateDirectory = "\(workDirectory)/archive"
@@ -70,7 +76,10 @@ public struct BackupVerifier {
         try out?.close()
         var report = Report(
             summary: summary, signers: 0, members: memberKeys.count, journalEntries: 0, root: nil, stateDigest: [], replayedEntries: 0)
-        guard let signed = summary.signedHead else { return report }
+        guard let signed = summary.signedHead else {
+            if verified != nil { throw failed("an FNASNAP1 archive carries no signed tree head: its history cannot be proven, so it is not restored") }
+            return report
+        }
 
         // 2. The head: a majority of the pinned keys signed it.
         let keys = memberKeys.compactMap { try? Curve25519.Signing.PublicKey(rawRepresentation: $0) }
@@ -153,6 +162,7 @@ public struct BackupVerifier {
         guard replayedRoot == signed.head.rootHash else {
             throw failed("replaying the journal gives tree root \(replayedRoot), the signed head has \(signed.head.rootHash): an entry's recorded effects are not what it did")
         }
+        try verified?(archive, summary)
         return report
     }
 

@@ -158,6 +158,88 @@ extension FaunaClient {
         return VerifiedHead(head: signed.head, signers: signers, trust: trusted, trustedBefore: before, removedMembers: removed)
     }
 
+    /// Moves the trusted state of a cluster to the keys of its restored continuation
+    /// (`fctl trust accept-restore`, docs/AUDIT.md §13). The keys a client accepts are those
+    /// the restore declared in committed `addVoter` entries (context `key=`; the cluster's last
+    /// 64 membership changes are read), minus members removed after them; and the cluster is
+    /// accepted only if
+    ///
+    /// - it has the trusted cluster ID;
+    /// - its current head is signed by a majority of those declared keys;
+    /// - that head is consistent with the trusted head, which a majority of the old members
+    ///   signed: the restored history extends exactly what the client trusted;
+    /// - every declaring entry is a leaf of that head (inclusion proofs).
+    ///
+    /// - Returns: the new trusted state (the old members' keys dropped) and the entries that
+    ///   declared the keys.
+    /// - Throws: `verificationFailed` naming the check that failed; `invalidRequest` if no
+    ///   entry after the trusted head declares a key (not a restored cluster).
+    public func acceptRestore(trust: TrustedCluster) async throws(FaunaClientError) -> (head: VerifiedHead, declaredAt: [UInt64]) {
+        let node = try await findLeader()
+        let current = try await signedTreeHead(of: node)
+        let from = trust.head.treeSize
+        var keys: [NodeID: [UInt8]] = [:]
+        var declaredAt: [UInt64] = []
+        var changes: [JournalEntry] = []
+        // All recent changes, not only those after the trusted head: a client that trusted a
+        // head beyond the backup must hear that the history was cut (the consistency check
+        // below fails), not that there is nothing to accept.
+        for index in try await membershipChanges(after: 0, from: node) {
+            let entry = try await entryProof(at: index.rawValue, key: [], from: node).entry
+            guard entry.index == index.rawValue, entry.type == 1, let change = ConfChange(decoding: entry.payload) else {
+                throw FaunaClientError(.verificationFailed, "\(node) named entry \(index) as a membership change; it is not one")
+            }
+            changes.append(entry)
+            switch change.kind {
+            case .addVoter:
+                if let key = Self.restoreKey(change.context) {
+                    keys[change.nodeID] = key
+                    declaredAt.append(entry.index)
+                }
+            case .remove: keys[change.nodeID] = nil
+            case .addLearner: break
+            }
+        }
+        guard !declaredAt.isEmpty else {
+            throw FaunaClientError(
+                .invalidRequest,
+                "no recent membership change declares a member key: \(node) serves no restore of a cluster (trusted tree size \(from))")
+        }
+        var members: [TrustedCluster.MemberKey] = []
+        for (id, raw) in keys.sorted(by: { $0.key < $1.key }) {
+            guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+                throw FaunaClientError(.verificationFailed, "entry declaring \(id)'s key holds \(raw.count) bytes, want an Ed25519 key")
+            }
+            members.append(.init(nodeID: id, publicKey: key))
+        }
+        var candidate = trust
+        candidate.members = members
+        candidate.membershipCheckedSize = 0
+        let (signed, signers, before, after) = try await proveHead(from: node, current: current, covering: 0, trust: candidate) { size throws(FaunaClientError) in
+            (try await self.signedTreeHead(of: node, treeSize: size).head.rootHash, nil)
+        }
+        for entry in changes {
+            let inclusion = try await inclusionProof(ofEntry: entry.index, treeSize: signed.head.head.treeSize, from: node)
+            do {
+                try inclusion.verify(leafHash: entry.leafHash, treeHead: signed.head.head)
+            } catch {
+                throw FaunaClientError(.verificationFailed, "membership change \(entry.index) from \(node) is not in the head it signed: \(error)")
+            }
+        }
+        var accepted = after
+        accepted.membershipCheckedSize = signed.head.head.treeSize
+        return (VerifiedHead(head: signed.head, signers: signers, trust: accepted, trustedBefore: before, removedMembers: []), declaredAt)
+    }
+
+    /// The member key a restore `addVoter` context declares (`key=` and 64 hex digits).
+    static func restoreKey(_ context: [UInt8]) -> [UInt8]? {
+        let text = String(decoding: context, as: UTF8.self)
+        guard let field = text.split(separator: ",").first(where: { $0.hasPrefix("key=") }),
+            let raw = TrustStore.hexBytes(String(field.dropFirst(4))), raw.count == 32
+        else { return nil }
+        return raw
+    }
+
     /// Removals are leaves: drops the pinned key of every member whose removal was committed
     /// up to the trusted head, each proven by its entry's inclusion in that (quorum-verified)
     /// head, so that a removed member's key — a decommissioned disk, a leaked key — no longer

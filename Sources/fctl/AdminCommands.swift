@@ -173,7 +173,82 @@ struct Leader: AsyncParsableCommand {
 }
 
 struct Snapshot: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Save or check snapshot archives.", subcommands: [Save.self, Verify.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Save, check or restore snapshot archives.", subcommands: [Save.self, Verify.self, Restore.self])
+
+    struct Restore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the data directories of a new cluster from an archive, continuing its history.",
+            discussion: """
+                --config names the NEW cluster (its nodes, addresses and data_dir). The archive is \
+                first verified as `snapshot verify` does, against the OLD cluster's pinned keys \
+                (--member, else --trust, else the trusted-state file of the new config's cluster \
+                name). Then every node of the new config gets a data directory (<data_dir>/<id>, or \
+                --data-dir ROOT/<id>) holding the archive's state, journal and tree, a new signing \
+                key, and the same committed entries after the archive's index: one addVoter per new \
+                member naming its addresses and new key, one remove per old member not in the new \
+                config. The cluster ID and the tree are kept. Copy each directory to its machine and \
+                start faunad there. Clients that trusted the old cluster accept the new keys with \
+                `fctl trust accept-restore`. Existing non-empty directories are refused. Reference: \
+                docs/AUDIT.md §13.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument var file: String
+        @Option(name: .long, help: "An old member's public key in hex (repeat for each member). Default: the trusted-state file's keys.")
+        var member: [String] = []
+        @Option(name: .long, help: "The old cluster's trusted-state file (default: ~/.config/fauna/<cluster name>/trusted.json).")
+        var trust: String?
+        @Option(name: .long, help: "Make the node directories under ROOT (default: the new config's data_dir).")
+        var dataDir: String?
+        @Option(name: .long, help: "Where to unpack and replay while verifying (default: FILE.verify, removed afterwards).")
+        var workDir: String?
+
+        func run() async throws {
+            guard let config = try global.clusterConfig() else {
+                throw FctlError(.usage, "snapshot restore: --config NEW.toml is required (it names the new cluster's nodes)")
+            }
+            let base = URL(fileURLWithPath: global.config).deletingLastPathComponent().path
+            let root = dataDir ?? (config.dataDirectory.hasPrefix("/") ? config.dataDirectory : "\(base)/\(config.dataDirectory)")
+            let members = config.nodes.map { node in
+                BackupRestorer.Member(
+                    name: node.name, nodeID: node.nodeID, peer: "\(node.peer)", client: "\(node.client)", dataDirectory: "\(root)/\(node.name)")
+            }
+            let (clusterID, keys) = try pinnedKeys(global, member: member, trust: trust, doing: "snapshot restore")
+            let verifier = BackupVerifier(archivePath: file, workDirectory: workDir ?? file + ".verify", clusterID: clusterID, memberKeys: keys)
+            let line = ProgressLine("snapshot restore", quiet: global.json)
+            defer { line.finish() }
+            let result: BackupRestorer.Result
+            do {
+                result = try BackupRestorer(verifier: verifier, members: members).restore { step in
+                    switch step {
+                    case .hashing(let done, let total): line.bytes(done, of: total)
+                    case .rehashingJournal: line.status("re-hashing the journal")
+                    case .replaying(let done, let total): line.status("replaying entry \(done) of \(total)")
+                    case .comparingState: line.status("comparing the replayed state")
+                    }
+                }
+            } catch {
+                throw FctlError(error, doing: "snapshot restore")
+            }
+            line.finish()
+            func key(_ m: BackupRestorer.Member) -> [UInt8] { result.keys.first { $0.name == m.name }?.publicKey ?? [] }
+            if global.json {
+                global.printJSON([
+                    "index": result.index, "lastIndex": result.lastIndex, "term": result.term,
+                    "removed": result.removed.map { "\($0)" },
+                    "members": members.map { m in
+                        ["id": m.name, "dataDir": m.dataDirectory, "publicKey": ByteEncoding.hexString(key(m))] as [String: Any]
+                    },
+                ])
+                return
+            }
+            print("verified: history of \(result.index) entries signed by \(result.verification.signers) of \(result.verification.members) pinned members; state replayed")
+            for m in members { print("\(m.name): \(m.dataDirectory)  key \(ByteEncoding.hexString(key(m)))") }
+            print("entries \(result.index + 1)…\(result.lastIndex) (term \(result.term)) make these the members"
+                + (result.removed.isEmpty ? "" : " and remove \(result.removed.map { "\($0)" }.joined(separator: ", "))")
+                + ". Start each node (faunad --config \(global.config) --id ID); clients that trusted the old cluster run `fctl trust accept-restore`.")
+        }
+    }
 
     struct Save: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stream a node's snapshot into one archive FILE (default: from the leader).")

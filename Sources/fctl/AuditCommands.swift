@@ -282,7 +282,47 @@ struct Audit: AsyncParsableCommand {
 struct Trust: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage the trusted state: member keys and the last verified tree head.",
-        subcommands: [Init.self, Show.self])
+        subcommands: [Init.self, Show.self, AcceptRestore.self])
+
+    struct AcceptRestore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "accept-restore",
+            abstract: "Trust the keys of a cluster restored from a backup of the trusted one.",
+            discussion: """
+                The explicit step after `fctl snapshot restore`. Reads the membership changes \
+                committed after the trusted head; the keys their addVoter entries declare become \
+                the pinned keys, and the old members' keys are dropped, but only if the cluster's \
+                current head is signed by a majority of those keys, is consistent with the trusted \
+                head (which a majority of the old members signed), and includes every declaring \
+                entry. Prints the keys it accepts. Exit 6 naming the check that failed; 4 if the \
+                cluster declares no keys (not a restore). Reference: docs/AUDIT.md §13.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var audit: AuditOptions
+
+        func run() async throws {
+            let store = try audit.trustStore(global)
+            let loaded: TrustedCluster?
+            do { loaded = try store.load() } catch { throw FctlError(error, doing: "trust accept-restore") }
+            guard let trust = loaded else {
+                throw FctlError(.notFound, "trust accept-restore: no trusted state at \(store.path): there is nothing to carry over (use `fctl trust init`)")
+            }
+            let client = try global.makeClient()
+            defer { Task { await client.close() } }
+            let accepted: (head: VerifiedHead, declaredAt: [UInt64])
+            do throws(FaunaClientError) {
+                accepted = try await client.acceptRestore(trust: trust)
+                _ = try store.save(accepted.head.trust, replacing: true)
+            } catch {
+                throw FctlError(error, doing: "trust accept-restore")
+            }
+            let head = accepted.head.head.head
+            print("the restored cluster's head of size \(head.treeSize) extends the trusted head of size \(accepted.head.trustedBefore.treeSize) and is signed by \(accepted.head.signers.map { "\($0)" }.joined(separator: ", "))")
+            print("keys declared in entries \(accepted.declaredAt.map { "\($0)" }.joined(separator: ", ")), now trusted instead of the old members':")
+            for m in accepted.head.trust.members { print("  \(m.nodeID) \(hexString(m.publicKey.rawRepresentation))") }
+            print("→ \(store.path)")
+        }
+    }
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -26,6 +26,40 @@ import Glibc
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
+    /// Puts through `client` until stopped (at most 20,000), counting the acknowledged ones.
+    final class Load: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        var task: Task<Void, Never>?
+        var written: Int { lock.withLock { count } }
+        func add() { lock.withLock { count += 1 } }
+
+        func waitForWrites(_ n: Int) async throws {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while written < n {
+                try #require(ContinuousClock.now < deadline, "the load made \(written) writes in 30 s, want \(n)")
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+
+        func stop() async {
+            task?.cancel()
+            await task?.value
+        }
+    }
+
+    static func load(_ client: FaunaClient) -> Load {
+        let load = Load()
+        load.task = Task {
+            var n = 0
+            while !Task.isCancelled && n < 20_000 {
+                if (try? await client.put(Array("load/\(n % 300)".utf8), Array("v\(n)".utf8))) != nil { load.add() }
+                n += 1
+            }
+        }
+        return load
+    }
+
     @Test func aBackupSavedUnderLoadVerifiesOfflineAndDamageIsNamed() async throws {
         let cluster = try await AuditTests.started()
         defer { Task { await cluster.shutdown() } }
@@ -33,20 +67,14 @@ import Glibc
         let client = FaunaClient(endpoints: endpoints)
         for i in 0..<200 { _ = try await client.put(Array("backup/\(i)".utf8), Array("value \(i)".utf8)) }
         // Writes go on while the snapshot streams and its head is signed.
-        let load = Task {
-            var n = 0
-            while !Task.isCancelled && n < 5_000 {
-                _ = try? await client.put(Array("load/\(n % 300)".utf8), Array("v\(n)".utf8))
-                n += 1
-            }
-            return n
-        }
+        let load = Self.load(client)
+        try await load.waitForWrites(50)
+        let before = load.written
         let archive = "\(cluster.root)/backup.fsnap"
         var run = try Self.fctl(cluster, ["snapshot", "save", archive])
-        load.cancel()
-        let written = await load.value
+        try await load.waitForWrites(before + 20)  // the load went on through the save
+        await load.stop()
         #expect(run.status == 0 && run.stdout.contains("tree head: size"), "\(run)")
-        #expect(written > 0)
         await client.close()
 
         // Offline from here: the nodes are stopped before the archive is checked.
@@ -83,6 +111,76 @@ import Glibc
         try Self.flip(forged, at: -(21 + 96 * signatures + 32))
         run = try Self.fctl(cluster, ["snapshot", "verify", forged, "--trust", trust])
         #expect(run.status == 6 && run.stderr.contains("is not signed by a majority of the pinned members"), "\(run)")
+    }
+
+    /// The round trip of issue 23: save under load, verify offline, restore into a new
+    /// 3-node cluster on other ports, read the data back, and verify a record of the backup
+    /// against a head the new cluster signs, once the client accepted its keys.
+    @Test func aRestoredClusterContinuesTheHistoryAndClientsAcceptItsKeys() async throws {
+        let old = try await AuditTests.started()
+        defer { Task { await old.shutdown() } }
+        let endpoints = try Self.names.map { Endpoint(host: "127.0.0.1", port: UInt16(try #require(old.nodes[$0]?.client))) }
+        let client = FaunaClient(endpoints: endpoints)
+        for i in 0..<100 { _ = try await client.put(Array("backup/\(i)".utf8), Array("value \(i)".utf8)) }
+        let trust = "\(old.root)/trusted.json"
+        #expect(try Self.fctl(old, ["trust", "init", "--trust", trust]).status == 0)
+        // The client trusts a head of the old cluster (size > 0) before the backup.
+        var run = try Self.fctl(old, ["get", "backup/7", "--verify", "--trust", trust])
+        #expect(run.status == 0, "\(run)")
+        let load = Self.load(client)
+        try await load.waitForWrites(50)
+        let archive = "\(old.root)/backup.fsnap"
+        run = try Self.fctl(old, ["snapshot", "save", archive])
+        await load.stop()
+        #expect(run.status == 0, "\(run)")
+        // A second client trusts a head beyond the backup: the restore loses what came after.
+        _ = try await client.put(Array("after-backup".utf8), Array("lost".utf8))
+        let ahead = "\(old.root)/ahead.json"
+        try FileManager.default.copyItem(atPath: trust, toPath: ahead)
+        #expect(try Self.fctl(old, ["get", "after-backup", "--verify", "--trust", ahead]).status == 0)
+        await client.close()
+        for n in Self.names { await old.kill(n, signal: SIGTERM) }
+
+        run = try Self.fctl(old, ["snapshot", "verify", archive, "--trust", trust])
+        #expect(run.status == 0, "\(run)")
+
+        // A new cluster: other ports, other data directories, new keys.
+        let new = try ProcessCluster(names: Self.names)
+        defer { Task { await new.shutdown() } }
+        run = try Self.fctl(new, ["snapshot", "restore", archive, "--trust", trust, "--json"])
+        #expect(run.status == 0, "\(run)")
+        let restored = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        let index = try #require(restored["index"] as? Int)
+        #expect(restored["lastIndex"] as? Int == index + 3, "one addVoter per new member: \(restored)")
+        // Restoring again over the directories is refused.
+        run = try Self.fctl(new, ["snapshot", "restore", archive, "--trust", trust])
+        #expect(run.status == 4 && run.stderr.contains("is not empty"), "\(run)")
+
+        for n in Self.names { try new.start(n) }
+        _ = try await new.waitForLeader(among: Self.names)
+        run = try Self.fctl(new, ["get", "backup/7"])
+        #expect(run.status == 0 && run.stdout == "value 7\n", "\(run)")
+        run = try Self.fctl(new, ["get", "after-backup"])
+        #expect(run.status == 1, "written after the backup: not in it: \(run)")
+        #expect(try Self.fctl(new, ["put", "after-restore", "yes"]).status == 0)
+
+        // The old trust does not accept the new keys by itself...
+        let carried = "\(new.root)/trusted.json"
+        try FileManager.default.copyItem(atPath: trust, toPath: carried)
+        run = try Self.fctl(new, ["get", "backup/7", "--verify", "--trust", carried])
+        #expect(run.status == 6 && run.stderr.contains("untrusted key"), "\(run)")
+        // ...only through the explicit step, which checks the history extends the trusted head.
+        run = try Self.fctl(new, ["trust", "accept-restore", "--trust", carried])
+        #expect(run.status == 0 && run.stdout.contains("keys declared in entries \(index + 1), \(index + 2), \(index + 3)"), "\(run)")
+        for key in ["backup/7", "after-restore"] {
+            run = try Self.fctl(new, ["get", key, "--verify", "--trust", carried])
+            #expect(run.status == 0 && run.stdout.contains("that head is signed by n1, n2, n3"), "\(key): \(run)")
+        }
+        // A client that trusted a head beyond the backup sees the history was cut.
+        run = try Self.fctl(new, ["trust", "accept-restore", "--trust", ahead])
+        // (Shorter than the trusted tree: "rolled back"; as long or longer: "fork or rollback".)
+        #expect(run.status == 6 && (run.stderr.contains("rolled back") || run.stderr.contains("fork or rollback")), "\(run)")
+        await new.shutdown()
     }
 
     @Test func aBackupOfANodeChangedAtRestFailsNamingWhatDiffers() async throws {
