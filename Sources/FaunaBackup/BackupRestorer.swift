@@ -73,8 +73,15 @@ public struct BackupRestorer {
             }
         }
         var installed: Installed?
-        let report = try verifier.verify(progress: progress) { archive, summary throws(FaunaClientError) in
-            installed = try install(from: archive, summary: summary)
+        let report: BackupVerifier.Report
+        do {
+            report = try verifier.verify(progress: progress) { archive, summary throws(FaunaClientError) in
+                installed = try install(from: archive, summary: summary)
+            }
+        } catch {
+            let made = members.map(\.dataDirectory).filter { FileManager.default.fileExists(atPath: "\($0)/node.key") }
+            guard !made.isEmpty else { throw error }
+            throw FaunaClientError(error.code, "\(error.message); remove what restore made (\(made.joined(separator: ", "))) before trying again")
         }
         guard let done = installed else { throw FaunaClientError(.internal, "restore: the archive verified but nothing was installed") }
         return Result(

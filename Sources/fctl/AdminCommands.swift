@@ -219,14 +219,7 @@ struct Snapshot: AsyncParsableCommand {
             defer { line.finish() }
             let result: BackupRestorer.Result
             do {
-                result = try BackupRestorer(verifier: verifier, members: members).restore { step in
-                    switch step {
-                    case .hashing(let done, let total): line.bytes(done, of: total)
-                    case .rehashingJournal: line.status("re-hashing the journal")
-                    case .replaying(let done, let total): line.status("replaying entry \(done) of \(total)")
-                    case .comparingState: line.status("comparing the replayed state")
-                    }
-                }
+                result = try BackupRestorer(verifier: verifier, members: members).restore(progress: showSteps(line))
             } catch {
                 throw FctlError(error, doing: "snapshot restore")
             }
@@ -315,19 +308,24 @@ struct Snapshot: AsyncParsableCommand {
             let verifier = BackupVerifier(archivePath: file, workDirectory: workDir ?? file + ".verify", clusterID: clusterID, memberKeys: keys)
             let report: BackupVerifier.Report
             do {
-                report = try verifier.verify { step in
-                    switch step {
-                    case .hashing(let done, let total): line.bytes(done, of: total)
-                    case .rehashingJournal: line.status("re-hashing the journal")
-                    case .replaying(let done, let total): line.status("replaying entry \(done) of \(total)")
-                    case .comparingState: line.status("comparing the replayed state")
-                    }
-                }
+                report = try verifier.verify(progress: showSteps(line))
             } catch {
                 throw FctlError(error, doing: "snapshot verify")
             }
             line.finish()
             printSummary(report.summary, file, global, signers: report.signers, deep: report)
+        }
+    }
+}
+
+/// Draws a backup check's steps on `line`.
+func showSteps(_ line: ProgressLine) -> (BackupVerifier.Step) -> Void {
+    { step in
+        switch step {
+        case .hashing(let done, let total): line.bytes(done, of: total)
+        case .rehashingJournal: line.status("re-hashing the journal")
+        case .replaying(let done, let total): line.status("replaying entry \(done) of \(total)")
+        case .comparingState: line.status("comparing the replayed state")
         }
     }
 }

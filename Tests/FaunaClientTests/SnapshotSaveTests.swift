@@ -94,8 +94,17 @@ import Testing
         #expect(hashed.last?.0 == summary.dataBytes && hashed.allSatisfy { $0.1 == archiveBytes })
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
 
-        // A flipped data byte is detected, naming the file.
         let saved = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        // The same archive in version 1 (no proof record, FNASNAP1 at both ends) still reads,
+        // and says it carries no head.
+        var v1 = Array(saved[..<(saved.count - 21 - (1 + 2 + 72 + 96))]) + Array(saved[(saved.count - 21)...])
+        v1.replaceSubrange(0..<8, with: SnapshotArchive.magicV1)
+        v1.replaceSubrange((v1.count - 8)..., with: SnapshotArchive.magicV1)
+        try Data(v1).write(to: URL(fileURLWithPath: path))
+        let old = try SnapshotArchive.verify(path: path)
+        #expect(old.version == 1 && old.signedHead == nil && old.files == summary.files && old.index == summary.index)
+
+        // A flipped data byte is detected, naming the file.
         var bytes = saved
         bytes[bytes.count / 2] ^= 0x01
         try Data(bytes).write(to: URL(fileURLWithPath: path))

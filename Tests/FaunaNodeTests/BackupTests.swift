@@ -111,6 +111,19 @@ import Glibc
         try Self.flip(forged, at: -(21 + 96 * signatures + 32))
         run = try Self.fctl(cluster, ["snapshot", "verify", forged, "--trust", trust])
         #expect(run.status == 6 && run.stderr.contains("is not signed by a majority of the pinned members"), "\(run)")
+
+        // The same archive as version 1 (before proofs): its checksums verify, it says it
+        // proves nothing, and it is not restored.
+        let v1Path = "\(cluster.root)/v1.fsnap"
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: archive)))
+        bytes = Array(bytes[..<(bytes.count - 21 - (1 + 2 + 72 + 96 * signatures))]) + Array(bytes[(bytes.count - 21)...])
+        bytes.replaceSubrange(0..<8, with: Array("FNASNAP1".utf8))
+        bytes.replaceSubrange((bytes.count - 8)..., with: Array("FNASNAP1".utf8))
+        try Data(bytes).write(to: URL(fileURLWithPath: v1Path))
+        run = try Self.fctl(cluster, ["snapshot", "verify", v1Path, "--trust", trust])
+        #expect(run.status == 0 && run.stdout.contains("carries no signed tree head"), "\(run)")
+        run = try Self.fctl(cluster, ["snapshot", "restore", v1Path, "--trust", trust, "--data-dir", "\(cluster.root)/restored"])
+        #expect(run.status == 6 && run.stderr.contains("it is not restored"), "\(run)")
     }
 
     /// The round trip of issue 23: save under load, verify offline, restore into a new
