@@ -58,12 +58,6 @@ public struct BackupRestorer {
         self.members = members
     }
 
-    /// The context of a restore `addVoter`: the addresses as `MemberAddresses` writes them, and
-    /// the member's tree-head key (`key=` 64 hex digits), which address parsers ignore.
-    public static func context(peer: String, client: String, publicKey: [UInt8]) -> [UInt8] {
-        Array("peer=\(peer),client=\(client),key=\(publicKey.map { String(format: "%02x", $0) }.joined())".utf8)
-    }
-
     public func restore(progress: ((BackupVerifier.Step) -> Void)? = nil) throws(FaunaClientError) -> Result {
         guard !members.isEmpty else { throw FaunaClientError(.invalidRequest, "restore: the new cluster has no members") }
         for m in members {
@@ -109,7 +103,7 @@ public struct BackupRestorer {
         for m in members.sorted(by: { $0.nodeID < $1.nodeID }) {
             let key = Curve25519.Signing.PrivateKey()
             keys.append((m.name, key))
-            let change = ConfChange(.addVoter, m.nodeID, context: Self.context(peer: m.peer, client: m.client, publicKey: Array(key.publicKey.rawRepresentation)))
+            let change = ConfChange(.addVoter, m.nodeID, context: RestoreContext.encode(peer: m.peer, client: m.client, publicKey: Array(key.publicKey.rawRepresentation)))
             entries.append(Entry(term: term, index: LogIndex(next), type: .confChange, data: change.encoded))
             next += 1
         }

@@ -192,7 +192,7 @@ extension FaunaClient {
             changes.append(entry)
             switch change.kind {
             case .addVoter:
-                if let key = Self.restoreKey(change.context) {
+                if let key = RestoreContext.publicKey(in: change.context) {
                     keys[change.nodeID] = key
                     declaredAt.append(entry.index)
                 }
@@ -231,14 +231,6 @@ extension FaunaClient {
         return (VerifiedHead(head: signed.head, signers: signers, trust: accepted, trustedBefore: before, removedMembers: []), declaredAt)
     }
 
-    /// The member key a restore `addVoter` context declares (`key=` and 64 hex digits).
-    static func restoreKey(_ context: [UInt8]) -> [UInt8]? {
-        let text = String(decoding: context, as: UTF8.self)
-        guard let field = text.split(separator: ",").first(where: { $0.hasPrefix("key=") }),
-            let raw = TrustStore.hexBytes(String(field.dropFirst(4))), raw.count == 32
-        else { return nil }
-        return raw
-    }
 
     /// Removals are leaves: drops the pinned key of every member whose removal was committed
     /// up to the trusted head, each proven by its entry's inclusion in that (quorum-verified)
@@ -484,4 +476,23 @@ public enum EntryPayload {
 public struct EntryPayloadMismatch: Error, Sendable, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The context of the `addVoter` entries a restore commits (docs/AUDIT.md §13): the member's
+/// addresses as a membership change carries them, and its new tree-head key, which address
+/// parsers ignore. `peer=HOST:PORT,client=HOST:PORT,key=<64 hex digits>`.
+public enum RestoreContext {
+    public static func encode(peer: String, client: String, publicKey: [UInt8]) -> [UInt8] {
+        let hex = publicKey.map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
+        return Array("peer=\(peer),client=\(client),key=\(hex)".utf8)
+    }
+
+    /// The key `context` declares; nil if it declares none (an ordinary membership change).
+    public static func publicKey(in context: [UInt8]) -> [UInt8]? {
+        let text = String(decoding: context, as: UTF8.self)
+        guard let field = text.split(separator: ",").first(where: { $0.hasPrefix("key=") }),
+            let raw = TrustStore.hexBytes(String(field.dropFirst(4))), raw.count == 32
+        else { return nil }
+        return raw
+    }
 }

@@ -8,7 +8,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import Testing
 
-@Suite(.timeLimit(.minutes(1))) struct SnapshotSaveTests {
+@Suite(.timeLimit(.minutes(3))) struct SnapshotSaveTests {
     static let files: [(String, [UInt8])] = [
         ("CURRENT", Array("MANIFEST-000001\n".utf8)),
         ("000001.sst", (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }),

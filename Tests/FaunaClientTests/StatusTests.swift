@@ -5,7 +5,7 @@ import Testing
 
 /// `statusAll(withRecordCache:)` against a node of this build and one of an earlier build (which
 /// refuses a status request with a body as `invalidRequest`).
-@Suite(.timeLimit(.minutes(1))) struct StatusRecordCacheTests {
+@Suite(.timeLimit(.minutes(3))) struct StatusRecordCacheTests {
     static let status = NodeStatus(
         nodeID: NodeID(1), role: .leader, term: Term(3), leader: NodeID(1), commitIndex: LogIndex(40),
         appliedIndex: LogIndex(39), treeSize: 39, dbSizeBytes: 1 << 20)
