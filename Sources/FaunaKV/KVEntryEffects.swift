@@ -15,13 +15,17 @@ public struct KVEntryEffects: Hashable, Sendable {
         case none = 0, then = 1, `else` = 2
     }
 
-    /// One key's final write in the entry: its new value, or nil for a delete.
+    /// One key's final write in the entry: its new record, or nil for a delete. The leaf
+    /// commits to the key and the value only; the record's revisions and version are here for
+    /// the watchers of the node that applied it (they are the same on every replica).
     public struct Write: Hashable, Sendable {
         public var key: [UInt8]
-        public var value: [UInt8]?
-        public init(key: [UInt8], value: [UInt8]?) {
+        public var record: KVRecord?
+        /// The new value; nil for a delete.
+        public var value: [UInt8]? { record?.value }
+        public init(key: [UInt8], record: KVRecord?) {
             self.key = key
-            self.value = value
+            self.record = record
         }
     }
 
@@ -64,11 +68,11 @@ public struct KVEntryEffects: Hashable, Sendable {
 
     /// The last write of each key, in key order.
     static func finalWrites(_ writes: [(key: [UInt8], record: KVRecord?)]) -> [Write] {
-        if writes.count == 1 { return [Write(key: writes[0].key, value: writes[0].record?.value)] }
+        if writes.count == 1 { return [Write(key: writes[0].key, record: writes[0].record)] }
         var last: [HashedBytes: Int] = [:]
         last.reserveCapacity(writes.count)
         for (i, w) in writes.enumerated() { last[HashedBytes(w.key)] = i }
         let order = last.values.sorted { bytesPrecede(writes[$0].key, writes[$1].key) }
-        return order.map { Write(key: writes[$0].key, value: writes[$0].record?.value) }
+        return order.map { Write(key: writes[$0].key, record: writes[$0].record) }
     }
 }

@@ -32,6 +32,7 @@ public final class FaunaNode: @unchecked Sendable {
     private let clientServer: RPCServer
     private let httpServer: HTTPStatusServer?
     private let monitor: ClusterMonitor?
+    private let watchHub: WatchHub
     private let logger: Logger
 
     /// The bound port of the metrics and health server (nil: not configured).
@@ -40,7 +41,7 @@ public final class FaunaNode: @unchecked Sendable {
     private init(
         settings: NodeSettings, core: NodeCore, events: EventQueue<NodeEvent>, transport: PeerTransport,
         group: MultiThreadedEventLoopGroup, peerServer: RPCServer, clientServer: RPCServer, httpServer: HTTPStatusServer?,
-        monitor: ClusterMonitor?, logger: Logger
+        monitor: ClusterMonitor?, watchHub: WatchHub, logger: Logger
     ) {
         self.settings = settings
         self.core = core
@@ -51,6 +52,7 @@ public final class FaunaNode: @unchecked Sendable {
         self.clientServer = clientServer
         self.httpServer = httpServer
         self.monitor = monitor
+        self.watchHub = watchHub
         self.logger = logger
     }
 
@@ -132,6 +134,11 @@ public final class FaunaNode: @unchecked Sendable {
             failStop: { error, doing in events.post(.storeFailed(error, doing)) }
         ) { report in events.post(.applied(report)) }
         core.applier = applier
+        // Watches: the apply stage publishes every applied batch to the hub; a thread of its
+        // own sends the events; store reads for watchers behind run as apply jobs.
+        let watchHub = WatchHub(settings: settings.watch, appliedIndex: store.appliedIndex)
+        applier.stage?.watchHub = watchHub
+        watchHub.postRead = { [applier] read, done in applier.offer(.watchRead(read, done: done)) }
 
         let peerServer: RPCServer
         let clientServer: RPCServer
@@ -170,8 +177,9 @@ public final class FaunaNode: @unchecked Sendable {
                 }(),
                 group: group, logger: logger
             ) { message, context in
-                // Audit requests and digests go straight to the apply queue: the owner is not
-                // woken for what it does not answer.
+                // Watches go to the watch hub, audit requests and digests straight to the
+                // apply queue: the owner is not woken for what it does not answer.
+                if watchHub.handle(message, context) { return }
                 if core.routeToApplyStage(message, context) { return }
                 // Three quarters of the queue at most: the rest stays for Raft traffic.
                 if !events.offer(.request(message, context), limit: events.capacity / 4 * 3) {
@@ -208,6 +216,11 @@ public final class FaunaNode: @unchecked Sendable {
         let thread = Thread { runOwner(core, events: events) }
         thread.name = "fauna-raft"
         thread.start()
+        let watchThread = Thread {
+            while let wait = watchHub.runPass() { watchHub.waitForWork(timeout: wait) }
+        }
+        watchThread.name = "fauna-watch"
+        watchThread.start()
         monitor?.start()
         logger.info("node started", metadata: [
             "peer": "\(settings.node.peer)", "client": "\(settings.node.client)", "data": "\(settings.dataDirectory)",
@@ -217,7 +230,7 @@ public final class FaunaNode: @unchecked Sendable {
         ])
         return FaunaNode(
             settings: settings, core: core, events: events, transport: transport, group: group, peerServer: peerServer,
-            clientServer: clientServer, httpServer: httpServer, monitor: monitor, logger: logger)
+            clientServer: clientServer, httpServer: httpServer, monitor: monitor, watchHub: watchHub, logger: logger)
     }
 
     /// What the metrics port serves: everything from the owner's published vitals and the
@@ -302,6 +315,7 @@ public final class FaunaNode: @unchecked Sendable {
 
     private func shutdownIO() async {
         guard shutdownOnce.setOnce() else { return }
+        watchHub.stop("the node is stopping; watch again from the last revision received")
         await monitor?.stop()
         try? await httpServer?.close()
         try? await clientServer.close()

@@ -33,6 +33,8 @@ public struct NodeSettings: Sendable {
     /// A linearizable read not served within this time is answered `timeout`.
     public var readTimeoutSeconds = 5.0
     public var storeOptions = Store.Options()
+    /// Bounds of the node's watches (docs/PROTOCOL.md "Watch").
+    public var watch = WatchSettings()
     /// Bounds of `/readyz` (docs/METRICS.md "Health"): by default a node turns unready below
     /// twice the free disk space at which its writes stop.
     public var health: NodeHealth.Limits = {

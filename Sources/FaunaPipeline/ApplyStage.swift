@@ -25,6 +25,9 @@ public enum ApplyJob: Sendable {
     case makeCheckpoint(@Sendable (Result<any StateCheckpoint, StoreError>) -> Void)
     /// Replaces the store (nil while a snapshot is installed), then calls `done`.
     case setStore((any StateStore)?, done: @Sendable () -> Void)
+    /// Reads a watcher's changes from the store (`WatchHub`: it is behind the ring, or starts
+    /// at a past revision) and hands them to `done`.
+    case watchRead(WatchRead, done: @Sendable (WatchReadResult) -> Void)
 }
 
 /// What one `.apply` job did, for the owner thread. The writes it applied are answered by the
@@ -80,6 +83,9 @@ public final class ApplyStage: @unchecked Sendable {
     private var hasClusterID = false
 
     let metrics: PipelineMetrics
+    /// The node's watches, told of every applied batch and store swap; nil: no watches
+    /// (the node simulator). Set before the first job runs.
+    public var watchHub: WatchHub?
 
     /// `proposals` is the owner's (`NodeCore.proposals`): the writes applied here are answered
     /// here.
@@ -160,6 +166,7 @@ public final class ApplyStage: @unchecked Sendable {
                     LeaderHint(nodeID: leader, clientAddress: members.addresses(of: leader)?.client)
                 }
                 recordMemberAddresses(in: entries)
+                watchHub?.published(applied)
                 // The report goes first: a request a client sends once it has its answer then
                 // finds the owner's bookkeeping (`status`) past this group.
                 report(.success(ApplyReport(
@@ -215,8 +222,14 @@ public final class ApplyStage: @unchecked Sendable {
             // The old store may be closed once this returns: no digest may still read it.
             waitForLeases()
             store = new
-            if let new { lastConfChangeIndex = new.appliedIndex }
+            if let new {
+                lastConfChangeIndex = new.appliedIndex
+                watchHub?.reset(appliedIndex: new.appliedIndex)
+            }
             done()
+        case .watchRead(let read, let done):
+            guard let store, !failed else { return done(.failed("the node is not serving (installing a snapshot, or stopped)")) }
+            done(WatchStoreReader.read(store, read))
         }
     }
 

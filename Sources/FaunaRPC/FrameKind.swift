@@ -24,6 +24,15 @@ public enum FrameKind: UInt8, Hashable, Sendable, CaseIterable {
     case writeResponse = 0x90
     /// Answer to `read`: a `KVRangeResult` encoding.
     case readResponse = 0x91
+    /// Watch a key range: answered by a stream of `watchResponse` frames (docs/PROTOCOL.md
+    /// "Watch").
+    case watch = 0x12
+    /// Cancel a watch of this connection by its request ID; answered by `watchCancelResponse`.
+    case watchCancel = 0x13
+    /// One frame of a watch's stream (`more` on all but the final one).
+    case watchResponse = 0x92
+    /// Answer to `watchCancel`: whether the watch was found.
+    case watchCancelResponse = 0x93
 
     // Admin (the client port).
     case status = 0x20

@@ -141,17 +141,22 @@ public final class RPCClient: Sendable {
     /// Sends a request whose answer is streamed (`snapshotSave`): `onPartial` gets every frame
     /// flagged `more`, on the event loop, in order; the final answer is returned. `timeout`
     /// covers the whole stream.
+    /// `timeout` nil: the stream may last for ever (a watch); `onStart` gets the request ID the
+    /// stream was sent with (a watch is cancelled by it), on the event loop, before any frame.
     public func stream(
-        _ request: RPCMessage, timeout: TimeAmount, onPartial: @escaping @Sendable (RPCMessage) -> Void
+        _ request: RPCMessage, timeout: TimeAmount?, onStart: (@Sendable (RequestID) -> Void)? = nil,
+        onPartial: @escaping @Sendable (RPCMessage) -> Void
     ) async throws(RPCClientError) -> RPCMessage {
-        try await send(request, timeout: timeout, onPartial: onPartial)
+        try await send(request, timeout: timeout, onStart: onStart, onPartial: onPartial)
     }
 
     private func send(
-        _ request: RPCMessage, timeout: TimeAmount, onPartial: (@Sendable (RPCMessage) -> Void)?
+        _ request: RPCMessage, timeout: TimeAmount?, onStart: (@Sendable (RequestID) -> Void)? = nil,
+        onPartial: (@Sendable (RPCMessage) -> Void)?
     ) async throws(RPCClientError) -> RPCMessage {
         let promise = channel.eventLoop.makePromise(of: RPCMessage.self)
-        let call = ClientCall.request(kind: request.kind, body: request.encodedBody(), timeout: timeout, onPartial: onPartial, promise: promise)
+        let call = ClientCall.request(
+            kind: request.kind, body: request.encodedBody(), timeout: timeout, onStart: onStart, onPartial: onPartial, promise: promise)
         // A write to a closed channel never reaches the handler: fail the call here (a second
         // completion of the promise is ignored by NIO).
         channel.writeAndFlush(call).whenFailure { error in
@@ -187,7 +192,9 @@ public final class RPCClient: Sendable {
 /// What `RPCClient` writes into its pipeline.
 enum ClientCall {
     /// A request awaiting an answer; the handler assigns its request ID.
-    case request(kind: FrameKind, body: [UInt8], timeout: TimeAmount, onPartial: (@Sendable (RPCMessage) -> Void)?, promise: EventLoopPromise<RPCMessage>)
+    case request(
+        kind: FrameKind, body: [UInt8], timeout: TimeAmount?, onStart: (@Sendable (RequestID) -> Void)?,
+        onPartial: (@Sendable (RPCMessage) -> Void)?, promise: EventLoopPromise<RPCMessage>)
     /// A frame that gets no answer.
     case oneWay(Frame)
 }
@@ -202,7 +209,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private struct Pending {
         var promise: EventLoopPromise<RPCMessage>
         var onPartial: (@Sendable (RPCMessage) -> Void)?
-        var timeout: Scheduled<Void>
+        var timeout: Scheduled<Void>?
     }
 
     private let configuration: RPCClientConfiguration
@@ -220,7 +227,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         switch unwrapOutboundIn(data) {
         case .oneWay(let frame):
             context.write(wrapOutboundOut(frame), promise: promise)
-        case .request(let kind, let body, let timeout, let onPartial, let callPromise):
+        case .request(let kind, let body, let timeout, let onStart, let onPartial, let callPromise):
             if let closedReason {
                 callPromise.fail(RPCClientError(.connectionClosed, closedReason))
                 promise?.fail(ChannelError.ioOnClosedChannel)
@@ -234,10 +241,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             let id = RequestID(nextID)
             nextID += 1
             let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            let scheduled = context.eventLoop.scheduleTask(in: timeout) {
-                loopBound.value.timedOut(id, after: timeout)
+            let scheduled = timeout.map { timeout in
+                context.eventLoop.scheduleTask(in: timeout) { loopBound.value.timedOut(id, after: timeout) }
             }
             pending[id] = Pending(promise: callPromise, onPartial: onPartial, timeout: scheduled)
+            onStart?(id)
             context.write(wrapOutboundOut(Frame(kind: kind, requestID: id, body: body)), promise: promise)
         }
     }
@@ -270,7 +278,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             return
         }
         pending.removeValue(forKey: frame.requestID)
-        call.timeout.cancel()
+        call.timeout?.cancel()
         call.promise.succeed(message)
     }
 
@@ -306,7 +314,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         let calls = pending
         pending.removeAll()
         for (_, call) in calls {
-            call.timeout.cancel()
+            call.timeout?.cancel()
             call.promise.fail(RPCClientError(code, reason))
         }
     }

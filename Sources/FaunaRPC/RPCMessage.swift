@@ -28,6 +28,14 @@ public enum RPCMessage: Hashable, Sendable {
     case read(ReadRequest)
     /// The records read.
     case readResponse(KVRangeResult)
+    /// Watch a key range (a streamed answer).
+    case watch(WatchRequest)
+    /// Cancel the watch with this request ID on the same connection.
+    case watchCancel(RequestID)
+    /// One frame of a watch's stream.
+    case watchResponse(WatchResponse)
+    /// Whether the cancelled watch was found.
+    case watchCancelResponse(found: Bool)
 
     // Admin
     /// Ask for `NodeStatus` (with the record cache's figures if the request says so).
@@ -89,6 +97,10 @@ public enum RPCMessage: Hashable, Sendable {
         case .writeResponse: .writeResponse
         case .read: .read
         case .readResponse: .readResponse
+        case .watch: .watch
+        case .watchCancel: .watchCancel
+        case .watchResponse: .watchResponse
+        case .watchCancelResponse: .watchCancelResponse
         case .status: .status
         case .statusResponse: .statusResponse
         case .members: .members
@@ -132,6 +144,10 @@ public enum RPCMessage: Hashable, Sendable {
         case .writeResponse(let result): return result.encoded()
         case .read(let m): m.encode(into: &w)
         case .readResponse(let result): return result.encoded()
+        case .watch(let m): m.encode(into: &w)
+        case .watchCancel(let id): w.varint(id.rawValue)
+        case .watchResponse(let m): m.encode(into: &w)
+        case .watchCancelResponse(let found): w.flag(found)
         case .status(let m): m.encode(into: &w)
         case .members, .leaderTransferResponse, .snapshotSave, .hashKV: break
         case .statusResponse(let m): m.encode(into: &w)
@@ -192,6 +208,13 @@ public enum RPCMessage: Hashable, Sendable {
                 throw RPCDecodingError(.invalidValue, "readResponse: \(error.reason)")
             }
             return
+        case .watch: self = .watch(try WatchRequest(from: &r))
+        case .watchCancel:
+            let id = try r.varint("watch request ID")
+            guard id != 0 else { throw RPCDecodingError(.invalidValue, "watchCancel: request ID 0, want the ID of a watch") }
+            self = .watchCancel(RequestID(id))
+        case .watchResponse: self = .watchResponse(try WatchResponse(from: &r))
+        case .watchCancelResponse: self = .watchCancelResponse(found: try r.flag("found"))
         case .status: self = .status(try StatusRequest(from: &r))
         case .statusResponse: self = .statusResponse(try NodeStatus(from: &r))
         case .members: self = .members

@@ -150,6 +150,10 @@ public struct RPCRequestContext: Sendable {
     /// Whether the connection is still open (false: the requester went away; a streaming
     /// responder stops).
     public var isOpen: Bool { reply.isOpen }
+
+    /// Names the connection the request came on: requests of one connection share it (a
+    /// `watchCancel` finds its watch by this and the watch's request ID).
+    public var connectionID: ObjectIdentifier { ObjectIdentifier(reply) }
 }
 
 /// Answers gathered to go out together: one event-loop task and one flush (one write syscall)
@@ -168,6 +172,12 @@ public struct RPCResponseBatch {
     /// Gathers the final answer to `context`'s request (see `RPCRequestContext.respond`).
     public mutating func add(_ message: RPCMessage, for context: RPCRequestContext) {
         let frame = Frame(message, requestID: context.requestID)
+        byChannel[ObjectIdentifier(context.reply), default: (context.reply, [])].frames.append(frame)
+    }
+
+    /// Gathers one frame of a streamed answer (`more` set; see `RPCRequestContext.respondPartial`).
+    public mutating func addPartial(_ message: RPCMessage, for context: RPCRequestContext) {
+        let frame = Frame(message, requestID: context.requestID, flags: .more)
         byChannel[ObjectIdentifier(context.reply), default: (context.reply, [])].frames.append(frame)
     }
 

@@ -9,10 +9,14 @@ public struct AppliedEntry: Sendable, Hashable {
     /// The state machine's result for a normal entry with a payload; nil for no-ops and
     /// membership changes (which only go to the journal and the tree).
     public var result: KVApplyResult?
+    /// The records the entry set or deleted, in key order (empty unless it succeeded): what
+    /// the node's watchers are sent (docs/PROTOCOL.md "Watch"). In memory only.
+    public var writes: [KVEntryEffects.Write]
 
-    public init(index: LogIndex, result: KVApplyResult?) {
+    public init(index: LogIndex, result: KVApplyResult?, writes: [KVEntryEffects.Write] = []) {
         self.index = index
         self.result = result
+        self.writes = writes
     }
 }
 
@@ -176,7 +180,7 @@ extension Store {
                 }
                 frontier.append(record.leaf.leafHash, to: &nodes)
             }
-            out.append(AppliedEntry(index: e.index, result: result))
+            out.append(AppliedEntry(index: e.index, result: result, writes: effects.writes))
             if e.type == .confChange { confChanges.append(e.index) }
         }
         committed.add(kvBatch, to: batch)

@@ -267,7 +267,7 @@ public final class SimStore: StateStore, @unchecked Sendable {
             let record = JournalRecord(entry: e, effects: leafV2From.map { e.index >= $0 } == true ? JournalEffects(effects) : nil)
             data.journal.append(record)
             frontier.append(record.leaf.leafHash, to: &data.merkle)
-            out.append(AppliedEntry(index: e.index, result: result))
+            out.append(AppliedEntry(index: e.index, result: result, writes: effects.writes))
             if e.type == .confChange { confChanges.append(e.index) }
         }
         data.kv.commit(kvBatch)

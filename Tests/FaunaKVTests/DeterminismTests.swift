@@ -87,7 +87,7 @@ struct DeterminismTests {
             state = Self.model(state, command, Revision(h.revision))
             // Leaf v2: the effects are exactly the keys whose record the entry changed.
             let changed = Set(before.keys).union(state.keys).filter { before[$0] != state[$0] }
-            let want = changed.sorted { $0.lexicographicallyPrecedes($1) }.map { KVEntryEffects.Write(key: $0, value: state[$0]?.value) }
+            let want = changed.sorted { $0.lexicographicallyPrecedes($1) }.map { KVEntryEffects.Write(key: $0, record: state[$0]) }
             #expect(h.lastEffects.writes == want, "\(context) revision \(h.revision) effects")
             #expect(want.isEmpty || h.lastEffects.outcome == .success, "\(context) revision \(h.revision) outcome")
             for r in (h.revision - gap + 1)...h.revision { states[r] = r == h.revision ? state : states[h.revision - gap] }

@@ -119,6 +119,14 @@ struct Gen {
         return KVRecord(value: bytes(30), createRevision: create, modRevision: mod, version: nonZero())
     }
 
+    mutating func watchEvent() -> WatchEvent {
+        let revision = max(2, u64())
+        let create = Revision(UInt64(int(1...Int(min(revision, 1 << 40)))))
+        let record = bool() ? KVRecord(value: bytes(30), createRevision: create, modRevision: Revision(revision), version: nonZero()) : nil
+        let previous = bool() ? KVRecord(value: bytes(10), createRevision: Revision(1), modRevision: Revision(revision - 1), version: nonZero()) : nil
+        return WatchEvent(key: key(), revision: revision, record: record, previous: previous)
+    }
+
     mutating func rangeResult() -> KVRangeResult {
         let records = (0..<int(0...4)).map { _ in KVKeyValue(key: key(), record: record()) }
         return KVRangeResult(records: records, count: int(0...1_000_000), hasMore: bool(), revision: Revision(u64()))
@@ -161,7 +169,7 @@ struct Gen {
     mutating func hash() -> MerkleHash { MerkleHash(bytes: (0..<32).map { _ in UInt8(truncatingIfNeeded: u64()) })! }
 
     mutating func message(_ index: Int) -> RPCMessage {
-        switch index % 36 {
+        switch index % 40 {
         case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID(), publicKey: bool() ? bytes(32) : []))
         case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID(), publicKey: bool() ? bytes(32) : []))
         case 2: .raftMessages((0..<int(1...6)).map { _ in raftMessage() })
@@ -233,6 +241,17 @@ struct Gen {
             }())
         case 33: .membershipChanges(LogIndex(u64()))
         case 34: .membershipChangesResponse((0..<int(0...64)).map { _ in LogIndex(u64()) })
+        case 35:
+            .watch(WatchRequest(
+                range: pick([.single(key()), .prefix(key()), KeyRange(start: bytes(10), end: nil)]), startRevision: bool() ? 0 : u64(),
+                options: pick([[], [.prevValue], [.noPut, .progressNotify], [.noDelete, .prevValue]])))
+        case 36: .watchCancel(RequestID(nonZero()))
+        case 37:
+            .watchResponse(pick([
+                .created(startRevision: u64()), .progress(revision: u64()), .canceled(reason: string(40)),
+                .compacted(compactRevision: u64()), .events(completeThrough: u64(), (0..<int(1...5)).map { _ in watchEvent() }),
+            ]))
+        case 38: .watchCancelResponse(found: bool())
         default: .error(errorResponse())
         }
     }
