@@ -47,6 +47,9 @@ public struct FaunaClientError: Error, Hashable, Sendable, CustomStringConvertib
         public static let verificationFailed = Code("verificationFailed")
         /// The client was closed, or the calling task was cancelled.
         public static let cancelled = Code("cancelled")
+        /// A transaction (`FaunaClient.transaction`) kept finding what it read changed and
+        /// gave up after its attempts.
+        public static let conflict = Code("conflict")
 
         public var description: String { name }
     }

@@ -28,6 +28,8 @@ public struct FctlError: Error, Hashable, Sendable, CustomStringConvertible {
             self.init(.internalError, "\(action): result unknown (\(error.message)).")
         case .verificationFailed:
             self.init(.verificationFailed, "\(action): VERIFICATION FAILED: \(error.message)")
+        case .conflict:
+            self.init(.notFound, "\(action): \(error.message). Other writers kept changing what it read; retry later or with more --attempts.")
         case .io:
             self.init(.internalError, "\(action) failed: \(error.message). Check the path and free disk space.")
         default:
