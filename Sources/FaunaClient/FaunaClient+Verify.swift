@@ -274,7 +274,7 @@ extension FaunaClient {
     ///
     /// The inclusion proof, every member's signature and the consistency proof are fetched
     /// concurrently (they depend only on the size); the checks run once all are in.
-    private func proveHead(
+    func proveHead(
         from node: Endpoint, current: SignedTreeHeadResponse, covering index: UInt64, trust: TrustedCluster,
         root: @escaping @Sendable (UInt64) async throws(FaunaClientError) -> (MerkleHash, InclusionProof?)
     ) async throws(FaunaClientError) -> (

@@ -10,10 +10,13 @@ public struct WatchBatch: Hashable, Sendable {
     /// Every change to the watched range up to this revision has been delivered (a batch that
     /// ends inside one entry's events has it below that entry's revision).
     public var completeThrough: UInt64
+    /// The node that sent it (the one to ask for proofs: `FaunaClient.verifyEvents`).
+    public var servedBy: Endpoint?
 
-    public init(events: [WatchEvent], completeThrough: UInt64) {
+    public init(events: [WatchEvent], completeThrough: UInt64, servedBy: Endpoint? = nil) {
         self.events = events
         self.completeThrough = completeThrough
+        self.servedBy = servedBy
     }
 }
 
@@ -91,6 +94,8 @@ public final class FaunaWatch: AsyncSequence, Sendable {
         var task: Task<Void, Never>?
         /// The node in use registered the watch (its `created` frame came).
         var registered = false
+        /// The node in use.
+        var endpoint: Endpoint?
     }
 
     init(client: FaunaClient, range: KeyRange, start: UInt64, options: WatchRequest.Options, settings: WatchOptions) {
@@ -206,11 +211,11 @@ public final class FaunaWatch: AsyncSequence, Sendable {
                     if e.revision == resume.next, let skip = resume.skipThrough, !bytesPrecede(skip, e.key) { return false }
                     return true
                 }
-                batch = WatchBatch(events: fresh, completeThrough: Swift.max(through, resume.next &- 1))
+                batch = WatchBatch(events: fresh, completeThrough: Swift.max(through, resume.next &- 1), servedBy: s.endpoint)
                 if fresh.isEmpty && through < resume.next { return nil }
             case .progress(let revision):
                 guard revision + 1 >= s.resume.next else { return nil }
-                batch = WatchBatch(events: [], completeThrough: revision)
+                batch = WatchBatch(events: [], completeThrough: revision, servedBy: s.endpoint)
             case .canceled, .compacted:
                 return nil
             }
@@ -261,6 +266,7 @@ public final class FaunaWatch: AsyncSequence, Sendable {
             let request = state.withLockedValue { s in
                 s.overflowed = false
                 s.registered = false
+                s.endpoint = endpoint
                 return WatchRequest(range: range, startRevision: s.resume.next, options: options)
             }
             if state.withLockedValue({ $0.ended }) { return }

@@ -138,6 +138,7 @@ public final class FaunaNode: @unchecked Sendable {
         // own sends the events; store reads for watchers behind run as apply jobs.
         let watchHub = WatchHub(settings: settings.watch, appliedIndex: store.appliedIndex)
         applier.stage?.watchHub = watchHub
+        watchHub.decorator = decorator
         watchHub.postRead = { [applier] read, done in applier.offer(.watchRead(read, done: done)) }
 
         let peerServer: RPCServer

@@ -23,12 +23,14 @@ import NIOConcurrencyHelpers
 ///   entry's revision, with genuine proofs of the entry: caught only by leaf v2 effects.
 /// - `stale-reads`: linearizable reads are served from the local state at once, without
 ///   ReadIndex (the broken node the chaos harness must catch).
+/// - `lie-watch`: the value of every put a watcher is sent has its last byte changed.
 struct TestFaults: Sendable, CustomStringConvertible {
     var lieValue = false
     var lieProof = false
     var lieForge = false
     var lieUnwritten = false
     var staleReads = false
+    var lieWatch = false
 
     static let current: TestFaults = {
         var faults = TestFaults()
@@ -40,17 +42,18 @@ struct TestFaults: Sendable, CustomStringConvertible {
             case "lie-forge": faults.lieForge = true
             case "lie-unwritten": faults.lieUnwritten = true
             case "stale-reads": faults.staleReads = true
+            case "lie-watch": faults.lieWatch = true
             default: break
             }
         }
         return faults
     }()
 
-    var isActive: Bool { lieValue || lieProof || lieForge || lieUnwritten || staleReads }
+    var isActive: Bool { lieValue || lieProof || lieForge || lieUnwritten || staleReads || lieWatch }
 
     var description: String {
         [("lie-value", lieValue), ("lie-proof", lieProof), ("lie-forge", lieForge), ("lie-unwritten", lieUnwritten),
-         ("stale-reads", staleReads)].filter(\.1).map(\.0).joined(separator: ",")
+         ("stale-reads", staleReads), ("lie-watch", lieWatch)].filter(\.1).map(\.0).joined(separator: ",")
     }
 
     /// A value changed in a way a verifier must notice.
@@ -80,6 +83,15 @@ final class LyingAnswers: AnswerDecorator, @unchecked Sendable {
     }
 
     var servesStaleReads: Bool { faults.staleReads }
+
+    func watchEvents(_ events: [WatchEvent]) -> [WatchEvent] {
+        guard faults.lieWatch else { return events }
+        return events.map { event in
+            var lie = event
+            if let record = event.record { lie.record = KVRecord(value: TestFaults.corrupt(record.value), createRevision: record.createRevision, modRevision: record.modRevision, version: record.version) }
+            return lie
+        }
+    }
 
     /// lie-value and lie-forge: a read answer with every value corrupted. lie-unwritten: a
     /// one-key read answered with the value of a committed put of that key that wrote nothing.

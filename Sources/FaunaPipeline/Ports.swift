@@ -197,4 +197,11 @@ public protocol AnswerDecorator: Sendable {
     func read(_ request: ReadRequest, answer: RPCMessage, store: any StateStore) -> RPCMessage
     /// What an audit request answers instead of `answer`.
     func audit(_ request: RPCMessage, answer: RPCMessage, store: any StateStore) -> RPCMessage
+    /// What a watcher is sent instead of `events`.
+    func watchEvents(_ events: [WatchEvent]) -> [WatchEvent]
+}
+
+extension AnswerDecorator {
+    /// Honest by default.
+    public func watchEvents(_ events: [WatchEvent]) -> [WatchEvent] { events }
 }

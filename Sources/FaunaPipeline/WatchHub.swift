@@ -84,6 +84,9 @@ public final class WatchHub: @unchecked Sendable {
     private var wake = false
     private var stopReason: String?
 
+    /// Deliberate lies for tests (debug builds with `FAUNA_TEST_FAULT`); nil otherwise.
+    public var decorator: (any AnswerDecorator)?
+
     /// Posts a store read to the apply stage; false when its queue is full (retried later).
     public var postRead: (@Sendable (WatchRead, @escaping @Sendable (WatchReadResult) -> Void) -> Bool)?
 
@@ -412,8 +415,9 @@ public final class WatchHub: @unchecked Sendable {
 
     /// Events in frames of about `frameBytesMax`; a frame that ends inside an entry says so by
     /// its `completeThrough` (the revision before that entry).
-    private func sendEvents(_ events: [WatchEvent], through: UInt64, to context: RPCRequestContext, into out: inout RPCResponseBatch) {
-        guard !events.isEmpty else { return }
+    private func sendEvents(_ honest: [WatchEvent], through: UInt64, to context: RPCRequestContext, into out: inout RPCResponseBatch) {
+        guard !honest.isEmpty else { return }
+        let events = decorator?.watchEvents(honest) ?? honest
         var frame: [WatchEvent] = []
         var bytes = 0
         for (i, e) in events.enumerated() {

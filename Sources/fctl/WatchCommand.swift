@@ -2,6 +2,7 @@ import ArgumentParser
 import FaunaClient
 import FaunaKV
 import FaunaRPC
+import FaunaVerify
 import FctlCore
 import Foundation
 
@@ -28,14 +29,16 @@ struct Watch: AsyncParsableCommand {
     @Flag(help: "Print a PROGRESS<TAB>REVISION line when nothing changed for a while.") var progress = false
     @Option(help: "Exit after this many events.") var count: Int?
     @Option(name: .customLong("until-rev"), help: "Exit once every change up to this revision was printed.") var untilRevision: UInt64?
-    @Option(help: "Watch on this node first (host:port of its client address).") var node: String?
+    @Flag(help: "Prove each batch of events before printing it: each is among its entry's committed effects, the entries are leaves of a tree head signed by a majority of members, and that head extends the trusted state (docs/AUDIT.md §14). Exit 6 if one is not.")
+    var verify = false
+    @OptionGroup var audit: AuditOptions
 
     func validate() throws {
         if prefix && end != nil { throw ValidationError("give END or --prefix, not both") }
         if noPut && noDelete { throw ValidationError("--no-put and --no-delete together leave nothing to watch") }
         if let count, count < 1 { throw ValidationError("--count \(count): want >= 1") }
         if let revision, revision < 1 { throw ValidationError("--rev \(revision): want >= 1") }
-        if let node, Endpoint(parsing: node) == nil { throw ValidationError("--node \(node): want host:port") }
+        if verify && prevValue { throw ValidationError("--verify proves the changes, not the previous values: drop --prev-value") }
     }
 
     func run() async throws {
@@ -50,9 +53,15 @@ struct Watch: AsyncParsableCommand {
         if noPut { options.insert(.noPut) }
         if noDelete { options.insert(.noDelete) }
         if progress { options.insert(.progressNotify) }
-        var settings = WatchOptions(endpoint: node.flatMap { Endpoint(parsing: $0) })
+        var settings = WatchOptions(endpoint: try audit.servingNode(global))
         settings.reconnectDeadline = .milliseconds(Int64(max(global.timeout, 60) * 1000))
         let client = try global.makeClient()
+        var trusted: (store: TrustStore, trust: TrustedCluster)?
+        if verify {
+            let (store, trust, pinned) = try await audit.loadOrPin(client, global)
+            if pinned { printError(pinNote(trust, store)) }
+            trusted = (store, trust)
+        }
         let watch = client.watch(range, from: revision ?? 0, options: options, settings)
         var printed = 0
         do {
@@ -60,8 +69,23 @@ struct Watch: AsyncParsableCommand {
                 if batch.events.isEmpty, progress {
                     emit(global.json ? json(["progress": batch.completeThrough]) : "PROGRESS\t\(batch.completeThrough)")
                 }
+                var proven: VerifiedEvents?
+                if let (store, trust) = trusted, !batch.events.isEmpty {
+                    let node = batch.servedBy ?? client.endpoints[0]
+                    let verified = try await client.verifyEvents(batch.events, servedBy: node, trust: trust)
+                    do { try store.save(verified.trust) } catch { throw FctlError(error, doing: "saving the trusted state") }
+                    trusted = (store, verified.trust)
+                    proven = verified
+                    if !global.json {
+                        let revisions = verified.revisions
+                        printError(
+                            "verified: revision\(revisions.count == 1 ? " \(revisions[0])" : "s \(revisions.first!)–\(revisions.last!)") from \(node): "
+                                + "committed effects of their entries, leaves of tree size \(verified.head.head.treeSize) signed by "
+                                + verified.signers.map { "\($0)" }.joined(separator: ", "))
+                    }
+                }
                 for event in batch.events where untilRevision.map({ event.revision <= $0 }) ?? true {
-                    emit(line(event))
+                    emit(line(event, proven: proven))
                     printed += 1
                     if let count, printed >= count { break loop }
                 }
@@ -70,13 +94,17 @@ struct Watch: AsyncParsableCommand {
         } catch let error as FaunaClientError {
             watch.cancel()
             await client.close()
-            throw FctlError(error, doing: "watch")
+            throw FctlError(error, doing: verify ? "watch --verify" : "watch")
+        } catch {
+            watch.cancel()
+            await client.close()
+            throw error
         }
         watch.cancel()
         await client.close()
     }
 
-    private func line(_ event: WatchEvent) -> String {
+    private func line(_ event: WatchEvent, proven: VerifiedEvents?) -> String {
         if global.json {
             var object: [String: Any] = [
                 "type": event.kind == .put ? "put" : "delete", "revision": event.revision, "key": global.show(event.key),
@@ -87,6 +115,12 @@ struct Watch: AsyncParsableCommand {
                 object["version"] = record.version
             }
             if prevValue { object["prevValue"] = event.previous.map { global.show($0.value) } ?? NSNull() }
+            if let proven {
+                object["verified"] = [
+                    "treeSize": proven.head.head.treeSize, "rootHash": "\(proven.head.head.rootHash)",
+                    "signers": proven.signers.map { "\($0)" },
+                ] as [String: Any]
+            }
             return json(object)
         }
         var fields = [event.kind == .put ? "PUT" : "DELETE", "\(event.revision)", global.show(event.key)]

@@ -166,6 +166,39 @@ import Testing
         #expect(usage.status == 2)
     }
 
+    @Test func fctlWatchVerifyProvesEventsAndRefusesALyingNode() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        try cluster.start("n1")
+        try cluster.start("n2", environment: ["FAUNA_TEST_FAULT": "lie-watch"])
+        try cluster.start("n3")
+        _ = try await cluster.waitForLeader(among: Self.names)
+        let config = "\(cluster.root)/cluster.toml"
+        let trust = "\(cluster.root)/trusted.json"
+        func fctl(_ arguments: [String]) throws -> ClientAndCLITests.Run { try ClientAndCLITests.fctl(arguments, config: config) }
+        let first = try #require(Self.revision(in: try fctl(["put", "v/a", "one", "--json"]).stdout))
+        _ = try fctl(["put", "v/b", "two"])
+        _ = try fctl(["del", "v/a"])
+        let last = try #require(Self.revision(in: try fctl(["put", "v/c", "three", "--json"]).stdout))
+        let honest = try fctl([
+            "watch", "v/", "--prefix", "--rev", "\(first)", "--until-rev", "\(last)", "--verify", "--node", "n1", "--trust", trust, "--json",
+        ])
+        #expect(honest.status == 0, "\(honest.stderr)")
+        let events = honest.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(events.map { $0["type"] as? String } == ["put", "put", "delete", "put"])
+        #expect(events.allSatisfy { ($0["verified"] as? [String: Any])?["treeSize"] != nil })
+        #expect(FileManager.default.fileExists(atPath: trust))
+        // n2 changes the values it sends: the effects of the entries refuse them.
+        let lying = try fctl(["watch", "v/", "--prefix", "--rev", "\(first)", "--count", "1", "--verify", "--node", "n2", "--trust", trust])
+        #expect(lying.status == 6, "\(lying.stdout) \(lying.stderr)")
+        #expect(lying.stderr.contains("is not what its journal entry committed"), "\(lying.stderr)")
+        #expect(lying.stdout.isEmpty, "an unproven event was printed: \(lying.stdout)")
+        // Without --verify the lie goes through: the check is what catches it.
+        let unchecked = try fctl(["watch", "v/b", "--rev", "\(first)", "--count", "1", "--node", "n2"])
+        #expect(unchecked.status == 0)
+        #expect(unchecked.stdout.hasPrefix("PUT") && !unchecked.stdout.contains("\ttwo\n"), "\(unchecked.stdout)")
+    }
+
     /// Where two event lists first differ, in a line (nil: equal); the lists can be long.
     static func difference(_ got: [Change], _ want: [Change]) -> String? {
         if let i = zip(got, want).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
