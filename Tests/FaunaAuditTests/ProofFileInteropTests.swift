@@ -8,6 +8,23 @@ import Testing
 /// The repository root, from this file's path (Tests/FaunaAuditTests/…).
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
+/// Runs `tools/verify-proof` with `arguments`, its output in temporary files rather than pipes:
+/// faunad processes that other suites start meanwhile inherit open descriptors, and a pipe one
+/// of them inherited would keep its reader waiting until that node stops.
+func verifyProofTool(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let base = FileManager.default.temporaryDirectory.appendingPathComponent("fauna-verify-proof-\(UUID().uuidString.prefix(8))").path
+    defer { for s in [".out", ".err"] { try? FileManager.default.removeItem(atPath: base + s) } }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    let quoted = (["python3", repositoryRoot.appendingPathComponent("tools/verify-proof").path] + arguments)
+        .map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+    process.arguments = ["-c", "exec \(quoted) > '\(base).out' 2> '\(base).err' < /dev/null"]
+    try process.run()
+    process.waitUntilExit()
+    let read = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
+    return (process.terminationStatus, read(base + ".out"), read(base + ".err"))
+}
+
 /// Three members, a cluster, and a 300-entry tree to take proofs from.
 enum InteropFixture {
     static let signers = (1...3).map { seed in
@@ -221,24 +238,13 @@ func flipHexBit(_ object: [String: Any], _ path: [Any], bit: Int) -> [String: An
             files.append(url.path)
         }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let memberArgs = InteropFixture.members.flatMap { ["--member", hex($0.rawRepresentation)] }
-        process.arguments = ["python3", repositoryRoot.appendingPathComponent("tools/verify-proof").path]
-            + memberArgs + ["--cluster", hex(InteropFixture.clusterID.bytes)] + files
-        let output = Pipe()
-        process.standardOutput = output
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        try #require(process.terminationStatus != 2 && process.terminationStatus != 127,
-                     "tools/verify-proof did not run (python3 and its cryptography package: run tools/setup): \(errorText)")
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+        let run = try verifyProofTool(memberArgs + ["--cluster", hex(InteropFixture.clusterID.bytes)] + files)
+        try #require(run.status != 2 && run.status != 127,
+                     "tools/verify-proof did not run (python3 and its cryptography package: run tools/setup): \(run.stderr)")
+        let lines = run.stdout.split(separator: "\n").map(String.init)
         #expect(lines.count == cases.count)
-        #expect(process.terminationStatus == 1, "some files are adversarial")
+        #expect(run.status == 1, "some files are adversarial")
 
         var pythonVerdicts: [String: Bool] = [:]
         for line in lines {
@@ -268,16 +274,9 @@ func flipHexBit(_ object: [String: Any], _ path: [Any], bit: Int) -> [String: An
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("fauna-proof-one-\(ProcessInfo.processInfo.processIdentifier).json")
         try ProofFile.json(try InteropFixture.file(entry: 3, size: 5)).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot.appendingPathComponent("tools/verify-proof").path]
-            + InteropFixture.members.flatMap { ["--member", hex($0.rawRepresentation)] } + [url.path]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        let run = try verifyProofTool(InteropFixture.members.flatMap { ["--member", hex($0.rawRepresentation)] } + [url.path])
+        let text = run.stdout
+        #expect(run.status == 0)
         #expect(text.hasPrefix("OK entry 3 (term 1) is leaf 2 of tree size 5 root "))
         #expect(text.split(separator: "\n").count == 1)
     }

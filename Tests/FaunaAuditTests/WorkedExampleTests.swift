@@ -136,15 +136,9 @@ import Testing
             let contents = try ProofFile.parse(try Data(contentsOf: url))
             #expect(contents.format == format)
             try contents.proof.verify(clusterID: Self.clusterID, members: [signer.publicKey])
-            let python = Process()
-            python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            python.arguments = ["python3", repositoryRoot.appendingPathComponent("tools/verify-proof").path, "--member", hex(signer.publicKey.rawRepresentation), url.path]
-            let out = Pipe()
-            python.standardOutput = out
-            try python.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            python.waitUntilExit()
-            #expect(python.terminationStatus == 0 && text.hasPrefix("OK entry 3 "), "\(url.lastPathComponent): \(text)")
+            let run = try verifyProofTool(["--member", hex(signer.publicKey.rawRepresentation), url.path])
+            let text = run.stdout
+            #expect(run.status == 0 && text.hasPrefix("OK entry 3 "), "\(url.lastPathComponent): \(text)")
             #expect(text.contains(format == "fauna-proof-v2" ? "proven by its committed effects" : "effect not proven (leaf v1)"), "\(text)")
         }
         let v2 = try ProofFile.parse(try Data(contentsOf: v2URL))

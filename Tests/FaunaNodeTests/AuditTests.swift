@@ -54,17 +54,9 @@ import Glibc
     }
 
     static func ldb(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["ldb"] + arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "ldb \(arguments): \(text)")
-        return text
+        let r = try runCommand("/usr/bin/env", ["ldb"] + arguments)
+        try #require(r.status == 0, "ldb \(arguments): \(r.stdout)\(r.stderr)")
+        return r.stdout + r.stderr
     }
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02X", $0) }.joined() }
@@ -306,15 +298,8 @@ import Glibc
 
     /// tools/verify-proof with `keys` as the members.
     static func pythonVerifyProof(_ keys: [String], _ file: String) throws -> (status: Int32, text: String) {
-        let python = Process()
-        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        python.arguments = ["python3", ProcessCluster.repositoryRoot + "/tools/verify-proof"] + keys.flatMap { ["--member", $0] } + [file]
-        let out = Pipe()
-        python.standardOutput = out
-        try python.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        python.waitUntilExit()
-        return (python.terminationStatus, text)
+        let r = try runCommand("/usr/bin/env", ["python3", ProcessCluster.repositoryRoot + "/tools/verify-proof"] + keys.flatMap { ["--member", $0] } + [file])
+        return (r.status, r.stdout)
     }
 
     @Test func tamperingAtRestIsFound() async throws {

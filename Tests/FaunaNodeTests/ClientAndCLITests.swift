@@ -22,23 +22,11 @@ import Glibc
     /// Runs fctl with `arguments` (bounded: killed after 30 s).
     static func fctl(_ arguments: [String], config: String, stdin: String? = nil) throws -> Run {
         let binary = try #require(ProcessCluster.faunadPath.map { URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("fctl").path })
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments + ["--config", config]
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        let killer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: killer)
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        killer.cancel()
-        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        // Options go before a `--` (after it come the arguments of `fctl lock`'s command).
+        var full = arguments
+        full.insert(contentsOf: ["--config", config], at: arguments.firstIndex(of: "--") ?? arguments.count)
+        let r = try runCommand(binary, full, stdin: stdin)
+        return Run(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 
     @Test func clientLibraryFindsTheLeaderAndSurvivesItsLoss() async throws {

@@ -305,3 +305,36 @@ func freePorts(_ count: Int) throws -> [Int] {
 extension Array where Element == UInt8 {
     init(_ text: String) { self = Array(text.utf8) }
 }
+
+/// Runs a command to its end (killed after `timeout` seconds) with its standard streams in
+/// temporary files, not pipes. A pipe's reader waits for every holder of the write end to close
+/// it, and the faunad processes other suites start at the same time inherit open descriptors:
+/// one that inherited a pipe kept its reader (and the cooperative thread it blocked) waiting
+/// until that node stopped, which with two such readers deadlocked the whole test run.
+func runCommand(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: Double = 30) throws -> (status: Int32, stdout: String, stderr: String) {
+    let dir = NSTemporaryDirectory() + "fauna-cmd-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let paths = ["in", "out", "err"].map { "\(dir)/\($0)" }
+    FileManager.default.createFile(atPath: paths[0], contents: Data((stdin ?? "").utf8))
+    FileManager.default.createFile(atPath: paths[1], contents: nil)
+    FileManager.default.createFile(atPath: paths[2], contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let handles = try [
+        FileHandle(forReadingFrom: URL(fileURLWithPath: paths[0])), FileHandle(forWritingTo: URL(fileURLWithPath: paths[1])),
+        FileHandle(forWritingTo: URL(fileURLWithPath: paths[2])),
+    ]
+    defer { for h in handles { try? h.close() } }
+    process.standardInput = handles[0]
+    process.standardOutput = handles[1]
+    process.standardError = handles[2]
+    try process.run()
+    let killer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+    process.waitUntilExit()
+    killer.cancel()
+    let read = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
+    return (process.terminationStatus, read(paths[1]), read(paths[2]))
+}
