@@ -55,8 +55,12 @@ extension FaunaClient {
     /// - Parameters:
     ///   - ifAbsent: write only if the key does not exist (else outcome `alreadyExists`).
     ///   - returnsPrevious: return the previous record in the put's result (not on replays).
-    public func put(_ key: [UInt8], _ value: [UInt8], ifAbsent: Bool = false, returnsPrevious: Bool = false) async throws(FaunaClientError) -> KVApplyResult {
-        try await write(.put(KVPut(key: key, value: value, ifAbsent: ifAbsent, returnsPrevious: returnsPrevious)))
+    ///   - lease: attach the key to this lease (0: none); an unknown lease is the outcome
+    ///     `invalid(leaseNotFound)` and nothing is written.
+    public func put(
+        _ key: [UInt8], _ value: [UInt8], ifAbsent: Bool = false, returnsPrevious: Bool = false, lease: UInt64 = 0
+    ) async throws(FaunaClientError) -> KVApplyResult {
+        try await write(.put(KVPut(key: key, value: value, ifAbsent: ifAbsent, returnsPrevious: returnsPrevious, lease: lease)))
     }
 
     /// Deletes `key`; the result's `.deleteRange(deleted:)` says whether it existed.

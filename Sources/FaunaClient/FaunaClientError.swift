@@ -50,6 +50,8 @@ public struct FaunaClientError: Error, Hashable, Sendable, CustomStringConvertib
         /// A transaction (`FaunaClient.transaction`) kept finding what it read changed and
         /// gave up after its attempts.
         public static let conflict = Code("conflict")
+        /// The lease named does not exist (never granted, revoked or expired).
+        public static let leaseNotFound = Code("leaseNotFound")
 
         public var description: String { name }
     }
@@ -72,6 +74,7 @@ extension FaunaClientError {
             case .unsupported: .unsupported
             case .unavailable, .notLeader: .unavailable
             case .timeout: .timeout
+            case .leaseNotFound: .leaseNotFound
             default: .internal  // internalError, peerRejected, and codes of newer nodes
             }
         self.init(code, "\(endpoint) answered \(response)")

@@ -112,6 +112,10 @@ extension KVOperationResult {
             w.flag(result.hasMore)
             w.u64(result.revision.rawValue)
             encodeKeyValues(result.records, into: &w)
+        case .lease(let id, let ttl):
+            w.u8(4)
+            w.u64(id)
+            w.u64(ttl)
         }
     }
 
@@ -128,7 +132,8 @@ extension KVOperationResult {
             let revision = Revision(try r.u64("revision"))
             let records = try decodeKeyValues(&r)
             self = .range(KVRangeResult(records: records, count: count, hasMore: hasMore, revision: revision))
-        case let tag: throw KVDecodingError(.unknownTag, "operation result tag: got \(tag), want 1...3")
+        case 4: self = .lease(id: try r.u64("lease ID"), ttlSeconds: try r.u64("lease TTL"))
+        case let tag: throw KVDecodingError(.unknownTag, "operation result tag: got \(tag), want 1...4")
         }
     }
 }
@@ -165,6 +170,9 @@ extension KVCommandError.Code {
         case .duplicateKeyInTxn: 3
         case .invalidField: 4
         case .malformed: 5
+        case .leaseNotFound: 6
+        case .leaseExists: 7
+        case .leasesFull: 8
         }
     }
 
@@ -176,6 +184,9 @@ extension KVCommandError.Code {
         case 3: self = .duplicateKeyInTxn
         case 4: self = .invalidField
         case 5: self = .malformed
+        case 6: self = .leaseNotFound
+        case 7: self = .leaseExists
+        case 8: self = .leasesFull
         default: return nil
         }
     }

@@ -45,6 +45,8 @@ public enum KVOperationResult: Hashable, Sendable {
     case deleteRange(deleted: Int, previous: [KVKeyValue])
     /// A read.
     case range(KVRangeResult)
+    /// A lease granted: its ID and TTL.
+    case lease(id: UInt64, ttlSeconds: UInt64)
 }
 
 /// The result of a range read.
@@ -82,6 +84,7 @@ extension KVOutcome {
                 case .range(var r):
                     r.records = []
                     return .range(r)
+                case .lease: return result
                 }
             })
     }

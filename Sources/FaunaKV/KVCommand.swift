@@ -33,6 +33,13 @@ public enum KVCommand: Hashable, Sendable {
     /// what each entry did (docs/AUDIT.md §1). Later ones change nothing. A new leader proposes
     /// it, like `initCluster`, while the state has no boundary (ADR 0009).
     case upgradeLeaves
+    /// Creates a lease (docs/KV-COMMANDS.md "Leases").
+    case leaseGrant(KVLeaseGrant)
+    /// Deletes a lease and every key attached to it.
+    case leaseRevoke(UInt64)
+    /// Records the remaining time to live of leases, so that a new leader goes on from there
+    /// instead of granting each lease its whole TTL again. Proposed by a leader only.
+    case leaseCheckpoint([KVLeaseCheckpoint])
 
     /// Deletes one key.
     public static func delete(_ key: [UInt8], returnsPrevious: Bool = false) -> KVCommand {
@@ -50,7 +57,7 @@ public enum KVCommand: Hashable, Sendable {
     var writesOnlyAfterChecks: Bool {
         switch self {
         case .put, .deleteRange: true
-        case .txn, .compact, .initCluster, .upgradeLeaves: false
+        case .txn, .compact, .initCluster, .upgradeLeaves, .leaseGrant, .leaseRevoke, .leaseCheckpoint: false
         }
     }
 }
@@ -66,13 +73,41 @@ public struct KVPut: Hashable, Sendable {
     public var ifAbsent: Bool
     /// Return the record the key held before (etcd's `prev_kv`).
     public var returnsPrevious: Bool
+    /// Attach the key to this lease (0: none; a put without a lease detaches the key from
+    /// the one it had). An unknown lease makes the outcome `invalid(leaseNotFound)`.
+    public var lease: UInt64
 
     /// A put of `value` under `key`.
-    public init(key: [UInt8], value: [UInt8], ifAbsent: Bool = false, returnsPrevious: Bool = false) {
+    public init(key: [UInt8], value: [UInt8], ifAbsent: Bool = false, returnsPrevious: Bool = false, lease: UInt64 = 0) {
         self.key = key
         self.value = value
         self.ifAbsent = ifAbsent
         self.returnsPrevious = returnsPrevious
+        self.lease = lease
+    }
+}
+
+/// Create a lease of `ttlSeconds` (`KVLimits.leaseTTLSecondsMax` at most).
+public struct KVLeaseGrant: Hashable, Sendable {
+    /// The lease's ID; 0: the revision of the entry that grants it.
+    public var id: UInt64
+    /// Seconds the lease lives without a keep-alive: 1...`KVLimits.leaseTTLSecondsMax`.
+    public var ttlSeconds: UInt64
+
+    public init(id: UInt64 = 0, ttlSeconds: UInt64) {
+        self.id = id
+        self.ttlSeconds = ttlSeconds
+    }
+}
+
+/// A lease's remaining time to live when the leader recorded it.
+public struct KVLeaseCheckpoint: Hashable, Sendable {
+    public var id: UInt64
+    public var remainingMilliseconds: UInt64
+
+    public init(id: UInt64, remainingMilliseconds: UInt64) {
+        self.id = id
+        self.remainingMilliseconds = remainingMilliseconds
     }
 }
 

@@ -36,6 +36,9 @@ public struct KVEntryEffects: Hashable, Sendable {
     /// This entry recorded the leaf v2 boundary (the first committed `upgradeLeaves`): its own
     /// leaf and every later one are v2. Not part of the leaf.
     public var startsLeafV2 = false
+    /// What the entry did to leases (a success only). Not part of the leaf: its key writes
+    /// (a revoke's deletes) are; this is for the node's lessor.
+    public var leaseChanges: [KVLeaseChange] = []
 
     public init(outcome: Outcome, branch: Branch = .none, writes: [Write] = []) {
         self.outcome = outcome

@@ -60,6 +60,12 @@ public struct KVCommandError: Error, Hashable, Sendable, CustomStringConvertible
         case invalidField
         /// The entry payload did not decode; the outcome carries the decoder's reason.
         case malformed
+        /// A put or revoke named a lease that does not exist (never granted, revoked, expired).
+        case leaseNotFound
+        /// A grant named the ID of a lease that exists.
+        case leaseExists
+        /// `KVLimits.leasesMax` leases exist already.
+        case leasesFull
     }
 
     public var description: String { "\(code): \(reason)" }

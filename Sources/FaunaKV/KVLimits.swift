@@ -24,6 +24,12 @@ public enum KVLimits {
     public static let txnRangeResultsMax = 1000
     /// The default number of client sessions kept (KVStateMachine eviction rule).
     public static let sessionsMaxDefault = 10_000
+    /// The longest lease TTL: a year.
+    public static let leaseTTLSecondsMax: UInt64 = 365 * 24 * 3600
+    /// Leases that may exist at once (each costs the leader a timer).
+    public static let leasesMax = 100_000
+    /// Leases in one checkpoint entry.
+    public static let leaseCheckpointsMax = 4096
     /// The longest encoded apply result the decoder accepts (results of replays are stored).
     public static let resultBytesMax = 4 * 1024 * 1024
 }

@@ -52,6 +52,7 @@ extension KVProposal {
 extension KVCommand {
     enum Tag: UInt8 {
         case put = 1, deleteRange = 2, txn = 3, compact = 4, initCluster = 5, upgradeLeaves = 6
+        case leaseGrant = 7, leaseRevoke = 8, leaseCheckpoint = 9
     }
 
     func encode(into w: inout ByteWriter) {
@@ -73,6 +74,20 @@ extension KVCommand {
             w.bytes.append(contentsOf: id)
         case .upgradeLeaves:
             w.u8(Tag.upgradeLeaves.rawValue)
+        case .leaseGrant(let grant):
+            w.u8(Tag.leaseGrant.rawValue)
+            w.u64(grant.id)
+            w.u64(grant.ttlSeconds)
+        case .leaseRevoke(let id):
+            w.u8(Tag.leaseRevoke.rawValue)
+            w.u64(id)
+        case .leaseCheckpoint(let checkpoints):
+            w.u8(Tag.leaseCheckpoint.rawValue)
+            w.u32(UInt32(clamping: checkpoints.count))
+            for c in checkpoints {
+                w.u64(c.id)
+                w.u64(c.remainingMilliseconds)
+            }
         }
     }
 
@@ -88,23 +103,40 @@ extension KVCommand {
             for _ in 0..<KVLimits.clusterIDBytes { id.append(try r.u8("cluster ID")) }
             self = .initCluster(id)
         case .upgradeLeaves: self = .upgradeLeaves
-        case nil: throw KVDecodingError(.unknownTag, "command tag: got \(raw), want 1...6")
+        case .leaseGrant: self = .leaseGrant(KVLeaseGrant(id: try r.u64("lease ID"), ttlSeconds: try r.u64("lease TTL")))
+        case .leaseRevoke: self = .leaseRevoke(try r.u64("lease ID"))
+        case .leaseCheckpoint:
+            let raw = try r.u32("checkpoint count")
+            guard let n = Int(exactly: raw), n <= KVLimits.leaseCheckpointsMax, n <= r.remaining / 16 else {
+                throw KVDecodingError(.limitExceeded, "checkpoint count: got \(raw), want <= \(min(KVLimits.leaseCheckpointsMax, r.remaining / 16))")
+            }
+            var list: [KVLeaseCheckpoint] = []
+            list.reserveCapacity(n)
+            for _ in 0..<n { list.append(KVLeaseCheckpoint(id: try r.u64("lease ID"), remainingMilliseconds: try r.u64("remaining ms"))) }
+            self = .leaseCheckpoint(list)
+        case nil: throw KVDecodingError(.unknownTag, "command tag: got \(raw), want 1...9")
         }
     }
 }
 
 extension KVPut {
     func encode(into w: inout ByteWriter) {
-        w.u8((ifAbsent ? 0x01 : 0) | (returnsPrevious ? 0x02 : 0))
+        w.u8((ifAbsent ? 0x01 : 0) | (returnsPrevious ? 0x02 : 0) | (lease != 0 ? 0x04 : 0))
         w.lengthPrefixed(key)
         w.lengthPrefixed(value)
+        if lease != 0 { w.u64(lease) }
     }
 
     init(from r: inout ByteReader) throws(KVDecodingError) {
-        let flags = try r.flags("put flags", allowed: 0x03)
+        let flags = try r.flags("put flags", allowed: 0x07)
         let key = try r.lengthPrefixed("put key", max: KVLimits.keyBytesMax)
         let value = try r.lengthPrefixed("put value", max: KVLimits.valueBytesMax)
-        self.init(key: key, value: value, ifAbsent: flags & 0x01 != 0, returnsPrevious: flags & 0x02 != 0)
+        var lease: UInt64 = 0
+        if flags & 0x04 != 0 {
+            lease = try r.u64("put lease")
+            guard lease != 0 else { throw KVDecodingError(.invalidValue, "put lease: got 0 with the lease flag set, want >= 1") }
+        }
+        self.init(key: key, value: value, ifAbsent: flags & 0x01 != 0, returnsPrevious: flags & 0x02 != 0, lease: lease)
     }
 }
 

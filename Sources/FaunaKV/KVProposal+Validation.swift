@@ -37,6 +37,16 @@ extension KVCommand {
                 throw KVCommandError(.invalidField, "cluster ID: got \(id.count) bytes, want \(KVLimits.clusterIDBytes)")
             }
         case .upgradeLeaves: break
+        case .leaseGrant(let grant):
+            guard (1...KVLimits.leaseTTLSecondsMax).contains(grant.ttlSeconds) else {
+                throw KVCommandError(.invalidField, "lease TTL: got \(grant.ttlSeconds) s, want 1...\(KVLimits.leaseTTLSecondsMax)")
+            }
+        case .leaseRevoke(let id):
+            guard id != 0 else { throw KVCommandError(.invalidField, "lease ID: got 0, want >= 1") }
+        case .leaseCheckpoint(let list):
+            guard list.count <= KVLimits.leaseCheckpointsMax else {
+                throw KVCommandError(.txnSize, "lease checkpoints: got \(list.count), want <= \(KVLimits.leaseCheckpointsMax)")
+            }
         }
     }
 }

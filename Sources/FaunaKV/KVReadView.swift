@@ -18,6 +18,8 @@ struct KVReadView {
     private(set) var recordWrites: [(key: [UInt8], record: KVRecord?)] = []
     /// Set when this entry recorded the leaf v2 boundary (`KVEntryEffects.startsLeafV2`).
     var startsLeafV2 = false
+    /// What this entry did to leases, in order (`KVEntryEffects.leaseChanges`).
+    var leaseChanges: [KVLeaseChange] = []
     /// Writes go straight into `base`, skipping `staged`. Only for entries that neither throw
     /// nor end in a failed outcome once they have written (`KVCommand.writesOnlyAfterChecks`):
     /// it saves a dictionary insert and a merge per write, a large part of applying a put.
@@ -35,6 +37,7 @@ struct KVReadView {
         swap(&taken, &base)
         staged = KVWriteBatch()
         recordWrites = []
+        leaseChanges = []
         return taken
     }
 

@@ -2,8 +2,12 @@ extension KVRecord {
     /// The record format version written first.
     public static let formatVersion: UInt8 = 1
 
+    /// The format of a record attached to a lease: version 1 with `u64 lease` after `version`.
+    public static let leasedFormatVersion: UInt8 = 2
+
     /// Storage encoding (`kv` CF value): `u8 version=1 | u64 createRevision | u64 modRevision |
-    /// u64 version | u32 valueLength | value`, integers big-endian.
+    /// u64 version | u32 valueLength | value`, integers big-endian; a record attached to a
+    /// lease is `u8 version=2 | ... | u64 version | u64 lease | u32 valueLength | value`.
     public var encoded: [UInt8] {
         var w = ByteWriter()
         w.bytes.reserveCapacity(29 + value.count)
@@ -12,10 +16,11 @@ extension KVRecord {
     }
 
     func encode(into w: inout ByteWriter) {
-        w.u8(KVRecord.formatVersion)
+        w.u8(lease == 0 ? KVRecord.formatVersion : KVRecord.leasedFormatVersion)
         w.u64(createRevision.rawValue)
         w.u64(modRevision.rawValue)
         w.u64(version)
+        if lease != 0 { w.u64(lease) }
         w.lengthPrefixed(value)
     }
 
@@ -28,19 +33,24 @@ extension KVRecord {
 
     init(from r: inout ByteReader) throws(KVDecodingError) {
         let format = try r.u8("format version")
-        guard format == KVRecord.formatVersion else {
-            throw KVDecodingError(.unsupportedVersion, "record format version: got \(format), want \(KVRecord.formatVersion)")
+        guard format == KVRecord.formatVersion || format == KVRecord.leasedFormatVersion else {
+            throw KVDecodingError(.unsupportedVersion, "record format version: got \(format), want 1 or 2")
         }
         let create = Revision(try r.u64("create revision"))
         let mod = Revision(try r.u64("mod revision"))
         let version = try r.u64("version")
+        var lease: UInt64 = 0
+        if format == KVRecord.leasedFormatVersion {
+            lease = try r.u64("lease")
+            guard lease != 0 else { throw KVDecodingError(.invalidValue, "record version 2: lease 0, want >= 1 (version 1 has none)") }
+        }
         let value = try r.lengthPrefixed("value", max: KVLimits.valueBytesMax)
         guard version >= 1, create >= Revision(1), create <= mod else {
             throw KVDecodingError(
                 .invalidValue,
                 "record: got version \(version), create \(create), mod \(mod); want version >= 1, 1 <= create <= mod")
         }
-        self.init(value: value, createRevision: create, modRevision: mod, version: version)
+        self.init(value: value, createRevision: create, modRevision: mod, version: version, lease: lease)
     }
 }
 

@@ -11,13 +11,17 @@ public struct KVRecord: Hashable, Sendable {
     public var modRevision: Revision
     /// How many puts since the key was created: 1 on create, +1 per put; a delete ends it.
     public var version: UInt64
+    /// The lease the key is attached to (0: none): revoking or expiring the lease deletes the
+    /// key (docs/KV-COMMANDS.md "Leases").
+    public var lease: UInt64
 
     /// A record; the state machine keeps the invariants above.
-    public init(value: [UInt8], createRevision: Revision, modRevision: Revision, version: UInt64) {
+    public init(value: [UInt8], createRevision: Revision, modRevision: Revision, version: UInt64, lease: UInt64 = 0) {
         self.value = value
         self.createRevision = createRevision
         self.modRevision = modRevision
         self.version = version
+        self.lease = lease
     }
 }
 

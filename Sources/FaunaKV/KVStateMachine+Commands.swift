@@ -30,6 +30,13 @@ extension KVStateMachine {
                     view.startsLeafV2 = true
                 }
                 return .success(succeeded: true, results: [])
+            case .leaseGrant(let grant):
+                return .success(succeeded: true, results: [try leaseGrant(grant, at: revision, &view)])
+            case .leaseRevoke(let id):
+                return .success(succeeded: true, results: [try leaseRevoke(id, at: revision, &view)])
+            case .leaseCheckpoint(let list):
+                try leaseCheckpoint(list, &view)
+                return .success(succeeded: true, results: [])
             }
         } catch let abort as AbortOutcome {
             return abort.outcome
@@ -39,12 +46,14 @@ extension KVStateMachine {
     func put(_ put: KVPut, at revision: Revision, _ view: inout KVReadView) throws -> KVOperationResult {
         let previous = try view.record(forKey: put.key)
         if put.ifAbsent, previous != nil { throw AbortOutcome(outcome: .alreadyExists(key: put.key)) }
+        try requireLease(put.lease, for: put.key, view)
         let (version, overflow) = (previous?.version ?? 0).addingReportingOverflow(1)
         guard !overflow else { throw KVApplyError.counterOverflow("version of key \(put.key)") }
         let record = KVRecord(
             value: put.value, createRevision: previous?.createRevision ?? revision, modRevision: revision,
-            version: version)
+            version: version, lease: put.lease)
         if let previous { Self.supersede(previous, ofKey: put.key, at: revision, &view) }
+        Self.reattach(put.key, from: previous?.lease ?? 0, to: put.lease, &view)
         view.setRecord(record, forKey: put.key)
         return .put(previous: put.returnsPrevious ? previous : nil)
     }
@@ -69,6 +78,7 @@ extension KVStateMachine {
             return true
         }
         for entry in deleted {
+            Self.reattach(entry.key, from: entry.record.lease, to: 0, &view)
             Self.supersede(entry.record, ofKey: entry.key, at: revision, &view)
             view.setRecord(nil, forKey: entry.key)
             view.setHistory(.tombstone, forKey: entry.key, at: revision)
@@ -161,6 +171,6 @@ func compareValues<T: Comparable>(_ a: T, _ b: T) -> Int { a < b ? -1 : (a == b 
 extension KVRecord {
     /// The record with an empty value (keys-only reads).
     var withoutValue: KVRecord {
-        KVRecord(value: [], createRevision: createRevision, modRevision: modRevision, version: version)
+        KVRecord(value: [], createRevision: createRevision, modRevision: modRevision, version: version, lease: lease)
     }
 }

@@ -92,6 +92,7 @@ public struct KVStateMachine: Sendable {
         if case .txn = proposal?.command { isTxn = true }
         effects = KVEntryEffects(result, isTxn: isTxn, recordWrites: view.recordWrites)
         effects.startsLeafV2 = view.startsLeafV2 && effects.outcome == .success
+        if effects.outcome == .success { effects.leaseChanges = view.leaseChanges }
         batch = view.takeMerged()
         return result
     }

@@ -53,6 +53,10 @@ final class RocksStateStore: StateStore, @unchecked Sendable {
     }
 
     func compactedRevision() throws -> Revision { try store.kvStateMachine.compactedRevision(on: store.makeKVBackend()) }
+    func leases() throws -> [KVLease] { try store.kvStateMachine.leases(on: store.makeKVBackend()) }
+    func lease(_ id: UInt64, keysMax: Int) throws -> (lease: KVLease, keys: [[UInt8]], truncated: Bool)? {
+        try store.kvStateMachine.lease(id, keysMax: keysMax, on: store.makeKVBackend())
+    }
     func stateDigest() throws(StoreError) -> StateDigest { try store.stateDigest() }
     func stateDigest(at revision: Revision) throws(StoreError) -> StateDigest { try store.stateDigest(at: revision) }
     func auditJournal() throws(StoreError) -> JournalAudit { try store.auditJournal() }

@@ -28,6 +28,9 @@ public enum ApplyJob: Sendable {
     /// Reads a watcher's changes from the store (`WatchHub`: it is behind the ring, or starts
     /// at a past revision) and hands them to `done`.
     case watchRead(WatchRead, done: @Sendable (WatchReadResult) -> Void)
+    /// Answers `leaseTimeToLive` from the applied state, with the time left the leader's
+    /// lessor gave (`remainingMs`).
+    case leaseInfo(LeaseTimeToLiveRequest, remainingMs: UInt64, RPCRequestContext)
 }
 
 /// What one `.apply` job did, for the owner thread. The writes it applied are answered by the
@@ -41,6 +44,8 @@ public struct ApplyReport: Sendable {
     /// Whether the state holds a cluster ID and the leaf v2 boundary (the leader proposes them
     /// while it does not).
     var hasClusterID = true
+    /// What the applied entries did to leases, in order (the owner's lessor follows them).
+    var leaseChanges: [KVLeaseChange] = []
 }
 
 /// The apply stage of ADR 0007: applies committed entries to the store (state machine,
@@ -171,7 +176,7 @@ public final class ApplyStage: @unchecked Sendable {
                 // finds the owner's bookkeeping (`status`) past this group.
                 report(.success(ApplyReport(
                     memberChanges: memberChanges, appliedIndex: store.appliedIndex, treeSize: store.treeHead.treeSize,
-                    hasClusterID: hasClusterID)))
+                    hasClusterID: hasClusterID, leaseChanges: applied.flatMap(\.leaseChanges))))
                 answers.send()
                 try compactLogIfLong(store, after: entries)
             } catch {
@@ -227,6 +232,21 @@ public final class ApplyStage: @unchecked Sendable {
                 watchHub?.reset(appliedIndex: new.appliedIndex)
             }
             done()
+        case .leaseInfo(let request, let remaining, let context):
+            guard let store, !failed else { return context.respond(notServing) }
+            do {
+                guard let found = try store.lease(request.id, keysMax: request.withKeys ? LeaseInfo.keysMax : 0) else {
+                    return context.respond(.error(RPCErrorResponse(.leaseNotFound, "lease \(request.id) not found (never granted, revoked or expired)")))
+                }
+                context.respond(.leaseTimeToLiveResponse(LeaseInfo(
+                    id: request.id, ttlSeconds: found.lease.ttlSeconds, remainingMilliseconds: remaining,
+                    grantRevision: found.lease.grantRevision.rawValue, keys: request.withKeys ? found.keys : [],
+                    truncated: request.withKeys && found.truncated)))
+            } catch let error as StoreError {
+                context.respond(stop(on: error, while: "reading lease \(request.id)"))
+            } catch {
+                context.respond(.error(RPCErrorResponse(.internalError, "lease \(request.id): \(error)")))
+            }
         case .watchRead(let read, let done):
             guard let store, !failed else { return done(.failed("the node is not serving (installing a snapshot, or stopped)")) }
             done(WatchStoreReader.read(store, read))

@@ -21,9 +21,9 @@ extension NodeCore {
         case .write(let request):
             guard raft.isLeader else { return context.respond(notLeaderError("writes go to the leader")) }
             switch request.proposal.command {
-            case .initCluster, .upgradeLeaves:
+            case .initCluster, .upgradeLeaves, .leaseCheckpoint:
                 return context.respond(.error(RPCErrorResponse(
-                    .invalidRequest, "initCluster and upgradeLeaves are proposed by the leader itself, not by clients")))
+                    .invalidRequest, "initCluster, upgradeLeaves and leaseCheckpoint are proposed by the leader itself, not by clients")))
             default: break
             }
             let inFlight = proposals.count
@@ -47,6 +47,8 @@ extension NodeCore {
             if let refusal = queueForApplyStage(message, context) { context.respond(refusal) }
         case .snapshotSave:
             saveSnapshot(context)
+        case .leaseKeepAlive, .leaseTimeToLive, .leaseList:
+            handleLeaseRequest(message, context)
         default:
             context.respond(.error(RPCErrorResponse(.invalidRequest, "got \(message.kind) on the client port, want a request kind")))
         }

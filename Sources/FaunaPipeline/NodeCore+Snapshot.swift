@@ -39,6 +39,7 @@ extension NodeCore {
         }
         handedOutIndex = store.appliedIndex
         appliedIndex = store.appliedIndex
+        loadLeases()
         treeSize = store.treeHead.treeSize
         counters.snapshotsInstalled += 1
         // Reads waiting on the old core will never get their read index; proposals of an old

@@ -92,6 +92,8 @@ public final class NodeCore: @unchecked Sendable {
     let directRouteClosed = NIOLockedValueBox<String?>(nil)
     /// Whether the applied state holds a cluster ID; until it does, a leader proposes one.
     var hasClusterID: Bool
+    /// The leases of the applied state, and the leader's timers for them.
+    var lessor: Lessor
     var clusterIDProposedTerm: Term?
     /// `.apply` jobs posted and not yet reported: the owner takes no Ready while this is at
     /// `applyQueueMax`, so a slow apply slows proposals, not the other way round.
@@ -153,11 +155,13 @@ public final class NodeCore: @unchecked Sendable {
         self.appliedIndex = store.appliedIndex
         self.treeSize = store.treeHead.treeSize
         self.hasClusterID = hasClusterID
+        self.lessor = Lessor(promotionGrace: .milliseconds(Int64(settings.tickMs * settings.electionTicks)))
         let now = clock.now
         self.nextTick = now + .milliseconds(settings.tickMs)
         self.nextHousekeeping = now + .milliseconds(100)
         // Links to every member from the start (before the owner thread runs, so not racing it).
         transport.reconcile(with: raft.conf, me: settings.nodeID)
+        loadLeases()
     }
 
     // MARK: Loop
@@ -180,6 +184,7 @@ public final class NodeCore: @unchecked Sendable {
         }
         if now >= nextHousekeeping {
             expireRequests(now: now)
+            driveLeases(now: now)
             nextHousekeeping = now + .milliseconds(100)
         }
         proposeQueuedWrites()
@@ -416,6 +421,8 @@ public final class NodeCore: @unchecked Sendable {
             if soft.leader != nil { metrics.leaderChanges.increment() }
         }
         if soft.role != .leader { proposalTimer.forgetAll() }
+        if soft.role == .leader && oldRole != .leader { lessor.promote(now: clock.now) }
+        if soft.role != .leader && oldRole == .leader { lessor.demote() }
         if soft.role != oldRole || soft.leader != oldLeader {
             logger.info("raft state changed", metadata: ["leader": "\(soft.leader.map { "\($0)" } ?? "none")"])
         }
@@ -441,6 +448,7 @@ public final class NodeCore: @unchecked Sendable {
             appliedIndex = report.appliedIndex
             treeSize = report.treeSize
             hasClusterID = hasClusterID || report.hasClusterID
+            if !report.leaseChanges.isEmpty { lessor.apply(report.leaseChanges, now: clock.now) }
         }
         let changes = proposals.takeMemberChanges(at: report.memberChanges)
         guard !changes.isEmpty else { return }

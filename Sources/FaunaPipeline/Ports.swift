@@ -69,6 +69,10 @@ public protocol StateStore: AnyObject, Sendable {
     func range(_ request: KVRangeRequest) throws -> KVRangeResult
     /// The compacted revision of the applied state.
     func compactedRevision() throws -> Revision
+    /// Every lease of the applied state (docs/KV-COMMANDS.md "Leases").
+    func leases() throws -> [KVLease]
+    /// Lease `id` and at most `keysMax` of its keys; nil if there is no such lease.
+    func lease(_ id: UInt64, keysMax: Int) throws -> (lease: KVLease, keys: [[UInt8]], truncated: Bool)?
     /// The digest of the applied state (`hashKV`): safe off the apply thread.
     func stateDigest() throws(StoreError) -> StateDigest
     /// The digest of the state as of `revision` (audit `stateDigest`).

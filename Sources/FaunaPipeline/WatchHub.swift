@@ -451,8 +451,8 @@ enum WatchStoreReader {
         guard entry.type == .normal, !entry.data.isEmpty else { return true }
         guard let proposal = try? KVProposal(decoding: entry.data) else { return true }  // applied as `invalid`
         switch proposal.command {
-        case .compact, .initCluster, .upgradeLeaves: return true
-        case .put, .deleteRange, .txn: return false
+        case .compact, .initCluster, .upgradeLeaves, .leaseGrant, .leaseCheckpoint: return true
+        case .put, .deleteRange, .txn, .leaseRevoke: return false
         }
     }
 

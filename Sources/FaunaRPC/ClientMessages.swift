@@ -108,6 +108,8 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
     /// The node has not applied as far as the request needs (a tree size, a revision) or
     /// has no cluster ID yet; retry shortly or ask another node.
     public static let behind = RPCErrorCode(rawValue: 11)
+    /// The lease named does not exist (never granted, revoked or expired).
+    public static let leaseNotFound = RPCErrorCode(rawValue: 12)
 
     public var description: String {
         switch self {
@@ -122,6 +124,7 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
         case .peerRejected: "peerRejected"
         case .unsupported: "unsupported"
         case .behind: "behind"
+        case .leaseNotFound: "leaseNotFound"
         default: "code\(rawValue)"
         }
     }

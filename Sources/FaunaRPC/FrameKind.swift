@@ -33,6 +33,15 @@ public enum FrameKind: UInt8, Hashable, Sendable, CaseIterable {
     case watchResponse = 0x92
     /// Answer to `watchCancel`: whether the watch was found.
     case watchCancelResponse = 0x93
+    /// Keep a lease alive (the leader answers).
+    case leaseKeepAlive = 0x14
+    /// A lease's TTL, time left and keys (the leader answers).
+    case leaseTimeToLive = 0x15
+    /// Every lease with its time left (the leader answers).
+    case leaseList = 0x16
+    case leaseKeepAliveResponse = 0x94
+    case leaseTimeToLiveResponse = 0x95
+    case leaseListResponse = 0x96
 
     // Admin (the client port).
     case status = 0x20

@@ -36,6 +36,13 @@ public enum RPCMessage: Hashable, Sendable {
     case watchResponse(WatchResponse)
     /// Whether the cancelled watch was found.
     case watchCancelResponse(found: Bool)
+    /// Renew a lease for its whole TTL (leader only).
+    case leaseKeepAlive(UInt64)
+    case leaseKeepAliveResponse(LeaseKeepAliveResponse)
+    case leaseTimeToLive(LeaseTimeToLiveRequest)
+    case leaseTimeToLiveResponse(LeaseInfo)
+    case leaseList
+    case leaseListResponse([LeaseStatus])
 
     // Admin
     /// Ask for `NodeStatus` (with the record cache's figures if the request says so).
@@ -101,6 +108,12 @@ public enum RPCMessage: Hashable, Sendable {
         case .watchCancel: .watchCancel
         case .watchResponse: .watchResponse
         case .watchCancelResponse: .watchCancelResponse
+        case .leaseKeepAlive: .leaseKeepAlive
+        case .leaseKeepAliveResponse: .leaseKeepAliveResponse
+        case .leaseTimeToLive: .leaseTimeToLive
+        case .leaseTimeToLiveResponse: .leaseTimeToLiveResponse
+        case .leaseList: .leaseList
+        case .leaseListResponse: .leaseListResponse
         case .status: .status
         case .statusResponse: .statusResponse
         case .members: .members
@@ -148,6 +161,12 @@ public enum RPCMessage: Hashable, Sendable {
         case .watchCancel(let id): w.varint(id.rawValue)
         case .watchResponse(let m): m.encode(into: &w)
         case .watchCancelResponse(let found): w.flag(found)
+        case .leaseKeepAlive(let id): w.varint(id)
+        case .leaseKeepAliveResponse(let m): m.encode(into: &w)
+        case .leaseTimeToLive(let m): m.encode(into: &w)
+        case .leaseTimeToLiveResponse(let m): m.encode(into: &w)
+        case .leaseList: break
+        case .leaseListResponse(let list): LeaseStatus.encodeList(list, into: &w)
         case .status(let m): m.encode(into: &w)
         case .members, .leaderTransferResponse, .snapshotSave, .hashKV: break
         case .statusResponse(let m): m.encode(into: &w)
@@ -215,6 +234,12 @@ public enum RPCMessage: Hashable, Sendable {
             self = .watchCancel(RequestID(id))
         case .watchResponse: self = .watchResponse(try WatchResponse(from: &r))
         case .watchCancelResponse: self = .watchCancelResponse(found: try r.flag("found"))
+        case .leaseKeepAlive: self = .leaseKeepAlive(try LeaseKeepAliveResponse.leaseID(&r))
+        case .leaseKeepAliveResponse: self = .leaseKeepAliveResponse(try LeaseKeepAliveResponse(from: &r))
+        case .leaseTimeToLive: self = .leaseTimeToLive(try LeaseTimeToLiveRequest(from: &r))
+        case .leaseTimeToLiveResponse: self = .leaseTimeToLiveResponse(try LeaseInfo(from: &r))
+        case .leaseList: self = .leaseList
+        case .leaseListResponse: self = .leaseListResponse(try LeaseStatus.decodeList(&r))
         case .status: self = .status(try StatusRequest(from: &r))
         case .statusResponse: self = .statusResponse(try NodeStatus(from: &r))
         case .members: self = .members

@@ -96,6 +96,7 @@ public struct WatchEvent: Hashable, Sendable {
         if let record {
             w.varint(record.createRevision.rawValue)
             w.varint(record.version)
+            w.varint(record.lease)
             w.lengthPrefixed(record.value)
         }
         w.flag(previous != nil)
@@ -103,6 +104,7 @@ public struct WatchEvent: Hashable, Sendable {
             w.varint(previous.createRevision.rawValue)
             w.varint(previous.modRevision.rawValue)
             w.varint(previous.version)
+            w.varint(previous.lease)
             w.lengthPrefixed(previous.value)
         }
     }
@@ -138,13 +140,14 @@ public struct WatchEvent: Hashable, Sendable {
 
     private static func record(_ r: inout WireReader, create: UInt64, modRevision: UInt64) throws(RPCDecodingError) -> KVRecord {
         let version = try r.varint("version")
+        let lease = try r.varint("lease")
         let value = try r.lengthPrefixed("value", max: KVLimits.valueBytesMax)
         guard version >= 1, create >= 1, create <= modRevision else {
             throw RPCDecodingError(
                 .invalidValue, "watch event record: got version \(version), createRevision \(create), modRevision \(modRevision); "
                     + "want version >= 1 and 1 <= createRevision <= modRevision")
         }
-        return KVRecord(value: value, createRevision: Revision(create), modRevision: Revision(modRevision), version: version)
+        return KVRecord(value: value, createRevision: Revision(create), modRevision: Revision(modRevision), version: version, lease: lease)
     }
 }
 

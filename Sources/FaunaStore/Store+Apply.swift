@@ -12,11 +12,14 @@ public struct AppliedEntry: Sendable, Hashable {
     /// The records the entry set or deleted, in key order (empty unless it succeeded): what
     /// the node's watchers are sent (docs/PROTOCOL.md "Watch"). In memory only.
     public var writes: [KVEntryEffects.Write]
+    /// What the entry did to leases, for the node's lessor. In memory only.
+    public var leaseChanges: [KVLeaseChange]
 
-    public init(index: LogIndex, result: KVApplyResult?, writes: [KVEntryEffects.Write] = []) {
+    public init(index: LogIndex, result: KVApplyResult?, writes: [KVEntryEffects.Write] = [], leaseChanges: [KVLeaseChange] = []) {
         self.index = index
         self.result = result
         self.writes = writes
+        self.leaseChanges = leaseChanges
     }
 }
 
@@ -180,7 +183,7 @@ extension Store {
                 }
                 frontier.append(record.leaf.leafHash, to: &nodes)
             }
-            out.append(AppliedEntry(index: e.index, result: result, writes: effects.writes))
+            out.append(AppliedEntry(index: e.index, result: result, writes: effects.writes, leaseChanges: effects.leaseChanges))
             if e.type == .confChange { confChanges.append(e.index) }
         }
         committed.add(kvBatch, to: batch)

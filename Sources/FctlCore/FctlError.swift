@@ -28,6 +28,8 @@ public struct FctlError: Error, Hashable, Sendable, CustomStringConvertible {
             self.init(.internalError, "\(action): result unknown (\(error.message)).")
         case .verificationFailed:
             self.init(.verificationFailed, "\(action): VERIFICATION FAILED: \(error.message)")
+        case .leaseNotFound:
+            self.init(.notFound, "\(action): \(error.message). List the live leases with `fctl lease list`.")
         case .conflict:
             self.init(.notFound, "\(action): \(error.message). Other writers kept changing what it read; retry later or with more --attempts.")
         case .io:

@@ -267,7 +267,7 @@ public final class SimStore: StateStore, @unchecked Sendable {
             let record = JournalRecord(entry: e, effects: leafV2From.map { e.index >= $0 } == true ? JournalEffects(effects) : nil)
             data.journal.append(record)
             frontier.append(record.leaf.leafHash, to: &data.merkle)
-            out.append(AppliedEntry(index: e.index, result: result, writes: effects.writes))
+            out.append(AppliedEntry(index: e.index, result: result, writes: effects.writes, leaseChanges: effects.leaseChanges))
             if e.type == .confChange { confChanges.append(e.index) }
         }
         data.kv.commit(kvBatch)
@@ -288,6 +288,12 @@ public final class SimStore: StateStore, @unchecked Sendable {
 
     public func compactedRevision() throws -> Revision {
         try kvStateMachine.compactedRevision(on: data.kv)
+    }
+
+    public func leases() throws -> [KVLease] { try kvStateMachine.leases(on: data.kv) }
+
+    public func lease(_ id: UInt64, keysMax: Int) throws -> (lease: KVLease, keys: [[UInt8]], truncated: Bool)? {
+        try kvStateMachine.lease(id, keysMax: keysMax, on: data.kv)
     }
 
     /// The production digest: SHA-256 of FaunaKV's digest stream of the applied KV state.

@@ -29,12 +29,14 @@ struct Put: AsyncParsableCommand {
     @Argument var key: String
     @Argument var value: String
     @Flag(name: .customLong("if-absent"), help: "Write only if the key does not exist.") var ifAbsent = false
+    @Option(help: "Attach the key to this lease: it is deleted when the lease is revoked or expires (`fctl lease`).") var lease: UInt64?
 
     func run() async throws {
         let keyBytes = try global.bytes(key, "key")
         let valueBytes = value == "-" ? try readStdin() : try global.bytes(value, "value")
+        if lease == 0 { throw FctlError(.usage, "--lease 0: want the ID of a lease (`fctl lease grant TTL`)") }
         let result = try await withClient(global, doing: "put") { client throws(FaunaClientError) in
-            try await client.put(keyBytes, valueBytes, ifAbsent: ifAbsent)
+            try await client.put(keyBytes, valueBytes, ifAbsent: ifAbsent, lease: lease ?? 0)
         }
         _ = try successResults(result, global, "put")
         if global.json {

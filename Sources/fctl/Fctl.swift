@@ -30,7 +30,7 @@ struct Fctl: AsyncParsableCommand {
                  or audit found a node that differs
             """,
         subcommands: [
-            Put.self, Get.self, Del.self, RangeCommand.self, Txn.self, Compact.self, Watch.self,
+            Put.self, Get.self, Del.self, RangeCommand.self, Txn.self, Compact.self, Watch.self, LeaseCommand.self, LockCommand.self, ElectCommand.self,
             Status.self, Members.self, MemberCommand.self, Leader.self, Snapshot.self, HashKV.self, Bench.self,
             Verify.self, Proof.self, VerifyProof.self, Audit.self, Trust.self,
         ]

@@ -88,10 +88,12 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func recordJSON(_ kv: KVKeyValue) -> [String: Any] {
-        [
+        var object: [String: Any] = [
             "key": show(kv.key), "value": show(kv.record.value), "createRevision": kv.record.createRevision.rawValue,
             "modRevision": kv.record.modRevision.rawValue, "version": kv.record.version,
         ]
+        if kv.record.lease != 0 { object["lease"] = kv.record.lease }
+        return object
     }
 }
 

@@ -119,6 +119,7 @@ struct Txn: AsyncParsableCommand {
         case .range(let r):
             let lines = r.records.map { "\(global.show($0.key))\t\(global.show($0.record.value))" }
             return lines.isEmpty ? "(no keys)" : lines.joined(separator: "\n")
+        case .lease(let id, let ttl): return "lease \(id) granted, TTL \(ttl) s"
         }
     }
 
@@ -127,6 +128,7 @@ struct Txn: AsyncParsableCommand {
         case .put: return ["op": "put"]
         case .deleteRange(let deleted, _): return ["op": "del", "deleted": deleted]
         case .range(let r): return ["op": "range", "count": r.count, "hasMore": r.hasMore, "records": r.records.map(global.recordJSON)]
+        case .lease(let id, let ttl): return ["op": "lease", "id": id, "ttl": ttl]
         }
     }
 }

@@ -147,8 +147,9 @@ struct ProposalCodecTests {
         BadInput(name: "empty", bytes: [], code: .truncated),
         BadInput(name: "unknown version", bytes: [2, 0, 4] + [UInt8](repeating: 0, count: 8), code: .unsupportedVersion),
         BadInput(name: "reserved proposal flag", bytes: [1, 2, 4] + [UInt8](repeating: 0, count: 7) + [1], code: .reservedBits),
-        BadInput(name: "unknown command", bytes: [1, 0, 9], code: .unknownTag),
-        BadInput(name: "reserved put flag", bytes: [1, 0, 1, 4] + u32(1) + [0x61] + u32(0), code: .reservedBits),
+        BadInput(name: "unknown command", bytes: [1, 0, 10], code: .unknownTag),
+        BadInput(name: "reserved put flag", bytes: [1, 0, 1, 8] + u32(1) + [0x61] + u32(0), code: .reservedBits),
+        BadInput(name: "put lease flag with lease 0", bytes: [1, 0, 1, 4] + u32(1) + [0x61] + u32(0) + [0, 0, 0, 0, 0, 0, 0, 0], code: .invalidValue),
         BadInput(name: "key length 2^32-1", bytes: putPrefix + [0xFF, 0xFF, 0xFF, 0xFF], code: .limitExceeded),
         BadInput(
             name: "key over limit", bytes: putPrefix + u32(KVLimits.keyBytesMax + 1)

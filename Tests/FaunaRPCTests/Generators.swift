@@ -91,10 +91,12 @@ struct Gen {
     mutating func proposal() -> KVProposal {
         let session = bool() ? ClientSession(clientID: ClientID(u64()), sequence: SequenceNumber(nonZero())) : nil
         let command: KVCommand
-        switch int(0...3) {
-        case 0: command = .put(KVPut(key: key(), value: bytes(100), ifAbsent: bool(), returnsPrevious: bool()))
+        switch int(0...5) {
+        case 0: command = .put(KVPut(key: key(), value: bytes(100), ifAbsent: bool(), returnsPrevious: bool(), lease: bool() ? nonZero() : 0))
         case 1: command = .deleteRange(KVDeleteRange(range: keyRange(), returnsPrevious: bool()))
         case 2: command = .compact(Revision(nonZero()))
+        case 4: command = .leaseGrant(KVLeaseGrant(id: bool() ? 0 : nonZero(), ttlSeconds: UInt64(int(1...3600))))
+        case 5: command = bool() ? .leaseRevoke(nonZero()) : .leaseCheckpoint((0..<int(0...3)).map { _ in KVLeaseCheckpoint(id: nonZero(), remainingMilliseconds: u64()) })
         default:
             // Puts under "p<i>", deletes under "d": no key written twice in a branch.
             let compares = (0..<int(0...3)).map { _ in
@@ -116,7 +118,7 @@ struct Gen {
     mutating func record() -> KVRecord {
         let create = Revision(nonZero())
         let mod = Revision(max(create.rawValue, u64()))
-        return KVRecord(value: bytes(30), createRevision: create, modRevision: mod, version: nonZero())
+        return KVRecord(value: bytes(30), createRevision: create, modRevision: mod, version: nonZero(), lease: bool() ? nonZero() : 0)
     }
 
     mutating func watchEvent() -> WatchEvent {
@@ -169,7 +171,7 @@ struct Gen {
     mutating func hash() -> MerkleHash { MerkleHash(bytes: (0..<32).map { _ in UInt8(truncatingIfNeeded: u64()) })! }
 
     mutating func message(_ index: Int) -> RPCMessage {
-        switch index % 40 {
+        switch index % 46 {
         case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID(), publicKey: bool() ? bytes(32) : []))
         case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID(), publicKey: bool() ? bytes(32) : []))
         case 2: .raftMessages((0..<int(1...6)).map { _ in raftMessage() })
@@ -252,6 +254,15 @@ struct Gen {
                 .compacted(compactRevision: u64()), .events(completeThrough: u64(), (0..<int(1...5)).map { _ in watchEvent() }),
             ]))
         case 38: .watchCancelResponse(found: bool())
+        case 39: .leaseKeepAlive(nonZero())
+        case 40: .leaseKeepAliveResponse(LeaseKeepAliveResponse(id: nonZero(), ttlSeconds: u64()))
+        case 41: .leaseTimeToLive(LeaseTimeToLiveRequest(id: nonZero(), withKeys: bool()))
+        case 42:
+            .leaseTimeToLiveResponse(LeaseInfo(
+                id: nonZero(), ttlSeconds: u64(), remainingMilliseconds: u64(), grantRevision: u64(), keys: (0..<int(0...4)).map { _ in key() },
+                truncated: bool()))
+        case 43: .leaseList
+        case 44: .leaseListResponse((0..<int(0...5)).map { _ in LeaseStatus(id: nonZero(), ttlSeconds: u64(), remainingMilliseconds: u64()) })
         default: .error(errorResponse())
         }
     }

@@ -34,7 +34,7 @@ __all__ = [
 #: ErrorResponse codes of docs/PROTOCOL.md and their names there.
 ERROR_NAMES: dict[int, str] = {
     1: "notLeader", 2: "unavailable", 3: "overloaded", 4: "timeout", 5: "compacted", 6: "futureRevision",
-    7: "invalidRequest", 8: "internalError", 9: "peerRejected", 10: "unsupported", 11: "behind",
+    7: "invalidRequest", 8: "internalError", 9: "peerRejected", 10: "unsupported", 11: "behind", 12: "leaseNotFound",
 }
 
 

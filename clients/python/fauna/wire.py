@@ -47,6 +47,16 @@ class Kind(enum.IntEnum):
     READ = 0x11
     WRITE_RESPONSE = 0x90
     READ_RESPONSE = 0x91
+    WATCH = 0x12
+    WATCH_CANCEL = 0x13
+    LEASE_KEEP_ALIVE = 0x14
+    LEASE_TIME_TO_LIVE = 0x15
+    LEASE_LIST = 0x16
+    WATCH_RESPONSE = 0x92
+    WATCH_CANCEL_RESPONSE = 0x93
+    LEASE_KEEP_ALIVE_RESPONSE = 0x94
+    LEASE_TIME_TO_LIVE_RESPONSE = 0x95
+    LEASE_LIST_RESPONSE = 0x96
     STATUS = 0x20
     MEMBERS = 0x21
     MEMBER_CHANGE = 0x22
@@ -234,21 +244,27 @@ class Record:
     create_revision: int
     mod_revision: int
     version: int
+    #: The lease the key is attached to (0: none); record version 2 carries it.
+    lease: int = field(default=0, kw_only=True)
 
     @classmethod
     def read(cls, rd: Reader, key: bytes) -> "Record":
         v = rd.u8()
-        if v != 1:
-            raise ProtocolError(f"record version {v}, want 1")
+        if v not in (1, 2):
+            raise ProtocolError(f"record version {v}, want 1 or 2")
         create, mod, version = rd.u64(), rd.u64(), rd.u64()
+        lease = rd.u64() if v == 2 else 0
+        if v == 2 and lease == 0:
+            raise ProtocolError(f"record of {key!r}: version 2 with lease 0, want a lease >= 1")
         value = rd.kvbytes(VALUE_BYTES_MAX, "value")
         if version < 1 or not 1 <= create <= mod:
             raise ProtocolError(f"record of {key!r}: version {version}, create {create}, mod {mod}: "
                                 "want version >= 1 and 1 <= create <= mod")
-        return cls(key, value, create, mod, version)
+        return cls(key, value, create, mod, version, lease=lease)
 
     def encode_record(self) -> bytes:
-        return u8(1) + u64(self.create_revision) + u64(self.mod_revision) + u64(self.version) + kvbytes(self.value)
+        head = u8(2 if self.lease else 1) + u64(self.create_revision) + u64(self.mod_revision) + u64(self.version)
+        return head + (u64(self.lease) if self.lease else b"") + kvbytes(self.value)
 
 
 def _read_records(rd: Reader) -> list[Record]:
@@ -296,7 +312,14 @@ class DeleteOpResult:
     previous: list[Record] = field(default_factory=list)
 
 
-OpResult = Union[PutOpResult, DeleteOpResult, RangeResult]
+@dataclass(frozen=True)
+class LeaseOpResult:
+    """A lease grant's result: its ID and TTL in seconds."""
+    id: int
+    ttl: int
+
+
+OpResult = Union[PutOpResult, DeleteOpResult, RangeResult, LeaseOpResult]
 
 
 class Outcome(enum.IntEnum):
@@ -349,6 +372,8 @@ def _encode_op_result(r: OpResult) -> bytes:
         return b"\x01" + (b"\x00" if r.previous is None else b"\x01" + r.previous.encode_record())
     if isinstance(r, DeleteOpResult):
         return b"\x02" + u64(r.deleted) + _encode_records(r.previous)
+    if isinstance(r, LeaseOpResult):
+        return b"\x04" + u64(r.id) + u64(r.ttl)
     return b"\x03" + r.encode()
 
 
@@ -376,8 +401,10 @@ def decode_apply_result(body: bytes) -> ApplyResult:
                 results.append(DeleteOpResult(deleted, _read_records(rd)))
             elif tag == 3:
                 results.append(RangeResult.read(rd))
+            elif tag == 4:
+                results.append(LeaseOpResult(rd.u64(), rd.u64()))
             else:
-                raise ProtocolError(f"operation result tag {tag}, want 1...3")
+                raise ProtocolError(f"operation result tag {tag}, want 1...4")
         res = ApplyResult(revision, replay, outcome, succeeded=succeeded, results=results)
     elif outcome == Outcome.ALREADY_EXISTS:
         res = ApplyResult(revision, replay, outcome, existing_key=rd.kvbytes(KEY_BYTES_MAX, "key"))
@@ -398,7 +425,7 @@ def decode_apply_result(body: bytes) -> ApplyResult:
 
 
 INVALID_CODES = {0: "keyLength", 1: "valueLength", 2: "txnSize", 3: "duplicateKeyInTxn", 4: "invalidField",
-                 5: "malformed"}
+                 5: "malformed", 6: "leaseNotFound", 7: "leaseExists", 8: "leasesFull"}
 
 
 def apply_result_error(res: ApplyResult, endpoint: Optional[tuple[str, int]] = None) -> Optional[ServerError]:
@@ -440,21 +467,31 @@ class Put:
     value: bytes
     if_absent: bool = False
     prev: bool = False
+    #: Attach the key to this lease (0: none).
+    lease: int = 0
 
     def validate(self) -> None:
         check_key(self.key, "put key")
         as_bytes(self.value, "value")
         if len(self.value) > VALUE_BYTES_MAX:
             raise InvalidArgument(f"put value: got {len(self.value)} bytes, want <= {VALUE_BYTES_MAX}")
+        _check_u64(self.lease, "put lease")
 
     def encode_body(self) -> bytes:
-        return u8(int(self.if_absent) | int(self.prev) << 1) + kvbytes(self.key) + kvbytes(self.value)
+        flags = int(self.if_absent) | int(self.prev) << 1 | (4 if self.lease else 0)
+        return u8(flags) + kvbytes(self.key) + kvbytes(self.value) + (u64(self.lease) if self.lease else b"")
 
     @classmethod
     def read(cls, rd: Reader) -> "Put":
-        flags = _reserved(rd.u8(), 0x03, "put flags")
+        flags = _reserved(rd.u8(), 0x07, "put flags")
         key = rd.kvbytes(KEY_BYTES_MAX, "put key")
-        return cls(key, rd.kvbytes(VALUE_BYTES_MAX, "put value"), bool(flags & 1), bool(flags & 2))
+        value = rd.kvbytes(VALUE_BYTES_MAX, "put value")
+        lease = 0
+        if flags & 4:
+            lease = rd.u64()
+            if lease == 0:
+                raise ProtocolError("put lease: 0 with the lease flag set, want >= 1")
+        return cls(key, value, bool(flags & 1), bool(flags & 2), lease)
 
 
 @dataclass(frozen=True)

@@ -300,3 +300,29 @@ def test_endpoint_parse() -> None:
     for bad in ("nohost", ":80", "h:0", "h:70000", "h:x"):
         with pytest.raises(errors.InvalidArgument):
             wire.Endpoint.parse(bad)
+
+
+# --- leases (docs/KV-COMMANDS.md "Leases") ---------------------------------------------------
+
+def test_a_leased_record_is_version_2_and_round_trips() -> None:
+    leased = wire.Record(b"k", b"v", 2, 4, 2, lease=3)
+    body = leased.encode_record()
+    assert body[0] == 2 and len(body) == 1 + 32 + 4 + 1
+    assert wire.Record.read(Reader(body), b"k") == leased
+    plain = wire.Record(b"k", b"v", 2, 4, 2)
+    assert plain.encode_record()[0] == 1
+    zero = bytearray(body)
+    zero[25:33] = bytes(8)
+    with pytest.raises(errors.ProtocolError):
+        wire.Record.read(Reader(bytes(zero)), b"k")
+
+
+def test_a_put_with_a_lease_and_a_grant_result_round_trip() -> None:
+    put = wire.Put(b"k", b"v", lease=7)
+    body = put.encode_body()
+    assert body[0] == 4
+    assert wire.Put.read(Reader(body)) == put
+    result = wire.ApplyResult(9, False, wire.Outcome.SUCCESS, succeeded=True, results=[wire.LeaseOpResult(9, 60)])
+    assert wire.decode_apply_result(result.encode()).results == [wire.LeaseOpResult(9, 60)]
+    assert wire.INVALID_CODES[6] == "leaseNotFound"
+    assert errors.ERROR_NAMES[12] == "leaseNotFound"
