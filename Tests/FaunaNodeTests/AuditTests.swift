@@ -17,10 +17,10 @@ import Glibc
     typealias Run = ClientAndCLITests.Run
 
     /// fctl with the cluster's config and, for commands that verify, its own trusted state.
-    static func fctl(_ cluster: ProcessCluster, _ arguments: [String]) throws -> Run {
+    static func fctl(_ cluster: ProcessCluster, _ arguments: [String]) async throws -> Run {
         let verifies = ["verify", "proof", "verify-proof"].contains(arguments[0]) || arguments.contains("--verify")
         let trust = verifies ? ["--trust", "\(cluster.root)/trusted.json"] : []
-        return try ClientAndCLITests.fctl(arguments + trust, config: "\(cluster.root)/cluster.toml")
+        return try await ClientAndCLITests.fctl(arguments + trust, config: "\(cluster.root)/cluster.toml")
     }
 
     static func started() async throws -> ProcessCluster {
@@ -41,20 +41,20 @@ import Glibc
     /// `ldb` (Debian rocksdb-tools) on `name`'s stopped database: flips the lowest bit of the
     /// last byte of the value under `key` (hex) in `columnFamily` — the last byte of a stored
     /// value or entry payload, so the record still decodes but says something else.
-    static func tamper(_ cluster: ProcessCluster, _ name: String, columnFamily: String, keyHex: String) throws {
+    static func tamper(_ cluster: ProcessCluster, _ name: String, columnFamily: String, keyHex: String) async throws {
         let db = "\(cluster.dataDirectory(of: name))/db"
-        let get = try ldb(["--db=\(db)", "--column_family=\(columnFamily)", "--hex", "get", "0x\(keyHex)"])
+        let get = try await ldb(["--db=\(db)", "--column_family=\(columnFamily)", "--hex", "get", "0x\(keyHex)"])
         let value = get.trimmingCharacters(in: .whitespacesAndNewlines)
         try #require(value.hasPrefix("0x") && value.count > 4, "ldb get: \(get)")
         var digits = Array(value.dropFirst(2))
         let last = UInt8(String(digits.suffix(2)), radix: 16)! ^ 0x01
         digits.removeLast(2)
         let changed = "0x" + String(digits) + String(format: "%02X", last)
-        _ = try ldb(["--db=\(db)", "--column_family=\(columnFamily)", "--hex", "put", "0x\(keyHex)", changed])
+        _ = try await ldb(["--db=\(db)", "--column_family=\(columnFamily)", "--hex", "put", "0x\(keyHex)", changed])
     }
 
-    static func ldb(_ arguments: [String]) throws -> String {
-        let r = try runCommand("/usr/bin/env", ["ldb"] + arguments)
+    static func ldb(_ arguments: [String]) async throws -> String {
+        let r = try await runCommand("/usr/bin/env", ["ldb"] + arguments)
         try #require(r.status == 0, "ldb \(arguments): \(r.stdout)\(r.stderr)")
         return r.stdout + r.stderr
     }
@@ -67,27 +67,27 @@ import Glibc
     @Test func verifiedReadProofOfflineCheckAndAudit() async throws {
         let cluster = try await Self.started()
         defer { Task { await cluster.shutdown() } }
-        var run = try Self.fctl(cluster, ["put", "greeting", "hello"])
+        var run = try await Self.fctl(cluster, ["put", "greeting", "hello"])
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(cluster, ["get", "greeting", "--verify"])
+        run = try await Self.fctl(cluster, ["get", "greeting", "--verify"])
         #expect(run.status == 0, "\(run)")
         #expect(run.stdout.hasPrefix("hello\n"), "\(run)")
         #expect(run.stdout.contains("pinned the keys of n1, n2, n3"), "\(run)")
         #expect(run.stdout.contains("is a put of this key and value"), "\(run)")
         #expect(run.stdout.contains("members, 2 needed"), "\(run)")
         // A second verified read extends the trusted head; the file now exists.
-        run = try Self.fctl(cluster, ["put", "greeting", "hello again"])
-        run = try Self.fctl(cluster, ["get", "greeting", "--verify", "--node", "n3"])
+        run = try await Self.fctl(cluster, ["put", "greeting", "hello again"])
+        run = try await Self.fctl(cluster, ["get", "greeting", "--verify", "--node", "n3"])
         #expect(run.status == 0 && run.stdout.contains("extends the trusted head of size"), "\(run)")
         #expect(!run.stdout.contains("pinned"), "\(run)")
 
         // Export, check offline in Swift and in Python, and catch an edited file.
         let proofPath = "\(cluster.root)/greeting.proof.json"
-        run = try Self.fctl(cluster, ["proof", "greeting", "--out", proofPath])
+        run = try await Self.fctl(cluster, ["proof", "greeting", "--out", proofPath])
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(cluster, ["verify-proof", proofPath])
+        run = try await Self.fctl(cluster, ["verify-proof", proofPath])
         #expect(run.status == 0 && run.stdout.hasPrefix("OK greeting = hello again at revision "), "\(run)")
-        let members = try Self.fctl(cluster, ["members", "--json"])
+        let members = try await Self.fctl(cluster, ["members", "--json"])
         let keys = try #require(try JSONSerialization.jsonObject(with: Data(members.stdout.utf8)) as? [[String: Any]]).compactMap { $0["publicKey"] as? String }
         #expect(keys.count == 3 && keys.allSatisfy { $0.count == 64 }, "\(members)")
         // Every node's members response carries every member's key (learned in the peer
@@ -107,45 +107,45 @@ import Glibc
             await rpc.close()
             #expect(reported == signing, "members as \(name) reports them")
         }
-        let python = try Self.pythonVerifyProof(keys, proofPath)
+        let python = try await Self.pythonVerifyProof(keys, proofPath)
         #expect(python.status == 0 && python.text.hasPrefix("OK ") && python.text.contains("proven by its committed effects"), "\(python.text)")
         var text = try String(contentsOfFile: proofPath, encoding: .utf8)
         text = text.replacingOccurrences(of: Self.hex(Array("hello again".utf8)).lowercased(), with: Self.hex(Array("hello agaiN".utf8)).lowercased())
         try text.write(toFile: proofPath, atomically: false, encoding: .utf8)
-        run = try Self.fctl(cluster, ["verify-proof", proofPath])
+        run = try await Self.fctl(cluster, ["verify-proof", proofPath])
         #expect(run.status == 6 && run.stderr.contains("FAIL"), "an edited record: \(run)")
 
         // A verified read as of an earlier revision.
-        let first = try Self.fctl(cluster, ["get", "greeting", "--json"])
+        let first = try await Self.fctl(cluster, ["get", "greeting", "--json"])
         let created = try #require((try JSONSerialization.jsonObject(with: Data(first.stdout.utf8)) as? [String: Any])?["createRevision"] as? Int)
-        run = try Self.fctl(cluster, ["get", "greeting", "--verify", "--rev", "\(created)"])
+        run = try await Self.fctl(cluster, ["get", "greeting", "--verify", "--rev", "\(created)"])
         #expect(run.status == 0 && run.stdout.hasPrefix("hello\n"), "\(run)")
         // Pinning on first use refuses a client that knows only part of the cluster.
         let lone = "127.0.0.1:\(cluster.nodes["n1"]!.client)"
-        run = try ClientAndCLITests.fctl(
+        run = try await ClientAndCLITests.fctl(
             ["get", "greeting", "--verify", "--endpoints", lone, "--trust", "\(cluster.root)/partial.json"], config: "\(cluster.root)/cluster.toml")
         #expect(run.status == 4 && run.stderr.contains("cannot pin on first use"), "\(run)")
         #expect(!FileManager.default.fileExists(atPath: "\(cluster.root)/partial.json"))
 
         // Absence is not proven; a verified read of a missing key says so.
-        run = try Self.fctl(cluster, ["get", "nope", "--verify"])
+        run = try await Self.fctl(cluster, ["get", "nope", "--verify"])
         #expect(run.status == 1 && run.stderr.contains("absence is not proven"), "\(run)")
 
         _ = try await cluster.waitConverged(Self.names)
-        run = try Self.fctl(cluster, ["audit"])
+        run = try await Self.fctl(cluster, ["audit"])
         #expect(run.status == 0 && run.stdout.contains("all nodes agree"), "\(run)")
-        run = try Self.fctl(cluster, ["audit", "--journal"])
+        run = try await Self.fctl(cluster, ["audit", "--journal"])
         #expect(run.status == 0 && run.stdout.contains("all nodes agree"), "\(run)")
-        run = try Self.fctl(cluster, ["verify"])
+        run = try await Self.fctl(cluster, ["verify"])
         #expect(run.status == 0 && run.stdout.contains("signed by"), "\(run)")
     }
 
     @Test func lyingNodesAreRejected() async throws {
         let cluster = try await Self.started()
         defer { Task { await cluster.shutdown() } }
-        var run = try Self.fctl(cluster, ["put", "k", "truth"])
+        var run = try await Self.fctl(cluster, ["put", "k", "truth"])
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
+        run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
         #expect(run.status == 0, "honest n2 first (pins the keys): \(run)")
         let lies: [(fault: String, message: String)] = [
             ("lie-value", "is not what its journal entry"),
@@ -154,15 +154,15 @@ import Glibc
         ]
         for lie in lies {
             try await Self.restart(cluster, "n2", environment: ["FAUNA_TEST_FAULT": lie.fault])
-            run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
+            run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
             #expect(run.status == 6, "\(lie.fault) must be rejected: \(run)")
             #expect(run.stderr.contains(lie.message), "\(lie.fault): \(run)")
             // The honest majority still proves the record.
-            run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"])
+            run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"])
             #expect(run.status == 0 && run.stdout.hasPrefix("truth\n"), "\(lie.fault), via n1: \(run)")
         }
         try await Self.restart(cluster, "n2")
-        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
+        run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
         #expect(run.status == 0, "honest again: \(run)")
     }
 
@@ -175,9 +175,9 @@ import Glibc
         let cluster = try await Self.started()
         defer { Task { await cluster.shutdown() } }
         let k = Array("k".utf8)
-        var run = try Self.fctl(cluster, ["put", "k", "real"])
+        var run = try await Self.fctl(cluster, ["put", "k", "real"])
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
+        run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
         #expect(run.status == 0 && run.stdout.contains("is a put of this key and value"), "honest n2 first: \(run)")
         var session = ClientSession(clientID: ClientID(0xFA_0017), sequence: .first)
         let ifAbsent = try await cluster.write(.put(KVPut(key: k, value: Array("never-written".utf8), ifAbsent: true)), session: &session, via: Self.names)
@@ -192,16 +192,16 @@ import Glibc
             let file = "\(cluster.root)/unwritten-\(entry.rawValue).json"
             let (v2, v1, keys) = try await Self.unwrittenProofFiles(cluster, entry: entry, key: k, value: Array(value.utf8))
             try ProofFile.json(v2).write(to: URL(fileURLWithPath: file))
-            run = try Self.fctl(cluster, ["verify-proof", file])
+            run = try await Self.fctl(cluster, ["verify-proof", file])
             #expect(run.status == 6 && run.stderr.contains("wrote nothing: its committed outcome is \(outcome)"), "\(value): \(run)")
-            var python = try Self.pythonVerifyProof(keys, file)
+            var python = try await Self.pythonVerifyProof(keys, file)
             #expect(python.status == 1 && python.text.contains("FAIL: entry.effects.outcome: got"), "\(value): \(python.text)")
             // Presented as a v1 leaf (what a verifier before leaf v2 checked), it no longer
             // leads to the signed root: the tree holds the entry's v2 leaf.
             try ProofFile.json(v1).write(to: URL(fileURLWithPath: file))
-            run = try Self.fctl(cluster, ["verify-proof", file])
+            run = try await Self.fctl(cluster, ["verify-proof", file])
             #expect(run.status == 6 && run.stderr.contains("rootMismatch"), "\(value) as v1: \(run)")
-            python = try Self.pythonVerifyProof(keys, file)
+            python = try await Self.pythonVerifyProof(keys, file)
             #expect(python.status == 1 && python.text.contains("FAIL: rootHash"), "\(value) as v1: \(python.text)")
         }
 
@@ -209,9 +209,9 @@ import Glibc
         try await Self.restart(cluster, "n2", environment: ["FAUNA_TEST_FAULT": "lie-unwritten"])
         let lie = await cluster.read("n2", key: k)
         #expect(lie?.records.first?.record.value == Array("stale-session".utf8), "the lie is served: \(String(describing: lie))")
-        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
+        run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n2"])
         #expect(run.status == 6 && run.stderr.contains("wrote nothing: its committed outcome is sessionExpired"), "\(run)")
-        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"])
+        run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"])
         #expect(run.status == 0 && run.stdout.hasPrefix("real\n"), "via n1: \(run)")
         try await Self.restart(cluster, "n2")
     }
@@ -222,17 +222,17 @@ import Glibc
     @Test func trustFollowsRemovalsAndConcurrentRuns() async throws {
         let cluster = try await Self.started()
         defer { Task { await cluster.shutdown() } }
-        var run = try Self.fctl(cluster, ["put", "k", "v"])
-        run = try Self.fctl(cluster, ["get", "k", "--verify"])
+        var run = try await Self.fctl(cluster, ["put", "k", "v"])
+        run = try await Self.fctl(cluster, ["get", "k", "--verify"])
         #expect(run.status == 0 && run.stdout.contains("pinned the keys of n1, n2, n3"), "\(run)")
         let trustFile = "\(cluster.root)/trusted.json"
         func trusted() throws -> [String: Any] {
             try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trustFile))) as? [String: Any])
         }
         for round in 0..<4 {
-            _ = try Self.fctl(cluster, ["put", "k", "v\(round)"])
-            async let a = Task.detached { try Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"]) }.value
-            async let b = Task.detached { try Self.fctl(cluster, ["put", "other", "x\(round)"]); return try Self.fctl(cluster, ["verify", "--node", "n3"]) }.value
+            _ = try await Self.fctl(cluster, ["put", "k", "v\(round)"])
+            async let a = Task.detached { try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"]) }.value
+            async let b = Task.detached { try await Self.fctl(cluster, ["put", "other", "x\(round)"]); return try await Self.fctl(cluster, ["verify", "--node", "n3"]) }.value
             let (runA, runB) = try await (a, b)
             #expect(runA.status == 0 && runB.status == 0, "round \(round): \(runA) \(runB)")
             func size(_ r: ClientAndCLITests.Run) -> Int {
@@ -248,14 +248,14 @@ import Glibc
         let removed = leader == "n3" ? "n2" : "n3"
         let kept = Self.names.filter { $0 != removed }
         _ = try #require(await cluster.changeMembership(.remove(cluster.nodes[removed]!.id), via: leader))
-        _ = try Self.fctl(cluster, ["put", "k", "after-removal"])
+        _ = try await Self.fctl(cluster, ["put", "k", "after-removal"])
         _ = try await cluster.waitConverged(kept)
-        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", kept[0]])
+        run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", kept[0]])
         #expect(run.status == 0 && run.stdout.contains("trust: \(removed) left the cluster"), "\(run)")
         #expect(run.stdout.contains("2 pinned keys, 2 needed"), "\(run)")
         let members = try #require(try trusted()["members"] as? [[String: Any]])
         #expect(members.compactMap { $0["nodeID"] as? String }.sorted() == kept, "\(members)")
-        run = try Self.fctl(cluster, ["get", "k", "--verify", "--node", kept[1]])
+        run = try await Self.fctl(cluster, ["get", "k", "--verify", "--node", kept[1]])
         #expect(run.status == 0 && !run.stdout.contains("left the cluster"), "the removal is checked once: \(run)")
     }
 
@@ -297,49 +297,49 @@ import Glibc
     }
 
     /// tools/verify-proof with `keys` as the members.
-    static func pythonVerifyProof(_ keys: [String], _ file: String) throws -> (status: Int32, text: String) {
-        let r = try runCommand("/usr/bin/env", ["python3", ProcessCluster.repositoryRoot + "/tools/verify-proof"] + keys.flatMap { ["--member", $0] } + [file])
+    static func pythonVerifyProof(_ keys: [String], _ file: String) async throws -> (status: Int32, text: String) {
+        let r = try await runCommand("/usr/bin/env", ["python3", ProcessCluster.repositoryRoot + "/tools/verify-proof"] + keys.flatMap { ["--member", $0] } + [file])
         return (r.status, r.stdout)
     }
 
     @Test func tamperingAtRestIsFound() async throws {
         let cluster = try await Self.started()
         defer { Task { await cluster.shutdown() } }
-        for i in 0..<5 { _ = try Self.fctl(cluster, ["put", "key\(i)", "value\(i)"]) }
-        var run = try Self.fctl(cluster, ["get", "key3", "--verify", "--json"])
+        for i in 0..<5 { _ = try await Self.fctl(cluster, ["put", "key\(i)", "value\(i)"]) }
+        var run = try await Self.fctl(cluster, ["get", "key3", "--verify", "--json"])
         #expect(run.status == 0, "\(run)")
         let revision = try #require((try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])?["modRevision"] as? Int)
         _ = try await cluster.waitConverged(Self.names)
 
         // A value changed in n2's kv column family.
         await cluster.kill("n2", signal: SIGTERM)
-        try Self.tamper(cluster, "n2", columnFamily: "kv", keyHex: Self.dataGroup + Self.hex(Array("key3".utf8)))
+        try await Self.tamper(cluster, "n2", columnFamily: "kv", keyHex: Self.dataGroup + Self.hex(Array("key3".utf8)))
         try cluster.start("n2")
         _ = try await cluster.waitForLeader(among: Self.names)
-        run = try Self.fctl(cluster, ["audit"])
+        run = try await Self.fctl(cluster, ["audit"])
         #expect(run.status == 6, "\(run)")
         #expect(run.stdout.contains("n2: state digest at revision"), "\(run)")
         #expect(!run.stdout.contains("n1: ") && !run.stdout.contains("n3: "), "\(run)")
-        run = try Self.fctl(cluster, ["get", "key3", "--verify", "--node", "n2"])
+        run = try await Self.fctl(cluster, ["get", "key3", "--verify", "--node", "n2"])
         #expect(run.status == 6 && run.stderr.contains("not what its journal entry"), "\(run)")
-        run = try Self.fctl(cluster, ["get", "key3", "--verify", "--node", "n1"])
+        run = try await Self.fctl(cluster, ["get", "key3", "--verify", "--node", "n1"])
         #expect(run.status == 0 && run.stdout.hasPrefix("value3\n"), "\(run)")
 
         // The journal entry that wrote key1, changed in n2's entry log (its tree untouched).
-        let other = try Self.fctl(cluster, ["get", "key1", "--json"])
+        let other = try await Self.fctl(cluster, ["get", "key1", "--json"])
         let key1Revision = try #require((try JSONSerialization.jsonObject(with: Data(other.stdout.utf8)) as? [String: Any])?["modRevision"] as? Int)
         await cluster.kill("n2", signal: SIGTERM)
         // The journal is the entry log: group 1 ‖ `E` ‖ u64 BE index.
         let entryKey = Self.dataGroup + "45" + String(format: "%016X", key1Revision)
-        try Self.tamper(cluster, "n2", columnFamily: "log", keyHex: entryKey)
+        try await Self.tamper(cluster, "n2", columnFamily: "log", keyHex: entryKey)
         try cluster.start("n2")
         _ = try await cluster.waitForLeader(among: Self.names)
-        run = try Self.fctl(cluster, ["audit", "--journal"])
+        run = try await Self.fctl(cluster, ["audit", "--journal"])
         #expect(run.status == 6, "\(run)")
         #expect(run.stdout.contains("n2: journal re-hash: journal entry \(key1Revision) (leaf \(key1Revision - 1)) hashes to"), "\(run)")
-        run = try Self.fctl(cluster, ["get", "key1", "--verify", "--node", "n2"])
+        run = try await Self.fctl(cluster, ["get", "key1", "--verify", "--node", "n2"])
         #expect(run.status == 6, "\(run)")
-        run = try Self.fctl(cluster, ["get", "key1", "--verify", "--node", "n1"])
+        run = try await Self.fctl(cluster, ["get", "key1", "--verify", "--node", "n1"])
         #expect(run.status == 0, "\(run)")
         #expect(revision > 0)
     }
@@ -347,8 +347,8 @@ import Glibc
     @Test func rollbackAndForkAreReported() async throws {
         let cluster = try await Self.started()
         defer { Task { await cluster.shutdown() } }
-        for i in 0..<3 { _ = try Self.fctl(cluster, ["put", "early\(i)", "x"]) }
-        var run = try Self.fctl(cluster, ["verify"])
+        for i in 0..<3 { _ = try await Self.fctl(cluster, ["put", "early\(i)", "x"]) }
+        var run = try await Self.fctl(cluster, ["verify"])
         #expect(run.status == 0, "\(run)")
         _ = try await cluster.waitConverged(Self.names)
         // Back up every node's data directory (stopped), then go on and trust a later head.
@@ -357,8 +357,8 @@ import Glibc
         try FileManager.default.copyItem(atPath: "\(cluster.root)/data", toPath: backup)
         for n in Self.names { try cluster.start(n) }
         _ = try await cluster.waitForLeader(among: Self.names)
-        for i in 0..<10 { _ = try Self.fctl(cluster, ["put", "late\(i)", "y"]) }
-        run = try Self.fctl(cluster, ["verify"])
+        for i in 0..<10 { _ = try await Self.fctl(cluster, ["put", "late\(i)", "y"]) }
+        run = try await Self.fctl(cluster, ["verify"])
         #expect(run.status == 0, "\(run)")
         // Restore the old backup: the cluster's history is shorter than what the client trusts.
         for n in Self.names { await cluster.kill(n, signal: SIGTERM) }
@@ -366,13 +366,13 @@ import Glibc
         try FileManager.default.copyItem(atPath: backup, toPath: "\(cluster.root)/data")
         for n in Self.names { try cluster.start(n) }
         _ = try await cluster.waitForLeader(among: Self.names)
-        run = try Self.fctl(cluster, ["verify"])
+        run = try await Self.fctl(cluster, ["verify"])
         #expect(run.status == 6 && run.stderr.contains("rollback"), "\(run)")
         // New writes make it longer than the trusted tree, but a different history: a fork.
-        for i in 0..<15 { _ = try Self.fctl(cluster, ["put", "other\(i)", "z"]) }
-        run = try Self.fctl(cluster, ["verify"])
+        for i in 0..<15 { _ = try await Self.fctl(cluster, ["put", "other\(i)", "z"]) }
+        run = try await Self.fctl(cluster, ["verify"])
         #expect(run.status == 6 && run.stderr.contains("fork or rollback"), "\(run)")
-        run = try Self.fctl(cluster, ["get", "other3", "--verify"])
+        run = try await Self.fctl(cluster, ["get", "other3", "--verify"])
         #expect(run.status == 6, "\(run)")
     }
 }

@@ -20,12 +20,12 @@ import Glibc
     }
 
     /// Runs fctl with `arguments` (bounded: killed after 30 s).
-    static func fctl(_ arguments: [String], config: String, stdin: String? = nil) throws -> Run {
+    static func fctl(_ arguments: [String], config: String, stdin: String? = nil) async throws -> Run {
         let binary = try #require(ProcessCluster.faunadPath.map { URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("fctl").path })
         // Options go before a `--` (after it come the arguments of `fctl lock`'s command).
         var full = arguments
         full.insert(contentsOf: ["--config", config], at: arguments.firstIndex(of: "--") ?? arguments.count)
-        let r = try runCommand(binary, full, stdin: stdin)
+        let r = try await runCommand(binary, full, stdin: stdin)
         return Run(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 
@@ -65,51 +65,51 @@ import Glibc
         for n in Self.names { try cluster.start(n) }
         let leader = try await cluster.waitForLeader(among: Self.names)
         let config = "\(cluster.root)/cluster.toml"
-        var run = try Self.fctl(["put", "greeting", "hello"], config: config)
+        var run = try await Self.fctl(["put", "greeting", "hello"], config: config)
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stdout.contains("revision"))
-        run = try Self.fctl(["get", "greeting"], config: config)
+        run = try await Self.fctl(["get", "greeting"], config: config)
         #expect(run.status == 0 && run.stdout == "hello\n", "\(run)")
-        run = try Self.fctl(["get", "nope"], config: config)
+        run = try await Self.fctl(["get", "nope"], config: config)
         #expect(run.status == 1, "not found is exit 1: \(run)")
-        run = try Self.fctl(["put", "blob", "-"], config: config, stdin: "from stdin")
+        run = try await Self.fctl(["put", "blob", "-"], config: config, stdin: "from stdin")
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(["put", "--hex", "00ff", "0102"], config: config)
+        run = try await Self.fctl(["put", "--hex", "00ff", "0102"], config: config)
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(["get", "--hex", "00ff"], config: config)
+        run = try await Self.fctl(["get", "--hex", "00ff"], config: config)
         #expect(run.stdout == "0102\n", "\(run)")
-        run = try Self.fctl(["range", "--prefix", "b"], config: config)
+        run = try await Self.fctl(["range", "--prefix", "b"], config: config)
         #expect(run.stdout == "blob\tfrom stdin\n", "\(run)")
-        run = try Self.fctl(["txn", "--if", "value(greeting) = nothello", "--then", "put greeting x", "--else", "get greeting"], config: config)
+        run = try await Self.fctl(["txn", "--if", "value(greeting) = nothello", "--then", "put greeting x", "--else", "get greeting"], config: config)
         #expect(run.status == 1, "compare failed is exit 1: \(run)")
-        run = try Self.fctl(["del", "greeting"], config: config)
+        run = try await Self.fctl(["del", "greeting"], config: config)
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(["get", "greeting", "--serializable"], config: config)
+        run = try await Self.fctl(["get", "greeting", "--serializable"], config: config)
         #expect(run.status == 1, "\(run)")
-        run = try Self.fctl(["put"], config: config)
+        run = try await Self.fctl(["put"], config: config)
         #expect(run.status == 2, "usage error is exit 2: \(run)")
-        run = try Self.fctl(["status"], config: config)
+        run = try await Self.fctl(["status"], config: config)
         #expect(run.status == 0 && run.stdout.contains("leader"), "\(run)")
         // Every node reports its record cache (64 MiB by default) and that it was read.
-        run = try Self.fctl(["status", "--json"], config: config)
+        run = try await Self.fctl(["status", "--json"], config: config)
         #expect(run.status == 0 && run.stdout.contains("\"budgetBytes\":67108864"), "\(run)")
         #expect(run.stdout.components(separatedBy: "\"recordCache\":{").count - 1 == 3, "\(run)")
-        run = try Self.fctl(["hashkv", "--json"], config: config)
+        run = try await Self.fctl(["hashkv", "--json"], config: config)
         #expect(run.status == 0 && run.stdout.contains("\"consistent\":true"), "\(run)")
-        run = try Self.fctl(["members"], config: config)
+        run = try await Self.fctl(["members"], config: config)
         #expect(run.stdout.components(separatedBy: "voter").count - 1 >= 3, "\(run)")
         let target = Self.names.first { $0 != leader }!
-        run = try Self.fctl(["leader", "transfer", target], config: config)
+        run = try await Self.fctl(["leader", "transfer", target], config: config)
         #expect(run.status == 0, "\(run)")
         #expect(try await cluster.waitForLeader(among: Self.names) == target)
         let archive = "\(cluster.root)/snap.fauna"
-        run = try Self.fctl(["snapshot", "save", archive], config: config)
+        run = try await Self.fctl(["snapshot", "save", archive], config: config)
         #expect(run.status == 0, "\(run)")
-        run = try Self.fctl(["snapshot", "verify", archive, "--checksums-only"], config: config)
+        run = try await Self.fctl(["snapshot", "verify", archive, "--checksums-only"], config: config)
         #expect(run.status == 0 && run.stdout.contains("checksums OK"), "\(run)")
         // Unavailable: every node down is exit 3.
         for n in Self.names { await cluster.kill(n) }
-        run = try Self.fctl(["get", "blob", "--timeout", "1"], config: config)
+        run = try await Self.fctl(["get", "blob", "--timeout", "1"], config: config)
         #expect(run.status == 3, "\(run)")
     }
 }

@@ -34,7 +34,7 @@ import Glibc
         let others = Self.names.filter { $0 != victim }
         let key = Array("key3".utf8)
         await cluster.kill(victim, signal: SIGTERM)
-        _ = try AuditTests.ldb([
+        _ = try await AuditTests.ldb([
             "--db=\(cluster.dataDirectory(of: victim))/db", "--column_family=kv", "--hex", "put", "0x\(AuditTests.dataGroup)\(AuditTests.hex(key))",
             "0xFF00",
         ])
@@ -108,7 +108,7 @@ import Glibc
         await cluster.kill(victim, signal: SIGTERM)
         // group 1 ‖ `E` ‖ u64 BE index (docs/STORAGE.md)
         let entryKey = AuditTests.dataGroup + "45" + String(format: "%016llX", revisions[2].rawValue)
-        _ = try AuditTests.ldb([
+        _ = try await AuditTests.ldb([
             "--db=\(cluster.dataDirectory(of: victim))/db", "--column_family=log", "--hex", "put", "0x\(entryKey)", "0xFF00",
         ])
         try cluster.start(victim)

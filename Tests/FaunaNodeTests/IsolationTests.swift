@@ -167,8 +167,8 @@ import Testing
         try cluster.start("n1")
         _ = try await cluster.waitForLeader(among: ["n1"])
         let config = "\(cluster.root)/cluster.toml"
-        _ = try ClientAndCLITests.fctl(["put", "acct", "7"], config: config)
-        let run = try ClientAndCLITests.fctl(
+        _ = try await ClientAndCLITests.fctl(["put", "acct", "7"], config: config)
+        let run = try await ClientAndCLITests.fctl(
             ["txn", "--isolation", "repeatable-reads", "--then", "get acct", "--then", "put copy 7", "--then", "get nothing", "--json"], config: config)
         #expect(run.status == 0, "\(run.stderr)")
         let object = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
@@ -177,10 +177,10 @@ import Testing
         let reads = object?["reads"] as? [[String: Any]]
         #expect(reads?.first?["value"] as? String == "7")
         #expect(reads?.last?["value"] is NSNull)
-        #expect(try ClientAndCLITests.fctl(["get", "copy"], config: config).stdout == "7\n")
-        let refused = try ClientAndCLITests.fctl(["txn", "--isolation", "serializable", "--then", "range-prefix a"], config: config)
+        #expect(try await ClientAndCLITests.fctl(["get", "copy"], config: config).stdout == "7\n")
+        let refused = try await ClientAndCLITests.fctl(["txn", "--isolation", "serializable", "--then", "range-prefix a"], config: config)
         #expect(refused.status == 2)
-        let mixed = try ClientAndCLITests.fctl(["txn", "--isolation", "serializable", "--if", "version(a) = 0", "--then", "get a"], config: config)
+        let mixed = try await ClientAndCLITests.fctl(["txn", "--isolation", "serializable", "--if", "version(a) = 0", "--then", "get a"], config: config)
         #expect(mixed.status == 2)
     }
 }

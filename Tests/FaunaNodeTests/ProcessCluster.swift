@@ -311,7 +311,21 @@ extension Array where Element == UInt8 {
 /// it, and the faunad processes other suites start at the same time inherit open descriptors:
 /// one that inherited a pipe kept its reader (and the cooperative thread it blocked) waiting
 /// until that node stopped, which with two such readers deadlocked the whole test run.
-func runCommand(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: Double = 30) throws -> (status: Int32, stdout: String, stderr: String) {
+///
+/// The wait runs on a thread of its own, not on the test's task: a test that blocked a thread of
+/// the cooperative pool (two on this machine) for a command's run starved every other test's
+/// tasks — a lease keeper among them missed its TTL.
+func runCommand(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: Double = 30) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(with: Result { try runCommandBlocking(executable, arguments, stdin: stdin, timeout: timeout) })
+        }
+        thread.name = "test-command"
+        thread.start()
+    }
+}
+
+private func runCommandBlocking(_ executable: String, _ arguments: [String], stdin: String?, timeout: Double) throws -> (status: Int32, stdout: String, stderr: String) {
     let dir = NSTemporaryDirectory() + "fauna-cmd-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -77,16 +77,16 @@ import Testing
     @Test func fctlLockRunsTheCommandAndPassesItsStatusAndElectLeadsThenResigns() async throws {
         try await Self.withCluster { cluster, _ in
             let config = "\(cluster.root)/cluster.toml"
-            func fctl(_ arguments: [String]) throws -> ClientAndCLITests.Run { try ClientAndCLITests.fctl(arguments, config: config) }
-            let ran = try fctl(["lock", "L", "--", "sh", "-c", "echo inside"])
+            func fctl(_ arguments: [String]) async throws -> ClientAndCLITests.Run { try await ClientAndCLITests.fctl(arguments, config: config) }
+            let ran = try await fctl(["lock", "L", "--", "sh", "-c", "echo inside"])
             #expect(ran.status == 0 && ran.stdout == "inside\n" && ran.stderr.contains("locked L"), "\(ran)")
-            #expect(try fctl(["lock", "L", "--", "sh", "-c", "exit 3"]).status == 3)
-            #expect(try fctl(["lock", "L"]).status == 2)
-            let elected = try fctl(["elect", "E", "one", "--for", "1"])
+            #expect(try await fctl(["lock", "L", "--", "sh", "-c", "exit 3"]).status == 3)
+            #expect(try await fctl(["lock", "L"]).status == 2)
+            let elected = try await fctl(["elect", "E", "one", "--for", "1"])
             #expect(elected.status == 0 && elected.stdout == "elected E = one\nresigned E\n", "\(elected)")
-            let listen = try fctl(["elect", "E", "--listen", "--count", "1"])
+            let listen = try await fctl(["elect", "E", "--listen", "--count", "1"])
             #expect(listen.stdout == "(no leader)\n", "\(listen)")
-            #expect(try fctl(["range", "E/", "--prefix"]).stdout.isEmpty)
+            #expect(try await fctl(["range", "E/", "--prefix"]).stdout.isEmpty)
         }
     }
 }
