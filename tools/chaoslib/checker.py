@@ -330,8 +330,63 @@ def apply_resolutions(ops, resolutions):
     return n
 
 
+def check_watches(ops):
+    """Each watcher of the set prefix (workload `watch`) against the appends: the events come
+    in (revision, key) order, each once; each is a put of an append that may have committed,
+    at that append's revision when it is known; and every append known to have committed at or
+    below the revision the watcher completed is among them. Returns (summary, failures)."""
+    watches = [o for o in ops if o.get("f") == "watch"]
+    if not watches:
+        return {}, []
+    appends = {o["key"]: o for o in ops if o.get("f") == "append"}
+
+    def committed_revision(o):
+        if o["outcome"] == "ok":
+            return o.get("revision")
+        r = o.get("resolved") or {}
+        return r.get("revision") if r.get("committed") else None
+
+    failures = []
+    summary = []
+    for w in watches:
+        res = w.get("result") or {}
+        events = [tuple(e) for e in res.get("events", [])]
+        through = res.get("through", 0)
+        summary.append({"events": len(events), "through": through, "resumes": res.get("resumes"),
+                        "target": res.get("target")})
+        if w["outcome"] != "ok":
+            failures.append({"check": "watch", "op": w, "message": f"the watcher did not reach revision {res.get('target')} "
+                             f"(through {through}): {res.get('problems')}"})
+        order = [(rev, key) for rev, key, _ in events]
+        for a, b in zip(order, order[1:]):
+            if not a < b:
+                failures.append({"check": "watch", "message": f"events out of order or repeated: {a} then {b}"})
+                break
+        seen = {}
+        for rev, key, kind in events:
+            o = appends.get(key)
+            if o is None or kind != "put":
+                failures.append({"check": "watch", "message": f"event {kind} {key} at {rev} matches no append"})
+                break
+            if o["outcome"] == "fail" or (o.get("resolved") or {}).get("committed") is False:
+                failures.append({"check": "watch", "op": o, "message": f"event {key} at {rev}: that append did not take effect"})
+                break
+            want = committed_revision(o)
+            if want is not None and want != rev:
+                failures.append({"check": "watch", "op": o, "message": f"event {key} at {rev}: the append committed at {want}"})
+                break
+            seen[key] = rev
+        missing = sorted((rev, key) for key, o in appends.items()
+                         if (rev := committed_revision(o)) is not None and rev <= through and key not in seen)
+        if missing:
+            failures.append({"check": "watch", "message": f"{len(missing)} committed appends at or below revision {through} "
+                             f"never reached the watcher: {missing[:10]}"})
+    return {"watchers": summary}, failures
+
+
 def check_history(ops):
     """All checks; returns (summary, failures)."""
     reg_summary, failures = check_registers(ops)
     set_summary, set_failures = check_sets(ops)
-    return {"registers": reg_summary, "set": set_summary}, failures + set_failures
+    watch_summary, watch_failures = check_watches(ops)
+    return {"registers": reg_summary, "set": set_summary, "watch": watch_summary}, failures + set_failures + watch_failures

@@ -11,6 +11,7 @@ import time
 from . import checker
 from . import cluster as cl
 from . import nemesis as nm
+from . import watcher as wt
 from . import workload as wl
 from . import wire
 from .cluster import client_port, node_number
@@ -130,6 +131,7 @@ def run_once(o: RunOptions, index=0):
     history = None
     journal = None
     workers = []
+    watchers = []
     stop_workers = threading.Event()
     stop_nemesis = threading.Event()
     nemesis = None
@@ -151,6 +153,10 @@ def run_once(o: RunOptions, index=0):
         keys = wl.KeyPool(random.Random(o.seed + 1))
         proc = 0
         for kind in o.workloads:
+            if kind == "watch":
+                watchers.append(wt.Watcher(proc, names, history, rng.getrandbits(63)))
+                proc += 1
+                continue
             count = o.register_workers if kind == "register" else 1
             for _ in range(count):
                 # Every other worker gives up on an operation after 0.6 s instead of 4 s, so that
@@ -158,7 +164,7 @@ def run_once(o: RunOptions, index=0):
                 workers.append(wl.Worker(proc, kind, names, history, stop_workers, rng.getrandbits(63), keys=keys,
                                          op_timeout_s=4.0 if proc % 2 == 0 else 0.6))
                 proc += 1
-        for w in workers:
+        for w in workers + watchers:
             w.start()
         nemesis = nm.Nemesis(c, steps, history, stop_nemesis, log)
         nemesis.start()
@@ -181,10 +187,18 @@ def run_once(o: RunOptions, index=0):
         after = [op for op in history.ops if op["outcome"] == "ok" and op["invoke"] >= healed_at]
         if not after:
             result["failures"].append({"check": "liveness", "message": "no operation succeeded in the 4 s after healing"})
-        if any(k in o.workloads for k in ("set", "range")):
+        fin = None
+        if any(k in o.workloads for k in ("set", "range", "watch")):
             fin = wl.final_read(names, history, o.seed)
             if fin["outcome"] != "ok":
                 result["failures"].append({"check": "liveness", "message": "the final read of the set failed"})
+        for w in watchers:
+            # Drain to the final read's revision: every append acknowledged before it is there.
+            w.stop(fin.get("readRevision") if fin and fin["outcome"] == "ok" else 0)
+        for w in watchers:
+            w.join(45)
+            if w.is_alive() or w.error:
+                result["failures"].append({"check": "harness", "message": f"watcher {w.proc}: " + (w.error or "did not finish within 45 s")})
         ok, hk, why = converge(c, log)
         result["converged"] = ok
         result["hashkv"] = hk
@@ -208,6 +222,9 @@ def run_once(o: RunOptions, index=0):
     finally:
         stop_nemesis.set()
         stop_workers.set()
+        for w in watchers:
+            if not w.done.is_set():
+                w.stop(0)
         c.shutdown()
         for n in names:
             c.note_exit(n)

@@ -209,6 +209,45 @@ class SetChecks(unittest.TestCase):
         self.assertEqual(checker.check_sets(ops)[1], [])
 
 
+class WatchChecks(unittest.TestCase):
+    """check_watches: every committed append exactly once, in order, and nothing else."""
+
+    def history(self, events, through=9, outcome="ok"):
+        ops = [op("append", 0, 1, key="s/1", value="1", revision=4), op("append", 2, 3, key="s/2", value="1", revision=6),
+               op("append", 4, None, outcome="unknown", key="s/3", value="1"),
+               op("append", 6, 7, outcome="fail", key="s/4", value="1")]
+        watch = op("watch", 0, 20, outcome=outcome, key="s/")
+        watch["result"] = {"events": events, "through": through, "target": 9, "resumes": 1}
+        return ops + [watch]
+
+    def test_good(self):
+        good = [[4, "s/1", "put"], [6, "s/2", "put"], [8, "s/3", "put"]]
+        self.assertEqual(checker.check_watches(self.history(good))[1], [])
+        # An unknown append may have committed or not.
+        self.assertEqual(checker.check_watches(self.history(good[:2]))[1], [])
+
+    def test_missing_committed_append(self):
+        f = checker.check_watches(self.history([[4, "s/1", "put"]]))[1]
+        self.assertIn("never reached the watcher", f[0]["message"])
+
+    def test_repeated_or_out_of_order(self):
+        f = checker.check_watches(self.history([[4, "s/1", "put"], [6, "s/2", "put"], [6, "s/2", "put"]]))[1]
+        self.assertIn("out of order or repeated", f[0]["message"])
+        f = checker.check_watches(self.history([[6, "s/2", "put"], [4, "s/1", "put"]]))[1]
+        self.assertIn("out of order", f[0]["message"])
+
+    def test_invented_failed_or_moved_events(self):
+        for events, want in (([[4, "s/1", "put"], [6, "s/2", "put"], [7, "s/9", "put"]], "matches no append"),
+                             ([[4, "s/1", "put"], [6, "s/2", "put"], [7, "s/4", "put"]], "did not take effect"),
+                             ([[5, "s/1", "put"], [6, "s/2", "put"]], "committed at 4")):
+            f = checker.check_watches(self.history(events))[1]
+            self.assertTrue(f and want in f[0]["message"], (events, f))
+
+    def test_a_watcher_that_did_not_catch_up_fails(self):
+        f = checker.check_watches(self.history([[4, "s/1", "put"]], through=4, outcome="fail"))[1]
+        self.assertIn("did not reach", f[0]["message"])
+
+
 if __name__ == "__main__":
     unittest.main()
 

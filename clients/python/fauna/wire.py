@@ -1018,3 +1018,72 @@ def decode_hashkv(body: bytes) -> HashKVResult:
     res = HashKVResult(node, applied, compact, digest, rd.varint(), rd.vbytes(CHECKSUM_BYTES_MAX, "tree root"))
     rd.done()
     return res
+
+
+# --- watch (PROTOCOL.md "Watch") ----------------------------------------------------------------
+
+WATCH_PREV_VALUE, WATCH_NO_PUT, WATCH_NO_DELETE, WATCH_PROGRESS = 0x01, 0x02, 0x04, 0x08
+
+
+def encode_watch_request(r: KeyRange, start_revision: int = 0, options: int = 0) -> bytes:
+    """A `watch` body: the range, the first revision wanted (0: from now) and option bits."""
+    _reserved(options, 0x0F, "watch options")
+    end = r.end
+    return (u8(options) + vbytes(r.start) + u8(int(end is not None)) + (vbytes(end) if end is not None else b"")
+            + varint(_check_u64(start_revision, "start revision")))
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change: `kind` "put" (with the new `record`) or "delete", at `revision` (the entry's index)."""
+    kind: str
+    key: bytes
+    revision: int
+    record: Optional[Record] = None
+    previous: Optional[Record] = None
+
+
+def _watch_record(rd: Reader, key: bytes, create: int, mod: int) -> Record:
+    version, lease = rd.varint(), rd.varint()
+    value = rd.vbytes(VALUE_BYTES_MAX, "value")
+    if version < 1 or not 1 <= create <= mod:
+        raise ProtocolError(f"watch record of {key!r}: version {version}, create {create}, mod {mod}")
+    return Record(key, value, create, mod, version, lease=lease)
+
+
+def decode_watch_response(body: bytes) -> tuple:
+    """A `watchResponse` body: ("created", start) | ("events", completeThrough, [WatchEvent]) |
+    ("progress", revision) | ("canceled", reason) | ("compacted", first revision kept)."""
+    rd = Reader(body)
+    t = rd.u8()
+    if t == 1:
+        out: tuple = ("created", rd.varint())
+    elif t == 2:
+        through = rd.varint()
+        n = rd.varint()
+        if n < 1 or n > rd.remaining:
+            raise ProtocolError(f"watch events: {n} announced, {rd.remaining} bytes left")
+        events = []
+        for _ in range(n):
+            kind = rd.u8()
+            if kind not in (1, 2):
+                raise ProtocolError(f"watch event kind {kind}, want 1 or 2")
+            revision = rd.varint()
+            key = rd.vbytes(KEY_BYTES_MAX, "key")
+            record = _watch_record(rd, key, rd.varint(), revision) if kind == 1 else None
+            previous = None
+            if rd.flag():
+                create, mod = rd.varint(), rd.varint()
+                previous = _watch_record(rd, key, create, mod)
+            events.append(WatchEvent("put" if kind == 1 else "delete", key, revision, record, previous))
+        out = ("events", through, events)
+    elif t == 3:
+        out = ("progress", rd.varint())
+    elif t == 4:
+        out = ("canceled", rd.vstring(MESSAGE_BYTES_MAX, "reason"))
+    elif t == 5:
+        out = ("compacted", rd.varint())
+    else:
+        raise ProtocolError(f"watch response type {t}, want 1...5")
+    rd.done()
+    return out

@@ -326,3 +326,20 @@ def test_a_put_with_a_lease_and_a_grant_result_round_trip() -> None:
     assert wire.decode_apply_result(result.encode()).results == [wire.LeaseOpResult(9, 60)]
     assert wire.INVALID_CODES[6] == "leaseNotFound"
     assert errors.ERROR_NAMES[12] == "leaseNotFound"
+
+
+def test_watch_frames_decode_as_the_swift_side_encodes_them() -> None:
+    # Bytes of `WatchResponse.events` for a put of "app/a" = "v" (create 5, version 2, lease 0,
+    # previous "u" at 5) at revision 13 and a delete of "app/b" at 14; completeThrough 14.
+    body = bytes([2, 14, 2, 1, 13, 5]) + b"app/a" + bytes([5, 2, 0, 1]) + b"v" + bytes([1, 5, 5, 1, 0, 1]) + b"u" \
+        + bytes([2, 14, 5]) + b"app/b" + bytes([0])
+    kind, through, events = wire.decode_watch_response(body)
+    assert (kind, through) == ("events", 14)
+    assert [(e.kind, e.key, e.revision) for e in events] == [("put", b"app/a", 13), ("delete", b"app/b", 14)]
+    assert events[0].record is not None and events[0].record.value == b"v" and events[0].record.version == 2
+    assert events[0].previous is not None and events[0].previous.value == b"u"
+    assert wire.decode_watch_response(bytes([5, 9])) == ("compacted", 9)
+    assert wire.encode_watch_request(wire.KeyRange.prefix(b"app/"), 12, wire.WATCH_PREV_VALUE) == \
+        bytes([1, 4]) + b"app/" + bytes([1, 4]) + b"app0" + bytes([12])
+    with pytest.raises(errors.ProtocolError):
+        wire.decode_watch_response(bytes([2, 1, 0]))
