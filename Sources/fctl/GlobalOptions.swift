@@ -81,11 +81,14 @@ struct GlobalOptions: ParsableArguments {
 
     func show(_ bytes: [UInt8]) -> String { encoding.format(bytes) }
 
-    /// Prints `object` as one line of JSON.
-    func printJSON(_ object: Any) {
+    /// `object` as one line of JSON.
+    func jsonLine(_ object: Any) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        print(String(decoding: data, as: UTF8.self))
+        return String(decoding: data, as: UTF8.self)
     }
+
+    /// Prints `object` as one line of JSON.
+    func printJSON(_ object: Any) { print(jsonLine(object)) }
 
     func recordJSON(_ kv: KVKeyValue) -> [String: Any] {
         var object: [String: Any] = [
@@ -95,6 +98,13 @@ struct GlobalOptions: ParsableArguments {
         if kv.record.lease != 0 { object["lease"] = kv.record.lease }
         return object
     }
+}
+
+/// Writes one line at once, not through stdout's buffer: for the commands that run until
+/// interrupted (watch, elect, lease keep-alive), so that a reader of a pipe sees each line as it
+/// comes.
+func emitLine(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 /// Runs `body` with a client, closing it afterwards; client errors become fctl errors.

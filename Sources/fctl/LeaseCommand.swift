@@ -56,7 +56,7 @@ struct LeaseCommand: AsyncParsableCommand {
             while !keeper.isEnded {
                 if keeper.renewals > printed {
                     printed = keeper.renewals
-                    FileHandle.standardOutput.write(Data((global.json ? "{\"id\":\(id),\"renewals\":\(printed)}" : "lease \(id) kept alive (\(printed))").utf8 + [10]))
+                    emitLine(global.json ? global.jsonLine(["id": id, "renewals": printed]) : "lease \(id) kept alive (\(printed))")
                 }
                 try? await Task.sleep(for: .milliseconds(200))
             }

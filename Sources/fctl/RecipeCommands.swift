@@ -97,7 +97,7 @@ struct ElectCommand: AsyncParsableCommand {
             await client.close()
             throw FctlError(error, doing: "elect \(name)")
         }
-        emit(global.json ? "{\"elected\":true,\"lease\":\(held.lease),\"revision\":\(held.revision.rawValue)}" : "elected \(name) = \(value!)")
+        emitLine(global.json ? global.jsonLine(["elected": true, "lease": held.lease, "revision": held.revision.rawValue]) : "elected \(name) = \(value!)")
         let stop = SignalLatch()
         let end = seconds.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
         while !stop.isSet && held.isAlive && end.map({ ContinuousClock.now < $0 }) ?? true {
@@ -107,7 +107,7 @@ struct ElectCommand: AsyncParsableCommand {
         await held.release()
         await client.close()
         if lost { throw FctlError(.unavailable, "elect \(name): the lease expired (no keep-alive reached the leader for \(ttl) s): no longer leading") }
-        emit(global.json ? "{\"resigned\":true}" : "resigned \(name)")
+        emitLine(global.json ? global.jsonLine(["resigned": true]) : "resigned \(name)")
     }
 
     private func follow(_ name: [UInt8], _ client: FaunaClient) async throws {
@@ -116,15 +116,18 @@ struct ElectCommand: AsyncParsableCommand {
         let prefix = name + [UInt8(ascii: "/")]
         do {
             while count.map({ printed < $0 }) ?? true {
-                let leader = try await client.electionLeader(name)
+                // The candidates, oldest first: the first leads.
+                let result = try await client.range(KVRangeRequest(range: .prefix(prefix)))
+                let leader = result.records.min { $0.record.createRevision < $1.record.createRevision }
                 if last == nil || last! != leader?.record.value {
                     last = .some(leader?.record.value)
-                    emit(leader.map { global.json ? "{\"leader\":\"\(global.show($0.record.value))\"}" : global.show($0.record.value) } ?? (global.json ? "{\"leader\":null}" : "(no leader)"))
+                    let value: Any = leader.map { global.show($0.record.value) } ?? NSNull()
+                    emitLine(global.json ? global.jsonLine(["leader": value]) : leader.map { global.show($0.record.value) } ?? "(no leader)")
                     printed += 1
                     continue
                 }
-                // Wait for any change under the prefix, then look again.
-                let watch = client.watch(.prefix(prefix))
+                // Wait for a change under the prefix after that read, then look again.
+                let watch = client.watch(.prefix(prefix), from: result.revision.rawValue + 1)
                 for try await batch in watch where !batch.events.isEmpty { break }
                 watch.cancel()
             }
@@ -133,10 +136,6 @@ struct ElectCommand: AsyncParsableCommand {
             throw FctlError(error, doing: "elect --listen")
         }
         await client.close()
-    }
-
-    private func emit(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 }
 

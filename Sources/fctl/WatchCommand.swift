@@ -67,7 +67,7 @@ struct Watch: AsyncParsableCommand {
         do {
             loop: for try await batch in watch {
                 if batch.events.isEmpty, progress {
-                    emit(global.json ? json(["progress": batch.completeThrough]) : "PROGRESS\t\(batch.completeThrough)")
+                    emitLine(global.json ? global.jsonLine(["progress": batch.completeThrough]) : "PROGRESS\t\(batch.completeThrough)")
                 }
                 var proven: VerifiedEvents?
                 if let (store, trust) = trusted, !batch.events.isEmpty {
@@ -85,7 +85,7 @@ struct Watch: AsyncParsableCommand {
                     }
                 }
                 for event in batch.events where untilRevision.map({ event.revision <= $0 }) ?? true {
-                    emit(line(event, proven: proven))
+                    emitLine(line(event, proven: proven))
                     printed += 1
                     if let count, printed >= count { break loop }
                 }
@@ -121,22 +121,11 @@ struct Watch: AsyncParsableCommand {
                     "signers": proven.signers.map { "\($0)" },
                 ] as [String: Any]
             }
-            return json(object)
+            return global.jsonLine(object)
         }
         var fields = [event.kind == .put ? "PUT" : "DELETE", "\(event.revision)", global.show(event.key)]
         if let record = event.record { fields.append(global.show(record.value)) }
         if prevValue { fields.append(event.previous.map { global.show($0.value) } ?? "-") }
         return fields.joined(separator: "\t")
-    }
-
-    /// One line, written at once (not held in a buffer while the watch waits: a pipe reader
-    /// sees each event as it comes).
-    private func emit(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
-    }
-
-    private func json(_ object: [String: Any]) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
     }
 }
