@@ -263,12 +263,12 @@ public final class WatchHub: @unchecked Sendable {
             }
             guard !w.reading else { continue }
             // The store serves a watcher not yet checked, one behind the ring, and one that
-            // wants previous values (the ring keeps only the new records).
-            if !w.checked || w.next < ringFrom || w.request.options.contains(.prevValue) {
-                if w.next <= appliedNow || !w.checked {
-                    if !requestRead(key, &w) { waiting = true }
-                    watchers[key] = w
-                }
+            // wants previous values (the ring keeps only the new records); one caught up goes
+            // on below (progress notifications).
+            let wantsStore = w.next < ringFrom || w.request.options.contains(.prevValue)
+            if !w.checked || (wantsStore && w.next <= appliedNow) {
+                if !requestRead(key, &w) { waiting = true }
+                watchers[key] = w
                 continue
             }
             if w.next <= appliedNow {

@@ -236,6 +236,29 @@ final class WatchHarness {
         #expect(frames.flatMap(\.1).allSatisfy { $0.kind == .delete && $0.revision == revision })
     }
 
+    @Test("progress notifications reach a caught-up watcher, one that wants previous values too")
+    func progress() throws {
+        var settings = WatchSettings()
+        settings.progressInterval = .milliseconds(1)
+        let h = try WatchHarness(settings)
+        try h.put("p", "1")
+        let reply = FakeReply()
+        Self.watch(h.hub, reply, id: 1, .single(b("p")), options: [.progressNotify])
+        Self.watch(h.hub, reply, id: 2, .single(b("p")), from: 1, options: [.progressNotify, .prevValue])
+        h.settle()
+        try h.put("other", "x")  // no change to either range
+        h.settle()
+        Thread.sleep(forTimeInterval: 0.01)
+        _ = h.hub.runPass()
+        for id in [UInt64(1), 2] {
+            let progress = try reply.answers(to: id).compactMap { a -> UInt64? in
+                if case .watchResponse(.progress(let r)) = a.message { return r }
+                return nil
+            }
+            #expect(progress.last == h.next - 1, "watch \(id): progress \(progress), want up to \(h.next - 1)")
+        }
+    }
+
     @Test("cancel, caps, closed connections and stop")
     func lifecycle() throws {
         var settings = WatchSettings()
