@@ -18,16 +18,25 @@ extension NodeCore {
     func handleLeaseRequest(_ message: RPCMessage, _ context: RPCRequestContext) {
         guard raft.isLeader else { return context.respond(notLeaderError("leases are timed by the leader")) }
         let now = clock.now
+        // A new leader knows every lease only once it has applied an entry of its own term
+        // (then every entry of earlier terms is applied). Before that an unknown lease may be a
+        // grant it has not applied yet: `unavailable` (retry), not `leaseNotFound`, which ends a
+        // client's keep-alives for good.
+        let knowsAllLeases = raft.term(at: appliedIndex) == raft.term
+        let notYet = RPCMessage.error(RPCErrorResponse(.unavailable, "this leader has not applied the log of its term yet; retry"))
         switch message {
         case .leaseKeepAlive(let id):
-            guard let ttl = lessor.keepAlive(id, now: now) else { return context.respond(leaseNotFound(id)) }
+            guard let ttl = lessor.keepAlive(id, now: now) else { return context.respond(knowsAllLeases ? leaseNotFound(id) : notYet) }
             context.respond(.leaseKeepAliveResponse(LeaseKeepAliveResponse(id: id, ttlSeconds: ttl)))
         case .leaseTimeToLive(let request):
-            guard let remaining = lessor.remaining(request.id, now: now) else { return context.respond(leaseNotFound(request.id)) }
+            guard let remaining = lessor.remaining(request.id, now: now) else {
+                return context.respond(knowsAllLeases ? leaseNotFound(request.id) : notYet)
+            }
             if !applier.offer(.leaseInfo(request, remainingMs: remaining, context)) {
                 context.respond(.error(RPCErrorResponse(.overloaded, "apply stage busy; retry")))
             }
         case .leaseList:
+            guard knowsAllLeases else { return context.respond(notYet) }
             let list = lessor.leases.values.sorted { $0.id < $1.id }.map {
                 LeaseStatus(id: $0.id, ttlSeconds: $0.ttlSeconds, remainingMilliseconds: lessor.remaining($0.id, now: now) ?? 0)
             }
