@@ -26,8 +26,14 @@ extension NodeCore {
         let notYet = RPCMessage.error(RPCErrorResponse(.unavailable, "this leader has not applied the log of its term yet; retry"))
         switch message {
         case .leaseKeepAlive(let id):
+            guard keepAlivesThisRound.count + keepAlivesAwaitingIndex.values.reduce(0, { $0 + $1.replies.count }) < settings.pendingReadsMax else {
+                return context.respond(.error(RPCErrorResponse(.overloaded, "too many keep-alives waiting; retry")))
+            }
             guard let ttl = lessor.keepAlive(id, now: now) else { return context.respond(knowsAllLeases ? leaseNotFound(id) : notYet) }
-            context.respond(.leaseKeepAliveResponse(LeaseKeepAliveResponse(id: id, ttlSeconds: ttl)))
+            // Answered once a heartbeat quorum shows this node still led after the receipt
+            // (`confirmKeepAlives`): a deposed leader that has not heard of its successor yet
+            // must not promise a TTL that the new leader does not know of.
+            keepAlivesThisRound.append(PendingKeepAlive(id: id, ttlSeconds: ttl, context: context))
         case .leaseTimeToLive(let request):
             guard let remaining = lessor.remaining(request.id, now: now) else {
                 return context.respond(knowsAllLeases ? leaseNotFound(request.id) : notYet)
@@ -43,6 +49,61 @@ extension NodeCore {
             context.respond(.leaseListResponse(list))
         default:
             context.respond(.error(RPCErrorResponse(.invalidRequest, "got \(message.kind), want a lease request")))
+        }
+    }
+
+    /// ReadIndex contexts of keep-alive rounds begin with this byte and are 9 bytes long (a
+    /// read's are 8).
+    static let keepAliveContextTag: UInt8 = 0x4B
+
+    /// Starts one ReadIndex round for the keep-alives renewed this round. Its read state proves
+    /// that a quorum still followed this leader's term after their receipt, so any later
+    /// leader was elected after them and counts their TTL from a checkpoint no older than the
+    /// one before them plus an election timeout (docs/KV-COMMANDS.md "Leases").
+    func confirmKeepAlives(now: NodeInstant) {
+        guard !keepAlivesThisRound.isEmpty else { return }
+        let batch = keepAlivesThisRound
+        keepAlivesThisRound.removeAll(keepingCapacity: true)
+        guard raft.isLeader else {
+            for k in batch { k.context.respond(notLeaderError("leases are timed by the leader")) }
+            return
+        }
+        let readID = nextReadID
+        nextReadID += 1
+        var ctx: [UInt8] = [Self.keepAliveContextTag]
+        for shift in stride(from: 56, through: 0, by: -8) { ctx.append(UInt8(truncatingIfNeeded: readID >> UInt64(shift))) }
+        do {
+            try raft.readIndex(context: ctx)
+        } catch {
+            let answer: RPCMessage = error.code == .notLeader
+                ? notLeaderError("leases are timed by the leader") : .error(RPCErrorResponse(.overloaded, error.message))
+            for k in batch { k.context.respond(answer) }
+            return
+        }
+        keepAlivesAwaitingIndex[readID] = (batch, now + settings.readTimeout)
+    }
+
+    /// A keep-alive round's read state arrived: its leadership held, the renewals stand.
+    func keepAlivesConfirmed(_ readID: UInt64) {
+        guard let (replies, _) = keepAlivesAwaitingIndex.removeValue(forKey: readID) else { return }
+        for k in replies { k.context.respond(.leaseKeepAliveResponse(LeaseKeepAliveResponse(id: k.id, ttlSeconds: k.ttlSeconds))) }
+    }
+
+    /// Answers every keep-alive not yet confirmed with `answer` (leadership lost, a snapshot
+    /// installed, stopping): the client tries again, at whichever node leads.
+    func dropKeepAlives(_ answer: RPCMessage) {
+        for k in keepAlivesThisRound { k.context.respond(answer) }
+        for (_, round) in keepAlivesAwaitingIndex { for k in round.replies { k.context.respond(answer) } }
+        keepAlivesThisRound.removeAll()
+        keepAlivesAwaitingIndex.removeAll()
+    }
+
+    func expireKeepAlives(now: NodeInstant) {
+        for (readID, round) in keepAlivesAwaitingIndex where round.deadline < now {
+            keepAlivesAwaitingIndex[readID] = nil
+            for k in round.replies {
+                k.context.respond(.error(RPCErrorResponse(.timeout, "keep-alive not confirmed by a quorum in time; retry")))
+            }
         }
     }
 

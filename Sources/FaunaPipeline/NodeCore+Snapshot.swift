@@ -47,6 +47,7 @@ extension NodeCore {
         let retry = RPCMessage.error(RPCErrorResponse(.unavailable, "installed a snapshot; retry"))
         for (_, read) in readsAwaitingIndex { read.context.respond(retry) }
         readsAwaitingIndex.removeAll()
+        dropKeepAlives(retry)
         for p in proposals.removeAll() { p.context.respond(retry) }
         logger.info("installed a snapshot", metadata: [
             "index": "\(meta.index)", "treeSize": "\(treeSize)", "took": "\(clock.now - started)",

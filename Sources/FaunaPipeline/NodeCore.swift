@@ -71,6 +71,11 @@ public final class NodeCore: @unchecked Sendable {
     /// Reads whose read index is known, waiting for the entries up to it to be handed out.
     var readsAwaitingApply: [(index: LogIndex, read: PendingRead)] = []
     var nextReadID: UInt64 = 1
+    /// Keep-alives renewed this round; one ReadIndex round confirms them together.
+    var keepAlivesThisRound: [PendingKeepAlive] = []
+    /// Keep-alives waiting for the heartbeat quorum that shows this node still led after their
+    /// receipt, by read ID (the ReadIndex context is `keepAliveContextTag` ‖ ID).
+    var keepAlivesAwaitingIndex: [UInt64: (replies: [PendingKeepAlive], deadline: NodeInstant)] = [:]
     var transfers: [(target: NodeID, deadline: NodeInstant, context: RPCRequestContext)] = []
     /// Whether this node has been in the configuration (a removal then stops it).
     lazy var wasMember = raft.conf.isMember(id)
@@ -122,6 +127,12 @@ public final class NodeCore: @unchecked Sendable {
     public struct Counters: Sendable {
         public var snapshotsInstalled = 0
         public var readsReleased = 0
+    }
+
+    struct PendingKeepAlive {
+        var id: UInt64
+        var ttlSeconds: UInt64
+        var context: RPCRequestContext
     }
 
     struct PendingRead {
@@ -188,6 +199,7 @@ public final class NodeCore: @unchecked Sendable {
             nextHousekeeping = now + .milliseconds(100)
         }
         proposeQueuedWrites()
+        confirmKeepAlives(now: now)
         proposeClusterIDIfNeeded()
         driveReady()
         return !isStopping
@@ -231,7 +243,7 @@ public final class NodeCore: @unchecked Sendable {
         metrics.isLeader.record(v.role == .leader ? 1 : 0)
         metrics.hasLeader.record(v.leader == nil ? 0 : 1)
         metrics.pendingProposals.record(proposals.count)
-        metrics.pendingReads.record(readsAwaitingIndex.count + readsAwaitingApply.count)
+        metrics.pendingReads.record(readsAwaitingIndex.count + readsAwaitingApply.count + keepAlivesAwaitingIndex.count)
         metrics.applyJobsInFlight.record(applyJobsInFlight)
     }
 
@@ -357,6 +369,10 @@ public final class NodeCore: @unchecked Sendable {
             if let last = ready.committedEntries.last { handedOutIndex = last.index }
         }
         for state in ready.readStates {
+            if state.context.count == 9 && state.context[0] == Self.keepAliveContextTag {
+                keepAlivesConfirmed(state.context.dropFirst().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+                continue
+            }
             guard state.context.count == 8 else { continue }
             let readID = state.context.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             if let read = readsAwaitingIndex.removeValue(forKey: readID) {
@@ -430,6 +446,7 @@ public final class NodeCore: @unchecked Sendable {
             // Reads waiting for this leader's heartbeat round will not be confirmed.
             for (_, read) in readsAwaitingIndex { read.context.respond(notLeaderError("leadership changed")) }
             readsAwaitingIndex.removeAll()
+            dropKeepAlives(notLeaderError("leadership changed before the keep-alive was confirmed"))
         }
         transfers.removeAll { waiter in
             guard soft.leader == waiter.target, soft.role != .candidate else { return false }
@@ -480,6 +497,7 @@ public final class NodeCore: @unchecked Sendable {
             p.context.respond(.error(RPCErrorResponse(
                 .timeout, "entry \(index) not applied within \(settings.requestTimeout); outcome unknown, retry with the same session")))
         }
+        expireKeepAlives(now: now)
         for (readID, read) in readsAwaitingIndex where read.deadline < now {
             readsAwaitingIndex[readID] = nil
             read.context.respond(.error(RPCErrorResponse(.timeout, "read index not confirmed in time (no quorum?); retry")))
@@ -526,6 +544,7 @@ public final class NodeCore: @unchecked Sendable {
         for (_, r) in readsAwaitingIndex { r.context.respond(.error(stopping)) }
         for item in readsAwaitingApply { item.read.context.respond(.error(stopping)) }
         for (bytes: _, context: c) in queuedWrites { c.respond(.error(stopping)) }
+        dropKeepAlives(.error(stopping))
         readsAwaitingIndex = [:]
         readsAwaitingApply = []
         queuedWrites = []

@@ -1,4 +1,6 @@
+import FaunaKV
 import FaunaPipeline
+import FaunaRPC
 import FaunaRaft
 import FaunaStore
 
@@ -14,6 +16,7 @@ public enum PipelineScenarios {
         [
             ("restart takes the membership of the applied index", run(restartTakesTheAppliedMembership)),
             ("no peer message is stepped between a snapshot restore and its install", run(noStepDuringSnapshotInstall)),
+            ("a keep-alive is answered only once a quorum confirms the leader", run(keepAliveWaitsForAQuorum)),
         ]
     }
 
@@ -98,6 +101,65 @@ public enum PipelineScenarios {
         guard acks.allSatisfy({ $0.index <= meta.index }) else {
             return "acknowledged \(acks.map(\.index)) beyond the snapshot at \(meta.index): entries the install discarded"
         }
+        return nil
+    }
+
+    /// A leader answers a keep-alive only after a heartbeat quorum shows that it still led
+    /// after the receipt. A deposed leader that has not yet heard of its successor must not
+    /// promise a TTL that the new leader does not know of: the new leader would revoke the
+    /// lease while its owner believes it alive (etcd checks leadership in LeaseRenew likewise).
+    static func keepAliveWaitsForAQuorum() throws -> String? {
+        let sim = Simulation(options: NodeSimOptions())
+        let lease: UInt64 = 9
+        let node = try startedNode(NodeID(1), in: sim) { store in
+            let founding = try store.log.entries(from: LogIndex(1), to: LogIndex(4), maxBytes: .max)
+            _ = try store.apply(founding, confState: ConfState(voters: voters))
+            let grant = Entry(term: Term(1), index: LogIndex(4), data: KVProposal(command: .leaseGrant(KVLeaseGrant(id: lease, ttlSeconds: 60))).encoded())
+            try store.log.persist(RaftLogUpdate(entries: [grant], hardState: HardState(term: Term(1), vote: nil, commit: LogIndex(4))))
+            _ = try store.apply([grant], confState: nil)
+        }
+        guard let events = node.events else { return "no event queue" }
+        func round(_ extra: [NodeEvent] = []) {
+            for e in extra { events.offer(e) }
+            guard let core = node.core else { return }
+            sim.time.micros += 1_000
+            _ = core.runRound(events.take(max: 100), now: node.clock.now)
+            node.applyQueue?.step(max: 100)
+        }
+        func lastSent(_ type: MessageType) -> Message? { sent(by: NodeID(1), in: sim).last { $0.type == type } }
+        var answers: [RPCMessage] = []
+        func keepAlive() -> NodeEvent {
+            .request(.leaseKeepAlive(lease), RPCRequestContext(requestID: RequestID(UInt64(answers.count + 1)), reply: SimReply { frames in
+                for f in frames { if let m = try? RPCMessage(f) { answers.append(m) } }
+            }))
+        }
+        // n1 leads term 2 (n2 votes for it) and commits its first entry there (n2 has it).
+        round([.raftMessages([Message(type: .timeoutNow, from: NodeID(2), to: NodeID(1), term: Term(1))])])
+        guard let vote = lastSent(.vote) else { return "n1 did not campaign on timeoutNow" }
+        round([.raftMessages([Message(type: .voteResponse, from: NodeID(2), to: NodeID(1), term: vote.term)])])
+        guard node.core?.role == .leader, let append = lastSent(.append), let last = append.entries.last else {
+            return "n1 did not become leader with one vote"
+        }
+        round([.raftMessages([Message(type: .appendResponse, from: NodeID(2), to: NodeID(1), term: vote.term, index: last.index)])])
+        for _ in 0..<3 { round() }
+
+        // A keep-alive waits for the heartbeat round, and is answered once n2 acknowledges it.
+        round([keepAlive()])
+        guard answers.isEmpty else { return "keep-alive answered \(answers) before any quorum confirmed the leader" }
+        guard let beat = sent(by: NodeID(1), in: sim).last(where: { $0.type == .heartbeat && !$0.context.isEmpty }) else {
+            return "no heartbeat round started for the keep-alive"
+        }
+        round([.raftMessages([Message(type: .heartbeatResponse, from: NodeID(2), to: NodeID(1), term: vote.term, context: beat.context)])])
+        guard answers.count == 1, case .leaseKeepAliveResponse(let renewed) = answers[0], renewed.id == lease else {
+            return "after n2 confirmed the round, the keep-alive got \(answers), want a renewal of lease \(lease)"
+        }
+
+        // Deposed before any quorum confirmed it: the keep-alive is refused, never renewed.
+        round([keepAlive()])
+        guard answers.count == 1 else { return "the second keep-alive was answered \(answers[1...]) without a quorum" }
+        round([.raftMessages([Message(type: .heartbeat, from: NodeID(3), to: NodeID(1), term: Term(vote.term.rawValue + 1))])])
+        guard answers.count == 2 else { return "a deposed leader left the keep-alive unanswered (\(answers.count - 1) answers)" }
+        if case .leaseKeepAliveResponse = answers[1] { return "a deposed leader renewed a lease: \(answers[1])" }
         return nil
     }
 }
