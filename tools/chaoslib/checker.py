@@ -384,9 +384,113 @@ def check_watches(ops):
     return {"watchers": summary}, failures
 
 
-def check_history(ops):
-    """All checks; returns (summary, failures)."""
+# How much earlier than (a renewal's invocation + TTL) a lease may be revoked: the leader
+# checkpoints a renewal within 0.5 s (+ its 100 ms housekeeping round), and a new leader counts
+# from the last checkpoint plus one election timeout (docs/KV-COMMANDS.md "Leases").
+LEASE_EARLY_MARGIN_S = 1.0
+
+
+def check_leases(ops, timing=True):
+    """The lease workload (`leases.LeaseWorker`): no key of a live lease lost, no key of an
+    expired lease left, and no lease revoked while its owner's renewals said it must live.
+
+    - A lease is *gone* from the first answer that says so (a keep-alive `gone`, a put refused
+      as `leaseNotFound`). A read invoked after that must not hold any of its keys that may
+      have been written.
+    - A lease renewed by a keep-alive invoked after a read completed was alive throughout that
+      read (revokes are final): the read must hold every put with that lease acknowledged
+      before the read was invoked.
+    - Dropped leases (never renewed) are gone by the final read, which waits for that: it holds
+      none of their keys.
+    - With `timing`: a lease is not gone before (the invocation of an acknowledged grant or
+      renewal) + TTL - `LEASE_EARLY_MARGIN_S` (skipped with clock faults, which move a
+      leader's clock).
+    Returns (summary, failures)."""
+    grants = {o["result"]: o for o in ops if o.get("f") == "lease-grant" and o["outcome"] == "ok" and o.get("result")}
+    if not grants and not any(o.get("f") == "lease-grant" for o in ops):
+        return {}, []
+    puts = [o for o in ops if o.get("f") == "lease-put"]
+    renewals = [o for o in ops if o.get("f") == "lease-keepalive" and o["outcome"] == "ok"]
+    reads = [o for o in ops if o.get("f") in ("lease-read", "lease-final-read") and o["outcome"] == "ok"]
+    finals = [o for o in reads if o["f"] == "lease-final-read"]
+    failures = []
+    if not finals:
+        failures.append({"check": "lease", "message": "the final read of the lease keys failed"})
+
+    def may_exist(o):  # a put that may have written its key
+        if o["outcome"] == "ok":
+            return True
+        return o["outcome"] == "unknown" and (o.get("resolved") or {}).get("committed") is not False
+
+    gone_at = {}
+    for o in renewals:
+        if o.get("result") == "gone":
+            gone_at[o["lease"]] = min(gone_at.get(o["lease"], o["complete"]), o["complete"])
+    for o in puts:
+        if o.get("result") == "leaseNotFound":
+            gone_at[o["lease"]] = min(gone_at.get(o["lease"], o["complete"]), o["complete"])
+    keys_of = {}
+    for o in puts:
+        if may_exist(o):
+            keys_of.setdefault(o["lease"], []).append(o)
+    checked_present = checked_absent = 0
+
+    for r in reads:
+        present = set(r.get("result") or [])
+        for lease, t in gone_at.items():
+            left = [o["key"] for o in keys_of.get(lease, []) if o["key"] in present]
+            checked_absent += 1
+            if r["invoke"] > t and left:
+                failures.append({"check": "lease", "op": r, "keys": left,
+                                 "message": f"{r['f']} holds {len(left)} key(s) of lease {lease}, which the cluster "
+                                            f"said was gone before the read began"})
+        for lease in grants:
+            if not any(k["lease"] == lease and k.get("result") == "renewed" and k["invoke"] > r["complete"] for k in renewals):
+                continue
+            lost = [o["key"] for o in keys_of.get(lease, []) if o["outcome"] == "ok" and o["complete"] < r["invoke"]
+                    and o["key"] not in present]
+            checked_present += 1
+            if lost:
+                failures.append({"check": "lease", "op": r, "keys": lost,
+                                 "message": f"{r['f']} lacks {len(lost)} acknowledged key(s) of lease {lease}, "
+                                            f"which was renewed after the read"})
+    if finals:
+        present = set(finals[-1].get("result") or [])
+        for lease, g in grants.items():
+            if g.get("role") != "dropped":
+                continue
+            left = [o["key"] for o in keys_of.get(lease, []) if o["key"] in present]
+            checked_absent += 1
+            if left:
+                failures.append({"check": "lease", "op": finals[-1], "keys": left,
+                                 "message": f"the final read holds {len(left)} key(s) of lease {lease} (TTL "
+                                            f"{g['value']} s, never renewed, granted at {g['invoke'] / 1e9:.2f} s)"})
+    early = 0
+    if timing:
+        for lease, t in gone_at.items():
+            g = grants.get(lease)
+            if g is None:
+                continue
+            ttl_ns = g["value"] * 1e9
+            promises = [g] + [k for k in renewals if k["lease"] == lease and k.get("result") == "renewed"]
+            promised = max((p["invoke"] + ttl_ns for p in promises if p["complete"] <= t), default=0)
+            if t < promised - LEASE_EARLY_MARGIN_S * 1e9:
+                early += 1
+                failures.append({"check": "lease", "message": f"lease {lease} (TTL {g['value']} s) was gone at "
+                                 f"{t / 1e9:.2f} s, though a renewal promised it until {promised / 1e9:.2f} s"})
+    summary = {"granted": len(grants), "dropped": sum(1 for g in grants.values() if g.get("role") == "dropped"),
+               "goneWhileKept": sum(1 for lease in gone_at if (grants.get(lease) or {}).get("role") == "kept"),
+               "puts": sum(1 for o in puts if o["outcome"] == "ok"), "reads": len(reads),
+               "liveChecks": checked_present, "goneChecks": checked_absent, "timing": timing}
+    return summary, failures
+
+
+def check_history(ops, faults=()):
+    """All checks; returns (summary, failures). `faults`: the run's nemesis faults (clock faults
+    turn off the lease timing check)."""
     reg_summary, failures = check_registers(ops)
     set_summary, set_failures = check_sets(ops)
     watch_summary, watch_failures = check_watches(ops)
-    return {"registers": reg_summary, "set": set_summary, "watch": watch_summary}, failures + set_failures + watch_failures
+    lease_summary, lease_failures = check_leases(ops, timing=not any("skew" in f for f in faults))
+    return ({"registers": reg_summary, "set": set_summary, "watch": watch_summary, "leases": lease_summary},
+            failures + set_failures + watch_failures + lease_failures)

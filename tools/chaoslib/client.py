@@ -56,6 +56,18 @@ class Client:
         pause = min(0.5, 0.02 * (2 ** min(attempt, 5))) * self.rng.uniform(0.5, 1.0)
         time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
+    def _attempt(self, name, kind, body, deadline, notes):
+        """One request to node `name`: its answer (kind, body), or None when the connection
+        failed (noted; the connection is dropped and the leader forgotten)."""
+        try:
+            conn = self._conn(name)
+            return conn.request(kind, body, min(self.attempt_timeout_s, max(0.05, deadline - time.monotonic())))
+        except (OSError, wire.ProtocolError) as e:
+            self.conns.pop(name, None)
+            notes.append(f"{name}:{type(e).__name__}")
+            self.leader = None
+            return None
+
     def _follow_hint(self, err):
         if err.leader_address and err.leader_address[1] in self.by_port:
             self.leader = self.by_port[err.leader_address[1]]
@@ -132,15 +144,11 @@ class Client:
             # Any node serves linearizable reads (ReadIndex, forwarded by followers): spread
             # them, so a node that answers from stale local state is asked too.
             name = self.rng.choice(self.names)
-            try:
-                conn = self._conn(name)
-                kind, answer = conn.request(wire.KIND_READ, body, min(self.attempt_timeout_s, max(0.05, deadline - time.monotonic())))
-            except (OSError, wire.ProtocolError) as e:
-                self.conns.pop(name, None)
-                notes.append(f"{name}:{type(e).__name__}")
-                self.leader = None
+            answered = self._attempt(name, wire.KIND_READ, body, deadline, notes)
+            if answered is None:
                 self._backoff(attempt, deadline)
                 continue
+            kind, answer = answered
             if kind == wire.KIND_READ_RESPONSE:
                 res = wire.parse_range_result(answer)
                 res["node"] = name
@@ -151,5 +159,44 @@ class Client:
             else:
                 self.conns.pop(name, None)
                 conn.close()
+            self._backoff(attempt, deadline)
+        return "fail", None, notes
+
+    def keep_alive(self, lease_id: int, timeout_s: float):
+        """One lease keep-alive at the leader, retried until timeout_s. Returns (outcome, TTL or
+        None, notes): `ok` renewed (the leader confirmed its leadership after receiving it),
+        `gone` the leader says the lease does not exist (revoked or expired), `fail` no answer
+        that says either (a renewal may still have happened: that only lengthens the lease)."""
+        body = wire.encode_lease_keep_alive(lease_id)
+        deadline = time.monotonic() + timeout_s
+        notes = []
+        attempt = 0
+        while time.monotonic() < deadline:
+            attempt += 1
+            name = self._target()
+            answered = self._attempt(name, wire.KIND_LEASE_KEEP_ALIVE, body, deadline, notes)
+            if answered is None:
+                self._backoff(attempt, deadline)
+                continue
+            kind, answer = answered
+            if kind == wire.KIND_LEASE_KEEP_ALIVE_RESPONSE:
+                self.leader = name
+                _, ttl = wire.decode_lease_keep_alive_response(answer)
+                return "ok", ttl, notes
+            if kind != wire.KIND_ERROR:
+                notes.append(f"{name}:kind{kind:#x}")
+                self.conns.pop(name, None)
+                conn.close()
+                continue
+            err = wire.parse_error(answer)
+            notes.append(f"{name}:{err.code_name}")
+            if err.code == wire.ERR_LEASE_NOT_FOUND:
+                return "gone", None, notes
+            if err.code == wire.ERR_NOT_LEADER:
+                self._follow_hint(err)
+                if self.leader == name:
+                    self.leader = None
+            else:
+                self.leader = None
             self._backoff(attempt, deadline)
         return "fail", None, notes

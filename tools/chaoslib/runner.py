@@ -11,6 +11,7 @@ import time
 from . import checker
 from . import cluster as cl
 from . import nemesis as nm
+from . import leases as ls
 from . import watcher as wt
 from . import workload as wl
 from . import wire
@@ -132,6 +133,7 @@ def run_once(o: RunOptions, index=0):
     journal = None
     workers = []
     watchers = []
+    leasers = []
     stop_workers = threading.Event()
     stop_nemesis = threading.Event()
     nemesis = None
@@ -157,6 +159,11 @@ def run_once(o: RunOptions, index=0):
                 watchers.append(wt.Watcher(proc, names, history, rng.getrandbits(63)))
                 proc += 1
                 continue
+            if kind == "lease":
+                leasers.append(ls.LeaseWorker(proc, names, history, stop_workers, rng.getrandbits(63),
+                                              c.tick_ms * c.election_ticks / 1000.0))
+                proc += 1
+                continue
             count = o.register_workers if kind == "register" else 1
             for _ in range(count):
                 # Every other worker gives up on an operation after 0.6 s instead of 4 s, so that
@@ -164,7 +171,7 @@ def run_once(o: RunOptions, index=0):
                 workers.append(wl.Worker(proc, kind, names, history, stop_workers, rng.getrandbits(63), keys=keys,
                                          op_timeout_s=4.0 if proc % 2 == 0 else 0.6))
                 proc += 1
-        for w in workers + watchers:
+        for w in workers + watchers + leasers:
             w.start()
         nemesis = nm.Nemesis(c, steps, history, stop_nemesis, log)
         nemesis.start()
@@ -199,6 +206,11 @@ def run_once(o: RunOptions, index=0):
             w.join(45)
             if w.is_alive() or w.error:
                 result["failures"].append({"check": "harness", "message": f"watcher {w.proc}: " + (w.error or "did not finish within 45 s")})
+        for w in leasers:
+            # It waits for its dropped leases to expire, then reads (leases.LeaseWorker.finish).
+            w.join(60)
+            if w.is_alive() or w.error:
+                result["failures"].append({"check": "harness", "message": f"lease worker {w.proc}: " + (w.error or "did not finish within 60 s")})
         ok, hk, why = converge(c, log)
         result["converged"] = ok
         result["hashkv"] = hk
@@ -256,7 +268,7 @@ def check_into(result, ops, log, journal=None):
     """Resolves what it can, runs the checkers, adds their summary and failures to result."""
     resolved = checker.apply_resolutions(ops, checker.resolve_unknowns(ops, journal))
     t = time.monotonic()
-    summary, failures = checker.check_history(ops)
+    summary, failures = checker.check_history(ops, result.get("faults") or ())
     summary["resolved"] = resolved
     summary["checkSeconds"] = round(time.monotonic() - t, 2)
     counts = {}

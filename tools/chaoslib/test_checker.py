@@ -252,6 +252,73 @@ if __name__ == "__main__":
     unittest.main()
 
 
+S = 1_000_000_000  # ns per second
+
+
+def grant(inv, comp, lease, ttl, role="kept"):
+    return dict(op("lease-grant", inv * S, comp * S, key="l/", value=ttl, role=role), result=lease)
+
+
+def lput(inv, comp, key, lease, role="kept", outcome="ok", **kw):
+    return op("lease-put", inv * S, comp * S, outcome=outcome, key=key, value="1", lease=lease, role=role, **kw)
+
+
+def renew(inv, comp, lease, result="renewed"):
+    return dict(op("lease-keepalive", inv * S, comp * S, key=None, lease=lease), result=result)
+
+
+def lread(inv, comp, keys, final=False):
+    return dict(op("lease-final-read" if final else "lease-read", inv * S, comp * S, key="l/"), result=sorted(keys))
+
+
+class LeaseChecks(unittest.TestCase):
+    def good(self):
+        return [grant(0, 0.1, 5, 4), lput(0.2, 0.3, "l/a", 5), grant(0.4, 0.5, 9, 2, "dropped"),
+                lput(0.6, 0.7, "l/d", 9, "dropped"), renew(1.0, 1.1, 5), lread(1.2, 1.3, ["l/a", "l/d"]),
+                renew(1.5, 1.6, 5), renew(5.0, 5.1, 5), lread(8.0, 8.1, ["l/a"], final=True), renew(8.2, 8.3, 5)]
+
+    def test_good_history_passes(self):
+        summary, failures = checker.check_leases(self.good())
+        self.assertEqual(failures, [])
+        self.assertEqual((summary["granted"], summary["dropped"]), (2, 1))
+        self.assertGreater(summary["liveChecks"], 0)
+
+    def test_lost_key_of_a_renewed_lease_fails(self):
+        h = self.good()
+        h[5]["result"] = ["l/d"]  # l/a missing, though lease 5 was renewed after the read
+        _, failures = checker.check_leases(h)
+        self.assertTrue(any("lacks" in f["message"] for f in failures), failures)
+
+    def test_key_of_a_dropped_lease_left_fails(self):
+        h = self.good()
+        h[8]["result"] = ["l/a", "l/d"]
+        _, failures = checker.check_leases(h)
+        self.assertTrue(any("never renewed" in f["message"] for f in failures), failures)
+
+    def test_key_of_a_gone_lease_in_a_later_read_fails(self):
+        h = [grant(0, 0.1, 5, 4), lput(0.2, 0.3, "l/a", 5), renew(5.0, 5.1, 5, result="gone"),
+             lread(5.5, 5.6, ["l/a"]), lread(9, 9.1, [], final=True)]
+        _, failures = checker.check_leases(h)
+        self.assertTrue(any("said was gone" in f["message"] for f in failures), failures)
+        # An unknown put that never committed (the journal says so) is not a key of the lease.
+        h[1] = lput(0.2, 0.3, "l/a", 5, outcome="unknown", resolved={"committed": False})
+        h[3]["result"] = []
+        self.assertEqual(checker.check_leases(h)[1], [])
+
+    def test_lease_gone_before_its_renewal_ran_out_fails_unless_clocks_were_faulted(self):
+        h = [grant(0, 0.1, 5, 4), renew(2.0, 2.1, 5), renew(3.0, 3.1, 5, result="gone"), lread(9, 9.1, [], final=True)]
+        _, failures = checker.check_leases(h)
+        self.assertTrue(any("promised it until" in f["message"] for f in failures), failures)
+        self.assertEqual(checker.check_leases(h, timing=False)[1], [])
+        # Gone after the renewal's TTL (less the margin): fine.
+        h[2] = renew(5.5, 5.6, 5, result="gone")
+        self.assertEqual(checker.check_leases(h)[1], [])
+
+    def test_no_final_read_fails(self):
+        _, failures = checker.check_leases(self.good()[:8])
+        self.assertTrue(any("final read" in f["message"] for f in failures), failures)
+
+
 class JournalResolution(unittest.TestCase):
     """resolve_unknowns: the committed journal decides unknown writes."""
 

@@ -35,8 +35,20 @@ single = KeyRange.single
 prefix_range = KeyRange.prefix
 
 
-def put_cmd(key: bytes, value: bytes, if_absent=False) -> fw.Put:
-    return fw.Put(key, value, if_absent)
+def put_cmd(key: bytes, value: bytes, if_absent=False, lease=0) -> fw.Put:
+    return fw.Put(key, value, if_absent, lease=lease)
+
+
+def lease_grant_cmd(ttl_s: int) -> fw.LeaseGrant:
+    return fw.LeaseGrant(ttl_s)
+
+
+KIND_LEASE_KEEP_ALIVE = Kind.LEASE_KEEP_ALIVE
+KIND_LEASE_KEEP_ALIVE_RESPONSE = Kind.LEASE_KEEP_ALIVE_RESPONSE
+ERR_LEASE_NOT_FOUND = errors.LeaseNotFound.code
+INVALID_LEASE_NOT_FOUND = 6  # KV-COMMANDS.md invalid outcome codes
+encode_lease_keep_alive = fw.encode_lease_keep_alive
+decode_lease_keep_alive_response = fw.decode_lease_keep_alive_response
 
 
 def op_put(key: bytes, value: bytes) -> fw.Put:
@@ -85,9 +97,13 @@ def parse_apply_result(body: bytes) -> dict:
                 ops.append({"op": "put", "previous": None if r.previous is None else _record(r.previous)})
             elif isinstance(r, fw.DeleteOpResult):
                 ops.append({"op": "del", "deleted": r.deleted, "records": [_record(x) for x in r.previous]})
+            elif isinstance(r, fw.LeaseOpResult):
+                ops.append({"op": "lease", "id": r.id, "ttl": r.ttl})
             else:
                 ops.append({"op": "range", **_range(r)})
         out["results"] = ops
+    elif res.outcome == fw.Outcome.INVALID:
+        out["invalidCode"] = res.invalid_code
     return out
 
 

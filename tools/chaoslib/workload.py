@@ -212,11 +212,11 @@ class Worker(threading.Thread):
         self.history.record(op)
 
 
-def read_set(client, op, history, timeout_s):
-    """One linearizable read of the set prefix into `op` (times, outcome, sorted keys); the
-    read's answer, or None."""
+def read_set(client, op, history, timeout_s, prefix=SET_PREFIX):
+    """One linearizable read of `prefix` (the set's by default) into `op` (times, outcome,
+    sorted keys); the read's answer, or None."""
     op["invoke"] = history.now()
-    outcome, res, notes = client.read(wire.prefix_range(SET_PREFIX.encode()), timeout_s)
+    outcome, res, notes = client.read(wire.prefix_range(prefix.encode()), timeout_s)
     op["complete"] = history.now()
     op["outcome"] = outcome
     if notes:

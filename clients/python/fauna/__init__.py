@@ -19,13 +19,14 @@ from .client import Client
 from .config import ClientConfig, ClusterFile, NodeConfig, load_cluster_file
 from .errors import (
     Behind, ClientClosed, Compacted, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, ForgedHeadError,
-    ForkError, FutureRevision, InternalError, InvalidArgument, InvalidProof, InvalidRequest, LyingNodeError, NotLeader,
+    ForkError, FutureRevision, InternalError, InvalidArgument, InvalidProof, InvalidRequest, LeaseNotFound, LyingNodeError, NotLeader,
     Overloaded, PeerRejected, ProtocolError, RequestTimeout, RollbackError, ServerError, SessionExpired, Timeout,
     TooManyInFlight, TrustError, TrustFileError, Unavailable, Unsupported, VerificationError,
 )
 from .verify import VerifiedHead, VerifiedRecord, verified_get, verified_get_async, verify_head
 from .wire import (
-    ApplyResult, Compare, CompareOp, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, Member,
+    ApplyResult, Compare, CompareOp, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, LeaseGrant,
+    LeaseOpResult, LeaseRevoke, Member,
     NodeStatus, Put, PutOpResult, RangeRequest, RangeResult, Record, Target, Txn, create_revision, mod_revision,
     value, version,
 )
@@ -55,7 +56,8 @@ __all__ = [
     "Put", "DeleteRange", "RangeRequest", "Txn", "Compact", "Compare", "Target", "CompareOp",
     "value", "version", "create_revision", "mod_revision", "txn_get", "txn_range", "txn_delete",
     "FaunaError", "ServerError", "NotLeader", "Unavailable", "Overloaded", "Timeout", "Compacted",
-    "FutureRevision", "InvalidRequest", "InternalError", "PeerRejected", "Unsupported", "Behind",
+    "FutureRevision", "InvalidRequest", "InternalError", "PeerRejected", "Unsupported", "Behind", "LeaseNotFound",
+    "LeaseGrant", "LeaseRevoke", "LeaseOpResult",
     "ConnectionFailed", "ConnectionLost", "RequestTimeout", "TooManyInFlight", "DeadlineExceeded",
     "SessionExpired", "ClientClosed", "InvalidArgument", "ProtocolError", "VerificationError",
     "LyingNodeError", "ForgedHeadError", "RollbackError", "ForkError", "TrustError", "InvalidProof", "TrustFileError",

@@ -30,7 +30,8 @@ from .wire import (
     ApplyResult, Command, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, Kind, Member,
     MemberChange, NodeStatus, Outcome, Proposal, Put, PutOpResult, RangeRequest, RangeResult, ReadRequest, Record,
     Txn, TxnOp, Compare, apply_result_error, as_bytes, check_key, decode_apply_result, decode_error, decode_hashkv,
-    decode_members, decode_range_result, decode_status,
+    decode_members, decode_range_result, decode_status, LeaseGrant, LeaseOpResult, LeaseRevoke,
+    decode_lease_keep_alive_response, encode_lease_keep_alive,
 )
 from .codec import varint
 
@@ -424,15 +425,32 @@ def _applied(core: Core, command: Command, timeout: Optional[float]) -> Op[Apply
 
 
 def put(core: Core, key: object, value: object, *, if_absent: bool, prev: bool,
-        timeout: Optional[float]) -> Op[PutResult]:
+        timeout: Optional[float], lease: int = 0) -> Op[PutResult]:
     k = check_key(key)
-    res = yield from _applied(core, Put(k, as_bytes(value, "value"), if_absent, prev), timeout)
+    res = yield from _applied(core, Put(k, as_bytes(value, "value"), if_absent, prev, lease), timeout)
     if res.outcome == Outcome.ALREADY_EXISTS:
         return PutResult(res.revision, None, res.is_replay, True)
     previous = _only(res, PutOpResult).previous
     if previous is not None:
         previous = Record(k, previous.value, previous.create_revision, previous.mod_revision, previous.version)
     return PutResult(res.revision, previous, res.is_replay, False)
+
+
+def grant_lease(core: Core, ttl: int, lease_id: int, timeout: Optional[float]) -> Op[LeaseOpResult]:
+    res = yield from _applied(core, LeaseGrant(ttl, lease_id), timeout)
+    return _only(res, LeaseOpResult)
+
+
+def revoke_lease(core: Core, lease_id: int, timeout: Optional[float]) -> Op[int]:
+    res = yield from _applied(core, LeaseRevoke(lease_id), timeout)
+    return _only(res, DeleteOpResult).deleted
+
+
+def keep_alive_once(core: Core, lease_id: int, timeout: Optional[float]) -> Op[int]:
+    body = encode_lease_keep_alive(lease_id)
+    _, ttl = yield from _admin(core, Kind.LEASE_KEEP_ALIVE, body, Kind.LEASE_KEEP_ALIVE_RESPONSE, LEADER,
+                               core.budget(timeout), decode_lease_keep_alive_response)
+    return ttl
 
 
 def _only(res: ApplyResult, want: type[T]) -> T:

@@ -33,7 +33,7 @@ from .pool import OPEN, PICK_POLL_S, Demux, Demuxed, PoolBase, decoder_for
 from .verify import verified_get_async
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
-    RangeResult, Record, TxnOp,
+    LeaseOpResult, RangeResult, Record, TxnOp,
 )
 
 __all__ = ["AsyncClient", "AsyncConnection", "AsyncPool"]
@@ -224,9 +224,25 @@ class AsyncClient(_core.ClientBase):
     async def write(self, command: Command, *, timeout: Optional[float] = None) -> ApplyResult:
         return await self._run(_core.write(self._core, command, self._core.budget(timeout)))
 
-    async def put(self, key: bytes, value: bytes, *, if_absent: bool = False, prev: bool = False,
+    async def put(self, key: bytes, value: bytes, *, if_absent: bool = False, prev: bool = False, lease: int = 0,
                   timeout: Optional[float] = None) -> PutResult:
-        return await self._run(_core.put(self._core, key, value, if_absent=if_absent, prev=prev, timeout=timeout))
+        return await self._run(_core.put(self._core, key, value, if_absent=if_absent, prev=prev, timeout=timeout, lease=lease))
+
+    async def grant_lease(self, ttl: int, *, lease_id: int = 0, timeout: Optional[float] = None) -> LeaseOpResult:
+        """A lease of `ttl` seconds (1...31,536,000; docs/KV-COMMANDS.md "Leases"); `lease_id` 0
+        takes the grant's revision. Its keys (`put(..., lease=ID)`) are deleted when it is revoked
+        or when the leader sees no keep-alive for `ttl` seconds."""
+        return await self._run(_core.grant_lease(self._core, ttl, lease_id, timeout))
+
+    async def revoke_lease(self, lease_id: int, *, timeout: Optional[float] = None) -> int:
+        """Revokes lease `lease_id` now: its keys are deleted; returns how many. An unknown lease
+        raises `InvalidRequest` (invalid outcome leaseNotFound)."""
+        return await self._run(_core.revoke_lease(self._core, lease_id, timeout))
+
+    async def keep_alive_once(self, lease_id: int, *, timeout: Optional[float] = None) -> int:
+        """Renews lease `lease_id` at the leader for its whole TTL (returned, in seconds); send one
+        every third of the TTL. A lease that is gone raises `LeaseNotFound`."""
+        return await self._run(_core.keep_alive_once(self._core, lease_id, timeout))
 
     async def get(self, key: bytes, *, revision: Optional[int] = None, serializable: bool = False,
                   verify: bool = False, timeout: Optional[float] = None, endpoint: Optional[EndpointLike] = None,

@@ -47,7 +47,7 @@ from .pool import Pool
 from .verify import verified_get
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
-    RangeResult, Record, TxnOp,
+    LeaseOpResult, RangeResult, Record, TxnOp,
 )
 
 __all__ = ["Client"]
@@ -140,11 +140,28 @@ class Client(_core.ClientBase):
         apply result, whatever its outcome."""
         return self._run(_core.write(self._core, command, self._core.budget(timeout)))
 
-    def put(self, key: bytes, value: bytes, *, if_absent: bool = False, prev: bool = False,
+    def put(self, key: bytes, value: bytes, *, if_absent: bool = False, prev: bool = False, lease: int = 0,
             timeout: Optional[float] = None) -> PutResult:
         """Sets `key` to `value`. `if_absent`: only if the key does not exist (else the result
-        says `already_exists` and nothing is written); `prev`: return the previous record."""
-        return self._run(_core.put(self._core, key, value, if_absent=if_absent, prev=prev, timeout=timeout))
+        says `already_exists` and nothing is written); `prev`: return the previous record; `lease`: attach the key to
+        that lease (`grant_lease`)."""
+        return self._run(_core.put(self._core, key, value, if_absent=if_absent, prev=prev, timeout=timeout, lease=lease))
+
+    def grant_lease(self, ttl: int, *, lease_id: int = 0, timeout: Optional[float] = None) -> LeaseOpResult:
+        """A lease of `ttl` seconds (1...31,536,000; docs/KV-COMMANDS.md "Leases"); `lease_id` 0
+        takes the grant's revision. Its keys (`put(..., lease=ID)`) are deleted when it is revoked
+        or when the leader sees no keep-alive for `ttl` seconds."""
+        return self._run(_core.grant_lease(self._core, ttl, lease_id, timeout))
+
+    def revoke_lease(self, lease_id: int, *, timeout: Optional[float] = None) -> int:
+        """Revokes lease `lease_id` now: its keys are deleted; returns how many. An unknown lease
+        raises `InvalidRequest` (invalid outcome leaseNotFound)."""
+        return self._run(_core.revoke_lease(self._core, lease_id, timeout))
+
+    def keep_alive_once(self, lease_id: int, *, timeout: Optional[float] = None) -> int:
+        """Renews lease `lease_id` at the leader for its whole TTL (returned, in seconds); send one
+        every third of the TTL. A lease that is gone raises `LeaseNotFound`."""
+        return self._run(_core.keep_alive_once(self._core, lease_id, timeout))
 
     def get(self, key: bytes, *, revision: Optional[int] = None, serializable: bool = False, verify: bool = False,
             timeout: Optional[float] = None, endpoint: Optional[EndpointLike] = None,

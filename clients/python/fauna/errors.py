@@ -223,9 +223,14 @@ class Behind(ServerError):
     code = 11
 
 
+class LeaseNotFound(ServerError):
+    """Code 12: no such lease (never granted, revoked or expired)."""
+    code = 12
+
+
 _BY_CODE: dict[int, type[ServerError]] = {
     cls.code: cls for cls in (NotLeader, Unavailable, Overloaded, Timeout, Compacted, FutureRevision,
-                              InvalidRequest, InternalError, PeerRejected, Unsupported, Behind)
+                              InvalidRequest, InternalError, PeerRejected, Unsupported, Behind, LeaseNotFound)
 }
 
 

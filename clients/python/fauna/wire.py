@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Union
 
-from .codec import Reader, kvbytes, u8, u16, u64, varint, vbytes, vstring
+from .codec import Reader, kvbytes, u8, u16, u32, u64, varint, vbytes, vstring
 from .errors import (
     ERROR_NAMES, Compacted, FutureRevision, InvalidArgument, InvalidRequest, ProtocolError, ServerError, server_error,
 )
@@ -771,10 +771,93 @@ class UpgradeLeaves:
         return cls()
 
 
-Command = Union[Put, DeleteRange, Txn, Compact, InitCluster, UpgradeLeaves]
-_COMMAND_TAGS: dict[type, int] = {Put: 1, DeleteRange: 2, Txn: 3, Compact: 4, InitCluster: 5, UpgradeLeaves: 6}
+LEASE_TTL_MAX = 31_536_000
+LEASE_CHECKPOINTS_MAX = 4096
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    """leaseGrant (command tag 7): a lease of `ttl` seconds (1...31,536,000); `id` 0 takes the
+    entry's revision. The result is a `LeaseOpResult`."""
+    ttl: int
+    id: int = 0
+
+    def validate(self) -> None:
+        _check_u64(self.id, "lease ID")
+        if not 1 <= self.ttl <= LEASE_TTL_MAX:
+            raise InvalidArgument(f"lease TTL {self.ttl} s, want 1...{LEASE_TTL_MAX}")
+
+    def encode_body(self) -> bytes:
+        return u64(self.id) + u64(self.ttl)
+
+    @classmethod
+    def read(cls, rd: Reader) -> "LeaseGrant":
+        lease_id, ttl = rd.u64(), rd.u64()
+        if not 1 <= ttl <= LEASE_TTL_MAX:
+            raise ProtocolError(f"lease TTL {ttl} s, want 1...{LEASE_TTL_MAX}")
+        return cls(ttl, lease_id)
+
+
+@dataclass(frozen=True)
+class LeaseRevoke:
+    """leaseRevoke (command tag 8): deletes the keys still attached to lease `id`, then it."""
+    id: int
+
+    def validate(self) -> None:
+        _check_u64(self.id, "lease ID", 1)
+
+    def encode_body(self) -> bytes:
+        return u64(self.id)
+
+    @classmethod
+    def read(cls, rd: Reader) -> "LeaseRevoke":
+        lease_id = rd.u64()
+        if lease_id == 0:
+            raise ProtocolError("lease ID 0, want >= 1")
+        return cls(lease_id)
+
+
+@dataclass(frozen=True)
+class LeaseCheckpoint:
+    """leaseCheckpoint (tag 9): proposed by leaders only (decoded from journal entries): the
+    remaining milliseconds of each lease, as `(id, remaining_ms)`."""
+    remaining: tuple[tuple[int, int], ...]
+
+    def validate(self) -> None:
+        raise InvalidArgument("lease checkpoints are proposed by the leader only")
+
+    def encode_body(self) -> bytes:
+        return u32(len(self.remaining)) + b"".join(u64(i) + u64(ms) for i, ms in self.remaining)
+
+    @classmethod
+    def read(cls, rd: Reader) -> "LeaseCheckpoint":
+        n = rd.u32()
+        if n > LEASE_CHECKPOINTS_MAX:
+            raise ProtocolError(f"lease checkpoint of {n} leases, at most {LEASE_CHECKPOINTS_MAX}")
+        return cls(tuple((rd.u64(), rd.u64()) for _ in range(n)))
+
+
+def encode_lease_keep_alive(lease_id: int) -> bytes:
+    """A `leaseKeepAlive` body (PROTOCOL.md "Leases"): the lease ID."""
+    _check_u64(lease_id, "lease ID", 1)
+    return varint(lease_id)
+
+
+def decode_lease_keep_alive_response(body: bytes) -> tuple[int, int]:
+    """A `leaseKeepAliveResponse` body: (lease ID, TTL in seconds)."""
+    rd = Reader(body)
+    lease_id, ttl = rd.varint(), rd.varint()
+    rd.done()
+    if lease_id == 0:
+        raise ProtocolError("lease ID 0, want >= 1")
+    return lease_id, ttl
+
+
+Command = Union[Put, DeleteRange, Txn, Compact, InitCluster, UpgradeLeaves, LeaseGrant, LeaseRevoke, LeaseCheckpoint]
+_COMMAND_TAGS: dict[type, int] = {Put: 1, DeleteRange: 2, Txn: 3, Compact: 4, InitCluster: 5, UpgradeLeaves: 6,
+                                  LeaseGrant: 7, LeaseRevoke: 8, LeaseCheckpoint: 9}
 _COMMAND_READERS = {1: Put.read, 2: DeleteRange.read, 3: Txn.read, 4: Compact.read, 5: InitCluster.read,
-                    6: UpgradeLeaves.read}
+                    6: UpgradeLeaves.read, 7: LeaseGrant.read, 8: LeaseRevoke.read, 9: LeaseCheckpoint.read}
 
 
 @dataclass(frozen=True)
@@ -788,7 +871,7 @@ class Proposal:
     def encode(self) -> bytes:
         """Checks the command's limits (InvalidArgument, TypeError), then encodes."""
         if type(self.command) not in _COMMAND_TAGS:
-            raise TypeError(f"command: got {type(self.command).__name__}, want Put, DeleteRange, Txn or Compact")
+            raise TypeError(f"command: got {type(self.command).__name__}, want Put, DeleteRange, Txn, Compact, LeaseGrant or LeaseRevoke")
         self.command.validate()
         if (self.client_id is None) != (self.sequence is None):
             raise InvalidArgument("session: client ID and sequence go together")
@@ -822,7 +905,7 @@ def decode_proposal(body: bytes) -> Proposal:
     tag = rd.u8()
     reader = _COMMAND_READERS.get(tag)
     if reader is None:
-        raise ProtocolError(f"command tag {tag}, want 1...6")
+        raise ProtocolError(f"command tag {tag}, want 1...9")
     cmd = reader(rd)
     rd.done()
     return Proposal(cmd, client_id, sequence)  # type: ignore[arg-type]

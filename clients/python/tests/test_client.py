@@ -154,6 +154,25 @@ def test_compact(client: fauna.Client, prefix: bytes) -> None:
     assert fe.value.requested == res.revision + 1_000_000
 
 
+def test_leases_grant_attach_keep_alive_revoke(client: fauna.Client, prefix: bytes) -> None:
+    lease = client.grant_lease(60)
+    assert lease.ttl == 60 and lease.id > 0
+    k = prefix + b"leased"
+    client.put(k, b"v", lease=lease.id)
+    client.put(prefix + b"plain", b"stays")
+    rec = client.get(k)
+    assert rec is not None and rec.lease == lease.id
+    assert client.keep_alive_once(lease.id) == 60
+    assert client.revoke_lease(lease.id) == 1
+    assert client.get(k) is None and client.get(prefix + b"plain") is not None
+    with pytest.raises(fauna.LeaseNotFound):
+        client.keep_alive_once(lease.id)
+    with pytest.raises(fauna.InvalidRequest):  # the invalid outcome leaseNotFound
+        client.put(k, b"v", lease=lease.id)
+    with pytest.raises(fauna.InvalidArgument):
+        client.grant_lease(0)
+
+
 def test_status_members_hashkv(cluster, client: fauna.Client) -> None:
     sts = client.status_all()
     assert set(sts) == set(cluster.endpoints)

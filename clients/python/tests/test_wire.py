@@ -343,3 +343,18 @@ def test_watch_frames_decode_as_the_swift_side_encodes_them() -> None:
         bytes([1, 4]) + b"app/" + bytes([1, 4]) + b"app0" + bytes([12])
     with pytest.raises(errors.ProtocolError):
         wire.decode_watch_response(bytes([2, 1, 0]))
+
+
+def test_lease_commands_round_trip_and_checkpoints_are_leader_only() -> None:
+    for cmd in (wire.LeaseGrant(30), wire.LeaseGrant(5, 77), wire.LeaseRevoke(9)):
+        assert wire.decode_proposal(wire.Proposal(cmd, 1, 2).encode()).command == cmd
+    checkpoint = wire.LeaseCheckpoint(((7, 1500), (9, 0)))
+    payload = bytes([1, 0, 9]) + checkpoint.encode_body()
+    assert wire.decode_proposal(payload).command == checkpoint
+    with pytest.raises(wire.InvalidArgument):
+        wire.Proposal(checkpoint).encode()
+    with pytest.raises(wire.ProtocolError):
+        wire.decode_proposal(bytes([1, 0, 7]) + codec.u64(1) + codec.u64(0))  # TTL 0
+    assert wire.decode_lease_keep_alive_response(wire.encode_lease_keep_alive(300) + bytes([60])) == (300, 60)
+    with pytest.raises(wire.ProtocolError):
+        wire.decode_lease_keep_alive_response(bytes([0, 60]))
