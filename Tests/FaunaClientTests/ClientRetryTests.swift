@@ -158,7 +158,11 @@ func fast(deadline: Duration = .seconds(60), requestTimeout: Duration = .seconds
         // and an 8 s deadline then ran out after one attempt (twice in a day of clean-clone
         // runs). Counting attempts instead of racing the clock keeps the point: it retried,
         // and it stopped.
-        var configuration = fast(deadline: .seconds(40), requestTimeout: .milliseconds(300))
+        // Each attempt waits 2 s for its answer and up to 5 s to connect: with 300 ms and
+        // 500 ms, a loaded run once timed both attempts out before the node had read either.
+        var configuration = FaunaClientConfiguration(
+            deadline: .seconds(40), requestTimeout: .seconds(2), connectTimeout: .seconds(5),
+            backoffInitial: .milliseconds(5), backoffMax: .milliseconds(50))
         configuration.attemptsMax = 2
         let client = FaunaClient(endpoints: [node.endpoint], configuration: configuration, group: group)
         let start = ContinuousClock.now

@@ -151,7 +151,9 @@ import Testing
         try await Task.sleep(for: .seconds(3))
         let present = await Self.presence(cluster, key)
         #expect(present.values.allSatisfy { $0 })
-        #expect(!keeper.isEnded && keeper.renewals >= 6, "renewals \(keeper.renewals)")
+        // One renewal every TTL ÷ 3 (2 s) when nothing is slow: at least 4 in 12 s, or the lease
+        // would have needed luck to live; the key still being there is the real check above.
+        #expect(!keeper.isEnded && keeper.renewals >= 4, "renewals \(keeper.renewals)")
         let info = try await client.leaseTimeToLive(lease.id, withKeys: true)
         #expect(info.keys == [key] && info.ttlSeconds == ttl && info.remainingMilliseconds <= ttl * 1000)
         keeper.cancel()

@@ -180,10 +180,12 @@ final class ProcessCluster: @unchecked Sendable {
         return nil
     }
 
-    /// Waits (bounded) until one of `among` leads and the others follow it; its name.
+    /// Waits (bounded) until one of `among` leads and the others follow it; its name. The
+    /// deadline is checked only after a look at the nodes, so a test thread that was held up past
+    /// it (e.g. by a busy concurrency pool) still gets one look before failing.
     func waitForLeader(among names: [String], seconds: Double = 60) async throws -> String {
         let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
+        while true {
             var statuses: [String: NodeStatus] = [:]
             for name in names { if let s = await status(name) { statuses[name] = s } }
             if let (name, leader) = statuses.first(where: { $0.value.role == .leader }),
@@ -192,12 +194,15 @@ final class ProcessCluster: @unchecked Sendable {
             {
                 return name
             }
+            if Date() >= deadline {
+                let seen = names.map { name in
+                    "\(name): \(statuses[name].map { "\($0.role) term \($0.term) leader \($0.leader.map { "\($0)" } ?? "none")" } ?? "no answer")"
+                }
+                Issue.record("no leader among \(names) within \(seconds) s: \(seen)")
+                throw CancellationError()
+            }
             try await Task.sleep(for: .milliseconds(100))
         }
-        var seen: [String] = []
-        for name in names { seen.append("\(name): \(await status(name).map { "\($0.role) term \($0.term) leader \($0.leader.map { "\($0)" } ?? "none")" } ?? "no answer")") }
-        Issue.record("no leader among \(names) within \(seconds) s: \(seen)")
-        throw CancellationError()
     }
 
     func name(of id: NodeID) -> String? { nodes.values.first { $0.id == id }?.name }
@@ -265,7 +270,7 @@ final class ProcessCluster: @unchecked Sendable {
     func waitConverged(_ names: [String], seconds: Double = 60) async throws -> [String: HashKVResult] {
         let deadline = Date().addingTimeInterval(seconds)
         var last: [String: HashKVResult] = [:]
-        while Date() < deadline {
+        while true {  // one look after the deadline too (see waitForLeader)
             last = [:]
             for name in names { if let h = await hashKV(name) { last[name] = h } }
             if last.count == names.count, Set(last.values.map(\.appliedIndex)).count == 1,
@@ -273,6 +278,7 @@ final class ProcessCluster: @unchecked Sendable {
             {
                 return last
             }
+            if Date() >= deadline { break }
             try await Task.sleep(for: .milliseconds(200))
         }
         Issue.record("nodes \(names) did not converge within \(seconds) s: \(last.mapValues { "applied \($0.appliedIndex) tree \($0.treeSize)" })")

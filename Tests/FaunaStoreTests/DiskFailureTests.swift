@@ -95,7 +95,7 @@ extension DiskFailureTests {
     /// each run the store reopens without faults with every acknowledged entry present.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/fiu-run"), "needs fiu-utils (tools/setup)"),
           .timeLimit(.minutes(2)))
-    func injectedIOErrorsStopWithoutLoss() throws {
+    func injectedIOErrorsStopWithoutLoss() async throws {
         let helper = try #require(helperPath("store-crash-helper"))
         let runs = 8
         var cleanStops = 0, aborts = 0, acknowledgedTotal: UInt64 = 0
@@ -114,8 +114,7 @@ extension DiskFailureTests {
             p.standardError = FileHandle.nullDevice
             try p.run()
             // Bounded: a run that has not failed within 5 s is stopped (counted, not failed).
-            let deadline = Date().addingTimeInterval(5)
-            while p.isRunning && Date() < deadline { usleep(20_000) }
+            await waitForExit(of: p, seconds: 5)
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
             let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             p.waitUntilExit()
