@@ -38,7 +38,9 @@ extension FaunaClient {
     /// lease of `ttlSeconds`, keeps it alive, puts `name/<lease>` with it, and holds the lock once
     /// no key under `name/` was created before its own — waiting, with a watch, for the deletion
     /// of the one just before it. Fair (first come, first served); a holder that dies releases
-    /// it within its TTL plus an election timeout.
+    /// it within its TTL plus an election timeout. A lease that expires before its key is
+    /// written (this client paused for longer than the TTL) is replaced by a new one, at most
+    /// `queueAttemptsMax` times in all.
     public func lock(_ name: [UInt8], ttlSeconds: UInt64 = 10, deadline: Duration? = nil) async throws(FaunaClientError) -> FaunaLease {
         try await queue(name, value: [], ttlSeconds: ttlSeconds, deadline: deadline)
     }
@@ -64,15 +66,35 @@ extension FaunaClient {
         return (result.records.sorted { $0.record.createRevision < $1.record.createRevision }, result.revision)
     }
 
+    /// Times a lease may be granted again when it expired before its key was queued.
+    static let queueAttemptsMax = 3
+
     private func queue(_ name: [UInt8], value: [UInt8], ttlSeconds: UInt64, deadline: Duration?) async throws(FaunaClientError) -> FaunaLease {
+        let giveUp = deadline.map { ContinuousClock.now + $0 }
+        for _ in 0..<Self.queueAttemptsMax {
+            if let queued = try await queueOnce(name, value: value, ttlSeconds: ttlSeconds, until: giveUp) { return queued }
+        }
+        throw FaunaClientError(.leaseNotFound, "queueing under \(String(decoding: name, as: UTF8.self)): the lease expired before its key "
+            + "was written, \(Self.queueAttemptsMax) times (no keep-alive reached the leader within its TTL of \(ttlSeconds) s)")
+    }
+
+    /// One attempt: nil if the lease expired before its key was written (nothing is held
+    /// then, so a fresh lease can queue again).
+    private func queueOnce(
+        _ name: [UInt8], value: [UInt8], ttlSeconds: UInt64, until giveUp: ContinuousClock.Instant?
+    ) async throws(FaunaClientError) -> FaunaLease? {
         let granted = try await grantLease(ttlSeconds: ttlSeconds)
         let keeper = keepAlive(granted.id)
         let prefix = Self.prefix(name)
         let key = prefix + Array(String(granted.id, radix: 16).utf8)
-        let giveUp = deadline.map { ContinuousClock.now + $0 }
         do throws(FaunaClientError) {
             let put = try await self.put(key, value, lease: granted.id)
-            guard case .success = put.outcome else {
+            switch put.outcome {
+            case .success: break
+            case .invalid(let e) where e.code == .leaseNotFound:
+                keeper.cancel()
+                return nil
+            default:
                 throw FaunaClientError(.internal, "queueing under \(String(decoding: name, as: UTF8.self)): \(put.outcome)")
             }
             let mine = put.revision
