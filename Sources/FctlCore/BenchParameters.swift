@@ -11,6 +11,17 @@ public enum BenchWorkload: String, CaseIterable, Sendable {
     case txn
     /// `readRatio` of gets, the rest puts.
     case mixed
+    /// Lease keep-alives at the leader, round-robin over `leases` leases granted first (the
+    /// "preload" phase grants them).
+    case keepalive
+}
+
+/// Which keys each of `--watchers` watches.
+public enum BenchWatchRange: String, Sendable, CaseIterable {
+    /// Every watcher watches every key: each put is an event for every watcher (fan-out).
+    case all
+    /// Watcher i of W watches key indexes [i·K/W, (i+1)·K/W): each put is an event for one.
+    case slice
 }
 
 /// How keys are drawn from the key space.
@@ -48,6 +59,10 @@ public struct BenchParameters: Sendable, Hashable {
     public static let totalDefault = 10_000
     /// The zipf exponent used by `--zipf` (YCSB's and etcd's 0.99).
     public static let zipfExponent = 0.99
+    /// Watchers at most: a node's default cap (WatchSettings.watchersMax).
+    public static let watchersMax = 10_000
+    /// Leases at most: the state machine's cap.
+    public static let leasesMax = KVLimits.leasesMax
 
     public var workload: BenchWorkload
     /// Concurrent workers, each with one request in flight (closed loop); 1...clientsMax.
@@ -77,6 +92,14 @@ public struct BenchParameters: Sendable, Hashable {
     public var preload = false
     /// Seeds keys, values and the operation mix; printed so a run can be replayed.
     public var seed: UInt64 = 1
+    /// Watchers on one node during the measured phase (0: none).
+    public var watchers = 0
+    public var watchRange = BenchWatchRange.all
+    /// The node the watchers use, `host:port` (nil: the first endpoint).
+    public var watchEndpoint: String?
+    /// `keepalive`: leases granted, and their TTL.
+    public var leases = 1000
+    public var leaseTTLSeconds: UInt64 = 30
 
     public init(workload: BenchWorkload) { self.workload = workload }
 
@@ -122,6 +145,16 @@ public struct BenchParameters: Sendable, Hashable {
             try check(distribution == .uniform, "--key and --zipf: a fixed key has no popularity; drop one")
         }
         try check(readRatio >= 0 && readRatio <= 1, "--read-ratio \(readRatio): want 0...1")
+        try check((0...Self.watchersMax).contains(watchers), "--watchers \(watchers): want 0...\(Self.watchersMax)")
+        if watchers > 0 && watchRange == .slice {
+            try check(keyFormat == .decimal && fixedKey == nil, "--watch-range slice needs decimal keys from the key space (no --key, no --key-format varint)")
+            try check(watchers <= keySpace, "--watch-range slice: --watchers \(watchers) above --key-space \(keySpace)")
+        }
+        if workload == .keepalive {
+            try check((1...Self.leasesMax).contains(leases), "--leases \(leases): want 1...\(Self.leasesMax)")
+            try check((1...31_536_000).contains(leaseTTLSeconds), "--ttl \(leaseTTLSeconds): want 1...31536000 seconds")
+            try check(watchers == 0, "--watchers goes with workloads that write keys, not keepalive")
+        }
         return p
     }
 
@@ -141,6 +174,14 @@ public struct BenchParameters: Sendable, Hashable {
         }
         if workload == .mixed { fields["readRatio"] = readRatio }
         if verify { fields["verify"] = true }
+        if watchers > 0 {
+            fields["watchers"] = watchers
+            fields["watchRange"] = watchRange.rawValue
+        }
+        if workload == .keepalive {
+            fields["leases"] = leases
+            fields["ttlSeconds"] = leaseTTLSeconds
+        }
         return fields
     }
 
@@ -159,6 +200,8 @@ public struct BenchParameters: Sendable, Hashable {
         if workload == .get || workload == .mixed { parts.append(consistency == .linearizable ? "linearizable" : "serializable") }
         if workload == .mixed { parts.append("read ratio \(readRatio)") }
         if verify { parts.append("verified") }
+        if watchers > 0 { parts.append("\(watchers) watchers (\(watchRange.rawValue))") }
+        if workload == .keepalive { parts.append("\(leases) leases of \(leaseTTLSeconds) s") }
         if preload { parts.append("preloaded") }
         parts.append("seed \(seed)")
         return parts.joined(separator: ", ")

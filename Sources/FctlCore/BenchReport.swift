@@ -63,6 +63,9 @@ public struct BenchReport: Sendable {
     public var notes: [String: Int]
     /// Latencies of the successful requests.
     public var latencies: BenchLatencies
+    /// Other figures of the run by name (watch events delivered, leases alive at the end...):
+    /// one text line, and JSON fields of their own.
+    public var figures: [String: Double] = [:]
 
     public init(
         parameters: BenchParameters, elapsedSeconds: Double, successes: Int, errorsByKind: [String: Int],
@@ -97,6 +100,9 @@ public struct BenchReport: Sendable {
         if !notes.isEmpty {
             lines.append("notes: " + notes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
+        if !figures.isEmpty {
+            lines.append(figures.sorted { $0.key < $1.key }.map { "\($0.key) \(Self.figure($0.value))" }.joined(separator: ", "))
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -106,11 +112,13 @@ public struct BenchReport: Sendable {
         for (name, value) in Self.percentiles { latency[name] = Self.rounded(latencies.milliseconds(atPercentile: value)) }
         latency["max"] = Self.rounded(latencies.maxMilliseconds)
         latency["mean"] = Self.rounded(latencies.meanMilliseconds)
-        return [
+        var object: [String: Any] = [
             "parameters": parameters.json, "ops": operations, "successes": successes, "errors": errors,
             "errorsByKind": errorsByKind, "notes": notes, "elapsedSeconds": Self.rounded(elapsedSeconds),
             "opsPerSecond": Self.rounded(operationsPerSecond), "latencyMs": latency,
         ]
+        for (name, value) in figures { object[name] = Self.rounded(value) }
+        return object
     }
 
     /// ` (kind n, kind n)` sorted by kind, or "" when empty.
@@ -120,6 +128,9 @@ public struct BenchReport: Sendable {
     }
 
     static func fixed(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+
+    /// A whole number without decimals, anything else with 3.
+    static func figure(_ value: Double) -> String { value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : fixed(value, 3) }
 
     /// `value` rounded to 3 decimals for JSON.
     static func rounded(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }

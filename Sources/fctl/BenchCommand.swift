@@ -13,7 +13,7 @@ struct Bench: AsyncParsableCommand {
             percentiles in ms and errors by kind (--json: one object). Exit 0 if no request failed, \
             1 if some did (after the client's retries), 2 for bad options. Reference: docs/CLI.md.
             """,
-        subcommands: [BenchPut.self, BenchGet.self, BenchTxn.self, BenchMixed.self]
+        subcommands: [BenchPut.self, BenchGet.self, BenchTxn.self, BenchMixed.self, BenchKeepAlive.self]
     )
 }
 
@@ -38,6 +38,14 @@ struct BenchOptions: ParsableArguments {
     var zipf = false
     @Flag(help: "Write every key of the key space (or the --key) once before measuring (same clients).") var preload = false
     @Option(help: "Seed of keys, values and the read/write mix (default: random; printed).") var seed: UInt64?
+    @Option(help: "Watchers open on one node during the measured phase (0...\(BenchParameters.watchersMax)); the report adds the events they received.")
+    var watchers = 0
+    @Option(
+        name: .customLong("watch-range"),
+        help: "all: every watcher watches every key (each put reaches every watcher); slice: watcher i of W watches key indexes [i·K/W, (i+1)·K/W) (each put reaches one).")
+    var watchRange = "all"
+    @Option(name: .customLong("watch-endpoint"), help: "The node the watchers use, host:port (default: the first endpoint).")
+    var watchEndpoint: String?
 
     /// The parameters of a `workload` run, validated.
     func parameters(_ workload: BenchWorkload) throws(FctlError) -> BenchParameters {
@@ -57,6 +65,12 @@ struct BenchOptions: ParsableArguments {
         p.distribution = zipf ? .zipf : .uniform
         p.preload = preload
         p.seed = seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        p.watchers = watchers
+        guard let range = BenchWatchRange(rawValue: watchRange) else {
+            throw FctlError(.usage, "bench: --watch-range \(watchRange): want all or slice")
+        }
+        p.watchRange = range
+        p.watchEndpoint = watchEndpoint
         return try p.validated()
     }
 }
@@ -123,6 +137,29 @@ struct BenchMixed: AsyncParsableCommand {
         var p = try options.parameters(.mixed)
         p.readRatio = readRatio
         p.consistency = try benchConsistency(consistency)
+        try await BenchRunner(global: global, parameters: try p.validated()).run()
+    }
+}
+
+struct BenchKeepAlive: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keepalive",
+        abstract: "Lease keep-alives: grants --leases leases, then renews them round-robin at the leader.",
+        discussion: """
+            The preload phase grants the leases (always run). Each lease is then renewed once every \
+            leases ÷ (ops/s) seconds: below its TTL, none expires, and the report counts the leases \
+            still alive at the end (leasesAlive). The leases are left to expire after the run.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var options: BenchOptions
+    @Option(help: "Leases to grant and keep alive (1...\(BenchParameters.leasesMax)).") var leases = 1000
+    @Option(help: "Their TTL in seconds.") var ttl: UInt64 = 30
+
+    func run() async throws {
+        var p = try options.parameters(.keepalive)
+        p.leases = leases
+        p.leaseTTLSeconds = ttl
+        p.preload = true
         try await BenchRunner(global: global, parameters: try p.validated()).run()
     }
 }

@@ -41,7 +41,31 @@ struct BenchRunner {
             if !global.json { print(report.text(label: "preload")) }
             preloadReport = report
         }
-        let report = await measure(plan, clients, isPreload: false)
+        var watchers: BenchWatchers?
+        if p.watchers > 0 {
+            let endpoint: Endpoint
+            if let text = p.watchEndpoint {
+                guard let parsed = Endpoint(parsing: text) else { throw FctlError(.usage, "bench: --watch-endpoint \(text): want host:port") }
+                endpoint = parsed
+            } else {
+                endpoint = endpoints[0]
+            }
+            do {
+                watchers = try await BenchWatchers(p, endpoint: endpoint, timeout: .seconds(60))
+            } catch {
+                for client in clients { await client.close() }
+                throw error
+            }
+        }
+        let eventsBefore = watchers?.events ?? 0
+        var report = await measure(plan, clients, isPreload: false)
+        if let watchers {
+            report.figures.merge(await Self.watchFigures(watchers, since: eventsBefore, report, clients[0]), uniquingKeysWith: { $1 })
+            await watchers.close()
+        }
+        if p.workload == .keepalive {
+            report.figures.merge(await Self.leaseFigures(plan.leases, report, clients[0]), uniquingKeysWith: { $1 })
+        }
         for client in clients { await client.close() }
         if global.json {
             var object = report.json
@@ -61,7 +85,7 @@ struct BenchRunner {
         let p = plan.parameters
         let tickets: BenchTickets
         if isPreload {
-            tickets = BenchTickets(limit: p.fixedKey == nil ? p.keySpace : 1, deadline: nil)
+            tickets = BenchTickets(limit: p.workload == .keepalive ? p.leases : p.fixedKey == nil ? p.keySpace : 1, deadline: nil)
         } else {
             tickets = BenchTickets(
                 limit: p.total, deadline: p.durationSeconds.map { .now + .milliseconds(Int64($0 * 1000)) })
@@ -87,6 +111,49 @@ struct BenchRunner {
         return BenchReport(
             parameters: reported, elapsedSeconds: elapsed.seconds, successes: merged.successes,
             errorsByKind: merged.errorsByKind, notes: merged.notes, latencies: merged.latencies)
+    }
+
+    /// What the watchers received during the measured phase, and how long they then took to
+    /// receive everything up to the revision the phase ended at (at most 120 s).
+    static func watchFigures(_ watchers: BenchWatchers, since before: Int, _ report: BenchReport, _ client: FaunaClient) async -> [String: Double] {
+        let during = watchers.events - before
+        var figures: [String: Double] = [
+            "watchers": Double(report.parameters.watchers),
+            "watchEventsDuringRun": Double(during),
+            "watchEventsPerSecond": Double(during) / max(report.elapsedSeconds, 1e-9),
+        ]
+        do throws(FaunaClientError) {
+            let revision = try await client.range(KVRangeRequest(range: KeyRange(start: [0], end: nil), limit: 1, isCountOnly: true)).revision
+            // Every put of the run is an event for every watcher (all) or for one (slice).
+            let p = report.parameters
+            let expected = p.watchRange == .all ? report.successes * p.watchers : report.successes
+            figures["watchEventsExpected"] = Double(expected)
+            if let seconds = await watchers.waitCaughtUp(expected: expected, since: before, revision: revision.rawValue, timeout: .seconds(120)) {
+                figures["watchCatchUpSeconds"] = seconds
+            } else {
+                printError("bench: the watchers had not received everything up to revision \(revision) 120 s after the run")
+            }
+        } catch {
+            printError("bench: could not read the revision the run ended at: \(error)")
+        }
+        figures["watchEventsTotal"] = Double(watchers.events - before)
+        if let failure = watchers.failure { printError("bench: a watcher failed: \(failure)") }
+        return figures
+    }
+
+    /// How often each lease was renewed, and how many are alive at the leader after the run.
+    static func leaseFigures(_ leases: BenchLeases, _ report: BenchReport, _ client: FaunaClient) async -> [String: Double] {
+        var figures: [String: Double] = ["leases": Double(leases.count)]
+        if report.operationsPerSecond > 0 {
+            figures["leaseRenewIntervalSeconds"] = Double(leases.count) / report.operationsPerSecond
+        }
+        do throws(FaunaClientError) {
+            let alive = Set(try await client.leases().map(\.id))
+            figures["leasesAlive"] = Double(leases.all.filter { alive.contains($0) }.count)
+        } catch {
+            printError("bench: could not list the leases after the run: \(error)")
+        }
+        return figures
     }
 
     /// Prints done, ops/s over the last second and errors on stderr once a second until cancelled.

@@ -2,6 +2,7 @@ import FaunaClient
 import FaunaKV
 import FaunaRPC
 import FctlCore
+import NIOConcurrencyHelpers
 
 /// What every worker of a run shares, read-only: the parameters, the value, the key sampler.
 struct BenchPlan: Sendable {
@@ -12,6 +13,8 @@ struct BenchPlan: Sendable {
     let zipf: BenchZipf?
     /// For verified gets: the member keys pinned at the start (never saved).
     var trust: TrustedCluster? = nil
+    /// `keepalive`: the leases granted by the preload phase.
+    let leases = BenchLeases()
 
     /// A key index for the next request.
     func keyIndex(_ random: inout BenchRandom) -> Int {
@@ -27,6 +30,7 @@ struct BenchPlan: Sendable {
         case .get: kind = .get
         case .txn: kind = .txn
         case .mixed: kind = random.nextUnit() < parameters.readRatio ? .get : .put
+        case .keepalive: kind = .keepAlive
         }
         return BenchRequest(kind: kind, keyIndex: keyIndex(&random))
     }
@@ -34,7 +38,7 @@ struct BenchPlan: Sendable {
 
 /// One request to send.
 struct BenchRequest: Sendable {
-    enum Kind: Sendable { case put, get, txn }
+    enum Kind: Sendable { case put, get, txn, grant, keepAlive }
     var kind: Kind
     var keyIndex: Int
 }
@@ -68,9 +72,18 @@ struct BenchWorker: Sendable {
         var result = BenchWorkerResult()
         var varintBuffer = [UInt8](repeating: 0, count: plan.parameters.keyBytes)
         while let ticket = tickets.claim() {
-            let request = isPreload ? BenchRequest(kind: .put, keyIndex: ticket) : plan.nextRequest(&random)
-            let key: [UInt8]
-            if let fixed = plan.parameters.fixedKey {
+            let request: BenchRequest
+            switch (isPreload, plan.parameters.workload) {
+            case (true, .keepalive): request = BenchRequest(kind: .grant, keyIndex: ticket)
+            case (true, _): request = BenchRequest(kind: .put, keyIndex: ticket)
+            // Round-robin: each lease renewed once every `leases` keep-alives.
+            case (false, .keepalive): request = BenchRequest(kind: .keepAlive, keyIndex: ticket % max(1, plan.leases.count))
+            case (false, _): request = plan.nextRequest(&random)
+            }
+            var key: [UInt8] = []
+            if request.kind == .grant || request.kind == .keepAlive {
+                // No key: the request names a lease.
+            } else if let fixed = plan.parameters.fixedKey {
                 key = fixed
             } else if plan.parameters.keyFormat == .varint {
                 // The preload writes keys in order with a fresh buffer each: no stale bytes.
@@ -81,7 +94,7 @@ struct BenchWorker: Sendable {
                 key = BenchKeys.key(request.keyIndex, width: plan.parameters.keyBytes)
             }
             let start = ContinuousClock.now
-            let answer = await send(request.kind, key)
+            let answer = await send(request, key)
             let elapsed = ContinuousClock.now - start
             switch answer {
             case .answered(let note):
@@ -104,9 +117,9 @@ struct BenchWorker: Sendable {
         case failed(kind: String)
     }
 
-    func send(_ kind: BenchRequest.Kind, _ key: [UInt8]) async -> Answer {
+    func send(_ request: BenchRequest, _ key: [UInt8]) async -> Answer {
         do throws(FaunaClientError) {
-            switch kind {
+            switch request.kind {
             case .put:
                 return Self.answer(try await client.put(key, plan.value))
             case .get:
@@ -121,6 +134,13 @@ struct BenchWorker: Sendable {
                     compares: [KVCompare(key: key, .value(plan.value), .equal)],
                     success: [.put(KVPut(key: key, value: plan.value))])
                 return Self.answer(try await client.txn(txn))
+            case .grant:
+                plan.leases.append(try await client.grantLease(ttlSeconds: plan.parameters.leaseTTLSeconds).id)
+                return .answered(note: nil)
+            case .keepAlive:
+                guard let id = plan.leases[request.keyIndex] else { return .failed(kind: "noLease") }
+                _ = try await client.keepAliveOnce(id)
+                return .answered(note: nil)
             }
         } catch {
             return .failed(kind: error.code.description)
@@ -139,4 +159,14 @@ struct BenchWorker: Sendable {
         case .sessionExpired: return .failed(kind: "outcome.sessionExpired")
         }
     }
+}
+
+/// The leases a `keepalive` run granted, in grant order (appended by the preload's workers).
+final class BenchLeases: Sendable {
+    private let ids = NIOLockedValueBox<[UInt64]>([])
+
+    func append(_ id: UInt64) { ids.withLockedValue { $0.append(id) } }
+    var count: Int { ids.withLockedValue { $0.count } }
+    var all: [UInt64] { ids.withLockedValue { $0 } }
+    subscript(index: Int) -> UInt64? { ids.withLockedValue { index < $0.count ? $0[index] : nil } }
 }
