@@ -92,6 +92,9 @@ public final class WatchHub: @unchecked Sendable {
 
     private var watchers: [WatchKey: Watcher] = [:]
     private var perConnection: [ObjectIdentifier: Int] = [:]
+    /// The applied index the last pass sent through: watchers caught up then want the
+    /// entries after it, which a pass indexes by key once for all of them (`FreshWrites`).
+    private var lastPassApplied: UInt64 = 0
     private var readsInFlight = 0
     private let startedAt = ContinuousClock.now
 
@@ -102,7 +105,7 @@ public final class WatchHub: @unchecked Sendable {
     }
 
     /// One apply batch's changes.
-    private final class Segment: Sendable {
+    fileprivate final class Segment: Sendable {
         /// The applied indexes it covers, all of them (entries without writes are left out).
         let first: UInt64
         let last: UInt64
@@ -255,6 +258,16 @@ public final class WatchHub: @unchecked Sendable {
             }
         }
         var waiting = false
+        // The entries since the last pass, sorted by key, when enough watchers are caught up
+        // to that pass: each then finds its events by binary search instead of scanning them.
+        var fresh: FreshWrites?
+        let passFrom = lastPassApplied + 1
+        if passFrom >= ringFrom, passFrom <= appliedNow,
+            watchers.values.lazy.filter({ $0.next == passFrom }).prefix(FreshWrites.watchersMin).count == FreshWrites.watchersMin
+        {
+            fresh = FreshWrites(ring, from: passFrom)
+        }
+        defer { lastPassApplied = appliedNow }
         for key in Array(watchers.keys) {
             guard var w = watchers[key] else { continue }
             guard w.context.isOpen else {
@@ -276,7 +289,12 @@ public final class WatchHub: @unchecked Sendable {
                     waiting = true
                     continue
                 }
-                send(ring, to: &w, through: appliedNow, into: &out)
+                if let fresh, w.next == passFrom, let events = fresh.events(for: w.request, bytesMax: settings.passBytesPerWatcherMax) {
+                    sendEvents(events, through: appliedNow, to: w.context, into: &out)
+                    w.next = appliedNow + 1
+                } else {
+                    send(ring, to: &w, through: appliedNow, into: &out)
+                }
                 if w.next <= appliedNow { waiting = true }
                 w.lastFrame = now
             } else if w.request.options.contains(.progressNotify) && now - w.lastFrame >= settings.progressInterval
@@ -505,5 +523,64 @@ enum WatchStoreReader {
         } catch {
             return .failed("watch: the store failed: \(error)")
         }
+    }
+}
+
+/// The writes of the ring's entries from one revision on, sorted by key, so that each of many
+/// watchers caught up to that revision finds its events in O(log n + its events) instead of
+/// scanning every write (with a thousand watchers of small ranges, the scan was most of a
+/// pass; docs/PERFORMANCE.md "Watch and lease load").
+private struct FreshWrites {
+    /// Below this many watchers caught up to the same revision, scanning is as cheap.
+    static let watchersMin = 16
+
+    private struct Item {
+        let key: [UInt8]
+        let index: UInt64
+        let order: Int
+        let record: KVRecord?
+    }
+
+    private let items: [Item]
+
+    init(_ ring: [WatchHub.Segment], from first: UInt64) {
+        var items: [Item] = []
+        for segment in ring where segment.last >= first {
+            for entry in segment.entries where entry.index >= first {
+                for (order, write) in entry.writes.enumerated() {
+                    items.append(Item(key: write.key, index: entry.index, order: order, record: write.record))
+                }
+            }
+        }
+        items.sort { a, b in
+            a.key == b.key ? (a.index, a.order) < (b.index, b.order) : a.key.lexicographicallyPrecedes(b.key)
+        }
+        self.items = items
+    }
+
+    /// The events `request` wants, in (revision, write) order, or nil when they exceed
+    /// `bytesMax` (the caller then sends them in parts by scanning).
+    func events(for request: WatchRequest, bytesMax: Int) -> [WatchEvent]? {
+        let start = request.range.start
+        var lo = 0
+        var hi = items.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if items[mid].key.lexicographicallyPrecedes(start) { lo = mid + 1 } else { hi = mid }
+        }
+        var matched: [(index: UInt64, order: Int, event: WatchEvent)] = []
+        var bytes = 0
+        while lo < items.count {
+            let item = items[lo]
+            lo += 1
+            if let end = request.range.end, !item.key.lexicographicallyPrecedes(end) { break }
+            guard request.wants(item.key, isPut: item.record != nil) else { continue }
+            let event = WatchEvent(key: item.key, revision: item.index, record: item.record)
+            matched.append((item.index, item.order, event))
+            bytes += event.sizeBytes
+            if bytes > bytesMax { return nil }
+        }
+        matched.sort { ($0.index, $0.order) < ($1.index, $1.order) }
+        return matched.map(\.event)
     }
 }

@@ -163,6 +163,54 @@ final class WatchHarness {
         #expect(got1.events.count > 20 && got2.events.count > 20)
     }
 
+    @Test("many caught-up watchers (found by key, not by scanning) each get exactly their changes, in order")
+    func manyWatchersFoundByKey() throws {
+        let h = try WatchHarness()
+        let reply = FakeReply()
+        var rng = SimRandom(seed: 11)
+        let keys = (0..<40).map { String(format: "k%02d", $0) }
+        // Slices, overlapping ranges, prefixes, single keys, open ends and kind filters: more
+        // than FreshWrites.watchersMin of them caught up to the same revision every pass.
+        var requests: [WatchRequest] = []
+        for i in 0..<60 {
+            let lo = rng.int(0..<keys.count)
+            let range: KeyRange
+            switch i % 4 {
+            case 0: range = KeyRange(start: b(keys[lo]), end: b(keys[min(keys.count - 1, lo + rng.int(1..<8))]))
+            case 1: range = .single(b(keys[lo]))
+            case 2: range = .prefix(b("k\(lo % 4)"))
+            default: range = KeyRange(start: b(keys[lo]), end: nil)
+            }
+            let options: WatchRequest.Options = i % 10 == 3 ? [.noDelete] : i % 10 == 7 ? [.noPut] : []
+            requests.append(WatchRequest(range: range, options: options))
+            Self.watch(h.hub, reply, id: UInt64(i + 1), range, options: options)
+        }
+        h.settle()
+        let liveFrom = h.next
+        for i in 0..<400 {
+            let key = rng.pick(keys)!
+            switch rng.int(0..<10) {
+            case 0..<6: try h.put(key, "v\(i)")
+            case 6: try h.command(.delete(b(key)))
+            case 7: try h.command(.deleteRange(KVDeleteRange(range: KeyRange(start: b("k1"), end: b("k2")))))
+            case 8:
+                try h.command(.txn(KVTxn(
+                    compares: [KVCompare(key: b(key), .version(0), .greater)],
+                    success: [.put(KVPut(key: b("k35"), value: b("t\(i)"))), .put(KVPut(key: b("k05"), value: b("t\(i)")))])))
+            default: try h.apply([Entry(term: Term(2), index: LogIndex(h.next))])
+            }
+            if rng.int(0..<3) == 0 { h.settle() }
+        }
+        h.settle()
+        var total = 0
+        for (i, request) in requests.enumerated() {
+            let got = try reply.events(of: UInt64(i + 1)).events
+            #expect(got == h.expected(request, from: liveFrom), "watcher \(i + 1) of \(request.range)")
+            total += got.count
+        }
+        #expect(total > 2000)
+    }
+
     @Test("a watcher whose connection does not drain holds the node to its bounds, then catches up from the store")
     func slowWatcherIsBoundedAndCatchesUp() throws {
         var settings = WatchSettings()
