@@ -110,6 +110,9 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let behind = RPCErrorCode(rawValue: 11)
     /// The lease named does not exist (never granted, revoked or expired).
     public static let leaseNotFound = RPCErrorCode(rawValue: 12)
+    /// A plaintext request on a port that takes TLS only (sent in plaintext, then the
+    /// connection is closed).
+    public static let tlsRequired = RPCErrorCode(rawValue: 13)
 
     public var description: String {
         switch self {
@@ -125,6 +128,7 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
         case .unsupported: "unsupported"
         case .behind: "behind"
         case .leaseNotFound: "leaseNotFound"
+        case .tlsRequired: "tlsRequired"
         default: "code\(rawValue)"
         }
     }

@@ -1,7 +1,10 @@
 import FaunaRaft
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 
 /// Why a client call failed. A struct with a code so that new cases do not break callers.
 public struct RPCClientError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -35,6 +38,9 @@ public struct RPCClientError: Error, Hashable, Sendable, CustomStringConvertible
         public static let protocolViolation = Code("protocolViolation")
         /// The peer port refused our hello (wrong cluster or node).
         public static let handshakeRejected = Code("handshakeRejected")
+        /// The TLS handshake failed (a plaintext port, a certificate of another CA, expired),
+        /// or the node answered `tlsRequired` to a plaintext request.
+        public static let tlsFailed = Code("tlsFailed")
         public var description: String { name }
     }
 
@@ -59,6 +65,10 @@ public struct RPCClientConfiguration: Sendable {
     public var onWritable: (@Sendable () -> Void)?
     /// Called with the peer's node and key when its `peerWelcome` carries a public key.
     public var onPeerKey: (@Sendable (NodeID, [UInt8]) -> Void)?
+    /// TLS (docs/SECURITY.md): the connect completes only after the handshake, which verifies
+    /// the node's certificate against the cluster's CA; with `hello`, the certificate must also
+    /// name the node dialled. Nil: plaintext.
+    public var tls: TLSContexts?
 
     /// A configuration with defaults for a client on loopback or a LAN.
     public init(
@@ -80,9 +90,14 @@ public final class RPCClient: Sendable {
     public let channel: any Channel
     let configuration: RPCClientConfiguration
 
-    private init(channel: any Channel, configuration: RPCClientConfiguration) {
+    /// Why the connection ended, as its handler saw it: a call written after the end fails
+    /// with this error (a TLS refusal stays a TLS error), not a bare "closed channel".
+    private let end: ConnectionEnd
+
+    private init(channel: any Channel, configuration: RPCClientConfiguration, end: ConnectionEnd) {
         self.channel = channel
         self.configuration = configuration
+        self.end = end
     }
 
     /// Connects to `endpoint` (and, with `configuration.hello`, completes the peer handshake).
@@ -93,6 +108,7 @@ public final class RPCClient: Sendable {
         var connectionLogger = logger
         connectionLogger[metadataKey: "remote"] = "\(endpoint)"
         let handlerLogger = connectionLogger
+        let end = ConnectionEnd()
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -100,9 +116,13 @@ public final class RPCClient: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls = configuration.tls {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.dialer, serverHostname: nil))
+                            try channel.pipeline.syncOperations.addHandler(TLSHandshakeWaiter(channel.eventLoop.makePromise()))
+                        }
                         try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax)
                         try channel.pipeline.syncOperations.addHandler(
-                            ClientConnectionHandler(configuration: configuration, logger: handlerLogger))
+                            ClientConnectionHandler(configuration: configuration, logger: handlerLogger, end: end))
                     }
                 }
                 .connect(host: endpoint.host, port: Int(endpoint.port))
@@ -110,7 +130,10 @@ public final class RPCClient: Sendable {
         } catch {
             throw RPCClientError(.connectFailed, "connect to \(endpoint): \(error)")
         }
-        let client = RPCClient(channel: channel, configuration: configuration)
+        if configuration.tls != nil {
+            try await waitForTLS(channel, endpoint: endpoint, hello: configuration.hello, timeout: configuration.connectTimeout + configuration.requestTimeout)
+        }
+        let client = RPCClient(channel: channel, configuration: configuration, end: end)
         if let hello = configuration.hello {
             do {
                 try await client.handshake(hello)
@@ -120,6 +143,31 @@ public final class RPCClient: Sendable {
             }
         }
         return client
+    }
+
+    /// Waits (bounded) for the TLS handshake of a new connection; closes it on failure.
+    private static func waitForTLS(_ channel: any Channel, endpoint: Endpoint, hello: PeerHello?, timeout: TimeAmount) async throws(RPCClientError) {
+        let failure: String?
+        do {
+            let waiter = try await channel.eventLoop.submit { try channel.pipeline.syncOperations.handler(type: TLSHandshakeWaiter.self) }.get()
+            let timer = channel.eventLoop.scheduleTask(in: timeout) { waiter.promise.fail(TLSHandshakeWaiter.TimedOut()) }
+            defer { timer.cancel() }
+            try await waiter.promise.futureResult.get()
+            if let hello {
+                failure = try await channel.eventLoop.submit { TLSContexts.checkPeerName(channel, is: "\(hello.to)") }.get()
+                    .map { "node \(hello.to) at \(endpoint): \($0)" }
+            } else {
+                failure = nil
+            }
+        } catch is TLSHandshakeWaiter.TimedOut {
+            failure = "TLS handshake with \(endpoint): no answer within \(timeout.nanoseconds / 1_000_000) ms"
+        } catch {
+            failure = "TLS handshake with \(endpoint) failed: \(error) (is the node's port plaintext, or its certificate from another CA or expired?)"
+        }
+        if let failure {
+            try? await channel.close()
+            throw RPCClientError(.tlsFailed, failure)
+        }
     }
 
     private func handshake(_ hello: PeerHello) async throws(RPCClientError) {
@@ -159,8 +207,8 @@ public final class RPCClient: Sendable {
             kind: request.kind, body: request.encodedBody(), timeout: timeout, onStart: onStart, onPartial: onPartial, promise: promise)
         // A write to a closed channel never reaches the handler: fail the call here (a second
         // completion of the promise is ignored by NIO).
-        channel.writeAndFlush(call).whenFailure { error in
-            promise.fail(RPCClientError(.connectionClosed, "write failed: \(error)"))
+        channel.writeAndFlush(call).whenFailure { [end] error in
+            promise.fail(end.error ?? RPCClientError(.connectionClosed, "write failed: \(error)"))
         }
         do {
             return try await promise.futureResult.get()
@@ -186,6 +234,18 @@ public final class RPCClient: Sendable {
     /// Closes the connection; calls in flight fail with `connectionClosed`.
     public func close() async {
         try? await channel.close()
+    }
+}
+
+/// The first reason a connection ended, shared by its handler and its `RPCClient`.
+final class ConnectionEnd: Sendable {
+    private let box = NIOLockedValueBox<RPCClientError?>(nil)
+
+    var error: RPCClientError? { box.withLockedValue { $0 } }
+
+    /// Records `error` unless an earlier end was recorded.
+    func record(_ error: RPCClientError) {
+        box.withLockedValue { if $0 == nil { $0 = error } }
     }
 }
 
@@ -217,10 +277,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     private var nextID: UInt64 = 1
     private var pending: [RequestID: Pending] = [:]
     private var closedReason: String?
+    private var closedCode = RPCClientError.Code.connectionClosed
+    private let end: ConnectionEnd
 
-    init(configuration: RPCClientConfiguration, logger: Logger) {
+    init(configuration: RPCClientConfiguration, logger: Logger, end: ConnectionEnd) {
         self.configuration = configuration
         self.logger = logger
+        self.end = end
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -229,7 +292,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             context.write(wrapOutboundOut(frame), promise: promise)
         case .request(let kind, let body, let timeout, let onStart, let onPartial, let callPromise):
             if let closedReason {
-                callPromise.fail(RPCClientError(.connectionClosed, closedReason))
+                callPromise.fail(RPCClientError(closedCode, closedReason))
                 promise?.fail(ChannelError.ioOnClosedChannel)
                 return
             }
@@ -287,7 +350,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         // An IO error (reset, broken pipe): the connection is gone, not misbehaving.
         guard closedReason == nil else { return }
         logger.debug("rpc connection failed", metadata: ["error": "\(error)"])
-        failAll("connection failed: \(error)")
+        if error is NIOSSLError || error is BoringSSLError {
+            // With TLS 1.3 the node checks a client certificate after the client has finished
+            // its side of the handshake: its refusal arrives here, as an alert.
+            failAll("TLS: \(error) (the node refused this client's certificate: another CA, or expired?)", code: .tlsFailed)
+        } else {
+            failAll("connection failed: \(error)")
+        }
         context.close(promise: nil)
     }
 
@@ -310,12 +379,47 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
     }
 
     private func failAll(_ reason: String, code: RPCClientError.Code = .connectionClosed) {
-        if closedReason == nil { closedReason = reason }
+        if closedReason == nil {
+            closedReason = reason
+            closedCode = code
+            end.record(RPCClientError(code, reason))
+        }
         let calls = pending
         pending.removeAll()
         for (_, call) in calls {
             call.timeout?.cancel()
             call.promise.fail(RPCClientError(code, reason))
         }
+    }
+}
+
+/// Completes its promise when the TLS handshake of its channel completes, or fails it with the
+/// first error or the close that comes first. Stays in the pipeline, passing everything on.
+final class TLSHandshakeWaiter: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    struct TimedOut: Error {}
+
+    let promise: EventLoopPromise<Void>
+
+    init(_ promise: EventLoopPromise<Void>) { self.promise = promise }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { promise.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(ChannelError.ioOnClosedChannel)
+        context.fireChannelInactive()
+    }
+
+    /// A connect that failed never made the channel active: the promise still ends.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        promise.fail(ChannelError.ioOnClosedChannel)
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Who a node is on the peer port: a server with an identity requires every connection to
 /// open with a `peerHello` naming this cluster and this node.
@@ -55,6 +56,11 @@ public struct RPCServerConfiguration: Sendable {
     /// A connection whose partial frame gains no byte for this long is closed (logged). Nil:
     /// never.
     public var progressTimeout: TimeAmount?
+    /// TLS only (docs/SECURITY.md): the node's contexts; the client port takes a client
+    /// certificate if one is presented, the peer port requires one whose DNS names include the
+    /// hello's sender. A plaintext request is answered `tlsRequired` and the connection closed.
+    /// Nil: plaintext.
+    public var tls: TLSContexts?
 
     /// The defaults of `bufferedBytesMax`, `idleTimeout` and `progressTimeout`.
     public static let bufferedBytesMaxDefault = 256 << 20
@@ -263,6 +269,13 @@ public final class RPCServer: Sendable {
         let boundMeter = NIOLoopBound(meter, eventLoop: channel.eventLoop)
         // Whatever closes the connection gives its charge back (on its event loop).
         channel.closeFuture.whenComplete { _ in boundMeter.value.close() }
+        if let tls = configuration.tls {
+            guard let context = configuration.peerIdentity == nil ? tls.clientPort : tls.peerPort else {
+                throw TLSSetupError("TLS contexts of a client, not a node, given to a server")
+            }
+            try channel.pipeline.syncOperations.addHandler(PlaintextRefuser(logger: logger))
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+        }
         try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax, meter: meter)
         var connectionLogger = logger
         connectionLogger[metadataKey: "remote"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
@@ -452,6 +465,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             problem = "hello addressed to \(hello.to): want \(identity.nodeID) (check peer addresses)"
         } else if hello.from == identity.nodeID {
             problem = "hello from \(hello.from): want another node than myself"
+        } else if configuration.tls != nil, let mismatch = TLSContexts.checkPeerName(context.channel, is: "\(hello.from)") {
+            problem = "hello from \(hello.from): \(mismatch)"
         }
         if let problem {
             // Answer first, then close once the answer is written, so the dialler logs why.
@@ -540,6 +555,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if error is RPCDecodingError { return close(context, "\(error)") }
+        if error is NIOSSLError || error is BoringSSLError {
+            return close(context, "TLS: \(error) (a certificate not issued by the cluster's CA, expired, or without a certificate on the peer port)")
+        }
         // An IO error (reset, broken pipe): the remote went away; nothing to warn about.
         guard !isClosing else { return }
         isClosing = true
