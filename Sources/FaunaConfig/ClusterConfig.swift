@@ -1,4 +1,5 @@
 import FaunaRaft
+import Foundation
 import TOMLKit
 
 /// The cluster description in `cluster.toml`, validated. Parsed in one place for `faunad` and
@@ -31,6 +32,32 @@ public struct ClusterConfig: Sendable, Equatable {
     /// revision: every node reads its whole state), in seconds.
     public var auditIntervalSeconds: Int
     public var nodes: [NodeConfig]
+    /// `[tls]`: TLS on the client and peer ports (docs/SECURITY.md); nil: plaintext.
+    public var tls: TLS?
+
+    /// The PEM files of a secured cluster. Relative paths are relative to the directory
+    /// holding the configuration file; `{id}` in a node's paths stands for its id.
+    ///
+    /// ```toml
+    /// [tls]
+    /// ca = "tls/ca.crt"              # the cluster's CA, the only issuer trusted
+    /// cert = "tls/{id}.crt"          # each node's certificate (its id among the DNS names)
+    /// key = "tls/{id}.key"
+    /// client_cert = "tls/client.crt" # what fctl and the client library present
+    /// client_key = "tls/client.key"
+    /// ```
+    public struct TLS: Sendable, Equatable {
+        public var ca: String
+        public var certificate: String
+        public var key: String
+        public var clientCertificate: String?
+        public var clientKey: String?
+
+        /// The certificate and key paths of node `name` (`{id}` replaced).
+        public func nodeFiles(_ name: String) -> (ca: String, certificate: String, key: String) {
+            (ca, certificate.replacingOccurrences(of: "{id}", with: name), key.replacingOccurrences(of: "{id}", with: name))
+        }
+    }
 
     public struct NodeConfig: Sendable, Equatable {
         /// The name in the file, `n<number>`; the number is the Raft node id.
@@ -120,6 +147,15 @@ public struct ClusterConfig: Sendable, Equatable {
             throw ConfigError("cluster.audit_interval_s \(auditIntervalSeconds): want 5...86400")
         }
         guard !raw.node.isEmpty else { throw ConfigError("no [[node]] entries") }
+        if let t = raw.tls {
+            for (value, key) in [(t.ca, "ca"), (t.cert, "cert"), (t.key, "key")] where value.isEmpty {
+                throw ConfigError("tls.\(key) is empty")
+            }
+            guard (t.client_cert == nil) == (t.client_key == nil) else {
+                throw ConfigError("tls.client_cert and tls.client_key: give both or neither")
+            }
+            tls = TLS(ca: t.ca, certificate: t.cert, key: t.key, clientCertificate: t.client_cert, clientKey: t.client_key)
+        }
 
         var seenIDs: Set<NodeID> = []
         var seenEndpoints: [Endpoint: String] = [:]
@@ -209,6 +245,15 @@ struct RawConfig: Decodable {
         var metrics: String?
     }
 
+    struct TLS: Decodable {
+        var ca: String
+        var cert: String
+        var key: String
+        var client_cert: String?
+        var client_key: String?
+    }
+
     var cluster: Cluster
     var node: [Node]
+    var tls: TLS?
 }

@@ -102,6 +102,8 @@ final class ClusterMonitor: Sendable {
         var samplesMax = 300
         /// A member whose applied index trails the highest commit by more is flagged.
         var behindEntriesMax: UInt64 = 10_000
+        /// The node's TLS, for its requests to the members' client ports.
+        var tls: TLSContexts?
     }
 
     private let settings: Settings
@@ -195,7 +197,7 @@ final class ClusterMonitor: Sendable {
         var clients = Clients()
         let configuration = FaunaClientConfiguration(
             deadline: .seconds(1), requestTimeout: .seconds(1), connectTimeout: .milliseconds(500), attemptsMax: 1,
-            connectionsMax: 16, idleSessionsMax: 1)
+            connectionsMax: 16, idleSessionsMax: 1, tls: settings.tls)
         var last: (at: ContinuousClock.Instant, commit: UInt64)?
         while !Task.isCancelled {
             let started = ContinuousClock.now
@@ -351,7 +353,7 @@ final class ClusterMonitor: Sendable {
         // A digest reads the whole state: the whole deadline for one attempt per node.
         let configuration = FaunaClientConfiguration(
             deadline: .seconds(120), requestTimeout: .seconds(5), connectTimeout: .seconds(1), attemptsMax: 1,
-            connectionsMax: 16, idleSessionsMax: 1)
+            connectionsMax: 16, idleSessionsMax: 1, tls: settings.tls)
         // Staggered by node id: every member's page audits, and a node computes only so many
         // digests at once (a busy one answers `overloaded`, retried below).
         let slot = settings.auditInterval / 3 * Int(me.rawValue % 3)

@@ -115,10 +115,10 @@ public final class FaunaNode: @unchecked Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads)
         let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID, publicKey: publicKey)
         let events = EventQueue<NodeEvent>(capacity: settings.eventsMax)
-        let transport = PeerTransport(identity: identity, members: members, group: group, logger: logger)
+        let transport = PeerTransport(identity: identity, members: members, group: group, tls: settings.tls, logger: logger)
         let inbox = SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger)
         let shipper = SnapshotShipper(
-            sender: SnapshotSender(identity: identity, group: group, logger: logger), inbox: inbox, members: members,
+            sender: SnapshotSender(identity: identity, group: group, tls: settings.tls, logger: logger), inbox: inbox, members: members,
             logger: logger)
         let stateStore = RocksStateStore(store, options: settings.storeOptions)
         let core = NodeCore(
@@ -151,6 +151,7 @@ public final class FaunaNode: @unchecked Sendable {
                     var configuration = RPCServerConfiguration(
                         host: settings.node.peer.host, port: settings.node.peer.port, peerIdentity: identity,
                         connectionsMax: 64, idleTimeout: nil)
+                    configuration.tls = settings.tls
                     configuration.onPeerKey = { [members] node, key in members.recordKey(key, for: node) }
                     return configuration
                 }(),
@@ -174,6 +175,7 @@ public final class FaunaNode: @unchecked Sendable {
                 configuration: {
                     var configuration = RPCServerConfiguration(host: settings.node.client.host, port: settings.node.client.port)
                     configuration.observer = metrics
+                    configuration.tls = settings.tls
                     return configuration
                 }(),
                 group: group, logger: logger
@@ -197,6 +199,7 @@ public final class FaunaNode: @unchecked Sendable {
         if let address = settings.node.metrics {
             var monitorSettings = ClusterMonitor.Settings()
             monitorSettings.auditInterval = .seconds(settings.cluster.auditIntervalSeconds)
+            monitorSettings.tls = settings.tls
             let m = ClusterMonitor(
                 settings: monitorSettings, clusterName: settings.cluster.name, me: settings.nodeID, vitals: core.vitals,
                 members: members, metrics: metrics, group: group, logger: logger)

@@ -1,5 +1,6 @@
 import FaunaConfig
 import FaunaPipeline
+import FaunaRPC
 import FaunaRaft
 import FaunaStore
 
@@ -35,6 +36,9 @@ public struct NodeSettings: Sendable {
     public var storeOptions = Store.Options()
     /// Bounds of the node's watches (docs/PROTOCOL.md "Watch").
     public var watch = WatchSettings()
+    /// The node's TLS (`[tls]` of cluster.toml), for both ports and every connection it makes;
+    /// nil: plaintext. `reload()` on SIGHUP rotates certificates.
+    public var tls: TLSContexts?
     /// Bounds of `/readyz` (docs/METRICS.md "Health"): by default a node turns unready below
     /// twice the free disk space at which its writes stop.
     public var health: NodeHealth.Limits = {
@@ -67,5 +71,14 @@ public struct NodeSettings: Sendable {
         self.node = try cluster.node(named: name)
         let root = cluster.dataDirectory.hasPrefix("/") ? cluster.dataDirectory : "\(baseDirectory)/\(cluster.dataDirectory)"
         self.dataDirectory = "\(root)/\(name)"
+        if let tls = cluster.tls {
+            let files = tls.nodeFiles(name)
+            let path = { (p: String) in p.hasPrefix("/") ? p : "\(baseDirectory)/\(p)" }
+            do {
+                self.tls = try TLSContexts(files: TLSFiles(ca: path(files.ca), certificate: path(files.certificate), key: path(files.key)), role: .node)
+            } catch {
+                throw ConfigError("[tls] of \(name): \(error.message)")
+            }
+        }
     }
 }

@@ -16,12 +16,14 @@ final class PeerTransport: PeerSender, @unchecked Sendable {
     private let identity: PeerIdentity
     private let members: MemberDirectory
     private let group: any EventLoopGroup
+    private let tls: TLSContexts?
     private let logger: Logger
 
-    init(identity: PeerIdentity, members: MemberDirectory, group: any EventLoopGroup, logger: Logger) {
+    init(identity: PeerIdentity, members: MemberDirectory, group: any EventLoopGroup, tls: TLSContexts?, logger: Logger) {
         self.identity = identity
         self.members = members
         self.group = group
+        self.tls = tls
         self.logger = logger
     }
 
@@ -45,6 +47,7 @@ final class PeerTransport: PeerSender, @unchecked Sendable {
         }
         var configuration = PeerLinkConfiguration()
         configuration.client.onPeerKey = { [members] node, key in members.recordKey(key, for: node) }
+        configuration.client.tls = tls
         let link = PeerLink(
             to: peer, at: addresses.peer, identity: identity, group: group, configuration: configuration, logger: logger)
         link.start()

@@ -17,14 +17,16 @@ final class SnapshotSender: Sendable {
     private let inProgress = NIOLockedValueBox<Set<NodeID>>([])
     private let identity: PeerIdentity
     private let group: any EventLoopGroup
+    private let tls: TLSContexts?
     private let logger: Logger
     /// File reads happen here, off the event loops and the cooperative pool.
     private let io = DispatchQueue(label: "fauna-snapshot-send")
     static let chunkBytes = 512 << 10
 
-    init(identity: PeerIdentity, group: any EventLoopGroup, logger: Logger) {
+    init(identity: PeerIdentity, group: any EventLoopGroup, tls: TLSContexts?, logger: Logger) {
         self.identity = identity
         self.group = group
+        self.tls = tls
         self.logger = logger
     }
 
@@ -78,9 +80,11 @@ final class SnapshotSender: Sendable {
         let meta = manifest.metadata
         let hello = PeerHello(clusterName: identity.clusterName, from: identity.nodeID, to: peer, publicKey: identity.publicKey)
         let client: RPCClient
+        var configuration = RPCClientConfiguration(requestTimeout: .seconds(30), hello: hello)
+        configuration.tls = tls
         do {
             client = try await RPCClient.connect(
-                to: endpoint, configuration: RPCClientConfiguration(requestTimeout: .seconds(30), hello: hello),
+                to: endpoint, configuration: configuration,
                 group: group, logger: logger)
         } catch {
             logger.warning("snapshot to \(peer): \(error)")

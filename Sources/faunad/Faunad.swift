@@ -1,6 +1,7 @@
 import ArgumentParser
 import FaunaConfig
 import FaunaNode
+import FaunaRPC
 import FaunaStore
 import Foundation
 import Logging
@@ -130,6 +131,7 @@ struct Faunad: AsyncParsableCommand {
         signal(SIGINT, SIG_IGN)
         let stopper = SignalStopper(node: node, logger: logger)
         stopper.install()
+        if let tls = settings.tls { stopper.reloadOnHangUp(tls) }
         if let parent = exitWithParent { stopper.watchParent(parent) }
         await node.waitUntilStopped()
         if let failure = node.failure {
@@ -166,6 +168,23 @@ final class SignalStopper: Sendable {
             source.resume()
             sources.append(source)
         }
+    }
+
+    /// SIGHUP reads the TLS files again (certificate rotation): new connections use them, open
+    /// ones keep theirs; on an error the old ones stay, and the error is logged.
+    func reloadOnHangUp(_ tls: TLSContexts) {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler { [logger] in
+            do {
+                try tls.reload()
+                logger.notice("SIGHUP: TLS certificates reloaded", metadata: ["certificate": "\(tls.files.certificate ?? "-")"])
+            } catch {
+                logger.error("SIGHUP: TLS certificates NOT reloaded, the previous ones stay: \(error)")
+            }
+        }
+        source.resume()
+        sources.append(source)
     }
 
     /// Test harnesses: stop when the process that started us is gone (even if it crashed).
