@@ -43,7 +43,8 @@ extension FaunaClient {
     }
 
     private func stream(from source: Endpoint, into sink: SnapshotSink, group: any EventLoopGroup) async throws(FaunaClientError) -> SnapshotArchive.Summary {
-        let rpc = RPCClientConfiguration(requestsInFlightMax: 1, connectTimeout: Self.timeAmount(configuration.connectTimeout))
+        var rpc = RPCClientConfiguration(requestsInFlightMax: 1, connectTimeout: Self.timeAmount(configuration.connectTimeout))
+        rpc.tls = configuration.tls
         let connection: RPCClient
         do {
             connection = try await RPCClient.connect(to: source, configuration: rpc, group: group, logger: configuration.logger)

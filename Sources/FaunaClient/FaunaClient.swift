@@ -48,10 +48,11 @@ public final class FaunaClient: Sendable {
         self.configuration = configuration
         let group = group ?? MultiThreadedEventLoopGroup.singleton
         self.group = group
-        let rpc = RPCClientConfiguration(
+        var rpc = RPCClientConfiguration(
             requestsInFlightMax: configuration.requestsInFlightMax,
             requestTimeout: Self.timeAmount(configuration.requestTimeout),
             connectTimeout: Self.timeAmount(configuration.connectTimeout))
+        rpc.tls = configuration.tls
         self.pool = ConnectionPool(group: group, configuration: rpc, connectionsMax: max(configuration.connectionsMax, 1), logger: configuration.logger)
         self.sessions = SessionPool(idleMax: configuration.idleSessionsMax)
         self.state = NIOLockedValueBox(State())

@@ -1,3 +1,4 @@
+import FaunaRPC
 import Logging
 
 /// Settings of a `FaunaClient`. Every wait and every retry is bounded by these.
@@ -27,6 +28,9 @@ public struct FaunaClientConfiguration: Sendable {
     /// Where the client logs (debug: every retry). The default discards everything: a
     /// library never bootstraps logging; the application does.
     public var logger: Logger
+    /// TLS (docs/SECURITY.md): every connection verifies the node's certificate against the
+    /// cluster's CA and presents this client's certificate. Nil: plaintext.
+    public var tls: TLSContexts?
 
     /// A configuration with defaults for a cluster on loopback or a LAN.
     public init(
@@ -34,7 +38,7 @@ public struct FaunaClientConfiguration: Sendable {
         connectTimeout: Duration = .seconds(1), backoffInitial: Duration = .milliseconds(25),
         backoffMax: Duration = .seconds(1), attemptsMax: Int = 100, requestsInFlightMax: Int = 256,
         connectionsMax: Int = 64, idleSessionsMax: Int = 64, snapshotTimeout: Duration = .seconds(3600),
-        logger: Logger = Logger(label: "fauna.client", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger(label: "fauna.client", factory: { _ in SwiftLogNoOpLogHandler() }), tls: TLSContexts? = nil
     ) {
         self.deadline = deadline
         self.requestTimeout = requestTimeout
@@ -47,5 +51,6 @@ public struct FaunaClientConfiguration: Sendable {
         self.idleSessionsMax = idleSessionsMax
         self.snapshotTimeout = snapshotTimeout
         self.logger = logger
+        self.tls = tls
     }
 }

@@ -52,6 +52,10 @@ public struct FaunaClientError: Error, Hashable, Sendable, CustomStringConvertib
         public static let conflict = Code("conflict")
         /// The lease named does not exist (never granted, revoked or expired).
         public static let leaseNotFound = Code("leaseNotFound")
+        /// TLS failed: the handshake (a plaintext port, a certificate of another CA, expired),
+        /// a node certificate without the node's name, or a TLS-only node asked in plaintext.
+        /// Not retried: it is configuration, not a passing fault.
+        public static let tls = Code("tls")
 
         public var description: String { name }
     }
@@ -75,6 +79,7 @@ extension FaunaClientError {
             case .unavailable, .notLeader: .unavailable
             case .timeout: .timeout
             case .leaseNotFound: .leaseNotFound
+            case .tlsRequired: .tls
             default: .internal  // internalError, peerRejected, and codes of newer nodes
             }
         self.init(code, "\(endpoint) answered \(response)")

@@ -34,6 +34,8 @@ public struct FctlError: Error, Hashable, Sendable, CustomStringConvertible {
             self.init(.notFound, "\(action): \(error.message). Other writers kept changing what it read; retry later or with more --attempts.")
         case .io:
             self.init(.internalError, "\(action) failed: \(error.message). Check the path and free disk space.")
+        case .tls:
+            self.init(.security, "\(action) failed: TLS: \(error.message). Check [tls] in the cluster.toml used (or --ca, --cert, --key): the CA must be the cluster's, the certificates valid, and TLS on at both ends.")
         default:
             self.init(.internalError, "\(action) failed: \(error.code) (\(error.message)). This is a bug or a broken node; check the node logs.")
         }
@@ -58,4 +60,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     /// A proof, signature or consistency check failed, or `audit` found a node that differs:
     /// a node lied, data was changed at rest, or history forked or rolled back.
     case verificationFailed = 6
+    /// TLS failed (docs/SECURITY.md): the node's port is plaintext or TLS-only and this end is
+    /// not, or a certificate is of another CA, expired or names another node.
+    case security = 7
 }

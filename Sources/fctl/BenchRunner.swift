@@ -18,9 +18,10 @@ struct BenchRunner {
         // session dropped for want of room would leave a new session on the server per write).
         let workersPerClient = (p.clients + p.connections - 1) / p.connections
         let deadline = Duration.milliseconds(Int64(global.timeout * 1000))
+        let tls = try global.tlsContexts()
         let configuration = FaunaClientConfiguration(
             deadline: deadline, requestTimeout: min(deadline, .seconds(3)),
-            requestsInFlightMax: max(256, workersPerClient), idleSessionsMax: max(64, workersPerClient))
+            requestsInFlightMax: max(256, workersPerClient), idleSessionsMax: max(64, workersPerClient), tls: tls)
         let clients = (0..<p.connections).map { _ in FaunaClient(endpoints: endpoints, configuration: configuration) }
         var random = BenchRandom(seed: p.seed)
         let value = (0..<p.valueBytes).map { _ in UInt8.random(in: 0...255, using: &random) }
@@ -51,7 +52,7 @@ struct BenchRunner {
                 endpoint = endpoints[0]
             }
             do {
-                watchers = try await BenchWatchers(p, endpoint: endpoint, timeout: .seconds(60))
+                watchers = try await BenchWatchers(p, endpoint: endpoint, tls: tls, timeout: .seconds(60))
             } catch {
                 for client in clients { await client.close() }
                 throw error

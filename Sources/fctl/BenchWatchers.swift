@@ -22,9 +22,9 @@ final class BenchWatchers: Sendable {
 
     /// Opens the watches on `endpoint` and waits (at most `timeout`) until every one has been
     /// created on the node.
-    init(_ p: BenchParameters, endpoint: Endpoint, timeout: Duration) async throws(FctlError) {
+    init(_ p: BenchParameters, endpoint: Endpoint, tls: TLSContexts?, timeout: Duration) async throws(FctlError) {
         let clientCount = (p.watchers + Self.perConnection - 1) / Self.perConnection
-        let configuration = FaunaClientConfiguration(requestsInFlightMax: Self.perConnection + 16)
+        let configuration = FaunaClientConfiguration(requestsInFlightMax: Self.perConnection + 16, tls: tls)
         clients = (0..<clientCount).map { _ in FaunaClient(endpoints: [endpoint], configuration: configuration) }
         var settings = WatchOptions(endpoint: endpoint)
         settings.bufferBytesMax = Self.bufferBytesMax

@@ -18,6 +18,15 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Machine-readable JSON output.")
     var json = false
 
+    @Option(name: .long, help: "TLS: the cluster's CA certificate (PEM). Default: [tls] ca of --config, if it has [tls].")
+    var ca: String?
+
+    @Option(name: .long, help: "TLS: this client's certificate (PEM), with --key. Default: [tls] client_cert of --config.")
+    var cert: String?
+
+    @Option(name: .long, help: "TLS: the private key of --cert (PEM). Default: [tls] client_key of --config.")
+    var key: String?
+
     @Option(name: .long, help: "Give up after this many seconds (retries included).")
     var timeout: Double = 10
 
@@ -30,6 +39,27 @@ struct GlobalOptions: ParsableArguments {
     func validate() throws {
         guard !(hex && base64) else { throw ValidationError("--hex and --base64 exclude each other") }
         guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout \(timeout): want 0 < seconds <= 86400") }
+        guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key: give both or neither") }
+        guard cert == nil || ca != nil || endpoints == nil else { throw ValidationError("--cert with --endpoints needs --ca") }
+    }
+
+    /// TLS for the client: from --ca/--cert/--key, else from [tls] of the config file (paths
+    /// relative to its directory); nil: plaintext.
+    func tlsContexts() throws(FctlError) -> TLSContexts? {
+        var files: TLSFiles?
+        if let ca {
+            files = TLSFiles(ca: ca, certificate: cert, key: key)
+        } else if let tls = try clusterConfig()?.tls {
+            let base = URL(fileURLWithPath: config).deletingLastPathComponent().path
+            let path = { (p: String) in p.hasPrefix("/") ? p : "\(base)/\(p)" }
+            files = TLSFiles(ca: path(tls.ca), certificate: cert ?? tls.clientCertificate.map(path), key: key ?? tls.clientKey.map(path))
+        }
+        guard let files else { return nil }
+        do {
+            return try TLSContexts(files: files, role: .client)
+        } catch {
+            throw FctlError(.usage, "TLS: \(error.message)")
+        }
     }
 
     var encoding: ByteEncoding { hex ? .hex : base64 ? .base64 : .text }
@@ -70,7 +100,8 @@ struct GlobalOptions: ParsableArguments {
     /// A client of the cluster.
     func makeClient() throws(FctlError) -> FaunaClient {
         let deadline = Duration.milliseconds(Int64(timeout * 1000))
-        let configuration = FaunaClientConfiguration(deadline: deadline, requestTimeout: min(deadline, .seconds(3)))
+        var configuration = FaunaClientConfiguration(deadline: deadline, requestTimeout: min(deadline, .seconds(3)))
+        configuration.tls = try tlsContexts()
         return FaunaClient(endpoints: try resolveEndpoints(), configuration: configuration)
     }
 
