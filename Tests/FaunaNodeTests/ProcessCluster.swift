@@ -32,12 +32,21 @@ final class ProcessCluster: @unchecked Sendable {
     let clusterSettings: String
     /// Where the last write succeeded.
     private var knownLeader: String?
+    /// With TLS: the test's own requests present `tls/client.crt` (made by tools/tls-certs).
+    private(set) var tls: TLSContexts?
+    private let tlsEnabled: Bool
 
     /// A cluster description for `names` (not started). `settings` are extra `[cluster]` keys.
-    init(names: [String], settings: String = "") throws {
+    /// `tls`: a local CA and certificates in `root/tls` (tools/tls-certs) and a `[tls]` section.
+    init(names: [String], settings: String = "", tls: Bool = false) throws {
         root = NSTemporaryDirectory() + "fauna-e2e-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         clusterSettings = settings
+        tlsEnabled = tls
+        if tls {
+            try Self.issueCertificates(in: "\(root)/tls", for: names)
+            self.tls = try TLSContexts(files: TLSFiles(ca: "\(root)/tls/ca.crt", certificate: "\(root)/tls/client.crt", key: "\(root)/tls/client.key"), role: .client)
+        }
         let ports = try freePorts(2 * names.count)
         for (i, name) in names.enumerated() {
             nodes[name] = NodeInfo(name: name, id: NodeID(UInt64(name.dropFirst())!), peer: ports[2 * i], client: ports[2 * i + 1])
@@ -45,10 +54,32 @@ final class ProcessCluster: @unchecked Sendable {
         try writeConfig(names: names, file: "cluster.toml")
     }
 
+    static let tlsSection = """
+
+        [tls]
+        ca = "tls/ca.crt"
+        cert = "tls/{id}.crt"
+        key = "tls/{id}.key"
+        client_cert = "tls/client.crt"
+        client_key = "tls/client.key"
+        """
+
+    /// Runs tools/tls-certs (synchronously: only from a test's set-up, before any node runs).
+    static func issueCertificates(in dir: String, for names: [String], renew: Bool = false) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["\(repositoryRoot)/tools/tls-certs", dir] + (renew ? ["--renew"] : []) + names
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "tools/tls-certs \(dir) failed")
+    }
+
     /// Adds a node to the description (its own config file names every node so far).
     func addNode(_ name: String) throws {
         let ports = try freePorts(2)
         nodes[name] = NodeInfo(name: name, id: NodeID(UInt64(name.dropFirst())!), peer: ports[0], client: ports[1])
+        if tlsEnabled { try Self.issueCertificates(in: "\(root)/tls", for: [name]) }
         try writeConfig(names: nodes.keys.sorted(), file: "\(name).toml")
     }
 
@@ -67,6 +98,7 @@ final class ProcessCluster: @unchecked Sendable {
             let n = nodes[name]!
             text += "\n[[node]]\nid = \"\(name)\"\npeer = \"127.0.0.1:\(n.peer)\"\nclient = \"127.0.0.1:\(n.client)\"\n"
         }
+        if tlsEnabled { text += Self.tlsSection + "\n" }
         // Not `atomically`: swift-corelibs-foundation leaves an empty /tmp/TemporaryDirectory.*
         // behind for every atomic write, and no node reads the file before this returns.
         try text.write(toFile: "\(root)/\(file)", atomically: false, encoding: .utf8)
@@ -157,8 +189,10 @@ final class ProcessCluster: @unchecked Sendable {
     func call(_ name: String, _ message: RPCMessage, timeout: TimeAmount = .seconds(5)) async -> RPCMessage? {
         guard let node = nodes[name] else { return nil }
         if clients[name] == nil {
+            var configuration = RPCClientConfiguration()
+            configuration.tls = tls
             clients[name] = try? await RPCClient.connect(
-                to: Endpoint(host: "127.0.0.1", port: UInt16(node.client)), group: group, logger: logger)
+                to: Endpoint(host: "127.0.0.1", port: UInt16(node.client)), configuration: configuration, group: group, logger: logger)
         }
         guard let client = clients[name] else { return nil }
         do {
