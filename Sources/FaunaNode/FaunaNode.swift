@@ -208,7 +208,7 @@ public final class FaunaNode: @unchecked Sendable {
                 core: core, events: events, applyQueue: applier.queue, metrics: metrics, monitor: m, limits: settings.health)
             do {
                 httpServer = try await HTTPStatusServer.start(
-                    host: address.host, port: address.port, group: group, logger: logger, route: route)
+                    host: address.host, port: address.port, tls: settings.tls, group: group, logger: logger, route: route)
             } catch {
                 try? await clientServer.close()
                 try? await peerServer.close()

@@ -66,6 +66,13 @@ public final class TLSContexts: Sendable {
     }
 
     var clientPort: NIOSSLContext? { current.withLockedValue { $0.clientPort } }
+
+    /// Puts the client port's TLS (a client certificate optional, verified when presented) at
+    /// the front of `pipeline`: for a node's other servers, e.g. its HTTP metrics port.
+    public func addClientPortTLS(to pipeline: ChannelPipeline.SynchronousOperations) throws {
+        guard let context = clientPort else { throw TLSSetupError("TLS: only a node serves TLS") }
+        try pipeline.addHandler(NIOSSLServerHandler(context: context))
+    }
     var peerPort: NIOSSLContext? { current.withLockedValue { $0.peerPort } }
     var dialer: NIOSSLContext { current.withLockedValue { $0.dialer } }
 

@@ -21,6 +21,8 @@ final class ProcessCluster: @unchecked Sendable {
         var id: NodeID
         var peer: Int
         var client: Int
+        /// The HTTP metrics port: only TLS clusters have one (to check it serves HTTPS).
+        var metrics: Int?
     }
 
     let root: String
@@ -47,9 +49,10 @@ final class ProcessCluster: @unchecked Sendable {
             try Self.issueCertificates(in: "\(root)/tls", for: names)
             self.tls = try TLSContexts(files: TLSFiles(ca: "\(root)/tls/ca.crt", certificate: "\(root)/tls/client.crt", key: "\(root)/tls/client.key"), role: .client)
         }
-        let ports = try freePorts(2 * names.count)
+        let ports = try freePorts(3 * names.count)
         for (i, name) in names.enumerated() {
-            nodes[name] = NodeInfo(name: name, id: NodeID(UInt64(name.dropFirst())!), peer: ports[2 * i], client: ports[2 * i + 1])
+            nodes[name] = NodeInfo(
+                name: name, id: NodeID(UInt64(name.dropFirst())!), peer: ports[3 * i], client: ports[3 * i + 1], metrics: tls ? ports[3 * i + 2] : nil)
         }
         try writeConfig(names: names, file: "cluster.toml")
     }
@@ -97,6 +100,7 @@ final class ProcessCluster: @unchecked Sendable {
         for name in names {
             let n = nodes[name]!
             text += "\n[[node]]\nid = \"\(name)\"\npeer = \"127.0.0.1:\(n.peer)\"\nclient = \"127.0.0.1:\(n.client)\"\n"
+            if let m = n.metrics { text += "metrics = \"127.0.0.1:\(m)\"\n" }
         }
         if tlsEnabled { text += Self.tlsSection + "\n" }
         // Not `atomically`: swift-corelibs-foundation leaves an empty /tmp/TemporaryDirectory.*

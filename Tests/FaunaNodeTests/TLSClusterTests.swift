@@ -41,6 +41,24 @@ import Glibc
         // Nothing reached the store from the refused clients, and the cluster still serves.
         run = try await ClientAndCLITests.fctl(["get", "greeting"], config: config)
         #expect(run.status == 0 && run.stdout == "hello\n")
+
+        // The metrics port serves HTTPS with the node's certificate, and not plain HTTP.
+        let port = try #require(cluster.nodes["n1"]?.metrics)
+        let get = """
+            import ssl, sys, urllib.request
+            ca, url = sys.argv[1], sys.argv[2]
+            c = ssl.create_default_context(cafile=ca) if ca != "-" else None
+            if c: c.check_hostname = False
+            try:
+                r = urllib.request.urlopen(url, context=c, timeout=5)
+                print(r.status, r.read().decode()[:40])
+            except Exception as e:
+                print("failed", type(e).__name__)
+            """
+        let https = try await runCommand("/usr/bin/python3", ["-c", get, "\(cluster.root)/tls/ca.crt", "https://127.0.0.1:\(port)/livez"])
+        #expect(https.stdout.hasPrefix("200 "), "\(https.stdout) \(https.stderr)")
+        let plainHTTP = try await runCommand("/usr/bin/python3", ["-c", get, "-", "http://127.0.0.1:\(port)/livez"])
+        #expect(plainHTTP.stdout.hasPrefix("failed"), "\(plainHTTP.stdout) \(plainHTTP.stderr)")
     }
 
     /// A node whose certificate comes from another CA can neither send Raft messages nor receive
