@@ -54,8 +54,12 @@ public enum FrameHeader {
     ) throws(RPCDecodingError) -> (FrameKind, FrameFlags) {
         guard word & 0xFFFF_FF00 == magic else {
             // 0x16 0x03: a TLS record of type handshake, i.e. a TLS client on a plaintext port.
-            let hint = word >> 16 == 0x1603 ? " (a TLS handshake: this port is plaintext, or the client has TLS set and the node not)" : ""
-            throw RPCDecodingError(.badMagic, "frame magic: got 0x\(hex(word >> 8, width: 6)), want 0x464e41 (\"FNA\")\(hint)")
+            if word >> 16 == 0x1603 {
+                throw RPCDecodingError(
+                    .tlsHandshake,
+                    "frame magic: got 0x\(hex(word >> 8, width: 6)), want 0x464e41 (\"FNA\") (a TLS handshake: this port is plaintext, or the client has TLS set and the node not)")
+            }
+            throw RPCDecodingError(.badMagic, "frame magic: got 0x\(hex(word >> 8, width: 6)), want 0x464e41 (\"FNA\")")
         }
         guard UInt8(truncatingIfNeeded: word) == version else {
             throw RPCDecodingError(.unsupportedVersion, "frame version: got \(word & 0xFF), want \(version)")

@@ -146,8 +146,12 @@ public final class RPCClient: Sendable {
     }
 
     /// Waits (bounded) for the TLS handshake of a new connection; closes it on failure.
+    /// A handshake the node refused or could not speak is `tlsFailed` (final); one that got no
+    /// answer, or a connection that closed before any TLS answer (a paused or killed node), is
+    /// `connectFailed`, which callers retry elsewhere.
     private static func waitForTLS(_ channel: any Channel, endpoint: Endpoint, hello: PeerHello?, timeout: TimeAmount) async throws(RPCClientError) {
         let failure: String?
+        var code = RPCClientError.Code.tlsFailed
         do {
             let waiter = try await channel.eventLoop.submit { try channel.pipeline.syncOperations.handler(type: TLSHandshakeWaiter.self) }.get()
             let timer = channel.eventLoop.scheduleTask(in: timeout) { waiter.promise.fail(TLSHandshakeWaiter.TimedOut()) }
@@ -161,13 +165,27 @@ public final class RPCClient: Sendable {
             }
         } catch is TLSHandshakeWaiter.TimedOut {
             failure = "TLS handshake with \(endpoint): no answer within \(timeout.nanoseconds / 1_000_000) ms"
+            code = .connectFailed
+        } catch let error where Self.closedDuringHandshake(error) {
+            failure = "TLS handshake with \(endpoint): the connection closed before the node answered (\(error))"
+            code = .connectFailed
         } catch {
             failure = "TLS handshake with \(endpoint) failed: \(error) (is the node's port plaintext, or its certificate from another CA or expired?)"
         }
         if let failure {
             try? await channel.close()
-            throw RPCClientError(.tlsFailed, failure)
+            throw RPCClientError(code, failure)
         }
+    }
+
+    /// Whether a handshake failed because the connection went away (the node stopped, or a
+    /// node dropped it) rather than by a TLS refusal. A plaintext Fauna node answers a TLS
+    /// client with an alert, so a bare close is not that case. BoringSSL reports the close
+    /// as an error whose only trace is its text.
+    private static func closedDuringHandshake(_ error: any Error) -> Bool {
+        if let e = error as? ChannelError, e == .ioOnClosedChannel || e == .eof { return true }
+        if let e = error as? NIOSSLError, case .uncleanShutdown = e { return true }
+        return "\(error)".contains("EOF during handshake")
     }
 
     private func handshake(_ hello: PeerHello) async throws(RPCClientError) {

@@ -19,6 +19,8 @@ public struct RPCDecodingError: Error, Hashable, Sendable, CustomStringConvertib
 
         /// The first four bytes are not the Fauna magic.
         public static let badMagic = Code("badMagic")
+        /// The first bytes are a TLS handshake record: a TLS client on a plaintext port.
+        public static let tlsHandshake = Code("tlsHandshake")
         /// The magic matched but the protocol version is not one this build speaks.
         public static let unsupportedVersion = Code("unsupportedVersion")
         /// The body length is above the configured maximum frame size.

@@ -546,6 +546,16 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(frame), promise: promise)
     }
 
+    /// Answers a TLS client on this plaintext port in its own terms, a fatal TLS alert
+    /// (protocol_version), so that it reports a TLS failure at once rather than a dropped
+    /// connection it would retry. Written below the frame encoder, which takes only frames.
+    private static func answerTLSClient(_ context: ChannelHandlerContext) {
+        guard let below = try? context.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<FrameDecoder>.self) else { return }
+        var alert = context.channel.allocator.buffer(capacity: 7)
+        alert.writeBytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46])  // alert record, TLS 1.2 framing, fatal, protocol_version
+        below.writeAndFlush(NIOAny(alert), promise: nil)
+    }
+
     /// The code of an error answer (decoded only for the observer); nil for any other answer.
     private static func errorCode(of frame: Frame) -> RPCErrorCode? {
         guard frame.kind == .error else { return nil }
@@ -554,7 +564,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is RPCDecodingError { return close(context, "\(error)") }
+        if let decoding = error as? RPCDecodingError {
+            if decoding.code == .tlsHandshake { Self.answerTLSClient(context) }
+            return close(context, "\(error)")
+        }
         if error is NIOSSLError || error is BoringSSLError {
             return close(context, "TLS: \(error) (a certificate not issued by the cluster's CA, expired, or without a certificate on the peer port)")
         }

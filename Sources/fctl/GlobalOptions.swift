@@ -54,11 +54,14 @@ struct GlobalOptions: ParsableArguments {
             let path = { (p: String) in p.hasPrefix("/") ? p : "\(base)/\(p)" }
             files = TLSFiles(ca: path(tls.ca), certificate: cert ?? tls.clientCertificate.map(path), key: key ?? tls.clientKey.map(path))
         }
-        guard let files else { return nil }
+        guard let files else {
+            if cert != nil { throw FctlError(.usage, "--cert/--key: the cluster has no [tls] in \(config); give --ca too, or leave them out for a plaintext cluster") }
+            return nil
+        }
         do {
             return try TLSContexts(files: files, role: .client)
         } catch {
-            throw FctlError(.usage, "TLS: \(error.message)")
+            throw FctlError(.security, "TLS: \(error.message)")
         }
     }
 

@@ -3,6 +3,7 @@ import FaunaRPC
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import Testing
 
 /// Certificates made by `tools/tls-certs` (the openssl command) in a temporary directory.
@@ -120,9 +121,21 @@ struct TestPKI {
         let plainServer = try await Self.server(logs, tls: nil)
         await #expect {
             try await RPCClient.connect(to: try endpoint(of: plainServer), configuration: try Self.client(TestPKI.client(pki)), group: group, logger: logs.logger)
-        } throws: { ($0 as? RPCClientError)?.code == .tlsFailed }
+        } throws: { ($0 as? RPCClientError)?.code == .tlsFailed && "\($0)".contains("PROTOCOL_VERSION") }
         #expect(await eventually { logs.all.contains { $0.contains("a TLS handshake: this port is plaintext") } })
         try await plainServer.close()
+
+        // A connection dropped during the handshake (a node stopping) is not a TLS refusal: it
+        // is `connectFailed`, which clients retry at another node.
+        let dropper = try await ServerBootstrap(group: group)
+            .childChannelInitializer { $0.close() }
+            .bind(host: "127.0.0.1", port: 0).get()
+        await #expect {
+            try await RPCClient.connect(
+                to: Endpoint(host: "127.0.0.1", port: UInt16(dropper.localAddress!.port!)), configuration: try Self.client(TestPKI.client(pki)),
+                group: group, logger: logs.logger)
+        } throws: { ($0 as? RPCClientError)?.code == .connectFailed }
+        try await dropper.close()
     }
 
     @Test func thePeerPortBindsTheHelloToTheCertificate() async throws {
