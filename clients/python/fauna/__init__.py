@@ -6,7 +6,8 @@
         c.get(b"k")                 # a fauna.Record, or None
         c.get(b"k", verify=True)    # a fauna.VerifiedRecord, proven (docs/AUDIT.md §10)
 
-`fauna.AsyncClient` (`fauna.aio`) is the asyncio twin. Modules: `fauna.wire` (the client
+`fauna.AsyncClient` (`fauna.aio`) is the asyncio twin. TLS: `tls=fauna.TLSConfig(ca=...)`, or
+`[tls]` of the cluster.toml with `from_config` (`fauna.tls`). Modules: `fauna.wire` (the client
 messages), `fauna.audit` (the audit messages), `fauna.verify` (verified reads), `fauna.proof`
 (proof files), `fauna.trust` (trusted.json), `fauna.merkle`, `fauna.entry`; `fauna.cli` is the
 `fauna` command (`fauna verify-proof`).
@@ -16,13 +17,15 @@ from __future__ import annotations
 from ._core import CompactResult, DeleteResult, PutResult, TxnResult
 from .aio import AsyncClient
 from .client import Client
-from .config import ClientConfig, ClusterFile, NodeConfig, load_cluster_file
+from .config import ClientConfig, ClusterFile, NodeConfig, TLSFiles, load_cluster_file
 from .errors import (
     Behind, ClientClosed, Compacted, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, ForgedHeadError,
     ForkError, FutureRevision, InternalError, InvalidArgument, InvalidProof, InvalidRequest, LeaseNotFound, LyingNodeError, NotLeader,
     Overloaded, PeerRejected, ProtocolError, RequestTimeout, RollbackError, ServerError, SessionExpired, Timeout,
-    TooManyInFlight, TrustError, TrustFileError, Unavailable, Unsupported, VerificationError,
+    TLSError, TLSHandshakeError, TLSRequired, TooManyInFlight, TrustError, TrustFileError, Unavailable, Unsupported,
+    VerificationError,
 )
+from .tls import TLSConfig
 from .verify import VerifiedHead, VerifiedRecord, verified_get, verified_get_async, verify_head
 from .wire import (
     ApplyResult, Compare, CompareOp, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, LeaseGrant,
@@ -51,6 +54,7 @@ def txn_delete(key: bytes, *, prefix: bool = False, prev: bool = False) -> Delet
 
 __all__ = [
     "Client", "AsyncClient", "ClientConfig", "ClusterFile", "NodeConfig", "load_cluster_file",
+    "TLSConfig", "TLSFiles", "TLSError", "TLSHandshakeError", "TLSRequired",
     "PutResult", "DeleteResult", "TxnResult", "CompactResult", "ApplyResult", "Record", "RangeResult",
     "PutOpResult", "DeleteOpResult", "NodeStatus", "Member", "HashKVResult", "Endpoint", "KeyRange",
     "Put", "DeleteRange", "RangeRequest", "Txn", "Compact", "Compare", "Target", "CompareOp",

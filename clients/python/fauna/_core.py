@@ -5,7 +5,7 @@ An operation is a generator that yields actions and gets their results sent back
 
 - `Send(endpoint, kind, body, timeout, connect_timeout)`: one attempt; the driver sends back
   the answer `(kind, body)`, or the exception the attempt ended with (`ConnectionFailed`,
-  `ConnectionLost`, `RequestTimeout`, `TooManyInFlight`, `ProtocolError`).
+  `ConnectionLost`, `RequestTimeout`, `TooManyInFlight`, `ProtocolError`, `TLSError`).
 - `Sleep(seconds)`: a backoff pause; the driver sends back None.
 
 The operation's return value (StopIteration.value) is the call's result; an exception it raises
@@ -24,7 +24,7 @@ from typing import Callable, Generator, Iterable, Mapping, Optional, TypeVar, Un
 from .config import ClientConfig, load_cluster_file
 from .errors import (
     Behind, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, InvalidArgument, NotLeader, Overloaded,
-    ProtocolError, RequestTimeout, ServerError, SessionExpired, Timeout, TooManyInFlight, Unavailable,
+    ProtocolError, RequestTimeout, ServerError, SessionExpired, Timeout, TLSError, TooManyInFlight, Unavailable,
 )
 from .wire import (
     ApplyResult, Command, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, Kind, Member,
@@ -34,6 +34,7 @@ from .wire import (
     decode_lease_keep_alive_response, encode_lease_keep_alive,
 )
 from .codec import varint
+from .tls import ClientTLS, TLSLike
 
 T = TypeVar("T")
 
@@ -249,18 +250,29 @@ class ClientBase:
     """What the blocking and the asyncio client share: their Core and its read-only views."""
 
     def __init__(self, endpoints: Iterable[Union[Endpoint, tuple[str, int], str]], config: Optional[ClientConfig],
-                 cluster_name: Optional[str] = None):
+                 cluster_name: Optional[str] = None, tls: TLSLike = None):
         self._core = Core(list(endpoints), config)
         #: The cluster's name (from cluster.toml): verified reads keep their trusted state in
         #: fctl's ~/.config/fauna/<name>/trusted.json. None if unknown.
         self.cluster_name = cluster_name or None
+        # The CA, certificate and key files are read here: a bad one raises TLSError now.
+        self._tls = ClientTLS.of(tls)
 
     @classmethod
     def from_config(cls: type[CB], path: Union[str, "os.PathLike[str]"] = "cluster.toml", *,
-                    config: Optional[ClientConfig] = None) -> CB:
-        """A client of the nodes (client addresses) listed in a cluster.toml, knowing its name."""
+                    config: Optional[ClientConfig] = None, tls: TLSLike = None) -> CB:
+        """A client of the nodes (client addresses) listed in a cluster.toml, knowing its name.
+        TLS as the file's `[tls]` says (its `ca`, and `client_cert`/`client_key` if given),
+        unless `tls` is given; plaintext if neither."""
         cluster = load_cluster_file(path)
-        return cls(cluster.endpoints, config=config, cluster_name=cluster.name)
+        if tls is None and cluster.tls is not None:
+            tls = cluster.tls.client()
+        return cls(cluster.endpoints, config=config, cluster_name=cluster.name, tls=tls)
+
+    @property
+    def tls(self) -> Optional[ClientTLS]:
+        """The TLS of the client's connections (context, CA), or None: plaintext."""
+        return self._tls
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -292,7 +304,9 @@ def perform(core: Core, kind: int, body: bytes, route: Route, budget: Budget) ->
 
     Retried: notLeader (at the hinted leader at once, else the next node), unavailable,
     overloaded, behind, timeout, and every attempt failure (after a backoff, at the next node
-    unless the route names one). Other error answers raise their ServerError subclass."""
+    unless the route names one) but a TLS failure (`TLSError`: configuration, which another
+    attempt would meet again). Other error answers raise their ServerError subclass (so does
+    tlsRequired, a `TLSRequired`)."""
     state = core.state
     cursor = state.next_cursor()
     hint_hops = 0
@@ -306,6 +320,10 @@ def perform(core: Core, kind: int, body: bytes, route: Route, budget: Budget) ->
                             min(core.config.connect_timeout, left))
         failure: BaseException
         if isinstance(result, BaseException):
+            if isinstance(result, TLSError):
+                # The handshake failed, or the node refused the client's certificate before
+                # reading any request: nothing ran.
+                raise result
             failure = result
             if not isinstance(result, _NOT_SENT):  # sent: the node may have run it
                 budget.reached_node = True

@@ -12,12 +12,15 @@ asyncio.run(main())
 Routing, retries, sessions and every encoding are the blocking client's (fauna._core runs
 them as generators); this module only drives them with asyncio streams: one reader task per
 connection demultiplexes answers by request ID (pipelining), pooled as in `fauna.pool`.
-A client belongs to the event loop it is first used on.
+A client belongs to the event loop it is first used on. With `tls=` (or `[tls]` of the
+cluster.toml, `from_config`) each connection upgrades to TLS once connected
+(`StreamWriter.start_tls`); TLS failures are `fauna.TLSError`, never retried (`fauna.tls`).
 """
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from typing import Any, Awaitable, Callable, Iterable, Optional, Union
 
@@ -28,8 +31,10 @@ from .config import ClientConfig
 from .client import Client
 from .errors import (
     ClientClosed, ConnectionFailed, ConnectionLost, FaunaError, InvalidArgument, ProtocolError, RequestTimeout,
+    TLSError,
 )
 from .pool import OPEN, PICK_POLL_S, Demux, Demuxed, PoolBase, decoder_for
+from .tls import ClientTLS, TLSLike, after_handshake_error, handshake_error
 from .verify import verified_get_async
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
@@ -46,8 +51,9 @@ class AsyncConnection(Demuxed):
     """One pipelined connection on asyncio streams (the asyncio twin of pool.Connection)."""
 
     def __init__(self, endpoint: Endpoint, config: ClientConfig, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter):
+                 writer: asyncio.StreamWriter, tls: Optional[ClientTLS] = None):
         self.endpoint = endpoint
+        self._tls = tls
         self._writer = writer
         self._reader = reader
         self._demux: Demux[asyncio.Future[tuple[int, bytes]]] = Demux(config.in_flight_per_connection, str(endpoint))
@@ -56,16 +62,37 @@ class AsyncConnection(Demuxed):
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
-    async def open(cls, endpoint: Endpoint, config: ClientConfig, connect_timeout: Optional[float] = None) -> "AsyncConnection":
+    async def open(cls, endpoint: Endpoint, config: ClientConfig, connect_timeout: Optional[float] = None,
+                   tls: Optional[ClientTLS] = None) -> "AsyncConnection":
+        """Connects (and with `tls` does the handshake), each within `connect_timeout`."""
+        wait = connect_timeout or config.connect_timeout
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(endpoint.host, endpoint.port),
-                                                    connect_timeout or config.connect_timeout)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(endpoint.host, endpoint.port), wait)
         except (OSError, asyncio.TimeoutError) as e:
             raise ConnectionFailed(f"cannot connect to {endpoint}: {e or type(e).__name__}") from e
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(endpoint, config, reader, writer)
+        if tls is not None:
+            try:
+                await asyncio.wait_for(writer.start_tls(tls.context, server_hostname=endpoint.host,
+                                                        ssl_handshake_timeout=wait), wait)
+            except (OSError, EOFError, asyncio.TimeoutError) as e:
+                writer.close()
+                raise handshake_error(TimeoutError() if isinstance(e, asyncio.TimeoutError) else e,
+                                      endpoint, tls) from e
+        return cls(endpoint, config, reader, writer, tls)
+
+    @property
+    def tls_version(self) -> Optional[str]:
+        """The TLS version in use ("TLSv1.3"), or None for a plaintext connection."""
+        obj = self._writer.get_extra_info("ssl_object")
+        return obj.version() if obj is not None else None
+
+    def _tls_error(self, e: BaseException) -> Optional[TLSError]:
+        if self._tls is None or not isinstance(e, ssl.SSLError):
+            return None
+        return after_handshake_error(e, self.endpoint, self._tls)
 
     async def call(self, kind: int, body: bytes, timeout: float) -> tuple[int, bytes]:
         """As pool.Connection.call."""
@@ -76,7 +103,12 @@ class AsyncConnection(Demuxed):
                 self._writer.write(frame(kind, rid, body))
                 await asyncio.wait_for(self._writer.drain(), self._send_timeout)
             except (OSError, asyncio.TimeoutError) as e:
-                self._fail(f"send failed: {e or type(e).__name__}")
+                tls_error = self._tls_error(e)
+                if tls_error is None and fut.done() and isinstance(fut.exception(), TLSError):
+                    tls_error = fut.exception()  # the reader saw the node's refusal first
+                self._fail(f"send failed: {e or type(e).__name__}", tls_error)
+                if tls_error is not None:
+                    raise tls_error from e
                 raise ConnectionLost(f"{self.endpoint}: send failed: {e or type(e).__name__}") from e
             try:
                 return await asyncio.wait_for(fut, timeout)
@@ -84,14 +116,16 @@ class AsyncConnection(Demuxed):
                 raise RequestTimeout(f"{self.endpoint}: no answer to request {rid} within {timeout:.3f} s") from None
         finally:
             self._demux.drop(rid)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: the call raised its own error
 
     def close(self) -> None:
         self._fail("closed by the client")
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, error: Optional[BaseException] = None) -> None:
         for fut in self._demux.close(reason):
             if not fut.done():
-                fut.set_exception(ConnectionLost(f"{self.endpoint}: {reason}"))
+                fut.set_exception(error or ConnectionLost(f"{self.endpoint}: {reason}"))
         self._writer.close()
         if not self._task.done() and self._task is not asyncio.current_task():
             self._task.cancel()
@@ -109,11 +143,13 @@ class AsyncConnection(Demuxed):
         except ProtocolError as e:
             self._fail(f"protocol violation: {e}")
         except OSError as e:
-            self._fail(f"read failed: {e}")
+            tls_error = self._tls_error(e)
+            self._fail(f"read failed: {e}" if tls_error is None else f"TLS: {e}", tls_error)
 
 
 class AsyncPool(PoolBase[AsyncConnection]):
-    """asyncio connections per endpoint; `request` is one attempt (as pool.Pool)."""
+    """asyncio connections per endpoint; `request` is one attempt (as pool.Pool); `tls=` as
+    pool.Pool's."""
 
     async def request(self, endpoint: Endpoint, kind: int, body: bytes, *, timeout: float,
                       connect_timeout: Optional[float] = None) -> tuple[int, bytes]:
@@ -130,7 +166,7 @@ class AsyncPool(PoolBase[AsyncConnection]):
             await asyncio.sleep(PICK_POLL_S)
         conn: Optional[AsyncConnection] = None
         try:
-            conn = await AsyncConnection.open(endpoint, self.config, connect_timeout)
+            conn = await AsyncConnection.open(endpoint, self.config, connect_timeout, self.tls)
         finally:
             self._opened(endpoint, conn)
         return await conn.call(kind, body, timeout)
@@ -144,9 +180,9 @@ class AsyncClient(_core.ClientBase):
     """An asyncio client of a Fauna cluster: every method of `fauna.Client`, awaitable."""
 
     def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None,
-                 cluster_name: Optional[str] = None):
-        super().__init__(endpoints, config, cluster_name)
-        self._pool = AsyncPool(self._core.config)
+                 cluster_name: Optional[str] = None, tls: TLSLike = None):
+        super().__init__(endpoints, config, cluster_name, tls)
+        self._pool = AsyncPool(self._core.config, tls=self._tls)
         self._closed = False
         self._twin: Optional[Client] = None
 
@@ -155,13 +191,13 @@ class AsyncClient(_core.ClientBase):
         return self._pool
 
     def blocking_twin(self) -> Client:
-        """A blocking `fauna.Client` of the same endpoints, config and cluster name, opened on
+        """A blocking `fauna.Client` of the same endpoints, config, TLS and cluster name, opened on
         first use and closed with this client: verified reads run on it in a worker thread
         (`fauna.verify.verified_get_async`)."""
         if self._closed:
             raise ClientClosed("the client is closed")
         if self._twin is None:
-            self._twin = Client(self.endpoints, config=self.config, cluster_name=self.cluster_name)
+            self._twin = Client(self.endpoints, config=self.config, cluster_name=self.cluster_name, tls=self._tls)
         return self._twin
 
     async def close(self) -> None:

@@ -14,6 +14,10 @@ are exactly-once: each carries a session (client ID, sequence) that every retry 
 `ClientConfig.connect_timeout`. A Client is safe to share between threads: requests are
 pipelined on pooled connections (`fauna.pool`).
 
+TLS (docs/SECURITY.md): `Client(endpoints, tls=fauna.TLSConfig(ca="tls/ca.crt"))` (or an
+`ssl.SSLContext`); `Client.from_config` takes `[tls]` of the cluster.toml. A TLS failure raises
+a `fauna.TLSError` at once, never retried (`fauna.tls`).
+
 Hook for other modules (fauna.verify, fauna.audit, fauna.cli) — the generic request API:
 
 - `client.request(kind, body, *, timeout=None, endpoint=None) -> (kind, body)`: sends one
@@ -44,6 +48,7 @@ from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResul
 from .config import ClientConfig
 from .errors import ClientClosed, FaunaError, InvalidArgument
 from .pool import Pool
+from .tls import TLSLike
 from .verify import verified_get
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
@@ -59,9 +64,11 @@ class Client(_core.ClientBase):
     """A blocking client of a Fauna cluster; see the module docstring."""
 
     def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None,
-                 pool: Optional[Pool] = None, cluster_name: Optional[str] = None):
-        super().__init__(endpoints, config, cluster_name)
-        self._pool = pool or Pool(self._core.config)
+                 pool: Optional[Pool] = None, cluster_name: Optional[str] = None, tls: TLSLike = None):
+        if pool is not None and tls is not None:
+            raise InvalidArgument("tls= goes to the Pool given (Pool(config, tls=...)), not to the Client")
+        super().__init__(endpoints, config, cluster_name, tls if pool is None else pool.tls)
+        self._pool = pool or Pool(self._core.config, tls=self._tls)
         self._closed = threading.Event()
 
     @property

@@ -6,10 +6,13 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
+from typing import Optional
+
 from .errors import InvalidArgument
+from .tls import TLSConfig
 from .wire import Endpoint
 
-__all__ = ["ClientConfig", "NodeConfig", "ClusterFile", "load_cluster_file", "node_number"]
+__all__ = ["ClientConfig", "NodeConfig", "ClusterFile", "TLSFiles", "load_cluster_file", "node_number"]
 
 
 @dataclass(frozen=True)
@@ -66,18 +69,70 @@ class NodeConfig:
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """The `[tls]` section of a cluster.toml (docs/SECURITY.md), every path absolute (a relative
+    one is relative to the file's directory). `cert` and `key` are the nodes' (`{id}` stands for
+    a node's id: `node_files`); `client_cert`/`client_key` (both or neither) what clients present.
+
+    ```toml
+    [tls]
+    ca = "tls/ca.crt"              # the cluster's CA, the only issuer trusted
+    cert = "tls/{id}.crt"
+    key = "tls/{id}.key"
+    client_cert = "tls/client.crt" # optional
+    client_key = "tls/client.key"
+    ```"""
+    ca: str
+    cert: str
+    key: str
+    client_cert: Optional[str] = None
+    client_key: Optional[str] = None
+
+    def node_files(self, name: str) -> tuple[str, str, str]:
+        """(ca, cert, key) of node `name` (`{id}` replaced)."""
+        return self.ca, self.cert.replace("{id}", name), self.key.replace("{id}", name)
+
+    def client(self) -> TLSConfig:
+        """What a client uses: the CA, and the client certificate and key if given."""
+        return TLSConfig(self.ca, self.client_cert, self.client_key)
+
+
+@dataclass(frozen=True)
 class ClusterFile:
     name: str
     data_dir: str
     nodes: list[NodeConfig] = field(default_factory=list)
+    #: `[tls]`, or None: the cluster is plaintext.
+    tls: Optional[TLSFiles] = None
 
     @property
     def endpoints(self) -> list[Endpoint]:
         return [n.client for n in self.nodes]
 
 
+def _tls_files(path: object, raw: object, base: str) -> TLSFiles:
+    """Checks `[tls]` as faunad does (ca, cert, key non-empty strings; client_cert and client_key
+    both or neither) and makes its paths absolute."""
+    if not isinstance(raw, dict):
+        raise InvalidArgument(f"{path}: tls: want a [tls] table")
+    got: dict[str, Optional[str]] = {}
+    for k in ("ca", "cert", "key", "client_cert", "client_key"):
+        v = raw.get(k)
+        if v is None and k.startswith("client_"):
+            got[k] = None
+            continue
+        if not isinstance(v, str):
+            raise InvalidArgument(f"{path}: tls.{k}: {'missing' if v is None else f'got {v!r}'}, want a path (a string)")
+        if not v:
+            raise InvalidArgument(f"{path}: tls.{k} is empty")
+        got[k] = v if os.path.isabs(v) else os.path.normpath(os.path.join(base, v))
+    if (got["client_cert"] is None) != (got["client_key"] is None):
+        raise InvalidArgument(f"{path}: tls.client_cert and tls.client_key: give both or neither")
+    return TLSFiles(got["ca"], got["cert"], got["key"], got["client_cert"], got["client_key"])  # type: ignore[arg-type]
+
+
 def load_cluster_file(path: str | os.PathLike[str]) -> ClusterFile:
-    """Reads the cluster's name, data directory (absolute) and nodes from a cluster.toml."""
+    """Reads the cluster's name, data directory (absolute), nodes and `[tls]` from a cluster.toml."""
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -87,12 +142,14 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterFile:
     nodes = raw.get("node")
     if not isinstance(cluster, dict) or not isinstance(nodes, list) or not nodes:
         raise InvalidArgument(f"{path}: want a [cluster] table and at least one [[node]]")
+    base = os.path.dirname(os.path.abspath(path))
     data_dir = str(cluster.get("data_dir", "data"))
     if not os.path.isabs(data_dir):
-        data_dir = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), data_dir))
+        data_dir = os.path.normpath(os.path.join(base, data_dir))
+    tls = _tls_files(path, raw["tls"], base) if "tls" in raw else None
     out = []
     for n in nodes:
         if not isinstance(n, dict) or not all(isinstance(n.get(k), str) for k in ("id", "peer", "client")):
             raise InvalidArgument(f"{path}: every [[node]] needs id, peer and client strings")
         out.append(NodeConfig(n["id"], node_number(n["id"]), Endpoint.parse(n["peer"]), Endpoint.parse(n["client"])))
-    return ClusterFile(str(cluster.get("name", "")), data_dir, out)
+    return ClusterFile(str(cluster.get("name", "")), data_dir, out, tls)

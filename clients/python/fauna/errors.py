@@ -15,6 +15,11 @@
   `TrustError`, `InvalidProof`, each with `.check` (which check failed) and `.node` (the
   `Endpoint` whose answer failed it, or None).
 - `TrustFileError`: trusted.json (or a member-keys file) cannot be read, parsed or written.
+- `TLSError`: TLS between the client and a node is set up wrong (docs/SECURITY.md), never
+  retried; raised itself when the CA, certificate or key files cannot be used.
+  `TLSHandshakeError`: the handshake failed (a node certificate of another CA, a plaintext
+  port, a client certificate the node refused). `TLSRequired` (code 13, also a `ServerError`):
+  a plaintext client reached a TLS port.
 """
 from __future__ import annotations
 
@@ -28,13 +33,14 @@ __all__ = [
     "Compacted", "FutureRevision", "InvalidRequest", "InternalError", "PeerRejected", "Unsupported",
     "Behind", "ConnectionFailed", "ConnectionLost", "RequestTimeout", "TooManyInFlight", "DeadlineExceeded", "SessionExpired", "ClientClosed", "InvalidArgument",
     "VerificationError", "LyingNodeError", "ForgedHeadError", "RollbackError", "ForkError", "TrustError",
-    "InvalidProof", "TrustFileError", "ERROR_NAMES", "server_error",
+    "InvalidProof", "TrustFileError", "TLSError", "TLSHandshakeError", "TLSRequired", "ERROR_NAMES", "server_error",
 ]
 
 #: ErrorResponse codes of docs/PROTOCOL.md and their names there.
 ERROR_NAMES: dict[int, str] = {
     1: "notLeader", 2: "unavailable", 3: "overloaded", 4: "timeout", 5: "compacted", 6: "futureRevision",
     7: "invalidRequest", 8: "internalError", 9: "peerRejected", 10: "unsupported", 11: "behind", 12: "leaseNotFound",
+    13: "tlsRequired",
 }
 
 
@@ -138,6 +144,25 @@ class TrustFileError(FaunaError):
     """trusted.json (or a member-keys file) cannot be read, parsed or written."""
 
 
+class TLSError(FaunaError):
+    """TLS between this client and a node is set up wrong (docs/SECURITY.md): the client does not
+    retry it, another attempt would fail the same way. Raised itself when the CA, certificate or
+    key files cannot be used; subclasses `TLSHandshakeError` and `TLSRequired`. `endpoint` is
+    the node, when one is involved."""
+
+    endpoint: Optional[tuple[str, int]] = None
+
+
+class TLSHandshakeError(TLSError):
+    """The TLS handshake with a node failed, or the node refused this client's certificate right
+    after it (TLS 1.3). The message says what to check: the CA given, whether the node's port is
+    plaintext, the client certificate."""
+
+    def __init__(self, message: str, *, endpoint: Optional[tuple[str, int]] = None):
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
 class ServerError(FaunaError):
     """An `error` answer of a node: its code, the code's name, its message and leader hint.
 
@@ -228,9 +253,22 @@ class LeaseNotFound(ServerError):
     code = 12
 
 
+class TLSRequired(ServerError, TLSError):
+    """Code 13: this client spoke plaintext to a port that takes TLS only; the node answered this
+    and closed the connection. Connect with TLS: the cluster's CA (`fauna.TLSConfig(ca=...)`,
+    `[tls]` of cluster.toml with `from_config`, or `fauna --ca`). Not retried."""
+    code = 13
+
+    def __init__(self, code: int, message: str, **hints: object):
+        super().__init__(code, message, **hints)  # type: ignore[arg-type]
+        self.args = (f"{self.args[0]}; this client connected without TLS: give it the cluster's CA "
+                     "(fauna.TLSConfig(ca=...), [tls] in cluster.toml with from_config, or fauna --ca)",)
+
+
 _BY_CODE: dict[int, type[ServerError]] = {
     cls.code: cls for cls in (NotLeader, Unavailable, Overloaded, Timeout, Compacted, FutureRevision,
-                              InvalidRequest, InternalError, PeerRejected, Unsupported, Behind, LeaseNotFound)
+                              InvalidRequest, InternalError, PeerRejected, Unsupported, Behind, LeaseNotFound,
+                              TLSRequired)
 }
 
 

@@ -11,17 +11,24 @@ the connection is closed and every caller waiting on it fails with `ConnectionLo
 A `Pool` keeps at most `connections_per_endpoint` connections per node, hands a request to the
 least busy one and opens another only while every open one is busy; closed connections are
 replaced on the next request. Nothing here retries: that is the client's job (fauna._core).
+
+With TLS (`tls=`: a `fauna.TLSConfig` or an `ssl.SSLContext`; fauna.tls) each connection does
+its handshake when opened and then carries the same frames inside TLS (`tls.TLSStream`). A TLS
+failure (`fauna.TLSError`) fails the connection's callers with that error, which the client
+does not retry.
 """
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Generic, Optional, Protocol, TypeVar, Union
 
 from .codec import Frame, FrameDecoder, frame
 from .config import ClientConfig
-from .errors import ConnectionFailed, ConnectionLost, ProtocolError, RequestTimeout, TooManyInFlight
+from .errors import ConnectionFailed, ConnectionLost, ProtocolError, RequestTimeout, TLSError, TooManyInFlight
+from .tls import ClientTLS, TLSLike, TLSStream, after_handshake_error
 from .wire import ANSWER_KINDS, Endpoint
 
 __all__ = ["Connection", "Pool", "PoolBase", "Demux", "Demuxed", "ENDPOINTS_MAX", "decoder_for"]
@@ -119,16 +126,26 @@ class Demuxed:
 
 
 class Connection(Demuxed):
-    """One pipelined, thread-safe connection to a node's client port."""
+    """One pipelined, thread-safe connection to a node's client port; with `tls`, TLS on it
+    (the TCP connect and the handshake are bounded by `connect_timeout` each)."""
 
-    def __init__(self, endpoint: Endpoint, config: ClientConfig, connect_timeout: Optional[float] = None):
+    def __init__(self, endpoint: Endpoint, config: ClientConfig, connect_timeout: Optional[float] = None,
+                 tls: Optional[ClientTLS] = None):
         self.endpoint = endpoint
         self._config = config
+        wait = connect_timeout or config.connect_timeout
         try:
-            sock = socket.create_connection(endpoint, timeout=connect_timeout or config.connect_timeout)
+            sock = socket.create_connection(endpoint, timeout=wait)
         except OSError as e:
             raise ConnectionFailed(f"cannot connect to {endpoint}: {e}") from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._tls: Optional[TLSStream] = None
+        if tls is not None:
+            try:
+                self._tls = TLSStream.connect(sock, tls, endpoint, endpoint.host, wait)
+            except BaseException:
+                sock.close()
+                raise
         # Bounds a send to a node that stopped reading; the reader loops over its timeouts.
         sock.settimeout(config.request_timeout)
         self._sock = sock
@@ -148,9 +165,21 @@ class Connection(Demuxed):
         data = frame(kind, rid, body)
         try:
             with self._send_lock:
-                self._sock.sendall(data)
+                if self._tls is not None:
+                    self._tls.send(data)
+                else:
+                    self._sock.sendall(data)
         except OSError as e:  # possibly a partial frame: the stream is unusable
-            self._fail(f"send failed: {e}")
+            tls_error = self._tls_error(e)
+            if tls_error is None and self._tls is not None and threading.current_thread() is not self._reader:
+                # A node refusing the client's certificate sends an alert and closes: a send may
+                # fail first. Give the reader a moment to read the alert (it fails this waiter).
+                self._reader.join(0.25)
+                if isinstance(waiter.error, TLSError):
+                    tls_error = waiter.error
+            self._fail(f"send failed: {e}", tls_error)
+            if tls_error is not None:
+                raise tls_error from e
             raise ConnectionLost(f"{self.endpoint}: send failed: {e}") from e
         if not waiter.event.wait(timeout):
             if self._demux.drop(rid) is not None:
@@ -167,6 +196,16 @@ class Connection(Demuxed):
         self._fail("closed by the client")
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout=2.0)
+
+    @property
+    def tls_version(self) -> Optional[str]:
+        """The TLS version in use ("TLSv1.3"), or None for a plaintext connection."""
+        return self._tls.version if self._tls is not None else None
+
+    def _tls_error(self, e: OSError) -> Optional[TLSError]:
+        if self._tls is None or not isinstance(e, ssl.SSLError):
+            return None
+        return after_handshake_error(e, self.endpoint, self._tls.tls)
 
     def _fail(self, reason: str, error: Optional[BaseException] = None) -> None:
         waiters = self._demux.close(reason)
@@ -194,6 +233,13 @@ class Connection(Demuxed):
             if not data:
                 self._fail("connection closed by the node")
                 return
+            if self._tls is not None:
+                try:
+                    data = self._tls.decrypt(data)
+                except ssl.SSLError as e:
+                    tls_error = self._tls_error(e)
+                    self._fail("connection closed by the node" if tls_error is None else f"TLS: {e}", tls_error)
+                    return
             try:
                 for f in self._decoder.feed(data):
                     w = self._demux.route(f)
@@ -223,8 +269,10 @@ class PoolBase(Generic[C]):
     least busy open one, or a new one while all are busy and fewer than
     `connections_per_endpoint` are open or being opened. Thread-safe; never does I/O."""
 
-    def __init__(self, config: Optional[ClientConfig] = None):
+    def __init__(self, config: Optional[ClientConfig] = None, *, tls: TLSLike = None):
         self.config = config or ClientConfig()
+        #: TLS of every connection (fauna.tls.ClientTLS), or None: plaintext.
+        self.tls = ClientTLS.of(tls)
         self._lock = threading.Lock()
         self._conns: dict[Endpoint, list[C]] = {}
         self._opening: dict[Endpoint, int] = {}
@@ -306,7 +354,7 @@ class Pool(PoolBase[Connection]):
             time.sleep(PICK_POLL_S)
         conn: Optional[Connection] = None
         try:
-            conn = Connection(endpoint, self.config, connect_timeout)
+            conn = Connection(endpoint, self.config, connect_timeout, self.tls)
         finally:
             self._opened(endpoint, conn)
         return conn

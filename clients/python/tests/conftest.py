@@ -7,6 +7,8 @@ env={"FAUNA_TEST_FAULT": "lie-value"})`, which returns once every running node k
 leader); the next test gets them back. `cluster.fctl(...)` runs fctl against the cluster's
 cluster.toml. Binaries (faunad, fctl) come from $FAUNA_BIN (a directory, default
 <repo>/.build/debug) and are copied once, so a rebuild during the run does not matter.
+`FaunaCluster(..., tls=True)` makes a CA and certificates with tools/tls-certs (in
+<run dir>/tls) and adds `[tls]` to its cluster.toml: TLS on every port (tests/test_tls.py).
 Without binaries the integration tests are skipped, unless FAUNA_REQUIRE_CLUSTER is set
 (tools/test): then they fail. Every wait here is bounded.
 """
@@ -28,9 +30,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the package under test, without installing it
 
 import fauna  # noqa: E402
-from fauna import ClientConfig, Endpoint  # noqa: E402
+from fauna import ClientConfig, Endpoint, TLSConfig  # noqa: E402
 
 REPO = HERE.parents[2]
+TLS_CERTS = REPO / "tools" / "tls-certs"
 NAMES = ("n1", "n2", "n3")
 LEADER_WAIT_S = 30.0
 
@@ -53,7 +56,7 @@ class FaunaCluster:
     """faunad processes n1..n3 on free loopback ports, each with its own data directory."""
 
     def __init__(self, bin_dir: Path, run_dir: Path, names: tuple[str, ...] = NAMES,
-                 cluster_extra: tuple[str, ...] = ()):
+                 cluster_extra: tuple[str, ...] = (), tls: bool = False):
         self.run_dir = run_dir
         self.names = list(names)
         self.faunad = run_dir / "faunad"
@@ -73,11 +76,24 @@ class FaunaCluster:
         for n in names:
             lines += ["[[node]]", f'id = "{n}"', f'peer = "{self.peer[n]}"', f'client = "{self.client_addr[n]}"',
                       f'metrics = "{self.metrics_addr[n]}"', ""]
+        #: With tls=True: the directory of the CA and certificates, and what the admin client uses.
+        self.tls_dir: Optional[Path] = None
+        self.tls: Optional[TLSConfig] = None
+        if tls:
+            self.tls_dir = run_dir / "tls"
+            made = subprocess.run([str(TLS_CERTS), str(self.tls_dir), *names], capture_output=True, text=True,
+                                  timeout=60)
+            if made.returncode != 0:
+                raise AssertionError(f"tools/tls-certs: exit {made.returncode}\n{made.stdout}{made.stderr}")
+            lines += ["[tls]", 'ca = "tls/ca.crt"', 'cert = "tls/{id}.crt"', 'key = "tls/{id}.key"',
+                      'client_cert = "tls/client.crt"', 'client_key = "tls/client.key"', ""]
+            self.tls = TLSConfig(str(self.tls_dir / "ca.crt"), str(self.tls_dir / "client.crt"),
+                                 str(self.tls_dir / "client.key"))
         self.config_path.write_text("\n".join(lines))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.envs: dict[str, dict[str, str]] = {}
         self.admin = fauna.Client(self.endpoints, config=ClientConfig(timeout=2.0, request_timeout=1.0,
-                                                                      connect_timeout=0.5))
+                                                                      connect_timeout=0.5), tls=self.tls)
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -230,7 +246,7 @@ class FaunaCluster:
         return run
 
     def client(self, **config: object) -> fauna.Client:
-        return fauna.Client(self.endpoints, config=ClientConfig(**config))  # type: ignore[arg-type]
+        return fauna.Client(self.endpoints, config=ClientConfig(**config), tls=self.tls)  # type: ignore[arg-type]
 
 
 def _bin_dir() -> Path:
@@ -247,8 +263,8 @@ def _wait_for_binary(path: Path, timeout_s: float = 90.0) -> bool:
     return False
 
 
-@pytest.fixture(scope="session")
-def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaunaCluster]:
+def require_faunad() -> Path:
+    """$FAUNA_BIN/faunad; skips the test without it (fails if FAUNA_REQUIRE_CLUSTER is set)."""
     faunad = _bin_dir() / "faunad"
     if not os.access(faunad, os.X_OK):
         if os.environ.get("FAUNA_REQUIRE_CLUSTER"):
@@ -257,6 +273,12 @@ def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaunaC
         else:
             pytest.skip(f"no faunad at {faunad}: build it (swift build) or set FAUNA_BIN; "
                         "set FAUNA_REQUIRE_CLUSTER=1 to fail instead of skipping")
+    return faunad
+
+
+@pytest.fixture(scope="session")
+def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaunaCluster]:
+    faunad = require_faunad()
     run_dir = tmp_path_factory.mktemp("fauna-cluster")
     c = FaunaCluster(faunad.parent, run_dir)
     ok = False
