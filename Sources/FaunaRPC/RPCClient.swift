@@ -131,7 +131,8 @@ public final class RPCClient: Sendable {
             throw RPCClientError(.connectFailed, "connect to \(endpoint): \(error)")
         }
         if configuration.tls != nil {
-            try await waitForTLS(channel, endpoint: endpoint, hello: configuration.hello, timeout: configuration.connectTimeout + configuration.requestTimeout)
+            try await waitForTLS(
+                channel, endpoint: endpoint, hello: configuration.hello, timeout: configuration.connectTimeout + configuration.requestTimeout, end: end)
         }
         let client = RPCClient(channel: channel, configuration: configuration, end: end)
         if let hello = configuration.hello {
@@ -149,7 +150,11 @@ public final class RPCClient: Sendable {
     /// A handshake the node refused or could not speak is `tlsFailed` (final); one that got no
     /// answer, or a connection that closed before any TLS answer (a paused or killed node), is
     /// `connectFailed`, which callers retry elsewhere.
-    private static func waitForTLS(_ channel: any Channel, endpoint: Endpoint, hello: PeerHello?, timeout: TimeAmount) async throws(RPCClientError) {
+    /// `end`: a TLS refusal the connection's handler saw first (the pipeline may be gone by the
+    /// time the waiter is looked up) still counts as one.
+    private static func waitForTLS(
+        _ channel: any Channel, endpoint: Endpoint, hello: PeerHello?, timeout: TimeAmount, end: ConnectionEnd
+    ) async throws(RPCClientError) {
         let failure: String?
         var code = RPCClientError.Code.tlsFailed
         do {
@@ -166,9 +171,13 @@ public final class RPCClient: Sendable {
         } catch is TLSHandshakeWaiter.TimedOut {
             failure = "TLS handshake with \(endpoint): no answer within \(timeout.nanoseconds / 1_000_000) ms"
             code = .connectFailed
-        } catch let error where Self.closedDuringHandshake(error) {
-            failure = "TLS handshake with \(endpoint): the connection closed before the node answered (\(error))"
-            code = .connectFailed
+        } catch let error where TLSContexts.isRemoteClose(error) {
+            if let refusal = end.error, refusal.code == .tlsFailed {
+                failure = "TLS handshake with \(endpoint) failed: \(refusal.reason)"
+            } else {
+                failure = "TLS handshake with \(endpoint): the connection closed before the node answered (\(error))"
+                code = .connectFailed
+            }
         } catch {
             failure = "TLS handshake with \(endpoint) failed: \(error) (is the node's port plaintext, or its certificate from another CA or expired?)"
         }
@@ -176,16 +185,6 @@ public final class RPCClient: Sendable {
             try? await channel.close()
             throw RPCClientError(code, failure)
         }
-    }
-
-    /// Whether a handshake failed because the connection went away (the node stopped, or a
-    /// node dropped it) rather than by a TLS refusal. A plaintext Fauna node answers a TLS
-    /// client with an alert, so a bare close is not that case. BoringSSL reports the close
-    /// as an error whose only trace is its text.
-    private static func closedDuringHandshake(_ error: any Error) -> Bool {
-        if let e = error as? ChannelError, e == .ioOnClosedChannel || e == .eof { return true }
-        if let e = error as? NIOSSLError, case .uncleanShutdown = e { return true }
-        return "\(error)".contains("EOF during handshake")
     }
 
     private func handshake(_ hello: PeerHello) async throws(RPCClientError) {
@@ -368,7 +367,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         // An IO error (reset, broken pipe): the connection is gone, not misbehaving.
         guard closedReason == nil else { return }
         logger.debug("rpc connection failed", metadata: ["error": "\(error)"])
-        if error is NIOSSLError || error is BoringSSLError {
+        if (error is NIOSSLError || error is BoringSSLError) && !TLSContexts.isRemoteClose(error) {
             // With TLS 1.3 the node checks a client certificate after the client has finished
             // its side of the handshake: its refusal arrives here, as an alert.
             failAll("TLS: \(error) (the node refused this client's certificate: another CA, or expired?)", code: .tlsFailed)

@@ -568,6 +568,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             if decoding.code == .tlsHandshake { Self.answerTLSClient(context) }
             return close(context, "\(error)")
         }
+        if TLSContexts.isRemoteClose(error) {
+            return close(context, "the remote closed the connection without a TLS goodbye (\(error))", level: .debug)
+        }
         if error is NIOSSLError || error is BoringSSLError {
             return close(context, "TLS: \(error) (a certificate not issued by the cluster's CA, expired, or without a certificate on the peer port)")
         }

@@ -67,6 +67,19 @@ public final class TLSContexts: Sendable {
 
     var clientPort: NIOSSLContext? { current.withLockedValue { $0.clientPort } }
 
+    /// Whether a TLS error only says the other side went away (closed, or closed without
+    /// close_notify, e.g. a stopped process or a client that gave up on a handshake) rather
+    /// than refusing anything. A plaintext Fauna node answers a TLS client with an alert, so a
+    /// bare close never means that. BoringSSL reports a close during the handshake as an
+    /// error whose only trace is its text.
+    static func isRemoteClose(_ error: any Error) -> Bool {
+        if let e = error as? ChannelError, e == .ioOnClosedChannel || e == .eof { return true }
+        // The pipeline was already torn down when the handshake's waiter was looked up.
+        if let e = error as? ChannelPipelineError, e == .notFound { return true }
+        if let e = error as? NIOSSLError, case .uncleanShutdown = e { return true }
+        return "\(error)".contains("EOF during handshake")
+    }
+
     /// Puts the client port's TLS (a client certificate optional, verified when presented) at
     /// the front of `pipeline`: for a node's other servers, e.g. its HTTP metrics port.
     public func addClientPortTLS(to pipeline: ChannelPipeline.SynchronousOperations) throws {

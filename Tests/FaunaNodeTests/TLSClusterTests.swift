@@ -45,12 +45,14 @@ import Glibc
         // The metrics port serves HTTPS with the node's certificate, and not plain HTTP.
         let port = try #require(cluster.nodes["n1"]?.metrics)
         let get = """
-            import ssl, sys, urllib.request
-            ca, url = sys.argv[1], sys.argv[2]
-            c = ssl.create_default_context(cafile=ca) if ca != "-" else None
+            from ssl import create_default_context
+            from sys import argv
+            from urllib.request import urlopen
+            ca, url = argv[1], argv[2]
+            c = create_default_context(cafile=ca) if ca != "-" else None
             if c: c.check_hostname = False
             try:
-                r = urllib.request.urlopen(url, context=c, timeout=5)
+                r = urlopen(url, context=c, timeout=5)
                 print(r.status, r.read().decode()[:40])
             except Exception as e:
                 print("failed", type(e).__name__)
