@@ -5,6 +5,10 @@ run at once: CHAOS_PORT_BASE=7800 uses 7800-7899): node nK listens for peers on 
 for clients on PORT_BASE+30+K; the proxy's port for traffic *to* nK is PORT_BASE+60+K. Every node
 gets its own cluster.toml: its own peer address is its real listen address, the other nodes'
 are proxy ports (when the proxy is on), so all Raft traffic crosses the proxy.
+
+A secured cluster (`tls=True`, `tools/chaos --tls`) gets its certificates from tools/tls-certs in
+RUN/tls and a `[tls]` section in every config file, client.toml (fctl's) included; both ports of
+every node then speak TLS only (chaoslib.tls).
 """
 
 import json
@@ -16,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from . import powerloss as plfs, wire
+from . import powerloss as plfs, tls as tlslib, wire
 
 def _port_base():
     raw = os.environ.get("CHAOS_PORT_BASE", "7600")
@@ -81,7 +85,8 @@ class Cluster:
     """A cluster of faunad processes, all children of this process (--exit-with-parent)."""
 
     def __init__(self, bin_dir, run_dir, names, use_proxy=True, tick_ms=10, election_ticks=50,
-                 heartbeat_ticks=5, snapshot_entries=400, seed=0, log=print, broken=None, powerloss=False):
+                 heartbeat_ticks=5, snapshot_entries=400, seed=0, log=print, broken=None, powerloss=False,
+                 tls=False):
         self.bin_dir = bin_dir
         self.run_dir = run_dir
         self.names = list(names)
@@ -102,6 +107,9 @@ class Cluster:
         self.crashes = []  # (node, exit code) of exits this harness did not cause
         os.makedirs(os.path.join(run_dir, "data"), exist_ok=True)
         self.client_config = os.path.join(run_dir, "client.toml")
+        self.tls = tls
+        self.tls_files = None  # chaoslib.tls.Files, once write_configs made them
+        self.last_status_error = None  # why the last status() got no answer (a TLS failure, say)
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -114,6 +122,8 @@ class Cluster:
                  f'data_dir = "{os.path.join(self.run_dir, "data")}"',
                  f"tick_ms = {self.tick_ms}", f"election_ticks = {self.election_ticks}",
                  f"heartbeat_ticks = {self.heartbeat_ticks}", f"snapshot_entries = {self.snapshot_entries}", ""]
+        if self.tls:
+            lines += tlslib.TOML + [""]
         for n in members:
             k = node_number(n)
             peer = peer_port(k) if (n == own or not self.use_proxy or own is None) else proxy_port(k)
@@ -121,6 +131,9 @@ class Cluster:
         return "\n".join(lines)
 
     def write_configs(self):
+        """The config files; for a secured cluster first its certificates (RUN/tls)."""
+        if self.tls and self.tls_files is None:
+            self.tls_files = tlslib.make_certs(os.path.join(self.run_dir, tlslib.SUBDIR), self.names)
         for n in self.names:
             with open(self.nodes[n].config_path, "w") as f:
                 f.write(self._toml(n, self.names))
@@ -150,13 +163,15 @@ class Cluster:
             return
         spec = {"listen": {str(node_number(n)): [proxy_port(node_number(n)), peer_port(node_number(n))]
                            for n in self.names}, "seed": self.seed}
+        if self.tls:  # the proxy terminates TLS on both sides with the run's certificates
+            spec["tls"] = {"dir": self.tls_files.dir}
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.proxy = subprocess.Popen([sys.executable, "-m", "chaoslib.proxy", json.dumps(spec)], cwd=here,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                       start_new_session=True)
         line = self.proxy.stdout.readline().strip()
         if line != "ready":
-            raise RuntimeError(f"proxy did not start (said {line!r})")
+            raise RuntimeError(f"proxy did not start (said {line!r}; its error, if any, is above)")
 
     def set_network(self, blocked=(), delay_ms=(0, 0), dup=0.0, reorder=False):
         if not self.proxy:
@@ -388,14 +403,18 @@ class Cluster:
         k = node_number(name)
         try:
             c = wire.Connection("127.0.0.1", client_port(k), connect_timeout=timeout)
-        except OSError:
+        except OSError as e:
+            self.last_status_error = f"{name}: connect: {type(e).__name__}: {e}"
             return None
         try:
             kind, body = c.request(wire.KIND_STATUS, b"", timeout)
             if kind != wire.KIND_STATUS_RESPONSE:
+                self.last_status_error = f"{name}: answer kind {kind:#04x}" + (
+                    f" ({wire.parse_error(body)})" if kind == wire.KIND_ERROR else "")
                 return None
             return wire.parse_status(body)
-        except (OSError, wire.ProtocolError):
+        except (OSError, wire.ProtocolError) as e:
+            self.last_status_error = f"{name}: status: {type(e).__name__}: {e}"
             return None
         finally:
             c.close()

@@ -16,13 +16,26 @@ Rules come as one JSON object per line on stdin; each line replaces the previous
 process exits when stdin closes (so it dies with the harness).
 
     python3 -m chaoslib.proxy '{"listen": {"1": [7621, 7601], ...}, "seed": 7}'
+
+A secured cluster (`"tls": {"dir": "RUN/tls"}`, chaoslib.tls) has mutual TLS on its peer ports,
+and the proxy terminates it on both sides, with the run's test CA. On its port for node nD it
+presents nD's certificate (the dialling node checks that it names the node it dialled) and
+requires a certificate of the CA; the peerHello inside must come `from` a node that
+certificate names (as the node itself would check). It then dials nD with TLS as that source
+node nS, presenting nS's certificate, and checks that nD's names nD. Frames are unchanged
+inside. Handshakes are bounded by `TLS_HANDSHAKE_S`; refusals are counted (`tlsRefused`, the
+last few reasons in `tlsReasons`) in the stats.
 """
 
 import asyncio
 import json
+import os
 import random
+import ssl
 import struct
 import sys
+
+from . import tls as tlslib
 
 HEADER_BYTES = 22
 KIND_RAFT_MESSAGES = 0x02
@@ -48,6 +61,41 @@ class Rules:
 RULES = Rules()
 RNG = random.Random(0)
 STATS = {"frames": 0, "dropped": 0, "duplicated": 0, "connections": 0}
+TLS_HANDSHAKE_S = 5.0
+CLOSED = (ssl.SSLEOFError, ssl.SSLZeroReturnError)  # the other side went away (a killed node)
+
+
+class TLS:
+    """The contexts of a secured run: one server context per destination, one client context
+    per source node (made when first needed: a node may join later)."""
+
+    def __init__(self, directory, dst_ids):
+        self.files = tlslib.Files(directory)
+        self._servers = {d: tlslib.proxy_server_context(self.files, f"n{d}") for d in dst_ids}
+        self._clients = {}
+
+    def server(self, dst_id):
+        return self._servers[dst_id]
+
+    def client(self, src_id):
+        ctx = self._clients.get(src_id)
+        if ctx is None:
+            cert, key = self.files.node_cert(f"n{src_id}")
+            if not (os.path.isfile(cert) and os.path.isfile(key)):
+                raise ValueError(f"no certificate for n{src_id} in {self.files.dir}")
+            ctx = self._clients[src_id] = tlslib.proxy_client_context(self.files, f"n{src_id}")
+        return ctx
+
+
+TLS_STATE = None
+
+
+def tls_refused(reason):
+    STATS["tlsRefused"] = STATS.get("tlsRefused", 0) + 1
+    reasons = STATS.setdefault("tlsReasons", [])
+    if reason not in reasons:
+        reasons.append(reason)
+        del reasons[:-5]
 
 
 async def read_frame(reader):
@@ -121,13 +169,39 @@ async def handle(client_reader, client_writer, dst_port, dst_id):
     STATS["connections"] += 1
     server_writer = None
     try:
+        if TLS_STATE is not None:  # the dialling node's handshake, this proxy as the destination
+            try:
+                await client_writer.start_tls(TLS_STATE.server(dst_id), ssl_handshake_timeout=TLS_HANDSHAKE_S)
+            except ssl.SSLError as e:
+                if not isinstance(e, CLOSED):
+                    tls_refused(f"a node dialling n{dst_id}: {e}")
+                return
         header, body = await asyncio.wait_for(read_frame(client_reader), 10)
         if header[8] != 0x01:
             return
         src, to = parse_hello(body)
         if to != dst_id:
             return
-        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", dst_port)
+        if TLS_STATE is None:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", dst_port)
+        else:
+            names = tlslib.dns_names(client_writer.get_extra_info("peercert"))
+            if f"n{src}" not in names:  # the node would refuse it too: do not speak for it
+                tls_refused(f"hello from n{src} on a connection whose certificate names {sorted(names)}")
+                return
+            try:
+                ctx = TLS_STATE.client(src)
+            except (ValueError, OSError) as e:
+                tls_refused(f"n{src}: {e}")
+                return
+            try:
+                server_reader, server_writer = await asyncio.open_connection(
+                    "127.0.0.1", dst_port, ssl=ctx, server_hostname=f"n{dst_id}",
+                    ssl_handshake_timeout=TLS_HANDSHAKE_S)
+            except ssl.SSLError as e:  # a down or paused node is an OSError/timeout, not counted
+                if not isinstance(e, CLOSED):
+                    tls_refused(f"dialling n{dst_id} as n{src}: {e}")
+                return
         if (src, dst_id) not in RULES.blocked:
             server_writer.write(header + body)
         else:
@@ -138,7 +212,9 @@ async def handle(client_reader, client_writer, dst_port, dst_id):
         a.cancel()
         b.cancel()
     except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, IndexError):
-        pass
+        pass  # ssl.SSLError is an OSError
+    except asyncio.CancelledError:
+        pass  # the proxy is exiting (stdin closed) with this connection open: quietly
     finally:
         for w in (client_writer, server_writer):
             if w is not None:
@@ -165,8 +241,10 @@ async def control():
 
 
 async def main(spec):
-    global RNG
+    global RNG, TLS_STATE
     RNG = random.Random(spec.get("seed", 0))
+    if spec.get("tls"):
+        TLS_STATE = TLS(spec["tls"]["dir"], [int(d) for d in spec["listen"]])
     servers = []
     for dst, (listen_port, real_port) in spec["listen"].items():
         dst_id = int(dst)

@@ -10,6 +10,7 @@ import time
 
 from . import checker
 from . import cluster as cl
+from . import tls as tlslib
 from . import nemesis as nm
 from . import leases as ls
 from . import watcher as wt
@@ -85,6 +86,7 @@ class RunOptions:
         self.register_workers = 4
         self.election_ticks = 50
         self.snapshot_entries = 400
+        self.tls = False  # a secured cluster: TLS on both ports, the harness's connections too
         self.log = print
         self.__dict__.update(kw)
 
@@ -123,12 +125,13 @@ def run_once(o: RunOptions, index=0):
     needs_proxy = o.use_proxy or any(f in nm.NETWORK for f in o.faults)
     powerloss = any(f in nm.POWER_LOSS for f in o.faults)
     c = cl.Cluster(o.bin_dir, run_dir, names, use_proxy=needs_proxy, election_ticks=o.election_ticks,
-                   snapshot_entries=o.snapshot_entries, seed=o.seed, log=log, broken=o.broken, powerloss=powerloss)
+                   snapshot_entries=o.snapshot_entries, seed=o.seed, log=log, broken=o.broken, powerloss=powerloss,
+                   tls=o.tls)
     result = {"seed": o.seed, "nodes": o.nodes, "faults": o.faults, "workloads": o.workloads, "schedule": steps,
               "runDir": run_dir, "history": os.path.join(run_dir, "history.jsonl"), "failures": []}
     header = {"seed": o.seed, "nodes": names, "faults": o.faults, "workloads": o.workloads, "schedule": steps,
               "timeSeconds": o.time_s, "binDir": o.bin_dir, "broken": o.broken,
-              "electionTimeoutMs": c.tick_ms * c.election_ticks, "proxy": needs_proxy, "powerLossFS": powerloss}
+              "electionTimeoutMs": c.tick_ms * c.election_ticks, "proxy": needs_proxy, "powerLossFS": powerloss, "tls": o.tls}
     history = None
     journal = None
     workers = []
@@ -141,12 +144,15 @@ def run_once(o: RunOptions, index=0):
     try:
         c.check_ports()
         c.write_configs()
+        # Every connection of this run to a client port: TLS with the run's CA and client certificate.
+        wire.use_tls(tlslib.client_context(c.tls_files) if o.tls else None)
         c.start_proxy()
         for n in names:
             c.start(n)
         leader = c.wait_for_leader(30)
         if not leader:
-            result["failures"].append({"check": "start", "message": "no leader 30 s after starting the cluster"})
+            result["failures"].append({"check": "start", "message": "no leader 30 s after starting the cluster"
+                                       + (f" (last status check: {c.last_status_error})" if c.last_status_error else "")})
             return result
         log(f"run {index}: seed {o.seed}, {o.nodes} nodes, faults {','.join(o.faults) or 'none'}, "
             f"workloads {','.join(o.workloads)}, {o.time_s:.0f} s; leader {leader} after {time.monotonic() - started:.1f} s; {run_dir}")
@@ -238,6 +244,7 @@ def run_once(o: RunOptions, index=0):
             if not w.done.is_set():
                 w.stop(0)
         c.shutdown()
+        wire.use_tls(None)
         for n in names:
             c.note_exit(n)
         if c.crashes:

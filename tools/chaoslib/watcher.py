@@ -16,6 +16,7 @@ from fauna import codec
 from fauna import wire as fw
 from fauna.errors import ProtocolError
 
+from . import wire
 from .cluster import client_port, node_number
 from .workload import SET_PREFIX
 
@@ -79,8 +80,11 @@ class Watcher(threading.Thread):
     def watch_on(self, name):
         """One watch on `name` until it breaks or the target is reached."""
         try:
-            sock = socket.create_connection(("127.0.0.1", client_port(node_number(name))), timeout=1.0)
-        except OSError:
+            # TLS in a secured run (wire.use_tls); a failed handshake is a node not reached.
+            sock = wire.open_socket("127.0.0.1", client_port(node_number(name)), timeout=1.0)
+        except OSError as e:
+            if wire.tls_context() is not None and not isinstance(e, (socket.timeout, ConnectionRefusedError)):
+                self.problems.append(f"{name}: connect: {type(e).__name__}: {e}")
             return
         try:
             sock.settimeout(0.5)
@@ -112,7 +116,7 @@ class Watcher(threading.Thread):
         except (OSError, ProtocolError) as e:
             self.problems.append(f"{name}: {e}")
         finally:
-            sock.close()
+            wire.close_socket(sock)
 
     def take(self, response):
         """Applies one frame; False when the stream ended."""

@@ -1,7 +1,15 @@
 """What the chaos harness needs of Fauna's protocol, on top of the Python client package
 (clients/python, `fauna`): its codecs and connections, with the harness's dict shapes for
 results (the history files and the checker read those).
+
+In a secured run (`tools/chaos --tls`) the runner sets `use_tls(context)` for the run: every
+connection the harness opens to a client port (`Connection`, `open_socket`) then speaks TLS
+with that context (chaoslib.tls.client_context: the run's CA, the client certificate).
 """
+
+import socket
+import ssl
+import time
 
 from fauna import audit as fauna_audit, codec, errors
 from fauna import wire as fw
@@ -120,19 +128,109 @@ def parse_status(body: bytes) -> dict:
             "dbSizeBytes": st.db_size_bytes}
 
 
-# --- a connection ----------------------------------------------------------------------------
+# --- a connection ---------------------------------------------------------------------------
+
+_TLS = None  # the ssl.SSLContext of the current run's client connections; None: plaintext
+
+
+def use_tls(context):
+    """Every connection opened from now on speaks TLS with `context` (None: plaintext)."""
+    global _TLS
+    _TLS = context
+
+
+def tls_context():
+    return _TLS
+
+
+def open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected socket to a client port, TLS (handshake done) when `use_tls` set a context.
+    The connect and the handshake are bounded by `timeout` each. Raises OSError (ssl.SSLError
+    is one): a refused or failed handshake is retried like a refused connection, and reported
+    by the node's status check (cluster.Cluster.status) when nothing answers."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if _TLS is None:
+            return sock
+        tls = _TLS.wrap_socket(sock, server_side=False, do_handshake_on_connect=False)
+        sock = tls
+        tls.settimeout(timeout)
+        tls.do_handshake()
+        return tls
+    except BaseException:
+        sock.close()
+        raise
+
+
+def close_socket(sock):
+    """Closes a socket of `open_socket`; a TLS one after sending close_notify, without waiting
+    for the node's (a node logs a TLS connection closed without it as a failed session)."""
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            sock.settimeout(0.0)
+            sock.unwrap()
+        except (OSError, ValueError):  # SSLWantReadError: close_notify sent, the answer not awaited
+            pass
+    sock.close()
+
+
+class _TLSConnection:
+    """One TLS connection to a client port, one request at a time (each harness connection is
+    used by one thread). Request IDs count up from 1; an answer to an earlier ID cannot arrive:
+    `Connection` closes the connection after any failure, a timed-out request's included."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float):
+        self._sock = open_socket(host, port, connect_timeout)
+        self._decoder = codec.FrameDecoder()
+        self._next = 1
+        self._frames = []
+
+    def close(self):
+        try:
+            close_socket(self._sock)
+        except OSError:
+            pass
+
+    def call(self, kind: int, body: bytes, timeout: float):
+        rid = self._next
+        self._next += 1
+        deadline = time.monotonic() + timeout
+        self._sock.settimeout(max(0.01, timeout))
+        self._sock.sendall(codec.frame(kind, rid, body))
+        while True:
+            while self._frames:
+                f = self._frames.pop(0)
+                if f.request_id != rid:
+                    raise ProtocolError(f"answer kind {f.kind:#04x} to request {f.request_id}, want {rid}")
+                if f.more:
+                    raise ProtocolError(f"streamed answer (kind {f.kind:#04x}) to request {rid}")
+                return f.kind, f.body
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer to request {rid} within {timeout:.2f} s")
+            self._sock.settimeout(left)
+            data = self._sock.recv(1 << 16)
+            if not data:
+                raise ConnectionResetError("connection closed by the node")
+            self._frames += self._decoder.feed(data)
+
 
 class Connection:
-    """One connection to a node's client port (fauna.pool.Connection), closed after any failure.
+    """One connection to a node's client port (fauna.pool.Connection; with `use_tls`, the
+    harness's own TLS connection), closed after any failure.
 
     Raises OSError subclasses (fauna's ConnectionFailed / ConnectionLost / RequestTimeout are
-    ConnectionError / TimeoutError) or ProtocolError, as the harness expects.
+    ConnectionError / TimeoutError; ssl.SSLError) or ProtocolError, as the harness expects.
     """
 
     def __init__(self, host: str, port: int, connect_timeout: float = 1.0):
         self.address = (host, port)
-        self._conn = _PooledConnection(Endpoint(host, port), ClientConfig(connect_timeout=connect_timeout),
-                                       connect_timeout)
+        if _TLS is not None:
+            self._conn = _TLSConnection(host, port, connect_timeout)
+        else:
+            self._conn = _PooledConnection(Endpoint(host, port), ClientConfig(connect_timeout=connect_timeout),
+                                           connect_timeout)
 
     def close(self):
         self._conn.close()
