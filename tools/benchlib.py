@@ -15,8 +15,9 @@ class ClusterError(Exception):
 
 
 class LocalCluster:
-    def __init__(self, bindir, tmp, name, first_port, extra_args=()):
-        """Nodes n1..n3 with peer ports first_port, +2, +4 and client ports one above each."""
+    def __init__(self, bindir, tmp, name, first_port, extra_args=(), tls=False):
+        """Nodes n1..n3 with peer ports first_port, +2, +4 and client ports one above each.
+        tls: a local CA and certificates in tmp/tls (tools/tls-certs) and a [tls] section."""
         self.bindir = bindir
         self.tmp = tmp
         self.name = name
@@ -25,6 +26,7 @@ class LocalCluster:
         self.extra_args = list(extra_args)
         self.config = os.path.join(tmp, "cluster.toml")
         self.procs = []
+        self.tls = tls
 
     def start(self, timeout=60):
         """Starts the three nodes on an empty data directory; returns the leader's client
@@ -35,6 +37,15 @@ class LocalCluster:
             for i in range(3):
                 f.write(f'\n[[node]]\nid = "n{i+1}"\npeer = "127.0.0.1:{self.peer_ports[i]}"\n'
                         f'client = "127.0.0.1:{self.client_ports[i]}"\n')
+            if self.tls:
+                f.write('\n[tls]\nca = "tls/ca.crt"\ncert = "tls/{id}.crt"\nkey = "tls/{id}.key"\n'
+                        'client_cert = "tls/client.crt"\nclient_key = "tls/client.key"\n')
+        if self.tls:
+            certs = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls-certs"),
+                                    os.path.join(self.tmp, "tls"), "n1", "n2", "n3"],
+                                   capture_output=True, text=True, timeout=60)
+            if certs.returncode != 0:
+                raise ClusterError(f"tools/tls-certs failed: {certs.stderr[-500:]}")
         for i in range(3):
             d = os.path.join(self.tmp, "data", f"n{i+1}")
             os.makedirs(d, exist_ok=True)
