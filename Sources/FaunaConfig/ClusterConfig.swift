@@ -45,6 +45,7 @@ public struct ClusterConfig: Sendable, Equatable {
     /// key = "tls/{id}.key"
     /// client_cert = "tls/client.crt" # what fctl and the client library present
     /// client_key = "tls/client.key"
+    /// client_auth = "require"        # or "optional" (the default)
     /// ```
     public struct TLS: Sendable, Equatable {
         public var ca: String
@@ -52,6 +53,9 @@ public struct ClusterConfig: Sendable, Equatable {
         public var key: String
         public var clientCertificate: String?
         public var clientKey: String?
+        /// `client_auth = "require"`: the client and metrics ports accept only clients that
+        /// present a certificate of the CA; "optional" (default): verified when presented.
+        public var requireClientCertificate: Bool = false
 
         /// The certificate and key paths of node `name` (`{id}` replaced).
         public func nodeFiles(_ name: String) -> (ca: String, certificate: String, key: String) {
@@ -155,6 +159,11 @@ public struct ClusterConfig: Sendable, Equatable {
                 throw ConfigError("tls.client_cert and tls.client_key: give both or neither")
             }
             tls = TLS(ca: t.ca, certificate: t.cert, key: t.key, clientCertificate: t.client_cert, clientKey: t.client_key)
+            switch t.client_auth ?? "optional" {
+            case "optional": break
+            case "require": tls?.requireClientCertificate = true
+            case let other: throw ConfigError("tls.client_auth \"\(other)\": want \"optional\" or \"require\"")
+            }
         }
 
         var seenIDs: Set<NodeID> = []
@@ -251,6 +260,7 @@ struct RawConfig: Decodable {
         var key: String
         var client_cert: String?
         var client_key: String?
+        var client_auth: String?
     }
 
     var cluster: Cluster

@@ -75,7 +75,9 @@ public struct NodeSettings: Sendable {
             let files = tls.nodeFiles(name)
             let path = { (p: String) in p.hasPrefix("/") ? p : "\(baseDirectory)/\(p)" }
             do {
-                self.tls = try TLSContexts(files: TLSFiles(ca: path(files.ca), certificate: path(files.certificate), key: path(files.key)), role: .node)
+                self.tls = try TLSContexts(
+                    files: TLSFiles(ca: path(files.ca), certificate: path(files.certificate), key: path(files.key)), role: .node,
+                    requireClientCertificate: tls.requireClientCertificate)
             } catch {
                 throw ConfigError("[tls] of \(name): \(error.message)")
             }

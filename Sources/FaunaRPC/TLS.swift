@@ -40,7 +40,7 @@ public final class TLSContexts: Sendable {
     public enum Role: Sendable { case node, client }
 
     struct Contexts {
-        /// The client port's: a client certificate is optional, and verified when presented.
+        /// The client port's: a client certificate verified when presented, or required.
         var clientPort: NIOSSLContext?
         /// The peer port's: a certificate of the cluster's CA is required.
         var peerPort: NIOSSLContext?
@@ -51,17 +51,21 @@ public final class TLSContexts: Sendable {
 
     public let files: TLSFiles
     public let role: Role
+    /// A node's client port (and metrics port) accepts only clients that present a
+    /// certificate of the CA (`client_auth = "require"`); false: verified when presented.
+    public let requireClientCertificate: Bool
     private let current: NIOLockedValueBox<Contexts>
 
-    public init(files: TLSFiles, role: Role) throws(TLSSetupError) {
+    public init(files: TLSFiles, role: Role, requireClientCertificate: Bool = false) throws(TLSSetupError) {
         self.files = files
         self.role = role
-        current = NIOLockedValueBox(try Self.load(files, role: role))
+        self.requireClientCertificate = requireClientCertificate
+        current = NIOLockedValueBox(try Self.load(files, role: role, requireClientCertificate: requireClientCertificate))
     }
 
     /// Reads the files again; on an error the contexts in use stay.
     public func reload() throws(TLSSetupError) {
-        let fresh = try Self.load(files, role: role)
+        let fresh = try Self.load(files, role: role, requireClientCertificate: requireClientCertificate)
         current.withLockedValue { $0 = fresh }
     }
 
@@ -74,6 +78,7 @@ public final class TLSContexts: Sendable {
     /// error whose only trace is its text.
     static func isRemoteClose(_ error: any Error) -> Bool {
         if let e = error as? ChannelError, e == .ioOnClosedChannel || e == .eof { return true }
+        if let e = error as? IOError, e.errnoCode == ECONNRESET || e.errnoCode == EPIPE { return true }
         // The pipeline was already torn down when the handshake's waiter was looked up.
         if let e = error as? ChannelPipelineError, e == .notFound { return true }
         if let e = error as? NIOSSLError, case .uncleanShutdown = e { return true }
@@ -89,7 +94,7 @@ public final class TLSContexts: Sendable {
     var peerPort: NIOSSLContext? { current.withLockedValue { $0.peerPort } }
     var dialer: NIOSSLContext { current.withLockedValue { $0.dialer } }
 
-    private static func load(_ files: TLSFiles, role: Role) throws(TLSSetupError) -> Contexts {
+    private static func load(_ files: TLSFiles, role: Role, requireClientCertificate: Bool) throws(TLSSetupError) -> Contexts {
         let ca = try certificates(files.ca, what: "CA certificate")
         var chain: [NIOSSLCertificate] = []
         var key: NIOSSLPrivateKey?
@@ -136,7 +141,8 @@ public final class TLSContexts: Sendable {
             var server = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
             server.minimumTLSVersion = .tlsv13
             server.trustRoots = .certificates(ca)
-            server.certificateVerification = .optionalVerification
+            // A server's `.noHostnameVerification` requires the peer's certificate.
+            server.certificateVerification = requireClientCertificate ? .noHostnameVerification : .optionalVerification
             contexts.clientPort = try context(server, "client port")
             server.certificateVerification = .noHostnameVerification
             contexts.peerPort = try context(server, "peer port")

@@ -35,6 +35,19 @@ import Testing
         #expect(try config.node(named: "n2").metrics == nil)
     }
 
+    static let tls = "\n[tls]\nca = \"tls/ca.crt\"\ncert = \"tls/{id}.crt\"\nkey = \"tls/{id}.key\"\n"
+
+    @Test func tlsSectionWithTheNodeTemplateAndClientAuth() throws {
+        var config = try ClusterConfig(parsing: Self.valid + Self.tls)
+        let tls = try #require(config.tls)
+        #expect(tls.nodeFiles("n2") == ("tls/ca.crt", "tls/n2.crt", "tls/n2.key"))
+        #expect(tls.clientCertificate == nil && !tls.requireClientCertificate)
+        config = try ClusterConfig(
+            parsing: Self.valid + Self.tls + "client_cert = \"tls/client.crt\"\nclient_key = \"tls/client.key\"\nclient_auth = \"require\"\n")
+        #expect(config.tls?.clientCertificate == "tls/client.crt" && config.tls?.requireClientCertificate == true)
+        #expect(try ClusterConfig(parsing: Self.valid).tls == nil)
+    }
+
     @Test func theRepositoryClusterFileIsValid() throws {
         let text = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/FaunaConfigTests/ClusterConfigTests.swift", with: "cluster.toml"), encoding: .utf8)
         let config = try ClusterConfig(parsing: text)
@@ -56,6 +69,10 @@ import Testing
             of: "client = \"127.0.0.1:7102\"", with: "client = \"127.0.0.1:7102\"\nmetrics = \"127.0.0.1:7101\""), "also n1.client"),
         ("bad metrics address", Self.valid.replacingOccurrences(
             of: "client = \"127.0.0.1:7102\"", with: "client = \"127.0.0.1:7102\"\nmetrics = \"7202\""), "want host:port"),
+        ("empty tls.ca", Self.valid + Self.tls.replacingOccurrences(of: "\"tls/ca.crt\"", with: "\"\""), "tls.ca is empty"),
+        ("client cert without key", Self.valid + Self.tls + "client_cert = \"c.crt\"\n", "give both or neither"),
+        ("bad client_auth", Self.valid + Self.tls + "client_auth = \"yes\"\n", "want \"optional\" or \"require\""),
+        ("tls without key", Self.valid + Self.tls.replacingOccurrences(of: "key = \"tls/{id}.key\"\n", with: ""), "key"),
     ])
     func invalidFilesGiveOneLineErrors(what: String, text: String, mentions: String) {
         #expect {

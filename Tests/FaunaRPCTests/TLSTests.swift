@@ -98,6 +98,24 @@ struct TestPKI {
             #expect(s.nodeID == NodeID(2))
             await c.close()
         }
+
+        // `client_auth = "require"`: the cluster's client certificate is answered; no
+        // certificate is refused (TLS 1.3: after the client's side of the handshake, as an
+        // alert on the first call at the latest), final, not a dropped connection.
+        let strict = try await Self.server(
+            logs, tls: try TLSContexts(files: TestPKI.node(pki, "n2"), role: .node, requireClientCertificate: true))
+        let strictTarget = try endpoint(of: strict)
+        let allowed = try await RPCClient.connect(to: strictTarget, configuration: try Self.client(TestPKI.client(pki)), group: group, logger: logs.logger)
+        if case .statusResponse = try await allowed.call(.status()) {} else { Issue.record("no status with a client certificate") }
+        await allowed.close()
+        await #expect {
+            let c = try await RPCClient.connect(
+                to: strictTarget, configuration: try Self.client(TLSFiles(ca: "\(pki)/ca.crt", certificate: nil, key: nil)), group: group,
+                logger: logs.logger)
+            _ = try await c.call(.status())
+            await c.close()
+        } throws: { ($0 as? RPCClientError)?.code == .tlsFailed && "\($0)".contains("CERTIFICATE_REQUIRED") }
+        try await strict.close()
         // Plaintext on the TLS port: one plaintext tlsRequired answer, then the close.
         let plain = try await RPCClient.connect(to: target, configuration: try Self.client(nil), group: group, logger: logs.logger)
         let answer = try await plain.call(.status())
