@@ -28,6 +28,11 @@ struct Fctl: AsyncParsableCommand {
               5  internal error (bug, broken stream, local IO error)
               6  verification failed: a proof, signature or consistency check failed,
                  or audit found a node that differs
+              7  security: TLS failed (another CA, expired certificate, TLS on one
+                 side only) or a --ca/--cert/--key file cannot be read
+
+            TLS (docs/SECURITY.md): with [tls] in the config, fctl trusts its ca and
+            presents its client_cert; --ca, --cert and --key override them.
             """,
         subcommands: [
             Put.self, Get.self, Del.self, RangeCommand.self, Txn.self, Compact.self, Watch.self, LeaseCommand.self, LockCommand.self, ElectCommand.self,
