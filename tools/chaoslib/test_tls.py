@@ -54,7 +54,7 @@ def read_frames(sock, want, timeout=5.0):
 class FakeNode(threading.Thread):
     """A TLS port like a node's: presents `cert_name`'s certificate, requires one of the CA.
     Records each connection's client certificate names, frames and how it ended; answers every
-    frame but a peer hello with a frame of the same kind and request ID, body b"re:" + body."""
+    frame but a peer hello with its answer kind (kind | 0x80) and the same request ID, body b"re:" + body."""
 
     def __init__(self, files, cert_name):
         super().__init__(daemon=True)
@@ -99,7 +99,7 @@ class FakeNode(threading.Thread):
                 for f in decoder.feed(data):
                     rec["frames"].append(f)
                     if f.kind != KIND_PEER_HELLO:
-                        s.sendall(codec.frame(f.kind, f.request_id, b"re:" + f.body))
+                        s.sendall(codec.frame(f.kind | 0x80, f.request_id, b"re:" + f.body))
         except (OSError, ValueError) as e:
             rec["end"] = f"{type(e).__name__}: {e}"
         finally:
@@ -259,8 +259,8 @@ class Secured(unittest.TestCase):
         self.node.start()
         wire.use_tls(tlslib.client_context(self.files))
         c = wire.Connection("127.0.0.1", self.node.port, connect_timeout=5.0)
-        self.assertEqual(c.request(0x10, b"status?", 5.0), (0x10, b"re:status?"))
-        self.assertEqual(c.request(0x11, b"again", 5.0), (0x11, b"re:again"))
+        self.assertEqual(c.request(0x10, b"status?", 5.0), (0x90, b"re:status?"))
+        self.assertEqual(c.request(0x11, b"again", 5.0), (0x91, b"re:again"))
         c.close()
         conns = self.node.wait_conns(1)
         self.assertEqual(conns[0]["cn"], "root", "the harness must present the client certificate")

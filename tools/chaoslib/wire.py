@@ -9,13 +9,13 @@ with that context (chaoslib.tls.client_context: the run's CA, the client certifi
 
 import socket
 import ssl
-import time
 
 from fauna import audit as fauna_audit, codec, errors
 from fauna import wire as fw
 from fauna.config import ClientConfig
 from fauna.errors import ProtocolError, ServerError  # noqa: F401  (re-exported for the harness)
 from fauna.pool import Connection as _PooledConnection
+from fauna.tls import ClientTLS
 from fauna.wire import Endpoint, KeyRange, Kind
 
 KIND_WRITE = Kind.WRITE
@@ -175,62 +175,18 @@ def close_socket(sock):
     sock.close()
 
 
-class _TLSConnection:
-    """One TLS connection to a client port, one request at a time (each harness connection is
-    used by one thread). Request IDs count up from 1; an answer to an earlier ID cannot arrive:
-    `Connection` closes the connection after any failure, a timed-out request's included."""
-
-    def __init__(self, host: str, port: int, connect_timeout: float):
-        self._sock = open_socket(host, port, connect_timeout)
-        self._decoder = codec.FrameDecoder()
-        self._next = 1
-        self._frames = []
-
-    def close(self):
-        try:
-            close_socket(self._sock)
-        except OSError:
-            pass
-
-    def call(self, kind: int, body: bytes, timeout: float):
-        rid = self._next
-        self._next += 1
-        deadline = time.monotonic() + timeout
-        self._sock.settimeout(max(0.01, timeout))
-        self._sock.sendall(codec.frame(kind, rid, body))
-        while True:
-            while self._frames:
-                f = self._frames.pop(0)
-                if f.request_id != rid:
-                    raise ProtocolError(f"answer kind {f.kind:#04x} to request {f.request_id}, want {rid}")
-                if f.more:
-                    raise ProtocolError(f"streamed answer (kind {f.kind:#04x}) to request {rid}")
-                return f.kind, f.body
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no answer to request {rid} within {timeout:.2f} s")
-            self._sock.settimeout(left)
-            data = self._sock.recv(1 << 16)
-            if not data:
-                raise ConnectionResetError("connection closed by the node")
-            self._frames += self._decoder.feed(data)
-
-
 class Connection:
-    """One connection to a node's client port (fauna.pool.Connection; with `use_tls`, the
-    harness's own TLS connection), closed after any failure.
+    """One connection to a node's client port (fauna.pool.Connection, with TLS after
+    `use_tls`), closed after any failure.
 
     Raises OSError subclasses (fauna's ConnectionFailed / ConnectionLost / RequestTimeout are
-    ConnectionError / TimeoutError; ssl.SSLError) or ProtocolError, as the harness expects.
+    ConnectionError / TimeoutError; a refused TLS handshake becomes a ConnectionError) or ProtocolError, as the harness expects.
     """
 
     def __init__(self, host: str, port: int, connect_timeout: float = 1.0):
         self.address = (host, port)
-        if _TLS is not None:
-            self._conn = _TLSConnection(host, port, connect_timeout)
-        else:
-            self._conn = _PooledConnection(Endpoint(host, port), ClientConfig(connect_timeout=connect_timeout),
-                                           connect_timeout)
+        self._conn = _PooledConnection(Endpoint(host, port), ClientConfig(connect_timeout=connect_timeout),
+                                       connect_timeout, tls=None if _TLS is None else ClientTLS.of(_TLS))
 
     def close(self):
         self._conn.close()
@@ -239,6 +195,11 @@ class Connection:
         """Sends one request; returns (kind, body) of its answer."""
         try:
             return self._conn.call(kind, body, timeout)
+        except errors.TLSError as e:
+            # A refused handshake is, to the harness, a node not reached (as an ssl.SSLError
+            # of a raw socket would be): an OSError.
+            self.close()
+            raise ConnectionError(str(e)) from e
         except BaseException:
             self.close()
             raise

@@ -193,6 +193,8 @@ class Connection(Demuxed):
         return waiter.answer
 
     def close(self) -> None:
+        if self._tls is not None and not self._demux.is_closed:
+            self._tls.goodbye()
         self._fail("closed by the client")
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout=2.0)

@@ -226,6 +226,23 @@ class TLSStream:
     def version(self) -> Optional[str]:
         return self._obj.version()
 
+    def goodbye(self) -> None:
+        """Sends close_notify (best effort, without waiting for the node's): a node logs a TLS
+        session ended without it as a dropped connection."""
+        try:
+            with self._send_lock:
+                with self._lock:
+                    try:
+                        self._obj.unwrap()
+                    except (ssl.SSLWantReadError, ssl.SSLError, ValueError):
+                        pass  # sent; the node's own close_notify is not awaited
+                    out = self._out.read()
+                if out:
+                    self._sock.settimeout(0.1)
+                    self._sock.sendall(out)
+        except OSError:
+            pass
+
     def send(self, data: bytes) -> None:
         """Encrypts and sends all of `data` (socket errors propagate as OSError)."""
         view = memoryview(data)
