@@ -53,8 +53,9 @@ public struct ClusterConfig: Sendable, Equatable {
         public var key: String
         public var clientCertificate: String?
         public var clientKey: String?
-        /// `client_auth = "require"`: the client and metrics ports accept only clients that
-        /// present a certificate of the CA; "optional" (default): verified when presented.
+        /// `client_auth = "require"`: the client port accepts only clients that present a
+        /// certificate of the CA; "optional" (default): verified when presented. The metrics
+        /// port never requires one.
         public var requireClientCertificate: Bool = false
 
         /// The certificate and key paths of node `name` (`{id}` replaced).

@@ -31,7 +31,7 @@ final class HTTPStatusServer: Sendable {
     private init(channel: any Channel) { self.channel = channel }
 
     /// Binds `host:port` and serves `route` (called on an event loop with the path without
-    /// its query: must not block). With `tls`, HTTPS with the client port's certificate.
+    /// its query: must not block). With `tls`, HTTPS with the node's certificate.
     static func start(
         host: String, port: Int, tls: TLSContexts? = nil, group: any EventLoopGroup, logger: Logger,
         route: @escaping @Sendable (String) -> HTTPAnswer
@@ -53,7 +53,7 @@ final class HTTPStatusServer: Sendable {
                 channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let tls { try tls.addClientPortTLS(to: sync) }
+                    if let tls { try tls.addHTTPPortTLS(to: sync) }
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                     try sync.addHandler(HTTPStatusHandler(route: route))

@@ -370,7 +370,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         if (error is NIOSSLError || error is BoringSSLError) && !TLSContexts.isRemoteClose(error) {
             // With TLS 1.3 the node checks a client certificate after the client has finished
             // its side of the handshake: its refusal arrives here, as an alert.
-            failAll("TLS: \(error) (the node refused this client's certificate: another CA, or expired?)", code: .tlsFailed)
+            let hint = "\(error)".contains("CERTIFICATE_REQUIRED")
+                ? "the node takes only clients with a certificate of its CA (client_auth = \"require\"): give this client one"
+                : "the node refused this client's certificate: another CA, or expired?"
+            failAll("TLS: \(error) (\(hint))", code: .tlsFailed)
         } else {
             failAll("connection failed: \(error)")
         }

@@ -42,6 +42,9 @@ public final class TLSContexts: Sendable {
     struct Contexts {
         /// The client port's: a client certificate verified when presented, or required.
         var clientPort: NIOSSLContext?
+        /// The HTTP metrics and status port's: a client certificate verified when presented,
+        /// never required (it serves figures, never keys or values; docs/METRICS.md).
+        var httpPort: NIOSSLContext?
         /// The peer port's: a certificate of the cluster's CA is required.
         var peerPort: NIOSSLContext?
         /// For connections this party makes: verifies the node's certificate against the CA
@@ -51,8 +54,8 @@ public final class TLSContexts: Sendable {
 
     public let files: TLSFiles
     public let role: Role
-    /// A node's client port (and metrics port) accepts only clients that present a
-    /// certificate of the CA (`client_auth = "require"`); false: verified when presented.
+    /// A node's client port accepts only clients that present a certificate of the CA
+    /// (`client_auth = "require"`); false: verified when presented.
     public let requireClientCertificate: Bool
     private let current: NIOLockedValueBox<Contexts>
 
@@ -85,10 +88,10 @@ public final class TLSContexts: Sendable {
         return "\(error)".contains("EOF during handshake")
     }
 
-    /// Puts the client port's TLS (a client certificate optional, verified when presented) at
-    /// the front of `pipeline`: for a node's other servers, e.g. its HTTP metrics port.
-    public func addClientPortTLS(to pipeline: ChannelPipeline.SynchronousOperations) throws {
-        guard let context = clientPort else { throw TLSSetupError("TLS: only a node serves TLS") }
+    /// Puts the HTTP port's TLS (the node's certificate; a client certificate optional,
+    /// verified when presented) at the front of `pipeline`: the metrics and status port.
+    public func addHTTPPortTLS(to pipeline: ChannelPipeline.SynchronousOperations) throws {
+        guard let context = current.withLockedValue({ $0.httpPort }) else { throw TLSSetupError("TLS: only a node serves TLS") }
         try pipeline.addHandler(NIOSSLServerHandler(context: context))
     }
     var peerPort: NIOSSLContext? { current.withLockedValue { $0.peerPort } }
@@ -142,6 +145,8 @@ public final class TLSContexts: Sendable {
             server.minimumTLSVersion = .tlsv13
             server.trustRoots = .certificates(ca)
             // A server's `.noHostnameVerification` requires the peer's certificate.
+            server.certificateVerification = .optionalVerification
+            contexts.httpPort = try context(server, "metrics port")
             server.certificateVerification = requireClientCertificate ? .noHostnameVerification : .optionalVerification
             contexts.clientPort = try context(server, "client port")
             server.certificateVerification = .noHostnameVerification
