@@ -42,8 +42,11 @@ func success(_ revision: UInt64) -> RPCMessage {
 
 /// Short backoffs; timeouts long enough that an answer the fake does send always arrives in
 /// time, even on a loaded 2-core machine (the whole suite runs in parallel).
+/// Short backoffs. The connect timeout stays long: a loopback connect that cannot fail fast
+/// succeeds, and on a loaded 2-core CI run the shared event loops lagged past 500 ms for
+/// seconds, so every connect of StatusRecordCacheTests timed out (clean-clone CI, 2026-12-04).
 func fast(deadline: Duration = .seconds(60), requestTimeout: Duration = .seconds(5)) -> FaunaClientConfiguration {
-    FaunaClientConfiguration(deadline: deadline, requestTimeout: requestTimeout, connectTimeout: .milliseconds(500), backoffInitial: .milliseconds(5), backoffMax: .milliseconds(50))
+    FaunaClientConfiguration(deadline: deadline, requestTimeout: requestTimeout, connectTimeout: .seconds(5), backoffInitial: .milliseconds(5), backoffMax: .milliseconds(50))
 }
 
 // Three minutes: on a loaded 2-core run a test waited 85 s for threads (CI, 2026-12-03).
