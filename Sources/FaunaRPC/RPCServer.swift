@@ -568,7 +568,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             if decoding.code == .tlsHandshake { Self.answerTLSClient(context) }
             return close(context, "\(error)")
         }
-        if TLSContexts.isRemoteClose(error) {
+        if configuration.tls != nil, TLSContexts.isRemoteClose(error) {
             return close(context, "the remote closed the connection without a TLS goodbye (\(error))", level: .debug)
         }
         if error is NIOSSLError || error is BoringSSLError {
