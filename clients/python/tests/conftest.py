@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -276,11 +276,10 @@ def require_faunad() -> Path:
     return faunad
 
 
-@pytest.fixture(scope="session")
-def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaunaCluster]:
-    faunad = require_faunad()
-    run_dir = tmp_path_factory.mktemp("fauna-cluster")
-    c = FaunaCluster(faunad.parent, run_dir)
+def running_cluster(run_dir: Path, **options: Any) -> Iterator[FaunaCluster]:
+    """A started FaunaCluster(**options) in `run_dir`, for a fixture to yield from: stopped
+    afterwards, its directory removed unless a test failed in it (kept to look at)."""
+    c = FaunaCluster(require_faunad().parent, run_dir, **options)
     ok = False
     try:
         for n in c.names:
@@ -292,6 +291,11 @@ def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaunaC
         c.shutdown()
         if ok:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaunaCluster]:
+    yield from running_cluster(tmp_path_factory.mktemp("fauna-cluster"))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import fauna
-from conftest import TLS_CERTS, FaunaCluster, require_faunad
+from conftest import TLS_CERTS, FaunaCluster, running_cluster
 from fauna import ClientConfig, TLSConfig, _core, cli, errors, wire
 from fauna.wire import Endpoint, Kind
 
@@ -42,21 +42,8 @@ def require_openssl() -> None:
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaunaCluster]:
-    faunad = require_faunad()
     require_openssl()
-    run_dir = tmp_path_factory.mktemp("fauna-tls")
-    c = FaunaCluster(faunad.parent, run_dir, tls=True)
-    ok = False
-    try:
-        for n in c.names:
-            c.start(n)
-        c.wait_ready()
-        yield c
-        ok = True
-    finally:
-        c.shutdown()
-        if ok:
-            shutil.rmtree(run_dir, ignore_errors=True)
+    yield from running_cluster(tmp_path_factory.mktemp("fauna-tls"), tls=True)
 
 
 @pytest.fixture(scope="module")
