@@ -131,7 +131,7 @@ struct Faunad: AsyncParsableCommand {
         signal(SIGINT, SIG_IGN)
         let stopper = SignalStopper(node: node, logger: logger)
         stopper.install()
-        if let tls = settings.tls { stopper.reloadOnHangUp(tls) }
+        stopper.reloadOnHangUp(settings.tls)
         if let parent = exitWithParent { stopper.watchParent(parent) }
         await node.waitUntilStopped()
         if let failure = node.failure {
@@ -171,11 +171,17 @@ final class SignalStopper: Sendable {
     }
 
     /// SIGHUP reads the TLS files again (certificate rotation): new connections use them, open
-    /// ones keep theirs; on an error the old ones stay, and the error is logged.
-    func reloadOnHangUp(_ tls: TLSContexts) {
+    /// ones keep theirs; on an error the old ones stay, and the error is logged. Without `[tls]`
+    /// there is nothing to reload, and a SIGHUP (a closed terminal, a reflexive `kill -HUP`) is
+    /// logged rather than left to its default action, which would stop the node.
+    func reloadOnHangUp(_ tls: TLSContexts?) {
         signal(SIGHUP, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         source.setEventHandler { [logger] in
+            guard let tls else {
+                logger.notice("SIGHUP: nothing to reload (no [tls] section); the node goes on")
+                return
+            }
             do {
                 try tls.reload()
                 logger.notice("SIGHUP: TLS certificates reloaded", metadata: ["certificate": "\(tls.files.certificate ?? "-")"])
