@@ -78,9 +78,11 @@ func fast(deadline: Duration = .seconds(60), requestTimeout: Duration = .seconds
         let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(requestTimeout: .seconds(1)), group: group)
         let result = try await client.put(Array("k".utf8), Array("v".utf8))
         #expect(result.isReplay)
+        // Two attempts, or more when a loaded machine delays the answer past the 1 s timeout
+        // too (CI, 2026-12-04): every attempt carries the same session and sequence.
         let seen = node.seen
-        try #require(seen.count == 2)
-        #expect(seen[0] == seen[1])
+        try #require(seen.count >= 2)
+        #expect(seen.allSatisfy { $0 == seen[0] }, "\(seen)")
         #expect(seen[0].sequence == .first)
         // The session goes back to the pool: the next write uses it with the next sequence.
         _ = try await client.put(Array("k".utf8), Array("v".utf8))
