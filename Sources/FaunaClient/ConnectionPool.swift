@@ -13,14 +13,19 @@ actor ConnectionPool {
     private let group: any EventLoopGroup
     private let configuration: RPCClientConfiguration
     private let connectionsMax: Int
+    private let credentials: FaunaClientConfiguration.Credentials?
     private let logger: Logger
     /// Invariant: at most `connectionsMax` entries.
     private var entries: [Endpoint: Entry] = [:]
     private var nextConnectID: UInt64 = 0
     private var isClosed = false
 
-    init(group: any EventLoopGroup, configuration: RPCClientConfiguration, connectionsMax: Int, logger: Logger) {
+    init(
+        group: any EventLoopGroup, configuration: RPCClientConfiguration, connectionsMax: Int,
+        credentials: FaunaClientConfiguration.Credentials? = nil, logger: Logger
+    ) {
         precondition(connectionsMax >= 1, "connectionsMax: got \(connectionsMax), want >= 1")
+        self.credentials = credentials
         self.group = group
         self.configuration = configuration
         self.connectionsMax = connectionsMax
@@ -44,9 +49,11 @@ actor ConnectionPool {
         makeRoom(for: endpoint)
         nextConnectID += 1
         let id = nextConnectID
-        let (group, configuration, logger) = (self.group, self.configuration, self.logger)
+        let (group, configuration, logger, credentials) = (self.group, self.configuration, self.logger, self.credentials)
         let task = Task<RPCClient, any Error> {
-            try await RPCClient.connect(to: endpoint, configuration: configuration, group: group, logger: logger)
+            let client = try await RPCClient.connect(to: endpoint, configuration: configuration, group: group, logger: logger)
+            if let credentials { try await Self.authenticate(client, credentials, endpoint) }
+            return client
         }
         entries[endpoint] = .connecting(id: id, task)
         return try await finish(connect: task, id: id, endpoint: endpoint)
@@ -69,6 +76,33 @@ actor ConnectionPool {
         case .failure(let error):
             if isCurrent { entries[endpoint] = nil }
             throw error as? RPCClientError ?? RPCClientError(.connectFailed, "connect to \(endpoint): \(error)")
+        }
+    }
+
+    /// Binds a new connection to the configured user before any request uses it. A refusal
+    /// (`authFailed`) is final; anything else (a node still loading, a lost connection) is a
+    /// failed connect, which the caller retries like any other.
+    private static func authenticate(
+        _ client: RPCClient, _ credentials: FaunaClientConfiguration.Credentials, _ endpoint: Endpoint
+    ) async throws(RPCClientError) {
+        let answer: RPCMessage
+        do {
+            // scrypt costs the node tens of milliseconds in a release build, and can take
+            // seconds on a loaded machine (or a debug build): more than a request's timeout.
+            answer = try await client.call(
+                .authenticate(AuthenticateRequest(user: credentials.user, password: credentials.password)), timeout: .seconds(15))
+        } catch {
+            await client.close()
+            throw RPCClientError(.connectFailed, "authenticate at \(endpoint): \(error)")
+        }
+        switch answer {
+        case .authenticateResponse: return
+        case .error(let response) where response.code == .authFailed:
+            await client.close()
+            throw RPCClientError(.authFailed, "\(endpoint): \(response.message)")
+        default:
+            await client.close()
+            throw RPCClientError(.connectFailed, "authenticate at \(endpoint): answered \(answer.kind)")
         }
     }
 

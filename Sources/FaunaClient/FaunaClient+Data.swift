@@ -47,6 +47,15 @@ extension FaunaClient {
                 continue
             }
             sessions.giveBack(lease)
+            // A write the state machine refused for its user is an error, not an outcome:
+            // nothing was written, and retrying cannot help.
+            if case .invalid(let e) = result.outcome {
+                switch e.code {
+                case .authRequired: throw FaunaClientError(.authRequired, e.reason)
+                case .permissionDenied: throw FaunaClientError(.permissionDenied, e.reason)
+                default: break
+                }
+            }
             return result
         }
     }

@@ -28,6 +28,8 @@ extension FaunaClient {
             switch await attempt(request, at: endpoint, timeout: min(budget.attemptTimeout ?? configuration.requestTimeout, remaining)) {
             case .failure(let error) where error.code == .tlsFailed:
                 throw FaunaClientError(.tls, "\(endpoint): \(error.reason)")
+            case .failure(let error) where error.code == .authFailed:
+                throw FaunaClientError(.authFailed, error.reason)
             case .failure(let error):
                 failure = connectionFailure(error, endpoint: endpoint, budget: &budget)
             case .success(.error(let response)):

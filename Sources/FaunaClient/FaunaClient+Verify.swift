@@ -469,6 +469,7 @@ public enum EntryPayload {
         case .initCluster: return .failure(EntryPayloadMismatch("entry \(entry.index) records the cluster ID"))
         case .upgradeLeaves: return .failure(EntryPayloadMismatch("entry \(entry.index) starts leaf v2"))
         case .leaseGrant, .leaseRevoke, .leaseCheckpoint: return .failure(EntryPayloadMismatch("entry \(entry.index) is a lease command"))
+        case .auth: return .failure(EntryPayloadMismatch("entry \(entry.index) changes users or roles"))
         }
     }
 }

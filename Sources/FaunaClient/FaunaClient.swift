@@ -53,7 +53,9 @@ public final class FaunaClient: Sendable {
             requestTimeout: Self.timeAmount(configuration.requestTimeout),
             connectTimeout: Self.timeAmount(configuration.connectTimeout))
         rpc.tls = configuration.tls
-        self.pool = ConnectionPool(group: group, configuration: rpc, connectionsMax: max(configuration.connectionsMax, 1), logger: configuration.logger)
+        self.pool = ConnectionPool(
+            group: group, configuration: rpc, connectionsMax: max(configuration.connectionsMax, 1), credentials: configuration.credentials,
+            logger: configuration.logger)
         self.sessions = SessionPool(idleMax: configuration.idleSessionsMax)
         self.state = NIOLockedValueBox(State())
     }

@@ -31,6 +31,20 @@ public struct FaunaClientConfiguration: Sendable {
     /// TLS (docs/SECURITY.md): every connection verifies the node's certificate against the
     /// cluster's CA and presents this client's certificate. Nil: plaintext.
     public var tls: TLSContexts?
+    /// A user name and password: every connection authenticates with them before its first
+    /// request (docs/SECURITY.md "Users and roles"). Nil: the connection runs as the user its
+    /// client certificate names, or as nobody.
+    public var credentials: Credentials?
+
+    /// A user name and its password.
+    public struct Credentials: Sendable, Hashable {
+        public var user: [UInt8]
+        public var password: [UInt8]
+        public init(user: [UInt8], password: [UInt8]) {
+            self.user = user
+            self.password = password
+        }
+    }
 
     /// A configuration with defaults for a cluster on loopback or a LAN.
     public init(

@@ -56,6 +56,13 @@ public struct FaunaClientError: Error, Hashable, Sendable, CustomStringConvertib
         /// a node certificate without the node's name, or a TLS-only node asked in plaintext.
         /// Not retried: it is configuration, not a passing fault.
         public static let tls = Code("tls")
+        /// Authentication is enabled and the connection runs as no user: give a user name
+        /// and password, or a client certificate whose common name is a user.
+        public static let authRequired = Code("authRequired")
+        /// Unknown user or wrong password.
+        public static let authFailed = Code("authFailed")
+        /// The user may not do this (message says what it lacks). Nothing was changed.
+        public static let permissionDenied = Code("permissionDenied")
 
         public var description: String { name }
     }
@@ -80,6 +87,9 @@ extension FaunaClientError {
             case .timeout: .timeout
             case .leaseNotFound: .leaseNotFound
             case .tlsRequired: .tls
+            case .authRequired: .authRequired
+            case .authFailed: .authFailed
+            case .permissionDenied: .permissionDenied
             default: .internal  // internalError, peerRejected, and codes of newer nodes
             }
         self.init(code, "\(endpoint) answered \(response)")

@@ -173,6 +173,10 @@ extension KVCommandError.Code {
         case .leaseNotFound: 6
         case .leaseExists: 7
         case .leasesFull: 8
+        case .authRequired: 9
+        case .permissionDenied: 10
+        case .authState: 11
+        case .reservedKey: 12
         }
     }
 
@@ -187,6 +191,10 @@ extension KVCommandError.Code {
         case 6: self = .leaseNotFound
         case 7: self = .leaseExists
         case 8: self = .leasesFull
+        case 9: self = .authRequired
+        case 10: self = .permissionDenied
+        case 11: self = .authState
+        case 12: self = .reservedKey
         default: return nil
         }
     }

@@ -6,11 +6,18 @@ public struct KVProposal: Hashable, Sendable {
     public var session: ClientSession?
     /// What to do.
     public var command: KVCommand
+    /// Who asked, set by the leader that received the request (a client cannot set it): the
+    /// user its connection is bound to, empty if none. nil for commands a node makes itself
+    /// and entries of versions before authentication, which are applied unchecked. With a
+    /// principal, the command is checked against the auth state at its own index, and its
+    /// ranges stop below the system key space (`KVSystemKeys`).
+    public var principal: [UInt8]?
 
     /// A proposal of `command`, deduplicated by `session` if there is one.
-    public init(session: ClientSession? = nil, command: KVCommand) {
+    public init(session: ClientSession? = nil, command: KVCommand, principal: [UInt8]? = nil) {
         self.session = session
         self.command = command
+        self.principal = principal
     }
 }
 
@@ -40,6 +47,8 @@ public enum KVCommand: Hashable, Sendable {
     /// Records the remaining time to live of leases, so that a new leader goes on from there
     /// instead of granting each lease its whole TTL again. Proposed by a leader only.
     case leaseCheckpoint([KVLeaseCheckpoint])
+    /// Changes users, roles or whether authentication is enabled (docs/SECURITY.md).
+    case auth(KVAuthCommand)
 
     /// Deletes one key.
     public static func delete(_ key: [UInt8], returnsPrevious: Bool = false) -> KVCommand {
@@ -57,7 +66,7 @@ public enum KVCommand: Hashable, Sendable {
     var writesOnlyAfterChecks: Bool {
         switch self {
         case .put, .deleteRange: true
-        case .txn, .compact, .initCluster, .upgradeLeaves, .leaseGrant, .leaseRevoke, .leaseCheckpoint: false
+        case .txn, .compact, .initCluster, .upgradeLeaves, .leaseGrant, .leaseRevoke, .leaseCheckpoint, .auth: false
         }
     }
 }

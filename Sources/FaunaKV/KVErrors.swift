@@ -66,6 +66,16 @@ public struct KVCommandError: Error, Hashable, Sendable, CustomStringConvertible
         case leaseExists
         /// `KVLimits.leasesMax` leases exist already.
         case leasesFull
+        /// Authentication is enabled and the request's connection is bound to no user.
+        case authRequired
+        /// The user may not do this (a key outside its roles' permissions, an admin command
+        /// without the root role), or no longer exists.
+        case permissionDenied
+        /// An auth change that does not fit the auth state: a user or role that exists or
+        /// does not, enabling auth without root, deleting root while enabled.
+        case authState
+        /// A client write of a key in the system space (`KVSystemKeys`).
+        case reservedKey
     }
 
     public var description: String { "\(code): \(reason)" }

@@ -10,12 +10,13 @@ extension KVProposal {
         var w = ByteWriter()
         w.u8(KVProposal.formatVersion)
         if let session {
-            w.u8(1)
+            w.u8(principal != nil ? 0x03 : 0x01)
             w.u64(session.clientID.rawValue)
             w.u64(session.sequence.rawValue)
         } else {
-            w.u8(0)
+            w.u8(principal != nil ? 0x02 : 0)
         }
+        if let principal { w.lengthPrefixed(principal) }
         command.encode(into: &w)
         return w.bytes
     }
@@ -32,15 +33,16 @@ extension KVProposal {
         guard format == KVProposal.formatVersion else {
             throw KVDecodingError(.unsupportedVersion, "proposal format version: got \(format), want \(KVProposal.formatVersion)")
         }
-        let flags = try r.flags("flags", allowed: 0x01)
+        let flags = try r.flags("flags", allowed: 0x03)
         var session: ClientSession?
         if flags & 0x01 != 0 {
             let clientID = ClientID(try r.u64("client ID"))
             session = ClientSession(clientID: clientID, sequence: SequenceNumber(try r.u64("sequence")))
         }
+        let principal: [UInt8]? = flags & 0x02 != 0 ? try r.lengthPrefixed("principal", max: KVAuthLimits.nameBytesMax) : nil
         let command = try KVCommand(from: &r)
         try r.finish()
-        self.init(session: session, command: command)
+        self.init(session: session, command: command, principal: principal)
         do {
             try validateRules()
         } catch {
@@ -49,10 +51,28 @@ extension KVProposal {
     }
 }
 
+extension KVProposal {
+    /// `bytes` (a client's encoded proposal, without a principal) with `principal` added:
+    /// what the leader proposes for a client's write, without decoding and encoding it again.
+    /// nil if `bytes` already name a principal or are too short to be a proposal.
+    public static func adding(principal: [UInt8], to bytes: [UInt8]) -> [UInt8]? {
+        guard bytes.count >= 3, bytes[0] == formatVersion, bytes[1] & 0x02 == 0 else { return nil }
+        let at = bytes[1] & 0x01 != 0 ? 18 : 2
+        guard bytes.count > at else { return nil }
+        var w = ByteWriter()
+        w.bytes.reserveCapacity(bytes.count + 4 + principal.count)
+        w.bytes.append(contentsOf: bytes[0..<at])
+        w.bytes[1] |= 0x02
+        w.lengthPrefixed(principal)
+        w.bytes.append(contentsOf: bytes[at...])
+        return w.bytes
+    }
+}
+
 extension KVCommand {
     enum Tag: UInt8 {
         case put = 1, deleteRange = 2, txn = 3, compact = 4, initCluster = 5, upgradeLeaves = 6
-        case leaseGrant = 7, leaseRevoke = 8, leaseCheckpoint = 9
+        case leaseGrant = 7, leaseRevoke = 8, leaseCheckpoint = 9, auth = 10
     }
 
     func encode(into w: inout ByteWriter) {
@@ -88,6 +108,9 @@ extension KVCommand {
                 w.u64(c.id)
                 w.u64(c.remainingMilliseconds)
             }
+        case .auth(let command):
+            w.u8(Tag.auth.rawValue)
+            command.encode(into: &w)
         }
     }
 
@@ -114,7 +137,8 @@ extension KVCommand {
             list.reserveCapacity(n)
             for _ in 0..<n { list.append(KVLeaseCheckpoint(id: try r.u64("lease ID"), remainingMilliseconds: try r.u64("remaining ms"))) }
             self = .leaseCheckpoint(list)
-        case nil: throw KVDecodingError(.unknownTag, "command tag: got \(raw), want 1...9")
+        case .auth: self = .auth(try KVAuthCommand(from: &r))
+        case nil: throw KVDecodingError(.unknownTag, "command tag: got \(raw), want 1...10")
         }
     }
 }

@@ -17,6 +17,7 @@ extension KVProposal {
         if let session, session.sequence < .first {
             throw KVCommandError(.invalidField, "session sequence: got \(session.sequence), want >= \(SequenceNumber.first)")
         }
+        if let principal, !principal.isEmpty { try KVAuthLimits.validateName(principal, "principal") }
         try command.validate()
     }
 }
@@ -47,6 +48,7 @@ extension KVCommand {
             guard list.count <= KVLimits.leaseCheckpointsMax else {
                 throw KVCommandError(.txnSize, "lease checkpoints: got \(list.count), want <= \(KVLimits.leaseCheckpointsMax)")
             }
+        case .auth(let command): try command.validate()
         }
     }
 }

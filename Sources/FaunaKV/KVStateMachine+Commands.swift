@@ -8,7 +8,7 @@ extension KVStateMachine {
     /// Runs one command against `view`. `current` is the revision before this entry.
     /// Writes go into `view`; the caller keeps them only if the outcome is `.success`.
     func execute(
-        _ command: KVCommand, at revision: Revision, current: Revision, _ view: inout KVReadView
+        _ command: KVCommand, principal: [UInt8]? = nil, at revision: Revision, current: Revision, _ view: inout KVReadView
     ) throws -> KVOutcome {
         do {
             switch command {
@@ -37,6 +37,8 @@ extension KVStateMachine {
             case .leaseCheckpoint(let list):
                 try leaseCheckpoint(list, &view)
                 return .success(succeeded: true, results: [])
+            case .auth(let auth):
+                return try executeAuth(auth, principal: principal, at: revision, &view)
             }
         } catch let abort as AbortOutcome {
             return abort.outcome

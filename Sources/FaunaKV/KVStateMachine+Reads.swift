@@ -17,7 +17,10 @@ extension KVStateMachine {
     /// limit, the total count, whether more exist, and the current revision.
     /// - Throws: `KVReadError` for a compacted or future revision or an invalid request;
     ///   backend errors unchanged.
+    /// A range that starts below the system key space stops below it (`KVSystemKeys.clipped`).
     public func range(_ request: KVRangeRequest, on backend: some KVBackend) throws -> KVRangeResult {
+        var request = request
+        request.range = KVSystemKeys.clipped(request.range)
         do {
             try request.validate()
         } catch {

@@ -110,7 +110,15 @@ public struct KVStateMachine: Sendable {
             if let session = proposal.session, let early = try sessionOutcome(session, at: revision, view) {
                 result = early
             } else {
-                let outcome = try execute(proposal.command, at: revision, current: current, &view)
+                // A client's command (it has a principal) stops below the system key space and
+                // runs only if its user may run it, as of this index.
+                let command = proposal.principal == nil ? proposal.command : proposal.command.clippedToUserSpace
+                let outcome: KVOutcome
+                if let denied = try authorize(command, principal: proposal.principal, view) {
+                    outcome = .invalid(denied)
+                } else {
+                    outcome = try execute(command, principal: proposal.principal, at: revision, current: current, &view)
+                }
                 if case .success = outcome {} else { view.staged = KVWriteBatch() }
                 result = KVApplyResult(revision: revision, outcome: outcome)
                 if let session = proposal.session { try recordSession(session, result, at: revision, &view) }

@@ -129,7 +129,7 @@ public final class FaunaNode: @unchecked Sendable {
         let applier = ApplyThread(capacity: settings.applyQueueMax + settings.pendingReadsMax)
         applier.stage = ApplyStage(
             store: stateStore, nodeID: settings.nodeID, compactEntries: settings.cluster.snapshotEntries, members: members,
-            audit: AuditService(nodeID: settings.nodeID, signer: signer, metrics: metrics.pipeline), proposals: core.proposals,
+            audit: AuditService(nodeID: settings.nodeID, signer: signer, metrics: metrics.pipeline), proposals: core.proposals, auth: core.auth,
             decorator: decorator, background: DispatchBackground(), logger: logger, metrics: metrics.pipeline,
             failStop: { error, doing in events.post(.storeFailed(error, doing)) }
         ) { report in events.post(.applied(report)) }
@@ -138,6 +138,7 @@ public final class FaunaNode: @unchecked Sendable {
         // own sends the events; store reads for watchers behind run as apply jobs.
         let watchHub = WatchHub(settings: settings.watch, appliedIndex: store.appliedIndex)
         applier.stage?.watchHub = watchHub
+        watchHub.auth = core.auth
         watchHub.decorator = decorator
         watchHub.postRead = { [applier] read, done in applier.offer(.watchRead(read, done: done)) }
 

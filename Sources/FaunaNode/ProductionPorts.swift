@@ -54,6 +54,7 @@ final class RocksStateStore: StateStore, @unchecked Sendable {
 
     func compactedRevision() throws -> Revision { try store.kvStateMachine.compactedRevision(on: store.makeKVBackend()) }
     func leases() throws -> [KVLease] { try store.kvStateMachine.leases(on: store.makeKVBackend()) }
+    func authSnapshot() throws -> KVAuthSnapshot { try store.kvStateMachine.authSnapshot(on: store.makeKVBackend()) }
     func lease(_ id: UInt64, keysMax: Int) throws -> (lease: KVLease, keys: [[UInt8]], truncated: Bool)? {
         try store.kvStateMachine.lease(id, keysMax: keysMax, on: store.makeKVBackend())
     }

@@ -84,6 +84,8 @@ public final class ApplyStage: @unchecked Sendable {
     /// applies, shared with the owner (which registers them, and answers timeouts).
     private let proposals: ProposalRegistry
     private let decorator: (any AnswerDecorator)?
+    /// The node's copy of the auth state: loaded here, refreshed after applies that change it.
+    private let auth: AuthGate
     /// Once true, stays true (the first committed cluster ID is never replaced).
     private var hasClusterID = false
 
@@ -96,7 +98,7 @@ public final class ApplyStage: @unchecked Sendable {
     /// here.
     public init(
         store: any StateStore, nodeID: NodeID, compactEntries: Int, members: any MemberBook, audit: AuditService,
-        proposals: ProposalRegistry, decorator: (any AnswerDecorator)?, background: any BackgroundRunner,
+        proposals: ProposalRegistry, auth: AuthGate, decorator: (any AnswerDecorator)?, background: any BackgroundRunner,
         logger: Logger, metrics: PipelineMetrics = PipelineMetrics(), failStop: @escaping @Sendable (StoreError, String) -> Void,
         report: @escaping @Sendable (Result<ApplyReport, StoreError>) -> Void
     ) {
@@ -104,6 +106,7 @@ public final class ApplyStage: @unchecked Sendable {
         self.audit = audit
         self.proposals = proposals
         self.decorator = decorator
+        self.auth = auth
         self.background = background
         self.store = store
         self.nodeID = nodeID
@@ -115,6 +118,17 @@ public final class ApplyStage: @unchecked Sendable {
         // Unknown before this run: assume a change right at the applied index (compacting
         // through it is then always correct).
         self.lastConfChangeIndex = store.appliedIndex
+        loadAuth(store, "starting")
+    }
+
+    /// Loads the auth state of `store` into the gate; a store that cannot be read stops the node.
+    private func loadAuth(_ store: any StateStore, _ doing: String) {
+        do {
+            try auth.refresh(from: store)
+        } catch {
+            failed = true
+            failStop(error, "loading the auth state (\(doing))")
+        }
     }
 
     /// Runs jobs taken from the queue, in order. Reads queued together are answered together
@@ -124,7 +138,7 @@ public final class ApplyStage: @unchecked Sendable {
         var answers = RPCResponseBatch()
         for job in jobs {
             if case .read(let request, let context) = job, let store, !failed {
-                answers.add(readAnswer(request, on: store), for: context)
+                answers.add(readAnswer(request, context, on: store), for: context)
                 continue
             }
             answers.send()
@@ -171,6 +185,9 @@ public final class ApplyStage: @unchecked Sendable {
                     LeaderHint(nodeID: leader, clientAddress: members.addresses(of: leader)?.client)
                 }
                 recordMemberAddresses(in: entries)
+                // Before anything is answered: a read queued behind this batch is checked
+                // against the auth state it changed.
+                if applied.contains(where: { $0.writes.contains { KVSystemKeys.contains($0.key) } }) { try auth.refresh(from: store) }
                 watchHub?.published(applied)
                 // The report goes first: a request a client sends once it has its answer then
                 // finds the owner's bookkeeping (`status`) past this group.
@@ -185,11 +202,12 @@ public final class ApplyStage: @unchecked Sendable {
             }
         case .read(let request, let context):
             guard let store, !failed else { return context.respond(notServing) }
-            context.respond(readAnswer(request, on: store))
+            context.respond(readAnswer(request, context, on: store))
         case .audit(let message, let context, let slot):
             defer { slot?.release() }
             guard let store, !failed else { return context.respond(notServing) }
             do {
+                if let refusal = try entryRefusal(message, context, store) { return context.respond(refusal) }
                 let answer = try audit.answer(message, store: store)
                 context.respond(decorator?.audit(message, answer: answer, store: store) ?? answer)
             } catch {
@@ -230,6 +248,7 @@ public final class ApplyStage: @unchecked Sendable {
             if let new {
                 lastConfChangeIndex = new.appliedIndex
                 watchHub?.reset(appliedIndex: new.appliedIndex)
+                loadAuth(new, "after a snapshot install")
             }
             done()
         case .leaseInfo(let request, let remaining, let context):
@@ -237,6 +256,12 @@ public final class ApplyStage: @unchecked Sendable {
             do {
                 guard let found = try store.lease(request.id, keysMax: request.withKeys ? LeaseInfo.keysMax : 0) else {
                     return context.respond(.error(RPCErrorResponse(.leaseNotFound, "lease \(request.id) not found (never granted, revoked or expired)")))
+                }
+                // The keys of a lease are shown only to a user who may read each of them.
+                if request.withKeys {
+                    for key in found.keys {
+                        if let refusal = auth.checkRead(context, .single(key)) { return context.respond(refusal) }
+                    }
                 }
                 context.respond(.leaseTimeToLiveResponse(LeaseInfo(
                     id: request.id, ttlSeconds: found.lease.ttlSeconds, remainingMilliseconds: remaining,
@@ -254,9 +279,28 @@ public final class ApplyStage: @unchecked Sendable {
     }
 
     /// A read's answer, through the test decorator if one is installed.
-    private func readAnswer(_ request: ReadRequest, on store: any StateStore) -> RPCMessage {
+    private func readAnswer(_ request: ReadRequest, _ context: RPCRequestContext, on store: any StateStore) -> RPCMessage {
+        if let refusal = auth.checkRead(context, request.range.range) { return refusal }
         let honest = answer(request, on: store)
         return decorator?.read(request, answer: honest, store: store) ?? honest
+    }
+
+    /// A journal entry, an inclusion proof or an entry proof shows an entry: a user who may not
+    /// read every key it touches is refused (`KVAccess.checkEntry`). nil: go on.
+    private func entryRefusal(_ message: RPCMessage, _ context: RPCRequestContext, _ store: any StateStore) throws(StoreError) -> RPCMessage? {
+        let index: LogIndex
+        switch message {
+        case .journalEntry(let i): index = i
+        case .entryProof(let request): index = request.index
+        case .inclusionProof(let request): index = LogIndex(request.leafIndex &+ 1)
+        default: return nil
+        }
+        guard let access = auth.access(context) else { return auth.checkBound(context) }
+        if case .everything = access.level { return nil }
+        if let refusal = auth.checkBound(context) { return refusal }
+        // An index beyond the journal is answered by the audit service (behind / invalid).
+        guard index >= LogIndex(1), index <= store.appliedIndex, let record = try store.journalRecord(at: index) else { return nil }
+        return access.checkEntry(isNormal: record.entry.type == .normal, payload: record.entry.data).map(AuthGate.refusal)
     }
 
     /// Runs `body` with `store` on `background`; until it returns, `store` is neither

@@ -30,24 +30,42 @@ extension NodeCore {
             guard inFlight + queuedWrites.count < settings.pendingProposalsMax else {
                 return context.respond(.error(RPCErrorResponse(.overloaded, "\(inFlight) writes in flight; retry later")))
             }
-            queuedWrites.append((request.proposalBytes, context))
+            // A connection bound to no user is refused here when auth is on; everything else is
+            // decided when the entry applies, against the auth state at its own index.
+            if let refusal = auth.checkBound(context) { return context.respond(refusal) }
+            // The entry names who asked: the state machine checks the user's permissions.
+            guard let bytes = KVProposal.adding(principal: context.principal, to: request.proposalBytes) else {
+                return context.respond(.error(RPCErrorResponse(.invalidRequest, "write: the proposal cannot take a principal")))
+            }
+            guard bytes.count <= KVLimits.proposalBytesMax else {
+                return context.respond(.error(RPCErrorResponse(
+                    .invalidRequest, "write: \(bytes.count) bytes with the user's name, want <= \(KVLimits.proposalBytesMax); write less at once")))
+            }
+            queuedWrites.append((bytes, context))
         case .read(let request):
             read(request, context)
         case .status(let request):
             context.respond(.statusResponse(status(withRecordCache: request.withRecordCache, withHealth: request.withHealth)))
+        case .authenticate(let request):
+            auth.authenticate(request, context)
         case .members:
+            if let refusal = auth.checkRoot(context, "members") { return context.respond(refusal) }
             context.respond(.membersResponse(memberList()))
         case .memberChange(let change):
+            if let refusal = auth.checkRoot(context, "changing membership") { return context.respond(refusal) }
             changeMembership(change, context)
         case .leaderTransfer(let target):
+            if let refusal = auth.checkRoot(context, "leader transfer") { return context.respond(refusal) }
             transferLeadership(to: target, context)
         case .hashKV, .stateDigest, .signedTreeHead, .inclusionProof, .consistencyProof, .journalEntry, .entryProof,
             .membershipChanges:
             // Normally routed past the owner (`routeToApplyStage`); the same here.
             if let refusal = queueForApplyStage(message, context) { context.respond(refusal) }
         case .snapshotSave:
+            if let refusal = auth.checkRoot(context, "saving a snapshot") { return context.respond(refusal) }
             saveSnapshot(context)
         case .leaseKeepAlive, .leaseTimeToLive, .leaseList:
+            if let refusal = auth.checkBound(context) { return context.respond(refusal) }
             handleLeaseRequest(message, context)
         default:
             context.respond(.error(RPCErrorResponse(.invalidRequest, "got \(message.kind) on the client port, want a request kind")))
@@ -86,6 +104,15 @@ extension NodeCore {
     /// Queues a request the apply stage answers by itself; returns the answer instead when it
     /// is refused (`overloaded`).
     func queueForApplyStage(_ message: RPCMessage, _ context: RPCRequestContext) -> RPCMessage? {
+        // Digests cover every key: root only. Tree heads, consistency proofs and membership
+        // indexes say nothing of keys: any bound user (a verified read needs them). Entries and
+        // their proofs are checked against the entry by the apply stage.
+        switch message {
+        case .hashKV, .stateDigest:
+            if let refusal = auth.checkRoot(context, "\(message.kind)") { return refusal }
+        default:
+            if let refusal = auth.checkBound(context) { return refusal }
+        }
         switch message {
         case .hashKV, .stateDigest:
             // A slot first: a digest reads the whole state (ClientJobLimiter); `hashKV` on the

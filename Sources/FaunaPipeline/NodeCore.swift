@@ -64,6 +64,8 @@ public final class NodeCore: @unchecked Sendable {
     /// Writes and membership changes proposed, by log index, until answered: shared with the
     /// apply stage, which answers the writes it applies (the wiring hands it to `ApplyStage`).
     public let proposals = ProposalRegistry()
+    /// The applied auth state and the checks made with it; the apply stage keeps it current.
+    public let auth = AuthGate()
     /// Writes received this round, proposed together.
     var queuedWrites: [(bytes: [UInt8], context: RPCRequestContext)] = []
     /// Linearizable reads waiting for their read index, by ReadIndex context.

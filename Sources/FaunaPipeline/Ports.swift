@@ -71,6 +71,8 @@ public protocol StateStore: AnyObject, Sendable {
     func compactedRevision() throws -> Revision
     /// Every lease of the applied state (docs/KV-COMMANDS.md "Leases").
     func leases() throws -> [KVLease]
+    /// Users, roles and whether auth is enabled, in the applied state.
+    func authSnapshot() throws -> KVAuthSnapshot
     /// Lease `id` and at most `keysMax` of its keys; nil if there is no such lease.
     func lease(_ id: UInt64, keysMax: Int) throws -> (lease: KVLease, keys: [[UInt8]], truncated: Bool)?
     /// The digest of the applied state (`hashKV`): safe off the apply thread.

@@ -141,10 +141,22 @@ public final class WatchHub: @unchecked Sendable {
     // MARK: Producers (any thread)
 
     /// Takes `watch` and `watchCancel` requests; false for any other message.
+    /// The node's auth gate: watches are checked against it; nil (the node simulator's tests
+    /// without auth): not checked.
+    public var auth: AuthGate?
+
     public func handle(_ message: RPCMessage, _ context: RPCRequestContext) -> Bool {
         let command: Command
         switch message {
-        case .watch(let request): command = .create(request, context)
+        case .watch(var request):
+            // A watch stops below the system key space, and needs read permission on its range
+            // (checked when it starts, as etcd does).
+            request.range = KVSystemKeys.clipped(request.range)
+            if let refusal = auth?.checkRead(context, request.range) {
+                context.respond(refusal)
+                return true
+            }
+            command = .create(request, context)
         case .watchCancel(let id): command = .cancel(id, context)
         default: return false
         }
@@ -470,7 +482,7 @@ enum WatchStoreReader {
         guard let proposal = try? KVProposal(decoding: entry.data) else { return true }  // applied as `invalid`
         switch proposal.command {
         case .compact, .initCluster, .upgradeLeaves, .leaseGrant, .leaseCheckpoint: return true
-        case .put, .deleteRange, .txn, .leaseRevoke: return false
+        case .put, .deleteRange, .txn, .leaseRevoke, .auth: return false
         }
     }
 

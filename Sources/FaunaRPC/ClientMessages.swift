@@ -24,7 +24,39 @@ public struct WriteRequest: Hashable, Sendable {
         } catch {
             throw RPCDecodingError(.invalidValue, "write proposal: \(error.reason)")
         }
+        guard proposal.principal == nil else {
+            throw RPCDecodingError(.invalidValue, "write proposal: names a principal; the node sets it from the connection's user")
+        }
         self.proposalBytes = proposalBytes
+    }
+}
+
+/// A user name and password that bind the connection to that user (`authenticate`). The
+/// password travels inside TLS; the node hashes it with the stored salt and compares.
+public struct AuthenticateRequest: Hashable, Sendable, CustomStringConvertible {
+    public var user: [UInt8]
+    public var password: [UInt8]
+    public static let passwordBytesMax = 1024
+    /// Never the password (requests may be logged).
+    public var description: String { "AuthenticateRequest(user: \(String(decoding: user, as: UTF8.self)), password: <\(password.count) bytes>)" }
+
+    public init(user: [UInt8], password: [UInt8]) {
+        self.user = user
+        self.password = password
+    }
+
+    func encode(into w: inout WireWriter) {
+        w.lengthPrefixed(user)
+        w.lengthPrefixed(password)
+    }
+
+    init(from r: inout WireReader) throws(RPCDecodingError) {
+        let user = try r.lengthPrefixed("user", max: KVAuthLimits.nameBytesMax)
+        let password = try r.lengthPrefixed("password", max: Self.passwordBytesMax)
+        guard !user.isEmpty, !password.isEmpty else {
+            throw RPCDecodingError(.invalidValue, "authenticate: got an empty user name or password, want both")
+        }
+        self.init(user: user, password: password)
     }
 }
 
@@ -113,6 +145,12 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
     /// A plaintext request on a port that takes TLS only (sent in plaintext, then the
     /// connection is closed).
     public static let tlsRequired = RPCErrorCode(rawValue: 13)
+    /// Authentication is enabled and the connection is bound to no user: authenticate first.
+    public static let authRequired = RPCErrorCode(rawValue: 14)
+    /// Unknown user or wrong password (which one is not said).
+    public static let authFailed = RPCErrorCode(rawValue: 15)
+    /// The connection's user may not do this (message says what it lacks).
+    public static let permissionDenied = RPCErrorCode(rawValue: 16)
 
     public var description: String {
         switch self {
@@ -129,6 +167,9 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
         case .behind: "behind"
         case .leaseNotFound: "leaseNotFound"
         case .tlsRequired: "tlsRequired"
+        case .authRequired: "authRequired"
+        case .authFailed: "authFailed"
+        case .permissionDenied: "permissionDenied"
         default: "code\(rawValue)"
         }
     }

@@ -42,6 +42,9 @@ public enum FrameKind: UInt8, Hashable, Sendable, CaseIterable {
     case leaseKeepAliveResponse = 0x94
     case leaseTimeToLiveResponse = 0x95
     case leaseListResponse = 0x96
+    /// Bind the connection to a user by name and password; answered by `authenticateResponse`.
+    case authenticate = 0x17
+    case authenticateResponse = 0x97
 
     // Admin (the client port).
     case status = 0x20

@@ -16,13 +16,38 @@ public struct PeerHello: Hashable, Sendable {
     /// The dialler's tree-head public key (Ed25519, 32 bytes), or empty (a node of a version
     /// before keys were exchanged). Reported by `members`; never a trust anchor by itself.
     public var publicKey: [UInt8]
+    /// What the dialler's log entries may use (`PeerFeatures`).
+    public var features: PeerFeatures
 
     /// A hello from `from` to `to` in cluster `clusterName`.
-    public init(clusterName: String, from: NodeID, to: NodeID, publicKey: [UInt8] = []) {
+    public init(clusterName: String, from: NodeID, to: NodeID, publicKey: [UInt8] = [], features: PeerFeatures = .current) {
         self.clusterName = clusterName
         self.from = from
         self.to = to
         self.publicKey = publicKey
+        self.features = features
+    }
+}
+
+/// Features of the log entries a node writes and applies, exchanged in hellos and welcomes. A
+/// node talks only to peers that have every feature it requires (`required`): an entry using a
+/// feature would apply differently on a node without it (docs/PROTOCOL.md "Peer messages").
+public struct PeerFeatures: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// Proposals may name a principal and carry auth commands (users and roles, KV-COMMANDS.md).
+    public static let principals = PeerFeatures(rawValue: 1 << 0)
+
+    /// What this build's entries may use.
+    public static let current: PeerFeatures = [.principals]
+    /// What a peer must have for this node to exchange entries with it.
+    public static let required: PeerFeatures = [.principals]
+
+    /// Nil if `features` (a peer's) has every required one, else why not.
+    public static func problem(_ features: PeerFeatures, of peer: String) -> String? {
+        guard !features.isSuperset(of: required) else { return nil }
+        return "\(peer) runs a version without users and roles (features 0x\(String(features.rawValue, radix: 16)), want 0x\(String(required.rawValue, radix: 16))): upgrade it; until then it is left out"
     }
 }
 
@@ -35,12 +60,15 @@ public struct PeerWelcome: Hashable, Sendable {
     public var nodeID: NodeID
     /// The accepting node's tree-head public key, or empty (as in `PeerHello`).
     public var publicKey: [UInt8]
+    /// As in `PeerHello`.
+    public var features: PeerFeatures
 
     /// A welcome from `nodeID` of `clusterName`.
-    public init(clusterName: String, nodeID: NodeID, publicKey: [UInt8] = []) {
+    public init(clusterName: String, nodeID: NodeID, publicKey: [UInt8] = [], features: PeerFeatures = .current) {
         self.clusterName = clusterName
         self.nodeID = nodeID
         self.publicKey = publicKey
+        self.features = features
     }
 }
 
@@ -144,22 +172,37 @@ extension PeerHello {
         w.string(clusterName)
         w.varint(from.rawValue)
         w.varint(to.rawValue)
-        if !publicKey.isEmpty { w.lengthPrefixed(publicKey) }
+        Self.encodeTrailer(publicKey, features, into: &w)
     }
 
     init(from r: inout WireReader) throws(RPCDecodingError) {
         let name = try r.string("cluster name", max: RPCLimits.clusterNameBytesMax)
         let from = try r.nodeID("from"), to = try r.nodeID("to")
-        self.init(clusterName: name, from: from, to: to, publicKey: try Self.trailingKey(&r))
+        let (key, features) = try Self.trailer(&r)
+        self.init(clusterName: name, from: from, to: to, publicKey: key, features: features)
     }
 
-    /// The optional trailing `bytes publicKey` of a hello or welcome: absent (nothing left) in
-    /// the messages of older nodes; when present, 1...`publicKeyBytesMax` bytes.
-    static func trailingKey(_ r: inout WireReader) throws(RPCDecodingError) -> [UInt8] {
-        guard r.remaining > 0 else { return [] }
+    /// `[bytes publicKey [varint features]]`: the key is left out when it is empty and there
+    /// are no features (older nodes); features are left out when there are none.
+    static func encodeTrailer(_ key: [UInt8], _ features: PeerFeatures, into w: inout WireWriter) {
+        guard !key.isEmpty || !features.isEmpty else { return }
+        w.lengthPrefixed(key)
+        if !features.isEmpty { w.varint(features.rawValue) }
+    }
+
+    /// The optional trailer of a hello or welcome: absent (nothing left) in the messages of
+    /// older nodes; a key of 1...`publicKeyBytesMax` bytes (empty only before features), then
+    /// optional features (not zero).
+    static func trailer(_ r: inout WireReader) throws(RPCDecodingError) -> ([UInt8], PeerFeatures) {
+        guard r.remaining > 0 else { return ([], []) }
         let key = try r.lengthPrefixed("public key", max: RPCLimits.publicKeyBytesMax)
-        guard !key.isEmpty else { throw RPCDecodingError(.invalidValue, "public key: got 0 bytes, want the field left out") }
-        return key
+        guard r.remaining > 0 else {
+            guard !key.isEmpty else { throw RPCDecodingError(.invalidValue, "public key: got 0 bytes and no features, want the field left out") }
+            return (key, [])
+        }
+        let raw = try r.varint("features")
+        guard raw != 0 else { throw RPCDecodingError(.invalidValue, "features: got 0, want the field left out") }
+        return (key, PeerFeatures(rawValue: raw))
     }
 }
 
@@ -167,13 +210,14 @@ extension PeerWelcome {
     func encode(into w: inout WireWriter) {
         w.string(clusterName)
         w.varint(nodeID.rawValue)
-        if !publicKey.isEmpty { w.lengthPrefixed(publicKey) }
+        PeerHello.encodeTrailer(publicKey, features, into: &w)
     }
 
     init(from r: inout WireReader) throws(RPCDecodingError) {
         let name = try r.string("cluster name", max: RPCLimits.clusterNameBytesMax)
         let id = try r.nodeID("node ID")
-        self.init(clusterName: name, nodeID: id, publicKey: try PeerHello.trailingKey(&r))
+        let (key, features) = try PeerHello.trailer(&r)
+        self.init(clusterName: name, nodeID: id, publicKey: key, features: features)
     }
 }
 

@@ -41,6 +41,8 @@ public struct RPCClientError: Error, Hashable, Sendable, CustomStringConvertible
         /// The TLS handshake failed (a plaintext port, a certificate of another CA, expired),
         /// or the node answered `tlsRequired` to a plaintext request.
         public static let tlsFailed = Code("tlsFailed")
+        /// The node refused the connection's user name and password (`authFailed`).
+        public static let authFailed = Code("authFailed")
         public var description: String { name }
     }
 
@@ -190,6 +192,9 @@ public final class RPCClient: Sendable {
     private func handshake(_ hello: PeerHello) async throws(RPCClientError) {
         switch try await call(.peerHello(hello)) {
         case .peerWelcome(let welcome) where welcome.nodeID == hello.to && welcome.clusterName == hello.clusterName:
+            if let missing = PeerFeatures.problem(welcome.features, of: "\(welcome.nodeID)") {
+                throw RPCClientError(.handshakeRejected, "peer welcome: \(missing)")
+            }
             if !welcome.publicKey.isEmpty { configuration.onPeerKey?(welcome.nodeID, welcome.publicKey) }
         case .error(let response):
             throw RPCClientError(.handshakeRejected, "peer hello: \(response)", response: response)

@@ -43,6 +43,10 @@ public enum RPCMessage: Hashable, Sendable {
     case leaseTimeToLiveResponse(LeaseInfo)
     case leaseList
     case leaseListResponse([LeaseStatus])
+    /// Binds the connection to a user (docs/SECURITY.md "Users and roles").
+    case authenticate(AuthenticateRequest)
+    /// The user the connection is now bound to.
+    case authenticateResponse(user: [UInt8])
 
     // Admin
     /// Ask for `NodeStatus` (with the record cache's figures if the request says so).
@@ -114,6 +118,8 @@ public enum RPCMessage: Hashable, Sendable {
         case .leaseTimeToLiveResponse: .leaseTimeToLiveResponse
         case .leaseList: .leaseList
         case .leaseListResponse: .leaseListResponse
+        case .authenticate: .authenticate
+        case .authenticateResponse: .authenticateResponse
         case .status: .status
         case .statusResponse: .statusResponse
         case .members: .members
@@ -167,6 +173,8 @@ public enum RPCMessage: Hashable, Sendable {
         case .leaseTimeToLiveResponse(let m): m.encode(into: &w)
         case .leaseList: break
         case .leaseListResponse(let list): LeaseStatus.encodeList(list, into: &w)
+        case .authenticate(let m): m.encode(into: &w)
+        case .authenticateResponse(let user): w.lengthPrefixed(user)
         case .status(let m): m.encode(into: &w)
         case .members, .leaderTransferResponse, .snapshotSave, .hashKV: break
         case .statusResponse(let m): m.encode(into: &w)
@@ -240,6 +248,8 @@ public enum RPCMessage: Hashable, Sendable {
         case .leaseTimeToLiveResponse: self = .leaseTimeToLiveResponse(try LeaseInfo(from: &r))
         case .leaseList: self = .leaseList
         case .leaseListResponse: self = .leaseListResponse(try LeaseStatus.decodeList(&r))
+        case .authenticate: self = .authenticate(try AuthenticateRequest(from: &r))
+        case .authenticateResponse: self = .authenticateResponse(user: try r.lengthPrefixed("user", max: KVAuthLimits.nameBytesMax))
         case .status: self = .status(try StatusRequest(from: &r))
         case .statusResponse: self = .statusResponse(try NodeStatus(from: &r))
         case .members: self = .members

@@ -127,15 +127,24 @@ public struct RPCRequestContext: Sendable {
     public let peer: NodeID?
     /// The remote address, for logs.
     public let remoteAddress: SocketAddress?
+    /// Who the connection is (client port): its certificate's name and bound user.
+    public let identity: ConnectionIdentity?
     let reply: any RPCReplyChannel
 
     /// A request answered through `reply` (the node simulator's clients).
-    public init(requestID: RequestID, peer: NodeID? = nil, remoteAddress: SocketAddress? = nil, reply: any RPCReplyChannel) {
+    public init(
+        requestID: RequestID, peer: NodeID? = nil, remoteAddress: SocketAddress? = nil, identity: ConnectionIdentity? = nil,
+        reply: any RPCReplyChannel
+    ) {
         self.requestID = requestID
         self.peer = peer
         self.remoteAddress = remoteAddress
+        self.identity = identity
         self.reply = reply
     }
+
+    /// Who the request runs as (`ConnectionIdentity.principal`); empty without an identity.
+    public var principal: [UInt8] { identity?.principal ?? [] }
 
     /// Sends the final answer. Safe from any thread; one final answer per request (a second
     /// one is dropped). Not for `raftMessages`, which are never answered.
@@ -334,6 +343,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
     private let configuration: RPCServerConfiguration
     private let logger: Logger
+    /// Who the client is; made at its first request.
+    private var identity: ConnectionIdentity?
     private let handler: RPCRequestHandler
     /// What the decoder holds of a partial frame, and since when it has not grown.
     private let meter: InboundFrameMeter
@@ -467,6 +478,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             problem = "hello from \(hello.from): want another node than myself"
         } else if configuration.tls != nil, let mismatch = TLSContexts.checkPeerName(context.channel, is: "\(hello.from)") {
             problem = "hello from \(hello.from): \(mismatch)"
+        } else if let missing = PeerFeatures.problem(hello.features, of: "\(hello.from)") {
+            problem = missing
         }
         if let problem {
             // Answer first, then close once the answer is written, so the dialler logs why.
@@ -525,7 +538,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             return
         }
         pending[frame.requestID] = (frame.kind, configuration.observer == nil ? nil : NIODeadline.now())
-        handler(message, RPCRequestContext(requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, reply: replyChannel(context)))
+        if identity == nil, configuration.peerIdentity == nil {
+            // The first request comes after the TLS handshake: the certificate is known.
+            identity = ConnectionIdentity(certificateName: configuration.tls == nil ? nil : ConnectionIdentity.certificateName(of: context.channel))
+        }
+        handler(message, RPCRequestContext(
+            requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, identity: identity, reply: replyChannel(context)))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -34,6 +34,12 @@ public struct FctlError: Error, Hashable, Sendable, CustomStringConvertible {
             self.init(.notFound, "\(action): \(error.message). Other writers kept changing what it read; retry later or with more --attempts.")
         case .io:
             self.init(.internalError, "\(action) failed: \(error.message). Check the path and free disk space.")
+        case .authRequired:
+            self.init(.security, "\(action) refused: \(error.message). Pass --user NAME (password in $FAUNA_PASSWORD or --password-file), or a client certificate whose common name is a user.")
+        case .authFailed:
+            self.init(.security, "\(action) refused: \(error.message). Check --user and the password.")
+        case .permissionDenied:
+            self.init(.security, "\(action) refused: permission denied: \(error.message). Nothing was changed; ask root for a role that allows it (`fctl role grant`).")
         case .tls:
             self.init(.security, "\(action) failed: TLS: \(error.message). Check [tls] in the cluster.toml used (or --ca, --cert, --key): the CA must be the cluster's, the certificates valid, and TLS on at both ends.")
         default:
@@ -61,6 +67,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     /// a node lied, data was changed at rest, or history forked or rolled back.
     case verificationFailed = 6
     /// TLS failed (docs/SECURITY.md): the node's port is plaintext or TLS-only and this end is
-    /// not, or a certificate is of another CA, expired or names another node.
+    /// not, or a certificate is of another CA, expired or names another node. Or
+    /// authentication: no user, an unknown user or wrong password, or a permission missing.
     case security = 7
 }

@@ -87,7 +87,7 @@ final class SimNode {
             hasClusterID: hasClusterID, logger: logger)
         applyQueue.stage = ApplyStage(
             store: store, nodeID: id, compactEntries: sim.options.snapshotEntries, members: sim.members,
-            audit: AuditService(nodeID: id, signer: signer), proposals: core.proposals, decorator: nil,
+            audit: AuditService(nodeID: id, signer: signer), proposals: core.proposals, auth: core.auth, decorator: nil,
             background: InlineBackground(), logger: logger,
             failStop: { error, doing in events.post(.storeFailed(error, doing)) }
         ) { report in events.post(.applied(report)) }

@@ -292,6 +292,8 @@ public final class SimStore: StateStore, @unchecked Sendable {
 
     public func leases() throws -> [KVLease] { try kvStateMachine.leases(on: data.kv) }
 
+    public func authSnapshot() throws -> KVAuthSnapshot { try kvStateMachine.authSnapshot(on: data.kv) }
+
     public func lease(_ id: UInt64, keysMax: Int) throws -> (lease: KVLease, keys: [[UInt8]], truncated: Bool)? {
         try kvStateMachine.lease(id, keysMax: keysMax, on: data.kv)
     }

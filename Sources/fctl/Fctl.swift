@@ -29,15 +29,22 @@ struct Fctl: AsyncParsableCommand {
               6  verification failed: a proof, signature or consistency check failed,
                  or audit found a node that differs
               7  security: TLS failed (another CA, expired certificate, TLS on one
-                 side only) or a --ca/--cert/--key file cannot be read
+                 side only) or a --ca/--cert/--key file cannot be read; or auth:
+                 no user (authRequired), unknown user or wrong password
+                 (authFailed), a permission missing (permissionDenied)
 
             TLS (docs/SECURITY.md): with [tls] in the config, fctl trusts its ca and
             presents its client_cert; --ca, --cert and --key override them.
+
+            USERS (docs/SECURITY.md): once `fctl auth enable` ran, each request runs as
+            the user its connection is bound to: --user NAME (password in
+            $FAUNA_PASSWORD or --password-file), else the client certificate's
+            common name.
             """,
         subcommands: [
             Put.self, Get.self, Del.self, RangeCommand.self, Txn.self, Compact.self, Watch.self, LeaseCommand.self, LockCommand.self, ElectCommand.self,
             Status.self, Members.self, MemberCommand.self, Leader.self, Snapshot.self, HashKV.self, Bench.self,
-            Verify.self, Proof.self, VerifyProof.self, Audit.self, Trust.self,
+            Verify.self, Proof.self, VerifyProof.self, Audit.self, Trust.self, AuthCommand.self, UserCommand.self, RoleCommand.self,
         ]
     )
 }

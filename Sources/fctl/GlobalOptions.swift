@@ -27,6 +27,12 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "TLS: the private key of --cert (PEM). Default: [tls] client_key of --config.")
     var key: String?
 
+    @Option(name: .long, help: "Authenticate as this user (password from $FAUNA_PASSWORD or --password-file). Default: the user the client certificate names.")
+    var user: String?
+
+    @Option(name: .customLong("password-file"), help: "With --user: a file holding the password (its first line). Default: $FAUNA_PASSWORD.")
+    var passwordFile: String?
+
     @Option(name: .long, help: "Give up after this many seconds (retries included).")
     var timeout: Double = 10
 
@@ -41,6 +47,27 @@ struct GlobalOptions: ParsableArguments {
         guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout \(timeout): want 0 < seconds <= 86400") }
         guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key: give both or neither") }
         guard cert == nil || ca != nil || endpoints == nil else { throw ValidationError("--cert with --endpoints needs --ca") }
+        guard passwordFile == nil || user != nil else { throw ValidationError("--password-file needs --user") }
+    }
+
+    /// --user with its password, or nil.
+    func credentials() throws(FctlError) -> FaunaClientConfiguration.Credentials? {
+        guard let user else { return nil }
+        let password: String
+        if let passwordFile {
+            do {
+                let text = try String(contentsOfFile: passwordFile, encoding: .utf8)
+                password = String(text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+            } catch {
+                throw FctlError(.security, "--password-file \(passwordFile): cannot read it: \(error.localizedDescription)")
+            }
+        } else if let env = ProcessInfo.processInfo.environment["FAUNA_PASSWORD"] {
+            password = env
+        } else {
+            throw FctlError(.usage, "--user \(user): give the password in $FAUNA_PASSWORD or with --password-file")
+        }
+        guard !password.isEmpty else { throw FctlError(.usage, "--user \(user): the password is empty") }
+        return FaunaClientConfiguration.Credentials(user: Array(user.utf8), password: Array(password.utf8))
     }
 
     /// TLS for the client: from --ca/--cert/--key, else from [tls] of the config file (paths
@@ -105,6 +132,7 @@ struct GlobalOptions: ParsableArguments {
         let deadline = Duration.milliseconds(Int64(timeout * 1000))
         var configuration = FaunaClientConfiguration(deadline: deadline, requestTimeout: min(deadline, .seconds(3)))
         configuration.tls = try tlsContexts()
+        configuration.credentials = try credentials()
         return FaunaClient(endpoints: try resolveEndpoints(), configuration: configuration)
     }
 

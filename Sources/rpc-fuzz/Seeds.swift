@@ -89,6 +89,8 @@ enum Seeds {
             .leaseTimeToLive(LeaseTimeToLiveRequest(id: 42, withKeys: true)),
             .leaseTimeToLiveResponse(LeaseInfo(id: 42, ttlSeconds: 10, remainingMilliseconds: 7300, grantRevision: 12, keys: [Array("svc/a".utf8)])),
             .leaseList, .leaseListResponse([LeaseStatus(id: 42, ttlSeconds: 10, remainingMilliseconds: 7300)]),
+            .authenticate(AuthenticateRequest(user: Array("alice".utf8), password: Array("secret".utf8))),
+            .authenticateResponse(user: Array("alice".utf8)),
             .stateDigest(StateDigestRequest(revision: Revision(39), checkJournal: true)),
             .stateDigestResponse(StateDigestResponse(nodeID: NodeID(2), revision: Revision(39), digest: Array(repeating: 0xCD, count: 32), treeRoot: MerkleHash(bytes: Array(repeating: 0xAB, count: 32))!, journalChecked: 39)),
             .error(RPCErrorResponse(.notLeader, "not the leader", leaderHint: LeaderHint(nodeID: NodeID(2), clientAddress: Endpoint(host: "127.0.0.1", port: 7102)))),

@@ -52,7 +52,8 @@ struct ProposalGenerator {
     }
 
     mutating func command() -> KVCommand {
-        switch Int.random(in: 0..<4, using: &rng) {
+        switch Int.random(in: 0..<5, using: &rng) {
+        case 4: return .auth(authCommand())
         case 0: return .put(put())
         case 1: return .deleteRange(KVDeleteRange(range: keyRange(), returnsPrevious: flag()))
         case 2:
@@ -65,6 +66,20 @@ struct ProposalGenerator {
         }
     }
 
+    mutating func authCommand() -> KVAuthCommand {
+        let name = Array("u\(Int.random(in: 0...99, using: &rng))".utf8)
+        let role = Array("r-\(Int.random(in: 0...9, using: &rng))".utf8)
+        let hash = flag() ? KVPasswordHash(logN: 15, r: 8, p: 1, salt: bytes(16...16), hash: bytes(32...32)) : nil
+        let range = KeyRange.prefix(Array("app\(Int.random(in: 0...9, using: &rng))/".utf8))
+        let access = KVPermission.Access.allCases.randomElement(using: &rng)!
+        let all: [KVAuthCommand] = [
+            .enable, .disable, .userAdd(name: name, password: hash), .userDelete(name: name), .userPassword(name: name, password: hash),
+            .userGrantRole(user: name, role: role), .userRevokeRole(user: name, role: role), .roleAdd(name: role),
+            .roleDelete(name: role), .roleGrant(role: role, permission: KVPermission(access, range)), .roleRevoke(role: role, range: range),
+        ]
+        return all.randomElement(using: &rng)!
+    }
+
     /// A proposal that passes `validate()` (random txns that write a key twice are redrawn).
     mutating func proposal() -> KVProposal {
         while true {
@@ -72,7 +87,8 @@ struct ProposalGenerator {
                 ? ClientSession(
                     clientID: ClientID(UInt64.random(in: 0...UInt64.max, using: &rng)),
                     sequence: SequenceNumber(UInt64.random(in: 1...UInt64.max, using: &rng))) : nil
-            let proposal = KVProposal(session: session, command: command())
+            let principal: [UInt8]? = flag() ? nil : (flag() ? [] : Array("alice".utf8))
+            let proposal = KVProposal(session: session, command: command(), principal: principal)
             if (try? proposal.validate()) != nil { return proposal }
         }
     }
@@ -146,8 +162,8 @@ struct ProposalCodecTests {
     static let badInputs: [BadInput] = [
         BadInput(name: "empty", bytes: [], code: .truncated),
         BadInput(name: "unknown version", bytes: [2, 0, 4] + [UInt8](repeating: 0, count: 8), code: .unsupportedVersion),
-        BadInput(name: "reserved proposal flag", bytes: [1, 2, 4] + [UInt8](repeating: 0, count: 7) + [1], code: .reservedBits),
-        BadInput(name: "unknown command", bytes: [1, 0, 10], code: .unknownTag),
+        BadInput(name: "reserved proposal flag", bytes: [1, 4, 4] + [UInt8](repeating: 0, count: 7) + [1], code: .reservedBits),
+        BadInput(name: "unknown command", bytes: [1, 0, 11], code: .unknownTag),
         BadInput(name: "reserved put flag", bytes: [1, 0, 1, 8] + u32(1) + [0x61] + u32(0), code: .reservedBits),
         BadInput(name: "put lease flag with lease 0", bytes: [1, 0, 1, 4] + u32(1) + [0x61] + u32(0) + [0, 0, 0, 0, 0, 0, 0, 0], code: .invalidValue),
         BadInput(name: "key length 2^32-1", bytes: putPrefix + [0xFF, 0xFF, 0xFF, 0xFF], code: .limitExceeded),

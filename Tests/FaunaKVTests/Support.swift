@@ -33,10 +33,10 @@ struct Harness {
 
     /// Applies `command` at the current revision + `gap`, in its own batch, and commits it.
     @discardableResult
-    mutating func apply(_ command: KVCommand, session: ClientSession? = nil, gap: UInt64 = 1) throws -> KVApplyResult {
+    mutating func apply(_ command: KVCommand, session: ClientSession? = nil, gap: UInt64 = 1, as principal: [UInt8]? = nil) throws -> KVApplyResult {
         revision += gap
         var batch = KVWriteBatch()
-        let data = KVProposal(session: session, command: command).encoded()
+        let data = KVProposal(session: session, command: command, principal: principal).encoded()
         let result = try machine.apply(entryData: data, at: Revision(revision), on: backend, into: &batch, effects: &lastEffects)
         backend.commit(batch)
         return result
@@ -45,10 +45,10 @@ struct Harness {
     /// Applies and requires `.success`; returns the branch flag and the operation results.
     @discardableResult
     mutating func succeed(
-        _ command: KVCommand, session: ClientSession? = nil, gap: UInt64 = 1,
+        _ command: KVCommand, session: ClientSession? = nil, gap: UInt64 = 1, as principal: [UInt8]? = nil,
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws -> (succeeded: Bool, results: [KVOperationResult]) {
-        let result = try apply(command, session: session, gap: gap)
+        let result = try apply(command, session: session, gap: gap, as: principal)
         guard case .success(let succeeded, let results) = result.outcome else {
             Issue.record("want success, got \(result.outcome)", sourceLocation: sourceLocation)
             return (false, [])

@@ -164,7 +164,7 @@ import Glibc
     @Test(arguments: 0..<20)
     func roundTripEveryKind(seed: Int) throws {
         var gen = Gen(seed: UInt64(seed))
-        for i in 0..<(46 * 10) {
+        for i in 0..<(48 * 10) {
             let message = gen.message(i)
             let requestID = RequestID(gen.u64())
             let frame = Frame(message, requestID: requestID)

@@ -91,7 +91,17 @@ struct Gen {
     mutating func proposal() -> KVProposal {
         let session = bool() ? ClientSession(clientID: ClientID(u64()), sequence: SequenceNumber(nonZero())) : nil
         let command: KVCommand
-        switch int(0...5) {
+        switch int(0...6) {
+        case 6:
+            let name = Array("user-\(int(0...99))".utf8)
+            let hash = KVPasswordHash(logN: 15, r: 8, p: 1, salt: [UInt8](repeating: 2, count: 16), hash: [UInt8](repeating: 3, count: 32))
+            command = .auth(pick([
+                .enable, .disable, .userAdd(name: name, password: bool() ? hash : nil), .userDelete(name: name),
+                .userPassword(name: name, password: hash), .userGrantRole(user: name, role: Array("r".utf8)),
+                .userRevokeRole(user: name, role: Array("r".utf8)), .roleAdd(name: name), .roleDelete(name: name),
+                .roleGrant(role: name, permission: KVPermission(pick(KVPermission.Access.allCases), .prefix(Array("app/".utf8)))),
+                .roleRevoke(role: name, range: .prefix(Array("app/".utf8))),
+            ]))
         case 0: command = .put(KVPut(key: key(), value: bytes(100), ifAbsent: bool(), returnsPrevious: bool(), lease: bool() ? nonZero() : 0))
         case 1: command = .deleteRange(KVDeleteRange(range: keyRange(), returnsPrevious: bool()))
         case 2: command = .compact(Revision(nonZero()))
@@ -171,9 +181,9 @@ struct Gen {
     mutating func hash() -> MerkleHash { MerkleHash(bytes: (0..<32).map { _ in UInt8(truncatingIfNeeded: u64()) })! }
 
     mutating func message(_ index: Int) -> RPCMessage {
-        switch index % 46 {
-        case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID(), publicKey: bool() ? bytes(32) : []))
-        case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID(), publicKey: bool() ? bytes(32) : []))
+        switch index % 48 {
+        case 0: .peerHello(PeerHello(clusterName: string(), from: nodeID(), to: nodeID(), publicKey: bool() ? bytes(32) : [], features: PeerFeatures(rawValue: UInt64(int(0...3)))))
+        case 1: .peerWelcome(PeerWelcome(clusterName: string(), nodeID: nodeID(), publicKey: bool() ? bytes(32) : [], features: PeerFeatures(rawValue: UInt64(int(0...3)))))
         case 2: .raftMessages((0..<int(1...6)).map { _ in raftMessage() })
         case 3:
             .snapshotOffer(SnapshotOffer(metadata: snapshotMetadata(), files: (0..<int(0...5)).map { _ in
@@ -263,6 +273,8 @@ struct Gen {
                 truncated: bool()))
         case 43: .leaseList
         case 44: .leaseListResponse((0..<int(0...5)).map { _ in LeaseStatus(id: nonZero(), ttlSeconds: u64(), remainingMilliseconds: u64()) })
+        case 45: .authenticate(AuthenticateRequest(user: Array("u\(int(0...9))".utf8), password: [0x70] + bytes(40)))
+        case 46: .authenticateResponse(user: Array("u\(int(0...9))".utf8))
         default: .error(errorResponse())
         }
     }

@@ -81,22 +81,37 @@ func heartbeat(_ i: Int) -> Message {
         #expect(heardByClient.withLockedValue { $0 } == [NodeID(2): serverKey])
         await peer.shutdown()
 
-        // A hello without a key (an older node) is still welcomed; the server hears no key.
-        let old = try await RPCClient.connect(
+        // A hello without a key but with the features is welcomed; the server hears no key.
+        let keyless = try await RPCClient.connect(
             to: try endpoint(of: server), configuration: RPCClientConfiguration(hello: PeerHello(clusterName: "test", from: NodeID(3), to: NodeID(2))),
             group: group, logger: logs.logger)
-        await old.close()
+        await keyless.close()
         #expect(heardByServer.withLockedValue { $0[NodeID(3)] } == nil)
+        // A node of a version before users and roles (no features) is refused: its entries
+        // would not apply the same (KVProposal principals).
+        await #expect {
+            try await RPCClient.connect(
+                to: try endpoint(of: server),
+                configuration: RPCClientConfiguration(hello: PeerHello(clusterName: "test", from: NodeID(3), to: NodeID(2), publicKey: clientKey, features: [])),
+                group: group, logger: logs.logger)
+        } throws: { error in
+            guard let error = error as? RPCClientError else { return false }
+            return error.code == .handshakeRejected && error.response?.code == .peerRejected && error.reason.contains("upgrade it")
+        }
         try await server.close()
 
-        // Encoded: the key is a trailing `bytes` field, left out when empty; present but empty is refused.
-        let plain = try RPCMessage(Frame(.peerHello(PeerHello(clusterName: "t", from: NodeID(1), to: NodeID(2))), requestID: RequestID(1)))
-        #expect(plain == .peerHello(PeerHello(clusterName: "t", from: NodeID(1), to: NodeID(2))))
+        // Encoded: `[bytes key [varint features]]`, the key left out when empty and without
+        // features; an empty key without features, or zero features, is refused.
+        let plain = try RPCMessage(Frame(.peerHello(PeerHello(clusterName: "t", from: NodeID(1), to: NodeID(2), features: [])), requestID: RequestID(1)))
+        #expect(plain == .peerHello(PeerHello(clusterName: "t", from: NodeID(1), to: NodeID(2), features: [])))
         let withKey = Frame(.peerWelcome(PeerWelcome(clusterName: "t", nodeID: NodeID(2), publicKey: serverKey)), requestID: RequestID(1))
-        #expect(withKey.body.suffix(33) == [32] + serverKey)
-        var emptyKey = Frame(.peerWelcome(PeerWelcome(clusterName: "t", nodeID: NodeID(2))), requestID: RequestID(1)).body
+        #expect(withKey.body.suffix(34) == [32] + serverKey + [1])
+        var emptyKey = Frame(.peerWelcome(PeerWelcome(clusterName: "t", nodeID: NodeID(2), features: [])), requestID: RequestID(1)).body
         emptyKey.append(0)
         #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .peerWelcome, body: emptyKey) }
+        var zeroFeatures = Frame(.peerWelcome(PeerWelcome(clusterName: "t", nodeID: NodeID(2), publicKey: serverKey, features: [])), requestID: RequestID(1)).body
+        zeroFeatures.append(0)
+        #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .peerWelcome, body: zeroFeatures) }
     }
 
     @Test func linkBatchesMessagesPerFlush() async throws {
@@ -201,5 +216,22 @@ func heartbeat(_ i: Int) -> Message {
         #expect(received.withLockedValue { $0 }.isEmpty)
         #expect(logs.all.contains { $0.contains("want from n1 to n2") })
         try await server.close()
+    }
+}
+
+/// Salted scrypt hashes (ADR 0012): a fresh salt each time, the right password matches, any
+/// other does not, and empty input is refused instead of reaching the C code.
+@Suite struct PasswordHashingTests {
+    @Test func hashesMatchOnlyTheirPassword() throws {
+        let started = ContinuousClock.now
+        let a = try PasswordHashing.hash(password: Array("correct horse".utf8))
+        let b = try PasswordHashing.hash(password: Array("correct horse".utf8))
+        #expect(a.salt != b.salt && a.hash != b.hash, "two hashes of one password must differ by their salt")
+        #expect(a.logN == 15 && a.r == 8 && a.p == 1 && a.salt.count == 16 && a.hash.count == 32)
+        #expect(try PasswordHashing.matches(Array("correct horse".utf8), a))
+        #expect(try !PasswordHashing.matches(Array("correct horsf".utf8), a))
+        #expect(throws: (any Error).self) { try PasswordHashing.hash(password: []) }
+        #expect(throws: (any Error).self) { try PasswordHashing.matches([], a) }
+        print("4 scrypt hashes (N=2^15, r=8) took \(ContinuousClock.now - started)")
     }
 }

@@ -216,7 +216,7 @@ func errorCode(_ message: RPCMessage?) -> RPCErrorCode? {
         let reports = Reports()
         let stage = ApplyStage(
             store: store, nodeID: n1, compactEntries: 1000, members: members, audit: AuditService(nodeID: n1, signer: signer),
-            proposals: proposals, decorator: nil, background: InlineBackground(), logger: Logger(label: "test"),
+            proposals: proposals, auth: AuthGate(), decorator: nil, background: InlineBackground(), logger: Logger(label: "test"),
             failStop: { _, _ in }, report: { reports.append($0) })
 
         let (a, other) = (RecordingReply(), RecordingReply())

@@ -20,6 +20,9 @@
   `TLSHandshakeError`: the handshake failed (a node certificate of another CA, a plaintext
   port, a client certificate the node refused). `TLSRequired` (code 13, also a `ServerError`):
   a plaintext client reached a TLS port.
+- `AuthRequired`, `AuthFailed`, `PermissionDenied` (codes 14-16, or a write refused at apply):
+  users are on (docs/SECURITY.md "Users and roles") and this connection is no user, its user
+  name or password is wrong, or its user may not do this. Not retried; nothing was changed.
 """
 from __future__ import annotations
 
@@ -33,14 +36,15 @@ __all__ = [
     "Compacted", "FutureRevision", "InvalidRequest", "InternalError", "PeerRejected", "Unsupported",
     "Behind", "ConnectionFailed", "ConnectionLost", "RequestTimeout", "TooManyInFlight", "DeadlineExceeded", "SessionExpired", "ClientClosed", "InvalidArgument",
     "VerificationError", "LyingNodeError", "ForgedHeadError", "RollbackError", "ForkError", "TrustError",
-    "InvalidProof", "TrustFileError", "TLSError", "TLSHandshakeError", "TLSRequired", "ERROR_NAMES", "server_error",
+    "InvalidProof", "TrustFileError", "TLSError", "TLSHandshakeError", "TLSRequired", "AuthRequired", "AuthFailed",
+    "PermissionDenied", "ERROR_NAMES", "server_error",
 ]
 
 #: ErrorResponse codes of docs/PROTOCOL.md and their names there.
 ERROR_NAMES: dict[int, str] = {
     1: "notLeader", 2: "unavailable", 3: "overloaded", 4: "timeout", 5: "compacted", 6: "futureRevision",
     7: "invalidRequest", 8: "internalError", 9: "peerRejected", 10: "unsupported", 11: "behind", 12: "leaseNotFound",
-    13: "tlsRequired",
+    13: "tlsRequired", 14: "authRequired", 15: "authFailed", 16: "permissionDenied",
 }
 
 
@@ -265,10 +269,28 @@ class TLSRequired(ServerError, TLSError):
                      "(fauna.TLSConfig(ca=...), [tls] in cluster.toml with from_config, or fauna --ca)",)
 
 
+class AuthRequired(ServerError):
+    """Code 14 (or a write's `invalid(authRequired)` outcome): users are on and this connection
+    runs as no user: present a client certificate whose common name is a user (this client does
+    not send passwords yet). Not retried."""
+    code = 14
+
+
+class AuthFailed(ServerError):
+    """Code 15: unknown user or wrong password. Not retried."""
+    code = 15
+
+
+class PermissionDenied(ServerError):
+    """Code 16 (or a write's `invalid(permissionDenied)` outcome): the connection's user may not
+    do this; nothing was changed. Not retried."""
+    code = 16
+
+
 _BY_CODE: dict[int, type[ServerError]] = {
     cls.code: cls for cls in (NotLeader, Unavailable, Overloaded, Timeout, Compacted, FutureRevision,
                               InvalidRequest, InternalError, PeerRejected, Unsupported, Behind, LeaseNotFound,
-                              TLSRequired)
+                              TLSRequired, AuthRequired, AuthFailed, PermissionDenied)
 }
 
 

@@ -26,7 +26,7 @@ __all__ = [
     "VALUE_BYTES_MAX", "TXN_COMPARES_MAX", "TXN_OPERATIONS_MAX", "PROPOSAL_BYTES_MAX", "Endpoint", "KeyRange",
     "prefix_end", "Record", "RangeResult", "PutOpResult", "DeleteOpResult", "OpResult", "Outcome", "ApplyResult",
     "Put", "DeleteRange", "RangeRequest", "Compare", "Target", "CompareOp", "Txn", "Compact", "InitCluster",
-    "UpgradeLeaves", "Command", "TxnOp", "Proposal", "ReadRequest", "NodeStatus", "Member", "MemberChange",
+    "UpgradeLeaves", "Auth", "Command", "TxnOp", "Proposal", "ReadRequest", "NodeStatus", "Member", "MemberChange",
     "HashKVResult", "ROLE_NAMES", "value", "version", "create_revision", "mod_revision",
     "decode_proposal", "decode_apply_result", "decode_range_result", "decode_read_request", "decode_error",
     "encode_error", "decode_status", "decode_members", "encode_members", "decode_member_change",
@@ -425,7 +425,8 @@ def decode_apply_result(body: bytes) -> ApplyResult:
 
 
 INVALID_CODES = {0: "keyLength", 1: "valueLength", 2: "txnSize", 3: "duplicateKeyInTxn", 4: "invalidField",
-                 5: "malformed", 6: "leaseNotFound", 7: "leaseExists", 8: "leasesFull"}
+                 5: "malformed", 6: "leaseNotFound", 7: "leaseExists", 8: "leasesFull", 9: "authRequired",
+                 10: "permissionDenied", 11: "authState", 12: "reservedKey"}
 
 
 def apply_result_error(res: ApplyResult, endpoint: Optional[tuple[str, int]] = None) -> Optional[ServerError]:
@@ -443,6 +444,10 @@ def apply_result_error(res: ApplyResult, endpoint: Optional[tuple[str, int]] = N
         return fut
     if res.outcome == Outcome.INVALID:
         name = INVALID_CODES.get(res.invalid_code or 0, f"code{res.invalid_code}")
+        # A write refused for its user at apply is the same error as a refused request.
+        if res.invalid_code in (9, 10):
+            refused = server_error(14 if res.invalid_code == 9 else 16, res.reason, endpoint=endpoint)
+            return refused
         inv = InvalidRequest(7, f"write applied as invalid ({name}): {res.reason}", endpoint=endpoint)
         inv.invalid_code = res.invalid_code
         return inv
@@ -853,11 +858,61 @@ def decode_lease_keep_alive_response(body: bytes) -> tuple[int, int]:
     return lease_id, ttl
 
 
-Command = Union[Put, DeleteRange, Txn, Compact, InitCluster, UpgradeLeaves, LeaseGrant, LeaseRevoke, LeaseCheckpoint]
+@dataclass(frozen=True)
+class Auth:
+    """auth (command tag 10, KV-COMMANDS.md "Users and roles"): a change of users, roles or
+    whether authentication is on; decoded from journal entries (this client does not send them).
+    `op` names it (`userAdd`, `roleGrant`, ...); `name` is the user or role, `role` the role of
+    a grant to a user, `access` (1 read, 2 write, 3 readwrite) and `range` those of a role's
+    permission, `has_password` whether a password hash came with it."""
+    op: str
+    name: bytes = b""
+    role: bytes = b""
+    access: int = 0
+    range: Optional["KeyRange"] = None
+    has_password: bool = False
+
+    _OPS = {1: "enable", 2: "disable", 3: "userAdd", 4: "userDelete", 5: "userPassword", 6: "userGrantRole",
+            7: "userRevokeRole", 8: "roleAdd", 9: "roleDelete", 10: "roleGrant", 11: "roleRevoke"}
+
+    def validate(self) -> None:
+        raise InvalidArgument("auth commands are sent by fctl (fctl user, fctl role, fctl auth)")
+
+    @classmethod
+    def read(cls, rd: Reader) -> "Auth":
+        tag = rd.u8()
+        op = cls._OPS.get(tag)
+        if op is None:
+            raise ProtocolError(f"auth command tag {tag}, want 1...11")
+        if tag in (1, 2):
+            return cls(op)
+        name = rd.kvbytes(NAME_BYTES_MAX, "name")
+        if tag in (3, 5):
+            has = rd.flag()
+            if has:  # log2 N | r | p | salt | hash
+                rd.u8(), rd.u32(), rd.u32()
+                rd.kvbytes(64, "salt"), rd.kvbytes(64, "hash")
+            return cls(op, name, has_password=has)
+        if tag in (6, 7):
+            return cls(op, name, role=rd.kvbytes(NAME_BYTES_MAX, "role"))
+        if tag == 10:
+            access = rd.u8()
+            if access not in (1, 2, 3):
+                raise ProtocolError(f"permission access {access}, want 1...3")
+            return cls(op, name, access=access, range=KeyRange.read(rd))
+        if tag == 11:
+            return cls(op, name, range=KeyRange.read(rd))
+        return cls(op, name)
+
+
+#: User and role names: 1...64 bytes (KV-COMMANDS.md "Users and roles").
+NAME_BYTES_MAX = 64
+
+Command = Union[Put, DeleteRange, Txn, Compact, InitCluster, UpgradeLeaves, LeaseGrant, LeaseRevoke, LeaseCheckpoint, Auth]
 _COMMAND_TAGS: dict[type, int] = {Put: 1, DeleteRange: 2, Txn: 3, Compact: 4, InitCluster: 5, UpgradeLeaves: 6,
-                                  LeaseGrant: 7, LeaseRevoke: 8, LeaseCheckpoint: 9}
+                                  LeaseGrant: 7, LeaseRevoke: 8, LeaseCheckpoint: 9, Auth: 10}
 _COMMAND_READERS = {1: Put.read, 2: DeleteRange.read, 3: Txn.read, 4: Compact.read, 5: InitCluster.read,
-                    6: UpgradeLeaves.read, 7: LeaseGrant.read, 8: LeaseRevoke.read, 9: LeaseCheckpoint.read}
+                    6: UpgradeLeaves.read, 7: LeaseGrant.read, 8: LeaseRevoke.read, 9: LeaseCheckpoint.read, 10: Auth.read}
 
 
 @dataclass(frozen=True)
@@ -867,9 +922,14 @@ class Proposal:
     command: Command
     client_id: Optional[int] = None
     sequence: Optional[int] = None
+    #: Who asked (flag bit 1): set by the leader from the connection's user, in journal
+    #: entries only; empty: no user; None: none recorded (a node's own command, an older entry).
+    principal: Optional[bytes] = None
 
     def encode(self) -> bytes:
         """Checks the command's limits (InvalidArgument, TypeError), then encodes."""
+        if self.principal is not None:
+            raise InvalidArgument("principal: the node sets it from the connection's user, a client cannot")
         if type(self.command) not in _COMMAND_TAGS:
             raise TypeError(f"command: got {type(self.command).__name__}, want Put, DeleteRange, Txn, Compact, LeaseGrant or LeaseRevoke")
         self.command.validate()
@@ -896,19 +956,20 @@ def decode_proposal(body: bytes) -> Proposal:
     v = rd.u8()
     if v != 1:
         raise ProtocolError(f"proposal version {v}, want 1")
-    flags = _reserved(rd.u8(), 0x01, "proposal flags")
+    flags = _reserved(rd.u8(), 0x03, "proposal flags")
     client_id = sequence = None
     if flags & 1:
         client_id, sequence = rd.u64(), rd.u64()
         if sequence == 0:
             raise ProtocolError("session sequence 0, want >= 1")
+    principal = rd.kvbytes(NAME_BYTES_MAX, "principal") if flags & 2 else None
     tag = rd.u8()
     reader = _COMMAND_READERS.get(tag)
     if reader is None:
-        raise ProtocolError(f"command tag {tag}, want 1...9")
+        raise ProtocolError(f"command tag {tag}, want 1...10")
     cmd = reader(rd)
     rd.done()
-    return Proposal(cmd, client_id, sequence)  # type: ignore[arg-type]
+    return Proposal(cmd, client_id, sequence, principal)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

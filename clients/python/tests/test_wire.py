@@ -358,3 +358,38 @@ def test_lease_commands_round_trip_and_checkpoints_are_leader_only() -> None:
     assert wire.decode_lease_keep_alive_response(wire.encode_lease_keep_alive(300) + bytes([60])) == (300, 60)
     with pytest.raises(wire.ProtocolError):
         wire.decode_lease_keep_alive_response(bytes([0, 60]))
+
+
+def test_a_write_refused_for_its_user_is_a_typed_error() -> None:
+    from fauna.errors import AuthRequired, PermissionDenied, server_error
+    from fauna.wire import ApplyResult, Outcome, apply_result_error
+    for code, cls in ((10, PermissionDenied), (9, AuthRequired)):
+        res = ApplyResult(12, False, Outcome.INVALID, invalid_code=code, reason="user alice may not write other/y")
+        err = apply_result_error(res)
+        assert isinstance(err, cls) and "alice" in str(err)
+    other = apply_result_error(ApplyResult(12, False, Outcome.INVALID, invalid_code=12, reason="system key"))
+    assert other is not None and not isinstance(other, PermissionDenied) and "reservedKey" in str(other)
+    assert isinstance(server_error(16, "no"), PermissionDenied)
+
+
+def test_journal_proposals_with_a_principal_and_auth_commands_decode() -> None:
+    from fauna.codec import kvbytes
+    # What the leader proposes for alice's `fctl role grant app-rw readwrite app/ --prefix`,
+    # with a session: flags 0x03, session, principal, tag 10 roleGrant (KV-COMMANDS.md).
+    body = (bytes([1, 0x03]) + (7).to_bytes(8, "big") + (2).to_bytes(8, "big") + kvbytes(b"alice")
+            + bytes([10, 10]) + kvbytes(b"app-rw") + bytes([3]) + kvbytes(b"app/") + b"\x01" + kvbytes(b"app0"))
+    p = wire.decode_proposal(body)
+    assert (p.client_id, p.sequence, p.principal) == (7, 2, b"alice")
+    assert isinstance(p.command, wire.Auth) and p.command.op == "roleGrant" and p.command.name == b"app-rw"
+    assert p.command.access == 3 and p.command.range == wire.KeyRange(b"app/", b"app0")
+    # A put with an empty principal (no user bound), and a user add with a password hash.
+    put = bytes([1, 0x02]) + kvbytes(b"") + bytes([1, 0]) + kvbytes(b"k") + kvbytes(b"v")
+    assert wire.decode_proposal(put).principal == b"" and isinstance(wire.decode_proposal(put).command, wire.Put)
+    add = bytes([1, 0, 10, 3]) + kvbytes(b"bob") + b"\x01" + bytes([15]) + (8).to_bytes(4, "big") + (1).to_bytes(4, "big") \
+        + kvbytes(b"s" * 16) + kvbytes(b"h" * 32)
+    cmd = wire.decode_proposal(add).command
+    assert isinstance(cmd, wire.Auth) and cmd.op == "userAdd" and cmd.has_password
+    with pytest.raises(errors.ProtocolError):
+        wire.decode_proposal(bytes([1, 0x04]) + put[2:])
+    with pytest.raises(errors.InvalidArgument):
+        wire.Proposal(wire.Put(b"k", b"v"), principal=b"alice").encode()
