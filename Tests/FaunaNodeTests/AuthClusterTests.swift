@@ -122,7 +122,9 @@ import Testing
         // As root (the certificate) first: then bound to alice.
         let mine = try await modRevision("app/x")
         let theirs = try await modRevision("other/y")
-        let bound = try await client.call(.authenticate(AuthenticateRequest(user: [UInt8]("alice".utf8), password: [UInt8]("s3cret-horse".utf8))))
+        // scrypt takes 0.65 s in a debug build on an idle machine, more than 5 s on a loaded CI.
+        let bound = try await client.call(
+            .authenticate(AuthenticateRequest(user: [UInt8]("alice".utf8), password: [UInt8]("s3cret-horse".utf8))), timeout: .seconds(30))
         #expect(bound == .authenticateResponse(user: [UInt8]("alice".utf8)))
         if case .error(let e) = try await client.call(.journalEntry(LogIndex(mine))) { Issue.record("alice's own entry: \(e)") }
         guard case .error(let refused) = try await client.call(.journalEntry(LogIndex(theirs))) else {
