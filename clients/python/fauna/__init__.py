@@ -19,7 +19,7 @@ from .aio import AsyncClient
 from .client import Client
 from .config import ClientConfig, ClusterFile, NodeConfig, TLSFiles, load_cluster_file
 from .errors import (
-    Behind, ClientClosed, Compacted, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, ForgedHeadError,
+    AuthFailed, AuthRequired, PermissionDenied, Behind, ClientClosed, Compacted, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, ForgedHeadError,
     ForkError, FutureRevision, InternalError, InvalidArgument, InvalidProof, InvalidRequest, LeaseNotFound, LyingNodeError, NotLeader,
     Overloaded, PeerRejected, ProtocolError, RequestTimeout, RollbackError, ServerError, SessionExpired, Timeout,
     TLSError, TLSHandshakeError, TLSRequired, TooManyInFlight, TrustError, TrustFileError, Unavailable, Unsupported,
@@ -54,7 +54,7 @@ def txn_delete(key: bytes, *, prefix: bool = False, prev: bool = False) -> Delet
 
 __all__ = [
     "Client", "AsyncClient", "ClientConfig", "ClusterFile", "NodeConfig", "load_cluster_file",
-    "TLSConfig", "TLSFiles", "TLSError", "TLSHandshakeError", "TLSRequired",
+    "TLSConfig", "TLSFiles", "TLSError", "TLSHandshakeError", "TLSRequired", "AuthFailed", "AuthRequired", "PermissionDenied",
     "PutResult", "DeleteResult", "TxnResult", "CompactResult", "ApplyResult", "Record", "RangeResult",
     "PutOpResult", "DeleteOpResult", "NodeStatus", "Member", "HashKVResult", "Endpoint", "KeyRange",
     "Put", "DeleteRange", "RangeRequest", "Txn", "Compact", "Compare", "Target", "CompareOp",

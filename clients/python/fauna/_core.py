@@ -23,7 +23,7 @@ from typing import Callable, Generator, Iterable, Mapping, Optional, TypeVar, Un
 
 from .config import ClientConfig, load_cluster_file
 from .errors import (
-    Behind, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, InvalidArgument, NotLeader, Overloaded,
+    AuthFailed, Behind, ConnectionFailed, ConnectionLost, DeadlineExceeded, FaunaError, InvalidArgument, NotLeader, Overloaded,
     ProtocolError, RequestTimeout, ServerError, SessionExpired, Timeout, TLSError, TooManyInFlight, Unavailable,
 )
 from .wire import (
@@ -246,12 +246,22 @@ class Core:
         return self.rng.uniform(d / 2, d)
 
 
+def credentials_of(user: Optional[bytes], password: Optional[bytes]) -> Optional[tuple[bytes, bytes]]:
+    """(user, password) for the pool, or None; both or neither."""
+    if (user is None) != (password is None):
+        raise InvalidArgument("user= and password= go together")
+    return None if user is None else (user, password)  # type: ignore[return-value]
+
+
 class ClientBase:
     """What the blocking and the asyncio client share: their Core and its read-only views."""
 
     def __init__(self, endpoints: Iterable[Union[Endpoint, tuple[str, int], str]], config: Optional[ClientConfig],
-                 cluster_name: Optional[str] = None, tls: TLSLike = None):
+                 cluster_name: Optional[str] = None, tls: TLSLike = None,
+                 credentials: Optional[tuple[bytes, bytes]] = None):
         self._core = Core(list(endpoints), config)
+        #: (user, password) every connection authenticates with, or None.
+        self._credentials = credentials
         #: The cluster's name (from cluster.toml): verified reads keep their trusted state in
         #: fctl's ~/.config/fauna/<name>/trusted.json. None if unknown.
         self.cluster_name = cluster_name or None
@@ -260,14 +270,17 @@ class ClientBase:
 
     @classmethod
     def from_config(cls: type[CB], path: Union[str, "os.PathLike[str]"] = "cluster.toml", *,
-                    config: Optional[ClientConfig] = None, tls: TLSLike = None) -> CB:
+                    config: Optional[ClientConfig] = None, tls: TLSLike = None, user: Optional[bytes] = None,
+                    password: Optional[bytes] = None) -> CB:
         """A client of the nodes (client addresses) listed in a cluster.toml, knowing its name.
         TLS as the file's `[tls]` says (its `ca`, and `client_cert`/`client_key` if given),
-        unless `tls` is given; plaintext if neither."""
+        unless `tls` is given; plaintext if neither. With `user` and `password`, every
+        connection authenticates as that user."""
         cluster = load_cluster_file(path)
         if tls is None and cluster.tls is not None:
             tls = cluster.tls.client()
-        return cls(cluster.endpoints, config=config, cluster_name=cluster.name, tls=tls)
+        return cls(cluster.endpoints, config=config, cluster_name=cluster.name, tls=tls,  # type: ignore[call-arg]
+                   user=user, password=password)
 
     @property
     def tls(self) -> Optional[ClientTLS]:
@@ -320,9 +333,10 @@ def perform(core: Core, kind: int, body: bytes, route: Route, budget: Budget) ->
                             min(core.config.connect_timeout, left))
         failure: BaseException
         if isinstance(result, BaseException):
-            if isinstance(result, TLSError):
-                # The handshake failed, or the node refused the client's certificate before
-                # reading any request: nothing ran.
+            if isinstance(result, (TLSError, AuthFailed)):
+                # The handshake failed, the node refused the client's certificate before
+                # reading any request, or its user name or password: nothing ran, and another
+                # attempt would meet the same refusal.
                 raise result
             failure = result
             if not isinstance(result, _NOT_SENT):  # sent: the node may have run it

@@ -25,7 +25,7 @@ import time
 from typing import Any, Awaitable, Callable, Iterable, Optional, Union
 
 from . import _core
-from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult
+from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult, credentials_of
 from .codec import frame
 from .config import ClientConfig
 from .client import Client
@@ -33,12 +33,12 @@ from .errors import (
     ClientClosed, ConnectionFailed, ConnectionLost, FaunaError, InvalidArgument, ProtocolError, RequestTimeout,
     TLSError,
 )
-from .pool import OPEN, PICK_POLL_S, Demux, Demuxed, PoolBase, decoder_for
+from .pool import AUTHENTICATE_TIMEOUT_S, OPEN, PICK_POLL_S, Demux, Demuxed, PoolBase, authenticate_body, decoder_for, login_result
 from .tls import ClientTLS, TLSLike, after_handshake_error, handshake_error
 from .verify import verified_get_async
 from .wire import (
     ApplyResult, Command, Compare, Endpoint, HashKVResult, Member, MemberChange, NodeStatus, RangeRequest,
-    LeaseOpResult, RangeResult, Record, TxnOp,
+    Kind, LeaseOpResult, RangeResult, Record, TxnOp,
 )
 
 __all__ = ["AsyncClient", "AsyncConnection", "AsyncPool"]
@@ -167,6 +167,14 @@ class AsyncPool(PoolBase[AsyncConnection]):
         conn: Optional[AsyncConnection] = None
         try:
             conn = await AsyncConnection.open(endpoint, self.config, connect_timeout, self.tls)
+            if self.credentials is not None:
+                try:
+                    answer = await conn.call(Kind.AUTHENTICATE, authenticate_body(self.credentials), AUTHENTICATE_TIMEOUT_S)
+                    login_result(endpoint, *answer)
+                except BaseException:
+                    conn.close()
+                    conn = None
+                    raise
         finally:
             self._opened(endpoint, conn)
         return await conn.call(kind, body, timeout)
@@ -180,9 +188,10 @@ class AsyncClient(_core.ClientBase):
     """An asyncio client of a Fauna cluster: every method of `fauna.Client`, awaitable."""
 
     def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None,
-                 cluster_name: Optional[str] = None, tls: TLSLike = None):
-        super().__init__(endpoints, config, cluster_name, tls)
-        self._pool = AsyncPool(self._core.config, tls=self._tls)
+                 cluster_name: Optional[str] = None, tls: TLSLike = None, user: Optional[bytes] = None,
+                 password: Optional[bytes] = None):
+        super().__init__(endpoints, config, cluster_name, tls, credentials_of(user, password))
+        self._pool = AsyncPool(self._core.config, tls=self._tls, credentials=self._credentials)
         self._closed = False
         self._twin: Optional[Client] = None
 
@@ -197,7 +206,9 @@ class AsyncClient(_core.ClientBase):
         if self._closed:
             raise ClientClosed("the client is closed")
         if self._twin is None:
-            self._twin = Client(self.endpoints, config=self.config, cluster_name=self.cluster_name, tls=self._tls)
+            user, password = self._credentials or (None, None)
+            self._twin = Client(self.endpoints, config=self.config, cluster_name=self.cluster_name, tls=self._tls,
+                                user=user, password=password)
         return self._twin
 
     async def close(self) -> None:

@@ -44,7 +44,7 @@ import time
 from typing import Any, Iterable, Optional, Union
 
 from . import _core
-from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult
+from ._core import CompactResult, DeleteResult, Op, PutResult, Send, T, TxnResult, credentials_of
 from .config import ClientConfig
 from .errors import ClientClosed, FaunaError, InvalidArgument
 from .pool import Pool
@@ -64,11 +64,13 @@ class Client(_core.ClientBase):
     """A blocking client of a Fauna cluster; see the module docstring."""
 
     def __init__(self, endpoints: Iterable[EndpointLike], *, config: Optional[ClientConfig] = None,
-                 pool: Optional[Pool] = None, cluster_name: Optional[str] = None, tls: TLSLike = None):
-        if pool is not None and tls is not None:
-            raise InvalidArgument("tls= goes to the Pool given (Pool(config, tls=...)), not to the Client")
-        super().__init__(endpoints, config, cluster_name, tls if pool is None else pool.tls)
-        self._pool = pool or Pool(self._core.config, tls=self._tls)
+                 pool: Optional[Pool] = None, cluster_name: Optional[str] = None, tls: TLSLike = None,
+                 user: Optional[bytes] = None, password: Optional[bytes] = None):
+        if pool is not None and (tls is not None or user is not None):
+            raise InvalidArgument("tls= and user= go to the Pool given (Pool(config, tls=..., credentials=...)), not to the Client")
+        credentials = credentials_of(user, password) if pool is None else pool.credentials
+        super().__init__(endpoints, config, cluster_name, tls if pool is None else pool.tls, credentials)
+        self._pool = pool or Pool(self._core.config, tls=self._tls, credentials=self._credentials)
         self._closed = threading.Event()
 
     @property

@@ -271,8 +271,8 @@ class TLSRequired(ServerError, TLSError):
 
 class AuthRequired(ServerError):
     """Code 14 (or a write's `invalid(authRequired)` outcome): users are on and this connection
-    runs as no user: present a client certificate whose common name is a user (this client does
-    not send passwords yet). Not retried."""
+    runs as no user: give `user=`/`password=`, or a client certificate whose common name is a
+    user. Not retried."""
     code = 14
 
 

@@ -25,11 +25,13 @@ import threading
 import time
 from typing import Any, Generic, Optional, Protocol, TypeVar, Union
 
-from .codec import Frame, FrameDecoder, frame
+from .codec import Frame, FrameDecoder, frame, vbytes
 from .config import ClientConfig
-from .errors import ConnectionFailed, ConnectionLost, ProtocolError, RequestTimeout, TLSError, TooManyInFlight
+from .errors import (
+    AuthFailed, ConnectionFailed, ConnectionLost, InvalidArgument, ProtocolError, RequestTimeout, TLSError, TooManyInFlight,
+)
 from .tls import ClientTLS, TLSLike, TLSStream, after_handshake_error
-from .wire import ANSWER_KINDS, Endpoint
+from .wire import ANSWER_KINDS, Endpoint, Kind, decode_error
 
 __all__ = ["Connection", "Pool", "PoolBase", "Demux", "Demuxed", "ENDPOINTS_MAX", "decoder_for"]
 
@@ -271,10 +273,14 @@ class PoolBase(Generic[C]):
     least busy open one, or a new one while all are busy and fewer than
     `connections_per_endpoint` are open or being opened. Thread-safe; never does I/O."""
 
-    def __init__(self, config: Optional[ClientConfig] = None, *, tls: TLSLike = None):
+    def __init__(self, config: Optional[ClientConfig] = None, *, tls: TLSLike = None,
+                 credentials: Optional[tuple[bytes, bytes]] = None):
         self.config = config or ClientConfig()
         #: TLS of every connection (fauna.tls.ClientTLS), or None: plaintext.
         self.tls = ClientTLS.of(tls)
+        #: (user, password): every new connection authenticates with them first
+        #: (docs/SECURITY.md "Users and roles"); None: it runs as its certificate's user.
+        self.credentials = check_credentials(credentials)
         self._lock = threading.Lock()
         self._conns: dict[Endpoint, list[C]] = {}
         self._opening: dict[Endpoint, int] = {}
@@ -331,6 +337,39 @@ class PoolBase(Generic[C]):
 
 
 OPEN, WAIT = "open", "wait"
+#: scrypt costs a node tens of milliseconds, more on a loaded or debug one: longer than a request.
+AUTHENTICATE_TIMEOUT_S = 15.0
+
+
+def check_credentials(credentials: Optional[tuple[bytes, bytes]]) -> Optional[tuple[bytes, bytes]]:
+    """`credentials` as (user, password) bytes, refused with InvalidArgument if unusable."""
+    if credentials is None:
+        return None
+    user, password = credentials
+    if isinstance(user, str) or isinstance(password, str):
+        raise InvalidArgument("user and password are bytes (encode them, e.g. 'alice'.encode())")
+    if not 1 <= len(user) <= 64 or not 1 <= len(password) <= 1024:
+        raise InvalidArgument("user: 1...64 bytes, password: 1...1024 bytes")
+    return bytes(user), bytes(password)
+
+
+def authenticate_body(credentials: tuple[bytes, bytes]) -> bytes:
+    """An `authenticate` body (PROTOCOL.md): bytes user | bytes password."""
+    return vbytes(credentials[0]) + vbytes(credentials[1])
+
+
+def login_result(endpoint: Endpoint, kind: int, body: bytes) -> None:
+    """Raises unless (kind, body) answers an `authenticate` with success: `AuthFailed` (never
+    retried) for a wrong user or password, ConnectionFailed for anything else (a node still
+    loading, overloaded: another attempt may succeed)."""
+    if kind == Kind.AUTHENTICATE_RESPONSE:
+        return
+    if kind == Kind.ERROR:
+        err = decode_error(body, endpoint)
+        if isinstance(err, AuthFailed):
+            raise err
+        raise ConnectionFailed(f"authenticate at {endpoint}: {err}")
+    raise ProtocolError(f"{endpoint} answered authenticate with kind {kind:#04x}")
 PICK_POLL_S = 0.005  # how often a request waiting for a connection being opened looks again
 
 
@@ -357,6 +396,13 @@ class Pool(PoolBase[Connection]):
         conn: Optional[Connection] = None
         try:
             conn = Connection(endpoint, self.config, connect_timeout, self.tls)
+            if self.credentials is not None:
+                try:
+                    login_result(endpoint, *conn.call(Kind.AUTHENTICATE, authenticate_body(self.credentials), AUTHENTICATE_TIMEOUT_S))
+                except BaseException:
+                    conn.close()
+                    conn = None
+                    raise
         finally:
             self._opened(endpoint, conn)
         return conn
