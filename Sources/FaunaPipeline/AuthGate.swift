@@ -60,13 +60,22 @@ public final class AuthGate: Sendable {
 
     private static let loading = RPCMessage.error(RPCErrorResponse(.unavailable, "the node is loading its auth state; retry"))
 
-    /// nil if the request may go on, else the answer refusing it.
+    /// nil if the request may go on, else the answer refusing it. With auth disabled this is
+    /// one lock and a flag: it runs on the event loop for every request, floods included (an
+    /// `overloaded` answer must stay cheap; a string built per request here cost a loaded
+    /// 2-core node its leadership under a hashKV flood).
     func check(_ context: RPCRequestContext, _ rule: (KVAccess) -> KVCommandError?) -> RPCMessage? {
-        guard let access = access(context) else { return Self.loading }
+        let state = snapshot.withLockedValue { $0 }
+        guard let state else { return Self.loading }
+        guard state.enabled else { return nil }
+        let access = state.access(of: context.principal)
+        if case .everything = access.level { return nil }
         return rule(access).map(Self.refusal)
     }
 
-    func checkRoot(_ context: RPCRequestContext, _ what: String) -> RPCMessage? { check(context) { $0.checkRoot(what) } }
+    func checkRoot(_ context: RPCRequestContext, _ what: @autoclosure () -> String) -> RPCMessage? {
+        check(context) { $0.checkRoot(what()) }
+    }
     func checkBound(_ context: RPCRequestContext) -> RPCMessage? { check(context) { $0.checkBound() } }
     func checkRead(_ context: RPCRequestContext, _ range: KeyRange) -> RPCMessage? {
         check(context) { $0.check(.read, KVSystemKeys.clipped(range)) }
