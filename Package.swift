@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "FaunaStore",
             dependencies: [
-                "CRocksDB", "CRocksDBFlush", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
+                "CRocksDB", "CRocksDBFlush", "CAESGCM", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["README.md"]
@@ -106,7 +106,7 @@ let package = Package(
         // Test helper for the crash-kill and EIO tests: applies entries, prints each durable index.
         .executableTarget(name: "store-crash-helper", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
         // Storage benchmark (docs/PERFORMANCE.md "Storage"); run in release.
-        .executableTarget(name: "store-bench", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
+        .executableTarget(name: "store-bench", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(
             name: "FaunaStoreTests",
             // The helper is a dependency so that `swift build --build-tests` builds it.
@@ -121,6 +121,9 @@ let package = Package(
         // CRC-32C of the frame bodies: the SSE4.2 instruction where the CPU has it, else tables
         // (Sources/FaunaRPC/CRC32C.swift). Only FaunaRPC and its tests depend on it.
         .target(name: "CCRC32C"),
+        // AES-256-GCM for encryption at rest over the system libcrypto (Debian libssl-dev):
+        // contexts that keep their key schedule (ADR 0013). Only FaunaStore's Encryption.swift.
+        .target(name: "CAESGCM", linkerSettings: [.linkedLibrary("crypto")]),
         // Wire protocol: frames, message codecs, SwiftNIO transport (docs/PROTOCOL.md, ADR 0005).
         .target(
             name: "FaunaRPC",

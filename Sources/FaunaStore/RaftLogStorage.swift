@@ -104,7 +104,8 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
                 throw StoreError.corrupt(cf, key: lastKey, "not an entry key")
             }
             if last > v.snapshot.index {
-                do { v.lastTerm = try RaftLogCodec.decodeTerm(it.value) } catch {
+                let bytes = try it.storeValue
+                do { v.lastTerm = try RaftLogCodec.decodeTerm(bytes) } catch {
                     throw StoreError.corrupt(cf, key: lastKey, error.reason)
                 }
                 v.lastIndex = last
@@ -157,7 +158,8 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
             let key = it.key
             guard RaftKey.index(ofEntryKey: key) == expected else { break }
             let entry: Entry
-            do { entry = try RaftLogCodec.decodeEntry(it.value, index: expected) } catch {
+            let stored = try it.storeValue
+            do { entry = try RaftLogCodec.decodeEntry(stored, index: expected) } catch {
                 throw StoreError.corrupt(cf, key: key, error.reason)
             }
             bytes += entry.sizeBytes

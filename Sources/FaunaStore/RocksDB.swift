@@ -18,7 +18,16 @@ public struct RocksDBColumnFamily: Hashable, Sendable, CustomStringConvertible {
     public let name: String
     /// Stored in front of every key (empty: the whole family).
     public private(set) var keyPrefix: [UInt8] = []
+    /// With a keyring, values are sealed on the way in and opened on the way out (encryption at
+    /// rest, `Keyring`); not part of the family's identity.
+    public private(set) var sealer: Keyring?
     public var description: String { name }
+
+    public static func == (a: Self, b: Self) -> Bool { a.slot == b.slot && a.name == b.name && a.keyPrefix == b.keyPrefix }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(slot)
+        hasher.combine(keyPrefix)
+    }
 
     init(slot: Int, name: String) {
         self.slot = slot
@@ -30,6 +39,25 @@ public struct RocksDBColumnFamily: Hashable, Sendable, CustomStringConvertible {
         var cf = self
         cf.keyPrefix = keyPrefix + prefix
         return cf
+    }
+
+    /// This key space with its values sealed by `keyring` (nil: stored as they are).
+    public func sealed(by keyring: Keyring?) -> RocksDBColumnFamily {
+        var cf = self
+        cf.sealer = keyring
+        return cf
+    }
+
+    /// `value` as stored at `key`.
+    @inline(__always) func storedValue(_ value: [UInt8], key: [UInt8]) -> [UInt8] {
+        guard let sealer else { return value }
+        return sealer.seal(value, family: name, storedKey: storedKey(key))
+    }
+
+    /// The value read from disk at the stored key `stored`, opened.
+    @inline(__always) func openedValue(_ value: [UInt8], storedKey stored: [UInt8]) throws(RocksDBError) -> [UInt8] {
+        guard let sealer else { return value }
+        return try sealer.open(value, family: name, storedKey: stored)
     }
 
     /// `key` as stored.
@@ -262,12 +290,16 @@ public final class RocksDB: @unchecked Sendable {
             return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: count) { (stored) throws(RocksDBError) -> [UInt8]? in
                 _ = stored.initialize(fromContentsOf: cf.keyPrefix)
                 _ = UnsafeMutableBufferPointer(rebasing: stored[cf.keyPrefix.count...]).initialize(fromContentsOf: key)
-                return try get(h, cf.name, UnsafeBufferPointer(stored), snapshot: snapshot)
+                let value = try get(h, cf.name, UnsafeBufferPointer(stored), snapshot: snapshot)
+                guard let value, cf.sealer != nil else { return value }
+                return try cf.openedValue(value, storedKey: Array(stored))
             }
         }
-        return try key.withUnsafeBufferPointer { (k) throws(RocksDBError) -> [UInt8]? in
+        let value = try key.withUnsafeBufferPointer { (k) throws(RocksDBError) -> [UInt8]? in
             try get(h, cf.name, k, snapshot: snapshot)
         }
+        guard let value, cf.sealer != nil else { return value }
+        return try cf.openedValue(value, storedKey: key)
     }
 
     private func get(

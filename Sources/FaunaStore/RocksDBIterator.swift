@@ -95,15 +95,23 @@ public final class RocksDBIterator {
         return Self.copy(p.map { $0 + prefixCount }, length - prefixCount)
     }
 
-    /// A copy of the current value. Precondition: `isValid`.
+    /// A copy of the current value, opened if the family is sealed (which throws if it does not
+    /// open: `Keyring.open`). Precondition: `isValid`.
     public var value: [UInt8] {
-        precondition(isValid, "value of an invalid iterator")
-        var length = 0
-        let p = rocksdb_iter_value(iterator, &length)
-        return Self.copy(p, length)
+        get throws(RocksDBError) {
+            precondition(isValid, "value of an invalid iterator")
+            var length = 0
+            let p = rocksdb_iter_value(iterator, &length)
+            let stored = Self.copy(p, length)
+            guard cf.sealer != nil else { return stored }
+            var keyLength = 0
+            let k = rocksdb_iter_key(iterator, &keyLength)
+            return try cf.openedValue(stored, storedKey: Self.copy(k, keyLength))
+        }
     }
 
-    /// The current value's length without copying it. Precondition: `isValid`.
+    /// The current value's length as stored (sealed, if the family is) without copying it.
+    /// Precondition: `isValid`.
     public var valueCount: Int {
         precondition(isValid, "value of an invalid iterator")
         var length = 0

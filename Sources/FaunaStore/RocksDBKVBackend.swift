@@ -34,7 +34,8 @@ public struct RocksDBKVBackend: KVBackend {
         while it.isValid {
             let key = it.key
             let record: KVRecord
-            do { record = try KVRecord(decoding: it.value) } catch {
+            let bytes = try it.value
+            do { record = try KVRecord(decoding: bytes) } catch {
                 throw StoreError.corrupt(kv, key: key, error.reason)
             }
             guard try body(key, record) else { return }
@@ -53,7 +54,7 @@ public struct RocksDBKVBackend: KVBackend {
         }
         let stored = it.key
         guard stored.starts(with: prefix) else { return nil }
-        return try decodeHistory(key: stored, value: it.value).1
+        return try decodeHistory(key: stored, value: try it.value).1
     }
 
     public func scanHistory(
@@ -65,7 +66,7 @@ public struct RocksDBKVBackend: KVBackend {
             snapshot: snapshot)
         reverse ? it.seekToLast() : it.seekToFirst()
         while it.isValid {
-            let (key, version) = try decodeHistory(key: it.key, value: it.value)
+            let (key, version) = try decodeHistory(key: it.key, value: try it.value)
             guard try body(key, version) else { return }
             reverse ? it.previous() : it.next()
         }
@@ -91,7 +92,7 @@ public struct RocksDBKVBackend: KVBackend {
         let it = db.makeIterator(meta, lowerBound: range.start, upperBound: range.end, snapshot: snapshot)
         it.seekToFirst()
         while it.isValid {
-            guard try body(it.key, it.value) else { return }
+            guard try body(it.key, try it.value) else { return }
             it.next()
         }
         try it.checkError()

@@ -28,6 +28,7 @@ public final class RocksDBWriteBatch {
 
     public func put(_ cf: RocksDBColumnFamily, _ key: [UInt8], _ value: [UInt8]) {
         let h = db.handle(cf)
+        let value = cf.storedValue(value, key: key)
         guard !cf.keyPrefix.isEmpty else {
             key.withUnsafeBufferPointer { k in
                 value.withUnsafeBufferPointer { v in

@@ -26,16 +26,22 @@ public final class SnapshotReceiver {
     private var completed: [Bool]
     private var fd: Int32 = -1
     private var openFileIndex = -1
+    /// Opens an encrypted snapshot's keyring (the sender's data keys, wrapped by the cluster's
+    /// master key) to write this node's hard state into it.
+    let masterKey: MasterKey?
 
     /// Starts receiving into `store`'s data directory, discarding any earlier partial install.
     public convenience init(store: Store, manifest: SnapshotManifest) throws(StoreError) {
-        try self.init(dataDirectory: store.path, manifest: manifest)
+        try self.init(dataDirectory: store.path, manifest: manifest, masterKey: store.masterKey)
     }
 
     /// Starts receiving into the data directory `dataDirectory` (a `Store`'s `path`), which may
-    /// be open: the files go aside until the store is reopened.
-    public init(dataDirectory: String, manifest: SnapshotManifest) throws(StoreError) {
+    /// be open: the files go aside until the store is reopened. `masterKey`: the store's
+    /// (`Store.Options.masterKey`); an encrypted snapshot is refused without the key it was
+    /// encrypted under, and one that is not encrypted is sealed when the store reopens.
+    public init(dataDirectory: String, manifest: SnapshotManifest, masterKey: MasterKey? = nil) throws(StoreError) {
         self.manifest = manifest
+        self.masterKey = masterKey
         self.root = dataDirectory
         received = Array(repeating: 0, count: manifest.files.count)
         hashers = Array(repeating: SHA256(), count: manifest.files.count)
@@ -102,7 +108,11 @@ public final class SnapshotReceiver {
                 try RocksDB(path: directory, columnFamilies: StoreColumnFamily.allCases.map(\.options), createIfMissing: false)
             }
             let cfs: Store.ColumnFamilies
-            do { cfs = try Store.columnFamilies(of: db) } catch {
+            do {
+                let nodeMeta = try Store.columnFamilies(of: db, keyring: nil).nodeMeta
+                let keyring = try StoreEncryption.loadKeyring(db: db, nodeMeta: nodeMeta, master: masterKey)
+                cfs = try Store.columnFamilies(of: db, keyring: keyring)
+            } catch {
                 throw StoreError(.snapshotInvalid, "snapshot: \(error.message)")
             }
             let schema = try rocks { () throws(RocksDBError) in try db.get(cfs.nodeMeta, MetaKey.schema) }

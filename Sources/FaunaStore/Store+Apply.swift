@@ -315,7 +315,8 @@ extension Store {
                 throw StoreError.corrupt(cfs.log, key: key, "journal: want the entry at index \(expected)")
             }
             let entry: Entry
-            do { entry = try RaftLogCodec.decodeEntry(entries.value, index: expected) } catch {
+            let entryBytes = try entries.storeValue
+            do { entry = try RaftLogCodec.decodeEntry(entryBytes, index: expected) } catch {
                 throw StoreError.corrupt(cfs.log, key: key, error.reason)
             }
             var recorded: JournalEffects?
@@ -325,7 +326,8 @@ extension Store {
                     try rocks { () throws(RocksDBError) in try effects.checkError() }
                     throw StoreError.corrupt(cfs.effects, key: want, "effects of a v2 leaf missing")
                 }
-                do { recorded = try RaftLogCodec.decodeEffects(effects.value) } catch {
+                let effectsBytes = try effects.storeValue
+                do { recorded = try RaftLogCodec.decodeEffects(effectsBytes) } catch {
                     throw StoreError.corrupt(cfs.effects, key: want, error.reason)
                 }
                 effects.next()

@@ -35,6 +35,10 @@ public final class Store: @unchecked Sendable {
     var applyWriter: ApplyWriter?
     /// Set after a failed apply: the store refuses further applies (fail-stop).
     var applyFailure: StoreError?
+    /// The data keys of an encrypted directory (nil: not encrypted).
+    public let keyring: Keyring?
+    /// `Options.masterKey`: snapshots received into this directory are opened with it.
+    public let masterKey: MasterKey?
     /// Flushes the state in the background, bounding what a crash makes the node re-apply.
     let flusher: StateFlusher
     /// Current records for the apply path's point reads (nil: off); used and changed only
@@ -88,6 +92,20 @@ public final class Store: @unchecked Sendable {
         /// (docs/STORAGE.md "Tuning"). Counts keys, values and the cache's own tables; 0 turns
         /// it off.
         public var recordCacheBytes = 64 << 20
+        /// Encryption at rest (docs/SECURITY.md): with a master key, values are sealed with
+        /// data keys it wraps; a directory written without encryption is rewritten, sealed, on
+        /// open. nil: values are stored as they are, and an encrypted directory is refused.
+        public var masterKey: MasterKey?
+        /// The master key the directory was encrypted with until now, when `masterKey` is a new
+        /// one: the data keys are unwrapped with it and wrapped again with `masterKey` on open.
+        public var previousMasterKey: MasterKey?
+        /// On open, add a fresh data key that seals from then on (older keys stay to read what
+        /// they sealed). Needs `masterKey`.
+        public var rotateDataKey = false
+        /// With `masterKey`: a directory written without encryption is rewritten sealed on open
+        /// (a node). False leaves it as it is, in clear (a backup check opening an archive's
+        /// unpacked copy, which it then throws away).
+        public var sealExisting = true
         public init() {}
     }
 
@@ -126,16 +144,31 @@ public final class Store: @unchecked Sendable {
         // Opening replays the WAL and may flush it to an SST: refuse on a full disk up front.
         try diskGuard.check(adding: 0, operation: "open")
         let dbPath = "\(path)/db"
-        // A directory of an earlier schema is rewritten into this one first (ADR 0010).
+        guard options.masterKey != nil || (options.previousMasterKey == nil && !options.rotateDataKey) else {
+            throw StoreError(.encryptionKey, "a previous master key or a data key rotation needs a master key")
+        }
+        // A directory of an earlier schema is rewritten into this one first (ADR 0010), and one
+        // written without encryption is rewritten sealed when a master key is named (ADR 0013).
         try StoreUpgrade.upgradeIfNeeded(root: path, options: options)
+        if options.sealExisting {
+            try StoreEncryption.encryptIfNeeded(root: path, master: options.masterKey, options: options)
+        }
         let db = try rocks { () throws(RocksDBError) in
             try RocksDB(
                 path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options),
                 memtableBytesMax: options.memtableBytesMax)
         }
         self.db = db
-        self.cfs = try Self.columnFamilies(of: db)
-        try Self.checkSchema(db: db, cfs: cfs)
+        let nodeMeta = try Self.columnFamilies(of: db, keyring: nil).nodeMeta
+        let isNew = try Self.checkSchema(db: db, nodeMeta: nodeMeta)
+        var keyring = try Self.openKeyring(db: db, nodeMeta: nodeMeta, isNew: isNew, options: options)
+        if options.rotateDataKey, let current = keyring {
+            keyring = try current.rotated()
+            try StoreEncryption.storeKeyring(keyring!, db: db, nodeMeta: nodeMeta)
+        }
+        self.keyring = keyring
+        self.masterKey = options.masterKey
+        self.cfs = try Self.columnFamilies(of: db, keyring: keyring)
         let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         self.applied = applied
         // Last: it starts the writer thread.
@@ -148,13 +181,42 @@ public final class Store: @unchecked Sendable {
         publishedRecordCacheStats.budgetBytes = UInt64(options.recordCacheBytes)
     }
 
-    /// The group views of an open database with this schema's families.
-    static func columnFamilies(of db: RocksDB) throws(StoreError) -> ColumnFamilies {
+    /// The keyring of the directory just opened: the stored one (its keys wrapped again when
+    /// `previousMasterKey` opened it), or for a new directory with a master key a new one.
+    private static func openKeyring(db: RocksDB, nodeMeta: RocksDBColumnFamily, isNew: Bool, options: Options) throws(StoreError) -> Keyring? {
+        guard let master = options.masterKey else {
+            return try StoreEncryption.loadKeyring(db: db, nodeMeta: nodeMeta, master: nil)
+        }
+        if let previous = options.previousMasterKey {
+            let record = try rocks { () throws(RocksDBError) in try db.get(nodeMeta, MetaKey.keyring) }
+            if let record, Keyring.masterFingerprint(ofRecord: record) == previous.fingerprint {
+                let keyring = try Keyring.decode(record, master: previous, source: db.path).rewrapped(by: master)
+                try StoreEncryption.storeKeyring(keyring, db: db, nodeMeta: nodeMeta)
+                return keyring
+            }
+        }
+        if let stored = try StoreEncryption.loadKeyring(db: db, nodeMeta: nodeMeta, master: master) { return stored }
+        guard isNew else {
+            // `encryptIfNeeded` sealed any directory with data unless told not to.
+            guard !options.sealExisting else {
+                throw StoreError(.encryptionKey, "\(db.path) has data in clear after it was to be sealed")
+            }
+            return nil
+        }
+        let keyring = try Keyring.new(master: master)
+        try StoreEncryption.storeKeyring(keyring, db: db, nodeMeta: nodeMeta)
+        return keyring
+    }
+
+    /// The group views of an open database with this schema's families; with a keyring, the
+    /// data groups' values of sealed families are sealed with it (group 0 never is).
+    static func columnFamilies(of db: RocksDB, keyring: Keyring?) throws(StoreError) -> ColumnFamilies {
         func cf(_ c: StoreColumnFamily, _ group: UInt64 = StoreGroup.data) throws(StoreError) -> RocksDBColumnFamily {
             guard let handle = db.columnFamily(c.rawValue) else {
                 throw StoreError(.corruptRecord, "database \(db.path) lacks the column family \(c.rawValue)")
             }
-            return handle.prefixed(by: StoreGroup.prefix(group))
+            let sealer = group != StoreGroup.node && c.isSealed ? keyring : nil
+            return handle.prefixed(by: StoreGroup.prefix(group)).sealed(by: sealer)
         }
         var state: [RocksDBColumnFamily] = []
         for c in StoreColumnFamily.allCases where c.isState {
@@ -196,13 +258,12 @@ public final class Store: @unchecked Sendable {
     public var durableAppliedIndex: LogIndex { flusher.flushedIndex }
 
     /// Writes the schema version of a new directory, or checks that of an existing one (an
-    /// earlier schema was already upgraded by `StoreUpgrade`).
-    private static func checkSchema(db: RocksDB, cfs: ColumnFamilies) throws(StoreError) {
-        let meta = cfs.nodeMeta
+    /// earlier schema was already upgraded by `StoreUpgrade`). True for a new directory.
+    private static func checkSchema(db: RocksDB, nodeMeta meta: RocksDBColumnFamily) throws(StoreError) -> Bool {
         let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
         guard let stored else {
             // A new directory; anything in it would be a directory of another program.
-            guard let wholeMeta = db.columnFamily(StoreColumnFamily.meta.rawValue) else { return }
+            guard let wholeMeta = db.columnFamily(StoreColumnFamily.meta.rawValue) else { return true }
             let it = db.makeIterator(wholeMeta)
             it.seekToFirst()
             guard !it.isValid else {
@@ -211,7 +272,7 @@ public final class Store: @unchecked Sendable {
             var w = ByteWriter(capacity: 4)
             w.u32(storeSchemaVersion)
             try rocks { () throws(RocksDBError) in try db.put(meta, MetaKey.schema, w.bytes, sync: true) }
-            return
+            return true
         }
         let version: UInt32
         do {
@@ -227,6 +288,7 @@ public final class Store: @unchecked Sendable {
                 "schema version in \(meta.name): got \(version), want \(storeSchemaVersion); "
                     + "a newer Fauna wrote this data directory, or the value is damaged")
         }
+        return false
     }
 
     /// A RocksDB property of one column family (e.g. "rocksdb.estimate-num-keys").

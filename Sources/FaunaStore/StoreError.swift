@@ -21,6 +21,10 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let diskFull = Code(name: "diskFull")
         /// A filesystem call outside RocksDB failed (snapshot files, directories).
         public static let fileSystem = Code(name: "fileSystem")
+        /// Encryption at rest: the master key file is missing, readable by others or malformed,
+        /// or is not the key the data directory was encrypted with; or the directory is
+        /// encrypted and no key was named. Nothing was opened or written.
+        public static let encryptionKey = Code(name: "encryptionKey")
         public var description: String { name }
     }
 
@@ -78,6 +82,13 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
 extension String {
     func leftPadded(_ width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+extension RocksDBIterator {
+    /// `value`, its error (a sealed value that does not open) as a `StoreError`.
+    var storeValue: [UInt8] {
+        get throws(StoreError) { try rocks { () throws(RocksDBError) in try value } }
     }
 }
 

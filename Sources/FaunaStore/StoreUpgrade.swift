@@ -37,7 +37,7 @@ enum StoreUpgrade {
         try Store.completeSwap(root: root, incoming: target, marker: readyMarker)
     }
 
-    private static func directoryBytes(_ path: String) -> Int {
+    static func directoryBytes(_ path: String) -> Int {
         let names = (try? FileIO.regularFiles(in: path)) ?? []
         return names.reduce(0) { total, name in
             let size = (try? FileManager.default.attributesOfItem(atPath: "\(path)/\(name)")[.size] as? NSNumber)?.intValue
@@ -67,7 +67,7 @@ enum StoreUpgrade {
         let new = try rocks { () throws(RocksDBError) in
             try RocksDB(path: target, columnFamilies: StoreColumnFamily.allCases.map(\.options), memtableBytesMax: memtableBytesMax)
         }
-        let cfs = try Store.columnFamilies(of: new)
+        let cfs = try Store.columnFamilies(of: new, keyring: nil)
         var batch = new.makeWriteBatch()
         var pending = 0
         func put(_ cf: RocksDBColumnFamily, _ key: [UInt8], _ value: [UInt8]) throws(StoreError) {
@@ -83,7 +83,7 @@ enum StoreUpgrade {
             let it = old.makeIterator(try oldFamily(name))
             it.seekToFirst()
             while it.isValid {
-                try body(it.key, it.value)
+                try body(it.key, try it.storeValue)
                 it.next()
             }
             try rocks { () throws(RocksDBError) in try it.checkError() }

@@ -51,7 +51,7 @@ struct RocksDBTests {
 
         var backward: [[UInt8]] = []
         it.seekToLast()
-        while it.isValid { backward.append(it.value); it.previous() }
+        while it.isValid { backward.append(try it.value); it.previous() }
         #expect(backward == [[6, 6], [5, 5], [4, 4], [3, 3], [2, 2]])
 
         let range = db.makeWriteBatch()
@@ -76,7 +76,7 @@ struct RocksDBTests {
         #expect(try db.get(a, bytes("k")) == bytes("new"))
         let it = db.makeIterator(a, snapshot: snap)
         it.seekToFirst()
-        #expect(it.isValid && it.value == bytes("old"))
+        #expect(try it.isValid && it.value == bytes("old"))
     }
 
     @Test func reopenListsAndKeepsColumnFamilies() throws {
