@@ -120,7 +120,7 @@ public struct BackupRestorer {
             let key = keys.first { $0.0 == m.name }!.1
             try Self.writeKey(Array(key.rawRepresentation), to: "\(m.dataDirectory)/node.key")
             do {
-                let receiver = try SnapshotReceiver(dataDirectory: m.dataDirectory, manifest: manifest)
+                let receiver = try SnapshotReceiver(dataDirectory: m.dataDirectory, manifest: manifest, masterKey: try verifier.masterKey)
                 // Straight from the archive (checked again on the way): the unpacked copy was
                 // opened, so RocksDB may have changed its files.
                 var file = -1
@@ -140,7 +140,9 @@ public struct BackupRestorer {
                 })
                 try receiver.finish(hardState: HardState(term: term, vote: nil, commit: index))
                 // Opening swaps the installed checkpoint in; the restore entries follow it.
-                let store = try Store(path: m.dataDirectory)
+                var storeOptions = Store.Options()
+                storeOptions.masterKey = try verifier.masterKey
+                let store = try Store(path: m.dataDirectory, options: storeOptions)
                 defer { store.close() }
                 try store.raftLog.persist(RaftLogUpdate(entries: entries, hardState: HardState(term: term, vote: nil, commit: last)))
             } catch let e as FaunaClientError {

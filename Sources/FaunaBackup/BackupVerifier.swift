@@ -41,6 +41,18 @@ public struct BackupVerifier {
     public var workDirectory: String
     public var clusterID: ClusterID?
     public var memberKeys: [[UInt8]]
+    /// The file of the cluster's master key, for an archive of an encrypted node (encryption at
+    /// rest, docs/SECURITY.md): its state opens only with it, and the replay is written sealed
+    /// with it too.
+    public var masterKeyFile: String?
+
+    /// The key of `masterKeyFile`.
+    var masterKey: MasterKey? {
+        get throws(FaunaClientError) {
+            guard let masterKeyFile else { return nil }
+            do { return try MasterKey.load(path: masterKeyFile) } catch { throw FaunaClientError(.encryptionKey, error.message) }
+        }
+    }
 
     public init(archivePath: String, workDirectory: String, clusterID: ClusterID?, memberKeys: [[UInt8]]) {
         self.archivePath = archivePath
@@ -93,7 +105,12 @@ public struct BackupVerifier {
 
         // 3. The journal rebuilds the signed root, and the stored tree agrees.
         let archive: Store
-        do { archive = try Store(path: stateDirectory) } catch {
+        var storeOptions = Store.Options()
+        storeOptions.masterKey = try masterKey
+        storeOptions.sealExisting = false  // an archive in clear is checked as it is
+        do { archive = try Store(path: stateDirectory, options: storeOptions) } catch where error.code == .encryptionKey {
+            throw FaunaClientError(.encryptionKey, "the archive's state: \(error.message)")
+        } catch {
             throw failed("the archive's state does not open: \(error)")
         }
         defer { archive.close() }
@@ -119,7 +136,7 @@ public struct BackupVerifier {
         let replayDirectory = "\(workDirectory)/replay"
         try Self.makeDirectory(replayDirectory)
         let replay: Store
-        do { replay = try Store(path: replayDirectory) } catch { throw FaunaClientError(.io, "cannot make the replay store in \(replayDirectory): \(error)") }
+        do { replay = try Store(path: replayDirectory, options: storeOptions) } catch { throw FaunaClientError(.io, "cannot make the replay store in \(replayDirectory): \(error)") }
         defer { replay.close() }
         var conf = ConfState()
         var next: UInt64 = 1

@@ -56,6 +56,9 @@ public struct FaunaClientError: Error, Hashable, Sendable, CustomStringConvertib
         /// a node certificate without the node's name, or a TLS-only node asked in plaintext.
         /// Not retried: it is configuration, not a passing fault.
         public static let tls = Code("tls")
+        /// Encryption at rest: the master key file of an encrypted archive or data directory is
+        /// missing, readable by others, malformed, or not the key it was encrypted with.
+        public static let encryptionKey = Code("encryptionKey")
         /// Authentication is enabled and the connection runs as no user: give a user name
         /// and password, or a client certificate whose common name is a user.
         public static let authRequired = Code("authRequired")

@@ -34,6 +34,26 @@ public struct ClusterConfig: Sendable, Equatable {
     public var nodes: [NodeConfig]
     /// `[tls]`: TLS on the client and peer ports (docs/SECURITY.md); nil: plaintext.
     public var tls: TLS?
+    /// `[encryption]`: values sealed at rest (docs/SECURITY.md); nil: stored as they are.
+    public var encryption: Encryption?
+
+    /// Encryption at rest. Every node holds the same master key (nodes install each other's
+    /// data as snapshots, data keys included). Paths as in `[tls]` (`{id}` allowed).
+    ///
+    /// ```toml
+    /// [encryption]
+    /// master_key = "keys/master.key"   # 64 hex digits, mode 600 (openssl rand -hex 32)
+    /// previous_master_key = "keys/old.key"  # only while changing the master key
+    /// ```
+    public struct Encryption: Sendable, Equatable {
+        public var masterKey: String
+        public var previousMasterKey: String?
+
+        /// The key file paths of node `name` (`{id}` replaced).
+        public func nodeFiles(_ name: String) -> (masterKey: String, previousMasterKey: String?) {
+            (masterKey.replacingOccurrences(of: "{id}", with: name), previousMasterKey?.replacingOccurrences(of: "{id}", with: name))
+        }
+    }
 
     /// The PEM files of a secured cluster. Relative paths are relative to the directory
     /// holding the configuration file; `{id}` in a node's paths stands for its id.
@@ -167,6 +187,14 @@ public struct ClusterConfig: Sendable, Equatable {
             }
         }
 
+        if let e = raw.encryption {
+            guard !e.master_key.isEmpty else { throw ConfigError("encryption.master_key is empty") }
+            guard e.previous_master_key != e.master_key else {
+                throw ConfigError("encryption.previous_master_key is master_key: name the old key there, or leave it out")
+            }
+            encryption = Encryption(masterKey: e.master_key, previousMasterKey: e.previous_master_key)
+        }
+
         var seenIDs: Set<NodeID> = []
         var seenEndpoints: [Endpoint: String] = [:]
         nodes = []
@@ -264,7 +292,13 @@ struct RawConfig: Decodable {
         var client_auth: String?
     }
 
+    struct Encryption: Decodable {
+        var master_key: String
+        var previous_master_key: String?
+    }
+
     var cluster: Cluster
     var node: [Node]
     var tls: TLS?
+    var encryption: Encryption?
 }

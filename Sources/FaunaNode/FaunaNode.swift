@@ -67,6 +67,11 @@ public final class FaunaNode: @unchecked Sendable {
         } catch {
             throw NodeStartError("cannot open the data directory \(settings.dataDirectory): \(error)")
         }
+        if let keyring = store.keyring {
+            logger.info("values encrypted at rest", metadata: [
+                "dataKey": "\(keyring.currentKeyID)", "dataKeys": "\(keyring.keyIDs.count)", "masterKey": "\(keyring.masterFingerprintHex)",
+            ])
+        }
         let fresh = try isFresh(store)
         if fresh && !settings.join {
             try found(store, voters: settings.cluster.nodes.map(\.nodeID))
@@ -116,7 +121,7 @@ public final class FaunaNode: @unchecked Sendable {
         let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID, publicKey: publicKey)
         let events = EventQueue<NodeEvent>(capacity: settings.eventsMax)
         let transport = PeerTransport(identity: identity, members: members, group: group, tls: settings.tls, logger: logger)
-        let inbox = SnapshotInbox(dataDirectory: settings.dataDirectory, logger: logger)
+        let inbox = SnapshotInbox(dataDirectory: settings.dataDirectory, masterKey: settings.storeOptions.masterKey, logger: logger)
         let shipper = SnapshotShipper(
             sender: SnapshotSender(identity: identity, group: group, tls: settings.tls, logger: logger), inbox: inbox, members: members,
             logger: logger)

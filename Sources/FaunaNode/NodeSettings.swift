@@ -82,5 +82,15 @@ public struct NodeSettings: Sendable {
                 throw ConfigError("[tls] of \(name): \(error.message)")
             }
         }
+        if let encryption = cluster.encryption {
+            let files = encryption.nodeFiles(name)
+            let path = { (p: String) in p.hasPrefix("/") ? p : "\(baseDirectory)/\(p)" }
+            do {
+                storeOptions.masterKey = try MasterKey.load(path: path(files.masterKey))
+                storeOptions.previousMasterKey = try files.previousMasterKey.map { (p) throws(StoreError) in try MasterKey.load(path: path(p)) }
+            } catch {
+                throw ConfigError("[encryption] of \(name): \(error.message)")
+            }
+        }
     }
 }

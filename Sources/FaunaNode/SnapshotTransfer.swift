@@ -165,11 +165,14 @@ final class SnapshotInbox: Sendable {
     /// File writes and fsyncs happen here, off the event loops.
     private let io = DispatchQueue(label: "fauna-snapshot-receive")
     private let dataDirectory: String
+    /// The store's master key (encryption at rest): opens an encrypted snapshot's keyring.
+    private let masterKey: MasterKey?
     private let logger: Logger
 
-    init(dataDirectory: String, logger: Logger) {
+    init(dataDirectory: String, masterKey: MasterKey?, logger: Logger) {
         self.logger = logger
         self.dataDirectory = dataDirectory
+        self.masterKey = masterKey
     }
 
     /// Handles `snapshotOffer` / `snapshotChunk` from a peer; answers through `context`.
@@ -188,7 +191,7 @@ final class SnapshotInbox: Sendable {
                 metadata: meta,
                 files: offer.files.map { SnapshotManifest.File(name: $0.name, sizeBytes: $0.sizeBytes, sha256: $0.checksum) })
             do {
-                let receiver = try SnapshotReceiver(dataDirectory: dataDirectory, manifest: manifest)
+                let receiver = try SnapshotReceiver(dataDirectory: dataDirectory, manifest: manifest, masterKey: masterKey)
                 state.withLockedValue {
                     $0 = State(receiver: UncheckedBox(receiver), from: peer, progress: TransferProgress(totalBytes: manifest.totalBytes))
                 }

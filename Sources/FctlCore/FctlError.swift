@@ -40,6 +40,8 @@ public struct FctlError: Error, Hashable, Sendable, CustomStringConvertible {
             self.init(.security, "\(action) refused: \(error.message). Check --user and the password.")
         case .permissionDenied:
             self.init(.security, "\(action) refused: permission denied: \(error.message). Nothing was changed; ask root for a role that allows it (`fctl role grant`).")
+        case .encryptionKey:
+            self.init(.security, "\(action) failed: \(error.message)")
         case .tls:
             self.init(.security, "\(action) failed: TLS: \(error.message). Check [tls] in the cluster.toml used (or --ca, --cert, --key): the CA must be the cluster's, the certificates valid, and TLS on at both ends.")
         default:

@@ -69,6 +69,9 @@ struct Faunad: AsyncParsableCommand {
         help: "/readyz reports unready below this many MiB free on the data directory's disk (default: twice the 256 MiB at which writes stop).")
     var readyDiskFreeMiB: Int?
 
+    @Flag(help: "With [encryption] in the configuration: add a fresh data key on start that encrypts everything written from then on; data sealed by older keys stays readable (docs/SECURITY.md \"Encryption at rest\").")
+    var rotateDataKey = false
+
     @Option(help: .hidden)
     var exitWithParent: Int32?
 
@@ -97,6 +100,12 @@ struct Faunad: AsyncParsableCommand {
             if let dataDir { s.dataDirectory = dataDir }
             s.join = join
             if unsafeNoAuditChain { s.storeOptions.auditChain = false }
+            if rotateDataKey {
+                guard s.storeOptions.masterKey != nil else {
+                    Self.fail("faunad: --rotate-data-key: \(config) has no [encryption] master_key")
+                }
+                s.storeOptions.rotateDataKey = true
+            }
             guard (16...65536).contains(memtableMiB) else {
                 Self.fail("faunad: --memtable-mib \(memtableMiB): want 16...65536")
             }

@@ -202,6 +202,8 @@ struct Snapshot: AsyncParsableCommand {
         var dataDir: String?
         @Option(name: .long, help: "Where to unpack and replay while verifying (default: FILE.verify, removed afterwards).")
         var workDir: String?
+        @Option(name: .long, help: "The master key file of an archive from an encrypted cluster (default: [encryption] master_key of --config, if any).")
+        var masterKey: String?
 
         func run() async throws {
             guard let config = try global.clusterConfig() else {
@@ -214,7 +216,8 @@ struct Snapshot: AsyncParsableCommand {
                     name: node.name, nodeID: node.nodeID, peer: "\(node.peer)", client: "\(node.client)", dataDirectory: "\(root)/\(node.name)")
             }
             let (clusterID, keys) = try pinnedKeys(global, member: member, trust: trust, doing: "snapshot restore")
-            let verifier = BackupVerifier(archivePath: file, workDirectory: workDir ?? file + ".verify", clusterID: clusterID, memberKeys: keys)
+            var verifier = BackupVerifier(archivePath: file, workDirectory: workDir ?? file + ".verify", clusterID: clusterID, memberKeys: keys)
+            verifier.masterKeyFile = masterKeyFile(masterKey, global)
             let line = ProgressLine("snapshot restore", quiet: global.json)
             defer { line.finish() }
             let result: BackupRestorer.Result
@@ -284,6 +287,8 @@ struct Snapshot: AsyncParsableCommand {
         var trust: String?
         @Option(name: .long, help: "Where to unpack and replay (default: FILE.verify, removed afterwards).")
         var workDir: String?
+        @Option(name: .long, help: "The master key file of an archive from an encrypted cluster (default: [encryption] master_key of --config, if any).")
+        var masterKey: String?
         @Flag(name: .long, help: "Only the structure and the files' SHA-256s: no keys needed, nothing unpacked or replayed.")
         var checksumsOnly = false
 
@@ -305,7 +310,8 @@ struct Snapshot: AsyncParsableCommand {
                 return
             }
             let (clusterID, keys) = try pinnedKeys(global, member: member, trust: trust, doing: "snapshot verify")
-            let verifier = BackupVerifier(archivePath: file, workDirectory: workDir ?? file + ".verify", clusterID: clusterID, memberKeys: keys)
+            var verifier = BackupVerifier(archivePath: file, workDirectory: workDir ?? file + ".verify", clusterID: clusterID, memberKeys: keys)
+            verifier.masterKeyFile = masterKeyFile(masterKey, global)
             let report: BackupVerifier.Report
             do {
                 report = try verifier.verify(progress: showSteps(line))
@@ -316,6 +322,14 @@ struct Snapshot: AsyncParsableCommand {
             printSummary(report.summary, file, global, signers: report.signers, deep: report)
         }
     }
+}
+
+/// The master key file for an archive: `option`, else `[encryption] master_key` of the config
+/// (relative to its directory), else none.
+func masterKeyFile(_ option: String?, _ global: GlobalOptions) -> String? {
+    if let option { return option }
+    guard let path = (try? global.clusterConfig())??.encryption?.masterKey else { return nil }
+    return path.hasPrefix("/") ? path : URL(fileURLWithPath: global.config).deletingLastPathComponent().path + "/" + path
 }
 
 /// Draws a backup check's steps on `line`.

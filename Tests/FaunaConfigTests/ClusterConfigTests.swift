@@ -48,10 +48,18 @@ import Testing
         #expect(try ClusterConfig(parsing: Self.valid).tls == nil)
     }
 
+    @Test func encryptionSectionWithTheNodeTemplate() throws {
+        let config = try ClusterConfig(parsing: Self.valid + "\n[encryption]\nmaster_key = \"keys/{id}.key\"\nprevious_master_key = \"old.key\"\n")
+        let e = try #require(config.encryption)
+        #expect(e.nodeFiles("n2") == ("keys/n2.key", "old.key"))
+        #expect(try ClusterConfig(parsing: Self.valid).encryption == nil)
+    }
+
     @Test func theRepositoryClusterFileIsValid() throws {
         let text = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/FaunaConfigTests/ClusterConfigTests.swift", with: "cluster.toml"), encoding: .utf8)
         let config = try ClusterConfig(parsing: text)
         #expect(config.nodes.count == 3)
+        #expect(config.tls != nil && config.encryption?.masterKey == "keys/master.key")
     }
 
     @Test(arguments: [
@@ -73,6 +81,9 @@ import Testing
         ("client cert without key", Self.valid + Self.tls + "client_cert = \"c.crt\"\n", "give both or neither"),
         ("bad client_auth", Self.valid + Self.tls + "client_auth = \"yes\"\n", "want \"optional\" or \"require\""),
         ("tls without key", Self.valid + Self.tls.replacingOccurrences(of: "key = \"tls/{id}.key\"\n", with: ""), "key"),
+        ("empty master key", Self.valid + "\n[encryption]\nmaster_key = \"\"\n", "encryption.master_key is empty"),
+        ("same previous key", Self.valid + "\n[encryption]\nmaster_key = \"k\"\nprevious_master_key = \"k\"\n", "previous_master_key is master_key"),
+        ("unknown encryption key", Self.valid + "\n[encryption]\nmaster_key = \"k\"\ncipher = \"x\"\n", "unknown key encryption.cipher"),
     ])
     func invalidFilesGiveOneLineErrors(what: String, text: String, mentions: String) {
         #expect {

@@ -37,14 +37,27 @@ final class ProcessCluster: @unchecked Sendable {
     /// With TLS: the test's own requests present `tls/client.crt` (made by tools/tls-certs).
     private(set) var tls: TLSContexts?
     private let tlsEnabled: Bool
+    /// With encryption at rest: the master key file every node names (`[encryption]`).
+    let masterKeyPath: String?
 
     /// A cluster description for `names` (not started). `settings` are extra `[cluster]` keys.
     /// `tls`: a local CA and certificates in `root/tls` (tools/tls-certs) and a `[tls]` section.
-    init(names: [String], settings: String = "", tls: Bool = false) throws {
+    /// `encryption`: a random master key in `root/keys/master.key` (mode 600) and an
+    /// `[encryption]` section naming it.
+    init(names: [String], settings: String = "", tls: Bool = false, encryption: Bool = false) throws {
         root = NSTemporaryDirectory() + "fauna-e2e-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         clusterSettings = settings
         tlsEnabled = tls
+        if encryption {
+            let path = "\(root)/keys/master.key"
+            try FileManager.default.createDirectory(atPath: "\(root)/keys", withIntermediateDirectories: true)
+            let hex = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0 ... 255)) }.joined()
+            #expect(FileManager.default.createFile(atPath: path, contents: Data((hex + "\n").utf8), attributes: [.posixPermissions: 0o600]))
+            masterKeyPath = path
+        } else {
+            masterKeyPath = nil
+        }
         if tls {
             try Self.issueCertificates(in: "\(root)/tls", for: names)
             self.tls = try TLSContexts(files: TLSFiles(ca: "\(root)/tls/ca.crt", certificate: "\(root)/tls/client.crt", key: "\(root)/tls/client.key"), role: .client)
@@ -103,6 +116,7 @@ final class ProcessCluster: @unchecked Sendable {
             if let m = n.metrics { text += "metrics = \"127.0.0.1:\(m)\"\n" }
         }
         if tlsEnabled { text += Self.tlsSection + "\n" }
+        if masterKeyPath != nil { text += "\n[encryption]\nmaster_key = \"keys/master.key\"\n" }
         // Not `atomically`: swift-corelibs-foundation leaves an empty /tmp/TemporaryDirectory.*
         // behind for every atomic write, and no node reads the file before this returns.
         try text.write(toFile: "\(root)/\(file)", atomically: false, encoding: .utf8)
