@@ -15,9 +15,11 @@ class ClusterError(Exception):
 
 
 class LocalCluster:
-    def __init__(self, bindir, tmp, name, first_port, extra_args=(), tls=False):
+    def __init__(self, bindir, tmp, name, first_port, extra_args=(), tls=False, encryption=False):
         """Nodes n1..n3 with peer ports first_port, +2, +4 and client ports one above each.
-        tls: a local CA and certificates in tmp/tls (tools/tls-certs) and a [tls] section."""
+        tls: a local CA and certificates in tmp/tls (tools/tls-certs) and a [tls] section.
+        encryption: a random master key in tmp/keys/master.key (mode 0600) and an [encryption]
+        section: values sealed at rest."""
         self.bindir = bindir
         self.tmp = tmp
         self.name = name
@@ -27,6 +29,7 @@ class LocalCluster:
         self.config = os.path.join(tmp, "cluster.toml")
         self.procs = []
         self.tls = tls
+        self.encryption = encryption
 
     def start(self, timeout=60):
         """Starts the three nodes on an empty data directory; returns the leader's client
@@ -40,6 +43,14 @@ class LocalCluster:
             if self.tls:
                 f.write('\n[tls]\nca = "tls/ca.crt"\ncert = "tls/{id}.crt"\nkey = "tls/{id}.key"\n'
                         'client_cert = "tls/client.crt"\nclient_key = "tls/client.key"\n')
+            if self.encryption:
+                f.write('\n[encryption]\nmaster_key = "keys/master.key"\n')
+        if self.encryption:
+            os.makedirs(os.path.join(self.tmp, "keys"), exist_ok=True)
+            key = os.path.join(self.tmp, "keys", "master.key")
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as kf:
+                kf.write(os.urandom(32).hex() + "\n")
         if self.tls:
             certs = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls-certs"),
                                     os.path.join(self.tmp, "tls"), "n1", "n2", "n3"],

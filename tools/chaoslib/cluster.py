@@ -36,6 +36,7 @@ def _port_base():
 PORT_BASE = _port_base()
 PORT_MAX = PORT_BASE + 99
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+MASTER_KEY = "master.key"  # secured runs: RUN/master.key, named by every config's [encryption]
 FIU_RUN = "/usr/bin/fiu-run"  # fiu-utils: LD_PRELOADs libfiu's POSIX wrappers, then execs the program
 
 
@@ -123,7 +124,7 @@ class Cluster:
                  f"tick_ms = {self.tick_ms}", f"election_ticks = {self.election_ticks}",
                  f"heartbeat_ticks = {self.heartbeat_ticks}", f"snapshot_entries = {self.snapshot_entries}", ""]
         if self.tls:
-            lines += tlslib.TOML + [""]
+            lines += tlslib.TOML + ["", "[encryption]", f'master_key = "{MASTER_KEY}"', ""]
         for n in members:
             k = node_number(n)
             peer = peer_port(k) if (n == own or not self.use_proxy or own is None) else proxy_port(k)
@@ -134,6 +135,11 @@ class Cluster:
         """The config files; for a secured cluster first its certificates (RUN/tls)."""
         if self.tls and self.tls_files is None:
             self.tls_files = tlslib.make_certs(os.path.join(self.run_dir, tlslib.SUBDIR), self.names)
+        key = os.path.join(self.run_dir, MASTER_KEY)
+        if self.tls and not os.path.exists(key):  # values sealed at rest, with a key of the run
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(os.urandom(32).hex() + "\n")
         for n in self.names:
             with open(self.nodes[n].config_path, "w") as f:
                 f.write(self._toml(n, self.names))
@@ -429,6 +435,17 @@ class Cluster:
             if st and st["role"] == "leader" and (best is None or st["term"] > best[1]):
                 best = (n, st["term"])
         return best[0] if best else None
+
+    def enable_users(self):
+        """Turns users on (secured runs): the user root, certificate only, with the root role.
+        The harness's certificate names root, so every connection of the run is root's.
+        None, or what failed."""
+        for args in (("user", "add", "root", "--no-password"), ("user", "grant-role", "root", "root"),
+                     ("auth", "enable")):
+            code, out, err = self.fctl(*args, "--timeout", "20", timeout_s=30)
+            if code != 0:
+                return f"fctl {' '.join(args)} exited {code}: {(err or out).strip()[-300:]}"
+        return None
 
     def wait_for_leader(self, timeout_s, names=None):
         deadline = time.monotonic() + timeout_s

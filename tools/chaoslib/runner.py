@@ -154,6 +154,11 @@ def run_once(o: RunOptions, index=0):
             result["failures"].append({"check": "start", "message": "no leader 30 s after starting the cluster"
                                        + (f" (last status check: {c.last_status_error})" if c.last_status_error else "")})
             return result
+        if o.tls:  # secured: users on as well (TLS and encryption at rest are in the configs)
+            problem = c.enable_users()
+            if problem:
+                result["failures"].append({"check": "start", "message": f"could not turn users on: {problem}"})
+                return result
         log(f"run {index}: seed {o.seed}, {o.nodes} nodes, faults {','.join(o.faults) or 'none'}, "
             f"workloads {','.join(o.workloads)}, {o.time_s:.0f} s; leader {leader} after {time.monotonic() - started:.1f} s; {run_dir}")
         history = wl.History(result["history"], header)
