@@ -161,7 +161,12 @@ import Glibc
     }
 
     @Test func hashKVFloodLeavesTheLeaderInPlaceAndPutsFlowing() async throws {
-        let cluster = try ProcessCluster(names: Self.names)
+        // An election timeout of 3 s (300 ticks of 10 ms), not the default 1 s: three debug
+        // nodes, this process's flood and 192 puts in flight share two cores, and even alone
+        // the leader was deposed once in a 60 s flood (CI, 2026-12-04), a scheduling stall, not
+        // the flood's bound failing. A flood that were not bounded would hold the leader far
+        // longer than 3 s; that is what this test is for.
+        let cluster = try ProcessCluster(names: Self.names, settings: "election_ticks = 300")
         defer { Task { await cluster.shutdown() } }
         for n in Self.names { try cluster.start(n) }
         let leader = try await cluster.waitForLeader(among: Self.names)

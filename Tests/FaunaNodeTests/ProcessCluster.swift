@@ -105,7 +105,7 @@ final class ProcessCluster: @unchecked Sendable {
             name = "e2e"
             data_dir = "data"
             tick_ms = 10
-            election_ticks = 100
+            \(clusterSettings.contains("election_ticks") ? "" : "election_ticks = 100")
             heartbeat_ticks = 10
             \(clusterSettings)
 
@@ -339,25 +339,42 @@ final class ProcessCluster: @unchecked Sendable {
 }
 
 /// Ports the kernel says are free now (bound to 127.0.0.1:0, then released).
+/// Ports handed out by `freePorts` in this test process: never twice in a run.
+private let portsHandedOut = NSLock()
+nonisolated(unsafe) private var portsUsed: Set<Int> = []
+
+/// `count` distinct ports on 127.0.0.1 that were free a moment ago, for nodes to bind. Drawn
+/// at random below the kernel's ephemeral range (32768–60999 on Debian), where outgoing
+/// connections take their local ports, and never one this process handed out before: ports
+/// from bind(0) came from that range, and with a dozen clusters starting at once a node
+/// found its port taken and never answered (CI, 2026-12-04: "n1: no answer" for 60 s).
 func freePorts(_ count: Int) throws -> [Int] {
-    var fds: [Int32] = []
-    defer { for fd in fds { close(fd) } }
+    portsHandedOut.lock()
+    defer { portsHandedOut.unlock() }
     var ports: [Int] = []
-    for _ in 0..<count {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EMFILE) }
-        fds.append(fd)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        ports.append(Int(UInt16(bigEndian: addr.sin_port)))
+    var attempts = 0
+    while ports.count < count {
+        attempts += 1
+        guard attempts <= 10_000 else { throw POSIXError(.EADDRINUSE) }
+        let port = Int.random(in: 20_000..<32_768)
+        guard !portsUsed.contains(port), !ports.contains(port), portIsFree(port) else { continue }
+        ports.append(port)
     }
+    portsUsed.formUnion(ports)
     return ports
+}
+
+/// Whether 127.0.0.1:`port` can be bound now (the probe is closed again at once).
+private func portIsFree(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = UInt16(port).bigEndian
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0
 }
 
 extension Array where Element == UInt8 {
