@@ -115,12 +115,13 @@ public struct BackupRestorer {
         let last = LogIndex(next - 1)
         let summaryFiles = summary.files.map { SnapshotManifest.File(name: $0.name, sizeBytes: $0.sizeBytes, sha256: $0.sha256) }
         let manifest = SnapshotManifest(metadata: SnapshotMetadata(index: index, term: lastTerm, confState: oldConf), files: summaryFiles)
+        let masterKey = try verifier.masterKey  // the file read and checked once, not per member
         for m in members {
             try BackupVerifier.makeDirectory(m.dataDirectory)
             let key = keys.first { $0.0 == m.name }!.1
             try Self.writeKey(Array(key.rawRepresentation), to: "\(m.dataDirectory)/node.key")
             do {
-                let receiver = try SnapshotReceiver(dataDirectory: m.dataDirectory, manifest: manifest, masterKey: try verifier.masterKey)
+                let receiver = try SnapshotReceiver(dataDirectory: m.dataDirectory, manifest: manifest, masterKey: masterKey)
                 // Straight from the archive (checked again on the way): the unpacked copy was
                 // opened, so RocksDB may have changed its files.
                 var file = -1
@@ -141,7 +142,7 @@ public struct BackupRestorer {
                 try receiver.finish(hardState: HardState(term: term, vote: nil, commit: index))
                 // Opening swaps the installed checkpoint in; the restore entries follow it.
                 var storeOptions = Store.Options()
-                storeOptions.masterKey = try verifier.masterKey
+                storeOptions.masterKey = masterKey
                 let store = try Store(path: m.dataDirectory, options: storeOptions)
                 defer { store.close() }
                 try store.raftLog.persist(RaftLogUpdate(entries: entries, hardState: HardState(term: term, vote: nil, commit: last)))

@@ -45,25 +45,19 @@ enum StoreEncryption {
         try rocks { () throws(RocksDBError) in try db.put(nodeMeta, MetaKey.keyring, keyring.encoded, sync: true) }
     }
 
-    /// Whether the directory at `<root>/db` holds data that is not encrypted (a schema version
-    /// but no keyring): such a directory is rewritten, sealed, before a store with a master key
-    /// opens it.
-    static func encryptIfNeeded(root: String, master: MasterKey?, options: Store.Options) throws(StoreError) {
-        guard let master else { return }
+    /// Whether the open directory `db` holds data that is not encrypted (a schema version but no
+    /// keyring): a store with a master key seals such a directory (`seal`) before using it.
+    static func holdsDataInClear(_ db: RocksDB) throws(StoreError) -> Bool {
+        let nodeMeta = try Store.columnFamilies(of: db, keyring: nil).nodeMeta
+        let schema = try rocks { () throws(RocksDBError) in try db.get(nodeMeta, MetaKey.schema) }
+        let keyring = try rocks { () throws(RocksDBError) in try db.get(nodeMeta, MetaKey.keyring) }
+        return schema != nil && keyring == nil
+    }
+
+    /// Rewrites the directory at `<root>/db` (closed) sealed under a new keyring wrapped by
+    /// `master`: a copy in the staging directory, then the upgrade's swap.
+    static func seal(root: String, master: MasterKey, options: Store.Options) throws(StoreError) {
         let dbPath = "\(root)/db"
-        guard FileIO.exists("\(dbPath)/CURRENT") else { return }
-        let plain: Bool
-        do {
-            let db = try rocks { () throws(RocksDBError) in
-                try RocksDB(path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options), createIfMissing: false,
-                            memtableBytesMax: options.memtableBytesMax)
-            }
-            let nodeMeta = try Store.columnFamilies(of: db, keyring: nil).nodeMeta
-            let schema = try rocks { () throws(RocksDBError) in try db.get(nodeMeta, MetaKey.schema) }
-            let keyring = try rocks { () throws(RocksDBError) in try db.get(nodeMeta, MetaKey.keyring) }
-            plain = schema != nil && keyring == nil
-        }
-        guard plain else { return }
         let diskGuard = DiskSpaceGuard(path: root, freeBytesMin: options.diskFreeBytesMin)
         try diskGuard.check(adding: StoreUpgrade.directoryBytes(dbPath), operation: "encryption (copies the data directory once)")
         let target = "\(root)/\(staging)"

@@ -150,14 +150,20 @@ public final class Store: @unchecked Sendable {
         // A directory of an earlier schema is rewritten into this one first (ADR 0010), and one
         // written without encryption is rewritten sealed when a master key is named (ADR 0013).
         try StoreUpgrade.upgradeIfNeeded(root: path, options: options)
-        if options.sealExisting {
-            try StoreEncryption.encryptIfNeeded(root: path, master: options.masterKey, options: options)
+        func openDatabase() throws(StoreError) -> RocksDB {
+            try rocks { () throws(RocksDBError) in
+                try RocksDB(
+                    path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options),
+                    memtableBytesMax: options.memtableBytesMax)
+            }
         }
-        let db = try rocks { () throws(RocksDBError) in
-            try RocksDB(
-                path: dbPath, columnFamilies: StoreColumnFamily.allCases.map(\.options),
-                memtableBytesMax: options.memtableBytesMax)
+        var opened: RocksDB? = try openDatabase()
+        if options.sealExisting, let master = options.masterKey, try StoreEncryption.holdsDataInClear(opened!) {
+            opened = nil  // closed (the last reference): the sealed copy reads the directory itself
+            try StoreEncryption.seal(root: path, master: master, options: options)
+            opened = try openDatabase()
         }
+        let db = opened!
         self.db = db
         let nodeMeta = try Self.columnFamilies(of: db, keyring: nil).nodeMeta
         let isNew = try Self.checkSchema(db: db, nodeMeta: nodeMeta)
@@ -197,7 +203,7 @@ public final class Store: @unchecked Sendable {
         }
         if let stored = try StoreEncryption.loadKeyring(db: db, nodeMeta: nodeMeta, master: master) { return stored }
         guard isNew else {
-            // `encryptIfNeeded` sealed any directory with data unless told not to.
+            // A directory with data in clear was sealed above unless told not to.
             guard !options.sealExisting else {
                 throw StoreError(.encryptionKey, "\(db.path) has data in clear after it was to be sealed")
             }
