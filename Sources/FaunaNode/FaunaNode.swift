@@ -211,7 +211,8 @@ public final class FaunaNode: @unchecked Sendable {
                 members: members, metrics: metrics, group: group, logger: logger)
             monitor = m
             let route = statusRoutes(
-                core: core, events: events, applyQueue: applier.queue, metrics: metrics, monitor: m, limits: settings.health)
+                core: core, events: events, applyQueue: applier.queue, metrics: metrics, monitor: m, limits: settings.health,
+                clusterName: settings.cluster.name)
             do {
                 httpServer = try await HTTPStatusServer.start(
                     host: address.host, port: address.port, tls: settings.tls, group: group, logger: logger, route: route)
@@ -244,14 +245,18 @@ public final class FaunaNode: @unchecked Sendable {
     }
 
     /// What the metrics port serves: everything from the owner's published vitals and the
-    /// queues' counts, so a scrape never waits for the owner or touches the store.
+    /// queues' counts, so a scrape never waits for the owner or touches the store. With auth
+    /// enabled (docs/SECURITY.md "The metrics and status port"), `/livez` and `/readyz` stay
+    /// open, `/metrics` needs a user and the status page the root role, by client certificate
+    /// or HTTP Basic.
     private static func statusRoutes(
         core: NodeCore, events: EventQueue<NodeEvent>, applyQueue: EventQueue<ApplyJob>, metrics: NodeMetrics,
-        monitor: ClusterMonitor, limits: NodeHealth.Limits
-    ) -> @Sendable (String) -> HTTPAnswer {
+        monitor: ClusterMonitor, limits: NodeHealth.Limits, clusterName: String
+    ) -> HTTPRoute {
         let vitals = core.vitals
         let clock = core.clock
-        return { path in
+        let auth = core.auth
+        let answer: @Sendable (String) -> HTTPAnswer = { path in
             let v = vitals.withLockedValue { $0 }
             switch path {
             case "/metrics":
@@ -271,6 +276,48 @@ public final class FaunaNode: @unchecked Sendable {
                 return .text(.notFound, "\(path): not found; try / (the status page), /status.json, /metrics, /livez or /readyz\n")
             }
         }
+        let realm = "Basic realm=\"Fauna \(clusterName.filter { $0 != "\"" && $0 != "\\" })\", charset=\"UTF-8\""
+        return { request, done in
+            let need: AuthGate.HTTPNeed
+            switch request.path {
+            case "/metrics": need = .user
+            case "/", "/index.html", "/status.json": need = .root
+            default: return done(answer(request.path))
+            }
+            var basic: (user: [UInt8], password: [UInt8])?
+            if let header = request.authorization {
+                guard let credentials = basicCredentials(header) else {
+                    return done(.text(.badRequest, "Authorization: want Basic with base64 of user:password\n"))
+                }
+                basic = credentials
+            }
+            auth.authorizeHTTP(identity: request.identity, basic: basic, need: need) { verdict in
+                switch verdict {
+                case .allowed: done(answer(request.path))
+                case .unauthenticated(let why):
+                    var refusal = HTTPAnswer.text(.unauthorized, "\(request.path): \(why)\n")
+                    refusal.headers = [("WWW-Authenticate", realm)]
+                    done(refusal)
+                case .forbidden(let why): done(.text(.forbidden, "\(request.path): \(why)\n"))
+                case .unavailable(let why):
+                    var refusal = HTTPAnswer.text(.serviceUnavailable, "\(request.path): \(why)\n")
+                    refusal.headers = [("Retry-After", "1")]
+                    done(refusal)
+                }
+            }
+        }
+    }
+
+    /// The user and password of an `Authorization: Basic …` header (RFC 7617), or nil.
+    static func basicCredentials(_ header: String) -> (user: [UInt8], password: [UInt8])? {
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "basic", parts[1].utf8.count <= 1024,
+            let decoded = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
+            let colon = decoded.firstIndex(of: UInt8(ascii: ":"))
+        else { return nil }
+        let bytes = Array(decoded)
+        let split = colon - decoded.startIndex
+        return (Array(bytes[..<split]), Array(bytes[(split + 1)...]))
     }
 
     /// The owner thread: waits for events until the next tick is due, runs a round, and

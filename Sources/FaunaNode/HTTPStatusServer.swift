@@ -10,11 +10,27 @@ struct HTTPAnswer: Sendable {
     var status: HTTPResponseStatus
     var contentType: String
     var body: [UInt8]
+    /// More headers (`WWW-Authenticate`, `Retry-After`).
+    var headers: [(String, String)] = []
 
     static func text(_ status: HTTPResponseStatus, _ body: String) -> HTTPAnswer {
         HTTPAnswer(status: status, contentType: "text/plain; charset=utf-8", body: Array(body.utf8))
     }
 }
+
+/// One request of the HTTP port, as the router sees it.
+struct HTTPStatusRequest: Sendable {
+    /// The path, without the query.
+    var path: String
+    /// The connection's TLS identity (its client certificate's names; empty without one).
+    var identity: ConnectionIdentity
+    /// The `Authorization` header, if any.
+    var authorization: String?
+}
+
+/// Answers a request: calls its second argument once, on any thread (a password check runs
+/// off the event loop).
+typealias HTTPRoute = @Sendable (HTTPStatusRequest, @escaping @Sendable (HTTPAnswer) -> Void) -> Void
 
 /// The node's HTTP/1.1 port (`metrics` in cluster.toml): `/metrics`, `/livez`, `/readyz`
 /// (docs/METRICS.md). GET and HEAD only, no request bodies; SwiftNIO's HTTP/1 codec, no web
@@ -30,11 +46,11 @@ final class HTTPStatusServer: Sendable {
 
     private init(channel: any Channel) { self.channel = channel }
 
-    /// Binds `host:port` and serves `route` (called on an event loop with the path without
-    /// its query: must not block). With `tls`, HTTPS with the node's certificate.
+    /// Binds `host:port` and serves `route` (called on an event loop: must not block). With
+    /// `tls`, HTTPS with the node's certificate; a client certificate is optional, verified
+    /// against the CA when presented.
     static func start(
-        host: String, port: Int, tls: TLSContexts? = nil, group: any EventLoopGroup, logger: Logger,
-        route: @escaping @Sendable (String) -> HTTPAnswer
+        host: String, port: Int, tls: TLSContexts? = nil, group: any EventLoopGroup, logger: Logger, route: @escaping HTTPRoute
     ) async throws -> HTTPStatusServer {
         let open = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: group)
@@ -56,7 +72,7 @@ final class HTTPStatusServer: Sendable {
                     if let tls { try tls.addHTTPPortTLS(to: sync) }
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-                    try sync.addHandler(HTTPStatusHandler(route: route))
+                    try sync.addHandler(HTTPStatusHandler(tls: tls != nil, route: route))
                 }
             }
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -70,16 +86,23 @@ final class HTTPStatusServer: Sendable {
     }
 }
 
-/// One HTTP connection: answers each request once its end arrives.
+/// One HTTP connection: answers each request once its end arrives (NIO's pipelining handler
+/// holds the next request until the answer's end is written).
 final class HTTPStatusHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let route: @Sendable (String) -> HTTPAnswer
+    private let route: HTTPRoute
+    private let tls: Bool
     private var head: HTTPRequestHead?
     private var sawBody = false
+    /// Read at the first request, after the TLS handshake.
+    private var identity: ConnectionIdentity?
 
-    init(route: @escaping @Sendable (String) -> HTTPAnswer) { self.route = route }
+    init(tls: Bool, route: @escaping HTTPRoute) {
+        self.tls = tls
+        self.route = route
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -91,23 +114,32 @@ final class HTTPStatusHandler: ChannelInboundHandler {
         case .end:
             guard let h = head else { return }
             head = nil
-            let answer: HTTPAnswer
             if h.method != .GET && h.method != .HEAD {
-                answer = .text(.methodNotAllowed, "\(h.method) \(h.uri): want GET or HEAD\n")
-            } else if sawBody {
-                answer = .text(.badRequest, "\(h.uri): a request body is not accepted\n")
-            } else {
-                let path = h.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? h.uri
-                answer = route(path)
+                return respond(context, h, .text(.methodNotAllowed, "\(h.method) \(h.uri): want GET or HEAD\n"), keepAlive: false)
             }
-            respond(context, h, answer)
+            if sawBody {
+                return respond(context, h, .text(.badRequest, "\(h.uri): a request body is not accepted\n"), keepAlive: false)
+            }
+            let path = h.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? h.uri
+            let identity = identity ?? ConnectionIdentity.of(context.channel, tls: tls)
+            self.identity = identity
+            let request = HTTPStatusRequest(path: path, identity: identity, authorization: h.headers.first(name: "Authorization"))
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((self, context), eventLoop: loop)
+            route(request) { answer in
+                loop.execute {
+                    let (handler, context) = bound.value
+                    handler.respond(context, h, answer, keepAlive: h.isKeepAlive)
+                }
+            }
         }
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ answer: HTTPAnswer) {
-        let keepAlive = request.isKeepAlive && !sawBody
+    private func respond(_ context: ChannelHandlerContext, _ request: HTTPRequestHead, _ answer: HTTPAnswer, keepAlive: Bool) {
+        guard context.channel.isActive else { return }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: answer.contentType)
+        for (name, value) in answer.headers { headers.add(name: name, value: value) }
         headers.add(name: "Content-Length", value: "\(answer.body.count)")
         headers.add(name: "Cache-Control", value: "no-store")
         if !keepAlive { headers.add(name: "Connection", value: "close") }

@@ -187,7 +187,11 @@ public final class ApplyStage: @unchecked Sendable {
                 recordMemberAddresses(in: entries)
                 // Before anything is answered: a read queued behind this batch is checked
                 // against the auth state it changed.
-                if applied.contains(where: { $0.writes.contains { KVSystemKeys.contains($0.key) } }) { try auth.refresh(from: store) }
+                if applied.contains(where: { $0.writes.contains { KVSystemKeys.contains($0.key) } }) {
+                    try auth.refresh(from: store)
+                } else if confState != nil {
+                    auth.setMembers(store.appliedConfState)
+                }
                 watchHub?.published(applied)
                 // The report goes first: a request a client sends once it has its answer then
                 // finds the owner's bookkeeping (`status`) past this group.
@@ -295,9 +299,9 @@ public final class ApplyStage: @unchecked Sendable {
         case .inclusionProof(let request): index = LogIndex(request.leafIndex &+ 1)
         default: return nil
         }
-        guard let access = auth.access(context) else { return auth.checkBound(context) }
+        guard let access = auth.access(context) else { return auth.checkBound(context, nodeMay: true) }
         if case .everything = access.level { return nil }
-        if let refusal = auth.checkBound(context) { return refusal }
+        if let refusal = auth.checkBound(context, nodeMay: true) { return refusal }
         // An index beyond the journal is answered by the audit service (behind / invalid).
         guard index >= LogIndex(1), index <= store.appliedIndex, let record = try store.journalRecord(at: index) else { return nil }
         return access.checkEntry(isNormal: record.entry.type == .normal, payload: record.entry.data).map(AuthGate.refusal)

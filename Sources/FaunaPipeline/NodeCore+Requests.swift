@@ -49,7 +49,7 @@ extension NodeCore {
         case .authenticate(let request):
             auth.authenticate(request, context)
         case .members:
-            if let refusal = auth.checkRoot(context, "members") { return context.respond(refusal) }
+            if let refusal = auth.checkRoot(context, "members", nodeMay: true) { return context.respond(refusal) }
             context.respond(.membersResponse(memberList()))
         case .memberChange(let change):
             if let refusal = auth.checkRoot(context, "changing membership") { return context.respond(refusal) }
@@ -109,9 +109,9 @@ extension NodeCore {
         // their proofs are checked against the entry by the apply stage.
         switch message {
         case .hashKV, .stateDigest:
-            if let refusal = auth.checkRoot(context, "\(message.kind)") { return refusal }
+            if let refusal = auth.checkRoot(context, "\(message.kind)", nodeMay: true) { return refusal }
         default:
-            if let refusal = auth.checkBound(context) { return refusal }
+            if let refusal = auth.checkBound(context, nodeMay: true) { return refusal }
         }
         switch message {
         case .hashKV, .stateDigest:

@@ -1,6 +1,7 @@
 import Crypto
 import CryptoExtras
 import FaunaKV
+import FaunaRaft
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
@@ -11,10 +12,30 @@ import SwiftASN1
 /// requests of a connection share one; safe from any thread.
 public final class ConnectionIdentity: Sendable {
     private let state: NIOLockedValueBox<(user: [UInt8]?, certificateName: [UInt8]?)>
+    /// The nodes the verified certificate names among its DNS names (`n1`, as on the peer
+    /// port): a node's own certificate, used by its status page's requests to the members. The
+    /// auth gate lets such a connection act as the node when the name is a current member.
+    public let certificateNodes: [NodeID]
 
-    public init(user: [UInt8]? = nil, certificateName: [UInt8]? = nil) {
+    public init(user: [UInt8]? = nil, certificateName: [UInt8]? = nil, certificateNodes: [NodeID] = []) {
         state = NIOLockedValueBox((user, certificateName))
+        self.certificateNodes = certificateNodes
     }
+
+    /// The identity of a `channel` whose TLS handshake is over: its verified certificate's
+    /// common name and node names (none without TLS or without a client certificate). Call on
+    /// the channel's event loop.
+    public static func of(_ channel: any Channel, tls: Bool) -> ConnectionIdentity {
+        guard tls, let certificate = try? channel.pipeline.syncOperations.nioSSL_peerCertificate() else { return ConnectionIdentity() }
+        let nodes = TLSContexts.dnsNames(of: certificate).compactMap { name -> NodeID? in
+            guard name.first == "n", let n = UInt64(name.dropFirst()), n > 0, name == "n\(n)" else { return nil }
+            return NodeID(n)
+        }
+        return ConnectionIdentity(certificateName: (try? certificate.toDERBytes()).flatMap(commonName(ofDER:)), certificateNodes: nodes)
+    }
+
+    /// Whether a user is bound (`authenticate`): it then takes precedence over the certificate.
+    public var hasBoundUser: Bool { state.withLockedValue { $0.user != nil } }
 
     /// Binds the connection to `user` (a successful `authenticate`); later requests run as it.
     public func bind(_ user: [UInt8]) { state.withLockedValue { $0.user = user } }
@@ -26,15 +47,6 @@ public final class ConnectionIdentity: Sendable {
     /// certificate's common name, else nobody (empty).
     public var principal: [UInt8] {
         state.withLockedValue { $0.user ?? $0.certificateName ?? [] }
-    }
-
-    /// The common name of the verified peer certificate of a TLS `channel`, or nil. Call on the
-    /// channel's event loop, after the handshake.
-    static func certificateName(of channel: any Channel) -> [UInt8]? {
-        guard let certificate = try? channel.pipeline.syncOperations.nioSSL_peerCertificate(),
-            let der = try? certificate.toDERBytes()
-        else { return nil }
-        return commonName(ofDER: der)
     }
 
     /// The first common name (OID 2.5.4.3) of a DER certificate's subject, or nil.

@@ -540,7 +540,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         pending[frame.requestID] = (frame.kind, configuration.observer == nil ? nil : NIODeadline.now())
         if identity == nil, configuration.peerIdentity == nil {
             // The first request comes after the TLS handshake: the certificate is known.
-            identity = ConnectionIdentity(certificateName: configuration.tls == nil ? nil : ConnectionIdentity.certificateName(of: context.channel))
+            identity = ConnectionIdentity.of(context.channel, tls: configuration.tls != nil)
         }
         handler(message, RPCRequestContext(
             requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, identity: identity, reply: replyChannel(context)))

@@ -141,6 +141,103 @@ import Testing
         #expect(digest.code == .permissionDenied)
     }
 
+    /// The metrics and status port with auth on (docs/SECURITY.md "The metrics and status
+    /// port"): the probes stay open; `/metrics` takes any user, by certificate or HTTP Basic;
+    /// the status page takes root; and the page's own requests to the members, made with the
+    /// node's certificate, still compare roots and audit the state.
+    @Test func theMetricsAndStatusPortFollowTheAuthRules() async throws {
+        let cluster = try ProcessCluster(names: Self.names, settings: "audit_interval_s = 5", tls: true)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        _ = try await cluster.waitForLeader(among: Self.names)
+        let config = "\(cluster.root)/cluster.toml"
+        func root(_ arguments: [String], stdin: String? = nil) async throws -> Run {
+            try await ClientAndCLITests.fctl(arguments, config: config, stdin: stdin)
+        }
+        for step in [["user", "add", "root", "--no-password"], ["user", "grant-role", "root", "root"], ["auth", "enable"]] {
+            let run = try await root(step)
+            #expect(run.status == 0, "\(step): \(run.stdout) \(run.stderr)")
+        }
+        let run = try await root(["user", "add", "mon", "--password-stdin"], stdin: "mon-pass\n")
+        #expect(run.status == 0, "user add mon: \(run.stdout) \(run.stderr)")
+        let enabledAt = try #require(run.stdout.split(whereSeparator: \.isWhitespace).last.flatMap { UInt64($0) }, "\(run.stdout)")
+
+        // GET with python's TLS (no curl on a bare machine): prints the status, then the body.
+        let script = """
+            from base64 import b64encode
+            from ssl import create_default_context
+            from sys import argv
+            from urllib.error import HTTPError
+            from urllib.request import Request, urlopen
+            url, ca, cert, user = argv[1:5]
+            c = create_default_context(cafile=ca)
+            c.check_hostname = False
+            if cert != "-": c.load_cert_chain(cert + ".crt", cert + ".key")
+            r = Request(url)
+            if user != "-": r.add_header("Authorization", "Basic " + b64encode(user.encode()).decode())
+            try:
+                with urlopen(r, context=c, timeout=10) as a: print(a.status); print(a.read().decode())
+            except HTTPError as e:
+                print(e.code, e.headers.get("WWW-Authenticate", "")); print(e.read().decode())
+            """
+        let port = try #require(cluster.nodes["n3"]?.metrics)
+        func get(_ path: String, cert: String = "-", user: String = "-") async throws -> (code: String, body: String) {
+            let out = try await runCommand(
+                "/usr/bin/python3", ["-c", script, "https://127.0.0.1:\(port)\(path)", "\(cluster.root)/tls/ca.crt", cert, user])
+            let lines = out.stdout.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+            return (String(lines.first ?? ""), lines.count > 1 ? String(lines[1]) : out.stderr)
+        }
+        let rootCert = "\(cluster.root)/tls/client"
+        var answer = try await get("/readyz")
+        #expect(answer.code == "200", "\(answer)")
+        answer = try await get("/metrics")
+        #expect(answer.code.hasPrefix("401 Basic realm=\"Fauna e2e\""), "\(answer)")
+        answer = try await get("/metrics", cert: rootCert)
+        #expect(answer.code == "200" && answer.body.contains("fauna_raft_term"), "\(answer)")
+        answer = try await get("/metrics", user: "mon:mon-pass")
+        #expect(answer.code == "200", "\(answer)")
+        answer = try await get("/metrics", user: "mon:wrong")
+        #expect(answer.code.hasPrefix("401"), "\(answer)")
+        answer = try await get("/status.json", user: "mon:mon-pass")
+        #expect(answer.code.hasPrefix("403") && answer.body.contains("root role"), "\(answer)")
+        answer = try await get("/", cert: rootCert)
+        #expect(answer.code == "200" && answer.body.contains("<html"), "\(answer)")
+
+        // The page's requests to the members run as the node (its certificate names a member):
+        // every root at the common size agrees, and an audit made after auth was enabled is
+        // clean (n3 audits first, 5 s after its start).
+        var page: [String: Any] = [:]
+        let deadline = ContinuousClock.now + .seconds(40)
+        while ContinuousClock.now < deadline {
+            answer = try await get("/status.json", cert: rootCert)
+            if answer.code == "200", let data = answer.body.data(using: .utf8),
+                let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+            {
+                page = json
+                let audit = json["audit"] as? [String: Any]
+                if let revision = audit?["revision"] as? NSNumber, revision.uint64Value >= enabledAt { break }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        let nodes = page["nodes"] as? [[String: Any]] ?? []
+        #expect(nodes.count == 3 && nodes.allSatisfy { ($0["rootAgrees"] as? Bool) == true }, "\(page)")
+        let audit = page["audit"] as? [String: Any]
+        #expect((audit?["clean"] as? Bool) == true && ((audit?["revision"] as? NSNumber)?.uint64Value ?? 0) >= enabledAt, "\(page)")
+
+        // A node's certificate on the client port reads as the node, and changes nothing.
+        let nodeConfig = "\(cluster.root)/as-n1.toml"
+        try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "tls/client.", with: "tls/n1.")
+            .write(toFile: nodeConfig, atomically: false, encoding: .utf8)
+        var asNode = try await ClientAndCLITests.fctl(["members"], config: nodeConfig)
+        #expect(asNode.status == 0 && asNode.stdout.contains("n3"), "\(asNode.stdout) \(asNode.stderr)")
+        asNode = try await ClientAndCLITests.fctl(["put", "by-node", "x"], config: nodeConfig)
+        #expect(asNode.status != 0 && asNode.stderr.contains("n1"), "\(asNode.stdout) \(asNode.stderr)")
+        asNode = try await ClientAndCLITests.fctl(["member", "remove", "n2"], config: nodeConfig)
+        #expect(asNode.status != 0, "\(asNode.stdout) \(asNode.stderr)")
+        let members = try await root(["members"])
+        #expect(members.stdout.contains("n2"), "\(members.stdout)")
+    }
+
     /// A client certificate of the cluster's CA with another common name, in `<root>/<commonName>`.
     static func issueClientCertificate(_ cluster: ProcessCluster, commonName: String) throws {
         let dir = "\(cluster.root)/\(commonName)"
