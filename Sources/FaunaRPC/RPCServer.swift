@@ -284,6 +284,7 @@ public final class RPCServer: Sendable {
             }
             try channel.pipeline.syncOperations.addHandler(PlaintextRefuser(logger: logger))
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+            try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescer())
         }
         try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax, meter: meter)
         var connectionLogger = logger
