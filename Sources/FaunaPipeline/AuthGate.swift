@@ -1,7 +1,7 @@
+import Crypto
 import FaunaKV
 import FaunaRPC
 import FaunaRaft
-import Crypto
 import FaunaStore
 import Foundation
 import NIOConcurrencyHelpers
@@ -26,7 +26,7 @@ public final class AuthGate: Sendable {
     /// matched), so that a status page polling every 2 s does not cost a scrypt hash per poll.
     /// An entry counts only while the user's stored hash is the one it matched: a new password
     /// or a deleted user ends it. Bounded; the password itself is never kept.
-    private let verified = NIOLockedValueBox<[[UInt8]: (user: [UInt8], hash: KVPasswordHash)]>([:])
+    private let verified = NIOLockedValueBox<[[UInt8]: KVPasswordHash]>([:])
 
     static let verifiedMax = 256
 
@@ -90,7 +90,10 @@ public final class AuthGate: Sendable {
         return .error(RPCErrorResponse(code, error.reason))
     }
 
-    private static let loading = RPCMessage.error(RPCErrorResponse(.unavailable, "the node is loading its auth state; retry"))
+    private static let loadingText = "the node is loading its auth state; retry"
+    private static let loading = RPCMessage.error(RPCErrorResponse(.unavailable, loadingText))
+    private static let failedText = "authentication failed: unknown user or wrong password"
+    private static var busyText: String { "\(hashingMax) logins are being checked; retry shortly" }
 
     /// nil if the request may go on, else the answer refusing it. With auth disabled this is
     /// one lock and a flag: it runs on the event loop for every request, floods included (an
@@ -129,9 +132,9 @@ public final class AuthGate: Sendable {
                 identity.bind(request.user)
                 context.respond(.authenticateResponse(user: request.user))
             case .failed:
-                context.respond(.error(RPCErrorResponse(.authFailed, "authentication failed: unknown user or wrong password")))
+                context.respond(.error(RPCErrorResponse(.authFailed, Self.failedText)))
             case .busy:
-                context.respond(.error(RPCErrorResponse(.overloaded, "\(Self.hashingMax) logins are being checked; retry shortly")))
+                context.respond(.error(RPCErrorResponse(.overloaded, Self.busyText)))
             case .loading:
                 context.respond(Self.loading)
             }
@@ -206,7 +209,7 @@ public final class AuthGate: Sendable {
         identity: ConnectionIdentity, basic: (user: [UInt8], password: [UInt8])?, need: HTTPNeed,
         done: @escaping @Sendable (HTTPVerdict) -> Void
     ) {
-        guard let state = snapshot.withLockedValue({ $0 }) else { return done(.unavailable("the node is loading its auth state; retry")) }
+        guard let state = snapshot.withLockedValue({ $0 }) else { return done(.unavailable(Self.loadingText)) }
         guard state.enabled else { return done(.allowed) }
         guard let basic else {
             let principal = principal(identity, nodeMay: true)
@@ -218,7 +221,7 @@ public final class AuthGate: Sendable {
         }
         let key = Array(SHA256.hash(data: basic.user + [0] + basic.password))
         let remembered = verified.withLockedValue { $0[key] }
-        if let remembered, remembered.user == basic.user, state.users[HashedBytes(basic.user)]?.password == remembered.hash {
+        if let remembered, state.users[HashedBytes(basic.user)]?.password == remembered {
             return done(decide(basic.user, need))
         }
         checkPassword(user: basic.user, password: basic.password) { [self] verdict in
@@ -227,21 +230,19 @@ public final class AuthGate: Sendable {
                 if let hash = snapshot.withLockedValue({ $0?.users[HashedBytes(basic.user)]?.password }) {
                     verified.withLockedValue { map in
                         if map.count >= Self.verifiedMax, let some = map.keys.first { map.removeValue(forKey: some) }
-                        map[key] = (basic.user, hash)
+                        map[key] = hash
                     }
                 }
                 done(decide(basic.user, need))
-            case .failed: done(.unauthenticated("authentication failed: unknown user or wrong password"))
-            case .busy: done(.unavailable("\(Self.hashingMax) logins are being checked; retry shortly"))
-            case .loading: done(.unavailable("the node is loading its auth state; retry"))
+            case .failed: done(.unauthenticated(Self.failedText))
+            case .busy: done(.unavailable(Self.busyText))
+            case .loading: done(.unavailable(Self.loadingText))
             }
         }
     }
 
     private func decide(_ principal: [UInt8]?, _ need: HTTPNeed) -> HTTPVerdict {
-        guard let access = snapshot.withLockedValue({ $0?.access(of: principal) }) else {
-            return .unavailable("the node is loading its auth state; retry")
-        }
+        guard let access = snapshot.withLockedValue({ $0?.access(of: principal) }) else { return .unavailable(Self.loadingText) }
         let refusal = need == .root ? access.checkRoot("the status page") : access.checkBound()
         guard let refusal else { return .allowed }
         return refusal.code == .permissionDenied ? .forbidden(refusal.reason) : .unauthenticated(refusal.reason)
