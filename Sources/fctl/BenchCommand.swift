@@ -29,14 +29,18 @@ struct BenchOptions: ParsableArguments {
         name: .customLong("key-format"),
         help: "decimal: the key index as zero-padded digits; varint: etcd's benchmark keys (zig-zag varint of the index in a --key-size buffer, stale bytes kept).")
     var keyFormat = "decimal"
-    @Option(help: "Send every request to this one key (UTF-8) instead of the key space, as etcd's `benchmark range KEY`; --preload then writes just it.")
-    var key: String?
+    // Not `--key`: that is the TLS client key of the global options (a second `--key` made
+    // every `fctl bench` fail to parse in debug builds, and `--key K` read as a TLS key file).
+    @Option(
+        name: .customLong("one-key"),
+        help: "Send every request to this one key (UTF-8) instead of the key space, as etcd's `benchmark range KEY`; --preload then writes just it.")
+    var oneKey: String?
     @Option(name: .customLong("val-size"), help: "Value bytes (random, drawn once per run).") var valSize = 256
     @Option(name: .customLong("key-space"), help: "Keys are indexes 0..<K (at most \(BenchParameters.keySpaceMax)).")
     var keySpace = 100_000
     @Flag(help: "Zipf key popularity (s = \(BenchParameters.zipfExponent), index 0 hottest) instead of uniform.")
     var zipf = false
-    @Flag(help: "Write every key of the key space (or the --key) once before measuring (same clients).") var preload = false
+    @Flag(help: "Write every key of the key space (or the --one-key) once before measuring (same clients).") var preload = false
     @Option(help: "Seed of keys, values and the read/write mix (default: random; printed).") var seed: UInt64?
     @Option(help: "Watchers open on one node during the measured phase (0...\(BenchParameters.watchersMax)); the report adds the events they received.")
     var watchers = 0
@@ -59,7 +63,7 @@ struct BenchOptions: ParsableArguments {
             throw FctlError(.usage, "bench: --key-format \(keyFormat): want decimal or varint")
         }
         p.keyFormat = format
-        p.fixedKey = key.map { Array($0.utf8) }
+        p.fixedKey = oneKey.map { Array($0.utf8) }
         p.valueBytes = valSize
         p.keySpace = keySpace
         p.distribution = zipf ? .zipf : .uniform
