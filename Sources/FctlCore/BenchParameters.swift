@@ -79,6 +79,12 @@ public struct BenchParameters: Sendable, Hashable {
     /// `benchmark range KEY`); the preload then writes just this key.
     public var fixedKey: [UInt8]?
     public var valueBytes = 256
+    /// Distinct values drawn per run; key i is written with value i mod distinctValues. 1 (the
+    /// default, as etcd's benchmark): every write carries the same value, which RocksDB's block
+    /// compression shrinks to almost nothing and a sealed value does not (docs/PERFORMANCE.md).
+    public var distinctValues = 1
+    /// At most this many bytes of distinct values are held.
+    public static let distinctValueBytesMax = 64 << 20
     /// Keys are indexes 0..<keySpace; at most keySpaceMax and 10^keyBytes.
     public var keySpace = 100_000
     public var distribution = BenchKeyDistribution.uniform
@@ -126,6 +132,10 @@ public struct BenchParameters: Sendable, Hashable {
             (0...KVLimits.valueBytesMax).contains(valueBytes),
             "--val-size \(valueBytes): want 0...\(KVLimits.valueBytesMax)")
         try check((1...Self.keySpaceMax).contains(keySpace), "--key-space \(keySpace): want 1...\(Self.keySpaceMax)")
+        try check(
+            distinctValues >= 1 && distinctValues <= Self.keySpaceMax
+                && distinctValues * max(valueBytes, 1) <= Self.distinctValueBytesMax,
+            "--values \(distinctValues): want 1...\(Self.keySpaceMax), and --values × --val-size at most \(Self.distinctValueBytesMax >> 20) MiB")
         switch keyFormat {
         case .decimal:
             let capacity = BenchKeys.capacity(width: keyBytes)
@@ -166,6 +176,7 @@ public struct BenchParameters: Sendable, Hashable {
             "preload": preload, "seed": seed, "keyFormat": keyFormat.rawValue,
         ]
         if let fixedKey { fields["key"] = String(decoding: fixedKey, as: UTF8.self) }
+        if distinctValues > 1 { fields["values"] = distinctValues }
         if distribution == .zipf { fields["zipfExponent"] = Self.zipfExponent }
         if let total { fields["total"] = total }
         if let durationSeconds { fields["durationSeconds"] = durationSeconds }
@@ -193,7 +204,7 @@ public struct BenchParameters: Sendable, Hashable {
         } else {
             parts.append("key \(keyBytes) B \(keyFormat.rawValue)")
         }
-        parts.append("value \(valueBytes) B")
+        parts.append(distinctValues > 1 ? "value \(valueBytes) B (\(distinctValues) distinct)" : "value \(valueBytes) B")
         if fixedKey == nil {
             parts.append("key space \(keySpace) \(distribution == .zipf ? "zipf s=\(Self.zipfExponent)" : "uniform")")
         }

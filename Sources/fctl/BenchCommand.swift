@@ -36,6 +36,10 @@ struct BenchOptions: ParsableArguments {
         help: "Send every request to this one key (UTF-8) instead of the key space, as etcd's `benchmark range KEY`; --preload then writes just it.")
     var oneKey: String?
     @Option(name: .customLong("val-size"), help: "Value bytes (random, drawn once per run).") var valSize = 256
+    @Option(
+        name: .customLong("values"),
+        help: "Distinct random values per run (key i gets value i mod N); 1: every write the same value, as etcd's benchmark.")
+    var distinctValues = 1
     @Option(name: .customLong("key-space"), help: "Keys are indexes 0..<K (at most \(BenchParameters.keySpaceMax)).")
     var keySpace = 100_000
     @Flag(help: "Zipf key popularity (s = \(BenchParameters.zipfExponent), index 0 hottest) instead of uniform.")
@@ -65,6 +69,7 @@ struct BenchOptions: ParsableArguments {
         p.keyFormat = format
         p.fixedKey = oneKey.map { Array($0.utf8) }
         p.valueBytes = valSize
+        p.distinctValues = distinctValues
         p.keySpace = keySpace
         p.distribution = zipf ? .zipf : .uniform
         p.preload = preload

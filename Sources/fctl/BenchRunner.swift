@@ -24,9 +24,9 @@ struct BenchRunner {
             requestsInFlightMax: max(256, workersPerClient), idleSessionsMax: max(64, workersPerClient), tls: tls)
         let clients = (0..<p.connections).map { _ in FaunaClient(endpoints: endpoints, configuration: configuration) }
         var random = BenchRandom(seed: p.seed)
-        let value = (0..<p.valueBytes).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let values = (0..<p.distinctValues).map { _ in (0..<p.valueBytes).map { _ in UInt8.random(in: 0...255, using: &random) } }
         let zipf = p.distribution == .zipf ? BenchZipf(count: p.keySpace, exponent: BenchParameters.zipfExponent) : nil
-        var plan = BenchPlan(parameters: p, value: value, zipf: zipf)
+        var plan = BenchPlan(parameters: p, values: values, zipf: zipf)
         if p.verify {
             do {
                 plan.trust = try await clients[0].pinMembers(cluster: "bench")

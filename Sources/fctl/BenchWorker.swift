@@ -7,14 +7,18 @@ import NIOConcurrencyHelpers
 /// What every worker of a run shares, read-only: the parameters, the value, the key sampler.
 struct BenchPlan: Sendable {
     let parameters: BenchParameters
-    /// The value of every put (random bytes drawn once per run, as etcd's benchmark does).
-    let value: [UInt8]
+    /// The values of the puts: random bytes drawn once per run; one value for every put by
+    /// default, as etcd's benchmark does (`--values`).
+    let values: [[UInt8]]
     /// The zipf sampler, when keys are zipf-distributed.
     let zipf: BenchZipf?
     /// For verified gets: the member keys pinned at the start (never saved).
     var trust: TrustedCluster? = nil
     /// `keepalive`: the leases granted by the preload phase.
     let leases = BenchLeases()
+
+    /// The value written to key `keyIndex`.
+    func value(for keyIndex: Int) -> [UInt8] { values[keyIndex % values.count] }
 
     /// A key index for the next request.
     func keyIndex(_ random: inout BenchRandom) -> Int {
@@ -121,7 +125,7 @@ struct BenchWorker: Sendable {
         do throws(FaunaClientError) {
             switch request.kind {
             case .put:
-                return Self.answer(try await client.put(key, plan.value))
+                return Self.answer(try await client.put(key, plan.value(for: request.keyIndex)))
             case .get:
                 if let trust = plan.trust {
                     let verified = try await client.verifiedGet(key, trust: trust)
@@ -130,9 +134,8 @@ struct BenchWorker: Sendable {
                 let record = try await client.get(key, consistency: plan.parameters.consistency)
                 return .answered(note: record == nil ? "getMiss" : nil)
             case .txn:
-                let txn = KVTxn(
-                    compares: [KVCompare(key: key, .value(plan.value), .equal)],
-                    success: [.put(KVPut(key: key, value: plan.value))])
+                let value = plan.value(for: request.keyIndex)
+                let txn = KVTxn(compares: [KVCompare(key: key, .value(value), .equal)], success: [.put(KVPut(key: key, value: value))])
                 return Self.answer(try await client.txn(txn))
             case .grant:
                 plan.leases.append(try await client.grantLease(ttlSeconds: plan.parameters.leaseTTLSeconds).id)

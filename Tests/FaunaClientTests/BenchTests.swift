@@ -123,7 +123,18 @@ import Testing
         ("--key-space 1000000 does not fit", { $0.keyBytes = 5; $0.keySpace = 1_000_000 }),
         ("--key-space 10000001", { $0.keyBytes = 16; $0.keySpace = 10_000_001 }),
         ("--read-ratio 1.5", { $0.readRatio = 1.5 }),
+        ("--values 0", { $0.distinctValues = 0 }),
+        ("--values 300000", { $0.distinctValues = 300_000 }),  // 300,000 × 256 B is over 64 MiB
     ]
+
+    @Test func distinctValuesShowInTheParameters() throws {
+        var p = BenchParameters(workload: .put)
+        p.distinctValues = 4096
+        let valid = try p.validated()
+        #expect(valid.json["values"] as? Int == 4096)
+        #expect(valid.summary.contains("4096 distinct"))
+        #expect(try BenchParameters(workload: .put).validated().json["values"] == nil)
+    }
 
     @Test(arguments: 0..<bad.count)
     func rejectsOutOfRange(case index: Int) {

@@ -107,6 +107,11 @@ import Glibc
         #expect(run.status == 0, "\(run)")
         run = try await Self.fctl(["snapshot", "verify", archive, "--checksums-only"], config: config)
         #expect(run.status == 0 && run.stdout.contains("checksums OK"), "\(run)")
+        // fctl bench parses and runs (its options once clashed with the global TLS ones).
+        run = try await Self.fctl(["bench", "put", "--total", "20", "--clients", "2", "--values", "4", "--json"], config: config)
+        #expect(run.status == 0 && run.stdout.range(of: #""values" ?: ?4\b"#, options: .regularExpression) != nil, "\(run)")
+        run = try await Self.fctl(["bench", "get", "--one-key", "greeting", "--total", "20", "--clients", "2", "--json"], config: config)
+        #expect(run.status == 0 && run.stdout.contains("greeting"), "\(run)")
         // Unavailable: every node down is exit 3.
         for n in Self.names { await cluster.kill(n) }
         run = try await Self.fctl(["get", "blob", "--timeout", "1"], config: config)
