@@ -187,11 +187,13 @@ public final class PeerLink: Sendable {
             }
             start = end
         }
-        client.flush()
+        // Counted before the flush: once the bytes leave, the other side may act on them (a test
+        // that saw them all arrive found the count not yet raised, CI of 690dc1f).
         state.withLockedValue { state in
             state.stats.sentFrames += frames
             state.stats.sentMessages += batch.count
         }
+        client.flush()
     }
 
     /// The connection can take output again: drain what waited.
