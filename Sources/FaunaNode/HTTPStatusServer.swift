@@ -114,11 +114,12 @@ final class HTTPStatusHandler: ChannelInboundHandler {
         case .end:
             guard let h = head else { return }
             head = nil
+            let keepAlive = h.isKeepAlive && !sawBody
             if h.method != .GET && h.method != .HEAD {
-                return respond(context, h, .text(.methodNotAllowed, "\(h.method) \(h.uri): want GET or HEAD\n"), keepAlive: false)
+                return respond(context, h, .text(.methodNotAllowed, "\(h.method) \(h.uri): want GET or HEAD\n"), keepAlive: keepAlive)
             }
             if sawBody {
-                return respond(context, h, .text(.badRequest, "\(h.uri): a request body is not accepted\n"), keepAlive: false)
+                return respond(context, h, .text(.badRequest, "\(h.uri): a request body is not accepted\n"), keepAlive: keepAlive)
             }
             let path = h.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? h.uri
             let identity = identity ?? ConnectionIdentity.of(context.channel, tls: tls)
@@ -129,7 +130,7 @@ final class HTTPStatusHandler: ChannelInboundHandler {
             route(request) { answer in
                 loop.execute {
                     let (handler, context) = bound.value
-                    handler.respond(context, h, answer, keepAlive: h.isKeepAlive)
+                    handler.respond(context, h, answer, keepAlive: keepAlive)
                 }
             }
         }

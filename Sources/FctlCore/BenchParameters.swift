@@ -83,7 +83,8 @@ public struct BenchParameters: Sendable, Hashable {
     /// default, as etcd's benchmark): every write carries the same value, which RocksDB's block
     /// compression shrinks to almost nothing and a sealed value does not (docs/PERFORMANCE.md).
     public var distinctValues = 1
-    /// At most this many bytes of distinct values are held.
+    /// At most this many bytes of distinct values are held, counting each value as at least
+    /// 64 bytes (an array's own storage).
     public static let distinctValueBytesMax = 64 << 20
     /// Keys are indexes 0..<keySpace; at most keySpaceMax and 10^keyBytes.
     public var keySpace = 100_000
@@ -133,9 +134,8 @@ public struct BenchParameters: Sendable, Hashable {
             "--val-size \(valueBytes): want 0...\(KVLimits.valueBytesMax)")
         try check((1...Self.keySpaceMax).contains(keySpace), "--key-space \(keySpace): want 1...\(Self.keySpaceMax)")
         try check(
-            distinctValues >= 1 && distinctValues <= Self.keySpaceMax
-                && distinctValues * max(valueBytes, 1) <= Self.distinctValueBytesMax,
-            "--values \(distinctValues): want 1...\(Self.keySpaceMax), and --values × --val-size at most \(Self.distinctValueBytesMax >> 20) MiB")
+            distinctValues >= 1 && distinctValues <= Self.distinctValueBytesMax / max(valueBytes, 64),
+            "--values \(distinctValues): want 1...\(Self.distinctValueBytesMax / max(valueBytes, 64)) (\(Self.distinctValueBytesMax >> 20) MiB of values of --val-size \(valueBytes), each counted as at least 64 B)")
         switch keyFormat {
         case .decimal:
             let capacity = BenchKeys.capacity(width: keyBytes)
