@@ -83,6 +83,9 @@ public final class WatchHub: @unchecked Sendable {
     private var applied: UInt64
     private var wake = false
     private var stopReason: String?
+    /// The last pass ended with watchers open: only then does a publish wake the pass thread
+    /// (with no watchers, a wake per apply batch cost a context switch per put for nothing).
+    private var passWantsApplies = false
 
     /// Deliberate lies for tests (debug builds with `FAUNA_TEST_FAULT`); nil otherwise.
     public var decorator: (any AnswerDecorator)?
@@ -196,8 +199,10 @@ public final class WatchHub: @unchecked Sendable {
                 ringBytesHeld -= dropped.bytes
                 coveredFrom = dropped.last + 1
             }
-            wake = true
-            lock.signal()
+            if passWantsApplies {
+                wake = true
+                lock.signal()
+            }
         }
     }
 
@@ -253,6 +258,13 @@ public final class WatchHub: @unchecked Sendable {
             watchers.removeAll()
             perConnection.removeAll()
             return nil
+        }
+        defer {
+            // A watcher opened in this pass wants what was published while it ran, unsignalled.
+            locked {
+                passWantsApplies = !watchers.isEmpty
+                if passWantsApplies && applied != appliedNow { wake = true }
+            }
         }
         let now = ContinuousClock.now
         for command in queued {
