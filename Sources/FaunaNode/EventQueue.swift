@@ -16,6 +16,8 @@ final class EventQueue<Element: Sendable>: @unchecked Sendable {
     private var items: [Element] = []
     private var head = 0
     private var isClosed = false
+    /// The consumer, now waiting, wants quiet elements to wake it too (`take`'s argument).
+    private var consumerWantsQuiet = true
 
     init(capacity: Int) {
         precondition(capacity > 0, "queue capacity \(capacity)")
@@ -48,12 +50,27 @@ final class EventQueue<Element: Sendable>: @unchecked Sendable {
         }
     }
 
+    /// Like `post`, but wakes a waiting consumer only if it asked to be woken by such elements
+    /// (`take(wakeForQuiet:)`): otherwise the element waits for the next element or deadline.
+    /// For reports the consumer needs soon, not now (a routine apply report: the owner would
+    /// wake for it once per put only to note the new applied index).
+    func postQuietly(_ element: Element) {
+        condition.withLock {
+            guard !isClosed else { return }
+            items.append(element)
+            if consumerWantsQuiet { condition.signal() }
+        }
+    }
+
     /// Waits until at least one element is queued or `deadline` passes (nil: no deadline),
     /// then removes and returns up to `max` elements in order (possibly none). Returns nil
-    /// once closed and empty.
-    func take(until deadline: Date?, max: Int) -> [Element]? {
+    /// once closed and empty. With `wakeForQuiet` false, a quiet element queued during the
+    /// wait does not end it (an element already queued does: it is returned at once).
+    func take(until deadline: Date?, max: Int, wakeForQuiet: Bool = true) -> [Element]? {
         condition.lock()
         defer { condition.unlock() }
+        consumerWantsQuiet = wakeForQuiet
+        defer { consumerWantsQuiet = true }
         while items.count == head && !isClosed {
             guard let deadline else {
                 condition.wait()  // (wait(until: .distantFuture) overflows on Linux)

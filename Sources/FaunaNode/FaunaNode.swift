@@ -137,7 +137,15 @@ public final class FaunaNode: @unchecked Sendable {
             audit: AuditService(nodeID: settings.nodeID, signer: signer, metrics: metrics.pipeline), proposals: core.proposals, auth: core.auth,
             decorator: decorator, background: DispatchBackground(), logger: logger, metrics: metrics.pipeline,
             failStop: { error, doing in events.post(.storeFailed(error, doing)) }
-        ) { report in events.post(.applied(report)) }
+        ) { report in
+            // The owner notes a routine report at its next round (within a tick); one that
+            // answers or changes something, or one it waits for (`wantsApplyReportsNow`), wakes it.
+            if case .success(let r) = report, r.isRoutine {
+                events.postQuietly(.applied(report))
+            } else {
+                events.post(.applied(report))
+            }
+        }
         core.applier = applier
         // Watches: the apply stage publishes every applied batch to the hub; a thread of its
         // own sends the events; store reads for watchers behind run as apply jobs.
@@ -328,7 +336,8 @@ public final class FaunaNode: @unchecked Sendable {
         while true {
             let wait = max(core.nextTick - clock.now, .zero)
             let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
-            guard let batch = events.take(until: Date().addingTimeInterval(seconds), max: 4096) else { break }
+            let batch = events.take(until: Date().addingTimeInterval(seconds), max: 4096, wakeForQuiet: core.wantsApplyReportsNow)
+            guard let batch else { break }
             if !core.runRound(batch, now: clock.now) { break }
         }
         core.finishStopping()

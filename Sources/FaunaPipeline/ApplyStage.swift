@@ -46,6 +46,10 @@ public struct ApplyReport: Sendable {
     var hasClusterID = true
     /// What the applied entries did to leases, in order (the owner's lessor follows them).
     var leaseChanges: [KVLeaseChange] = []
+
+    /// Only advances the applied index: no member change to answer, no lease change, no
+    /// cluster ID still to propose. The owner may take it at its next round.
+    public var isRoutine: Bool { memberChanges.isEmpty && leaseChanges.isEmpty && hasClusterID }
 }
 
 /// The apply stage of ADR 0007: applies committed entries to the store (state machine,
