@@ -62,6 +62,7 @@ extension NodeCore {
         var config = RaftConfig(id: settings.nodeID, randomSeed: settings.randomSeed)
         config.electionTicks = settings.electionTicks
         config.heartbeatTicks = settings.heartbeatTicks
+        config.deferCommitBroadcast = settings.deferCommitBroadcast
         config.applied = applied
         return try RaftNode(config: config, storage: storage)
     }

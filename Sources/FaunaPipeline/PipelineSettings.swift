@@ -18,6 +18,8 @@ public struct PipelineSettings: Sendable {
     public var proposalBatchBytesMax = 1 << 20
     public var requestTimeout = Duration.seconds(10)
     public var readTimeout = Duration.seconds(5)
+    /// `RaftConfig.deferCommitBroadcast`: followers learn a commit with the next append or tick.
+    public var deferCommitBroadcast = true
     /// Where a leader's new cluster ID comes from: nil, the system's random source; the node
     /// simulator passes a seeded one so a seed replays byte for byte.
     public var clusterIDBytes: (@Sendable (Int) -> [UInt8])?

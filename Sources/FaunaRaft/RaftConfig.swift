@@ -28,6 +28,13 @@ public struct RaftConfig: Sendable {
     public var checkQuorum: Bool = true
     /// Run a pre-vote round before incrementing the term (thesis §9.6).
     public var preVote: Bool = true
+    /// A leader whose commit index advanced does not send followers an append that only
+    /// carries it: the next append (a new proposal) or the next tick does. A follower then
+    /// learns of a commit at most one tick later; in exchange a lone client's write costs each
+    /// follower one message, one wake-up and one log write less (docs/adr/0006). A commit of a
+    /// membership change, a leader transfer in progress and read rounds (heartbeats carry the
+    /// commit index) are not deferred. Off: etcd's behaviour, an append at once.
+    public var deferCommitBroadcast: Bool = false
     /// Seed of the generator for randomized election timeouts: the only randomness.
     public var randomSeed: UInt64
 

@@ -16,6 +16,7 @@ extension RaftNode {
         progress = [:]
         votes = [:]
         leadTransferee = nil
+        commitBroadcastPending = false
         uncommittedBytes = 0
         reads.removeAll()
     }
@@ -98,6 +99,8 @@ extension RaftNode {
             heartbeatElapsedTicks = 0
             broadcastHeartbeat()
         }
+        // A deferred commit index goes out now (`deferCommitBroadcast`): at most a tick late.
+        if commitBroadcastPending { broadcastAppend() }
     }
 
     /// CheckQuorum: true if a quorum of voters (counting ourselves) was heard from since the

@@ -36,6 +36,7 @@ extension RaftNode {
     // MARK: Leader side
 
     func broadcastAppend() {
+        commitBroadcastPending = false
         // Sorted: dictionary order is randomized per process, and the core must be
         // deterministic for the simulator's seeds to replay.
         for peer in progress.keys.sorted() where peer != id { sendAppends(to: peer, sendIfEmpty: true) }
@@ -124,6 +125,21 @@ extension RaftNode {
         return true
     }
 
+    /// Commits what a quorum holds and tells the followers: at once, or with the next append
+    /// or tick when `deferCommitBroadcast` allows. Returns whether the commit index advanced.
+    @discardableResult
+    func commitAndAnnounce() -> Bool {
+        let previous = log.committed
+        guard maybeCommit() else { return false }
+        let committedConfChange = pendingConfIndex > previous && pendingConfIndex <= log.committed
+        if config.deferCommitBroadcast && !committedConfChange && leadTransferee == nil {
+            commitBroadcastPending = true
+        } else {
+            broadcastAppend()
+        }
+        return true
+    }
+
     func stepLeader(_ m: Message) {
         switch m.type {
         case .appendResponse:
@@ -183,9 +199,7 @@ extension RaftNode {
         }
         progress[m.from] = pr
         if updated {
-            if maybeCommit() {
-                broadcastAppend()
-            } else {
+            if !commitAndAnnounce() || commitBroadcastPending {
                 sendAppends(to: m.from, sendIfEmpty: false)
             }
             if m.from == leadTransferee && pr.match == log.lastIndex {

@@ -141,7 +141,7 @@ extension RaftNode {
             for member in progress.keys where !conf.isMember(member) { progress[member] = nil }
             for member in conf.members { progress[member]?.isLearner = conf.isLearner(member) }
             if let target = leadTransferee, !conf.isVoter(target) { leadTransferee = nil }
-            if maybeCommit() { broadcastAppend() }
+            maybeCommit()
             broadcastAppend()
         }
     }

@@ -30,6 +30,8 @@ public final class RaftNode {
     var random: SplitMix64
 
     var leadTransferee: NodeID?
+    /// Leader only: the commit index advanced since the last broadcast append (`deferCommitBroadcast`).
+    var commitBroadcastPending = false
     /// Leader only: a membership change at or below this index may still be unapplied.
     var pendingConfIndex: LogIndex = .zero
     /// Leader only: the index of the no-op that opened this term.
@@ -248,7 +250,7 @@ public final class RaftNode {
         guard var own = progress[id] else { return }
         if own.maybeUpdate(match: index) {
             progress[id] = own
-            if maybeCommit() { broadcastAppend() }
+            commitAndAnnounce()
         }
     }
 }

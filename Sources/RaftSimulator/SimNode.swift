@@ -43,6 +43,8 @@ final class SimNode {
         // seed so that the simulator's random stream is not consumed.
         isSlowApplier = seed % 3 == 0
         config.committedBytesPerReadyMax = isSlowApplier ? 1 : 400
+        // Half of the starts defer the commit broadcast to the next append or tick.
+        config.deferCommitBroadcast = seed % 2 == 0
         config.learnerCatchUpEntriesMax = 20
         raft = try RaftNode(config: config, storage: storage)
         commitChecked = min(commitChecked, raft!.commitIndex)

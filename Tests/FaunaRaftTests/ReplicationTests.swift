@@ -12,6 +12,45 @@ import Testing
         for id: UInt64 in [1, 2, 3] { #expect(c.appliedData(id) == want) }
     }
 
+    @Test func deferredCommitRidesTheNextAppendOrTick() throws {
+        let c = try TestCluster(voters: [1, 2, 3]) { $0.deferCommitBroadcast = true }
+        try c.elect(1)
+        try c.tickAll(times: 1)
+        c.sent = []
+        let a = try c[1].propose(bytes("a"))
+        try c.stabilize()
+        #expect(c[1].commitIndex == a)
+        #expect(c[2].commitIndex < a && c[3].commitIndex < a, "no append only for the new commit index")
+        #expect(!c.sent.contains { $0.type == .append && $0.entries.isEmpty })
+        // The next proposal's append carries it.
+        let b = try c[1].propose(bytes("b"))
+        try c.stabilize()
+        #expect(c[2].commitIndex == a && c[3].commitIndex == a)
+        #expect(c.appliedData(2) == [bytes("a")])
+        // With no proposal, the leader's next tick does.
+        try c.tick(1)
+        try c.stabilize()
+        #expect(c[2].commitIndex == b && c[3].commitIndex == b)
+        #expect(c.appliedData(3) == [bytes("a"), bytes("b")])
+        // A committed membership change goes out at once.
+        try c.addEmptyNode(4)
+        let change = try c[1].proposeConfChange(ConfChange(.addLearner, NodeID(4)))
+        try c.stabilize()
+        #expect(c[1].commitIndex == change)
+        #expect(c[2].commitIndex == change && c[3].commitIndex == change)
+    }
+
+    @Test func withoutDeferralEveryCommitIsSentAtOnce() throws {
+        let c = try TestCluster(voters: [1, 2, 3])
+        try c.elect(1)
+        try c.tickAll(times: 1)
+        c.sent = []
+        let a = try c[1].propose(bytes("a"))
+        try c.stabilize()
+        #expect(c[2].commitIndex == a && c[3].commitIndex == a)
+        #expect(c.sent.contains { $0.type == .append && $0.entries.isEmpty && $0.commit == a })
+    }
+
     @Test func followerRejectsProposalWithLeaderHint() throws {
         let c = try TestCluster(voters: [1, 2, 3])
         try c.elect(1)
