@@ -135,7 +135,7 @@ extension Store {
 
     /// `flushState()` for a caller holding `applyLock`.
     private func flushStateLocked() throws(StoreError) {
-        try rocks { () throws(RocksDBError) in try db.flush(cfs.state) }
+        try rocks { () throws(RocksDBError) in try db.flush(cfs.flushedTogether) }
         flusher.flushed(through: applied.index)
     }
 

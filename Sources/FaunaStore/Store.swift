@@ -57,8 +57,12 @@ public final class Store: @unchecked Sendable {
         let log, kv, history, effects, merkle, meta: RocksDBColumnFamily
         /// The node's own records (the schema version): `meta` in group 0.
         let nodeMeta: RocksDBColumnFamily
-        /// The families written without the WAL, as stored (whole families, every group).
-        let state: [RocksDBColumnFamily]
+        /// What a state flush flushes, as stored (whole families, every group): the state
+        /// families, written without the WAL, and `log`. Flushing `log` with them makes the
+        /// WAL files before the flush obsolete, so RocksDB recycles them (`RocksDB.init`);
+        /// left to fill on its own, `log`'s memtable kept every WAL file alive for up to the
+        /// whole memtable budget.
+        let flushedTogether: [RocksDBColumnFamily]
     }
 
     /// Tunables of a store. The defaults suit a node; tests shrink them.
@@ -182,7 +186,7 @@ public final class Store: @unchecked Sendable {
             db: db, cf: cfs.log, meta: cfs.meta, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax,
             applied: applied)
         self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied, log: raftLog)
-        self.flusher = StateFlusher(db: db, families: cfs.state, flushedIndex: applied.index, replayEntriesMax: options.replayEntriesMax)
+        self.flusher = StateFlusher(db: db, families: cfs.flushedTogether, flushedIndex: applied.index, replayEntriesMax: options.replayEntriesMax)
         try FileIO.removeTree("\(path)/snapshots")
         publishedRecordCacheStats.budgetBytes = UInt64(options.recordCacheBytes)
     }
@@ -224,14 +228,14 @@ public final class Store: @unchecked Sendable {
             let sealer = group != StoreGroup.node && c.isSealed ? keyring : nil
             return handle.prefixed(by: StoreGroup.prefix(group)).sealed(by: sealer)
         }
-        var state: [RocksDBColumnFamily] = []
-        for c in StoreColumnFamily.allCases where c.isState {
+        var flushedTogether: [RocksDBColumnFamily] = []
+        for c in StoreColumnFamily.allCases {
             guard let whole = db.columnFamily(c.rawValue) else { continue }
-            state.append(whole)
+            flushedTogether.append(whole)
         }
         return ColumnFamilies(
             log: try cf(.log), kv: try cf(.kv), history: try cf(.history), effects: try cf(.effects), merkle: try cf(.merkle),
-            meta: try cf(.meta), nodeMeta: try cf(.meta, StoreGroup.node), state: state)
+            meta: try cf(.meta), nodeMeta: try cf(.meta, StoreGroup.node), flushedTogether: flushedTogether)
     }
 
     /// Stops background writers and flushes the state, so that a clean restart re-applies
@@ -254,7 +258,7 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     public func flushState() throws(StoreError) -> LogIndex {
         let index = appliedIndex
-        try rocks { () throws(RocksDBError) in try db.flush(cfs.state) }
+        try rocks { () throws(RocksDBError) in try db.flush(cfs.flushedTogether) }
         flusher.flushed(through: index)
         return index
     }
