@@ -38,6 +38,16 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
     private let lock = NSLock()
     private var view: View
     private(set) var writer: RaftLogWriter!
+    /// The most recent entries written, in memory (under `lock`): contiguous, the last one at
+    /// `view.lastIndex` when not empty. The core reads back what it just persisted (committed
+    /// entries to hand out, appends to a follower a little behind); serving that from here saves
+    /// a RocksDB iterator over memtables and L0 files per Ready. Bounded by `tailEntriesMax`
+    /// and `tailBytesMax` (trimmed from the front once twice over, so trimming is amortized).
+    private var tail: [Entry] = []
+    private var tailBytes = 0
+    static let tailEntriesMax = 1_024
+    static let tailBytesMax = 8 << 20
+    private var tailHits = 0
 
     /// Loads the durable state from `cf` and starts the group-commit writer thread.
     /// - Parameter applied: the store's applied state. A compaction point above it (the state
@@ -71,7 +81,70 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
 
     var currentView: View { lock.withLock { view } }
 
-    func publish(_ v: View) { lock.withLock { view = v } }
+    /// Publishes the view after a write of `operations` returned, and keeps their entries in
+    /// the tail.
+    func publish(_ v: View, written operations: [RaftLogWriter.Operation]) {
+        lock.withLock {
+            for case .update(let u) in operations { keepInTail(u) }
+            view = v
+            // Whatever the updates did, the tail must end at the log's last index.
+            if let last = tail.last, last.index != v.lastIndex {
+                tail = []
+                tailBytes = 0
+            }
+        }
+    }
+
+    /// Under `lock`: the tail after `u` was written.
+    private func keepInTail(_ u: RaftLogUpdate) {
+        if u.snapshot != nil {
+            tail = []
+            tailBytes = 0
+        }
+        guard let first = u.entries.first?.index else { return }
+        if let tailFirst = tail.first?.index, first >= tailFirst, first <= tailFirst + UInt64(tail.count) {
+            // Entries from `first` on are replaced (a follower's conflicting suffix).
+            let keep = Int(first - tailFirst)
+            for e in tail[keep...] { tailBytes -= e.sizeBytes }
+            tail.removeSubrange(keep...)
+        } else {
+            tail = []
+            tailBytes = 0
+        }
+        tail.append(contentsOf: u.entries)
+        for e in u.entries { tailBytes += e.sizeBytes }
+        if tail.count > 2 * Self.tailEntriesMax || tailBytes > 2 * Self.tailBytesMax {
+            var drop = 0
+            while tail.count - drop > Self.tailEntriesMax || (tailBytes > Self.tailBytesMax && drop < tail.count - 1) {
+                tailBytes -= tail[drop].sizeBytes
+                drop += 1
+            }
+            tail.removeFirst(drop)
+        }
+    }
+
+    /// Entries `low..<high` from the tail, at most `maxBytes` (at least one), if it has them all.
+    private func tailEntries(from low: LogIndex, to high: LogIndex, maxBytes: Int) -> [Entry]? {
+        lock.withLock {
+            guard let tailFirst = tail.first?.index, low >= tailFirst, high <= tailFirst + UInt64(tail.count), low < high else {
+                return nil
+            }
+            let start = Int(low - tailFirst)
+            let end = Int(high - tailFirst)
+            var out: [Entry] = []
+            var bytes = 0
+            for e in tail[start..<end] {
+                bytes += e.sizeBytes
+                if !out.isEmpty && bytes > maxBytes { break }
+                out.append(e)
+            }
+            tailHits += 1
+            return out
+        }
+    }
+
+    /// Reads served from memory so far (tests).
+    var tailReads: Int { lock.withLock { tailHits } }
 
     private static func load(db: RocksDB, cf: RocksDBColumnFamily) throws(StoreError) -> View {
         var v = View()
@@ -149,6 +222,7 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
         let v = currentView
         guard low > v.snapshot.index else { throw RaftStorageError.compacted }
         guard high <= v.lastIndex + 1, low <= high else { throw RaftStorageError.unavailable }
+        if let cached = tailEntries(from: low, to: high, maxBytes: maxBytes) { return cached }
         var out: [Entry] = []
         var bytes = 0
         let it = db.makeIterator(cf, lowerBound: RaftKey.entry(low), upperBound: RaftKey.entry(high))

@@ -199,7 +199,7 @@ final class RaftLogWriter: @unchecked Sendable {
             fail(group, e)
             return
         }
-        storage.publish(view)
+        storage.publish(view, written: group.map(\.operation))
         condition.withLock {
             syncedBatchCount += 1
             writtenOperationCount += group.count

@@ -60,6 +60,44 @@ struct RaftLogStorageTests {
         #expect(try log.lastIndex() == LogIndex(4))
     }
 
+    @Test func recentEntriesComeFromMemoryAndMatchTheDisk() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.sub("n1")
+        var want: [Entry] = []
+        do {
+            let store = try Store(path: path)
+            defer { store.close() }
+            let log = store.raftLog
+            try log.persist(RaftLogUpdate(entries: entries(1...5, term: 1)))
+            let hits = log.tailReads
+            #expect(try log.entries(from: LogIndex(2), to: LogIndex(5), maxBytes: .max) == Array(entries(2...4, term: 1)))
+            #expect(log.tailReads == hits + 1, "just written: served from memory")
+            // A conflicting suffix replaces 3...5 in memory too.
+            try log.persist(RaftLogUpdate(entries: entries(3...4, term: 2)))
+            #expect(try log.entries(from: LogIndex(1), to: LogIndex(5), maxBytes: .max)
+                    == Array(entries(1...2, term: 1) + entries(3...4, term: 2)))
+            #expect(throws: RaftStorageError.unavailable) { try log.entries(from: LogIndex(4), to: LogIndex(6), maxBytes: .max) }
+            // Past its bound the tail keeps only the newest entries; older reads go to RocksDB.
+            let many = (5...UInt64(3_004)).map { entry($0, term: 2, "m\($0)") }
+            try log.persist(RaftLogUpdate(entries: many))
+            let before = log.tailReads
+            let old = try log.entries(from: LogIndex(10), to: LogIndex(20), maxBytes: .max)
+            #expect(old == Array(many[5..<15]))
+            #expect(log.tailReads == before, "entries 10...19 have left the tail")
+            let recent = try log.entries(from: LogIndex(2_990), to: LogIndex(3_005), maxBytes: .max)
+            #expect(recent == Array(many[(2_990 - 5)...]))
+            #expect(log.tailReads == before + 1)
+            want = try log.entries(from: LogIndex(1), to: LogIndex(3_005), maxBytes: .max)
+            #expect(want.count == 3_004)
+        }
+        // What memory served is what is on disk.
+        let store = try Store(path: path)
+        defer { store.close() }
+        #expect(try store.raftLog.entries(from: LogIndex(1), to: LogIndex(3_005), maxBytes: .max) == want)
+        #expect(try store.raftLog.entries(from: LogIndex(2_990), to: LogIndex(3_005), maxBytes: .max) == Array(want[2_989...]))
+    }
+
     @Test func compactionAndReopen() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
