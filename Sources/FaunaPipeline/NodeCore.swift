@@ -459,8 +459,6 @@ public final class NodeCore: @unchecked Sendable {
 
     // MARK: Apply results
 
-    /// The apply stage has answered the writes of the group; the owner keeps its bookkeeping
-    /// and answers the membership changes, whose answer is the member list it acts on.
     /// Whether the owner needs each apply report as it comes: the apply queue is full, so the
     /// next Ready waits for one, or the node is stopping. Otherwise routine reports may wait
     /// for the next event or tick (the wiring's `EventQueue.postQuietly`).
@@ -468,6 +466,8 @@ public final class NodeCore: @unchecked Sendable {
         applyJobsInFlight >= settings.applyQueueMax || isStopping || failure != nil
     }
 
+    /// The apply stage has answered the writes of the group; the owner keeps its bookkeeping
+    /// and answers the membership changes, whose answer is the member list it acts on.
     private func handleApplied(_ report: ApplyReport) {
         // Reports of the store a snapshot replaced may still arrive: they are behind.
         if report.appliedIndex > appliedIndex {
