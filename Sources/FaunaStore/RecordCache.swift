@@ -413,8 +413,10 @@ struct CachedKVBackend: KVBackend {
 
     func record(forKey key: [UInt8]) throws -> KVRecord? {
         if case .hit(let record) = cache.lookup(key) { return record }
+        // "Absent" is cached too: the auth switch, read by every write with a principal and
+        // absent while auth is off, would otherwise be a RocksDB get per put.
         let record = try base.record(forKey: key)
-        if let record { cache.set(key, record) }
+        cache.set(key, record)
         return record
     }
 

@@ -238,8 +238,8 @@ struct StoreRecordCacheTests {
         #expect(stores[1].treeHead.rootHash == stores[0].treeHead.rootHash)
     }
 
-    /// What each read does to the counters: a record found in RocksDB is cached, a key found
-    /// absent is not until a write makes it exist; writes and deletes go into the cache.
+    /// What each read does to the counters: a record found in RocksDB is cached, and so is a
+    /// key found absent; writes and deletes go into the cache.
     @Test func hitsAndMissesMoveAsExpected() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -265,6 +265,16 @@ struct StoreRecordCacheTests {
         _ = try store.kvStateMachine.get(bytes("a"), on: store.makeKVBackend())
         _ = try store.stateDigest()
         #expect(stats() == (3, 3, 3))
+        // A write with a principal reads the auth switch, absent while auth is off: the first
+        // read misses and caches "absent", the next one hits.
+        func putAs(_ index: UInt64, key: String) -> Entry {
+            let put = KVProposal(command: .put(KVPut(key: bytes(key), value: bytes("v"))), principal: [])
+            return Entry(term: Term(1), index: LogIndex(index), data: put.encoded())
+        }
+        try store.applyLogged([putAs(8, key: "d")])
+        #expect(stats() == (3, 5, 5))  // the switch and "d": two misses, both now cached
+        try store.applyLogged([putAs(9, key: "d")])
+        #expect(stats() == (5, 5, 5))
     }
 
     /// Many keys through a tiny budget: it holds after every apply and entries are evicted.
