@@ -39,4 +39,9 @@ public protocol KVBackend {
 
     /// Visits the meta entries with keys in `range`, ascending, until `body` returns false.
     func scanMeta(in range: KeyRange, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws
+
+    /// Visits the stored client sessions in eviction order — ascending (last-used revision,
+    /// client ID) — until `body` returns false. The default reads and sorts every session
+    /// (`KVSessionRecency.scanStored`); a backend may keep the order in memory instead.
+    func scanSessionsByRecency(_ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool) throws
 }

@@ -36,4 +36,8 @@ public struct KVOverlayBackend<Base: KVBackend>: KVBackend {
     public func scanMeta(in range: KeyRange, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
         try view.scanMeta(in: range, body)
     }
+
+    public func scanSessionsByRecency(_ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool) throws {
+        try view.scanSessionsByRecency(body)
+    }
 }

@@ -150,6 +150,46 @@ struct KVReadView {
         return first
     }
 
+    /// The stored sessions in eviction order as this view sees them: the backend's order,
+    /// with each session the batch writes (or deletes) in its new place (or gone).
+    func scanSessionsByRecency(_ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool) throws {
+        var written: [ClientID: Revision?] = [:]
+        for meta in [base.meta, staged.meta] where !meta.isEmpty {
+            for (key, value) in meta {
+                guard let client = KVSessionRecency.client(ofMetaKey: key.bytes) else { continue }
+                // A nil value (the session deleted) is kept as such: updateValue, not `= nil`.
+                written.updateValue(try value.map(KVSessionRecency.lastUsed(ofStored:)), forKey: client)
+            }
+        }
+        guard !written.isEmpty else { return try backend.scanSessionsByRecency(body) }
+        let batch = written.compactMap { client, lastUsed in lastUsed.map { (lastUsed: $0, client: client) } }
+            .sorted(by: KVSessionRecency.precedes)
+        var i = 0
+        var stopped = false
+        try withoutActuallyEscaping(body) { body in
+            try backend.scanSessionsByRecency { lastUsed, client in
+                guard written.index(forKey: client) == nil else { return true }
+                while i < batch.count, KVSessionRecency.precedes(batch[i], (lastUsed, client)) {
+                    defer { i += 1 }
+                    if try !body(batch[i].lastUsed, batch[i].client) {
+                        stopped = true
+                        return false
+                    }
+                }
+                if try !body(lastUsed, client) {
+                    stopped = true
+                    return false
+                }
+                return true
+            }
+        }
+        guard !stopped else { return }
+        while i < batch.count {
+            if try !body(batch[i].lastUsed, batch[i].client) { return }
+            i += 1
+        }
+    }
+
     // MARK: Writes
 
     mutating func setRecord(_ record: KVRecord?, forKey key: [UInt8]) {

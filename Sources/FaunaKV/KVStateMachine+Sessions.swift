@@ -39,9 +39,63 @@ struct StoredSession {
     }
 
     static func key(_ clientID: ClientID) -> [UInt8] { KVMetaKey.sessionPrefix + encodeUInt64(clientID.rawValue) }
+}
 
-    static func lruKey(_ clientID: ClientID, _ revision: Revision) -> [UInt8] {
-        KVMetaKey.sessionLRUPrefix + encodeUInt64(revision.rawValue) + encodeUInt64(clientID.rawValue)
+/// The eviction order of client sessions: ascending (last-used revision, client ID), the
+/// order of the stored sessions themselves. Nothing but the sessions is stored for it (store
+/// schema 4); a backend may keep it in memory (FaunaStore's apply path does), and
+/// `scanStored` derives it from the session records.
+public enum KVSessionRecency {
+    /// The prefix of the order index that store schema 3 and earlier kept beside the sessions
+    /// (`kv/session-lru/ ‖ u64 lastUsedRevision ‖ u64 clientID`); upgrading removes it.
+    public static var legacyIndexPrefix: [UInt8] { KVMetaKey.sessionLRUPrefix }
+
+    /// Whether `a` comes before `b` in eviction order.
+    @inlinable
+    public static func precedes(_ a: (lastUsed: Revision, client: ClientID), _ b: (lastUsed: Revision, client: ClientID)) -> Bool {
+        a.lastUsed != b.lastUsed ? a.lastUsed < b.lastUsed : a.client < b.client
+    }
+
+    /// The client of a meta key under `sessionPrefix`, nil for any other meta key.
+    public static func client(ofMetaKey key: [UInt8]) -> ClientID? {
+        let prefix = KVMetaKey.sessionPrefix
+        guard key.count == prefix.count + 8, key.starts(with: prefix) else { return nil }
+        return ClientID(key[prefix.count...].reduce(0) { $0 << 8 | UInt64($1) })
+    }
+
+    /// The last-used revision of a stored session (its fixed-size head only).
+    public static func lastUsed(ofStored bytes: [UInt8]) throws(KVDecodingError) -> Revision {
+        var r = ByteReader(bytes, context: "session")
+        let format = try r.u8("format version")
+        guard format == StoredSession.formatVersion else {
+            throw KVDecodingError(.unsupportedVersion, "session format version: got \(format), want \(StoredSession.formatVersion)")
+        }
+        _ = try r.u64("sequence")
+        return Revision(try r.u64("last used revision"))
+    }
+
+    /// Visits every session `backend` stores, in eviction order, until `body` returns false:
+    /// reads and sorts them all (at most `sessionsMax`).
+    public static func scanStored(
+        on backend: some KVBackend, _ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool
+    ) throws {
+        var sessions: [(lastUsed: Revision, client: ClientID)] = []
+        try backend.scanMeta(in: .prefix(KVMetaKey.sessionPrefix)) { key, value in
+            guard let client = client(ofMetaKey: key) else {
+                throw KVDecodingError(.invalidValue, "session key: got \(key.count) bytes, want the prefix and 8")
+            }
+            sessions.append((try lastUsed(ofStored: value), client))
+            return true
+        }
+        sessions.sort(by: precedes)
+        for s in sessions where try !body(s.lastUsed, s.client) { return }
+    }
+}
+
+extension KVBackend {
+    /// The default: `KVSessionRecency.scanStored`, which reads every session.
+    public func scanSessionsByRecency(_ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool) throws {
+        try KVSessionRecency.scanStored(on: self, body)
     }
 }
 
@@ -74,10 +128,7 @@ extension KVStateMachine {
         _ session: ClientSession, _ result: KVApplyResult, at revision: Revision, _ view: inout KVReadView
     ) throws {
         let key = StoredSession.key(session.clientID)
-        if let bytes = try view.metaValue(forKey: key) {
-            let old = try StoredSession(decoding: bytes)
-            view.setMeta(nil, forKey: StoredSession.lruKey(session.clientID, old.lastUsedRevision))
-        } else {
+        if try view.metaValue(forKey: key) == nil {
             var count: UInt64 = 0
             if let bytes = try view.metaValue(forKey: KVMetaKey.sessionCount) {
                 count = try decodeUInt64(bytes, "kv/session-count")
@@ -90,21 +141,21 @@ extension KVStateMachine {
         }
         var stored = result
         stored.outcome = result.outcome.withoutReadData
+        // The stored last-used revision is the session's place in the eviction order.
         view.setMeta(StoredSession(sequence: session.sequence, lastUsedRevision: revision, result: stored).encoded, forKey: key)
-        view.setMeta([], forKey: StoredSession.lruKey(session.clientID, revision))
     }
 
-    /// Deletes the session with the smallest last-used revision (first LRU key).
+    /// Deletes the session that comes first in eviction order (smallest last-used revision,
+    /// then client ID).
     private func evictLeastRecentlyUsed(_ view: inout KVReadView) throws {
-        guard let lruKey = try view.firstMeta(in: .prefix(KVMetaKey.sessionLRUPrefix))?.0 else {
-            throw KVDecodingError(.invalidValue, "meta kv/session-count: got a positive count, want an LRU entry too")
+        var first: ClientID?
+        try view.scanSessionsByRecency { _, client in
+            first = client
+            return false
         }
-        let suffix = Array(lruKey.dropFirst(KVMetaKey.sessionLRUPrefix.count))
-        guard suffix.count == 16 else {
-            throw KVDecodingError(.invalidValue, "meta session LRU key: got \(suffix.count) bytes after the prefix, want 16")
+        guard let first else {
+            throw KVDecodingError(.invalidValue, "meta kv/session-count: got a positive count, want a stored session too")
         }
-        let clientID = ClientID(try decodeUInt64(Array(suffix[8...]), "session LRU client ID"))
-        view.setMeta(nil, forKey: lruKey)
-        view.setMeta(nil, forKey: StoredSession.key(clientID))
+        view.setMeta(nil, forKey: StoredSession.key(first))
     }
 }

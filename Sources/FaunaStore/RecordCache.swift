@@ -447,4 +447,8 @@ struct CachedKVBackend: KVBackend {
     func scanMeta(in range: KeyRange, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
         try base.scanMeta(in: range, body)
     }
+
+    func scanSessionsByRecency(_ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool) throws {
+        try base.scanSessionsByRecency(body)
+    }
 }

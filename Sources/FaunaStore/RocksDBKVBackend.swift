@@ -11,13 +11,16 @@ public struct RocksDBKVBackend: KVBackend {
     let history: RocksDBColumnFamily
     let meta: RocksDBColumnFamily
     let snapshot: RocksDBReadSnapshot?
+    /// The apply path's session order (`Store.sessionIndex`); nil: read from disk each time.
+    let sessionIndex: SessionRecencyIndex?
 
-    init(db: RocksDB, cfs: Store.ColumnFamilies, snapshot: RocksDBReadSnapshot? = nil) {
+    init(db: RocksDB, cfs: Store.ColumnFamilies, snapshot: RocksDBReadSnapshot? = nil, sessionIndex: SessionRecencyIndex? = nil) {
         self.db = db
         self.kv = cfs.kv
         self.history = cfs.history
         self.meta = cfs.meta
         self.snapshot = snapshot
+        self.sessionIndex = sessionIndex
     }
 
     public func record(forKey key: [UInt8]) throws -> KVRecord? {
@@ -96,6 +99,11 @@ public struct RocksDBKVBackend: KVBackend {
             it.next()
         }
         try it.checkError()
+    }
+
+    public func scanSessionsByRecency(_ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool) throws {
+        guard let sessionIndex else { return try KVSessionRecency.scanStored(on: self, body) }
+        try sessionIndex.scan(building: self, body)
     }
 
     /// Adds the writes of `kvBatch` to `batch`. They commute, so any order is correct; key

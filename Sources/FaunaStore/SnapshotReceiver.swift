@@ -116,11 +116,13 @@ public final class SnapshotReceiver {
                 throw StoreError(.snapshotInvalid, "snapshot: \(error.message)")
             }
             let schema = try rocks { () throws(RocksDBError) in try db.get(cfs.nodeMeta, MetaKey.schema) }
-            guard schema == bigEndianBytes32(storeSchemaVersion) else {
+            // Schema 3 (a sender not upgraded yet) differs only by the sessions' order index,
+            // which the store removes when it opens the installed directory.
+            guard schema == bigEndianBytes32(storeSchemaVersion) || schema == bigEndianBytes32(3) else {
                 throw StoreError(
                     .snapshotInvalid,
-                    "snapshot schema: got \(schema.map { "\($0)" } ?? "none (schema 2 or older)"), want \(storeSchemaVersion): "
-                        + "the sender runs an older Fauna; upgrade every node")
+                    "snapshot schema: got \(schema.map { "\($0)" } ?? "none (schema 2 or older)"), want 3 or \(storeSchemaVersion): "
+                        + "the sender runs another Fauna version; upgrade every node")
             }
             let meta = manifest.metadata
             let batch = db.makeWriteBatch()

@@ -60,6 +60,7 @@ extension Store {
             // Nothing applies any more; what the cache holds is not trusted either.
             recordCache?.removeAll()
             metaCache?.removeAll()
+            sessionIndex.reset()
             publishRecordCacheStats()
             throw e
         }
@@ -147,7 +148,7 @@ extension Store {
         over pending: KVWriteBatch?
     ) throws -> PreparedChunk {
         let batch = db.makeWriteBatch()
-        let committed = makeKVBackend()
+        let committed = RocksDBKVBackend(db: db, cfs: cfs, sessionIndex: sessionIndex)
         let cached = recordCache.map { CachedKVBackend(base: committed, cache: $0, meta: metaCache ?? MetaCache()) }
         var frontier = after.frontier
         var nodes = NodeWrites()
@@ -212,6 +213,9 @@ extension Store {
     private func finish(_ chunk: PreparedChunk) throws(StoreError) {
         frontier = chunk.frontier
         applied = chunk.state
+        do { try sessionIndex.take(chunk.kvWrites.meta) } catch {
+            throw StoreError(.corruptRecord, "session written by this apply: \(error)")
+        }
         if let recordCache {
             // The chunk's records are in RocksDB now: the cache takes them over (a delete as
             // "absent"). Only here, never from a chunk still in flight.

@@ -44,13 +44,15 @@ public final class Store: @unchecked Sendable {
     /// Current records for the apply path's point reads (nil: off); used and changed only
     /// under `applyLock` (see `RecordCache`).
     let recordCache: RecordCache?
+    /// The committed sessions in eviction order, for the apply path only (under `applyLock`).
+    let sessionIndex = SessionRecencyIndex()
     /// The state machine's meta values for the apply path (sessions); on with `recordCache`.
     let metaCache: MetaCache?
     /// `recordCache`'s figures as of the last apply, for readers that must not wait for one.
     let recordCacheStatsLock = NSLock()
     var publishedRecordCacheStats = RecordCacheStats()
     /// The key-value state machine (stateless: its state lives in the kv/history/meta CFs).
-    public let kvStateMachine = KVStateMachine()
+    public let kvStateMachine: KVStateMachine
 
     /// The data group's key space in each family (`StoreGroup.data`), and group 0's `meta`.
     struct ColumnFamilies {
@@ -80,6 +82,9 @@ public final class Store: @unchecked Sendable {
         /// the journal and the Merkle tree on apply. Such a store cannot serve proofs and does
         /// not reopen (the journal no longer matches the applied index). Never false in a node.
         public var auditChain = true
+        /// Client sessions kept before the least recently used is evicted (the state machine's
+        /// `sessionsMax`; every replica must use the same). Tests shrink it.
+        public var sessionsMax = KVLimits.sessionsMaxDefault
         /// Entries per WriteBatch of a pipelined apply: a group longer than this (a follower
         /// or a restarted node catching up) is applied chunk by chunk, the state machine on the
         /// next chunk while the apply writer writes the previous one. Larger
@@ -137,6 +142,10 @@ public final class Store: @unchecked Sendable {
         guard options.recordCacheBytes >= 0 else {
             throw StoreError(.invalidRequest, "record cache bytes: got \(options.recordCacheBytes), want >= 0")
         }
+        guard options.sessionsMax >= 1 else {
+            throw StoreError(.invalidRequest, "sessions max: got \(options.sessionsMax), want >= 1")
+        }
+        self.kvStateMachine = KVStateMachine(sessionsMax: options.sessionsMax)
         self.recordCache = options.recordCacheBytes > 0 ? RecordCache(budgetBytes: options.recordCacheBytes) : nil
         self.metaCache = options.recordCacheBytes > 0 ? MetaCache() : nil
         do {
@@ -170,7 +179,8 @@ public final class Store: @unchecked Sendable {
         let db = opened!
         self.db = db
         let nodeMeta = try Self.columnFamilies(of: db, keyring: nil).nodeMeta
-        let isNew = try Self.checkSchema(db: db, nodeMeta: nodeMeta)
+        let schema = try Self.checkSchema(db: db, nodeMeta: nodeMeta)
+        let isNew = schema == nil
         var keyring = try Self.openKeyring(db: db, nodeMeta: nodeMeta, isNew: isNew, options: options)
         if options.rotateDataKey, let current = keyring {
             keyring = try current.rotated()
@@ -179,6 +189,7 @@ public final class Store: @unchecked Sendable {
         self.keyring = keyring
         self.masterKey = options.masterKey
         self.cfs = try Self.columnFamilies(of: db, keyring: keyring)
+        if schema == 3 { try StoreUpgrade.removeSessionOrderIndex(db: db, cfs: cfs) }
         let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         self.applied = applied
         // Last: it starts the writer thread.
@@ -267,13 +278,14 @@ public final class Store: @unchecked Sendable {
     /// re-applies the entries after it.
     public var durableAppliedIndex: LogIndex { flusher.flushedIndex }
 
-    /// Writes the schema version of a new directory, or checks that of an existing one (an
-    /// earlier schema was already upgraded by `StoreUpgrade`). True for a new directory.
-    private static func checkSchema(db: RocksDB, nodeMeta meta: RocksDBColumnFamily) throws(StoreError) -> Bool {
+    /// Writes the schema version of a new directory, or checks that of an existing one (1
+    /// and 2 were already copied into 3 by `StoreUpgrade`). Returns nil for a new directory,
+    /// else the stored version: this one's, or 3 (which the caller upgrades in place).
+    private static func checkSchema(db: RocksDB, nodeMeta meta: RocksDBColumnFamily) throws(StoreError) -> UInt32? {
         let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
         guard let stored else {
             // A new directory; anything in it would be a directory of another program.
-            guard let wholeMeta = db.columnFamily(StoreColumnFamily.meta.rawValue) else { return true }
+            guard let wholeMeta = db.columnFamily(StoreColumnFamily.meta.rawValue) else { return nil }
             let it = db.makeIterator(wholeMeta)
             it.seekToFirst()
             guard !it.isValid else {
@@ -282,7 +294,7 @@ public final class Store: @unchecked Sendable {
             var w = ByteWriter(capacity: 4)
             w.u32(storeSchemaVersion)
             try rocks { () throws(RocksDBError) in try db.put(meta, MetaKey.schema, w.bytes, sync: true) }
-            return true
+            return nil
         }
         let version: UInt32
         do {
@@ -292,13 +304,13 @@ public final class Store: @unchecked Sendable {
         } catch {
             throw StoreError.corrupt(meta, key: MetaKey.schema, error.reason)
         }
-        guard version == storeSchemaVersion else {
+        guard version == storeSchemaVersion || version == 3 else {
             throw StoreError(
                 .corruptRecord,
                 "schema version in \(meta.name): got \(version), want \(storeSchemaVersion); "
                     + "a newer Fauna wrote this data directory, or the value is damaged")
         }
-        return false
+        return version
     }
 
     /// A RocksDB property of one column family (e.g. "rocksdb.estimate-num-keys").

@@ -86,7 +86,9 @@ enum MetaKey {
 }
 
 /// The schema version this code writes and reads. Bumped on any incompatible layout change.
+/// 4: client sessions without their eviction-order index (`kv/session-lru/`, docs/STORAGE.md
+///    "Sessions"); 3 is upgraded in place on open (`StoreUpgrade.removeSessionOrderIndex`).
 /// 3: one `log` of entries (Raft log and journal), effects beside it, state without the WAL,
-///    group IDs in every key (ADR 0010); 2 and 1 are upgraded on open (`StoreUpgrade`).
+///    group IDs in every key (ADR 0010); 2 and 1 are copied into 3 on open (`StoreUpgrade`).
 /// 2: history holds only versions that are no longer current (ADR 0008).
-let storeSchemaVersion: UInt32 = 3
+let storeSchemaVersion: UInt32 = 4

@@ -1,3 +1,4 @@
+import FaunaKV
 import FaunaRaft
 import Foundation
 
@@ -116,10 +117,26 @@ enum StoreUpgrade {
             }
             // `C` (a membership older builds kept ahead of the apply) was never read: dropped.
         }
-        try put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(storeSchemaVersion))
+        // Schema 3, sessions' order index included: the open that follows removes it.
+        try put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(3))
         try rocks { () throws(RocksDBError) in
             try new.write(batch, sync: false, logged: false)
             try new.flush()
         }
+    }
+
+    /// Schema 3 → 4, in place: removes the sessions' order index (`kv/session-lru/`, one
+    /// record per session that every write by the session rewrote) and records schema 4, in
+    /// one synced write. The order is now derived from the sessions themselves
+    /// (`SessionRecencyIndex`), which this leaves as they were.
+    static func removeSessionOrderIndex(db: RocksDB, cfs: Store.ColumnFamilies) throws(StoreError) {
+        let prefix = KVSessionRecency.legacyIndexPrefix
+        guard let end = KeyRange.prefixEnd(prefix) else {
+            throw StoreError(.corruptRecord, "session order index prefix has no end")
+        }
+        let batch = db.makeWriteBatch()
+        batch.deleteRange(cfs.meta, from: prefix, to: end)
+        batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(4))
+        try rocks { () throws(RocksDBError) in try db.write(batch, sync: true) }
     }
 }

@@ -79,14 +79,70 @@ struct StoreLayoutTests {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
             try store.applyLogged(workload(1...5), sync: true)
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 3])
-            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 4], sync: true)
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 4])
+            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 5], sync: true)
         }
         #expect {
             _ = try Store(path: dir.sub("n1"))
         } throws: { error in
-            "\(error)".contains("got 4, want 3") && "\(error)".contains("newer Fauna")
+            "\(error)".contains("got 5, want 4") && "\(error)".contains("newer Fauna")
         }
+    }
+
+    /// Keys under the schema 3 sessions' order index (`kv/session-lru/`).
+    static func legacyOrderKeys(_ store: Store) throws -> Int {
+        var n = 0
+        try store.makeKVBackend().scanMeta(in: .prefix(KVSessionRecency.legacyIndexPrefix)) { _, _ in
+            n += 1
+            return true
+        }
+        return n
+    }
+
+    /// A schema 3 directory (its sessions with the order index schema 3 wrote beside them) is
+    /// upgraded in place on open: the index goes, schema 4 is recorded, the state is the same,
+    /// and the store then evicts exactly as one that never had the index.
+    @Test func aSchemaThreeDirectoryLosesTheSessionOrderIndex() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var options = Store.Options()
+        options.sessionsMax = 4
+        var rng = SplitMix(seed: 9)
+        var clients = StoreSessionOrderTests.Clients()
+        let (first, senders) = clients.entries(1..<80, &rng)
+        let fresh = try Store(path: dir.sub("fresh"), options: options)
+        defer { fresh.close() }
+        clients.renew(senders, try fresh.applyLogged(first).map(\.result))
+        let then = clients.entries(80..<160, &rng).entries
+        let digest: StateDigest
+        do {
+            let old = try Store(path: dir.sub("old"), options: options)
+            defer { old.close() }
+            try old.applyLogged(first, sync: true)
+            // What schema 3 stored: one empty record per session, keyed by its order.
+            let batch = old.db.makeWriteBatch()
+            var sessions = 0
+            try KVSessionRecency.scanStored(on: old.makeKVBackend()) { lastUsed, client in
+                var key = KVSessionRecency.legacyIndexPrefix
+                for v in [lastUsed.rawValue, client.rawValue] { key += (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
+                batch.put(old.cfs.meta, key, [])
+                sessions += 1
+                return true
+            }
+            #expect(sessions == 4)
+            batch.put(old.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 3])
+            try old.db.write(batch, sync: true)
+            #expect(try Self.legacyOrderKeys(old) == 4)
+            digest = try old.stateDigest()
+        }
+        let upgraded = try Store(path: dir.sub("old"), options: options)
+        defer { upgraded.close() }
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 4])
+        #expect(try Self.legacyOrderKeys(upgraded) == 0)
+        #expect(try upgraded.stateDigest() == digest)
+        let got = try upgraded.applyLogged(then).map(\.result)
+        #expect(got == (try fresh.applyLogged(then).map(\.result)))
+        #expect(try StoreSessionOrderTests.sessions(upgraded.makeKVBackend()) == StoreSessionOrderTests.sessions(fresh.makeKVBackend()))
     }
 }
 
@@ -125,6 +181,9 @@ struct StoreUpgradeTests {
             let audit = try store.auditJournal()
             #expect(audit.problem == nil && audit.entries == 69, "\(String(describing: audit.problem))")
             #expect(store.leafV2From != nil)
+            // Copied into schema 3, then upgraded in place to 4: no sessions' order index.
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 4])
+            #expect(try StoreLayoutTests.legacyOrderKeys(store) == 0)
             // The Raft log keeps its hard state and compaction point; entries below are the journal.
             let (hard, _) = try store.raftLog.initialState()
             #expect(hard.commit >= LogIndex(69) && hard.term > Term.zero)
@@ -140,7 +199,7 @@ struct StoreUpgradeTests {
         #expect(families == ["default", "log", "kv", "history", "effects", "merkle", "meta"])
         #expect(!FileManager.default.fileExists(atPath: dir.sub("n1/db.upgrade")))
         #expect(!FileManager.default.fileExists(atPath: dir.sub("n1/db.old")))
-        // A second open finds schema 3 and changes nothing.
+        // A second open finds schema 4 and changes nothing.
         let store = try Store(path: dir.sub("n1"))
         defer { store.close() }
         #expect(Self.hex(store.treeHead.rootHash.bytes) == "5e019f470e6f8b4c694cf6edd384fe5caf5b1a4f4c52736db810154b456afb52")
