@@ -146,3 +146,23 @@ extension DiskFailureTests {
         print("eio: \(runs) runs, \(cleanStops) typed stops, \(aborts) RocksDB aborts, \(acknowledgedTotal) acknowledged entries all present")
     }
 }
+
+/// When a free-space check may skip `statvfs`: only with a young sample that leaves the
+/// headroom after every byte checked since.
+@Suite("Free space sample")
+struct FreeSpaceSampleTests {
+    @Test func aSampleIsTrustedOnlyWhileYoungAndFarFromTheReserve() {
+        let sample = FreeSpaceSample()
+        let keep: UInt64 = 512 << 20
+        #expect(!sample.spend(0, now: 10, keeping: keep))  // nothing sampled yet
+        sample.record(1 << 30, now: 10)
+        #expect(sample.spend(100 << 20, now: 11, keeping: keep))
+        #expect(sample.spend(100 << 20, now: 12, keeping: keep))
+        // 1 GiB - 200 MiB - 400 MiB would leave less than the 512 MiB kept: not counted.
+        #expect(!sample.spend(400 << 20, now: 13, keeping: keep))
+        #expect(sample.spend(300 << 20, now: 14, keeping: keep))
+        #expect(!sample.spend(1, now: 10 + DiskSpaceGuard.sampleAgeNanoseconds, keeping: keep))  // too old
+        sample.record(1 << 30, now: 100)
+        #expect(!sample.spend(UInt64.max, now: 101, keeping: 0))  // no wrap-around
+    }
+}
