@@ -121,7 +121,7 @@ public final class SnapshotReceiver {
             guard schema == bigEndianBytes32(storeSchemaVersion) || schema == bigEndianBytes32(3) else {
                 throw StoreError(
                     .snapshotInvalid,
-                    "snapshot schema: got \(schema.map { "\($0)" } ?? "none (schema 2 or older)"), want 3 or \(storeSchemaVersion): "
+                    "snapshot schema: got \(schema.map(Self.describeSchema) ?? "none (schema 2 or older)"), want 3 or \(storeSchemaVersion): "
                         + "the sender runs another Fauna version; upgrade every node")
             }
             let meta = manifest.metadata
@@ -149,5 +149,11 @@ public final class SnapshotReceiver {
         try FileIO.writeFile("\(directory)/\(Self.readyMarker)", [])
         try FileIO.fsyncDirectory(directory)
         try FileIO.fsyncDirectory(root)
+    }
+
+    /// A stored schema version as a number (a u32 BE), or its bytes if it is not 4 long.
+    static func describeSchema(_ bytes: [UInt8]) -> String {
+        guard bytes.count == 4 else { return "\(bytes)" }
+        return "\(bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })"
     }
 }

@@ -64,6 +64,62 @@ struct SnapshotTests {
         #expect(!FileManager.default.fileExists(atPath: dir.sub("receiver/db.old")))
     }
 
+    /// A checkpoint of a node still on schema 3 (its sessions with their order index) installs
+    /// on a schema 4 node, which drops the index when it opens the result and then evicts as
+    /// the sender does; a checkpoint of an unknown schema is refused.
+    @Test func aSchemaThreeCheckpointInstallsAndIsUpgraded() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var options = Store.Options()
+        options.sessionsMax = 4
+        var rng = SplitMix(seed: 17)
+        var clients = StoreSessionOrderTests.Clients()
+        let (first, senders) = clients.entries(1..<120, &rng)
+        let sender = try Store(path: dir.sub("sender"), options: options)
+        defer { sender.close() }
+        clients.renew(senders, try sender.applyLogged(first, sync: true).map(\.result))
+        // What a schema 3 sender stores: the order index beside the sessions, and schema 3.
+        let batch = sender.db.makeWriteBatch()
+        try KVSessionRecency.scanStored(on: sender.makeKVBackend()) { lastUsed, client in
+            var key = KVSessionRecency.legacyIndexPrefix
+            for v in [lastUsed.rawValue, client.rawValue] { key += (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
+            batch.put(sender.cfs.meta, key, [])
+            return true
+        }
+        batch.put(sender.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 3])
+        try sender.db.write(batch, sync: true)
+        #expect(try StoreLayoutTests.legacyOrderKeys(sender) == 4)
+        do {
+            let source = try sender.makeSnapshotSource()
+            defer { source.close() }
+            let receiver = try Store(path: dir.sub("receiver"), options: options)
+            let install = try SnapshotReceiver(store: receiver, manifest: source.manifest)
+            _ = try transfer(source, to: install, chunkBytes: 1 << 16)
+            try install.finish(hardState: try receiver.raftLog.initialState().0)
+            receiver.close()
+        }
+        let installed = try Store(path: dir.sub("receiver"), options: options)
+        defer { installed.close() }
+        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 4])
+        #expect(try StoreLayoutTests.legacyOrderKeys(installed) == 0)
+        #expect(try installed.stateDigest() == sender.stateDigest())
+        let then = clients.entries(120..<240, &rng).entries
+        let got = try installed.applyLogged(then).map(\.result)
+        #expect(got == (try sender.applyLogged(then).map(\.result)))
+        #expect(try installed.stateDigest() == sender.stateDigest())
+
+        // A schema this build does not know is refused before anything is installed.
+        try sender.db.put(sender.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 9], sync: true)
+        let source = try sender.makeSnapshotSource()
+        defer { source.close() }
+        let other = try Store(path: dir.sub("other"), options: options)
+        defer { other.close() }
+        let install = try SnapshotReceiver(store: other, manifest: source.manifest)
+        _ = try transfer(source, to: install, chunkBytes: 1 << 16)
+        let refusal = #expect(throws: StoreError.self) { try install.finish(hardState: try other.raftLog.initialState().0) }
+        #expect(refusal?.code == .snapshotInvalid && refusal?.message.contains("got 9") == true, "\(String(describing: refusal))")
+    }
+
     @Test func tamperedChunkIsRejected() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
