@@ -78,16 +78,7 @@ struct SnapshotTests {
         let sender = try Store(path: dir.sub("sender"), options: options)
         defer { sender.close() }
         clients.renew(senders, try sender.applyLogged(first, sync: true).map(\.result))
-        // What a schema 3 sender stores: the order index beside the sessions, and schema 3.
-        let batch = sender.db.makeWriteBatch()
-        try KVSessionRecency.scanStored(on: sender.makeKVBackend()) { lastUsed, client in
-            var key = KVSessionRecency.legacyIndexPrefix
-            for v in [lastUsed.rawValue, client.rawValue] { key += (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
-            batch.put(sender.cfs.meta, key, [])
-            return true
-        }
-        batch.put(sender.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 3])
-        try sender.db.write(batch, sync: true)
+        try StoreLayoutTests.makeSchemaThree(sender)
         #expect(try StoreLayoutTests.legacyOrderKeys(sender) == 4)
         do {
             let source = try sender.makeSnapshotSource()

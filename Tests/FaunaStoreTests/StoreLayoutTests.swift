@@ -89,6 +89,21 @@ struct StoreLayoutTests {
         }
     }
 
+    /// Turns `store` into what schema 3 stored: beside each session an empty record keyed by
+    /// its place in the eviction order (`kv/session-lru/ ‖ u64 lastUsed ‖ u64 clientID`), and
+    /// schema version 3.
+    static func makeSchemaThree(_ store: Store) throws {
+        let batch = store.db.makeWriteBatch()
+        try KVSessionRecency.scanStored(on: store.makeKVBackend()) { lastUsed, client in
+            var key = KVSessionRecency.legacyIndexPrefix
+            for v in [lastUsed.rawValue, client.rawValue] { key += (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
+            batch.put(store.cfs.meta, key, [])
+            return true
+        }
+        batch.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 3])
+        try store.db.write(batch, sync: true)
+    }
+
     /// Keys under the schema 3 sessions' order index (`kv/session-lru/`).
     static func legacyOrderKeys(_ store: Store) throws -> Int {
         var n = 0
@@ -119,19 +134,7 @@ struct StoreLayoutTests {
             let old = try Store(path: dir.sub("old"), options: options)
             defer { old.close() }
             try old.applyLogged(first, sync: true)
-            // What schema 3 stored: one empty record per session, keyed by its order.
-            let batch = old.db.makeWriteBatch()
-            var sessions = 0
-            try KVSessionRecency.scanStored(on: old.makeKVBackend()) { lastUsed, client in
-                var key = KVSessionRecency.legacyIndexPrefix
-                for v in [lastUsed.rawValue, client.rawValue] { key += (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
-                batch.put(old.cfs.meta, key, [])
-                sessions += 1
-                return true
-            }
-            #expect(sessions == 4)
-            batch.put(old.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 3])
-            try old.db.write(batch, sync: true)
+            try Self.makeSchemaThree(old)
             #expect(try Self.legacyOrderKeys(old) == 4)
             digest = try old.stateDigest()
         }
