@@ -8,8 +8,8 @@ import FaunaKV
 /// Built on first use from the sessions on disk (at most `sessionsMax`, 10,000 by default),
 /// then kept current by `Store.finish` with each written chunk's session writes. A chunk's
 /// sessions all have revisions above every one already here, so an update is an append; the
-/// entry it supersedes stays in `order` until a scan passes it or `order` is rebuilt at twice
-/// the live count. Updates are idempotent, so a build that already saw the chunk in flight
+/// entry it supersedes stays in `order` until `order` is rebuilt at twice the live count plus
+/// 1,024 elements. Updates are idempotent, so a build that already saw the chunk in flight
 /// (RocksDB's write of it raced the scan) takes the chunk's writes again without harm. A failed
 /// apply resets it, and it is built again from disk when next asked.
 ///
@@ -25,6 +25,8 @@ final class SessionRecencyIndex {
 
     /// Sessions held now.
     var count: Int { lastUsed.count }
+    /// Elements of the order, stale ones included (tests check its bound).
+    var storedElements: Int { order.count }
 
     /// Forgets everything; the next `scan` builds the index again.
     func reset() {
@@ -87,7 +89,8 @@ final class SessionRecencyIndex {
             lastUsed[s.client] = s.lastUsed
             order.append(s)
         }
-        if order.count - head > 2 * lastUsed.count + 1024 {
+        // All of `order` counts, the skipped front too: it is freed only here.
+        if order.count > 2 * lastUsed.count + 1024 {
             order = order[head...].filter { lastUsed[$0.client] == $0.lastUsed }
             head = 0
         }

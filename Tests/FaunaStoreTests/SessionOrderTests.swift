@@ -143,4 +143,36 @@ struct StoreSessionOrderTests {
         try store.applyLogged([damaged] + clients.entries(61..<120, &rng).entries)
         #expect(store.sessionIndex.isBuilt && store.sessionIndex.count == Self.sessionsMax)
     }
+
+    /// The in-memory order on its own, fed the session writes of FaunaKV's reference: it scans
+    /// as the reference's sessions sort, and its array stays bounded with scans in between
+    /// (each eviction scans from the front, passing stale elements).
+    @Test func theOrderMatchesAndStaysBounded() throws {
+        let machine = KVStateMachine(sessionsMax: 3)
+        var reference = MemoryKVBackend()
+        let index = SessionRecencyIndex()
+        var rng = SplitMix(seed: 3)
+        var clients = Clients()
+        var largest = 0
+        for start in stride(from: UInt64(1), to: 6_000, by: 20) {
+            let (group, senders) = clients.entries(start..<start + 20, &rng)
+            var results: [KVApplyResult?] = []
+            for entry in group {
+                var batch = KVWriteBatch()
+                results.append(try machine.apply(entryData: entry.data, at: Revision(entry.index.rawValue), on: reference, into: &batch))
+                reference.commit(batch)
+                try index.take(batch.meta)
+            }
+            clients.renew(senders, results)
+            var fromIndex: [String] = []
+            try index.scan(building: reference) { lastUsed, client in
+                fromIndex.append("\(client)@\(lastUsed)")
+                return true
+            }
+            #expect(fromIndex == (try Self.sessions(reference)), "at \(start)")
+            largest = max(largest, index.storedElements)
+        }
+        #expect(index.isBuilt && index.count == 3)
+        #expect(largest <= 2 * 3 + 1024 + 20, "order grew to \(largest)")
+    }
 }
