@@ -1,13 +1,14 @@
 import FaunaRaft
 import Foundation
 
-/// The Raft log, hard state and snapshot metadata in the `log` column family, implementing
+/// The Raft log (the `log` column family) with its hard state and snapshot metadata (in
+/// `meta`, written through the WAL in the same batches), implementing
 /// FaunaRaft's `RaftStorage` (index conventions as in `MemoryStorage`). The membership it
 /// reports is not kept here: it is the store's, written in the apply batch with the applied
 /// index (`meta/confState`, ADR 0006).
 ///
 /// The same family is the audit journal: a compaction (`compact(through:)`) moves the first
-/// index Raft serves (`S`) and deletes nothing, so every entry at or below the applied index
+/// index Raft serves (`MetaKey.raftSnapshot`) and deletes nothing, so every entry at or below the applied index
 /// stays where it was appended (ADR 0010). Entries below `firstIndex()` are there, but Raft no
 /// longer reads them; the store reads them as the journal.
 ///
@@ -32,7 +33,9 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
 
     let db: RocksDB
     let cf: RocksDBColumnFamily
-    /// The `meta` column family, where the membership as of the applied index lives.
+    /// The `meta` column family: the hard state and compaction point (`MetaKey.raftHardState`,
+    /// `MetaKey.raftSnapshot`, written through the WAL) and the membership as of the applied
+    /// index (the store's, written with it).
     let meta: RocksDBColumnFamily
     let diskGuard: DiskSpaceGuard
     private let lock = NSLock()
@@ -61,10 +64,10 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
         self.cf = cf
         self.meta = meta
         self.diskGuard = diskGuard
-        var view = try Self.load(db: db, cf: cf)
+        var view = try Self.load(db: db, cf: cf, meta: meta)
         if view.snapshot.index > applied.index {
             let point = SnapshotMetadata(index: applied.index, term: applied.term, confState: applied.confState)
-            try rocks { () throws(RocksDBError) in try db.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: point), sync: true) }
+            try rocks { () throws(RocksDBError) in try db.put(meta, MetaKey.raftSnapshot, RaftLogCodec.encode(snapshot: point), sync: true) }
             view.snapshot = point
         }
         self.view = view
@@ -146,24 +149,25 @@ public final class RaftLogStorage: RaftStorage, @unchecked Sendable {
     /// Reads served from memory so far (tests).
     var tailReads: Int { lock.withLock { tailHits } }
 
-    private static func load(db: RocksDB, cf: RocksDBColumnFamily) throws(StoreError) -> View {
+    private static func load(db: RocksDB, cf: RocksDBColumnFamily, meta: RocksDBColumnFamily) throws(StoreError) -> View {
         var v = View()
         func decode<T>(_ key: [UInt8], _ f: ([UInt8]) throws(DecodeError) -> T) throws(StoreError) -> T? {
-            guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(cf, key) }) else { return nil }
-            do { return try f(bytes) } catch { throw StoreError.corrupt(cf, key: key, error.reason) }
+            guard let bytes = try rocks({ () throws(RocksDBError) in try db.get(meta, key) }) else { return nil }
+            do { return try f(bytes) } catch { throw StoreError.corrupt(meta, key: key, error.reason) }
         }
-        if let h = try decode(RaftKey.hardState, RaftLogCodec.decodeHardState) { v.hardState = h }
+        if let h = try decode(MetaKey.raftHardState, RaftLogCodec.decodeHardState) { v.hardState = h }
         // `RaftKey.confState` (written ahead of the apply by older builds) is never read: see
         // `initialState`.
-        if let s = try decode(RaftKey.snapshot, RaftLogCodec.decodeSnapshot) { v.snapshot = s }
+        if let s = try decode(MetaKey.raftSnapshot, RaftLogCodec.decodeSnapshot) { v.snapshot = s }
         // Indexes near 2^64 cannot be real and would overflow `index + 1` below: corrupt.
         guard v.snapshot.index.rawValue < UInt64.max / 2 else {
-            throw StoreError.corrupt(cf, key: RaftKey.snapshot, "snapshot index \(v.snapshot.index) out of range")
+            throw StoreError.corrupt(meta, key: MetaKey.raftSnapshot, "snapshot index \(v.snapshot.index) out of range")
         }
         v.lastIndex = v.snapshot.index
         v.lastTerm = v.snapshot.term
         // Entries at and below the compaction point are the journal: the log's entries start
-        // at or below `S + 1`, and the last one is the log's last unless none is above `S`.
+        // at or below the compaction point + 1, and the last one is the log's last unless
+        // none is above it.
         let it = db.makeIterator(cf, lowerBound: RaftKey.entry(.zero), upperBound: RaftKey.entriesEnd)
         it.seekToFirst()
         if it.isValid {

@@ -244,6 +244,7 @@ final class RaftLogWriter: @unchecked Sendable {
         batchTerms: inout [LogIndex: Term]
     ) throws {
         let cf = storage.cf
+        let meta = storage.meta
         switch op {
         case .update(let u):
             if let s = u.snapshot, s.index > v.snapshot.index {
@@ -251,7 +252,7 @@ final class RaftLogWriter: @unchecked Sendable {
                 // journal survives it: a node installs snapshots through `SnapshotReceiver`,
                 // whose checkpoint brings the sender's journal; this path serves tests).
                 batch.deleteRange(cf, from: RaftKey.entry(.zero), to: RaftKey.entriesEnd)
-                batch.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: s))
+                batch.put(meta, MetaKey.raftSnapshot, RaftLogCodec.encode(snapshot: s))
                 batchTerms.removeAll()
                 v.snapshot = s
                 v.lastIndex = s.index
@@ -272,7 +273,7 @@ final class RaftLogWriter: @unchecked Sendable {
                 v.lastTerm = last.term
             }
             if let h = u.hardState {
-                batch.put(cf, RaftKey.hardState, RaftLogCodec.encode(hardState: h))
+                batch.put(meta, MetaKey.raftHardState, RaftLogCodec.encode(hardState: h))
                 v.hardState = h
             }
         case .compact(let index, let conf):
@@ -280,9 +281,9 @@ final class RaftLogWriter: @unchecked Sendable {
             precondition(index <= v.lastIndex, "compact passed submit: \(index) > \(v.lastIndex)")
             let term = try batchTerms[index] ?? (index == v.lastIndex ? v.lastTerm : storage.storedTerm(at: index, view: v))
             // Nothing is deleted: the entries are the journal (ADR 0010).
-            let meta = SnapshotMetadata(index: index, term: term, confState: conf)
-            batch.put(cf, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
-            v.snapshot = meta
+            let point = SnapshotMetadata(index: index, term: term, confState: conf)
+            batch.put(meta, MetaKey.raftSnapshot, RaftLogCodec.encode(snapshot: point))
+            v.snapshot = point
         }
     }
 }

@@ -116,14 +116,20 @@ public final class SnapshotReceiver {
                 throw StoreError(.snapshotInvalid, "snapshot: \(error.message)")
             }
             let schema = try rocks { () throws(RocksDBError) in try db.get(cfs.nodeMeta, MetaKey.schema) }
-            // Schema 3 (a sender not upgraded yet) differs only by the sessions' order index,
-            // which the store removes when it opens the installed directory.
-            guard schema == bigEndianBytes32(storeSchemaVersion) || schema == bigEndianBytes32(3) else {
+            // Schemas 3 and 4 (a sender not upgraded yet) are upgraded in place by the store
+            // when it opens the installed directory, like a data directory of theirs.
+            let accepted = (UInt32(3)...storeSchemaVersion).map(bigEndianBytes32)
+            guard let schema, accepted.contains(schema) else {
                 throw StoreError(
                     .snapshotInvalid,
-                    "snapshot schema: got \(schema.map(Self.describeSchema) ?? "none (schema 2 or older)"), want 3 or \(storeSchemaVersion): "
+                    "snapshot schema: got \(schema.map(Self.describeSchema) ?? "none (schema 2 or older)"), want 3 to \(storeSchemaVersion): "
                         + "the sender runs another Fauna version; upgrade every node")
             }
+            // Where the checkpoint's schema keeps the hard state and compaction point.
+            let current = schema == bigEndianBytes32(storeSchemaVersion)
+            let hardStateKey = current ? MetaKey.raftHardState : RaftKey.legacyHardState
+            let snapshotKey = current ? MetaKey.raftSnapshot : RaftKey.legacySnapshot
+            let raftState = current ? cfs.meta : cfs.log
             let meta = manifest.metadata
             let batch = db.makeWriteBatch()
             // The sender's entries at and below the snapshot index are the journal and stay;
@@ -131,8 +137,8 @@ public final class SnapshotReceiver {
             batch.deleteRange(cfs.log, from: RaftKey.entry(meta.index + 1), to: RaftKey.entriesEnd)
             var own = hardState
             own.commit = max(own.commit, meta.index)
-            batch.put(cfs.log, RaftKey.hardState, RaftLogCodec.encode(hardState: own))
-            batch.put(cfs.log, RaftKey.snapshot, RaftLogCodec.encode(snapshot: meta))
+            batch.put(raftState, hardStateKey, RaftLogCodec.encode(hardState: own))
+            batch.put(raftState, snapshotKey, RaftLogCodec.encode(snapshot: meta))
             try rocks { () throws(RocksDBError) in try db.write(batch, sync: true) }
             // Check the snapshot says what the manifest says before accepting it.
             let applied = try Store.loadAppliedState(db: db, meta: cfs.meta)

@@ -189,11 +189,9 @@ extension Store {
         }
         committed.add(kvBatch, to: batch)
         for (key, value) in effectWrites { batch.put(cfs.effects, key, value) }
-        // Level by level, ascending: one ascending run per level for the memtable (see add(_:to:)).
-        let sortedNodes = nodes.writes.sorted {
-            $0.address.level != $1.address.level ? $0.address.level < $1.address.level : $0.address.index < $1.address.index
-        }
-        for (address, hash) in sortedNodes { batch.put(cfs.merkle, address.storageKey, hash.bytes) }
+        // The frontier records nodes as they complete: in post-order, so in ascending key
+        // order, each key after every key already stored (an append to the memtable).
+        for (address, hash) in nodes.writes { batch.put(cfs.merkle, address.storageKey, hash.bytes) }
         var state = after.state
         if let last = entries.last {
             state.index = last.index

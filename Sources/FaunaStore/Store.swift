@@ -190,6 +190,7 @@ public final class Store: @unchecked Sendable {
         self.masterKey = options.masterKey
         self.cfs = try Self.columnFamilies(of: db, keyring: keyring)
         if schema == 3 { try StoreUpgrade.removeSessionOrderIndex(db: db, cfs: cfs) }
+        if let schema, schema < 5 { try StoreUpgrade.appendOnlyKeys(db: db, cfs: cfs, diskGuard: diskGuard) }
         let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         self.applied = applied
         // Last: it starts the writer thread.
@@ -304,7 +305,7 @@ public final class Store: @unchecked Sendable {
         } catch {
             throw StoreError.corrupt(meta, key: MetaKey.schema, error.reason)
         }
-        guard version == storeSchemaVersion || version == 3 else {
+        guard (3...storeSchemaVersion).contains(version) else {
             throw StoreError(
                 .corruptRecord,
                 "schema version in \(meta.name): got \(version), want \(storeSchemaVersion); "

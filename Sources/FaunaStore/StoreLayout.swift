@@ -4,8 +4,10 @@ import FaunaRaft
 /// (docs/STORAGE.md). Names are part of the on-disk format.
 ///
 /// `log` is the one durable copy of every entry: the Raft log and, at and below the applied
-/// index, the audit journal. It is the only family written through RocksDB's write-ahead log.
-/// The others are the applied state, written without it (their WAL is `log`: a crash loses
+/// index, the audit journal. It is written through RocksDB's write-ahead log, and with it the
+/// hard state and compaction point, which live in `meta` (schema 5: so that `log` holds
+/// nothing but entries and only ever appends, docs/STORAGE.md "Append-only keys"). The rest
+/// is the applied state, written without the WAL (its WAL is `log`: a crash loses
 /// what was not flushed, and the node re-applies it from `log`); atomic flushes keep them at
 /// one applied index (docs/adr/0010-write-path-v2.md).
 public enum StoreColumnFamily: String, CaseIterable, Sendable {
@@ -45,11 +47,16 @@ public enum StoreGroup {
     static func prefix(_ group: UInt64) -> [UInt8] { bigEndianBytes(group) }
 }
 
-/// Keys of the `log` column family (inside a group's key space).
+/// Keys of the `log` column family (inside a group's key space): entries only (schema 5), so
+/// the family is append-only.
 enum RaftKey {
     static let entryPrefix = UInt8(ascii: "E")
-    static let hardState: [UInt8] = [UInt8(ascii: "H")]
-    static let snapshot: [UInt8] = [UInt8(ascii: "S")]
+    /// Where schema 4 and earlier kept the hard state and the compaction point, after every
+    /// entry key: each flushed file then reached past the entries of every older file, and
+    /// compaction rewrote the family again and again. Now in `meta` (`MetaKey.raftHardState`,
+    /// `MetaKey.raftSnapshot`); read only by the upgrades.
+    static let legacyHardState: [UInt8] = [UInt8(ascii: "H")]
+    static let legacySnapshot: [UInt8] = [UInt8(ascii: "S")]
 
     /// `E` + u64 BE index.
     static func entry(_ index: LogIndex) -> [UInt8] {
@@ -83,12 +90,21 @@ enum MetaKey {
     /// changes applied, ascending (clients prove removals from them, docs/AUDIT.md §9).
     /// Absent in a store written before it: no changes known.
     static let confChanges = Array("confChanges".utf8)
+    /// The Raft hard state (term, vote, commit). Written through the WAL with the entries it
+    /// goes with (`RaftLogStorage`), unlike the rest of `meta`.
+    static let raftHardState = Array("raftHardState".utf8)
+    /// The compaction point: the first index Raft serves is its index + 1 (snapshot
+    /// metadata). Written through the WAL, synced.
+    static let raftSnapshot = Array("raftSnapshot".utf8)
 }
 
 /// The schema version this code writes and reads. Bumped on any incompatible layout change.
+/// 5: append-only keys where the data is append-only: Merkle nodes keyed by post-order
+///    position, the hard state and compaction point in `meta`, so `log` holds entries only
+///    (docs/STORAGE.md); 4 and 3 are upgraded in place on open (`StoreUpgrade.appendOnlyKeys`).
 /// 4: client sessions without their eviction-order index (`kv/session-lru/`, docs/STORAGE.md
 ///    "Sessions"); 3 is upgraded in place on open (`StoreUpgrade.removeSessionOrderIndex`).
 /// 3: one `log` of entries (Raft log and journal), effects beside it, state without the WAL,
 ///    group IDs in every key (ADR 0010); 2 and 1 are copied into 3 on open (`StoreUpgrade`).
 /// 2: history holds only versions that are no longer current (ADR 0008).
-let storeSchemaVersion: UInt32 = 4
+let storeSchemaVersion: UInt32 = 5

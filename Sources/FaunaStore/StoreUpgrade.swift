@@ -1,3 +1,4 @@
+import FaunaAudit
 import FaunaKV
 import FaunaRaft
 import Foundation
@@ -110,7 +111,7 @@ enum StoreUpgrade {
             journalLast = index
         }
         try each("raft") { (k, v) throws(StoreError) in
-            if k == RaftKey.hardState || k == RaftKey.snapshot {
+            if k == RaftKey.legacyHardState || k == RaftKey.legacySnapshot {
                 try put(cfs.log, k, v)
             } else if let index = RaftKey.index(ofEntryKey: k), index.rawValue > journalLast {
                 try put(cfs.log, k, v)
@@ -138,5 +139,53 @@ enum StoreUpgrade {
         batch.deleteRange(cfs.meta, from: prefix, to: end)
         batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(4))
         try rocks { () throws(RocksDBError) in try db.write(batch, sync: true) }
+    }
+
+    /// Schema 4 → 5, in place: append-only keys for the append-only families (docs/STORAGE.md
+    /// "Upgrade"). Every Merkle node moves from its level-first key to its post-order key
+    /// (`NodeAddress.storageKey`), `batchRecords` at a time; then the hard state and compaction
+    /// point move from `log` to `meta` and schema 5 is recorded, in one synced write. Every
+    /// write goes through the WAL, so the synced last one makes the earlier ones durable too.
+    /// A crash before it leaves schema 4 with some nodes under new keys: the next open moves
+    /// the rest (a node is moved by one batch: new key and old key never both or neither).
+    static func appendOnlyKeys(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
+        var batch = db.makeWriteBatch()
+        var pending = 0
+        func write(sync: Bool) throws(StoreError) {
+            try diskGuard.check(adding: batch.dataBytes, operation: "schema upgrade to 5")
+            try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
+            batch = db.makeWriteBatch()
+            pending = 0
+        }
+        // The iterator reads the state as of its creation: the keys written below are not seen.
+        let it = db.makeIterator(cfs.merkle)
+        it.seekToFirst()
+        while it.isValid {
+            let key = it.key
+            switch key.count {
+            case NodeAddress.legacyStorageKeySizeBytes:
+                let address: NodeAddress
+                do { address = try NodeAddress(legacyStorageKey: key) } catch {
+                    throw StoreError.corrupt(cfs.merkle, key: key, error.reason)
+                }
+                batch.put(cfs.merkle, address.storageKey, try it.storeValue)
+                batch.delete(cfs.merkle, key)
+                pending += 1
+                if pending >= batchRecords { try write(sync: false) }
+            case NodeAddress.storageKeySizeBytes:
+                break  // moved by an upgrade a crash interrupted
+            default:
+                throw StoreError.corrupt(cfs.merkle, key: key, "schema upgrade: a node key of \(key.count) bytes, want 9 or 8")
+            }
+            it.next()
+        }
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        for (old, new) in [(RaftKey.legacyHardState, MetaKey.raftHardState), (RaftKey.legacySnapshot, MetaKey.raftSnapshot)] {
+            guard let value = try rocks({ () throws(RocksDBError) in try db.get(cfs.log, old) }) else { continue }
+            batch.put(cfs.meta, new, value)
+            batch.delete(cfs.log, old)
+        }
+        batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(5))
+        try write(sync: true)
     }
 }

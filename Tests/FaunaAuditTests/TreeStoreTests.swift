@@ -105,18 +105,42 @@ struct ProbeReader: MerkleNodeReader {
         #expect(throws: ProbeReader.DiskError.self) { _ = try MerkleProver(reader: probe, treeSize: 10).rootHash(atSize: 3) }
     }
 
-    @Test(arguments: [(0, 0), (3, 17), (63, .max), (1, 0x0102030405060708)] as [(UInt8, UInt64)])
-    func storageKeyIsLevelThenBigEndianIndex(_ level: UInt8, _ index: UInt64) throws {
+    /// Nodes are stored under their post-order position: a growing tree's nodes come in
+    /// exactly that order (0, 1, 2, ...), so the `merkle` family only ever appends.
+    @Test func storageKeysAreAppendOnly() throws {
+        var frontier = MerkleFrontier()
+        var writes = NodeWrites()
+        frontier.append(contentsOf: syntheticLeaves(1000), to: &writes)
+        #expect(writes.writes.count == 2 * 1000 - 1000.nonzeroBitCount)
+        for (position, write) in writes.writes.enumerated() {
+            #expect(write.address.postOrderPosition == UInt64(position))
+            #expect(NodeAddress(postOrderPosition: UInt64(position)) == write.address)
+            #expect(try NodeAddress(storageKey: write.address.storageKey) == write.address)
+            #expect(try NodeAddress(legacyStorageKey: write.address.legacyStorageKey) == write.address)
+        }
+        let keys = writes.writes.map(\.address.storageKey)
+        #expect(zip(keys, keys.dropFirst()).allSatisfy { $0.lexicographicallyPrecedes($1) })
+    }
+
+    @Test(arguments: [
+        (0, 0, 0), (0, 1, 1), (1, 0, 2), (2, 0, 6), (0, 4, 7), (63, 0, .max - 1), (0, 1 << 63, .max), (62, 1, .max - 2),
+    ] as [(UInt8, UInt64, UInt64)])
+    func storageKeyIsTheBigEndianPostOrderPosition(_ level: UInt8, _ index: UInt64, _ position: UInt64) throws {
         let address = NodeAddress(level: level, index: index)
-        var want: [UInt8] = [level]
-        for shift in stride(from: 56, through: 0, by: -8) { want.append(UInt8(truncatingIfNeeded: index >> UInt64(shift))) }
-        #expect(address.storageKey == want)
-        #expect(try NodeAddress(storageKey: want) == address)
+        #expect(address.postOrderPosition == position)
+        let key = (0..<8).map { (i: Int) -> UInt8 in UInt8(truncatingIfNeeded: position >> UInt64(56 - 8 * i)) }
+        #expect(address.storageKey == key)
+        #expect(try NodeAddress(storageKey: key) == address)
+        let legacy: [UInt8] = [level] + (0..<8).map { (i: Int) -> UInt8 in UInt8(truncatingIfNeeded: index >> UInt64(56 - 8 * i)) }
+        #expect(address.legacyStorageKey == legacy)
     }
 
     @Test func malformedStorageKeysAreRejected() {
-        for key in [[], [0], [UInt8](repeating: 0, count: 8), [UInt8](repeating: 0, count: 10), [64, 0, 0, 0, 0, 0, 0, 0, 0]] as [[UInt8]] {
+        for key in [[], [0], [UInt8](repeating: 0, count: 7), [UInt8](repeating: 0, count: 9)] as [[UInt8]] {
             #expect(throws: AuditError.self) { _ = try NodeAddress(storageKey: key) }
+        }
+        for key in [[], [0], [UInt8](repeating: 0, count: 8), [UInt8](repeating: 0, count: 10), [64, 0, 0, 0, 0, 0, 0, 0, 0]] as [[UInt8]] {
+            #expect(throws: AuditError.self) { _ = try NodeAddress(legacyStorageKey: key) }
         }
     }
 

@@ -340,12 +340,12 @@ struct RaftLogStorageTests {
             defer { store.close() }
             try store.raftLog.persist(RaftLogUpdate(entries: entries(1...3, term: 1)))
             try store.db.put(store.cfs.log, RaftKey.entry(LogIndex(2)), [9, 9], sync: true)
-            try store.db.put(store.cfs.log, RaftKey.hardState, [1, 2, 3], sync: true)
+            try store.db.put(store.cfs.meta, MetaKey.raftHardState, [1, 2, 3], sync: true)
         }
         let error = #expect(throws: StoreError.self) { _ = try Store(path: dir.sub("n1")) }
         #expect(error?.code == .corruptRecord)
         #expect(error?.isFailStop == true)
-        #expect(error?.message.contains("column family log") == true)
+        #expect(error?.message.contains("column family meta") == true, "\(String(describing: error))")
     }
 }
 

@@ -64,9 +64,9 @@ struct SnapshotTests {
         #expect(!FileManager.default.fileExists(atPath: dir.sub("receiver/db.old")))
     }
 
-    /// A checkpoint of a node still on schema 3 (its sessions with their order index) installs
-    /// on a schema 4 node, which drops the index when it opens the result and then evicts as
-    /// the sender does; a checkpoint of an unknown schema is refused.
+    /// A checkpoint of a node still on schema 3 (its sessions with their order index, schema
+    /// 4's keys) installs on a schema 5 node, which upgrades it when it opens the result and
+    /// then evicts as the sender does; a checkpoint of an unknown schema is refused.
     @Test func aSchemaThreeCheckpointInstallsAndIsUpgraded() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -91,7 +91,9 @@ struct SnapshotTests {
         }
         let installed = try Store(path: dir.sub("receiver"), options: options)
         defer { installed.close() }
-        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 4])
+        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
+        #expect(installed.treeHead == sender.treeHead)
+        #expect(try installed.raftLog.firstIndex() == installed.appliedIndex + 1)
         #expect(try StoreLayoutTests.legacyOrderKeys(installed) == 0)
         #expect(try installed.stateDigest() == sender.stateDigest())
         let then = clients.entries(120..<240, &rng).entries

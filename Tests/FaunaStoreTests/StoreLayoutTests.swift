@@ -1,5 +1,7 @@
+import FaunaAudit
 import FaunaKV
 import FaunaRaft
+import FaunaVerify
 import Foundation
 import Testing
 
@@ -79,20 +81,57 @@ struct StoreLayoutTests {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
             try store.applyLogged(workload(1...5), sync: true)
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 4])
-            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 5], sync: true)
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
+            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 6], sync: true)
         }
         #expect {
             _ = try Store(path: dir.sub("n1"))
         } throws: { error in
-            "\(error)".contains("got 5, want 4") && "\(error)".contains("newer Fauna")
+            "\(error)".contains("got 6, want 5") && "\(error)".contains("newer Fauna")
         }
     }
 
-    /// Turns `store` into what schema 3 stored: beside each session an empty record keyed by
-    /// its place in the eviction order (`kv/session-lru/ ‖ u64 lastUsed ‖ u64 clientID`), and
-    /// schema version 3.
+    /// Turns `store`'s directory into what schema 4 stored: every Merkle node under its
+    /// level-first key (`NodeAddress.legacyStorageKey`), the hard state and compaction point as
+    /// `H` and `S` in `log`, and schema version 4. Call it just before closing the store.
+    static func makeSchemaFour(_ store: Store) throws {
+        let batch = store.db.makeWriteBatch()
+        let it = store.db.makeIterator(store.cfs.merkle)
+        it.seekToFirst()
+        while it.isValid {
+            let address = try NodeAddress(storageKey: it.key)
+            batch.put(store.cfs.merkle, address.legacyStorageKey, try it.value)
+            batch.delete(store.cfs.merkle, it.key)
+            it.next()
+        }
+        try it.checkError()
+        for (new, old) in [(MetaKey.raftHardState, RaftKey.legacyHardState), (MetaKey.raftSnapshot, RaftKey.legacySnapshot)] {
+            guard let value = try store.db.get(store.cfs.meta, new) else { continue }
+            batch.put(store.cfs.log, old, value)
+            batch.delete(store.cfs.meta, new)
+        }
+        batch.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 4])
+        try store.db.write(batch, sync: true)
+    }
+
+    /// The keys of `family` (one group's view), in order.
+    static func keys(_ store: Store, _ family: RocksDBColumnFamily) throws -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        let it = store.db.makeIterator(family)
+        it.seekToFirst()
+        while it.isValid {
+            out.append(it.key)
+            it.next()
+        }
+        try it.checkError()
+        return out
+    }
+
+    /// Turns `store` into what schema 3 stored: schema 4's layout (`makeSchemaFour`) and,
+    /// beside each session, an empty record keyed by its place in the eviction order
+    /// (`kv/session-lru/ ‖ u64 lastUsed ‖ u64 clientID`), and schema version 3.
     static func makeSchemaThree(_ store: Store) throws {
+        try makeSchemaFour(store)
         let batch = store.db.makeWriteBatch()
         try KVSessionRecency.scanStored(on: store.makeKVBackend()) { lastUsed, client in
             var key = KVSessionRecency.legacyIndexPrefix
@@ -140,12 +179,70 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"), options: options)
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 4])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
+        #expect(upgraded.treeHead == fresh.treeHead)
         #expect(try Self.legacyOrderKeys(upgraded) == 0)
         #expect(try upgraded.stateDigest() == digest)
         let got = try upgraded.applyLogged(then).map(\.result)
         #expect(got == (try fresh.applyLogged(then).map(\.result)))
         #expect(try StoreSessionOrderTests.sessions(upgraded.makeKVBackend()) == StoreSessionOrderTests.sessions(fresh.makeKVBackend()))
+    }
+
+    /// A schema 4 directory gets schema 5's append-only keys on open: every Merkle node under
+    /// its post-order key, the hard state and compaction point in `meta`, nothing but entries
+    /// in `log`. The state, tree, proofs and Raft log read as before, and later applies match a
+    /// store that never had schema 4. An upgrade a crash interrupted (some nodes under their
+    /// new key, schema still 4) is finished by the next open.
+    @Test(arguments: [false, true])
+    func aSchemaFourDirectoryGetsAppendOnlyKeys(interrupted: Bool) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let conf = ConfState(voters: [NodeID(1)])
+        let hard = HardState(term: Term(1), vote: NodeID(1), commit: LogIndex(300))
+        let fresh = try Store(path: dir.sub("fresh"))
+        defer { fresh.close() }
+        try fresh.applyLogged(workload(1...300))
+        let proof = try fresh.makeMerkleProver().inclusionProof(for: LeafIndex(137), treeSize: 300)
+        let digest: StateDigest
+        do {
+            let old = try Store(path: dir.sub("old"))
+            defer { old.close() }
+            try old.applyLogged(workload(1...300), sync: true)
+            try old.raftLog.persist(RaftLogUpdate(entries: workload(301...310), hardState: hard))
+            try old.raftLog.compact(through: LogIndex(200), confState: conf)
+            digest = try old.stateDigest()
+            try Self.makeSchemaFour(old)
+            #expect(try Self.keys(old, old.cfs.merkle).allSatisfy { $0.count == 9 })
+            #expect(try old.db.get(old.cfs.log, RaftKey.legacyHardState) != nil)
+            if interrupted {
+                // What a crash between two of the upgrade's batches leaves: part moved.
+                let batch = old.db.makeWriteBatch()
+                for key in try Self.keys(old, old.cfs.merkle).enumerated().filter({ $0.offset % 3 == 0 }).map(\.element) {
+                    batch.put(old.cfs.merkle, try NodeAddress(legacyStorageKey: key).storageKey, try #require(try old.db.get(old.cfs.merkle, key)))
+                    batch.delete(old.cfs.merkle, key)
+                }
+                try old.db.write(batch, sync: true)
+            }
+        }
+        let upgraded = try Store(path: dir.sub("old"))
+        defer { upgraded.close() }
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
+        let nodeKeys = try Self.keys(upgraded, upgraded.cfs.merkle)
+        #expect(nodeKeys.count == 2 * 300 - 300.nonzeroBitCount && nodeKeys.allSatisfy { $0.count == 8 })
+        #expect(try Self.keys(upgraded, upgraded.cfs.log) == (1...310).map { RaftKey.entry(LogIndex(UInt64($0))) })
+        #expect(try upgraded.stateDigest() == digest)
+        #expect(upgraded.treeHead == fresh.treeHead)
+        #expect(try upgraded.makeMerkleProver().inclusionProof(for: LeafIndex(137), treeSize: 300) == proof)
+        #expect(try upgraded.raftLog.initialState().0 == hard)
+        #expect(try upgraded.raftLog.firstIndex() == LogIndex(201))
+        #expect(try upgraded.raftLog.lastIndex() == LogIndex(310))
+        #expect(try upgraded.auditJournal().problem == nil)
+        // Later applies land under the new keys and agree with the store that never had 4.
+        try upgraded.applyLogged(workload(301...400))
+        try fresh.applyLogged(workload(301...400))
+        #expect(upgraded.treeHead == fresh.treeHead)
+        #expect(try upgraded.stateDigest() == fresh.stateDigest())
+        #expect(try upgraded.makeMerkleProver().consistencyProof(from: 137, to: 400) == fresh.makeMerkleProver().consistencyProof(from: 137, to: 400))
     }
 }
 
@@ -184,9 +281,12 @@ struct StoreUpgradeTests {
             let audit = try store.auditJournal()
             #expect(audit.problem == nil && audit.entries == 69, "\(String(describing: audit.problem))")
             #expect(store.leafV2From != nil)
-            // Copied into schema 3, then upgraded in place to 4: no sessions' order index.
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 4])
+            // Copied into schema 3, then upgraded in place to 4 (no sessions' order index) and
+            // 5 (append-only keys: entries only in `log`, post-order keys in `merkle`).
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
             #expect(try StoreLayoutTests.legacyOrderKeys(store) == 0)
+            #expect(try StoreLayoutTests.keys(store, store.cfs.log).allSatisfy { RaftKey.index(ofEntryKey: $0) != nil })
+            #expect(try StoreLayoutTests.keys(store, store.cfs.merkle).allSatisfy { $0.count == 8 })
             // The Raft log keeps its hard state and compaction point; entries below are the journal.
             let (hard, _) = try store.raftLog.initialState()
             #expect(hard.commit >= LogIndex(69) && hard.term > Term.zero)
@@ -202,7 +302,7 @@ struct StoreUpgradeTests {
         #expect(families == ["default", "log", "kv", "history", "effects", "merkle", "meta"])
         #expect(!FileManager.default.fileExists(atPath: dir.sub("n1/db.upgrade")))
         #expect(!FileManager.default.fileExists(atPath: dir.sub("n1/db.old")))
-        // A second open finds schema 4 and changes nothing.
+        // A second open finds schema 5 and changes nothing.
         let store = try Store(path: dir.sub("n1"))
         defer { store.close() }
         #expect(Self.hex(store.treeHead.rootHash.bytes) == "5e019f470e6f8b4c694cf6edd384fe5caf5b1a4f4c52736db810154b456afb52")
