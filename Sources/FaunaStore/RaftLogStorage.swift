@@ -8,8 +8,8 @@ import Foundation
 /// index (`meta/confState`, ADR 0006).
 ///
 /// The same family is the audit journal: a compaction (`compact(through:)`) moves the first
-/// index Raft serves (`MetaKey.raftSnapshot`) and deletes nothing, so every entry at or below the applied index
-/// stays where it was appended (ADR 0010). Entries below `firstIndex()` are there, but Raft no
+/// index Raft serves (`MetaKey.raftSnapshot`) and deletes nothing, so every entry at or below
+/// the applied index stays where it was appended (ADR 0010). Entries below `firstIndex()` are there, but Raft no
 /// longer reads them; the store reads them as the journal.
 ///
 /// Reads see only durable state: the in-memory view (first/last index, last term, hard state,
