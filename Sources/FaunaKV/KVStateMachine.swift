@@ -17,10 +17,17 @@ public struct KVStateMachine: Sendable {
     /// (`scanRecords(in:at:reverse:step:_:)`): its memory bound. Tests make it tiny.
     var historyScanStep = 256
 
+    /// Whether a compaction only records its revision and leaves deleting the history it made
+    /// unreadable to the caller, in bounded steps (`purgeHistory`). Reads answer the same
+    /// either way, so replicas may differ in it; the store sets it so that no entry's writes
+    /// scale with the history (docs/KV-COMMANDS.md "Compaction").
+    public let purgesHistoryLater: Bool
+
     /// - Precondition: `sessionsMax >= 1`.
-    public init(sessionsMax: Int = KVLimits.sessionsMaxDefault) {
+    public init(sessionsMax: Int = KVLimits.sessionsMaxDefault, purgesHistoryLater: Bool = false) {
         precondition(sessionsMax >= 1, "sessionsMax: got \(sessionsMax), want >= 1")
         self.sessionsMax = sessionsMax
+        self.purgesHistoryLater = purgesHistoryLater
     }
 
     /// Decodes the payload of a committed normal entry and applies it (`apply(_:at:on:into:)`).

@@ -52,7 +52,9 @@ extension Store {
         let todo = try Self.entriesToApply(entries, after: applied.index)
         guard !todo.isEmpty else { return [] }
         do {
-            return try applyLocked(Array(todo), confState: confState, sync: sync)
+            let out = try applyLocked(Array(todo), confState: confState, sync: sync)
+            try purgeHistoryStep()
+            return out
         } catch {
             let e = (error as? StoreError) ?? (error as? RocksDBError).map(StoreError.init)
                 ?? StoreError(.corruptRecord, "apply failed: \(error)")
@@ -211,6 +213,13 @@ extension Store {
     private func finish(_ chunk: PreparedChunk) throws(StoreError) {
         frontier = chunk.frontier
         applied = chunk.state
+        do {
+            if let target = try KVStateMachine.compactedRevision(writtenBy: chunk.kvWrites) {
+                historyPurge = HistoryPurge(target: target, rest: .all)
+            }
+        } catch {
+            throw StoreError(.corruptRecord, "compacted revision written by this apply: \(error)")
+        }
         do { try sessionIndex.take(chunk.kvWrites.meta) } catch {
             throw StoreError(.corruptRecord, "session written by this apply: \(error)")
         }
@@ -222,6 +231,50 @@ extension Store {
             publishRecordCacheStats()
         }
         try flusher.applied(through: chunk.state.index)
+    }
+
+    /// One bounded step of the history purge under way, if any (caller holds `applyLock`,
+    /// nothing in flight): deletes up to `historyPurgeStepDeletes` history versions the last
+    /// compaction made unreadable, in one WriteBatch without the WAL like an apply's, and
+    /// records the compacted revision as purged with the last step. The state machine's reads
+    /// answer the same before, during and after (`KVStateMachine.purgeHistory`), and the
+    /// digest covers current records only, so replicas may purge at their own pace. A crash
+    /// loses the unflushed steps and the place reached: the open after it starts over.
+    func purgeHistoryStep() throws {
+        guard let purge = historyPurge else { return }
+        let committed = RocksDBKVBackend(db: db, cfs: cfs)
+        // Every chunk is written: the record cache holds the committed records, and the
+        // purge's reads of current records go through it as an apply's do.
+        let reader: any KVBackend = recordCache.map { CachedKVBackend(base: committed, cache: $0, meta: metaCache ?? MetaCache()) } ?? committed
+        var kvBatch = KVWriteBatch()
+        let rest = try kvStateMachine.purgeHistory(
+            compactedTo: purge.target, in: purge.rest, deletesMax: historyPurgeStepDeletes,
+            scannedMax: 16 * historyPurgeStepDeletes, on: reader, into: &kvBatch)
+        let batch = db.makeWriteBatch()
+        committed.add(kvBatch, to: batch)
+        if rest == nil { batch.put(cfs.meta, MetaKey.historyPurged, bigEndianBytes(purge.target.rawValue)) }
+        try diskGuard.check(adding: batch.dataBytes, operation: "history purge")
+        try rocks { () throws(RocksDBError) in try db.write(batch, sync: false, logged: false) }
+        historyPurge = rest.map { HistoryPurge(target: purge.target, rest: $0) }
+    }
+
+    /// The purge an open resumes: from the start of the history when the compacted revision
+    /// is above the one last recorded as purged (a crash, or a checkpoint taken mid-purge).
+    static func pendingHistoryPurge(db: RocksDB, cfs: ColumnFamilies, kv: KVStateMachine) throws(StoreError) -> HistoryPurge? {
+        let backend = RocksDBKVBackend(db: db, cfs: cfs)
+        let compacted: Revision
+        do { compacted = try kv.compactedRevision(on: backend) } catch {
+            throw (error as? StoreError) ?? StoreError(.corruptRecord, "compacted revision: \(error)")
+        }
+        guard compacted > .zero else { return nil }
+        let purged = try rocks { () throws(RocksDBError) in try db.get(cfs.meta, MetaKey.historyPurged) }
+        if let purged {
+            guard let through = uint64(bigEndian: purged[...]), purged.count == 8 else {
+                throw StoreError.corrupt(cfs.meta, key: MetaKey.historyPurged, "got \(purged.count) bytes, want 8")
+            }
+            if Revision(through) >= compacted { return nil }
+        }
+        return HistoryPurge(target: compacted, rest: .all)
     }
 
     /// Copies the cache's figures where `recordCacheStats` reads them (caller holds `applyLock`).
@@ -369,4 +422,11 @@ extension Store {
             throw StoreError(.corruptRecord, "merkle tree of size \(applied.index) does not load: \(error)")
         }
     }
+}
+
+/// A history purge under way: the compacted revision it purges to and the user keys whose
+/// history is still to visit.
+struct HistoryPurge: Sendable {
+    var target: Revision
+    var rest: KeyRange
 }

@@ -52,7 +52,13 @@ public final class Store: @unchecked Sendable {
     let recordCacheStatsLock = NSLock()
     var publishedRecordCacheStats = RecordCacheStats()
     /// The key-value state machine (stateless: its state lives in the kv/history/meta CFs).
+    /// Its compactions only record their revision; the store purges the history they make
+    /// unreadable in bounded steps (`historyPurge`).
     public let kvStateMachine: KVStateMachine
+    /// The history purge under way, if any (under `applyLock`; docs/STORAGE.md "History purge").
+    var historyPurge: HistoryPurge?
+    /// `Options.historyPurgeStepDeletes`.
+    let historyPurgeStepDeletes: Int
 
     /// The data group's key space in each family (`StoreGroup.data`), and group 0's `meta`.
     struct ColumnFamilies {
@@ -115,6 +121,10 @@ public final class Store: @unchecked Sendable {
         /// (a node). False leaves it as it is, in clear (a backup check opening an archive's
         /// unpacked copy, which it then throws away).
         public var sealExisting = true
+        /// History versions a compaction made unreadable that the store deletes per apply,
+        /// at most (docs/STORAGE.md "History purge"): the bound on the extra writes, memory and
+        /// time a compaction adds to any one apply. Tests shrink it.
+        public var historyPurgeStepDeletes = 1_024
         public init() {}
     }
 
@@ -145,7 +155,11 @@ public final class Store: @unchecked Sendable {
         guard options.sessionsMax >= 1 else {
             throw StoreError(.invalidRequest, "sessions max: got \(options.sessionsMax), want >= 1")
         }
-        self.kvStateMachine = KVStateMachine(sessionsMax: options.sessionsMax)
+        guard options.historyPurgeStepDeletes >= 1 else {
+            throw StoreError(.invalidRequest, "history purge step deletes: got \(options.historyPurgeStepDeletes), want >= 1")
+        }
+        self.historyPurgeStepDeletes = options.historyPurgeStepDeletes
+        self.kvStateMachine = KVStateMachine(sessionsMax: options.sessionsMax, purgesHistoryLater: true)
         self.recordCache = options.recordCacheBytes > 0 ? RecordCache(budgetBytes: options.recordCacheBytes) : nil
         self.metaCache = options.recordCacheBytes > 0 ? MetaCache() : nil
         do {
@@ -193,6 +207,7 @@ public final class Store: @unchecked Sendable {
         if let schema, schema < 5 { try StoreUpgrade.appendOnlyKeys(db: db, cfs: cfs, diskGuard: diskGuard) }
         let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         self.applied = applied
+        self.historyPurge = try Self.pendingHistoryPurge(db: db, cfs: cfs, kv: kvStateMachine)
         // Last: it starts the writer thread.
         self.raftLog = try RaftLogStorage(
             db: db, cf: cfs.log, meta: cfs.meta, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax,

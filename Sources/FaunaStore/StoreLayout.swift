@@ -96,6 +96,10 @@ enum MetaKey {
     /// The compaction point: the first index Raft serves is its index + 1 (snapshot
     /// metadata). Written through the WAL, synced.
     static let raftSnapshot = Array("raftSnapshot".utf8)
+    /// u64 BE: the compacted revision whose unreadable history is all deleted (the last step
+    /// of a history purge writes it; absent: none yet). Below the compacted revision, a purge
+    /// is pending (docs/STORAGE.md "History purge").
+    static let historyPurged = Array("historyPurged".utf8)
 }
 
 /// The schema version this code writes and reads. Bumped on any incompatible layout change.
