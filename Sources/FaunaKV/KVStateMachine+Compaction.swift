@@ -44,11 +44,9 @@ extension KVStateMachine {
     ) throws -> KeyRange? {
         let view = KVReadView(backend: backend, base: KVWriteBatch())
         var rest = range
-        var deletes: [(key: [UInt8], revision: Revision)] = []
         let done = try Self.unreadableHistory(
             compactedTo: target, in: &rest, deletesMax: deletesMax, scannedMax: scannedMax, view
-        ) { key, revision in deletes.append((key, revision)) }
-        for d in deletes { batch.setHistory(nil, forKey: d.key, at: d.revision) }
+        ) { key, revision in batch.setHistory(nil, forKey: key, at: revision) }
         return done ? nil : rest
     }
 
