@@ -49,6 +49,16 @@ public struct NodeSettings: Sendable {
 
     public var nodeID: NodeID { node.nodeID }
 
+    /// Where in each state flush interval this node flushes (`Store.Options.stateFlushPhase`):
+    /// the fractional part of ID × 0.618…, which spreads consecutive IDs over [0, 1) with
+    /// gaps of at least 0.236 for up to three of them. Members then flush at different
+    /// entries of the same log, and a write's quorum does not wait on every member's flush
+    /// at once.
+    public static func stateFlushPhase(of id: NodeID) -> Double {
+        let x = Double(id.rawValue % 1_000_003) * 0.618_033_988_749_894_9
+        return min(x - x.rounded(.down), 0.999_999)
+    }
+
     /// What the pipeline takes of these settings.
     public var pipeline: PipelineSettings {
         var p = PipelineSettings(
@@ -71,6 +81,7 @@ public struct NodeSettings: Sendable {
         self.node = try cluster.node(named: name)
         let root = cluster.dataDirectory.hasPrefix("/") ? cluster.dataDirectory : "\(baseDirectory)/\(cluster.dataDirectory)"
         self.dataDirectory = "\(root)/\(name)"
+        storeOptions.stateFlushPhase = Self.stateFlushPhase(of: node.nodeID)
         if let tls = cluster.tls {
             let files = tls.nodeFiles(name)
             let path = { (p: String) in p.hasPrefix("/") ? p : "\(baseDirectory)/\(p)" }

@@ -7,7 +7,8 @@ import Foundation
 /// (`Store.Options.replayEntriesMax`). RocksDB also flushes on its own when memtables fill up,
 /// which only makes the state on disk newer than `flushedIndex` says.
 ///
-/// Every `replayEntriesMax / 2` applied entries a flush is requested; this thread runs it (an
+/// Every `replayEntriesMax / 2` applied entries (an interval) a flush is requested, when the
+/// applied index passes the point `phase` of the way into an interval; this thread runs it (an
 /// atomic flush of every state family: after a crash all of them stand at one write) and then
 /// records the index it covers. An apply that gets `replayEntriesMax` entries ahead of the last
 /// finished flush waits for it: a crash never re-applies more than that. A failed flush is
@@ -21,6 +22,9 @@ final class StateFlusher: @unchecked Sendable {
     private unowned let db: RocksDB
     private let families: [RocksDBColumnFamily]
     private let replayEntriesMax: UInt64
+    /// `replayEntriesMax / 2`, and where in each interval of it a flush is requested (entries).
+    private let interval: UInt64
+    private let offset: UInt64
     private let condition = NSCondition()
     private var flushed: LogIndex
     /// The index of the last flush requested, and the one waiting to run (nil: none).
@@ -33,11 +37,14 @@ final class StateFlusher: @unchecked Sendable {
     /// Flushes run so far (tests, status).
     private(set) var flushCount = 0
 
-    init(db: RocksDB, families: [RocksDBColumnFamily], flushedIndex: LogIndex, replayEntriesMax: Int) {
+    init(db: RocksDB, families: [RocksDBColumnFamily], flushedIndex: LogIndex, replayEntriesMax: Int, phase: Double = 0) {
         precondition(replayEntriesMax >= 2, "replayEntriesMax \(replayEntriesMax)")
+        precondition(phase >= 0 && phase < 1, "phase \(phase)")
         self.db = db
         self.families = families
         self.replayEntriesMax = UInt64(replayEntriesMax)
+        self.interval = UInt64(replayEntriesMax / 2)
+        self.offset = Self.offset(interval: UInt64(replayEntriesMax / 2), phase: phase)
         self.flushed = flushedIndex
         self.lastRequested = flushedIndex
         let t = Thread { [self] in run() }
@@ -59,13 +66,14 @@ final class StateFlusher: @unchecked Sendable {
     }
 
     /// Called after the writes of every entry up to `index` reached the memtables: requests a
-    /// flush every half bound, and waits while `index` is a whole bound ahead of the last
-    /// finished flush. Throws a failed flush's error (fail-stop).
+    /// flush when `index` enters a new interval (so at most an interval and one apply call
+    /// apart), and waits while `index` is a whole bound ahead of the last finished flush.
+    /// Throws a failed flush's error (fail-stop).
     func applied(through index: LogIndex) throws(StoreError) {
         condition.lock()
         defer { condition.unlock() }
         if let failure { throw failure }
-        if index.rawValue >= lastRequested.rawValue + replayEntriesMax / 2 {
+        if Self.slot(of: index, interval: interval, offset: offset) > Self.slot(of: lastRequested, interval: interval, offset: offset) {
             lastRequested = index
             pending = index
             condition.broadcast()
@@ -74,6 +82,18 @@ final class StateFlusher: @unchecked Sendable {
             condition.wait()
         }
         if let failure { throw failure }
+    }
+
+    /// Where in an interval of `interval` entries the flushes of `phase` fall: in 0..<interval.
+    static func offset(interval: UInt64, phase: Double) -> UInt64 {
+        min(UInt64(Double(interval) * phase), interval - 1)
+    }
+
+    /// Which interval `index` lies in, the intervals starting `offset` entries past the
+    /// multiples of `interval`: a flush is requested when this grows. (Wrapping: an index
+    /// within `interval` of `UInt64.max` is never reached by a log.)
+    static func slot(of index: LogIndex, interval: UInt64, offset: UInt64) -> UInt64 {
+        (index.rawValue &+ (interval - offset)) / interval
     }
 
     /// Stops the thread after the flush in progress, if any. Idempotent.

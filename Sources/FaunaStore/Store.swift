@@ -102,6 +102,12 @@ public final class Store: @unchecked Sendable {
         /// without a WAL) is flushed in the background every half of it, and an apply waits
         /// for the flush if it gets this far ahead of the last one. Must be at least 2.
         public var replayEntriesMax = 100_000
+        /// Where in each interval of `replayEntriesMax / 2` entries this node's state flush
+        /// falls, as a fraction in [0, 1): a flush is requested when the applied index passes
+        /// `(k + phase) × replayEntriesMax / 2` for some k. Nodes that apply the same log
+        /// flush at different entries when their phases differ (the node derives it from its
+        /// ID), so a quorum is not slowed by all of its members flushing at once.
+        public var stateFlushPhase = 0.0
         /// Memory for the record cache: current records of recently written or read keys, so
         /// that applying an entry need not read RocksDB for the record it replaces
         /// (docs/STORAGE.md "Tuning"). Counts keys, values and the cache's own tables; 0 turns
@@ -148,6 +154,9 @@ public final class Store: @unchecked Sendable {
         self.applyChunkEntries = options.applyChunkEntries
         guard options.replayEntriesMax >= 2 else {
             throw StoreError(.invalidRequest, "replay entries max: got \(options.replayEntriesMax), want >= 2")
+        }
+        guard options.stateFlushPhase >= 0 && options.stateFlushPhase < 1 else {
+            throw StoreError(.invalidRequest, "state flush phase: got \(options.stateFlushPhase), want >= 0 and < 1")
         }
         guard options.recordCacheBytes >= 0 else {
             throw StoreError(.invalidRequest, "record cache bytes: got \(options.recordCacheBytes), want >= 0")
@@ -213,7 +222,9 @@ public final class Store: @unchecked Sendable {
             db: db, cf: cfs.log, meta: cfs.meta, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax,
             applied: applied)
         self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied, log: raftLog)
-        self.flusher = StateFlusher(db: db, families: cfs.flushedTogether, flushedIndex: applied.index, replayEntriesMax: options.replayEntriesMax)
+        self.flusher = StateFlusher(
+            db: db, families: cfs.flushedTogether, flushedIndex: applied.index, replayEntriesMax: options.replayEntriesMax,
+            phase: options.stateFlushPhase)
         try FileIO.removeTree("\(path)/snapshots")
         publishedRecordCacheStats.budgetBytes = UInt64(options.recordCacheBytes)
     }

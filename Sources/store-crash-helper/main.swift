@@ -65,10 +65,12 @@ func run(arguments: [String]) -> Int32 {
     }
     do {
         // Small chunks: a long group then spans several, so kills land between them. A small
-        // replay bound: background flushes run every 150 entries.
+        // replay bound: background flushes run every 150 entries, at 92, 242, ... as a node's
+        // phase puts them (not at multiples of 150).
         var options = Store.Options()
         options.applyChunkEntries = 64
         options.replayEntriesMax = 300
+        options.stateFlushPhase = 0.618
         let store = try Store(path: arguments[1], options: options)
         let logLast = try store.raftLog.lastIndex()
         say("opened applied=\(store.appliedIndex) log=\(logLast)")
