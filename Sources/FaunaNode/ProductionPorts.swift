@@ -38,6 +38,7 @@ final class RocksStateStore: StateStore, @unchecked Sendable {
     var appliedIndex: LogIndex { store.appliedIndex }
     var durableAppliedIndex: LogIndex { store.durableAppliedIndex }
     func flushState() throws(StoreError) -> LogIndex { try store.flushState() }
+    func idleStep() throws(StoreError) -> Bool { try store.purgeHistoryWhileIdle() }
     var appliedConfState: ConfState { store.appliedConfState }
     var treeHead: (treeSize: UInt64, rootHash: MerkleHash) { store.treeHead }
     var leafV2From: LogIndex? { store.leafV2From }
@@ -126,7 +127,17 @@ final class ApplyThread: ApplyQueue, @unchecked Sendable {
 
     func start() {
         let thread = Thread { [self] in
-            while let jobs = queue.take(until: nil, max: 256) { stage.run(jobs) }
+            // While the store has work left behind (a history purge), the queue is polled
+            // and a step of it runs whenever no job waits; a job waits at most one step.
+            var idleWork = true  // an open may have resumed a purge
+            while let jobs = queue.take(until: idleWork ? .distantPast : nil, max: 256) {
+                if jobs.isEmpty {
+                    idleWork = stage.idle()
+                } else {
+                    stage.run(jobs)
+                    idleWork = true
+                }
+            }
             stage.finish()
             exited.signal()
         }

@@ -151,6 +151,20 @@ public final class ApplyStage: @unchecked Sendable {
         answers.send()
     }
 
+    /// Runs one step of the work the store's applies left behind (`StateStore.idleStep`);
+    /// the apply thread calls it while its queue is empty. Returns whether more remains. A
+    /// failure stops the node, as a failed read does.
+    public func idle() -> Bool {
+        guard let store, !failed else { return false }
+        do {
+            return try store.idleStep()
+        } catch {
+            failed = true
+            failStop(error, "purging compacted history")
+            return false
+        }
+    }
+
     /// After the queue is closed and drained: waits for lent stores and drops the store.
     public func finish() {
         waitForLeases()

@@ -106,11 +106,17 @@ public protocol StateStore: AnyObject, Sendable {
     /// RocksDB and disk figures for metrics and health (owner thread: it alone reopens the
     /// store).
     var storageStats: StorageStats { get }
+    /// One bounded step of work earlier applies left behind (the history purge after a
+    /// compaction: docs/STORAGE.md "History purge"), if any; the apply stage runs it while
+    /// its queue is empty. Returns whether more remains. Any error is fail-stop.
+    func idleStep() throws(StoreError) -> Bool
 }
 
 extension StateStore {
     /// An in-memory store has no RocksDB and no disk of its own.
     public var storageStats: StorageStats { StorageStats() }
+    /// A store whose applies leave no work behind.
+    public func idleStep() throws(StoreError) -> Bool { false }
 }
 
 /// Sends Raft messages to peers (production: one TCP link per peer). Never blocks; a message

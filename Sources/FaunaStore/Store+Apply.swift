@@ -56,16 +56,40 @@ extension Store {
             try purgeHistoryStep()
             return out
         } catch {
-            let e = (error as? StoreError) ?? (error as? RocksDBError).map(StoreError.init)
-                ?? StoreError(.corruptRecord, "apply failed: \(error)")
-            applyFailure = e
-            // Nothing applies any more; what the cache holds is not trusted either.
-            recordCache?.removeAll()
-            metaCache?.removeAll()
-            sessionIndex.reset()
-            publishRecordCacheStats()
-            throw e
+            throw stopApplying(after: error, "apply")
         }
+    }
+
+    /// One step of the history purge under way, outside an apply: a node calls it while it
+    /// has nothing to apply, so that a cluster that stops writing after a compaction still
+    /// finishes purging (and a busy one purges one step per apply as well). Returns whether
+    /// more remains; false at once when no purge is under way. Any error is fail-stop, as in
+    /// `apply`.
+    @discardableResult
+    public func purgeHistoryWhileIdle() throws(StoreError) -> Bool {
+        applyLock.lock()
+        defer { applyLock.unlock() }
+        if let applyFailure { throw StoreError(.stopped, "state machine stopped after a failed apply: \(applyFailure.message)") }
+        guard historyPurge != nil else { return false }
+        do {
+            try purgeHistoryStep()
+        } catch {
+            throw stopApplying(after: error, "history purge")
+        }
+        return historyPurge != nil
+    }
+
+    /// Records a failed write of the state (caller holds `applyLock`): nothing applies any
+    /// more, and what the caches hold is not trusted either. Returns the error to throw.
+    private func stopApplying(after error: any Error, _ doing: String) -> StoreError {
+        let e = (error as? StoreError) ?? (error as? RocksDBError).map(StoreError.init)
+            ?? StoreError(.corruptRecord, "\(doing) failed: \(error)")
+        applyFailure = e
+        recordCache?.removeAll()
+        metaCache?.removeAll()
+        sessionIndex.reset()
+        publishRecordCacheStats()
+        return e
     }
 
     /// The entries of `entries` still to apply to a state at `appliedIndex`: those at or below

@@ -89,4 +89,33 @@ struct StoreHistoryPurgeTests {
         }
         #expect(try Self.historyCount(store) == 0)
     }
+
+    /// A node with nothing to apply purges by idle steps (`purgeHistoryWhileIdle`): each
+    /// deletes at most a step's worth, the last records the revision, and after it a step
+    /// does nothing and says so.
+    @Test func idleStepsFinishThePurgeWithoutApplies() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var options = Store.Options()
+        options.historyPurgeStepDeletes = 100
+        let store = try Store(path: dir.sub("n1"), options: options)
+        defer { store.close() }
+        #expect(try store.purgeHistoryWhileIdle() == false, "no purge under way")
+        try store.applyLogged((1...1_200).map { i in putEntry(UInt64(i), key: "key-\(i % 40)", value: "value-\(i)") })
+        // The compaction's own apply takes the first step.
+        try store.applyLogged([Entry(term: Term(1), index: LogIndex(1_201), data: KVProposal(command: .compact(Revision(1_150))).encoded())])
+        var counts = [try Self.historyCount(store)]
+        var more = true
+        while more {
+            more = try store.purgeHistoryWhileIdle()
+            counts.append(try Self.historyCount(store))
+            try #require(counts.count < 100, "the purge ends")
+        }
+        #expect(zip(counts, counts.dropFirst()).allSatisfy { $0 - $1 >= 0 && $0 - $1 <= 100 }, "\(counts)")
+        #expect(counts.count > 5, "several steps: \(counts)")
+        #expect(try Self.purged(store) == 1_150)
+        #expect(counts.last == 50)
+        #expect(store.appliedIndex == LogIndex(1_201), "idle steps apply nothing")
+        #expect(try store.purgeHistoryWhileIdle() == false)
+    }
 }
