@@ -43,8 +43,9 @@ final class StateFlusher: @unchecked Sendable {
         self.db = db
         self.families = families
         self.replayEntriesMax = UInt64(replayEntriesMax)
-        self.interval = UInt64(replayEntriesMax / 2)
-        self.offset = Self.offset(interval: UInt64(replayEntriesMax / 2), phase: phase)
+        let interval = UInt64(replayEntriesMax / 2)
+        self.interval = interval
+        self.offset = Self.offset(interval: interval, phase: phase)
         self.flushed = flushedIndex
         self.lastRequested = flushedIndex
         let t = Thread { [self] in run() }
