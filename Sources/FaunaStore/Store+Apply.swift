@@ -48,7 +48,7 @@ extension Store {
     public func apply(_ entries: [Entry], confState: ConfState? = nil, sync: Bool = false) throws(StoreError) -> [AppliedEntry] {
         applyLock.lock()
         defer { applyLock.unlock() }
-        if let applyFailure { throw StoreError(.stopped, "state machine stopped after a failed apply: \(applyFailure.message)") }
+        try refuseIfStopped()
         let todo = try Self.entriesToApply(entries, after: applied.index)
         guard !todo.isEmpty else { return [] }
         do {
@@ -69,7 +69,7 @@ extension Store {
     public func purgeHistoryWhileIdle() throws(StoreError) -> Bool {
         applyLock.lock()
         defer { applyLock.unlock() }
-        if let applyFailure { throw StoreError(.stopped, "state machine stopped after a failed apply: \(applyFailure.message)") }
+        try refuseIfStopped()
         guard historyPurge != nil else { return false }
         do {
             try purgeHistoryStep()
@@ -77,6 +77,11 @@ extension Store {
             throw stopApplying(after: error, "history purge")
         }
         return historyPurge != nil
+    }
+
+    /// Throws `.stopped` once an apply or purge step has failed (caller holds `applyLock`).
+    private func refuseIfStopped() throws(StoreError) {
+        if let applyFailure { throw StoreError(.stopped, "state machine stopped after a failed apply: \(applyFailure.message)") }
     }
 
     /// Records a failed write of the state (caller holds `applyLock`): nothing applies any
