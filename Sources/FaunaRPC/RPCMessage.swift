@@ -210,7 +210,7 @@ public enum RPCMessage: Hashable, Sendable {
 
     /// Decodes a body of `kind`.
     public init(kind: FrameKind, body: [UInt8]) throws(RPCDecodingError) {
-        var r = WireReader(body, context: "\(kind)")
+        var r = WireReader(body, kind: kind)
         switch kind {
         case .peerHello: self = .peerHello(try PeerHello(from: &r))
         case .peerWelcome: self = .peerWelcome(try PeerWelcome(from: &r))
