@@ -328,13 +328,13 @@ public final class FaunaNode: @unchecked Sendable {
         return (Array(bytes[..<split]), Array(bytes[(split + 1)...]))
     }
 
-    /// The owner thread: waits for events until the next tick is due, runs a round, and
+    /// The owner thread: waits for events until the next tick (or held read round) is due, runs a round, and
     /// stops the pipeline once a round says so. The wait takes a wall-clock deadline,
     /// recomputed each time from the monotonic clock the pipeline runs on.
     private static func runOwner(_ core: NodeCore, events: EventQueue<NodeEvent>) {
         let clock = core.clock
         while true {
-            let wait = max(core.nextTick - clock.now, .zero)
+            let wait = max(core.nextWake - clock.now, .zero)
             let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
             let batch = events.take(until: Date().addingTimeInterval(seconds), max: 4096, wakeForQuiet: core.wantsApplyReportsNow)
             guard let batch else { break }

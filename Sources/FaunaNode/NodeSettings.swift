@@ -33,6 +33,9 @@ public struct NodeSettings: Sendable {
     public var requestTimeoutSeconds = 10.0
     /// A linearizable read not served within this time is answered `timeout`.
     public var readTimeoutSeconds = 5.0
+    /// `PipelineSettings.readRoundSpacing` (faunad --read-round-us).
+    public var readRoundSpacing = Self.readRoundSpacingDefault
+    public static let readRoundSpacingDefault = PipelineSettings.readRoundSpacingDefault
     public var storeOptions = Store.Options()
     /// Bounds of the node's watches (docs/PROTOCOL.md "Watch").
     public var watch = WatchSettings()
@@ -70,6 +73,7 @@ public struct NodeSettings: Sendable {
         p.proposalBatchBytesMax = proposalBatchBytesMax
         p.requestTimeout = .milliseconds(Int64(requestTimeoutSeconds * 1000))
         p.readTimeout = .milliseconds(Int64(readTimeoutSeconds * 1000))
+        p.readRoundSpacing = readRoundSpacing
         p.health = health
         return p
     }

@@ -112,6 +112,15 @@ public final class NodeCore: @unchecked Sendable {
     var reservedSnapshot: (any IncomingSnapshot)?
     /// When the core is ticked next, and when timeouts are checked next.
     public private(set) var nextTick: NodeInstant
+    /// The last heartbeat round for reads the core started: its count, when it was seen, and
+    /// how long the next waits after it (`paceReadRounds`).
+    var lastReadRound = (count: UInt64(0), at: NodeInstant(.zero), hold: Duration.zero)
+    /// When the owner must run a round even without events: the next tick, or earlier when
+    /// reads wait for a round held back by the spacing.
+    public var nextWake: NodeInstant {
+        guard let raft, raft.holdsReadRounds, raft.hasReadsWaitingForRound else { return nextTick }
+        return min(nextTick, lastReadRound.at + lastReadRound.hold)
+    }
     var nextHousekeeping: NodeInstant
     /// Signalled once `finishStopping` has run.
     public let finished = DispatchSemaphore(value: 0)
@@ -129,6 +138,8 @@ public final class NodeCore: @unchecked Sendable {
     public struct Counters: Sendable {
         public var snapshotsInstalled = 0
         public var readsReleased = 0
+        /// Owner rounds in which reads waited for a heartbeat round held back (`paceReadRounds`).
+        public var readRoundHolds = 0
     }
 
     struct PendingKeepAlive {
@@ -299,6 +310,7 @@ public final class NodeCore: @unchecked Sendable {
 
     private func driveReady() {
         guard failure == nil, !stopIfRaftLogDamaged() else { return }
+        paceReadRounds()
         guard raft.hasReady else {
             // The core ignored the snapshot message (a restore always makes a Ready).
             if reservedSnapshot != nil {
@@ -310,6 +322,10 @@ public final class NodeCore: @unchecked Sendable {
         // A reserved snapshot is installed as soon as possible, whatever the apply queue holds.
         guard applyJobsInFlight < settings.applyQueueMax || reservedSnapshot != nil else { return }
         let ready = raft.ready()
+        if raft.readRoundsStarted != lastReadRound.count {
+            lastReadRound = (raft.readRoundsStarted, clock.now, Self.readRoundHold(after: raft.readsInLastRound, spacing: settings.readRoundSpacing))
+            metrics.readRounds.increment()
+        }
         // Nothing of a Ready built over a damaged log is persisted or sent.
         if stopIfRaftLogDamaged() { return }
         if raft.isLeader {
@@ -358,6 +374,27 @@ public final class NodeCore: @unchecked Sendable {
         }
         finishReady(ready)
     }
+
+    /// Holds the next heartbeat round for reads for a while after the last one started. Each
+    /// round costs a message to and from every follower and a wake-up of each thread on the
+    /// way; when reads arrive faster than a round trip, rounds run back to back with a few
+    /// reads each. Held, one round serves every read of the interval.
+    private func paceReadRounds() {
+        guard let raft else { return }
+        raft.holdsReadRounds = raft.isLeader && clock.now < lastReadRound.at + lastReadRound.hold
+        if raft.holdsReadRounds && raft.hasReadsWaitingForRound { counters.readRoundHolds += 1 }
+    }
+
+    /// How long the round after one of `reads` reads waits after it: the spacing in full once
+    /// rounds carry `readRoundFullAt` reads, in proportion below. One client's reads (one per
+    /// round) wait an eighth of it, less than their own round trip: they wait for nothing.
+    /// Under load rounds grow, the hold with them, and fewer rounds serve the same reads
+    /// (docs/PERFORMANCE.md "Read rounds spaced").
+    static func readRoundHold(after reads: Int, spacing: Duration) -> Duration {
+        spacing * min(reads, readRoundFullAt) / readRoundFullAt
+    }
+
+    static let readRoundFullAt = 8
 
     /// Committed entries go to the apply stage as soon as the Ready is taken, not after its own
     /// writes are durable: the core hands out only entries already durable here (at most its

@@ -17,6 +17,7 @@ public final class PipelineMetrics: Sendable {
     let leaderChanges: Counter
     let proposals: Counter
     let readIndexRounds: Counter
+    let readRounds: Counter
     let proposeToCommit: Timer
     let logPersist: Timer
     // Apply and audit.
@@ -42,6 +43,7 @@ public final class PipelineMetrics: Sendable {
         leaderChanges = counter("fauna_raft_leader_changes_total")
         proposals = counter("fauna_raft_proposals_total")
         readIndexRounds = counter("fauna_raft_read_index_total")
+        readRounds = counter("fauna_raft_read_rounds_total")
         proposeToCommit = timer("fauna_raft_propose_to_commit_seconds")
         logPersist = timer("fauna_raft_log_persist_seconds")
         applyBatch = timer("fauna_apply_batch_seconds")

@@ -18,6 +18,11 @@ public struct PipelineSettings: Sendable {
     public var proposalBatchBytesMax = 1 << 20
     public var requestTimeout = Duration.seconds(10)
     public var readTimeout = Duration.seconds(5)
+    /// How long, at most, a heartbeat round for linearizable reads waits after the start of
+    /// the one before (`NodeCore.readRoundHold`: less when rounds carry few reads); zero: a
+    /// round starts as soon as the last one is confirmed.
+    public var readRoundSpacing = Self.readRoundSpacingDefault
+    public static let readRoundSpacingDefault = Duration.microseconds(1000)
     /// `RaftConfig.deferCommitBroadcast`: followers learn a commit with the next append or tick.
     public var deferCommitBroadcast = true
     /// Where a leader's new cluster ID comes from: nil, the system's random source; the node

@@ -35,9 +35,10 @@ extension RaftNode {
     }
 
     /// Starts a heartbeat round for the reads that arrived since the last one (called when the
-    /// caller collects a Ready, so that every read of one batch shares the round).
+    /// caller collects a Ready, so that every read of one batch shares the round), unless the
+    /// caller holds rounds back (`holdsReadRounds`).
     func startReadRoundIfIdle() {
-        guard role == .leader, reads.startRoundIfIdle() else { return }
+        guard role == .leader, !holdsReadRounds, reads.startRoundIfIdle() else { return }
         if conf.voters == [id] { answer(reads.confirmAll()) } else { broadcastHeartbeat() }
     }
 

@@ -40,6 +40,16 @@ public final class RaftNode {
 
     var reads = ReadQueue()
     var readStates: [ReadState] = []
+    /// While true, a leader starts no new heartbeat round for waiting reads; the round in
+    /// flight still completes. The caller sets it to pace rounds (the core has no clock finer
+    /// than a tick): reads that arrive meanwhile share the next round.
+    public var holdsReadRounds = false
+    /// Leader only: whether reads wait for a round that `holdsReadRounds` keeps from starting.
+    public var hasReadsWaitingForRound: Bool { role == .leader && reads.hasUnassigned && !reads.isRoundInFlight }
+    /// Heartbeat rounds started for reads in this role (back to 0 when the role changes).
+    public var readRoundsStarted: UInt64 { reads.roundStarted }
+    /// How many reads the last of those rounds confirms (forwarded ones and keep-alives included).
+    public var readsInLastRound: Int { reads.lastRoundSize }
 
     var earlyMessages: [Message] = []
     var messages: [Message] = []
@@ -165,7 +175,7 @@ public final class RaftNode {
     /// Whether `ready()` has anything for the caller.
     public var hasReady: Bool {
         if isReadyOutstanding || storageFailure != nil { return false }
-        if role == .leader && reads.hasUnassigned && !reads.isRoundInFlight { return true }
+        if hasReadsWaitingForRound && !holdsReadRounds { return true }
         if SoftState(role: role, leader: leader) != lastSoftState { return true }
         if hardState != lastHardState { return true }
         if log.pendingSnapshot != nil || !log.unstable.isEmpty { return true }

@@ -19,6 +19,8 @@ struct ReadQueue {
     private(set) var waitingForTermCommit: [Pending] = []
     private(set) var roundStarted: UInt64 = 0
     private(set) var roundConfirmed: UInt64 = 0
+    /// How many reads the last round started was for.
+    private(set) var lastRoundSize = 0
     private var acknowledged: [NodeID: UInt64] = [:]
 
     var count: Int { pending.count + waitingForTermCommit.count }
@@ -49,9 +51,11 @@ struct ReadQueue {
     mutating func startRoundIfIdle() -> Bool {
         guard hasUnassigned, !isRoundInFlight else { return false }
         roundStarted += 1
+        lastRoundSize = 0
         for i in pending.indices.reversed() {
             if pending[i].round != 0 { break }
             pending[i].round = roundStarted
+            lastRoundSize += 1
         }
         return true
     }

@@ -185,7 +185,7 @@ public final class Simulation {
         order.shuffle(using: &rng)
         for id in order {
             guard let node = nodes[id], let core = node.core, let events = node.events else { continue }
-            if time.micros >= node.busyUntil, !events.items.isEmpty || core.nextTick <= node.clock.now {
+            if time.micros >= node.busyUntil, !events.items.isEmpty || core.nextWake <= node.clock.now {
                 if node.writeFailedAt != nil { node.roundsSinceWriteFailed += 1 }
                 let writesBefore = node.disk.counters.batchesWritten
                 let running = core.runRound(events.take(max: 4096), now: node.clock.now)

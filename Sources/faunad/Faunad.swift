@@ -65,6 +65,11 @@ struct Faunad: AsyncParsableCommand {
     var recordCacheMiB: Int = Store.Options().recordCacheBytes >> 20
 
     @Option(
+        name: .customLong("read-round-us"),
+        help: "On the leader, how long at most (microseconds) a heartbeat round confirming linearizable reads waits after the previous round started: all of it once rounds carry 8 reads, proportionally less below (0...100000; 0: back to back). Reads arriving meanwhile share the round: fewer messages per read under load.")
+    var readRoundMicros: Int = Int(NodeSettings.readRoundSpacingDefault.components.attoseconds / 1_000_000_000_000)
+
+    @Option(
         name: .customLong("ready-disk-free-mib"),
         help: "/readyz reports unready below this many MiB free on the data directory's disk (default: twice the 256 MiB at which writes stop).")
     var readyDiskFreeMiB: Int?
@@ -114,6 +119,10 @@ struct Faunad: AsyncParsableCommand {
                 Self.fail("faunad: --record-cache-mib \(recordCacheMiB): want 0...65536")
             }
             s.storeOptions.recordCacheBytes = recordCacheMiB << 20
+            guard (0...100_000).contains(readRoundMicros) else {
+                Self.fail("faunad: --read-round-us \(readRoundMicros): want 0...100000")
+            }
+            s.readRoundSpacing = .microseconds(readRoundMicros)
             if let readyDiskFreeMiB {
                 guard (0...1 << 30).contains(readyDiskFreeMiB) else {
                     Self.fail("faunad: --ready-disk-free-mib \(readyDiskFreeMiB): want 0...\(1 << 30)")

@@ -41,6 +41,40 @@ import Testing
         #expect(c.readStates[NodeID(1), default: []].map(\.context) == [[1], [2]])
     }
 
+    @Test func heldReadRoundsStartOnceReleased() throws {
+        let c = try TestCluster(voters: [1, 2, 3])
+        try c.elect(1)
+        c.sent = []
+        c[1].holdsReadRounds = true
+        for i in 0..<5 { try c[1].readIndex(context: [UInt8(i)]) }
+        try c.stabilize()
+        #expect(c[1].hasReadsWaitingForRound)
+        #expect(!c[1].hasReady, "held reads alone make no Ready")
+        #expect(c.readStates[NodeID(1), default: []].isEmpty, "held: no round, no answer")
+        #expect(!c.sent.contains { $0.type == .heartbeat }, "no heartbeat round while held")
+        c[1].holdsReadRounds = false
+        try c.stabilize()
+        #expect(c.readStates[NodeID(1), default: []].count == 5)
+        #expect(c[1].readRoundsStarted == 1 && c[1].readsInLastRound == 5)
+        #expect(c.sent.filter { $0.type == .heartbeat }.count == 2, "one round for the five")
+    }
+
+    @Test func aRoundInFlightCompletesWhileRoundsAreHeld() throws {
+        let c = try TestCluster(voters: [1, 2, 3])
+        try c.elect(1)
+        try c[1].readIndex(context: [1])
+        try c.settle()  // round 1 started; its heartbeats are queued
+        c[1].holdsReadRounds = true
+        try c[1].readIndex(context: [2])
+        try c.stabilize()
+        #expect(c.readStates[NodeID(1), default: []].map(\.context) == [[1]], "round 1 confirmed, read 2 held")
+        #expect(c[1].readRoundsStarted == 1)
+        c[1].holdsReadRounds = false
+        try c.stabilize()
+        #expect(c.readStates[NodeID(1), default: []].map(\.context) == [[1], [2]])
+        #expect(c[1].readRoundsStarted == 2 && c[1].readsInLastRound == 1)
+    }
+
     @Test func followerReadIsForwardedToTheLeader() throws {
         let c = try TestCluster(voters: [1, 2, 3])
         try c.elect(1)

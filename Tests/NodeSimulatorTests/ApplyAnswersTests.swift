@@ -31,7 +31,7 @@ func putRequest(_ key: String, _ value: String, client: UInt64, sequence: UInt64
 }
 
 /// Nodes of a simulation driven step by step by the test (not `Simulation.run`): each
-/// millisecond delivers the Raft messages due (unless cut), runs a round on every node with
+/// step (a millisecond unless told) delivers the Raft messages due (unless cut), runs a round on every node with
 /// events or a tick due, and steps the apply queues of the nodes `applying` names.
 final class SteppedCluster {
     let sim = Simulation(options: NodeSimOptions())
@@ -56,9 +56,9 @@ final class SteppedCluster {
     func node(_ id: NodeID) -> SimNode { sim.nodes[id]! }
     var leader: NodeID? { ids.first { sim.nodes[$0]?.core?.isLeader == true } }
 
-    func step(ms: Int = 1, applying: Set<NodeID>? = nil, rounds: Set<NodeID>? = nil) {
+    func step(ms: Int = 1, micros: UInt64 = 1000, applying: Set<NodeID>? = nil, rounds: Set<NodeID>? = nil) {
         for _ in 0..<ms {
-            sim.time.micros += 1000
+            sim.time.micros += micros
             for item in sim.network.due(now: sim.time.micros) {
                 guard case .raft(let from, let to, let messages) = item.payload, !sim.network.isCut(from, to) else { continue }
                 sim.nodes[to]?.events?.offer(.raftMessages(messages))
@@ -66,7 +66,7 @@ final class SteppedCluster {
             for id in ids {
                 let n = self.node(id)
                 guard let core = n.core, let events = n.events else { continue }
-                if rounds?.contains(id) ?? true, !events.items.isEmpty || core.nextTick <= n.clock.now {
+                if rounds?.contains(id) ?? true, !events.items.isEmpty || core.nextWake <= n.clock.now {
                     _ = core.runRound(events.take(max: 4096), now: n.clock.now)
                 }
                 if applying?.contains(id) ?? true { n.applyQueue?.step(max: 64) }
