@@ -476,6 +476,8 @@ public final class NodeCore: @unchecked Sendable {
             if soft.leader != nil { metrics.leaderChanges.increment() }
         }
         if soft.role != .leader { proposalTimer.forgetAll() }
+        // The core counts read rounds per role: start over with it.
+        if soft.role != oldRole { lastReadRound = (0, NodeInstant(.zero), .zero) }
         if soft.role == .leader && oldRole != .leader { lessor.promote(now: clock.now) }
         if soft.role != .leader && oldRole == .leader { lessor.demote() }
         if soft.role != oldRole || soft.leader != oldLeader {
