@@ -328,9 +328,9 @@ public final class FaunaNode: @unchecked Sendable {
         return (Array(bytes[..<split]), Array(bytes[(split + 1)...]))
     }
 
-    /// The owner thread: waits for events until the next tick (or held read round) is due, runs a round, and
-    /// stops the pipeline once a round says so. The wait takes a wall-clock deadline,
-    /// recomputed each time from the monotonic clock the pipeline runs on.
+    /// The owner thread: waits for events until the next tick (or a held read round) is due,
+    /// runs a round, and stops the pipeline once a round says so. The wait takes a wall-clock
+    /// deadline, recomputed each time from the monotonic clock the pipeline runs on.
     private static func runOwner(_ core: NodeCore, events: EventQueue<NodeEvent>) {
         let clock = core.clock
         while true {

@@ -389,7 +389,7 @@ public final class NodeCore: @unchecked Sendable {
     /// rounds carry `readRoundFullAt` reads, in proportion below. One client's reads (one per
     /// round) wait an eighth of it, less than their own round trip: they wait for nothing.
     /// Under load rounds grow, the hold with them, and fewer rounds serve the same reads
-    /// (docs/PERFORMANCE.md "Read rounds spaced").
+    /// (docs/PERFORMANCE.md "Read rounds held under load").
     static func readRoundHold(after reads: Int, spacing: Duration) -> Duration {
         spacing * min(reads, readRoundFullAt) / readRoundFullAt
     }
