@@ -112,14 +112,14 @@ public final class NodeCore: @unchecked Sendable {
     var reservedSnapshot: (any IncomingSnapshot)?
     /// When the core is ticked next, and when timeouts are checked next.
     public private(set) var nextTick: NodeInstant
-    /// The last heartbeat round for reads the core started: its count, when it was seen, and
-    /// how long the next waits after it (`paceReadRounds`).
-    var lastReadRound = (count: UInt64(0), at: NodeInstant(.zero), hold: Duration.zero)
+    /// The last heartbeat round for reads the core started (its count), and when the next may
+    /// start (`paceReadRounds`).
+    var lastReadRound = (count: UInt64(0), nextAt: NodeInstant(.zero))
     /// When the owner must run a round even without events: the next tick, or earlier when
     /// reads wait for a round held back by the spacing.
     public var nextWake: NodeInstant {
         guard let raft, raft.holdsReadRounds, raft.hasReadsWaitingForRound else { return nextTick }
-        return min(nextTick, lastReadRound.at + lastReadRound.hold)
+        return min(nextTick, lastReadRound.nextAt)
     }
     var nextHousekeeping: NodeInstant
     /// Signalled once `finishStopping` has run.
@@ -323,7 +323,8 @@ public final class NodeCore: @unchecked Sendable {
         guard applyJobsInFlight < settings.applyQueueMax || reservedSnapshot != nil else { return }
         let ready = raft.ready()
         if raft.readRoundsStarted != lastReadRound.count {
-            lastReadRound = (raft.readRoundsStarted, clock.now, Self.readRoundHold(after: raft.readsInLastRound, spacing: settings.readRoundSpacing))
+            let hold = Self.readRoundHold(after: raft.readsInLastRound, spacing: settings.readRoundSpacing)
+            lastReadRound = (raft.readRoundsStarted, clock.now + hold)
             metrics.readRounds.increment()
         }
         // Nothing of a Ready built over a damaged log is persisted or sent.
@@ -381,7 +382,7 @@ public final class NodeCore: @unchecked Sendable {
     /// reads each. Held, one round serves every read of the interval.
     private func paceReadRounds() {
         guard let raft else { return }
-        raft.holdsReadRounds = raft.isLeader && clock.now < lastReadRound.at + lastReadRound.hold
+        raft.holdsReadRounds = raft.isLeader && clock.now < lastReadRound.nextAt
         if raft.holdsReadRounds && raft.hasReadsWaitingForRound { counters.readRoundHolds += 1 }
     }
 
@@ -477,7 +478,7 @@ public final class NodeCore: @unchecked Sendable {
         }
         if soft.role != .leader { proposalTimer.forgetAll() }
         // The core counts read rounds per role: start over with it.
-        if soft.role != oldRole { lastReadRound = (0, NodeInstant(.zero), .zero) }
+        if soft.role != oldRole { lastReadRound = (0, NodeInstant(.zero)) }
         if soft.role == .leader && oldRole != .leader { lessor.promote(now: clock.now) }
         if soft.role != .leader && oldRole == .leader { lessor.demote() }
         if soft.role != oldRole || soft.leader != oldLeader {

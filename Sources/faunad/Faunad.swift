@@ -67,7 +67,7 @@ struct Faunad: AsyncParsableCommand {
     @Option(
         name: .customLong("read-round-us"),
         help: "On the leader, how long at most (microseconds) a heartbeat round confirming linearizable reads waits after the previous round started: all of it once rounds carry 8 reads, proportionally less below (0...100000; 0: back to back). Reads arriving meanwhile share the round: fewer messages per read under load.")
-    var readRoundMicros: Int = Int(NodeSettings.readRoundSpacingDefault.components.attoseconds / 1_000_000_000_000)
+    var readRoundMicros: Int = Int(NodeSettings.readRoundSpacingDefault / .microseconds(1))
 
     @Option(
         name: .customLong("ready-disk-free-mib"),

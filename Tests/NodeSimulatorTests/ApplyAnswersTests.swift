@@ -30,9 +30,10 @@ func putRequest(_ key: String, _ value: String, client: UInt64, sequence: UInt64
     return .write(WriteRequest(KVProposal(session: session, command: .put(KVPut(key: b(key), value: b(value))))))
 }
 
-/// Nodes of a simulation driven step by step by the test (not `Simulation.run`): each
-/// step (a millisecond unless told) delivers the Raft messages due (unless cut), runs a round on every node with
-/// events or a tick due, and steps the apply queues of the nodes `applying` names.
+/// Nodes of a simulation driven step by step by the test (not `Simulation.run`): each step
+/// (a millisecond unless told) delivers the Raft messages due (unless cut), runs a round on
+/// every node with events or a wake-up due, and steps the apply queues of the nodes
+/// `applying` names.
 final class SteppedCluster {
     let sim = Simulation(options: NodeSimOptions())
     let ids: [NodeID]
