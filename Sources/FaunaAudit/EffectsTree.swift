@@ -9,8 +9,9 @@ public enum EffectsTree {
     /// - Precondition: `effects` is sorted by key bytes with no key twice (the state machine's
     ///   final write per key).
     public static func summary(outcome: EntryOutcome, branch: TxnBranch, effects: [Effect]) -> EffectsSummary {
-        EffectsSummary(
-            outcome: outcome, branch: branch, count: UInt64(effects.count), root: root(effects.map(\.leafHash)[...]))
+        // One effect (a put or a delete) is the common case: its leaf is the root, no array.
+        let top = effects.count == 1 ? effects[0].leafHash : root(effects.map(\.leafHash)[...])
+        return EffectsSummary(outcome: outcome, branch: branch, count: UInt64(effects.count), root: top)
     }
 
     /// RFC 9162 MTH over `leaves` (`MerkleHasher.emptyRoot` for none).

@@ -117,7 +117,19 @@ public struct Effect: Hashable, Sendable {
     }
 
     /// RFC 9162 leaf hash of `leafData`: the effects tree is an RFC 9162 tree of its own.
-    public var leafHash: MerkleHash { MerkleHasher.leafHash(leafData) }
+    /// Hashed without building `leafData` (one per put on the apply path).
+    public var leafHash: MerkleHash {
+        withUnsafeTemporaryAllocation(byteCount: 6, alignment: 8) { header in
+            header[0] = 0x00
+            header[1] = valueHash == nil ? 2 : 1
+            header.storeBytes(of: UInt32(truncatingIfNeeded: key.count).bigEndian, toByteOffset: 2, as: UInt32.self)
+            var sha = SHA256()
+            sha.update(bufferPointer: UnsafeRawBufferPointer(header))
+            key.withUnsafeBytes { sha.update(bufferPointer: $0) }
+            if let valueHash { valueHash.withUnsafeBytes { sha.update(bufferPointer: $0) } }
+            return MerkleHash(sha.finalize())
+        }
+    }
 }
 
 /// Proof that one effect is among an entry's committed effects: its position in the effects
@@ -158,18 +170,15 @@ extension JournalEntry {
     /// The 0x02 prefix keeps v2 leaves apart from v1 leaves (0x00) and interior nodes (0x01),
     /// so a leaf's version is fixed by its hash: no v1 reading of a v2 leaf can verify.
     static func leafHashV2(index: UInt64, term: UInt64, type: UInt8, payload: [UInt8], effects: EffectsSummary) -> MerkleHash {
-        var header: [UInt8] = [0x02]
-        header.reserveCapacity(1 + 17 + EffectsSummary.sizeBytes)
-        appendBigEndian(index, to: &header)
-        appendBigEndian(term, to: &header)
-        header.append(type)
-        header.append(effects.outcome.rawValue)
-        header.append(effects.branch.rawValue)
-        appendBigEndian(effects.count, to: &header)
-        effects.root.withUnsafeBytes { header.append(contentsOf: $0) }
-        var sha = SHA256()
-        header.withUnsafeBytes { sha.update(bufferPointer: $0) }
-        payload.withUnsafeBytes { sha.update(bufferPointer: $0) }
-        return MerkleHash(sha.finalize())
+        MerkleHasher.hash(headerBytes: 1 + 17 + EffectsSummary.sizeBytes, { header in
+            header[0] = 0x02
+            storeBigEndian(index, into: header, at: 1)
+            storeBigEndian(term, into: header, at: 9)
+            header[17] = type
+            header[18] = effects.outcome.rawValue
+            header[19] = effects.branch.rawValue
+            storeBigEndian(effects.count, into: header, at: 20)
+            effects.root.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: header[28..<60]).copyMemory(from: $0) }
+        }, then: payload)
     }
 }

@@ -10,19 +10,37 @@ public enum MerkleHasher {
 
     /// `SHA256(0x00 ‖ leafData)`.
     public static func leafHash(_ leafData: [UInt8]) -> MerkleHash {
-        var sha = SHA256()
-        sha.update(data: [0x00])
-        sha.update(data: leafData)
-        return MerkleHash(sha.finalize())
+        prefixedHash(0x00, leafData)
     }
 
     /// `SHA256(0x02 ‖ leafData)`: a leaf v2 (docs/AUDIT.md §1), kept apart from v1 leaves
     /// (0x00) and interior nodes (0x01). `JournalEntry.leafHash` hashes without building the data.
     public static func leafHashV2(_ leafData: [UInt8]) -> MerkleHash {
+        prefixedHash(0x02, leafData)
+    }
+
+    /// `SHA256(prefix ‖ data)` through `update(bufferPointer:)`: the generic `update(data:)`
+    /// (and the array a literal prefix makes) cost as much as the hashing of short leaves.
+    static func prefixedHash(_ prefix: UInt8, _ data: [UInt8]) -> MerkleHash {
         var sha = SHA256()
-        sha.update(data: [0x02])
-        sha.update(data: leafData)
+        withUnsafeBytes(of: prefix) { sha.update(bufferPointer: $0) }
+        data.withUnsafeBytes { sha.update(bufferPointer: $0) }
         return MerkleHash(sha.finalize())
+    }
+
+    /// `SHA256(header ‖ payload)`, the header (at most 64 bytes) written by `fill` into a
+    /// buffer on the stack: a leaf's fixed fields are hashed without an array of their own.
+    static func hash(
+        headerBytes: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void, then payload: [UInt8]
+    ) -> MerkleHash {
+        precondition(headerBytes <= 64, "leaf header of \(headerBytes) bytes")
+        return withUnsafeTemporaryAllocation(byteCount: headerBytes, alignment: 8) { header in
+            fill(header)
+            var sha = SHA256()
+            sha.update(bufferPointer: UnsafeRawBufferPointer(header))
+            payload.withUnsafeBytes { sha.update(bufferPointer: $0) }
+            return MerkleHash(sha.finalize())
+        }
     }
 
     /// `SHA256(0x01 ‖ left ‖ right)`. The hot path of appends and proofs: one contiguous
@@ -94,18 +112,20 @@ public struct JournalEntry: Hashable, Sendable {
     /// as the hashing on the apply path.
     public var leafHash: MerkleHash {
         if let effects { return Self.leafHashV2(index: index, term: term, type: type, payload: payload, effects: effects) }
-        var header: [UInt8] = [0x00]
-        header.reserveCapacity(18)
-        appendBigEndian(index, to: &header)
-        appendBigEndian(term, to: &header)
-        header.append(type)
-        var sha = SHA256()
-        header.withUnsafeBytes { sha.update(bufferPointer: $0) }
-        payload.withUnsafeBytes { sha.update(bufferPointer: $0) }
-        return MerkleHash(sha.finalize())
+        return MerkleHasher.hash(headerBytes: 18, { header in
+            header[0] = 0x00
+            storeBigEndian(index, into: header, at: 1)
+            storeBigEndian(term, into: header, at: 9)
+            header[17] = type
+        }, then: payload)
     }
 }
 
 func appendBigEndian(_ value: UInt64, to out: inout [UInt8]) {
     for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+}
+
+/// Writes `value` big-endian into `buffer[offset ..< offset + 8]`.
+func storeBigEndian(_ value: UInt64, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) {
+    buffer.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt64.self)
 }

@@ -89,6 +89,20 @@ let leafSeconds = measure(shaCount) { i in
 }
 row("leaf hash of an entry, 100 B payload", shaCount, leafSeconds)
 
+// What the apply path hashes for a one-put entry under leaf v2 (docs/AUDIT.md §1): the value,
+// the effect's leaf, the effects root (that leaf), and the entry's v2 leaf.
+let putKey = [UInt8](repeating: 0x6b, count: 16)
+let putValue = [UInt8](repeating: 0x5a, count: 100)
+let v2Seconds = measure(shaCount) { i in
+    let effect = Effect.put(key: putKey, value: putValue)
+    let summary = EffectsTree.summary(outcome: .success, branch: .none, effects: [effect])
+    var e = entry
+    e.index = UInt64(i + 1)
+    e.effects = summary
+    sink ^= e.leafHash.bytes[0]
+}
+row("leaf v2 of a one-put entry (value, effect leaf, effects root, leaf)", shaCount, v2Seconds)
+
 let n = tree.treeSize
 let root = tree.rootHash
 let proofCount = 100_000

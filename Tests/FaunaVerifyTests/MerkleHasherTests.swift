@@ -1,3 +1,5 @@
+import Crypto
+import Foundation
 import FaunaVerify
 import Testing
 
@@ -36,6 +38,36 @@ import Testing
     func leafHashOfAnEntryEqualsLeafHashOfItsLeafData(_ payloadBytes: Int) {
         let entry = JournalEntry(index: 7, term: 3, type: 0, payload: (0..<payloadBytes).map { UInt8(truncatingIfNeeded: $0) })
         #expect(entry.leafHash == MerkleHasher.leafHash(entry.leafData))
+    }
+
+    /// The v2 leaf is hashed from its fields without building the leaf data: it must equal
+    /// SHA-256 over the layout docs/AUDIT.md §1 gives, built here byte by byte.
+    @Test(arguments: [0, 1, 55, 56, 64, 1000] as [Int])
+    func leafV2HashEqualsSHA256OfItsDocumentedLayout(_ payloadBytes: Int) {
+        let payload = (0..<payloadBytes).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let root = ctLeafHashes[5]
+        let summary = EffectsSummary(outcome: .success, branch: .then, count: 0x0A0B0C0D0E0F1011, root: root)
+        let entry = JournalEntry(index: 0x0102030405060708, term: 0x1112131415161718, type: 0, payload: payload, effects: summary)
+        let layout = [0x02] + hexBytes("0102030405060708" + "1112131415161718" + "00")
+            + [EntryOutcome.success.rawValue, TxnBranch.then.rawValue] + hexBytes("0a0b0c0d0e0f1011") + root.bytes + payload
+        #expect(entry.leafHash == MerkleHash(SHA256.hash(data: layout)))
+        #expect(entry.leafHash == MerkleHasher.leafHashV2(Array(layout.dropFirst())))
+    }
+
+    /// An effect's leaf is hashed without building its leaf data: SHA256(00 ‖ kind ‖ u32BE
+    /// key length ‖ key ‖ value hash of a put).
+    @Test(arguments: [0, 1, 16, 300] as [Int])
+    func effectLeafHashEqualsSHA256OfItsLeafData(_ keyBytes: Int) {
+        let key = (0..<keyBytes).map { UInt8(truncatingIfNeeded: $0 &+ 3) }
+        let length = hexBytes(String(format: "%08x", keyBytes))
+        let put = Effect.put(key: key, value: [1, 2, 3])
+        let valueHash = MerkleHash(SHA256.hash(data: [1, 2, 3] as [UInt8]))
+        #expect(put.valueHash == valueHash)
+        #expect(put.leafHash == MerkleHash(SHA256.hash(data: [0x00, 0x01] + length + key + valueHash.bytes)))
+        #expect(put.leafHash == MerkleHasher.leafHash(put.leafData))
+        let delete = Effect(key: key, valueHash: nil)
+        #expect(delete.leafHash == MerkleHash(SHA256.hash(data: [0x00, 0x02] + length + key)))
+        #expect(delete.leafHash == MerkleHasher.leafHash(delete.leafData))
     }
 
     @Test func leafIndexIsEntryIndexMinusOne() {
