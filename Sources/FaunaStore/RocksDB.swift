@@ -141,10 +141,6 @@ public final class RocksDB: @unchecked Sendable {
         // memtables of every family together, so after a crash all families stand at the same
         // write (docs/adr/0010-write-path-v2.md).
         rocksdb_options_set_atomic_flush(dbOptions, 1)
-        // Compactions read their input files in 2 MiB reads rather than one pread per 4 KiB
-        // block (RocksDB 7.8's default is 0; 8.x defaults to 2 MiB): a follower under load made
-        // ~2,600 preads a second on its compaction thread (docs/PERFORMANCE.md).
-        rocksdb_options_compaction_readahead_size(dbOptions, 2 << 20)
         // Point reads dominate applying (the state machine reads each key it writes, mostly
         // misses for new keys): full bloom filters in SSTs and a whole-key bloom filter in the
         // memtable turn most misses into one filter probe; one shared 64 MiB block cache.
