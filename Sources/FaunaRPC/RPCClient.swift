@@ -121,8 +121,8 @@ public final class RPCClient: Sendable {
                         if let tls = configuration.tls {
                             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.dialer, serverHostname: nil))
                             try channel.pipeline.syncOperations.addHandler(TLSHandshakeWaiter(channel.eventLoop.makePromise()))
-                            try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescer())
                         }
+                        try channel.pipeline.syncOperations.addHandler(WriteCoalescer())
                         try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax)
                         try channel.pipeline.syncOperations.addHandler(
                             ClientConnectionHandler(configuration: configuration, logger: handlerLogger, end: end))

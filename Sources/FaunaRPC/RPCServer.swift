@@ -284,8 +284,8 @@ public final class RPCServer: Sendable {
             }
             try channel.pipeline.syncOperations.addHandler(PlaintextRefuser(logger: logger))
             try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
-            try channel.pipeline.syncOperations.addHandler(TLSWriteCoalescer())
         }
+        try channel.pipeline.syncOperations.addHandler(WriteCoalescer())
         try channel.pipeline.syncOperations.addFrameCodec(bodyBytesMax: configuration.bodyBytesMax, meter: meter)
         var connectionLogger = logger
         connectionLogger[metadataKey: "remote"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
