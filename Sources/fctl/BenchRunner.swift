@@ -4,6 +4,7 @@ import FaunaRPC
 import FctlCore
 import Foundation
 import NIOConcurrencyHelpers
+import NIOPosix
 
 /// Runs one `fctl bench` workload: optional preload, then the measured phase (docs/CLI.md).
 struct BenchRunner {
@@ -22,7 +23,11 @@ struct BenchRunner {
         let configuration = FaunaClientConfiguration(
             deadline: deadline, requestTimeout: min(deadline, .seconds(3)),
             requestsInFlightMax: max(256, workersPerClient), idleSessionsMax: max(64, workersPerClient), tls: tls)
-        let clients = (0..<p.connections).map { _ in FaunaClient(endpoints: endpoints, configuration: configuration) }
+        // Client i's connections live on event loop i (round robin), and its workers run there
+        // (`measure`): no thread hop between a worker and its connection.
+        let loops = (0..<p.connections).map { _ in MultiThreadedEventLoopGroup.singleton.next() }
+        let clients = loops.map { FaunaClient(endpoints: endpoints, configuration: configuration, group: $0) }
+        let executors = loops.map { EventLoopTaskExecutor($0) }
         var random = BenchRandom(seed: p.seed)
         let values = (0..<p.distinctValues).map { _ in (0..<p.valueBytes).map { _ in UInt8.random(in: 0...255, using: &random) } }
         let zipf = p.distribution == .zipf ? BenchZipf(count: p.keySpace, exponent: BenchParameters.zipfExponent) : nil
@@ -38,7 +43,7 @@ struct BenchRunner {
 
         var preloadReport: BenchReport?
         if p.preload {
-            let report = await measure(plan, clients, isPreload: true)
+            let report = await measure(plan, clients, executors, isPreload: true)
             if !global.json { print(report.text(label: "preload")) }
             preloadReport = report
         }
@@ -59,7 +64,7 @@ struct BenchRunner {
             }
         }
         let eventsBefore = watchers?.events ?? 0
-        var report = await measure(plan, clients, isPreload: false)
+        var report = await measure(plan, clients, executors, isPreload: false)
         if let watchers {
             report.figures.merge(await Self.watchFigures(watchers, since: eventsBefore, report, clients[0]), uniquingKeysWith: { $1 })
             await watchers.close()
@@ -82,7 +87,7 @@ struct BenchRunner {
     }
 
     /// One phase: every key once in order (preload), or the workload until a bound is reached.
-    func measure(_ plan: BenchPlan, _ clients: [FaunaClient], isPreload: Bool) async -> BenchReport {
+    func measure(_ plan: BenchPlan, _ clients: [FaunaClient], _ executors: [EventLoopTaskExecutor], isPreload: Bool) async -> BenchReport {
         let p = plan.parameters
         let tickets: BenchTickets
         if isPreload {
@@ -98,7 +103,7 @@ struct BenchRunner {
             for id in 0..<p.clients {
                 let worker = BenchWorker(
                     id: id, plan: plan, client: clients[id % clients.count], tickets: tickets, isPreload: isPreload)
-                group.addTask { await worker.run() }
+                group.addTask(executorPreference: executors[id % executors.count]) { await worker.run() }
             }
             var all = BenchWorkerResult()
             for await result in group { all.merge(result) }
