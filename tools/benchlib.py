@@ -1,4 +1,4 @@
-"""A 3-node Fauna cluster on loopback for the benchmark tools (bench-put-ab, bench-python,
+"""A 3-node Fauna cluster on loopback for the benchmark tools (bench-put-ab, bench-ab, bench-python,
 bench-audit-chain): started from a temporary cluster.toml, waited for until it has a leader,
 stopped on every exit path; and the CPU time and I/O counters of a process from /proc. Every wait
 is bounded."""
