@@ -10,6 +10,11 @@ import subprocess
 import time
 
 
+# `fctl bench` flags for the keys and values of tools/bench-vs-etcd's workload (the shape of
+# etcd's benchmark): 100,000 8-byte keys in etcd's varint encoding, 256-byte values.
+ETCD_SHAPE = ["--key-size", "8", "--val-size", "256", "--key-space", "100000", "--key-format", "varint"]
+
+
 class ClusterError(Exception):
     """The cluster did not start (the message names the log files)."""
 
