@@ -59,9 +59,10 @@ public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
         self.init(level: level, index: leaves >> UInt64(level))
     }
 
-    /// The key of this node in the store's `merkle` column family (schema 5):
-    /// `u64BE(postOrderPosition)`. A growing tree writes ascending keys only, so the family is
-    /// append-only and RocksDB moves its files down the levels without rewriting them.
+    /// The key schema 5 stored this node under in the store's `merkle` column family:
+    /// `u64BE(postOrderPosition)`, ascending as the tree grows. Schema 6 keeps 32 nodes of
+    /// consecutive positions in one record (FaunaStore's `MerkleTile`); only the upgrades write
+    /// and read this key now.
     public var storageKey: [UInt8] {
         let position = postOrderPosition
         return (0..<8).map { UInt8(truncatingIfNeeded: position >> UInt64(56 - 8 * $0)) }

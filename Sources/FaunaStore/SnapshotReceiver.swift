@@ -116,7 +116,7 @@ public final class SnapshotReceiver {
                 throw StoreError(.snapshotInvalid, "snapshot: \(error.message)")
             }
             let schema = try rocks { () throws(RocksDBError) in try db.get(cfs.nodeMeta, MetaKey.schema) }
-            // Schemas 3 and 4 (a sender not upgraded yet) are upgraded in place by the store
+            // Schemas 3 to 5 (a sender not upgraded yet) are upgraded in place by the store
             // when it opens the installed directory, like a data directory of theirs.
             let accepted = (UInt32(3)...storeSchemaVersion).map(bigEndianBytes32)
             guard let schema, accepted.contains(schema) else {
@@ -125,11 +125,12 @@ public final class SnapshotReceiver {
                     "snapshot schema: got \(schema.map(Self.describeSchema) ?? "none (schema 2 or older)"), want 3 to \(storeSchemaVersion): "
                         + "the sender runs another Fauna version; upgrade every node")
             }
-            // Where the checkpoint's schema keeps the hard state and compaction point.
-            let current = schema == bigEndianBytes32(storeSchemaVersion)
-            let hardStateKey = current ? MetaKey.raftHardState : RaftKey.legacyHardState
-            let snapshotKey = current ? MetaKey.raftSnapshot : RaftKey.legacySnapshot
-            let raftState = current ? cfs.meta : cfs.log
+            // Where the checkpoint's schema keeps the hard state and compaction point: `log`
+            // up to schema 4, `meta` from 5 on.
+            let inMeta = schema != bigEndianBytes32(3) && schema != bigEndianBytes32(4)
+            let hardStateKey = inMeta ? MetaKey.raftHardState : RaftKey.legacyHardState
+            let snapshotKey = inMeta ? MetaKey.raftSnapshot : RaftKey.legacySnapshot
+            let raftState = inMeta ? cfs.meta : cfs.log
             let meta = manifest.metadata
             let batch = db.makeWriteBatch()
             // The sender's entries at and below the snapshot index are the journal and stay;

@@ -123,12 +123,13 @@ extension Store {
         /// The applied state and tree after it.
         var state: AppliedState
         var frontier: MerkleFrontier
+        var tiles: MerkleTileWriter
     }
 
     private func applyLocked(_ entries: [Entry], confState: ConfState?, sync: Bool) throws -> [AppliedEntry] {
         // A membership change is recorded with the last entry, so such a group stays one batch.
         guard entries.count > applyChunkEntries, confState == nil else {
-            let chunk = try prepare(entries[...], after: (applied, frontier), confState: confState, over: nil)
+            let chunk = try prepare(entries[...], after: (applied, frontier, merkleTiles), confState: confState, over: nil)
             try rocks { () throws(RocksDBError) in try db.write(chunk.batch, sync: false, logged: false) }
             try finish(chunk)
             if sync { try flushStateLocked() }
@@ -152,7 +153,7 @@ extension Store {
         var start = entries.startIndex
         while start < entries.endIndex {
             let end = min(start + applyChunkEntries, entries.endIndex)
-            let after = inFlight.map { ($0.state, $0.frontier) } ?? (applied, frontier)
+            let after = inFlight.map { ($0.state, $0.frontier, $0.tiles) } ?? (applied, frontier, merkleTiles)
             let chunk = try prepare(entries[start..<end], after: after, confState: nil, over: inFlight?.kvWrites)
             try collect()
             writer.submit(chunk.batch)
@@ -175,14 +176,15 @@ extension Store {
     /// write — effects, Merkle nodes, KV writes, the applied state — into one batch.
     /// - Parameter pending: the previous chunk's KV writes if it may not be written yet.
     private func prepare(
-        _ entries: ArraySlice<Entry>, after: (state: AppliedState, frontier: MerkleFrontier), confState: ConfState?,
+        _ entries: ArraySlice<Entry>, after: (state: AppliedState, frontier: MerkleFrontier, tiles: MerkleTileWriter),
+        confState: ConfState?,
         over pending: KVWriteBatch?
     ) throws -> PreparedChunk {
         let batch = db.makeWriteBatch()
         let committed = RocksDBKVBackend(db: db, cfs: cfs, sessionIndex: sessionIndex)
         let cached = recordCache.map { CachedKVBackend(base: committed, cache: $0, meta: metaCache ?? MetaCache()) }
         var frontier = after.frontier
-        var nodes = NodeWrites()
+        var tiles = after.tiles
         var kvBatch = KVWriteBatch(expectedEntries: entries.count)
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
@@ -213,16 +215,17 @@ extension Store {
                 if let recorded = record.effects {
                     effectWrites.append((bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(effects: recorded)))
                 }
-                frontier.append(record.leaf.leafHash, to: &nodes)
+                frontier.append(record.leaf.leafHash, to: &tiles)
             }
             out.append(AppliedEntry(index: e.index, result: result, writes: effects.writes, leaseChanges: effects.leaseChanges))
             if e.type == .confChange { confChanges.append(e.index) }
         }
         committed.add(kvBatch, to: batch)
         for (key, value) in effectWrites { batch.put(cfs.effects, key, value) }
-        // The frontier records nodes as they complete: in post-order, so in ascending key
-        // order, each key after every key already stored (an append to the memtable).
-        for (address, hash) in nodes.writes { batch.put(cfs.merkle, address.storageKey, hash.bytes) }
+        // The frontier records nodes as they complete, in post-order: the tiles they fill
+        // come in ascending key order, after every tile already stored but the last, which
+        // they rewrite (docs/STORAGE.md "Merkle tiles").
+        tiles.write(to: batch, cfs.merkle)
         var state = after.state
         if let last = entries.last {
             state.index = last.index
@@ -234,13 +237,14 @@ extension Store {
         add(state, to: batch)
         precondition(!auditChain || frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
         try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
-        return PreparedChunk(batch: batch, kvWrites: kvBatch, results: out, state: state, frontier: frontier)
+        return PreparedChunk(batch: batch, kvWrites: kvBatch, results: out, state: state, frontier: frontier, tiles: tiles)
     }
 
     /// Publishes a written chunk's applied state and tree, and lets the flusher bound the
     /// replay (it may wait here for a flush; a failed flush is thrown: fail-stop).
     private func finish(_ chunk: PreparedChunk) throws(StoreError) {
         frontier = chunk.frontier
+        merkleTiles = chunk.tiles
         applied = chunk.state
         do {
             if let target = try KVStateMachine.compactedRevision(writtenBy: chunk.kvWrites) {

@@ -30,6 +30,8 @@ public final class Store: @unchecked Sendable {
     var applied: AppliedState
     /// The tree's right edge as of `applied.index` (guarded by `applyLock`).
     var frontier: MerkleFrontier
+    /// The tree's last tile as of `applied.index` (guarded by `applyLock`; `MerkleTile`).
+    var merkleTiles: MerkleTileWriter
     /// The second thread of pipelined applies, started by the first long group (guarded by
     /// `applyLock`).
     var applyWriter: ApplyWriter?
@@ -214,6 +216,7 @@ public final class Store: @unchecked Sendable {
         self.cfs = try Self.columnFamilies(of: db, keyring: keyring)
         if schema == 3 { try StoreUpgrade.removeSessionOrderIndex(db: db, cfs: cfs) }
         if let schema, schema < 5 { try StoreUpgrade.appendOnlyKeys(db: db, cfs: cfs, diskGuard: diskGuard) }
+        if let schema, schema < 6 { try StoreUpgrade.merkleTiles(db: db, cfs: cfs, diskGuard: diskGuard) }
         let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         self.applied = applied
         self.historyPurge = try Self.pendingHistoryPurge(db: db, cfs: cfs, kv: kvStateMachine)
@@ -222,6 +225,7 @@ public final class Store: @unchecked Sendable {
             db: db, cf: cfs.log, meta: cfs.meta, diskGuard: diskGuard, pendingUpdatesMax: options.logPendingUpdatesMax,
             applied: applied)
         self.frontier = try Self.loadFrontier(db: db, cfs: cfs, applied: applied, log: raftLog)
+        self.merkleTiles = try MerkleTileWriter.load(treeSize: frontier.treeSize, db: db, cf: cfs.merkle)
         self.flusher = StateFlusher(
             db: db, families: cfs.flushedTogether, flushedIndex: applied.index, replayEntriesMax: options.replayEntriesMax,
             phase: options.stateFlushPhase)
@@ -307,7 +311,7 @@ public final class Store: @unchecked Sendable {
 
     /// Writes the schema version of a new directory, or checks that of an existing one (1
     /// and 2 were already copied into 3 by `StoreUpgrade`). Returns nil for a new directory,
-    /// else the stored version: this one's, or 3 (which the caller upgrades in place).
+    /// else the stored version: this one's, or 3 to 5 (which the caller upgrades in place).
     private static func checkSchema(db: RocksDB, nodeMeta meta: RocksDBColumnFamily) throws(StoreError) -> UInt32? {
         let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
         guard let stored else {

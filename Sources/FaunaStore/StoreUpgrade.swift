@@ -1,6 +1,7 @@
 import FaunaAudit
 import FaunaKV
 import FaunaRaft
+import FaunaVerify
 import Foundation
 
 /// Rewrites a data directory of schema 1 or 2 (the `raft` and `journal` column families, keys
@@ -186,6 +187,69 @@ enum StoreUpgrade {
             batch.delete(cfs.log, old)
         }
         batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(5))
+        try write(sync: true)
+    }
+
+    /// Schema 5 → 6, in place: Merkle nodes move from one key each (`NodeAddress.storageKey`)
+    /// into tiles of 32 (`MerkleTile`, docs/STORAGE.md "Upgrade"). Every `batchRecords` nodes,
+    /// a write puts the tiles they fill and removes their old keys with one range deletion;
+    /// the last write puts the partial last tile and records schema 6, synced. Every write goes
+    /// through the WAL, so the synced last one makes the earlier ones durable too. A crash
+    /// before it leaves schema 5 with the first whole tiles moved: the next open moves the
+    /// rest, from the first old key left, which starts a tile.
+    static func merkleTiles(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
+        var batch = db.makeWriteBatch()
+        func write(sync: Bool) throws(StoreError) {
+            try diskGuard.check(adding: batch.dataBytes, operation: "schema upgrade to 6")
+            try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
+            batch = db.makeWriteBatch()
+        }
+        // Schema 5's keys (8 bytes, a position below 2^56 starts with 0) sort before every tile
+        // key; the iterator reads the state as of its creation, not the writes below.
+        let it = db.makeIterator(cfs.merkle, lowerBound: nil, upperBound: [MerkleTile.keyPrefix])
+        it.seekToFirst()
+        var next: UInt64?  // the position the next old key must have
+        var batchStart: UInt64 = 0  // the first position the current batch moves
+        var tail: [UInt8] = []
+        while it.isValid {
+            let key = it.key
+            guard key.count == NodeAddress.storageKeySizeBytes, let position = uint64(bigEndian: key[...]) else {
+                throw StoreError.corrupt(cfs.merkle, key: key, "schema upgrade to 6: a node key of \(key.count) bytes, want 8")
+            }
+            if next == nil {
+                guard position % MerkleTile.nodesPerTile == 0 else {
+                    throw StoreError.corrupt(
+                        cfs.merkle, key: key, "schema upgrade to 6: the first node left is at position \(position), want a tile's first")
+                }
+                next = position
+                batchStart = position
+            }
+            guard position == next else {
+                throw StoreError.corrupt(cfs.merkle, key: key, "schema upgrade to 6: want the node at position \(next!)")
+            }
+            let hash = try it.storeValue
+            guard hash.count == MerkleHash.sizeBytes else {
+                throw StoreError.corrupt(cfs.merkle, key: key, "schema upgrade to 6: a hash of \(hash.count) bytes, want 32")
+            }
+            tail += hash
+            next = position + 1
+            if position % MerkleTile.nodesPerTile == MerkleTile.nodesPerTile - 1 {
+                batch.put(cfs.merkle, MerkleTile.key(position / MerkleTile.nodesPerTile), tail)
+                tail = []
+                if position + 1 - batchStart >= UInt64(batchRecords) {
+                    batch.deleteRange(cfs.merkle, from: bigEndianBytes(batchStart), to: bigEndianBytes(position + 1))
+                    try write(sync: false)
+                    batchStart = position + 1
+                }
+            }
+            it.next()
+        }
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        if let next {
+            if !tail.isEmpty { batch.put(cfs.merkle, MerkleTile.key(next / MerkleTile.nodesPerTile), tail) }
+            batch.deleteRange(cfs.merkle, from: bigEndianBytes(batchStart), to: bigEndianBytes(next))
+        }
+        batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(6))
         try write(sync: true)
     }
 }

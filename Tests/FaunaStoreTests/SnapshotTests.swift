@@ -65,9 +65,11 @@ struct SnapshotTests {
     }
 
     /// A checkpoint of a node still on schema 3 (its sessions with their order index, schema
-    /// 4's keys) installs on a schema 5 node, which upgrades it when it opens the result and
-    /// then evicts as the sender does; a checkpoint of an unknown schema is refused.
-    @Test func aSchemaThreeCheckpointInstallsAndIsUpgraded() throws {
+    /// 4's keys) or 5 (a key per Merkle node, the hard state in `meta`) installs on a schema 6
+    /// node, which upgrades it when it opens the result and then evicts as the sender does; a
+    /// checkpoint of an unknown schema is refused.
+    @Test(arguments: [3, 5])
+    func anOlderSchemaCheckpointInstallsAndIsUpgraded(schema: Int) throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         var options = Store.Options()
@@ -78,8 +80,12 @@ struct SnapshotTests {
         let sender = try Store(path: dir.sub("sender"), options: options)
         defer { sender.close() }
         clients.renew(senders, try sender.applyLogged(first, sync: true).map(\.result))
-        try StoreLayoutTests.makeSchemaThree(sender)
-        #expect(try StoreLayoutTests.legacyOrderKeys(sender) == 4)
+        if schema == 3 {
+            try StoreLayoutTests.makeSchemaThree(sender)
+            #expect(try StoreLayoutTests.legacyOrderKeys(sender) == 4)
+        } else {
+            try StoreLayoutTests.makeSchemaFive(sender)
+        }
         do {
             let source = try sender.makeSnapshotSource()
             defer { source.close() }
@@ -91,8 +97,12 @@ struct SnapshotTests {
         }
         let installed = try Store(path: dir.sub("receiver"), options: options)
         defer { installed.close() }
-        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
+        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
         #expect(installed.treeHead == sender.treeHead)
+        let size = installed.treeHead.treeSize
+        #expect(try StoreLayoutTests.keys(installed, installed.cfs.merkle) == StoreLayoutTests.tileKeys(treeSize: size))
+        // The root read back from the tiles (the sender's own tree is no longer in its layout).
+        #expect(try installed.makeMerkleProver().rootHash(atSize: size) == sender.treeHead.rootHash)
         #expect(try installed.raftLog.firstIndex() == installed.appliedIndex + 1)
         #expect(try StoreLayoutTests.legacyOrderKeys(installed) == 0)
         #expect(try installed.stateDigest() == sender.stateDigest())

@@ -40,7 +40,7 @@ struct StoreLayoutTests {
             if line.hasPrefix("[CFOptions \"") { family = String(line.dropFirst(12).dropLast(2)) }
             if line.hasPrefix("  memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.0") { hinted.insert(family) }
         }
-        #expect(hinted == ["kv", "history", "merkle"])
+        #expect(hinted == ["kv", "history"])
 
         // Every stored key starts with its group: 1 for the data, 0 for the schema version.
         let db = try RocksDB(path: dir.sub("n1/db"), columnFamilies: StoreColumnFamily.allCases.map(\.options))
@@ -81,20 +81,42 @@ struct StoreLayoutTests {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
             try store.applyLogged(workload(1...5), sync: true)
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
-            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 6], sync: true)
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
+            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 7], sync: true)
         }
         #expect {
             _ = try Store(path: dir.sub("n1"))
         } throws: { error in
-            "\(error)".contains("got 6, want 5") && "\(error)".contains("newer Fauna")
+            "\(error)".contains("got 7, want 6") && "\(error)".contains("newer Fauna")
         }
+    }
+
+    /// Turns `store`'s directory into what schema 5 stored: every Merkle node under its own
+    /// post-order key (`NodeAddress.storageKey`) instead of in tiles, and schema version 5.
+    /// Call it just before closing the store.
+    static func makeSchemaFive(_ store: Store) throws {
+        let batch = store.db.makeWriteBatch()
+        let it = store.db.makeIterator(store.cfs.merkle)
+        it.seekToFirst()
+        while it.isValid {
+            let tile = try #require(MerkleTile.tile(ofKey: it.key))
+            let bytes = try it.value
+            for slot in 0..<bytes.count / 32 {
+                batch.put(store.cfs.merkle, bigEndianBytes(tile * 32 + UInt64(slot)), Array(bytes[slot * 32..<slot * 32 + 32]))
+            }
+            batch.delete(store.cfs.merkle, it.key)
+            it.next()
+        }
+        try it.checkError()
+        batch.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 5])
+        try store.db.write(batch, sync: true)
     }
 
     /// Turns `store`'s directory into what schema 4 stored: every Merkle node under its
     /// level-first key (`NodeAddress.legacyStorageKey`), the hard state and compaction point as
     /// `H` and `S` in `log`, and schema version 4. Call it just before closing the store.
     static func makeSchemaFour(_ store: Store) throws {
+        try makeSchemaFive(store)
         let batch = store.db.makeWriteBatch()
         let it = store.db.makeIterator(store.cfs.merkle)
         it.seekToFirst()
@@ -179,7 +201,7 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"), options: options)
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
         #expect(upgraded.treeHead == fresh.treeHead)
         #expect(try Self.legacyOrderKeys(upgraded) == 0)
         #expect(try upgraded.stateDigest() == digest)
@@ -188,9 +210,9 @@ struct StoreLayoutTests {
         #expect(try StoreSessionOrderTests.sessions(upgraded.makeKVBackend()) == StoreSessionOrderTests.sessions(fresh.makeKVBackend()))
     }
 
-    /// A schema 4 directory gets schema 5's append-only keys on open: every Merkle node under
-    /// its post-order key, the hard state and compaction point in `meta`, nothing but entries
-    /// in `log`. The state, tree, proofs and Raft log read as before, and later applies match a
+    /// A schema 4 directory gets schema 5's append-only keys on open, then schema 6's tiles:
+    /// every Merkle node in the tile of its post-order position, the hard state and compaction
+    /// point in `meta`, nothing but entries in `log`. The state, tree, proofs and Raft log read as before, and later applies match a
     /// store that never had schema 4. An upgrade a crash interrupted (some nodes under their
     /// new key, schema still 4) is finished by the next open.
     @Test(arguments: [false, true])
@@ -226,9 +248,8 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"))
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
-        let nodeKeys = try Self.keys(upgraded, upgraded.cfs.merkle)
-        #expect(nodeKeys.count == 2 * 300 - 300.nonzeroBitCount && nodeKeys.allSatisfy { $0.count == 8 })
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
+        #expect(try Self.keys(upgraded, upgraded.cfs.merkle) == Self.tileKeys(treeSize: 300))
         #expect(try Self.keys(upgraded, upgraded.cfs.log) == (1...310).map { RaftKey.entry(LogIndex(UInt64($0))) })
         #expect(try upgraded.stateDigest() == digest)
         #expect(upgraded.treeHead == fresh.treeHead)
@@ -243,6 +264,95 @@ struct StoreLayoutTests {
         #expect(upgraded.treeHead == fresh.treeHead)
         #expect(try upgraded.stateDigest() == fresh.stateDigest())
         #expect(try upgraded.makeMerkleProver().consistencyProof(from: 137, to: 400) == fresh.makeMerkleProver().consistencyProof(from: 137, to: 400))
+    }
+
+    /// The tile keys of a tree of `treeSize` leaves, in order.
+    static func tileKeys(treeSize: UInt64) -> [[UInt8]] {
+        let nodes = MerkleTile.nodeCount(treeSize: treeSize)
+        return (0..<(nodes + 31) / 32).map { MerkleTile.key($0) }
+    }
+
+    /// A schema 5 directory gets schema 6's tiles on open: its nodes move from a key each into
+    /// tiles of 32, over more than one of the upgrade's batches, the last tile partial. The
+    /// tree, its proofs and the state read as before, and later applies match a store that
+    /// never had schema 5. An upgrade a crash interrupted (its first tiles written and their
+    /// old keys gone, schema still 5) is finished by the next open.
+    @Test(arguments: [false, true])
+    func aSchemaFiveDirectoryGetsMerkleTiles(interrupted: Bool) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        // 2,500 leaves: 4,995 nodes, more than one upgrade batch of 4,096; the last tile holds 3.
+        let size: UInt64 = 2500
+        #expect(MerkleTile.nodeCount(treeSize: size) > UInt64(StoreUpgrade.batchRecords))
+        #expect(MerkleTile.nodeCount(treeSize: size) % 32 == 3)
+        let fresh = try Store(path: dir.sub("fresh"))
+        defer { fresh.close() }
+        try fresh.applyLogged(workload(1...size))
+        #expect(try Self.keys(fresh, fresh.cfs.merkle) == Self.tileKeys(treeSize: size))
+        let prover = fresh.makeMerkleProver()
+        let proof = try prover.inclusionProof(for: LeafIndex(1_337), treeSize: size)
+        let consistency = try prover.consistencyProof(from: 999, to: size)
+        let digest: StateDigest
+        do {
+            let old = try Store(path: dir.sub("old"))
+            defer { old.close() }
+            try old.applyLogged(workload(1...size), sync: true)
+            digest = try old.stateDigest()
+            try Self.makeSchemaFive(old)
+            let oldKeys = try Self.keys(old, old.cfs.merkle)
+            #expect(oldKeys.count == Int(MerkleTile.nodeCount(treeSize: size)) && oldKeys.allSatisfy { $0.count == 8 })
+            if interrupted {
+                // What a crash after the upgrade's first batch leaves: 128 whole tiles moved.
+                let moved = try Self.keys(old, old.cfs.merkle).prefix(4096)
+                let batch = old.db.makeWriteBatch()
+                for tile in 0..<UInt64(128) {
+                    var bytes: [UInt8] = []
+                    for key in moved[Int(tile) * 32..<Int(tile + 1) * 32] { bytes += try #require(try old.db.get(old.cfs.merkle, Array(key))) }
+                    batch.put(old.cfs.merkle, MerkleTile.key(tile), bytes)
+                }
+                batch.deleteRange(old.cfs.merkle, from: bigEndianBytes(0), to: bigEndianBytes(4096))
+                try old.db.write(batch, sync: true)
+            }
+        }
+        let upgraded = try Store(path: dir.sub("old"))
+        defer { upgraded.close() }
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
+        #expect(try Self.keys(upgraded, upgraded.cfs.merkle) == Self.tileKeys(treeSize: size))
+        #expect(try upgraded.stateDigest() == digest)
+        #expect(upgraded.treeHead == fresh.treeHead)
+        let upgradedProver = upgraded.makeMerkleProver()
+        #expect(try upgradedProver.inclusionProof(for: LeafIndex(1_337), treeSize: size) == proof)
+        #expect(try upgradedProver.consistencyProof(from: 999, to: size) == consistency)
+        #expect(try upgraded.auditJournal().problem == nil)
+        // Later applies fill the partial tile and agree with the store that never had 5.
+        try upgraded.applyLogged(workload(size + 1...size + 100))
+        try fresh.applyLogged(workload(size + 1...size + 100))
+        #expect(upgraded.treeHead == fresh.treeHead)
+        #expect(try Self.keys(upgraded, upgraded.cfs.merkle) == Self.tileKeys(treeSize: size + 100))
+        #expect(try upgraded.makeMerkleProver().consistencyProof(from: 2_345, to: size + 100)
+            == fresh.makeMerkleProver().consistencyProof(from: 2_345, to: size + 100))
+    }
+
+    /// A tree's last tile must hold exactly the nodes of the applied tree: one hash more (a
+    /// damaged or foreign directory) stops the open with a message naming the tile. (One
+    /// fewer fails the frontier's load first: the last node is on the tree's right edge.)
+    @Test func aLastTileOfTheWrongLengthIsRefusedOnOpen() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            try store.applyLogged(workload(1...20), sync: true)
+            // 20 leaves: 38 nodes, so the second tile holds 6 hashes; give it a seventh.
+            let last = try #require(try store.db.get(store.cfs.merkle, MerkleTile.key(1)))
+            #expect(last.count == 6 * 32)
+            try store.db.put(store.cfs.merkle, MerkleTile.key(1), last + [UInt8](repeating: 7, count: 32), sync: true)
+        }
+        #expect {
+            _ = try Store(path: dir.sub("n1"))
+        } throws: { error in
+            "\(error)".contains("last tile of a tree of 20 leaves: got 224 bytes, want 192")
+        }
     }
 }
 
@@ -281,12 +391,13 @@ struct StoreUpgradeTests {
             let audit = try store.auditJournal()
             #expect(audit.problem == nil && audit.entries == 69, "\(String(describing: audit.problem))")
             #expect(store.leafV2From != nil)
-            // Copied into schema 3, then upgraded in place to 4 (no sessions' order index) and
-            // 5 (append-only keys: entries only in `log`, post-order keys in `merkle`).
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 5])
+            // Copied into schema 3, then upgraded in place to 4 (no sessions' order index), 5
+            // (append-only keys: entries only in `log`, post-order keys in `merkle`) and 6
+            // (those nodes in tiles of 32).
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
             #expect(try StoreLayoutTests.legacyOrderKeys(store) == 0)
             #expect(try StoreLayoutTests.keys(store, store.cfs.log).allSatisfy { RaftKey.index(ofEntryKey: $0) != nil })
-            #expect(try StoreLayoutTests.keys(store, store.cfs.merkle).allSatisfy { $0.count == 8 })
+            #expect(try StoreLayoutTests.keys(store, store.cfs.merkle) == StoreLayoutTests.tileKeys(treeSize: 69))
             // The Raft log keeps its hard state and compaction point; entries below are the journal.
             let (hard, _) = try store.raftLog.initialState()
             #expect(hard.commit >= LogIndex(69) && hard.term > Term.zero)
