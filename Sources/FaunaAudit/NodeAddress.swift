@@ -27,8 +27,13 @@ public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
     public var postOrderPosition: UInt64 {
         // Nodes of the complete subtrees left of this one (2m − popcount(m) for m leaves),
         // then this subtree's own nodes, its root last.
-        let before = index &<< UInt64(level)
-        return 2 &* before &- UInt64(before.nonzeroBitCount) &+ Self.subtreeNodes(level) &- 1
+        return Self.nodeCount(leaves: index &<< UInt64(level)) &+ Self.subtreeNodes(level) &- 1
+    }
+
+    /// The nodes of a tree of `leaves` leaves, `2n − popcount(n)`: also the post-order
+    /// position of the next node it gains.
+    public static func nodeCount(leaves: UInt64) -> UInt64 {
+        2 &* leaves &- UInt64(leaves.nonzeroBitCount)
     }
 
     /// Nodes in a complete subtree of height `level` (2^(level+1) − 1; UInt64.max for 63).

@@ -22,20 +22,16 @@ enum MerkleTile {
 
     /// `T ‖ u64BE(tile)`.
     static func key(_ tile: UInt64) -> [UInt8] {
-        var key = [UInt8](repeating: keyPrefix, count: keySizeBytes)
-        for i in 0..<8 { key[1 + i] = UInt8(truncatingIfNeeded: tile >> UInt64(56 - 8 * i)) }
-        return key
+        var w = ByteWriter(capacity: keySizeBytes)
+        w.u8(keyPrefix)
+        w.u64(tile)
+        return w.bytes
     }
 
     /// The tile in a tile key, or nil if `key` is not one.
     static func tile(ofKey key: [UInt8]) -> UInt64? {
         guard key.count == keySizeBytes, key[0] == keyPrefix else { return nil }
-        return key.dropFirst().reduce(0) { $0 << 8 | UInt64($1) }
-    }
-
-    /// The nodes stored for a tree of `treeSize` leaves: `2n − popcount(n)`.
-    static func nodeCount(treeSize: UInt64) -> UInt64 {
-        2 &* treeSize &- UInt64(treeSize.nonzeroBitCount)
+        return uint64(bigEndian: key[1...])
     }
 }
 
@@ -55,7 +51,7 @@ struct MerkleTileWriter: MerkleNodeWriter {
     /// A writer for a tree of `treeSize` leaves whose last tile holds `tail`.
     /// - Precondition: `tail` holds exactly the hashes the last tile has at that size.
     init(treeSize: UInt64, tail: [UInt8]) {
-        nextPosition = MerkleTile.nodeCount(treeSize: treeSize)
+        nextPosition = NodeAddress.nodeCount(leaves: treeSize)
         precondition(
             UInt64(tail.count) == (nextPosition % MerkleTile.nodesPerTile) * UInt64(MerkleHash.sizeBytes),
             "merkle tail of \(tail.count) bytes for \(nextPosition) nodes")
@@ -90,7 +86,7 @@ struct MerkleTileWriter: MerkleNodeWriter {
     /// Reads the last tile of a tree of `treeSize` leaves (for an open).
     /// - Throws: `.corruptRecord` if it is missing or has another number of hashes.
     static func load(treeSize: UInt64, db: RocksDB, cf: RocksDBColumnFamily) throws(StoreError) -> MerkleTileWriter {
-        let count = MerkleTile.nodeCount(treeSize: treeSize)
+        let count = NodeAddress.nodeCount(leaves: treeSize)
         let want = Int(count % MerkleTile.nodesPerTile) * MerkleHash.sizeBytes
         guard want > 0 else { return MerkleTileWriter(treeSize: treeSize, tail: []) }
         let key = MerkleTile.key(count / MerkleTile.nodesPerTile)

@@ -268,7 +268,7 @@ struct StoreLayoutTests {
 
     /// The tile keys of a tree of `treeSize` leaves, in order.
     static func tileKeys(treeSize: UInt64) -> [[UInt8]] {
-        let nodes = MerkleTile.nodeCount(treeSize: treeSize)
+        let nodes = NodeAddress.nodeCount(leaves: treeSize)
         return (0..<(nodes + 31) / 32).map { MerkleTile.key($0) }
     }
 
@@ -283,8 +283,8 @@ struct StoreLayoutTests {
         defer { dir.remove() }
         // 2,500 leaves: 4,995 nodes, more than one upgrade batch of 4,096; the last tile holds 3.
         let size: UInt64 = 2500
-        #expect(MerkleTile.nodeCount(treeSize: size) > UInt64(StoreUpgrade.batchRecords))
-        #expect(MerkleTile.nodeCount(treeSize: size) % 32 == 3)
+        #expect(NodeAddress.nodeCount(leaves: size) > UInt64(StoreUpgrade.batchRecords))
+        #expect(NodeAddress.nodeCount(leaves: size) % 32 == 3)
         let fresh = try Store(path: dir.sub("fresh"))
         defer { fresh.close() }
         try fresh.applyLogged(workload(1...size))
@@ -300,7 +300,7 @@ struct StoreLayoutTests {
             digest = try old.stateDigest()
             try Self.makeSchemaFive(old)
             let oldKeys = try Self.keys(old, old.cfs.merkle)
-            #expect(oldKeys.count == Int(MerkleTile.nodeCount(treeSize: size)) && oldKeys.allSatisfy { $0.count == 8 })
+            #expect(oldKeys.count == Int(NodeAddress.nodeCount(leaves: size)) && oldKeys.allSatisfy { $0.count == 8 })
             if interrupted {
                 // What a crash after the upgrade's first batch leaves: 128 whole tiles moved.
                 let moved = try Self.keys(old, old.cfs.merkle).prefix(4096)
