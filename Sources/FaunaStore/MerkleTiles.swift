@@ -59,9 +59,6 @@ struct MerkleTileWriter: MerkleNodeWriter {
         self.tail.reserveCapacity(Int(MerkleTile.nodesPerTile) * MerkleHash.sizeBytes)
     }
 
-    /// An empty tree's.
-    init() { self.init(treeSize: 0, tail: []) }
-
     mutating func recordHash(_ hash: MerkleHash, at address: NodeAddress) {
         precondition(address.postOrderPosition == nextPosition, "merkle node \(address) out of post-order")
         hash.withUnsafeBytes { tail.append(contentsOf: $0) }
