@@ -56,6 +56,13 @@ public enum KVSessionRecency {
         a.lastUsed != b.lastUsed ? a.lastUsed < b.lastUsed : a.client < b.client
     }
 
+    /// The meta keys of client sessions: one interval of the meta key space, which a store
+    /// may keep apart from the other meta keys (Fauna's store keeps it in its own family).
+    public static let keyRange = KeyRange.prefix(KVMetaKey.sessionPrefix)
+
+    /// Whether `key` is a client session's meta key.
+    public static func isSessionKey(_ key: [UInt8]) -> Bool { key.starts(with: KVMetaKey.sessionPrefix) }
+
     /// The client of a meta key under `sessionPrefix`, nil for any other meta key.
     public static func client(ofMetaKey key: [UInt8]) -> ClientID? {
         let prefix = KVMetaKey.sessionPrefix

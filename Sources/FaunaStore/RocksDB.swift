@@ -85,12 +85,25 @@ public struct RocksDBColumnFamilyOptions: Sendable, Hashable {
     /// default reuses the last position only for the very next key. Ignored by RocksDB for
     /// writes that share a write group with another thread's (those insert concurrently).
     public var insertHint: Bool
+    /// A put of a key already in the active memtable overwrites the value there if the new
+    /// one is no longer (RocksDB's `inplace_update_support`) instead of adding a version, so
+    /// the memtable holds about one entry per key. The price: reads of this family through a
+    /// snapshot or an iterator are not point-in-time (a later overwrite shows through, and an
+    /// iterator may see a value while it is being overwritten), and the database gives up
+    /// concurrent memtable inserts (RocksDB refuses both together). Only for a family read by
+    /// point gets of the one thread that writes it, and by flushes and checkpoints (which
+    /// read immutable memtables).
+    public var inPlaceUpdates: Bool
 
-    public init(name: String, compression: Compression = .lz4, memtableBloom: Bool = true, insertHint: Bool = false) {
+    public init(
+        name: String, compression: Compression = .lz4, memtableBloom: Bool = true, insertHint: Bool = false,
+        inPlaceUpdates: Bool = false
+    ) {
         self.name = name
         self.compression = compression
         self.memtableBloom = memtableBloom
         self.insertHint = insertHint
+        self.inPlaceUpdates = inPlaceUpdates
     }
 }
 
@@ -141,6 +154,10 @@ public final class RocksDB: @unchecked Sendable {
         // memtables of every family together, so after a crash all families stand at the same
         // write (docs/adr/0010-write-path-v2.md).
         rocksdb_options_set_atomic_flush(dbOptions, 1)
+        // In-place updates need memtable inserts made one write group at a time. That costs
+        // our writers nothing: RocksDB never groups a write through the WAL (`log`) with one
+        // without (the state), and each kind comes from one thread.
+        if wanted.contains(where: \.inPlaceUpdates) { rocksdb_options_set_allow_concurrent_memtable_write(dbOptions, 0) }
         // Point reads dominate applying (the state machine reads each key it writes, mostly
         // misses for new keys): full bloom filters in SSTs and a whole-key bloom filter in the
         // memtable turn most misses into one filter probe; one shared 64 MiB block cache.
@@ -185,6 +202,7 @@ public final class RocksDB: @unchecked Sendable {
                 o = hinted
             }
             let compression = w.compression
+            if w.inPlaceUpdates { rocksdb_options_set_inplace_update_support(o, 1) }
             if w.memtableBloom {
                 rocksdb_options_set_memtable_whole_key_filtering(o, 1)
                 rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05)

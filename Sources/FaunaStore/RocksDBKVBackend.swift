@@ -1,7 +1,12 @@
 import FaunaKV
 
-/// FaunaKV's `KVBackend` over the `kv`, `history` and `meta` column families, reading either
-/// the latest committed state or a consistent snapshot of it.
+/// FaunaKV's `KVBackend` over the `kv`, `history`, `meta` and `sessions` column families,
+/// reading either the latest committed state or a consistent snapshot of it. The meta keys of
+/// client sessions (`KVSessionRecency.keyRange`) are in `sessions`, the others in `meta`.
+///
+/// `sessions` is updated in place (`StoreColumnFamily.options`), so a snapshot does not hold
+/// it still: only the apply path reads sessions, and it builds its session order with no
+/// write in flight (`Store.applyLocked`). A snapshot reader (the state digest) reads none.
 ///
 /// Bytes read from disk that do not decode throw `StoreError.corruptRecord` naming the CF and
 /// key (fail-stop); nothing here traps on stored data.
@@ -10,6 +15,7 @@ public struct RocksDBKVBackend: KVBackend {
     let kv: RocksDBColumnFamily
     let history: RocksDBColumnFamily
     let meta: RocksDBColumnFamily
+    let sessions: RocksDBColumnFamily
     let snapshot: RocksDBReadSnapshot?
     /// The apply path's session order (`Store.sessionIndex`); nil: read from disk each time.
     let sessionIndex: SessionRecencyIndex?
@@ -19,6 +25,7 @@ public struct RocksDBKVBackend: KVBackend {
         self.kv = cfs.kv
         self.history = cfs.history
         self.meta = cfs.meta
+        self.sessions = cfs.sessions
         self.snapshot = snapshot
         self.sessionIndex = sessionIndex
     }
@@ -86,19 +93,38 @@ public struct RocksDBKVBackend: KVBackend {
         }
     }
 
-    public func metaValue(forKey key: [UInt8]) throws -> [UInt8]? {
-        try db.get(meta, key, snapshot: snapshot)
+    /// The family that holds the meta key `key`.
+    private func family(ofMetaKey key: [UInt8]) -> RocksDBColumnFamily {
+        KVSessionRecency.isSessionKey(key) ? sessions : meta
     }
 
+    public func metaValue(forKey key: [UInt8]) throws -> [UInt8]? {
+        try db.get(family(ofMetaKey: key), key, snapshot: snapshot)
+    }
+
+    /// The session keys are one interval of the meta key space, so `range` is read in up to
+    /// three consecutive parts, in key order: from `meta` below that interval, from
+    /// `sessions` within it, from `meta` above it.
     public func scanMeta(in range: KeyRange, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
-        guard !range.isEmpty else { return }
-        let it = db.makeIterator(meta, lowerBound: range.start, upperBound: range.end, snapshot: snapshot)
-        it.seekToFirst()
-        while it.isValid {
-            guard try body(it.key, try it.value) else { return }
-            it.next()
+        let s = KVSessionRecency.keyRange
+        func lower(_ a: [UInt8]?, _ b: [UInt8]?) -> [UInt8]? {
+            guard let a else { return b }
+            guard let b else { return a }
+            return compareBytes(a, b) <= 0 ? a : b
         }
-        try it.checkError()
+        let higher = { (a: [UInt8], b: [UInt8]) in compareBytes(a, b) >= 0 ? a : b }
+        var parts = [(meta, KeyRange(start: range.start, end: lower(range.end, s.start)))]
+        parts.append((sessions, KeyRange(start: higher(range.start, s.start), end: lower(range.end, s.end))))
+        if let sessionsEnd = s.end { parts.append((meta, KeyRange(start: higher(range.start, sessionsEnd), end: range.end))) }
+        for (family, part) in parts where !part.isEmpty {
+            let it = db.makeIterator(family, lowerBound: part.start, upperBound: part.end, snapshot: snapshot)
+            it.seekToFirst()
+            while it.isValid {
+                guard try body(it.key, try it.value) else { return }
+                it.next()
+            }
+            try it.checkError()
+        }
     }
 
     public func scanSessionsByRecency(_ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool) throws {
@@ -117,7 +143,8 @@ public struct RocksDBKVBackend: KVBackend {
             if let value { batch.put(history, key, value.encoded) } else { batch.delete(history, key) }
         }
         for (key, value) in kvBatch.sortedMetaWrites {
-            if let value { batch.put(meta, key, value) } else { batch.delete(meta, key) }
+            let family = family(ofMetaKey: key)
+            if let value { batch.put(family, key, value) } else { batch.delete(family, key) }
         }
     }
 }

@@ -36,22 +36,28 @@ final class SessionRecencyIndex {
         isBuilt = false
     }
 
+    /// Builds the index from `stored` (the committed sessions) unless it is built. It reads
+    /// them with an iterator, which is not point-in-time in `sessions` (updated in place):
+    /// the caller makes sure no write of the state is in flight (`Store.applyLocked`).
+    func buildIfNeeded(from stored: some KVBackend) throws {
+        guard !isBuilt else { return }
+        var built: [(lastUsed: Revision, client: ClientID)] = []
+        try KVSessionRecency.scanStored(on: stored) { revision, client in
+            built.append((revision, client))
+            return true
+        }
+        reset()
+        order = built
+        for s in built { lastUsed[s.client] = s.lastUsed }
+        isBuilt = true
+    }
+
     /// Visits the sessions in eviction order until `body` returns false, first building the
     /// index from `stored` (the committed sessions) if it is not built.
     func scan(
         building stored: some KVBackend, _ body: (_ lastUsed: Revision, _ client: ClientID) throws -> Bool
     ) throws {
-        if !isBuilt {
-            var built: [(lastUsed: Revision, client: ClientID)] = []
-            try KVSessionRecency.scanStored(on: stored) { revision, client in
-                built.append((revision, client))
-                return true
-            }
-            reset()
-            order = built
-            for s in built { lastUsed[s.client] = s.lastUsed }
-            isBuilt = true
-        }
+        try buildIfNeeded(from: stored)
         var i = head
         while i < order.count {
             let s = order[i]

@@ -153,6 +153,13 @@ extension Store {
         var start = entries.startIndex
         while start < entries.endIndex {
             let end = min(start + applyChunkEntries, entries.endIndex)
+            // A chunk may need the session order, which is built by iterating `sessions`; a
+            // write in flight may be updating it in place. So it is built with none in flight:
+            // once after an open or a reset, then `finish` keeps it current.
+            if !sessionIndex.isBuilt {
+                try collect()
+                try sessionIndex.buildIfNeeded(from: RocksDBKVBackend(db: db, cfs: cfs))
+            }
             let after = inFlight.map { ($0.state, $0.frontier, $0.tiles) } ?? (applied, frontier, merkleTiles)
             let chunk = try prepare(entries[start..<end], after: after, confState: nil, over: inFlight?.kvWrites)
             try collect()

@@ -64,7 +64,7 @@ public final class Store: @unchecked Sendable {
 
     /// The data group's key space in each family (`StoreGroup.data`), and group 0's `meta`.
     struct ColumnFamilies {
-        let log, kv, history, effects, merkle, meta: RocksDBColumnFamily
+        let log, kv, history, effects, merkle, meta, sessions: RocksDBColumnFamily
         /// The node's own records (the schema version): `meta` in group 0.
         let nodeMeta: RocksDBColumnFamily
         /// What a state flush flushes, as stored (whole families, every group): the state
@@ -81,7 +81,7 @@ public final class Store: @unchecked Sendable {
         /// directory's filesystem: room for memtable flushes and compaction to finish.
         public var diskFreeBytesMin: UInt64 = 256 << 20
         /// Memtables of all column families together stay below this (the largest is flushed
-        /// past it): most of a node's memory. Without it six families of up to 2 × 64 MiB each
+        /// past it): most of a node's memory. Without it seven families of up to 2 × 64 MiB each
         /// could hold 768 MiB.
         public var memtableBytesMax = 128 << 20
         /// Bound of the Raft log's group-commit queue.
@@ -217,6 +217,7 @@ public final class Store: @unchecked Sendable {
         if schema == 3 { try StoreUpgrade.removeSessionOrderIndex(db: db, cfs: cfs) }
         if let schema, schema < 5 { try StoreUpgrade.appendOnlyKeys(db: db, cfs: cfs, diskGuard: diskGuard) }
         if let schema, schema < 6 { try StoreUpgrade.merkleTiles(db: db, cfs: cfs, diskGuard: diskGuard) }
+        if let schema, schema < 7 { try StoreUpgrade.sessionsFamily(db: db, cfs: cfs, diskGuard: diskGuard) }
         let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         self.applied = applied
         self.historyPurge = try Self.pendingHistoryPurge(db: db, cfs: cfs, kv: kvStateMachine)
@@ -277,7 +278,8 @@ public final class Store: @unchecked Sendable {
         }
         return ColumnFamilies(
             log: try cf(.log), kv: try cf(.kv), history: try cf(.history), effects: try cf(.effects), merkle: try cf(.merkle),
-            meta: try cf(.meta), nodeMeta: try cf(.meta, StoreGroup.node), flushedTogether: flushedTogether)
+            meta: try cf(.meta), sessions: try cf(.sessions), nodeMeta: try cf(.meta, StoreGroup.node),
+            flushedTogether: flushedTogether)
     }
 
     /// Stops background writers and flushes the state, so that a clean restart re-applies

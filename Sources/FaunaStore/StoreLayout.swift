@@ -9,9 +9,11 @@ import FaunaRaft
 /// nothing but entries and only ever appends, docs/STORAGE.md "Append-only keys"). The rest
 /// is the applied state, written without the WAL (its WAL is `log`: a crash loses
 /// what was not flushed, and the node re-applies it from `log`); atomic flushes keep them at
-/// one applied index (docs/adr/0010-write-path-v2.md).
+/// one applied index (docs/adr/0010-write-path-v2.md). `sessions` holds the state machine's
+/// client sessions, apart from the rest of `meta` so that its memtable can update them in place
+/// (schema 7, docs/STORAGE.md "Sessions").
 public enum StoreColumnFamily: String, CaseIterable, Sendable {
-    case log, kv, history, effects, merkle, meta
+    case log, kv, history, effects, merkle, meta, sessions
 
     /// Written without the WAL: the applied state.
     var isState: Bool { self != .log }
@@ -32,6 +34,11 @@ public enum StoreColumnFamily: String, CaseIterable, Sendable {
         case .effects: return RocksDBColumnFamilyOptions(name: rawValue, compression: .zstd, memtableBloom: false)
         case .merkle: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4, memtableBloom: false)
         case .meta: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4)
+        // Every put with a session rewrites its record. Updated in place, the memtable keeps
+        // one entry per session instead of one per put, and inserts search a skiplist of
+        // hundreds of keys, not of every put since the last flush. Nothing reads `sessions`
+        // through a snapshot or an iterator while it is written (`RocksDBKVBackend`).
+        case .sessions: return RocksDBColumnFamilyOptions(name: rawValue, compression: .lz4, inPlaceUpdates: true)
         }
     }
 }
@@ -106,6 +113,8 @@ enum MetaKey {
 }
 
 /// The schema version this code writes and reads. Bumped on any incompatible layout change.
+/// 7: client sessions (`kv/session/…`) in their own family, `sessions`, updated in place;
+///    6 is upgraded in place on open (`StoreUpgrade.sessionsFamily`).
 /// 6: Merkle nodes in tiles of 32 post-order positions (`MerkleTile`), one record per tile
 ///    instead of one per node; 5 is upgraded in place on open (`StoreUpgrade.merkleTiles`).
 /// 5: append-only keys where the data is append-only: Merkle nodes keyed by post-order
@@ -116,4 +125,4 @@ enum MetaKey {
 /// 3: one `log` of entries (Raft log and journal), effects beside it, state without the WAL,
 ///    group IDs in every key (ADR 0010); 2 and 1 are copied into 3 on open (`StoreUpgrade`).
 /// 2: history holds only versions that are no longer current (ADR 0008).
-let storeSchemaVersion: UInt32 = 6
+let storeSchemaVersion: UInt32 = 7

@@ -252,4 +252,39 @@ enum StoreUpgrade {
         batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(6))
         try write(sync: true)
     }
+
+    /// Schema 6 → 7, in place: the client sessions (`KVSessionRecency.keyRange` in `meta`)
+    /// move into their own family, `sessions` (docs/STORAGE.md "Sessions"). Each write moves
+    /// up to `batchRecords` of them — put in `sessions`, deleted from `meta` — through the WAL,
+    /// so a session is in exactly one family after any crash; the last write records schema 7,
+    /// synced, which makes the earlier ones durable too. A crash before it leaves schema 6 with
+    /// some sessions moved: the next open moves the rest. Sessions are few (`sessionsMax`,
+    /// 10,000 by default), so this takes one or a few writes.
+    static func sessionsFamily(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
+        var batch = db.makeWriteBatch()
+        func write(sync: Bool) throws(StoreError) {
+            try diskGuard.check(adding: batch.dataBytes, operation: "schema upgrade to 7")
+            try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
+            batch = db.makeWriteBatch()
+        }
+        // The iterator reads `meta` as of its creation, not the deletions below.
+        let range = KVSessionRecency.keyRange
+        let it = db.makeIterator(cfs.meta, lowerBound: range.start, upperBound: range.end)
+        it.seekToFirst()
+        var inBatch = 0
+        while it.isValid {
+            let key = it.key
+            batch.put(cfs.sessions, key, try it.storeValue)
+            batch.delete(cfs.meta, key)
+            inBatch += 1
+            if inBatch == batchRecords {
+                try write(sync: false)
+                inBatch = 0
+            }
+            it.next()
+        }
+        try rocks { () throws(RocksDBError) in try it.checkError() }
+        batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(7))
+        try write(sync: true)
+    }
 }

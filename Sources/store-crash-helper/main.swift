@@ -20,7 +20,10 @@ func workloadEntry(_ i: UInt64) -> Entry {
     if i % 10 == 0 { return Entry(term: Term(1), index: LogIndex(i)) }
     if i % 25 == 0 { return Entry(term: Term(1), index: LogIndex(i), type: .confChange, data: [UInt8(i & 0xFF)]) }
     let put = KVPut(key: Array("k\(i % 17)".utf8), value: Array("v\(i)".utf8))
-    return Entry(term: Term(1), index: LogIndex(i), type: .normal, data: KVProposal(command: .put(put)).encoded())
+    // Every put comes from one of three client sessions (client i % 3 + 1): its first put, one
+    // of entries 1 to 3, opens the session with sequence 1, and each later one uses sequence i.
+    let session = ClientSession(clientID: ClientID(i % 3 + 1), sequence: SequenceNumber(i <= 3 ? 1 : i))
+    return Entry(term: Term(1), index: LogIndex(i), type: .normal, data: KVProposal(session: session, command: .put(put)).encoded())
 }
 
 /// SplitMix64: deterministic batch sizes for a given seed.

@@ -12,7 +12,10 @@ func crashWorkloadEntry(_ i: UInt64) -> Entry {
     if i % 10 == 0 { return Entry(term: Term(1), index: LogIndex(i)) }
     if i % 25 == 0 { return Entry(term: Term(1), index: LogIndex(i), type: .confChange, data: [UInt8(i & 0xFF)]) }
     let put = KVPut(key: Array("k\(i % 17)".utf8), value: Array("v\(i)".utf8))
-    return Entry(term: Term(1), index: LogIndex(i), type: .normal, data: KVProposal(command: .put(put)).encoded())
+    // Every put comes from one of three client sessions (client i % 3 + 1): its first put, one
+    // of entries 1 to 3, opens the session with sequence 1, and each later one uses sequence i.
+    let session = ClientSession(clientID: ClientID(i % 3 + 1), sequence: SequenceNumber(i <= 3 ? 1 : i))
+    return Entry(term: Term(1), index: LogIndex(i), type: .normal, data: KVProposal(session: session, command: .put(put)).encoded())
 }
 
 /// The helper executable beside the test bundle in the build directory.
@@ -80,6 +83,20 @@ struct CrashCheck {
             #expect(record?.value == latest.map { Array("v\($0)".utf8) }, "key k\(k) at \(logLast) (\(context))")
             #expect(record?.modRevision == latest.map { Revision($0) })
         }
+        // Every session was last used by its client's latest put (sessions are updated in
+        // place in their memtable, then flushed with the rest of the state).
+        var sessions: [String] = []
+        try KVSessionRecency.scanStored(on: backend) { lastUsed, client in
+            sessions.append("\(client)@\(lastUsed)")
+            return true
+        }
+        var latestPuts: [UInt64] = []
+        for c in UInt64(0)..<3 {
+            let isPut = { (i: UInt64) -> Bool in i % 3 == c && i % 10 != 0 && i % 25 != 0 }
+            if let latest = stride(from: logLast, through: 1, by: -1).first(where: isPut) { latestPuts.append(latest) }
+        }
+        let want: [String] = latestPuts.sorted().map { i in "\(ClientID(i % 3 + 1))@\(Revision(i))" }
+        #expect(sessions == want, "sessions at \(logLast) (\(context))")
     }
 }
 

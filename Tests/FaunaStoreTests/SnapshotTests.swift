@@ -65,10 +65,10 @@ struct SnapshotTests {
     }
 
     /// A checkpoint of a node still on schema 3 (its sessions with their order index, schema
-    /// 4's keys) or 5 (a key per Merkle node, the hard state in `meta`) installs on a schema 6
-    /// node, which upgrades it when it opens the result and then evicts as the sender does; a
-    /// checkpoint of an unknown schema is refused.
-    @Test(arguments: [3, 5])
+    /// 4's keys), 5 (a key per Merkle node, the hard state in `meta`) or 6 (sessions in
+    /// `meta`) installs on a schema 7 node, which upgrades it when it opens the result and then
+    /// evicts as the sender does; a checkpoint of an unknown schema is refused.
+    @Test(arguments: [3, 5, 6])
     func anOlderSchemaCheckpointInstallsAndIsUpgraded(schema: Int) throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -83,8 +83,10 @@ struct SnapshotTests {
         if schema == 3 {
             try StoreLayoutTests.makeSchemaThree(sender)
             #expect(try StoreLayoutTests.legacyOrderKeys(sender) == 4)
-        } else {
+        } else if schema == 5 {
             try StoreLayoutTests.makeSchemaFive(sender)
+        } else {
+            try StoreLayoutTests.makeSchemaSix(sender)
         }
         do {
             let source = try sender.makeSnapshotSource()
@@ -97,7 +99,9 @@ struct SnapshotTests {
         }
         let installed = try Store(path: dir.sub("receiver"), options: options)
         defer { installed.close() }
-        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
+        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+        #expect(try StoreLayoutTests.keys(installed, installed.cfs.meta).filter(KVSessionRecency.isSessionKey).isEmpty)
+        #expect(try !StoreLayoutTests.keys(installed, installed.cfs.sessions).isEmpty)
         #expect(installed.treeHead == sender.treeHead)
         let size = installed.treeHead.treeSize
         #expect(try StoreLayoutTests.keys(installed, installed.cfs.merkle) == StoreLayoutTests.tileKeys(treeSize: size))

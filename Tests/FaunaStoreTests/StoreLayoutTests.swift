@@ -9,7 +9,7 @@ import Testing
 
 @Suite("Store layout")
 struct StoreLayoutTests {
-    @Test func sixColumnFamiliesGroupPrefixesAndCompression() throws {
+    @Test func sevenColumnFamiliesGroupPrefixesAndCompression() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         do {
@@ -18,7 +18,7 @@ struct StoreLayoutTests {
             try store.applyLogged(workload(1...20), sync: true)
         }
         let families = try RocksDB.listColumnFamilies(path: dir.sub("n1/db"))
-        #expect(Set(families) == ["default", "log", "kv", "history", "effects", "merkle", "meta"])
+        #expect(Set(families) == ["default", "log", "kv", "history", "effects", "merkle", "meta", "sessions"])
         // The newest OPTIONS file records each family's compression.
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.sub("n1/db"))
         let options = try #require(files.filter { $0.hasPrefix("OPTIONS-") }.max { Int($0.dropFirst(8))! < Int($1.dropFirst(8))! })
@@ -41,10 +41,18 @@ struct StoreLayoutTests {
             if line.hasPrefix("  memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.0") { hinted.insert(family) }
         }
         #expect(hinted == ["kv", "history"])
+        // In-place memtable updates only for sessions, which needs no concurrent inserts.
+        var inPlace: Set<String> = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("[CFOptions \"") { family = String(line.dropFirst(12).dropLast(2)) }
+            if line.hasPrefix("  inplace_update_support=true") { inPlace.insert(family) }
+        }
+        #expect(inPlace == ["sessions"])
+        #expect(text.contains("allow_concurrent_memtable_write=false"))
 
         // Every stored key starts with its group: 1 for the data, 0 for the schema version.
         let db = try RocksDB(path: dir.sub("n1/db"), columnFamilies: StoreColumnFamily.allCases.map(\.options))
-        for name in ["log", "kv", "history", "effects", "merkle", "meta"] {
+        for name in ["log", "kv", "history", "effects", "merkle", "meta", "sessions"] {
             let it = db.makeIterator(try #require(db.columnFamily(name)))
             it.seekToFirst()
             var keys = 0
@@ -55,11 +63,12 @@ struct StoreLayoutTests {
                 keys += 1
                 it.next()
             }
-            // This workload overwrites nothing (history) and has no leaf v2 boundary (effects).
-            if name != "history" && name != "effects" { #expect(keys > 0, "\(name) holds records") }
+            // This workload overwrites nothing (history), has no leaf v2 boundary (effects) and
+            // no client sessions.
+            if !["history", "effects", "sessions"].contains(name) { #expect(keys > 0, "\(name) holds records") }
         }
 
-        // Debian's rocksdb-tools sees the same six families (when installed: tools/setup).
+        // Debian's rocksdb-tools sees the same seven families (when installed: tools/setup).
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/ldb") {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/ldb")
@@ -69,7 +78,7 @@ struct StoreLayoutTests {
             try p.run()
             p.waitUntilExit()
             let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(text.contains("{default, log, kv, history, effects, merkle, meta}"), "ldb printed: \(text)")
+            #expect(text.contains("{default, log, kv, history, effects, merkle, meta, sessions}"), "ldb printed: \(text)")
         }
     }
 
@@ -81,20 +90,33 @@ struct StoreLayoutTests {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
             try store.applyLogged(workload(1...5), sync: true)
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
-            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 7], sync: true)
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 8], sync: true)
         }
         #expect {
             _ = try Store(path: dir.sub("n1"))
         } throws: { error in
-            "\(error)".contains("got 7, want 6") && "\(error)".contains("newer Fauna")
+            "\(error)".contains("got 8, want 7") && "\(error)".contains("newer Fauna")
         }
     }
 
-    /// Turns `store`'s directory into what schema 5 stored: every Merkle node under its own
-    /// post-order key (`NodeAddress.storageKey`) instead of in tiles, and schema version 5.
-    /// Call it just before closing the store.
+    /// Turns `store`'s directory into what schema 6 stored: the client sessions in `meta`
+    /// instead of `sessions`, and schema version 6. Call it just before closing the store.
+    static func makeSchemaSix(_ store: Store) throws {
+        let batch = store.db.makeWriteBatch()
+        for key in try keys(store, store.cfs.sessions) {
+            batch.put(store.cfs.meta, key, try #require(try store.db.get(store.cfs.sessions, key)))
+            batch.delete(store.cfs.sessions, key)
+        }
+        batch.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 6])
+        try store.db.write(batch, sync: true)
+    }
+
+    /// Turns `store`'s directory into what schema 5 stored: schema 6's (`makeSchemaSix`) with
+    /// every Merkle node under its own post-order key (`NodeAddress.storageKey`) instead of in
+    /// tiles, and schema version 5. Call it just before closing the store.
     static func makeSchemaFive(_ store: Store) throws {
+        try makeSchemaSix(store)
         let batch = store.db.makeWriteBatch()
         let it = store.db.makeIterator(store.cfs.merkle)
         it.seekToFirst()
@@ -153,14 +175,17 @@ struct StoreLayoutTests {
     /// beside each session, an empty record keyed by its place in the eviction order
     /// (`kv/session-lru/ ‖ u64 lastUsed ‖ u64 clientID`), and schema version 3.
     static func makeSchemaThree(_ store: Store) throws {
-        try makeSchemaFour(store)
-        let batch = store.db.makeWriteBatch()
+        // Read while the sessions are where this schema's store reads them.
+        var index: [[UInt8]] = []
         try KVSessionRecency.scanStored(on: store.makeKVBackend()) { lastUsed, client in
             var key = KVSessionRecency.legacyIndexPrefix
             for v in [lastUsed.rawValue, client.rawValue] { key += (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
-            batch.put(store.cfs.meta, key, [])
+            index.append(key)
             return true
         }
+        try makeSchemaFour(store)
+        let batch = store.db.makeWriteBatch()
+        for key in index { batch.put(store.cfs.meta, key, []) }
         batch.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 3])
         try store.db.write(batch, sync: true)
     }
@@ -201,7 +226,7 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"), options: options)
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
         #expect(upgraded.treeHead == fresh.treeHead)
         #expect(try Self.legacyOrderKeys(upgraded) == 0)
         #expect(try upgraded.stateDigest() == digest)
@@ -248,7 +273,7 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"))
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
         #expect(try Self.keys(upgraded, upgraded.cfs.merkle) == Self.tileKeys(treeSize: 300))
         #expect(try Self.keys(upgraded, upgraded.cfs.log) == (1...310).map { RaftKey.entry(LogIndex(UInt64($0))) })
         #expect(try upgraded.stateDigest() == digest)
@@ -264,6 +289,70 @@ struct StoreLayoutTests {
         #expect(upgraded.treeHead == fresh.treeHead)
         #expect(try upgraded.stateDigest() == fresh.stateDigest())
         #expect(try upgraded.makeMerkleProver().consistencyProof(from: 137, to: 400) == fresh.makeMerkleProver().consistencyProof(from: 137, to: 400))
+    }
+
+    /// A schema 6 directory gets the `sessions` family on open: every client session moves out
+    /// of `meta`, over more than one of the upgrade's batches. The state and the sessions read
+    /// as before, retries are still answered from them, and later applies match a store that
+    /// never had schema 6. An upgrade a crash interrupted (one batch of sessions moved, schema
+    /// still 6) is finished by the next open.
+    @Test(arguments: [false, true])
+    func aSchemaSixDirectoryGetsTheSessionsFamily(interrupted: Bool) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        func put(_ index: UInt64, _ key: String, client: UInt64, sequence: UInt64) -> Entry {
+            let session = ClientSession(clientID: ClientID(client), sequence: SequenceNumber(sequence))
+            let put = KVPut(key: Array(key.utf8), value: Array("v\(index)".utf8))
+            return Entry(term: Term(1), index: LogIndex(index), data: KVProposal(session: session, command: .put(put)).encoded())
+        }
+        // One session per entry: more sessions than one upgrade batch moves.
+        let count = UInt64(StoreUpgrade.batchRecords + 300)
+        let first = (1...count).map { put($0, "k\($0 % 50)", client: $0, sequence: 1) }
+        // Then the next sequence of even clients, and a retry of their first by odd ones (a
+        // retry is answered from the session and writes nothing).
+        let then = (count + 1...count + 200).map { i in
+            put(i, "t\(i)", client: i - count, sequence: (i - count) % 2 == 0 ? 2 : 1)
+        }
+        let fresh = try Store(path: dir.sub("fresh"))
+        defer { fresh.close() }
+        try fresh.applyLogged(first)
+        let digest: StateDigest
+        do {
+            let old = try Store(path: dir.sub("old"))
+            defer { old.close() }
+            try old.applyLogged(first, sync: true)
+            digest = try old.stateDigest()
+            try Self.makeSchemaSix(old)
+            #expect(try Self.keys(old, old.cfs.sessions).isEmpty)
+            #expect(try Self.keys(old, old.cfs.meta).filter(KVSessionRecency.isSessionKey).count == Int(count))
+            if interrupted {
+                // What a crash after the upgrade's first batch leaves: those sessions moved.
+                let batch = old.db.makeWriteBatch()
+                for key in try Self.keys(old, old.cfs.meta).filter(KVSessionRecency.isSessionKey).prefix(StoreUpgrade.batchRecords) {
+                    batch.put(old.cfs.sessions, key, try #require(try old.db.get(old.cfs.meta, key)))
+                    batch.delete(old.cfs.meta, key)
+                }
+                try old.db.write(batch, sync: true)
+            }
+        }
+        let upgraded = try Store(path: dir.sub("old"))
+        defer { upgraded.close() }
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+        #expect(try Self.keys(upgraded, upgraded.cfs.meta).filter(KVSessionRecency.isSessionKey).isEmpty)
+        #expect(try Self.keys(upgraded, upgraded.cfs.sessions).count == Int(count))
+        #expect(try Self.keys(upgraded, upgraded.cfs.sessions) == Self.keys(fresh, fresh.cfs.sessions))
+        #expect(try upgraded.stateDigest() == digest)
+        #expect(try StoreSessionOrderTests.sessions(upgraded.makeKVBackend()) == StoreSessionOrderTests.sessions(fresh.makeKVBackend()))
+        let got = try upgraded.applyLogged(then)
+        #expect(got.map(\.result) == (try fresh.applyLogged(then).map(\.result)))
+        #expect(got.filter { $0.result?.isReplay == true }.count == 100)
+        let backend = upgraded.makeKVBackend()
+        for (i, entry) in then.enumerated() {
+            let record = try backend.record(forKey: Array("t\(entry.index.rawValue)".utf8))
+            #expect((record != nil) == (i % 2 == 1), "entry \(entry.index)")
+        }
+        #expect(try upgraded.stateDigest() == fresh.stateDigest())
+        #expect(try StoreSessionOrderTests.sessions(upgraded.makeKVBackend()) == StoreSessionOrderTests.sessions(fresh.makeKVBackend()))
     }
 
     /// The tile keys of a tree of `treeSize` leaves, in order.
@@ -316,7 +405,7 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"))
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
         #expect(try Self.keys(upgraded, upgraded.cfs.merkle) == Self.tileKeys(treeSize: size))
         #expect(try upgraded.stateDigest() == digest)
         #expect(upgraded.treeHead == fresh.treeHead)
@@ -392,9 +481,9 @@ struct StoreUpgradeTests {
             #expect(audit.problem == nil && audit.entries == 69, "\(String(describing: audit.problem))")
             #expect(store.leafV2From != nil)
             // Copied into schema 3, then upgraded in place to 4 (no sessions' order index), 5
-            // (append-only keys: entries only in `log`, post-order keys in `merkle`) and 6
-            // (those nodes in tiles of 32).
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 6])
+            // (append-only keys: entries only in `log`, post-order keys in `merkle`), 6
+            // (those nodes in tiles of 32) and 7 (sessions in their own family).
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
             #expect(try StoreLayoutTests.legacyOrderKeys(store) == 0)
             #expect(try StoreLayoutTests.keys(store, store.cfs.log).allSatisfy { RaftKey.index(ofEntryKey: $0) != nil })
             #expect(try StoreLayoutTests.keys(store, store.cfs.merkle) == StoreLayoutTests.tileKeys(treeSize: 69))
@@ -410,7 +499,7 @@ struct StoreUpgradeTests {
             #expect(old.records.first.map { String(decoding: $0.record.value, as: UTF8.self) }?.hasPrefix("w") == true)
         }
         let families = Set(try RocksDB.listColumnFamilies(path: dir.sub("n1/db")))
-        #expect(families == ["default", "log", "kv", "history", "effects", "merkle", "meta"])
+        #expect(families == ["default", "log", "kv", "history", "effects", "merkle", "meta", "sessions"])
         #expect(!FileManager.default.fileExists(atPath: dir.sub("n1/db.upgrade")))
         #expect(!FileManager.default.fileExists(atPath: dir.sub("n1/db.old")))
         // A second open finds schema 5 and changes nothing.
