@@ -150,12 +150,11 @@ enum StoreUpgrade {
     /// A crash before it leaves schema 4 with some nodes under new keys: the next open moves
     /// the rest (a node is moved by one batch: new key and old key never both or neither).
     static func appendOnlyKeys(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
-        var batch = db.makeWriteBatch()
+        let writes = InPlaceWrites(db: db, diskGuard: diskGuard, schema: 5)
+        var batch: RocksDBWriteBatch { writes.batch }
         var pending = 0
         func write(sync: Bool) throws(StoreError) {
-            try diskGuard.check(adding: batch.dataBytes, operation: "schema upgrade to 5")
-            try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
-            batch = db.makeWriteBatch()
+            try writes.write(sync: sync)
             pending = 0
         }
         // The iterator reads the state as of its creation: the keys written below are not seen.
@@ -198,12 +197,9 @@ enum StoreUpgrade {
     /// before it leaves schema 5 with the first whole tiles moved: the next open moves the
     /// rest, from the first old key left, which starts a tile.
     static func merkleTiles(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
-        var batch = db.makeWriteBatch()
-        func write(sync: Bool) throws(StoreError) {
-            try diskGuard.check(adding: batch.dataBytes, operation: "schema upgrade to 6")
-            try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
-            batch = db.makeWriteBatch()
-        }
+        let writes = InPlaceWrites(db: db, diskGuard: diskGuard, schema: 6)
+        var batch: RocksDBWriteBatch { writes.batch }
+        func write(sync: Bool) throws(StoreError) { try writes.write(sync: sync) }
         // Schema 5's keys (8 bytes, a position below 2^56 starts with 0) sort before every tile
         // key; the iterator reads the state as of its creation, not the writes below.
         let it = db.makeIterator(cfs.merkle, lowerBound: nil, upperBound: [MerkleTile.keyPrefix])
@@ -261,12 +257,9 @@ enum StoreUpgrade {
     /// some sessions moved: the next open moves the rest. Sessions are few (`sessionsMax`,
     /// 10,000 by default), so this takes one or a few writes.
     static func sessionsFamily(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
-        var batch = db.makeWriteBatch()
-        func write(sync: Bool) throws(StoreError) {
-            try diskGuard.check(adding: batch.dataBytes, operation: "schema upgrade to 7")
-            try rocks { () throws(RocksDBError) in try db.write(batch, sync: sync) }
-            batch = db.makeWriteBatch()
-        }
+        let writes = InPlaceWrites(db: db, diskGuard: diskGuard, schema: 7)
+        var batch: RocksDBWriteBatch { writes.batch }
+        func write(sync: Bool) throws(StoreError) { try writes.write(sync: sync) }
         // The iterator reads `meta` as of its creation, not the deletions below.
         let range = KVSessionRecency.keyRange
         let it = db.makeIterator(cfs.meta, lowerBound: range.start, upperBound: range.end)
@@ -286,5 +279,30 @@ enum StoreUpgrade {
         try rocks { () throws(RocksDBError) in try it.checkError() }
         batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(7))
         try write(sync: true)
+    }
+}
+
+/// The writes of an in-place upgrade to `schema`: each batch through the WAL (so a synced
+/// last write makes the earlier ones durable too), checked against the free space first.
+private final class InPlaceWrites {
+    let db: RocksDB
+    let diskGuard: DiskSpaceGuard
+    let schema: UInt32
+    /// The batch being filled.
+    private(set) var batch: RocksDBWriteBatch
+
+    init(db: RocksDB, diskGuard: DiskSpaceGuard, schema: UInt32) {
+        self.db = db
+        self.diskGuard = diskGuard
+        self.schema = schema
+        self.batch = db.makeWriteBatch()
+    }
+
+    /// Writes the batch and starts the next one.
+    func write(sync: Bool) throws(StoreError) {
+        try diskGuard.check(adding: batch.dataBytes, operation: "schema upgrade to \(schema)")
+        let full = batch
+        try rocks { () throws(RocksDBError) in try db.write(full, sync: sync) }
+        batch = db.makeWriteBatch()
     }
 }

@@ -355,6 +355,42 @@ struct StoreLayoutTests {
         #expect(try StoreSessionOrderTests.sessions(upgraded.makeKVBackend()) == StoreSessionOrderTests.sessions(fresh.makeKVBackend()))
     }
 
+    /// Meta keys live in two families (the sessions in `sessions`, the rest in `meta`) and read
+    /// back as one key space: a scan across the sessions' interval meets them in key order
+    /// between the keys below and above it, and stops where its body says.
+    @Test func metaScansSpanTheSessionsFamily() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let names = ["kv/a", "kv/session-count", "kv/session/\u{1}", "kv/session/\u{2}", "kv/session0", "kv/sessions", "kv/z"]
+        let keys = names.map { Array($0.utf8) }
+        var writes = KVWriteBatch()
+        for k in keys { writes.setMeta(k + [0xFF], forKey: k) }
+        let backend = store.makeKVBackend()
+        let batch = store.db.makeWriteBatch()
+        backend.add(writes, to: batch)
+        try store.db.write(batch, sync: true)
+        #expect(try Self.keys(store, store.cfs.sessions) == keys.filter(KVSessionRecency.isSessionKey))
+        #expect(try Self.keys(store, store.cfs.meta).filter { $0.starts(with: Array("kv/".utf8)) } == keys.filter { !KVSessionRecency.isSessionKey($0) })
+        func scan(_ range: KeyRange, stopAfter: Int = .max) throws -> [String] {
+            var seen: [String] = []
+            try backend.scanMeta(in: range) { key, value in
+                #expect(value == key + [0xFF])
+                seen.append(String(decoding: key, as: UTF8.self))
+                return seen.count < stopAfter
+            }
+            return seen
+        }
+        #expect(try scan(.prefix(Array("kv/".utf8))) == names)
+        #expect(try scan(KeyRange(start: Array("kv/session".utf8), end: Array("kv/sessions".utf8))) == Array(names[1...4]))
+        #expect(try scan(KVSessionRecency.keyRange) == Array(names[2...3]))
+        #expect(try scan(KeyRange(start: Array("kv/session/\u{2}".utf8), end: nil)).prefix(3) == ["kv/session/\u{2}", "kv/session0", "kv/sessions"])
+        #expect(try scan(.prefix(Array("kv/".utf8)), stopAfter: 3) == Array(names[0...2]))
+        #expect(try backend.metaValue(forKey: keys[2]) == keys[2] + [0xFF])
+        #expect(try backend.metaValue(forKey: keys[4]) == keys[4] + [0xFF])
+    }
+
     /// The tile keys of a tree of `treeSize` leaves, in order.
     static func tileKeys(treeSize: UInt64) -> [[UInt8]] {
         let nodes = NodeAddress.nodeCount(leaves: treeSize)
