@@ -82,7 +82,7 @@ public final class Store: @unchecked Sendable {
         public var diskFreeBytesMin: UInt64 = 256 << 20
         /// Memtables of all column families together stay below this (the largest is flushed
         /// past it): most of a node's memory. Without it seven families of up to 2 × 64 MiB each
-        /// could hold 768 MiB.
+        /// could hold 896 MiB.
         public var memtableBytesMax = 128 << 20
         /// Bound of the Raft log's group-commit queue.
         public var logPendingUpdatesMax = 4096

@@ -258,8 +258,6 @@ enum StoreUpgrade {
     /// 10,000 by default), so this takes one or a few writes.
     static func sessionsFamily(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
         let writes = InPlaceWrites(db: db, diskGuard: diskGuard, schema: 7)
-        var batch: RocksDBWriteBatch { writes.batch }
-        func write(sync: Bool) throws(StoreError) { try writes.write(sync: sync) }
         // The iterator reads `meta` as of its creation, not the deletions below.
         let range = KVSessionRecency.keyRange
         let it = db.makeIterator(cfs.meta, lowerBound: range.start, upperBound: range.end)
@@ -267,18 +265,18 @@ enum StoreUpgrade {
         var inBatch = 0
         while it.isValid {
             let key = it.key
-            batch.put(cfs.sessions, key, try it.storeValue)
-            batch.delete(cfs.meta, key)
+            writes.batch.put(cfs.sessions, key, try it.storeValue)
+            writes.batch.delete(cfs.meta, key)
             inBatch += 1
             if inBatch == batchRecords {
-                try write(sync: false)
+                try writes.write(sync: false)
                 inBatch = 0
             }
             it.next()
         }
         try rocks { () throws(RocksDBError) in try it.checkError() }
-        batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(7))
-        try write(sync: true)
+        writes.batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(7))
+        try writes.write(sync: true)
     }
 }
 
