@@ -198,8 +198,6 @@ enum StoreUpgrade {
     /// rest, from the first old key left, which starts a tile.
     static func merkleTiles(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
         let writes = InPlaceWrites(db: db, diskGuard: diskGuard, schema: 6)
-        var batch: RocksDBWriteBatch { writes.batch }
-        func write(sync: Bool) throws(StoreError) { try writes.write(sync: sync) }
         // Schema 5's keys (8 bytes, a position below 2^56 starts with 0) sort before every tile
         // key; the iterator reads the state as of its creation, not the writes below.
         let it = db.makeIterator(cfs.merkle, lowerBound: nil, upperBound: [MerkleTile.keyPrefix])
@@ -230,11 +228,11 @@ enum StoreUpgrade {
             tail += hash
             next = position + 1
             if position % MerkleTile.nodesPerTile == MerkleTile.nodesPerTile - 1 {
-                batch.put(cfs.merkle, MerkleTile.key(position / MerkleTile.nodesPerTile), tail)
+                writes.batch.put(cfs.merkle, MerkleTile.key(position / MerkleTile.nodesPerTile), tail)
                 tail = []
                 if position + 1 - batchStart >= UInt64(batchRecords) {
-                    batch.deleteRange(cfs.merkle, from: bigEndianBytes(batchStart), to: bigEndianBytes(position + 1))
-                    try write(sync: false)
+                    writes.batch.deleteRange(cfs.merkle, from: bigEndianBytes(batchStart), to: bigEndianBytes(position + 1))
+                    try writes.write(sync: false)
                     batchStart = position + 1
                 }
             }
@@ -242,11 +240,11 @@ enum StoreUpgrade {
         }
         try rocks { () throws(RocksDBError) in try it.checkError() }
         if let next {
-            if !tail.isEmpty { batch.put(cfs.merkle, MerkleTile.key(next / MerkleTile.nodesPerTile), tail) }
-            batch.deleteRange(cfs.merkle, from: bigEndianBytes(batchStart), to: bigEndianBytes(next))
+            if !tail.isEmpty { writes.batch.put(cfs.merkle, MerkleTile.key(next / MerkleTile.nodesPerTile), tail) }
+            writes.batch.deleteRange(cfs.merkle, from: bigEndianBytes(batchStart), to: bigEndianBytes(next))
         }
-        batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(6))
-        try write(sync: true)
+        writes.batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(6))
+        try writes.write(sync: true)
     }
 
     /// Schema 6 → 7, in place: the client sessions (`KVSessionRecency.keyRange` in `meta`)
