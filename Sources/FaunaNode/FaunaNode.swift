@@ -117,7 +117,7 @@ public final class FaunaNode: @unchecked Sendable {
         let publicKey = Array(signer.publicKey.rawRepresentation)
         let members = MemberDirectory(
             seed: seed, dataDirectory: settings.dataDirectory, me: settings.nodeID, publicKey: publicKey)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads ?? settings.eventLoopThreadsDefault)
         let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID, publicKey: publicKey)
         let events = EventQueue<NodeEvent>(capacity: settings.eventsMax)
         let transport = PeerTransport(identity: identity, members: members, group: group, tls: settings.tls, logger: logger)

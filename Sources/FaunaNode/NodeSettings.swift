@@ -16,8 +16,15 @@ public struct NodeSettings: Sendable {
     public var join: Bool = false
     /// Seed of the Raft core's election timeouts (random by default; fixed in tests).
     public var randomSeed: UInt64 = UInt64.random(in: 1...UInt64.max)
-    /// Event-loop threads for the peer and client ports.
-    public var eventLoopThreads = 2
+    /// Event-loop threads for the peer and client ports (faunad --event-loop-threads); nil:
+    /// `eventLoopThreadsDefault`.
+    public var eventLoopThreads: Int?
+    /// One loop for a plaintext node, two with TLS. A put crosses the loops several times
+    /// (client in, appends out, acknowledgements in, answer out), and between two loops every
+    /// crossing can cost a wake-up: on the 2-core machine measured, one loop put more writes
+    /// through at 64 and 256 clients for less CPU. TLS does its crypto on the loops, where
+    /// the second one paid (docs/PERFORMANCE.md "One event loop").
+    public var eventLoopThreadsDefault: Int { tls == nil ? 1 : 2 }
     /// Events waiting for the owner thread; more client requests are answered `overloaded`.
     public var eventsMax = 65_536
     /// Writes proposed but not yet applied; more are answered `overloaded`.

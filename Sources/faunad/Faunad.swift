@@ -70,6 +70,11 @@ struct Faunad: AsyncParsableCommand {
     var readRoundMicros: Int = Int(NodeSettings.readRoundSpacingDefault / .microseconds(1))
 
     @Option(
+        name: .customLong("event-loop-threads"),
+        help: "Threads serving the peer and client ports (1...64; default 1, or 2 with [tls]). A put crosses the loops several times and each crossing between two loops can cost a wake-up, so one loop suits a plaintext node on a few cores; TLS does its crypto on the loops. On a larger machine more may serve more connections.")
+    var eventLoopThreads: Int?
+
+    @Option(
         name: .customLong("ready-disk-free-mib"),
         help: "/readyz reports unready below this many MiB free on the data directory's disk (default: twice the 256 MiB at which writes stop).")
     var readyDiskFreeMiB: Int?
@@ -123,6 +128,12 @@ struct Faunad: AsyncParsableCommand {
                 Self.fail("faunad: --read-round-us \(readRoundMicros): want 0...100000")
             }
             s.readRoundSpacing = .microseconds(readRoundMicros)
+            if let eventLoopThreads {
+                guard (1...64).contains(eventLoopThreads) else {
+                    Self.fail("faunad: --event-loop-threads \(eventLoopThreads): want 1...64")
+                }
+                s.eventLoopThreads = eventLoopThreads
+            }
             if let readyDiskFreeMiB {
                 guard (0...1 << 30).contains(readyDiskFreeMiB) else {
                     Self.fail("faunad: --ready-disk-free-mib \(readyDiskFreeMiB): want 0...\(1 << 30)")
