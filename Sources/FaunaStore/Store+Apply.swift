@@ -241,7 +241,7 @@ extension Store {
         if let confState { state.confState = confState }
         state.leafV2From = leafV2From
         state.confChangeIndexes = Array(confChanges.suffix(AppliedState.confChangeIndexesMax))
-        add(state, to: batch)
+        add(state, to: batch, over: after.state)
         precondition(!auditChain || frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
         try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
         return PreparedChunk(batch: batch, kvWrites: kvBatch, results: out, state: state, frontier: frontier, tiles: tiles)

@@ -63,6 +63,11 @@ struct CrashCheck {
         if applied >= reference.treeSize {
             #expect(store.treeHead.rootHash == root(at: applied), "tree at the state on disk (\(context))")
         }
+        // The applied state's term and membership-change indexes are written only by an apply
+        // that changes them (`Store.add(_:to:over:)`); what reached disk still holds them.
+        #expect(store.applyLock.withLock { store.applied.term } == (applied > 0 ? Term(1) : .zero), "applied term (\(context))")
+        let confChanges = stride(from: UInt64(25), through: applied, by: 50).map { LogIndex($0) }.suffix(AppliedState.confChangeIndexesMax)
+        #expect(store.confChangeIndexes(after: .zero) == Array(confChanges), "membership changes as of \(applied) (\(context))")
         var next = applied + 1
         while next <= logLast {
             let entries = try store.raftLog.entries(from: LogIndex(next), to: LogIndex(logLast + 1), maxBytes: 1 << 20)

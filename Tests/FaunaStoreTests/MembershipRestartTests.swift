@@ -97,4 +97,45 @@ struct MembershipRestartTests {
         }
         #expect(replay.confState == existed[7])
     }
+
+    /// The applied index is written with every apply; its term, the membership and the
+    /// membership-change indexes only by an apply that changes them (`Store.add(_:to:over:)`).
+    /// One-entry applies over two term changes and a membership change, then a reopen: the
+    /// records left out still hold what was applied.
+    @Test func appliedStateRecordsWrittenOnlyOnChangeReopenAsApplied() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let founding = bootstrapEntries(voters: Self.founders)
+        let founded = try #require(try Self.configurations(founding).last)
+        var next = UInt64(founding.count + 1)
+        let want: AppliedState
+        do {
+            let store = try Store(path: dir.sub("n1"))
+            defer { store.close() }
+            try store.applyLogged(founding, confState: founded)
+            for _ in 0..<3 {
+                try store.applyLogged([putEntry(next, term: 1, key: "k", value: "v\(next)")])
+                next += 1
+            }
+            let learner = ConfChange(.addLearner, NodeID(4)).applied(to: founded)
+            let change = Entry(term: Term(2), index: LogIndex(next), type: .confChange, data: ConfChange(.addLearner, NodeID(4)).encoded)
+            try store.applyLogged([change], confState: learner)
+            next += 1
+            for term in [UInt64(2), 3] {
+                for _ in 0..<3 {
+                    try store.applyLogged([putEntry(next, term: term, key: "k", value: "v\(next)")])
+                    next += 1
+                }
+            }
+            want = store.applyLock.withLock { store.applied }
+            #expect(want.index == LogIndex(next - 1))
+            #expect(want.term == Term(3))
+            #expect(want.confState == learner)
+            #expect(want.confChangeIndexes == (1...founding.count).map { LogIndex(UInt64($0)) } + [change.index])
+        }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        #expect(store.applyLock.withLock { store.applied } == want)
+        #expect(try Store.loadAppliedState(db: store.db, meta: store.cfs.meta) == want)
+    }
 }
