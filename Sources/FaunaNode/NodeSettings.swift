@@ -43,6 +43,9 @@ public struct NodeSettings: Sendable {
     /// `PipelineSettings.readRoundSpacing` (faunad --read-round-us).
     public var readRoundSpacing = Self.readRoundSpacingDefault
     public static let readRoundSpacingDefault = PipelineSettings.readRoundSpacingDefault
+    /// `PipelineSettings.followerApplyHold` (faunad --follower-apply-hold-us).
+    public var followerApplyHold = Self.followerApplyHoldDefault
+    public static let followerApplyHoldDefault = PipelineSettings.followerApplyHoldDefault
     public var storeOptions = Store.Options()
     /// Bounds of the node's watches (docs/PROTOCOL.md "Watch").
     public var watch = WatchSettings()
@@ -81,6 +84,7 @@ public struct NodeSettings: Sendable {
         p.requestTimeout = .milliseconds(Int64(requestTimeoutSeconds * 1000))
         p.readTimeout = .milliseconds(Int64(readTimeoutSeconds * 1000))
         p.readRoundSpacing = readRoundSpacing
+        p.followerApplyHold = followerApplyHold
         p.health = health
         return p
     }

@@ -38,6 +38,9 @@ extension NodeCore {
             return
         }
         handedOutIndex = store.appliedIndex
+        // Entries held back were committed before the snapshot's index: it covers them.
+        heldEntries = []
+        heldSince = nil
         appliedIndex = store.appliedIndex
         loadLeases()
         treeSize = store.treeHead.treeSize

@@ -57,6 +57,10 @@ public final class NodeCore: @unchecked Sendable {
     public let clientJobs = ClientJobLimiter()
     /// Index of the last committed entry handed to the apply stage.
     var handedOutIndex: LogIndex
+    /// Committed entries a follower keeps back to apply several at once, and since when
+    /// (`holdsApply`). Above `handedOutIndex`.
+    var heldEntries: [Entry] = []
+    var heldSince: NodeInstant?
     /// What the apply stage reported last.
     var appliedIndex: LogIndex
     var treeSize: UInt64
@@ -116,10 +120,12 @@ public final class NodeCore: @unchecked Sendable {
     /// start (`paceReadRounds`).
     var lastReadRound = (count: UInt64(0), nextAt: NodeInstant(.zero))
     /// When the owner must run a round even without events: the next tick, or earlier when
-    /// reads wait for a round held back by the spacing.
+    /// reads wait for a round held back by the spacing or a follower's held entries are due.
     public var nextWake: NodeInstant {
-        guard let raft, raft.holdsReadRounds, raft.hasReadsWaitingForRound else { return nextTick }
-        return min(nextTick, lastReadRound.nextAt)
+        var wake = nextTick
+        if let heldSince { wake = min(wake, heldSince + settings.followerApplyHold) }
+        guard let raft, raft.holdsReadRounds, raft.hasReadsWaitingForRound else { return wake }
+        return min(wake, lastReadRound.nextAt)
     }
     var nextHousekeeping: NodeInstant
     /// Signalled once `finishStopping` has run.
@@ -140,6 +146,8 @@ public final class NodeCore: @unchecked Sendable {
         public var readsReleased = 0
         /// Owner rounds in which reads waited for a heartbeat round held back (`paceReadRounds`).
         public var readRoundHolds = 0
+        /// Groups of committed entries handed to the apply stage (`postApply`).
+        public var applyGroupsPosted = 0
     }
 
     struct PendingKeepAlive {
@@ -215,6 +223,10 @@ public final class NodeCore: @unchecked Sendable {
         confirmKeepAlives(now: now)
         proposeClusterIDIfNeeded()
         driveReady()
+        if !heldEntries.isEmpty && !holdsApply() && applyJobsInFlight < settings.applyQueueMax {
+            postApply(confState: nil)
+            releaseReads()
+        }
         return !isStopping
     }
 
@@ -403,10 +415,13 @@ public final class NodeCore: @unchecked Sendable {
     /// This keeps the fsync of the Ready (often just the new commit index) off the write path.
     /// Read states likewise depend on a heartbeat quorum only.
     private func handOut(_ ready: Ready) {
-        if !ready.committedEntries.isEmpty || ready.confState != nil {
-            applier.post(.apply(ready.committedEntries, ready.confState))
-            applyJobsInFlight += 1
-            if let last = ready.committedEntries.last { handedOutIndex = last.index }
+        if !ready.committedEntries.isEmpty {
+            if heldEntries.isEmpty { heldSince = clock.now }
+            heldEntries.append(contentsOf: ready.committedEntries)
+        }
+        defer {
+            if ready.confState != nil || !holdsApply() { postApply(confState: ready.confState) }
+            releaseReads()
         }
         for state in ready.readStates {
             if state.context.count == 9 && state.context[0] == Self.keepAliveContextTag {
@@ -419,7 +434,31 @@ public final class NodeCore: @unchecked Sendable {
                 readsAwaitingApply.append((state.index, read))
             }
         }
-        releaseReads()
+    }
+
+    /// Hands the held entries, and the membership after them if it changed, to the apply stage.
+    private func postApply(confState: ConfState?) {
+        guard !heldEntries.isEmpty || confState != nil else { return }
+        applier.post(.apply(heldEntries, confState))
+        applyJobsInFlight += 1
+        counters.applyGroupsPosted += 1
+        if let last = heldEntries.last { handedOutIndex = last.index }
+        heldEntries = []
+        heldSince = nil
+    }
+
+    /// Whether a follower keeps its newly committed entries back for now. At one entry per
+    /// append, each apply cost the apply thread a wake-up and a store write for one entry;
+    /// held for up to `followerApplyHold`, they are applied several at once (docs/PERFORMANCE.md
+    /// "Followers apply in groups"). Never on a leader, which answers the writes as they
+    /// apply; never while a read waits for them (it is served after them), a snapshot is
+    /// coming in, or the node stops.
+    func holdsApply() -> Bool {
+        guard let heldSince, settings.followerApplyHold > .zero, let raft else { return false }
+        return !raft.isLeader && reservedSnapshot == nil && !isStopping
+            && heldEntries.count < settings.followerApplyHoldEntries
+            && clock.now < heldSince + settings.followerApplyHold
+            && !readsAwaitingApply.contains { $0.index > handedOutIndex }
     }
 
     /// After the Ready's writes are durable: its messages (votes, acknowledgements) may go.

@@ -23,6 +23,14 @@ public struct PipelineSettings: Sendable {
     /// round starts as soon as the last one is confirmed.
     public var readRoundSpacing = Self.readRoundSpacingDefault
     public static let readRoundSpacingDefault = Duration.microseconds(1000)
+    /// How long at most a follower keeps newly committed entries back before the apply stage
+    /// takes them, so that it applies several at once: one wake-up and one write for all
+    /// (`NodeCore.holdsApply`). Never on a leader, never while a read waits for them. Zero:
+    /// every Ready's entries go at once.
+    public var followerApplyHold = Self.followerApplyHoldDefault
+    public static let followerApplyHoldDefault = Duration.microseconds(5000)
+    /// Entries at most a follower keeps back (`followerApplyHold`).
+    public var followerApplyHoldEntries = 256
     /// `RaftConfig.deferCommitBroadcast`: followers learn a commit with the next append or tick.
     public var deferCommitBroadcast = true
     /// Where a leader's new cluster ID comes from: nil, the system's random source; the node

@@ -67,6 +67,7 @@ final class SimNode {
         settings.proposalBatchBytesMax = 64 << 10
         settings.requestTimeout = .seconds(2)
         settings.readTimeout = .seconds(1)
+        settings.followerApplyHold = sim.options.followerApplyHold
         let idSeed = sim.rng.next()
         settings.clusterIDBytes = { count in
             var rng = SimRandom(seed: idSeed)

@@ -25,6 +25,8 @@ public struct NodeSimOptions: Sendable {
     public var clients = 6
     public var keys = 3
     public var faults = Set(Fault.allCases)
+    /// `PipelineSettings.followerApplyHold` of every node.
+    public var followerApplyHold = PipelineSettings.followerApplyHoldDefault
     public var verbose = false
     public init() {}
 }

@@ -70,6 +70,11 @@ struct Faunad: AsyncParsableCommand {
     var readRoundMicros: Int = Int(NodeSettings.readRoundSpacingDefault / .microseconds(1))
 
     @Option(
+        name: .customLong("follower-apply-hold-us"),
+        help: "On a follower, how long at most (microseconds) newly committed entries wait before they are applied, so that several are applied at once (0...100000; 0: each append's entries at once). Never on the leader, never while a read waits for them; serializable reads and watches on a follower may see a write up to this much later.")
+    var followerApplyHoldMicros: Int = Int(NodeSettings.followerApplyHoldDefault / .microseconds(1))
+
+    @Option(
         name: .customLong("event-loop-threads"),
         help: "Threads serving the peer and client ports (1...64; default 1, or 2 with [tls]). A put crosses the loops several times and each crossing between two loops can cost a wake-up, so one loop suits a plaintext node on a few cores; TLS does its crypto on the loops. On a larger machine more may serve more connections.")
     var eventLoopThreads: Int?
@@ -128,6 +133,10 @@ struct Faunad: AsyncParsableCommand {
                 Self.fail("faunad: --read-round-us \(readRoundMicros): want 0...100000")
             }
             s.readRoundSpacing = .microseconds(readRoundMicros)
+            guard (0...100_000).contains(followerApplyHoldMicros) else {
+                Self.fail("faunad: --follower-apply-hold-us \(followerApplyHoldMicros): want 0...100000")
+            }
+            s.followerApplyHold = .microseconds(followerApplyHoldMicros)
             if let eventLoopThreads {
                 guard (1...64).contains(eventLoopThreads) else {
                     Self.fail("faunad: --event-loop-threads \(eventLoopThreads): want 1...64")

@@ -35,10 +35,11 @@ func putRequest(_ key: String, _ value: String, client: UInt64, sequence: UInt64
 /// every node with events or a wake-up due, and steps the apply queues of the nodes
 /// `applying` names.
 final class SteppedCluster {
-    let sim = Simulation(options: NodeSimOptions())
+    let sim: Simulation
     let ids: [NodeID]
 
-    init(voters: Int) throws {
+    init(voters: Int, options: NodeSimOptions = NodeSimOptions()) throws {
+        sim = Simulation(options: options)
         ids = (1...voters).map { NodeID(UInt64($0)) }
         for id in ids {
             let disk = SimDisk(name: "\(id)")
