@@ -451,8 +451,9 @@ public final class NodeCore: @unchecked Sendable {
     /// append, each apply cost the apply thread a wake-up and a store write for one entry;
     /// held for up to `followerApplyHold`, they are applied several at once (docs/PERFORMANCE.md
     /// "Followers apply in groups"). Never on a leader, which answers the writes as they
-    /// apply; never while a read waits for them (it is served after them), a snapshot is
-    /// coming in, or the node stops.
+    /// apply; never while a read waits for them (it is served after them) or a snapshot is
+    /// coming in. Entries still held when the node stops are applied from the entry log at
+    /// the next start, like any entry above the flushed state.
     func holdsApply() -> Bool {
         guard let heldSince, settings.followerApplyHold > .zero, let raft else { return false }
         return !raft.isLeader && reservedSnapshot == nil && !isStopping
