@@ -223,10 +223,7 @@ public final class NodeCore: @unchecked Sendable {
         confirmKeepAlives(now: now)
         proposeClusterIDIfNeeded()
         driveReady()
-        if !heldEntries.isEmpty && !holdsApply() && applyJobsInFlight < settings.applyQueueMax {
-            postApply(confState: nil)
-            releaseReads()
-        }
+        if !heldEntries.isEmpty && applyJobsInFlight < settings.applyQueueMax { postHeldIfDue(confState: nil) }
         return !isStopping
     }
 
@@ -419,10 +416,6 @@ public final class NodeCore: @unchecked Sendable {
             if heldEntries.isEmpty { heldSince = clock.now }
             heldEntries.append(contentsOf: ready.committedEntries)
         }
-        defer {
-            if ready.confState != nil || !holdsApply() { postApply(confState: ready.confState) }
-            releaseReads()
-        }
         for state in ready.readStates {
             if state.context.count == 9 && state.context[0] == Self.keepAliveContextTag {
                 keepAlivesConfirmed(state.context.dropFirst().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
@@ -434,6 +427,14 @@ public final class NodeCore: @unchecked Sendable {
                 readsAwaitingApply.append((state.index, read))
             }
         }
+        postHeldIfDue(confState: ready.confState)
+    }
+
+    /// Posts the held entries unless the hold still applies (a membership change always goes
+    /// at once), then releases the reads they let through.
+    private func postHeldIfDue(confState: ConfState?) {
+        if confState != nil || !holdsApply() { postApply(confState: confState) }
+        releaseReads()
     }
 
     /// Hands the held entries, and the membership after them if it changed, to the apply stage.
