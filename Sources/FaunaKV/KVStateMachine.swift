@@ -57,6 +57,17 @@ public struct KVStateMachine: Sendable {
         return try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch, effects: &effects)
     }
 
+    /// `apply(entryData:at:on:into:effects:)` for entry data the caller has already decoded:
+    /// `proposal` is what `KVProposal(decoding:)` returned for it. The same result, without
+    /// decoding the bytes a second time (the store reads ahead the records a chunk's puts
+    /// replace, `Store.prepare`).
+    public func apply(
+        decoded proposal: KVProposal, at revision: Revision, on backend: some KVBackend, into batch: inout KVWriteBatch,
+        effects: inout KVEntryEffects
+    ) throws -> KVApplyResult {
+        try applyChecked(proposal, invalid: nil, at: revision, on: backend, into: &batch, effects: &effects)
+    }
+
     /// Applies `proposal` as the entry with index `revision`, adding its writes to `batch`.
     ///
     /// Reads see `backend` overlaid with `batch`. Only `.success` writes state; every outcome

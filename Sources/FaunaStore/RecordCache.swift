@@ -349,13 +349,6 @@ final class RecordCache {
     }
 }
 
-/// The apply path's `KVBackend`: `base` (the committed state in RocksDB) with point reads of
-/// current records answered by `cache` where it can. A record read from RocksDB is cached; a
-/// read that finds no record is not (almost always a put of a new key follows, and the write
-/// caches the key). Every other read goes to `base`.
-///
-/// Only for reads of the committed state while nothing else writes `kv`: the store makes one
-/// per chunk it prepares, under `applyLock`. Never through a RocksDB snapshot.
 /// The state machine's meta values the apply path reads (`KVBackend.metaValue`), mirrored
 /// like the records: filled by a read (a value, or "absent"), kept current by `Store.finish`
 /// for the keys it holds, read by nothing else, under `applyLock`. A put with a client session
@@ -406,15 +399,26 @@ final class MetaCache {
     }
 }
 
+/// The apply path's `KVBackend`: `base` (the committed state in RocksDB) with point reads of
+/// current records answered by the chunk's `prefetched` records (`RecordPrefetch`), then by
+/// `cache` where it can. A record the cache misses is read from RocksDB and cached, and so is
+/// a key found absent: the auth switch, read by every write with a principal and absent while
+/// auth is off, would otherwise be a RocksDB get per put. Meta values go through `meta` the
+/// same way. Every other read goes to `base`. Without a cache (`recordCacheBytes` 0), reads
+/// the prefetched records can not answer go to `base`.
+///
+/// Only for reads of the committed state while nothing else writes `kv`: the store makes one
+/// per chunk it prepares, under `applyLock`. Never through a RocksDB snapshot.
 struct CachedKVBackend: KVBackend {
     let base: RocksDBKVBackend
-    let cache: RecordCache
-    let meta: MetaCache
+    let cache: RecordCache?
+    let meta: MetaCache?
+    var prefetched: [HashedBytes: KVRecord?] = [:]
 
     func record(forKey key: [UInt8]) throws -> KVRecord? {
+        if !prefetched.isEmpty, let found = prefetched[HashedBytes(key)] { return found }
+        guard let cache else { return try base.record(forKey: key) }
         if case .hit(let record) = cache.lookup(key) { return record }
-        // "Absent" is cached too: the auth switch, read by every write with a principal and
-        // absent while auth is off, would otherwise be a RocksDB get per put.
         let record = try base.record(forKey: key)
         cache.set(key, record)
         return record
@@ -437,6 +441,7 @@ struct CachedKVBackend: KVBackend {
     }
 
     func metaValue(forKey key: [UInt8]) throws -> [UInt8]? {
+        guard let meta else { return try base.metaValue(forKey: key) }
         let hashed = HashedBytes(key)
         if let cached = meta.lookup(hashed) { return cached }
         let value = try base.metaValue(forKey: key)

@@ -35,6 +35,23 @@ public struct RocksDBKVBackend: KVBackend {
         do { return try KVRecord(decoding: bytes) } catch { throw StoreError.corrupt(kv, key: key, error.reason) }
     }
 
+    /// The current records of `keys`, in their order, read in one RocksDB MultiGet. Reads the
+    /// latest state: not for a snapshot reader.
+    func records(forKeys keys: [[UInt8]]) throws -> [KVRecord?] {
+        precondition(snapshot == nil, "records(forKeys:) reads the latest state, not a snapshot")
+        let values = try db.multiGet(kv, keys)
+        var out: [KVRecord?] = []
+        out.reserveCapacity(keys.count)
+        for (key, bytes) in zip(keys, values) {
+            guard let bytes else {
+                out.append(nil)
+                continue
+            }
+            do { out.append(try KVRecord(decoding: bytes)) } catch { throw StoreError.corrupt(kv, key: key, error.reason) }
+        }
+        return out
+    }
+
     public func scanRecords(
         in range: KeyRange, reverse: Bool, _ body: (_ key: [UInt8], _ record: KVRecord) throws -> Bool
     ) throws {

@@ -189,31 +189,35 @@ extension Store {
     ) throws -> PreparedChunk {
         let batch = db.makeWriteBatch()
         let committed = RocksDBKVBackend(db: db, cfs: cfs, sessionIndex: sessionIndex)
-        let cached = recordCache.map { CachedKVBackend(base: committed, cache: $0, meta: metaCache ?? MetaCache()) }
         var frontier = after.frontier
         var tiles = after.tiles
         var kvBatch = KVWriteBatch(expectedEntries: entries.count)
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
-        func applyKV(_ e: Entry, on backend: some KVBackend, _ effects: inout KVEntryEffects) throws -> KVApplyResult? {
+        // Each entry decoded once, and the records its puts replace read in one batch.
+        let prefetch = prefetchRecords
+            ? try RecordPrefetch(entries, committed: committed, cache: recordCache, pending: pending) : nil
+        prefetchedReads += UInt64(prefetch?.read ?? 0)
+        func applyKV(_ e: Entry, _ i: Int, on backend: some KVBackend, _ effects: inout KVEntryEffects) throws -> KVApplyResult? {
             guard e.type == .normal && !e.data.isEmpty else { return nil }
+            if let proposal = prefetch?.proposals[i] {
+                return try kvStateMachine.apply(
+                    decoded: proposal, at: Revision(e.index.rawValue), on: backend, into: &kvBatch, effects: &effects)
+            }
             return try kvStateMachine.apply(
                 entryData: e.data, at: Revision(e.index.rawValue), on: backend, into: &kvBatch, effects: &effects)
         }
-        // Keys the chunk in flight writes are answered by its overlay, so the cache (which
-        // holds the state before that chunk) is read only for keys it leaves alone.
-        let backend: any KVBackend = switch (cached, pending) {
-        case (let cached?, let pending?): KVOverlayBackend(base: cached, pending: pending)
-        case (let cached?, nil): cached
-        case (nil, let pending?): KVOverlayBackend(base: committed, pending: pending)
-        case (nil, nil): committed
-        }
+        // Keys the chunk in flight writes are answered by its overlay, so the prefetched records
+        // and the cache (which hold the state before that chunk) are read only for keys it
+        // leaves alone.
+        let reader = CachedKVBackend(base: committed, cache: recordCache, meta: metaCache, prefetched: prefetch?.records ?? [:])
+        let backend: any KVBackend = if let pending { KVOverlayBackend(base: reader, pending: pending) } else { reader }
         var leafV2From = after.state.leafV2From
         var effectWrites: [(key: [UInt8], value: [UInt8])] = []
         var confChanges = after.state.confChangeIndexes
-        for e in entries {
+        for (i, e) in entries.enumerated() {
             var effects = KVEntryEffects.noCommand
-            let result = try applyKV(e, on: backend, &effects)
+            let result = try applyKV(e, i, on: backend, &effects)
             if leafV2From == nil && effects.startsLeafV2 { leafV2From = e.index }
             if auditChain {
                 // From the boundary on, the leaf commits to what the entry did (leaf v2); the
@@ -285,7 +289,7 @@ extension Store {
         let committed = RocksDBKVBackend(db: db, cfs: cfs)
         // Every chunk is written: the record cache holds the committed records, and the
         // purge's reads of current records go through it as an apply's do.
-        let reader: any KVBackend = recordCache.map { CachedKVBackend(base: committed, cache: $0, meta: metaCache ?? MetaCache()) } ?? committed
+        let reader = CachedKVBackend(base: committed, cache: recordCache, meta: metaCache)
         var kvBatch = KVWriteBatch()
         let rest = try kvStateMachine.purgeHistory(
             compactedTo: purge.target, in: purge.rest, deletesMax: historyPurgeStepDeletes,

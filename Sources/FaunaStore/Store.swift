@@ -59,6 +59,8 @@ public final class Store: @unchecked Sendable {
     public let kvStateMachine: KVStateMachine
     /// The history purge under way, if any (under `applyLock`; docs/STORAGE.md "History purge").
     var historyPurge: HistoryPurge?
+    /// Records read from RocksDB by `RecordPrefetch` since the open (under `applyLock`; tests).
+    var prefetchedReads: UInt64 = 0
     /// `Options.historyPurgeStepDeletes`.
     let historyPurgeStepDeletes: Int
 
@@ -115,6 +117,10 @@ public final class Store: @unchecked Sendable {
         /// (docs/STORAGE.md "Tuning"). Counts keys, values and the cache's own tables; 0 turns
         /// it off.
         public var recordCacheBytes = 64 << 20
+        /// Whether an apply reads the records a chunk's puts replace in one batch before running
+        /// the state machine (`RecordPrefetch`), rather than one get at a time. Off only to
+        /// measure it (`store-bench --no-prefetch`) and in the tests that compare the two.
+        public var prefetchRecords = true
         /// Encryption at rest (docs/SECURITY.md): with a master key, values are sealed with
         /// data keys it wraps; a directory written without encryption is rewritten, sealed, on
         /// open. nil: values are stored as they are, and an encrypted directory is refused.
@@ -141,6 +147,8 @@ public final class Store: @unchecked Sendable {
     public let auditChain: Bool
     /// `Options.applyChunkEntries`.
     public let applyChunkEntries: Int
+    /// `Options.prefetchRecords`.
+    let prefetchRecords: Bool
 
     /// Opens or creates the store at `path` (the directory and its parent are created).
     ///
@@ -154,6 +162,7 @@ public final class Store: @unchecked Sendable {
             throw StoreError(.invalidRequest, "apply chunk entries: got \(options.applyChunkEntries), want >= 1")
         }
         self.applyChunkEntries = options.applyChunkEntries
+        self.prefetchRecords = options.prefetchRecords
         guard options.replayEntriesMax >= 2 else {
             throw StoreError(.invalidRequest, "replay entries max: got \(options.replayEntriesMax), want >= 2")
         }

@@ -2,9 +2,12 @@
 //
 //   flock /tmp/fauna-build.lock swift run -c release --scratch-path .build-release store-bench \
 //       [--dir DIR] [--seconds S] [--snapshot-mib N] [--only PART] [--apply-batch N] [--record-cache-mib N] [--encrypt]
+//       [--no-prefetch]
 //
-// `--only seal`: what sealing and opening one value costs (encryption at rest); `--encrypt`:
-// the apply stores seal their values.
+// `--no-prefetch`: the apply stores read each replaced record when the state machine reaches
+// it, not in one batch per chunk (`Store.Options.prefetchRecords`). `--only seal`: what sealing
+// and opening one value costs (encryption at rest); `--encrypt`: the apply stores seal their
+// values.
 //
 // Measures, in one run on one disk: the raw fsync rate (write 128 B + fdatasync), synced Raft
 // log appends with group commit under 1/16/256 concurrent appenders, the write path of
@@ -30,6 +33,8 @@ struct Config {
     var recordCacheMiB = Store.Options().recordCacheBytes >> 20
     /// The apply stores seal values at rest (a random master key; docs/SECURITY.md).
     var encrypt = false
+    /// `Store.Options.prefetchRecords` of the apply stores.
+    var prefetch = true
 }
 
 func parse(_ args: [String]) -> Config {
@@ -37,8 +42,8 @@ func parse(_ args: [String]) -> Config {
     var i = 1
     while i < args.count {
         let v = i + 1 < args.count ? args[i + 1] : ""
-        if args[i] == "--encrypt" {
-            c.encrypt = true
+        if args[i] == "--encrypt" || args[i] == "--no-prefetch" {
+            if args[i] == "--encrypt" { c.encrypt = true } else { c.prefetch = false }
             i += 1
             continue
         }
@@ -50,7 +55,7 @@ func parse(_ args: [String]) -> Config {
         case "--apply-batch": c.applyBatch = max(1, UInt64(v) ?? c.applyBatch)
         case "--record-cache-mib": c.recordCacheMiB = max(0, Int(v) ?? c.recordCacheMiB)
         default:
-            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot|seal] [--apply-batch N] [--record-cache-mib N] [--encrypt]")
+            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot|seal] [--apply-batch N] [--record-cache-mib N] [--encrypt] [--no-prefetch]")
             exit(2)
         }
         i += 2
@@ -252,6 +257,7 @@ func applyAndReadBench(_ c: Config) throws {
           + "100 B values: \(fmt(rawRate))/s")
     var options = Store.Options()
     options.recordCacheBytes = c.recordCacheMiB << 20
+    options.prefetchRecords = c.prefetch
     if c.encrypt {
         options.masterKey = MasterKey(bytes: (0..<32).map { _ in UInt8.random(in: 0 ... 255) })
         print("encryption at rest: on (values of log, kv, history, effects and meta sealed with AES-256-GCM)")

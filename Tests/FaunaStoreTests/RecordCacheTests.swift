@@ -125,26 +125,32 @@ struct StoreRecordCacheTests {
         }
     }
 
-    static func options(cacheBytes: Int, chunk: Int = 64) -> Store.Options {
+    static func options(cacheBytes: Int, chunk: Int = 64, prefetch: Bool = true) -> Store.Options {
         var o = Store.Options()
         o.applyChunkEntries = chunk
         o.recordCacheBytes = cacheBytes
+        o.prefetchRecords = prefetch
         return o
     }
 
     /// Applies the same random groups (1 to 3.5 chunks long) to a store without the cache and
-    /// to stores with a tiny and a large one, reopening all of them now and then.
+    /// to stores with a tiny and a large one, reopening all of them now and then; and to two
+    /// that read each replaced record when the state machine reaches it (no prefetch), without
+    /// a cache and with the large one.
     @Test(arguments: [UInt64(11), 12, 13])
     func sameResultsWithAndWithoutTheCache(seed: UInt64) throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let budgets = [0, 16 << 10, 64 << 20]
-        var stores = try budgets.map { try Store(path: dir.sub("s\($0)"), options: Self.options(cacheBytes: $0)) }
+        let configs: [(budget: Int, prefetch: Bool)] = [(0, true), (16 << 10, true), (64 << 20, true), (0, false), (64 << 20, false)]
+        func open() throws -> [Store] {
+            try configs.map { try Store(path: dir.sub("s\($0.budget)-\($0.prefetch)"), options: Self.options(cacheBytes: $0.budget, prefetch: $0.prefetch)) }
+        }
+        var stores = try open()
         defer { stores.forEach { $0.close() } }
         var rng = SplitMix(seed: seed)
         var index: UInt64 = 1
         let sm = stores[0].kvStateMachine
-        var hits: [UInt64] = [0, 0, 0], misses: [UInt64] = [0, 0, 0], entriesMax: [UInt64] = [0, 0, 0]
+        var hits = [UInt64](repeating: 0, count: configs.count), misses = hits, entriesMax = hits
         // Client sessions (the meta cache's reads): most proposals carry one of 20 clients'
         // next sequence; some retry the last (a replay) or an older one (expired).
         var sequences = [UInt64](repeating: 0, count: 20)
@@ -165,15 +171,16 @@ struct StoreRecordCacheTests {
                     session: session(), command: Self.randomCommand(&rng, current: i - 1, width: 150)).encoded())
             }
             let results = try stores.map { try $0.applyLogged(entries) }
-            #expect(results[1] == results[0], "seed \(seed) at \(index), tiny cache")
-            #expect(results[2] == results[0], "seed \(seed) at \(index), large cache")
+            for i in 1..<configs.count {
+                #expect(results[i] == results[0], "seed \(seed) at \(index), cache \(configs[i].budget) B, prefetch \(configs[i].prefetch)")
+            }
             index += count
             let digests = try stores.map { try $0.stateDigest() }
-            #expect(digests[1] == digests[0] && digests[2] == digests[0], "seed \(seed) at \(index - 1)")
+            #expect(Set(digests).count == 1, "seed \(seed) at \(index - 1)")
             #expect(stores[1].recordCacheStats.bytes <= 16 << 10)
             let key = Array("w\(rng.next() % 150)".utf8)
             let reads = try stores.map { try sm.get(key, on: $0.makeKVBackend()) }
-            #expect(reads[1] == reads[0] && reads[2] == reads[0])
+            #expect(reads.allSatisfy { $0 == reads[0] })
             for (i, store) in stores.enumerated() { entriesMax[i] = max(entriesMax[i], store.recordCacheStats.entries) }
             if rng.next() % 10 == 0 {
                 for (i, store) in stores.enumerated() {
@@ -183,7 +190,7 @@ struct StoreRecordCacheTests {
                 // A reopen starts with an empty cache.
                 stores.forEach { $0.close() }
                 stores = []
-                stores = try budgets.map { try Store(path: dir.sub("s\($0)"), options: Self.options(cacheBytes: $0)) }
+                stores = try open()
                 #expect(stores[2].recordCacheStats.entries == 0)
             }
         }
@@ -275,6 +282,42 @@ struct StoreRecordCacheTests {
         #expect(stats() == (3, 5, 5))  // the switch and "d": two misses, both now cached
         try store.applyLogged([putAs(9, key: "d")])
         #expect(stats() == (5, 5, 5))
+        // The puts' misses were read ahead of the state machine, in one batch per chunk ("a",
+        // "b", "c" and "d"); the switch, a system key, and the delete were read by it.
+        #expect(store.applyLock.withLock { store.prefetchedReads } == 4)
+    }
+
+    /// A chunk's puts read the records they replace in one batch: the keys the cache does not
+    /// hold, each once, none the chunk in flight writes. Without prefetching, none is read
+    /// ahead, and the results are the same.
+    @Test func prefetchReadsEachMissingKeyOnce() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let chunk = 64
+        var stores: [Store] = []
+        defer { stores.forEach { $0.close() } }
+        for prefetch in [true, false] {
+            stores.append(try Store(path: dir.sub("p\(prefetch)"), options: Self.options(cacheBytes: 1 << 20, chunk: chunk, prefetch: prefetch)))
+        }
+        func reads(_ store: Store) -> UInt64 { store.applyLock.withLock { store.prefetchedReads } }
+        // 40 keys written once each, then 200 puts over 50 keys (10 new) in 4 chunks of 64
+        // and one of 8, pipelined: each chunk reads only keys that neither the cache (every
+        // written key fits) nor the chunk in flight before it answers.
+        let first = (1...40).map { putEntry(UInt64($0), key: "k\($0)", value: "a") }
+        let second = (41...240).map { putEntry(UInt64($0), key: "k\(1 + ($0 * 7) % 50)", value: "b\($0)") }
+        var results: [[[AppliedEntry]]] = [[], []]
+        for (i, store) in stores.enumerated() {
+            results[i].append(try store.applyLogged(first))
+            #expect(reads(store) == (i == 0 ? 40 : 0))
+            results[i].append(try store.applyLogged(second))
+        }
+        #expect(results[0] == results[1])
+        #expect(try stores[0].stateDigest() == stores[1].stateDigest())
+        // Keys 41...50 are new in the second group; the cache answers the 40 others.
+        #expect(reads(stores[0]) == 50)
+        #expect(reads(stores[1]) == 0)
+        #expect(stores[0].recordCacheStats.hits == stores[1].recordCacheStats.hits)
+        #expect(stores[0].recordCacheStats.misses == stores[1].recordCacheStats.misses)
     }
 
     /// Many keys through a tiny budget: it holds after every apply and entries are evicted.

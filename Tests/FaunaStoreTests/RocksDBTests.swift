@@ -33,6 +33,33 @@ struct RocksDBTests {
         #expect(try db.get(z, bytes("k1")) == bytes("other"))
     }
 
+    /// MultiGet answers as one get per key would: values, absent keys, duplicates, an empty key,
+    /// a prefixed key space, sealed values, memtable and flushed files alike.
+    @Test func multiGetAnswersAsGetsDo() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let db = try RocksDB(path: dir.sub("db"), columnFamilies: Self.families)
+        let a = try #require(db.columnFamily("a"))
+        let keyring = try Keyring.new(master: MasterKey(bytes: Array(repeating: 7, count: 32)))
+        let spaces = [a, a.prefixed(by: [0, 1]), a.prefixed(by: [0, 2]).sealed(by: keyring)]
+        for (n, cf) in spaces.enumerated() {
+            let batch = db.makeWriteBatch()
+            for i in 0..<300 where i % 3 != 0 { batch.put(cf, bytes("k\(i)"), bytes("v\(n)-\(i)")) }
+            batch.put(cf, [], bytes("empty-\(n)"))
+            try db.write(batch, sync: false)
+            if n == 1 { try db.flush([a]) }  // the first two spaces in files, the last in the memtable
+        }
+        #expect(try db.multiGet(a, []) == [])
+        for cf in spaces {
+            let keys = [bytes("k5"), bytes("k3"), [], bytes("k5"), bytes("missing")] + (0..<300).map { bytes("k\($0)") }
+            let expected = try keys.map { try db.get(cf, $0) }
+            #expect(try db.multiGet(cf, keys) == expected)
+            #expect(expected.filter { $0 == nil }.count == 102)  // "k3", "missing" and the 100 multiples of 3
+        }
+        // A sealed value read without its keyring does not open: the same error as a get's.
+        #expect(throws: RocksDBError.self) { try db.multiGet(spaces[2].sealed(by: try Keyring.new(master: MasterKey(bytes: Array(repeating: 8, count: 32)))), [bytes("k1")]) }
+    }
+
     @Test func iteratorBoundsReverseAndDeleteRange() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
