@@ -141,6 +141,16 @@ final class RecordCache {
         return .hit(nodes[Int(node)].record)
     }
 
+    /// Whether `key` is cached, without counting a hit or a miss or changing its recency (a
+    /// look ahead: the read that follows is counted).
+    func contains(_ key: [UInt8]) -> Bool {
+        count > 0 && find(key, hash: Self.hash(key)) != nil
+    }
+
+    /// Counts `n` reads that went to RocksDB without asking the cache (`RecordPrefetch` asked
+    /// `contains` first).
+    func countMisses(_ n: Int) { misses += UInt64(n) }
+
     /// Caches `record` as the current state of `key` (nil: absent), replacing what was cached,
     /// as the most recently used entry, evicting the least recently used ones to stay within
     /// the budget. If it cannot fit even alone, the key is not cached at all (an older entry

@@ -2,11 +2,12 @@ import FaunaKV
 import FaunaRaft
 
 /// The records a chunk's puts replace, read before the state machine runs (and then answered
-/// by `CachedKVBackend.prefetched`): the record cache's
-/// answers for the keys it holds and one RocksDB MultiGet for the rest, instead of one get per
-/// put as the state machine reaches it. A get of a key not written yet (every put of a new
-/// key) probes the memtables' and files' filters one key at a time; the batch takes one view
-/// of them for all keys and overlaps the probes.
+/// by `CachedKVBackend.prefetched`): one RocksDB MultiGet for the keys the record cache does
+/// not hold, instead of one get per put as the state machine reaches it. A get of a key not
+/// written yet (every put of a new key) probes the memtables' and files' filters one key at a
+/// time; the batch takes one view of them for all keys and overlaps the probes. Keys the cache
+/// holds are left to it, so a chunk whose keys are all cached costs one probe per key and no
+/// read.
 ///
 /// What it holds is the committed state before the chunk, for keys the chunk in flight does
 /// not write (the overlay of that chunk answers those, so they are not read). The state
@@ -17,15 +18,14 @@ struct RecordPrefetch {
     /// Each entry's decoded proposal (nil: not a normal entry with data, or data that does not
     /// decode, which the state machine decodes itself into its `.malformed` outcome).
     var proposals: [KVProposal?]
+    /// The records read, by key (nil: absent).
     var records: [HashedBytes: KVRecord?] = [:]
-    /// Keys read from RocksDB (the rest came from the cache).
-    var read = 0
 
-    /// Decodes `entries` and reads the records their single puts replace: from `cache` where it
-    /// holds them (counted as its hits and misses, as the state machine's reads were), the rest
-    /// from `committed` in one batch. A record read from RocksDB goes into the cache, as
-    /// `CachedKVBackend` does; a key found absent does not (its put caches it once written).
-    /// Keys of the system key space are left to the state machine's own reads.
+    /// Decodes `entries` and reads the records their single puts replace that `cache` does not
+    /// hold, from `committed` in one batch. Each read counts as a cache miss, as the state
+    /// machine's own read would have. A record found goes into the cache, as `CachedKVBackend`
+    /// puts it; a key found absent does not (its put caches it once written). Keys of the
+    /// system key space are left to the state machine's own reads.
     init(_ entries: ArraySlice<Entry>, committed: RocksDBKVBackend, cache: RecordCache?, pending: KVWriteBatch?) throws {
         proposals = []
         proposals.reserveCapacity(entries.count)
@@ -37,21 +37,22 @@ struct RecordPrefetch {
             }
             proposals.append(proposal)
             guard case .put(let put) = proposal.command, !KVSystemKeys.contains(put.key) else { continue }
+            if let cache, cache.contains(put.key) { continue }
             let key = HashedBytes(put.key)
-            guard records.index(forKey: key) == nil, pending?.records.index(forKey: key) == nil else { continue }
-            if let cache, case .hit(let record) = cache.lookup(put.key) {
-                records[key] = .some(record)
-            } else {
-                records[key] = .some(nil)  // until read below
-                missing.append(put.key)
-            }
+            guard pending?.records.index(forKey: key) == nil else { continue }
+            // Each key once: the placeholder is replaced by what the read finds.
+            guard records.updateValue(KVRecord?.none, forKey: key) == nil else { continue }
+            missing.append(put.key)
         }
         guard !missing.isEmpty else { return }
         let found = try committed.records(forKeys: missing)
-        read = missing.count
+        cache?.countMisses(missing.count)
         for (key, record) in zip(missing, found) {
             records[HashedBytes(key)] = .some(record)
             if let cache, let record { cache.set(key, record) }
         }
     }
+
+    /// Keys read from RocksDB.
+    var read: Int { records.count }
 }

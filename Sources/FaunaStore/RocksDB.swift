@@ -323,7 +323,7 @@ public final class RocksDB: @unchecked Sendable {
     /// The values at `keys` (nil: absent), in their order, read in one batch: RocksDB's
     /// batched MultiGet takes one view of the memtables and files for all of them and probes
     /// their filters and blocks together, which is cheaper per key than `get` for a batch of
-    /// point reads (the apply path's records, `Store.prefetchRecords`). Reads the latest state.
+    /// point reads (the records an apply's puts replace, `RecordPrefetch`). Reads the latest state.
     public func multiGet(_ cf: RocksDBColumnFamily, _ keys: [[UInt8]]) throws(RocksDBError) -> [[UInt8]?] {
         guard !keys.isEmpty else { return [] }
         let h = handle(cf)

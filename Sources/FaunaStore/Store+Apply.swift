@@ -195,7 +195,7 @@ extension Store {
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
         // Each entry decoded once, and the records its puts replace read in one batch.
-        let prefetch = prefetchRecords
+        let prefetch = entries.count >= prefetchRecordsFrom
             ? try RecordPrefetch(entries, committed: committed, cache: recordCache, pending: pending) : nil
         prefetchedReads += UInt64(prefetch?.read ?? 0)
         func applyKV(_ e: Entry, _ i: Int, on backend: some KVBackend, _ effects: inout KVEntryEffects) throws -> KVApplyResult? {

@@ -5,7 +5,7 @@
 //       [--no-prefetch]
 //
 // `--no-prefetch`: the apply stores read each replaced record when the state machine reaches
-// it, not in one batch per chunk (`Store.Options.prefetchRecords`). `--only seal`: what sealing
+// it, not in one batch per chunk (`Store.Options.prefetchRecordsFrom`). `--only seal`: what sealing
 // and opening one value costs (encryption at rest); `--encrypt`: the apply stores seal their
 // values.
 //
@@ -33,7 +33,7 @@ struct Config {
     var recordCacheMiB = Store.Options().recordCacheBytes >> 20
     /// The apply stores seal values at rest (a random master key; docs/SECURITY.md).
     var encrypt = false
-    /// `Store.Options.prefetchRecords` of the apply stores.
+    /// Whether the apply stores read records ahead (`Store.Options.prefetchRecordsFrom`).
     var prefetch = true
 }
 
@@ -257,7 +257,7 @@ func applyAndReadBench(_ c: Config) throws {
           + "100 B values: \(fmt(rawRate))/s")
     var options = Store.Options()
     options.recordCacheBytes = c.recordCacheMiB << 20
-    options.prefetchRecords = c.prefetch
+    if !c.prefetch { options.prefetchRecordsFrom = .max }
     if c.encrypt {
         options.masterKey = MasterKey(bytes: (0..<32).map { _ in UInt8.random(in: 0 ... 255) })
         print("encryption at rest: on (values of log, kv, history, effects and meta sealed with AES-256-GCM)")

@@ -129,7 +129,8 @@ struct StoreRecordCacheTests {
         var o = Store.Options()
         o.applyChunkEntries = chunk
         o.recordCacheBytes = cacheBytes
-        o.prefetchRecords = prefetch
+        // Every chunk reads ahead, however small, or none does.
+        o.prefetchRecordsFrom = prefetch ? 1 : .max
         return o
     }
 
@@ -318,6 +319,21 @@ struct StoreRecordCacheTests {
         #expect(reads(stores[1]) == 0)
         #expect(stores[0].recordCacheStats.hits == stores[1].recordCacheStats.hits)
         #expect(stores[0].recordCacheStats.misses == stores[1].recordCacheStats.misses)
+    }
+
+    /// With the default options, a chunk smaller than `prefetchRecordsFrom` reads as it goes and
+    /// a chunk of that size reads ahead.
+    @Test func onlyLargeChunksReadAhead() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try Store(path: dir.sub("n1"))
+        defer { store.close() }
+        let from = Store.Options().prefetchRecordsFrom
+        #expect(from > 1 && from <= Store.Options().applyChunkEntries)
+        try store.applyLogged((1...UInt64(from - 1)).map { putEntry($0, key: "k\($0)", value: "v") })
+        #expect(store.applyLock.withLock { store.prefetchedReads } == 0)
+        try store.applyLogged((UInt64(from)...UInt64(2 * from - 1)).map { putEntry($0, key: "k\($0)", value: "v") })
+        #expect(store.applyLock.withLock { store.prefetchedReads } == UInt64(from))
     }
 
     /// Many keys through a tiny budget: it holds after every apply and entries are evicted.
