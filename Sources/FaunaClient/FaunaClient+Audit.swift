@@ -60,7 +60,8 @@ extension FaunaClient {
         guard case .entryProofResponse(var response) = answer else {
             throw FaunaClientError.unexpected(answer, want: "entryProofResponse", from: endpoint)
         }
-        if var (effect, proof) = response.effect {  // the wire leaves the key out: it is ours
+        if let (sent, proof) = response.effect {  // the wire leaves the key out: it is ours
+            var effect = sent
             effect.key = key
             response.effect = (effect, proof)
         }

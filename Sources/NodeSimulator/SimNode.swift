@@ -208,12 +208,9 @@ struct SimLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String, file: String,
-        function: String, line: UInt
-    ) {
-        let all = metadata.merging(extra ?? [:]) { $1 }
+    func log(event: LogEvent) {
+        let all = metadata.merging(event.metadata ?? [:]) { $1 }
         let fields = all.keys.sorted().map { "\($0)=\(all[$0]!)" }.joined(separator: " ")
-        print("[\(Double(time.micros) / 1000) ms] \(label) \(level): \(message) \(fields)")
+        print("[\(Double(time.micros) / 1000) ms] \(label) \(event.level): \(event.message) \(fields)")
     }
 }

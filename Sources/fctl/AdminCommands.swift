@@ -91,7 +91,7 @@ struct Members: AsyncParsableCommand {
 /// signed heads; for a node that did not answer, the key the members response carries (the
 /// one that node presented to its peers), if any.
 func printMembers(_ members: [Member], _ global: GlobalOptions, keys: [NodeID: [UInt8]] = [:]) {
-    func key(_ m: Member) -> String { (keys[m.nodeID] ?? m.publicKey).map(hexString) ?? "" }
+    func key(_ m: Member) -> String { hexString(keys[m.nodeID] ?? m.publicKey) }
     if global.json {
         global.printJSON(members.map {
             [

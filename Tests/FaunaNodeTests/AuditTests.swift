@@ -232,7 +232,7 @@ import Glibc
         for round in 0..<4 {
             _ = try await Self.fctl(cluster, ["put", "k", "v\(round)"])
             async let a = Task.detached { try await Self.fctl(cluster, ["get", "k", "--verify", "--node", "n1"]) }.value
-            async let b = Task.detached { try await Self.fctl(cluster, ["put", "other", "x\(round)"]); return try await Self.fctl(cluster, ["verify", "--node", "n3"]) }.value
+            async let b = Task.detached { _ = try await Self.fctl(cluster, ["put", "other", "x\(round)"]); return try await Self.fctl(cluster, ["verify", "--node", "n3"]) }.value
             let (runA, runB) = try await (a, b)
             #expect(runA.status == 0 && runB.status == 0, "round \(round): \(runA) \(runB)")
             func size(_ r: ClientAndCLITests.Run) -> Int {

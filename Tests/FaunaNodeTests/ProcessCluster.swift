@@ -405,9 +405,11 @@ private func runCommandBlocking(_ executable: String, _ arguments: [String], std
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let paths = ["in", "out", "err"].map { "\(dir)/\($0)" }
-    FileManager.default.createFile(atPath: paths[0], contents: Data((stdin ?? "").utf8))
-    FileManager.default.createFile(atPath: paths[1], contents: nil)
-    FileManager.default.createFile(atPath: paths[2], contents: nil)
+    for (path, contents) in zip(paths, [Data((stdin ?? "").utf8), nil, nil]) {
+        guard FileManager.default.createFile(atPath: path, contents: contents) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+    }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments

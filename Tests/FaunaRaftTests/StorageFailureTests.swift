@@ -209,7 +209,7 @@ import Testing
     /// `RaftStorageError`s are the storage's conventions, not damage: a lagging follower is
     /// sent the snapshot, and nothing stops.
     @Test func aCompactedLogIsNotAFailure() throws {
-        let (c, storage) = try leaderWithSnapshotAndLaggingFollower()
+        let (c, _) = try leaderWithSnapshotAndLaggingFollower()
         c.heal()
         try c.tickAll(times: 3)
         #expect(c.sent.contains { $0.type == .snapshot && $0.to == NodeID(3) })

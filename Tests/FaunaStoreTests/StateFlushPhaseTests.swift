@@ -46,7 +46,7 @@ struct StateFlushPhaseTests {
     }
 
     @Test func aPhaseOutsideZeroToOneIsRefused() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         var options = Store.Options()
         options.stateFlushPhase = 1
         #expect(throws: StoreError.self) { try Store(path: dir.path + "/db", options: options) }
