@@ -328,21 +328,22 @@ public final class RocksDB: @unchecked Sendable {
         guard !keys.isEmpty else { return [] }
         let h = handle(cf)
         RocksDB.disablePerfCounters()
-        let stored = cf.keyPrefix.isEmpty ? keys : keys.map { cf.keyPrefix + $0 }
-        var values = [OpaquePointer?](repeating: nil, count: stored.count)
-        var errors = [UnsafeMutablePointer<CChar>?](repeating: nil, count: stored.count)
+        var values = [OpaquePointer?](repeating: nil, count: keys.count)
+        var errors = [UnsafeMutablePointer<CChar>?](repeating: nil, count: keys.count)
         defer {
             values.forEach { if let v = $0 { rocksdb_pinnableslice_destroy(v) } }
             errors.forEach { if let e = $0 { rocksdb_free(e) } }
         }
-        // All keys in one buffer, so that every pointer handed to RocksDB is valid for the call.
+        // All stored keys (prefix and key) in one buffer, so that every pointer handed to
+        // RocksDB is valid for the call.
         var flat: [UInt8] = []
-        flat.reserveCapacity(stored.reduce(0) { $0 + $1.count })
+        flat.reserveCapacity(keys.reduce(0) { $0 + cf.keyPrefix.count + $1.count })
         var sizes: [Int] = []
-        sizes.reserveCapacity(stored.count)
-        for key in stored {
+        sizes.reserveCapacity(keys.count)
+        for key in keys {
+            flat.append(contentsOf: cf.keyPrefix)
             flat.append(contentsOf: key)
-            sizes.append(key.count)
+            sizes.append(cf.keyPrefix.count + key.count)
         }
         flat.withUnsafeBufferPointer { buffer in
             let base = UnsafeRawPointer(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!).assumingMemoryBound(to: CChar.self)
@@ -353,11 +354,11 @@ public final class RocksDB: @unchecked Sendable {
                 pointers.append(base + offset)
                 offset += size
             }
-            rocksdb_batched_multi_get_cf(db, readOptions, h, stored.count, pointers, sizes, &values, &errors, false)
+            rocksdb_batched_multi_get_cf(db, readOptions, h, keys.count, pointers, sizes, &values, &errors, false)
         }
         var out: [[UInt8]?] = []
-        out.reserveCapacity(stored.count)
-        for i in stored.indices {
+        out.reserveCapacity(keys.count)
+        for i in keys.indices {
             if let e = errors[i] {
                 let message = String(cString: e)
                 throw RocksDBError(code: RocksDBError.classify(message), operation: "multiGet", columnFamily: cf.name, message: message)
@@ -372,7 +373,7 @@ public final class RocksDB: @unchecked Sendable {
                 continue
             }
             let value = data.withMemoryRebound(to: UInt8.self, capacity: length) { Array(UnsafeBufferPointer(start: $0, count: length)) }
-            out.append(cf.sealer == nil ? value : try cf.openedValue(value, storedKey: stored[i]))
+            out.append(cf.sealer == nil ? value : try cf.openedValue(value, storedKey: cf.storedKey(keys[i])))
         }
         return out
     }

@@ -31,7 +31,11 @@ public struct RocksDBKVBackend: KVBackend {
     }
 
     public func record(forKey key: [UInt8]) throws -> KVRecord? {
-        guard let bytes = try db.get(kv, key, snapshot: snapshot) else { return nil }
+        try db.get(kv, key, snapshot: snapshot).map { try decodeRecord($0, key: key) }
+    }
+
+    /// The record stored at `key` in `kv`, or `.corruptRecord` naming the key.
+    private func decodeRecord(_ bytes: [UInt8], key: [UInt8]) throws -> KVRecord {
         do { return try KVRecord(decoding: bytes) } catch { throw StoreError.corrupt(kv, key: key, error.reason) }
     }
 
@@ -40,16 +44,7 @@ public struct RocksDBKVBackend: KVBackend {
     func records(forKeys keys: [[UInt8]]) throws -> [KVRecord?] {
         precondition(snapshot == nil, "records(forKeys:) reads the latest state, not a snapshot")
         let values = try db.multiGet(kv, keys)
-        var out: [KVRecord?] = []
-        out.reserveCapacity(keys.count)
-        for (key, bytes) in zip(keys, values) {
-            guard let bytes else {
-                out.append(nil)
-                continue
-            }
-            do { out.append(try KVRecord(decoding: bytes)) } catch { throw StoreError.corrupt(kv, key: key, error.reason) }
-        }
-        return out
+        return try zip(keys, values).map { (key, bytes) -> KVRecord? in try bytes.map { try decodeRecord($0, key: key) } }
     }
 
     public func scanRecords(
