@@ -120,18 +120,26 @@ extension Store {
         /// Its state machine writes, for the next chunk to read while this one is in flight.
         var kvWrites: KVWriteBatch
         var results: [AppliedEntry]
-        /// The applied state and tree after it.
+        /// The applied state after it.
         var state: AppliedState
-        var frontier: MerkleFrontier
-        var tiles: MerkleTileWriter
+        /// What the audit chain still has to add to `batch`.
+        var audit: ChunkAudit
+    }
+
+    /// The tree after a chunk whose audit runs on the apply writer's thread: set there before
+    /// the batch is written, read by the applying thread after `ApplyWriter.wait` (whose lock
+    /// orders the two). `@unchecked Sendable` for that hand-over.
+    private final class TreeAfterChunk: @unchecked Sendable {
+        var value: (frontier: MerkleFrontier, tiles: MerkleTileWriter)?
     }
 
     private func applyLocked(_ entries: [Entry], confState: ConfState?, sync: Bool) throws -> [AppliedEntry] {
         // A membership change is recorded with the last entry, so such a group stays one batch.
         guard entries.count > applyChunkEntries, confState == nil else {
-            let chunk = try prepare(entries[...], after: (applied, frontier, merkleTiles), confState: confState, over: nil)
+            let chunk = try prepare(entries[...], after: applied, confState: confState, over: nil)
+            let tree = try chunk.audit.complete(chunk.batch, after: (frontier, merkleTiles))
             try rocks { () throws(RocksDBError) in try db.write(chunk.batch, sync: false, logged: false) }
-            try finish(chunk)
+            try finish(chunk, tree: tree)
             if sync { try flushStateLocked() }
             return chunk.results
         }
@@ -139,13 +147,14 @@ extension Store {
         applyWriter = writer
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
-        var inFlight: PreparedChunk?
+        var inFlight: (chunk: PreparedChunk, tree: TreeAfterChunk)?
         /// Waits for the chunk in flight, if any, and publishes it once written.
         func collect() throws {
-            guard let chunk = inFlight else { return }
+            guard let (chunk, tree) = inFlight else { return }
             inFlight = nil
-            try rocks { () throws(RocksDBError) in try writer.wait() }
-            try finish(chunk)
+            try writer.wait()
+            guard let after = tree.value else { preconditionFailure("apply writer finished a chunk without its tree") }
+            try finish(chunk, tree: after)
         }
         // If anything fails, the chunk in flight is collected first, so `applied` and
         // `frontier` describe exactly what is written (the caller then fail-stops).
@@ -160,11 +169,15 @@ extension Store {
                 try collect()
                 try sessionIndex.buildIfNeeded(from: RocksDBKVBackend(db: db, cfs: cfs))
             }
-            let after = inFlight.map { ($0.state, $0.frontier, $0.tiles) } ?? (applied, frontier, merkleTiles)
-            let chunk = try prepare(entries[start..<end], after: after, confState: nil, over: inFlight?.kvWrites)
+            let chunk = try prepare(
+                entries[start..<end], after: inFlight?.chunk.state ?? applied, confState: nil, over: inFlight?.chunk.kvWrites)
             try collect()
-            writer.submit(chunk.batch)
-            inFlight = chunk
+            // The tree after the previous chunk is published now: the writer thread hashes
+            // this chunk's leaves onto it, then writes the batch.
+            let tree = TreeAfterChunk()
+            let (audit, treeBefore) = (chunk.audit, (frontier, merkleTiles))
+            writer.submit(chunk.batch) { batch in tree.value = try audit.complete(batch, after: treeBefore) }
+            inFlight = (chunk, tree)
             out.append(contentsOf: chunk.results)
             start = end
         }
@@ -179,18 +192,16 @@ extension Store {
         flusher.flushed(through: applied.index)
     }
 
-    /// Runs the state machine over `entries` (which follow `after`) and encodes everything they
-    /// write — effects, Merkle nodes, KV writes, the applied state — into one batch.
+    /// Runs the state machine over `entries` (which follow `after`) and encodes its KV writes
+    /// and the applied state into one batch; the audit chain's part (effects and Merkle
+    /// nodes) is left to `ChunkAudit.complete`, which may run on the apply writer's thread.
     /// - Parameter pending: the previous chunk's KV writes if it may not be written yet.
     private func prepare(
-        _ entries: ArraySlice<Entry>, after: (state: AppliedState, frontier: MerkleFrontier, tiles: MerkleTileWriter),
-        confState: ConfState?,
-        over pending: KVWriteBatch?
+        _ entries: ArraySlice<Entry>, after: AppliedState, confState: ConfState?, over pending: KVWriteBatch?
     ) throws -> PreparedChunk {
         let batch = db.makeWriteBatch()
         let committed = RocksDBKVBackend(db: db, cfs: cfs, sessionIndex: sessionIndex)
-        var frontier = after.frontier
-        var tiles = after.tiles
+        var audit = ChunkAudit(entries: entries, families: cfs, diskGuard: diskGuard, auditChain: auditChain)
         var kvBatch = KVWriteBatch(expectedEntries: entries.count)
         var out: [AppliedEntry] = []
         out.reserveCapacity(entries.count)
@@ -212,32 +223,19 @@ extension Store {
         // leaves alone.
         let reader = CachedKVBackend(base: committed, cache: recordCache, meta: metaCache, prefetched: prefetch?.records ?? [:])
         let backend: any KVBackend = if let pending { KVOverlayBackend(base: reader, pending: pending) } else { reader }
-        var leafV2From = after.state.leafV2From
-        var effectWrites: [(key: [UInt8], value: [UInt8])] = []
-        var confChanges = after.state.confChangeIndexes
+        var leafV2From = after.leafV2From
+        var confChanges = after.confChangeIndexes
         for (i, e) in entries.enumerated() {
             var effects = KVEntryEffects.noCommand
             let result = try applyKV(e, i, on: backend, &effects)
             if leafV2From == nil && effects.startsLeafV2 { leafV2From = e.index }
-            if auditChain {
-                // From the boundary on, the leaf commits to what the entry did (leaf v2); the
-                // effects are kept beside the entry, which the entry log already holds.
-                let record = JournalRecord(entry: e, effects: leafV2From.map { e.index >= $0 } == true ? JournalEffects(effects) : nil)
-                if let recorded = record.effects {
-                    effectWrites.append((bigEndianBytes(e.index.rawValue), RaftLogCodec.encode(effects: recorded)))
-                }
-                frontier.append(record.leaf.leafHash, to: &tiles)
-            }
+            // From the boundary on, the leaf commits to what the entry did (leaf v2).
+            if auditChain { audit.effects.append(leafV2From.map { e.index >= $0 } == true ? effects : nil) }
             out.append(AppliedEntry(index: e.index, result: result, writes: effects.writes, leaseChanges: effects.leaseChanges))
             if e.type == .confChange { confChanges.append(e.index) }
         }
         committed.add(kvBatch, to: batch)
-        for (key, value) in effectWrites { batch.put(cfs.effects, key, value) }
-        // The frontier records nodes as they complete, in post-order: the tiles they fill
-        // come in ascending key order, after every tile already stored but the last, which
-        // they rewrite (docs/STORAGE.md "Merkle tiles").
-        tiles.write(to: batch, cfs.merkle)
-        var state = after.state
+        var state = after
         if let last = entries.last {
             state.index = last.index
             state.term = last.term
@@ -245,17 +243,16 @@ extension Store {
         if let confState { state.confState = confState }
         state.leafV2From = leafV2From
         state.confChangeIndexes = Array(confChanges.suffix(AppliedState.confChangeIndexesMax))
-        add(state, to: batch, over: after.state)
-        precondition(!auditChain || frontier.treeSize == state.index.rawValue, "tree size \(frontier.treeSize) != applied \(state.index)")
-        try diskGuard.check(adding: batch.dataBytes, operation: "apply write")
-        return PreparedChunk(batch: batch, kvWrites: kvBatch, results: out, state: state, frontier: frontier, tiles: tiles)
+        add(state, to: batch, over: after)
+        audit.appliedIndex = state.index
+        return PreparedChunk(batch: batch, kvWrites: kvBatch, results: out, state: state, audit: audit)
     }
 
     /// Publishes a written chunk's applied state and tree, and lets the flusher bound the
     /// replay (it may wait here for a flush; a failed flush is thrown: fail-stop).
-    private func finish(_ chunk: PreparedChunk) throws(StoreError) {
-        frontier = chunk.frontier
-        merkleTiles = chunk.tiles
+    private func finish(_ chunk: PreparedChunk, tree: (frontier: MerkleFrontier, tiles: MerkleTileWriter)) throws(StoreError) {
+        frontier = tree.frontier
+        merkleTiles = tree.tiles
         applied = chunk.state
         do {
             if let target = try KVStateMachine.compactedRevision(writtenBy: chunk.kvWrites) {

@@ -18,6 +18,18 @@ func runCommand(_ path: String, _ arguments: [String]) -> Int32 {
     return p.terminationStatus
 }
 
+/// Mounts a tmpfs of `size` ("2m") on a new temporary directory for `body`, and unmounts it
+/// afterwards (lazily if it is still busy). Needs root.
+func withTmpfs<T>(_ name: String, size: String, _ body: (_ mountPoint: String) throws -> T) throws -> T {
+    let dir = TemporaryDirectory(name)
+    defer { dir.remove() }
+    try #require(runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", dir.path]) == 0)
+    defer {
+        if runCommand("/bin/umount", [dir.path]) != 0 { runCommand("/bin/umount", ["-l", dir.path]) }
+    }
+    return try body(dir.path)
+}
+
 extension UInt64 {
     func saturatingSubtract(_ b: UInt64) -> UInt64 { self > b ? self - b : 0 }
 }
@@ -29,15 +41,13 @@ struct DiskFailureTests {
     /// acknowledged entry. Needs root (mount); skipped otherwise.
     @Test(.enabled(if: getuid() == 0, "mounting a tmpfs needs root"), .timeLimit(.minutes(1)))
     func fullDiskIsAClearStopWithoutLoss() throws {
-        let mountPoint = TemporaryDirectory("fauna-enospc")
-        defer { mountPoint.remove() }
-        try #require(runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path]) == 0)
-        defer {
-            if runCommand("/bin/umount", [mountPoint.path]) != 0 { runCommand("/bin/umount", ["-l", mountPoint.path]) }
-        }
+        try withTmpfs("fauna-enospc", size: "2m") { try fullDiskIsAClearStopWithoutLoss(mountPoint: $0) }
+    }
+
+    private func fullDiskIsAClearStopWithoutLoss(mountPoint: String) throws {
         var options = Store.Options()
         options.diskFreeBytesMin = 256 << 10
-        let path = "\(mountPoint.path)/node"
+        let path = "\(mountPoint)/node"
         let value = String(repeating: "x", count: 16 << 10)
         var acknowledged: UInt64 = 0
         var stop: StoreError? = nil
@@ -71,12 +81,12 @@ struct DiskFailureTests {
         // Reopening on a full disk is refused the same way (another writer took the rest).
         let free = DiskSpaceGuard(path: path, freeBytesMin: 0).freeBytes() ?? 0
         _ = FileManager.default.createFile(
-            atPath: "\(mountPoint.path)/filler", contents: Data(count: Int(free.saturatingSubtract(64 << 10))))
+            atPath: "\(mountPoint)/filler", contents: Data(count: Int(free.saturatingSubtract(64 << 10))))
         let reopen = #expect(throws: StoreError.self) { _ = try Store(path: path, options: options) }
         #expect(reopen?.code == .diskFull)
 
         // Give the filesystem room again: every acknowledged entry is there.
-        try #require(runCommand("/bin/mount", ["-o", "remount,size=16m", mountPoint.path]) == 0)
+        try #require(runCommand("/bin/mount", ["-o", "remount,size=16m", mountPoint]) == 0)
         let store = try Store(path: path, options: options)
         defer { store.close() }
         #expect(store.appliedIndex == LogIndex(acknowledged))
@@ -89,6 +99,35 @@ struct DiskFailureTests {
 }
 
 extension DiskFailureTests {
+    /// A group longer than a chunk is pipelined, and each chunk's batch is completed (the audit
+    /// chain's writes, then the disk check) on the apply writer's thread: a full disk met there
+    /// must stop the store with `.diskFull` and apply nothing of that chunk. Needs root (mount).
+    @Test(.enabled(if: getuid() == 0, "mounting a tmpfs needs root"), .timeLimit(.minutes(1)))
+    func fullDiskMetByTheApplyWriterStops() throws {
+        try withTmpfs("fauna-enospc-pipelined", size: "4m") { try fullDiskMetByTheApplyWriterStops(mountPoint: $0) }
+    }
+
+    private func fullDiskMetByTheApplyWriterStops(mountPoint: String) throws {
+        var options = Store.Options()
+        options.diskFreeBytesMin = 256 << 10
+        options.applyChunkEntries = 64
+        let path = "\(mountPoint)/node"
+        let store = try Store(path: path, options: options)
+        defer { store.close() }
+        let group = (UInt64(1)...200).map { putEntry($0, key: "k\($0)", value: "v\($0)") }
+        try store.raftLog.persist(RaftLogUpdate(entries: group))
+        // Another writer takes the disk down to less than the reserve.
+        let free = DiskSpaceGuard(path: path, freeBytesMin: 0).freeBytes() ?? 0
+        _ = FileManager.default.createFile(
+            atPath: "\(mountPoint)/filler", contents: Data(count: Int(free.saturatingSubtract(128 << 10))))
+        let error = #expect(throws: StoreError.self) { try store.apply(group) }
+        #expect(error?.code == .diskFull, "\(String(describing: error))")
+        #expect(store.appliedIndex == LogIndex(0))
+        #expect(store.treeHead.treeSize == 0)
+        let again = #expect(throws: StoreError.self) { try store.apply(group) }
+        #expect(again?.code == .stopped)
+    }
+
     /// EIO injected at random into the helper's read/write/fsync calls (libfiu's POSIX
     /// preload, errno 5): the helper must stop with a typed error naming the file, never trap;
     /// RocksDB itself may abort (its Debian build keeps assertions), which is a stop too. After
