@@ -29,7 +29,8 @@ struct RecordPrefetch {
     init(_ entries: ArraySlice<Entry>, committed: RocksDBKVBackend, cache: RecordCache?, pending: KVWriteBatch?) throws {
         proposals = []
         proposals.reserveCapacity(entries.count)
-        var missing: [[UInt8]] = []
+        records.reserveCapacity(entries.count)
+        var missing: [HashedBytes] = []
         for e in entries {
             guard e.type == .normal && !e.data.isEmpty, let proposal = try? KVProposal(decoding: e.data) else {
                 proposals.append(nil)
@@ -42,14 +43,16 @@ struct RecordPrefetch {
             guard pending?.records.index(forKey: key) == nil else { continue }
             // Each key once: the placeholder is replaced by what the read finds.
             guard records.updateValue(KVRecord?.none, forKey: key) == nil else { continue }
-            missing.append(put.key)
+            missing.append(key)
         }
         guard !missing.isEmpty else { return }
-        let found = try committed.records(forKeys: missing)
+        let found = try committed.records(forKeys: missing.map(\.bytes))
         cache?.countMisses(missing.count)
+        // A key found absent keeps its placeholder, which already says so.
         for (key, record) in zip(missing, found) {
-            records[HashedBytes(key)] = .some(record)
-            if let cache, let record { cache.set(key, record) }
+            guard let record else { continue }
+            records[key] = record
+            cache?.set(key.bytes, record)
         }
     }
 
