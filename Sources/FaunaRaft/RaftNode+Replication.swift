@@ -52,6 +52,28 @@ extension RaftNode {
         }
     }
 
+    /// One append to a member being removed, whatever its flow control says: the entries
+    /// after the last one it acknowledged, with the commit index. It learns of its removal
+    /// only by committing (and so applying) it, and nothing is sent to it once its progress
+    /// is gone; the append that would have carried that commit index may have been held back
+    /// by a full in-flight window (common under load). Too far behind (entries compacted),
+    /// it is not told and stays up until stopped.
+    func sendFinalAppend(to peer: NodeID) {
+        guard let pr = progress[peer] else { return }
+        let prevIndex = pr.match
+        let prevTerm: Term
+        let entries: [Entry]
+        do {
+            prevTerm = try log.term(at: prevIndex)
+            entries = try log.entries(from: prevIndex + 1, to: log.lastIndex + 1, maxBytes: config.entriesPerMessageBytesMax)
+        } catch {
+            return  // compacted, or a storage error (recorded by the log; the core stops)
+        }
+        send(Message(
+            type: .append, from: id, to: peer, term: term, logTerm: prevTerm, index: prevIndex,
+            entries: entries, commit: log.committed))
+    }
+
     /// Sends as many appends to `peer` as its flow control allows. With `sendIfEmpty`, an
     /// empty append still goes out (to carry the commit index or probe the follower's log).
     func sendAppends(to peer: NodeID, sendIfEmpty: Bool) {

@@ -139,7 +139,10 @@ extension RaftNode {
             for member in conf.members where progress[member] == nil {
                 progress[member] = Progress(next: log.lastIndex + 1, isLearner: conf.isLearner(member))
             }
-            for member in progress.keys where !conf.isMember(member) { progress[member] = nil }
+            for member in progress.keys.sorted() where !conf.isMember(member) {
+                sendFinalAppend(to: member)
+                progress[member] = nil
+            }
             for member in conf.members { progress[member]?.isLearner = conf.isLearner(member) }
             if let target = leadTransferee, !conf.isVoter(target) { leadTransferee = nil }
             maybeCommit()

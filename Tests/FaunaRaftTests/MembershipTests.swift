@@ -80,6 +80,29 @@ import Testing
         #expect(c[1].commitIndex == c[1].lastIndex)
     }
 
+    /// A removed follower stops only once it applies its own removal, so it must learn the
+    /// commit index that covers it. Here the append that would carry it is held back by the
+    /// follower's full in-flight window (one message) until the leader has applied the
+    /// removal and dropped the follower's progress: the leader's last append to it, sent
+    /// outside flow control, is all it gets.
+    @Test func removedFollowerWithAFullWindowStillAppliesItsRemoval() throws {
+        let c = try TestCluster(voters: [1, 2, 3]) { $0.inflightMessagesMax = 1 }
+        try c.elect(1)
+        try c.tickAll(times: 1)
+        try c[1].propose(bytes("before"))
+        try c.settle()
+        // Node 3 acknowledges nothing from here on until the removal is applied: its window
+        // stays full.
+        let notThree = { (m: Message) in m.to != NodeID(3) && m.from != NodeID(3) }
+        try c.deliver(where: notThree)
+        try c[1].proposeConfChange(ConfChange(.remove, NodeID(3)))
+        for _ in 0..<10 where c[1].conf.isMember(NodeID(3)) { try c.deliver(where: notThree) }
+        #expect(!c[1].conf.isMember(NodeID(3)), "the leader applied the removal")
+        try c.stabilize()
+        #expect(!c[3].conf.isMember(NodeID(3)), "node 3 applied its own removal")
+        #expect(c.applied[NodeID(3)]?.last?.type == .confChange)
+    }
+
     @Test func removedLeaderStepsDownAndTheRestElect() throws {
         let c = try clusterWithLeader()
         try c[1].proposeConfChange(ConfChange(.remove, NodeID(1)))
