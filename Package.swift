@@ -157,6 +157,8 @@ let package = Package(
             dependencies: [
                 "FaunaRPC", "FaunaRaft", "FaunaKV", "FaunaVerify", "CCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -297,9 +297,10 @@ public final class RPCServer: Sendable {
     /// lost; requesters see `connectionClosed`).
     public func close() async throws {
         try await channel.close()
-        for connection in connections.removeAll() {
-            try? await connection.close()
-        }
+        // All at once: a TLS connection's close waits for the peer's close_notify (up to
+        // `TLSContexts.closeNotifyWait`), and one at a time those waits added up.
+        let closing = connections.removeAll().map { $0.close() }
+        for done in closing { try? await done.get() }
     }
 
     /// The number of open connections.

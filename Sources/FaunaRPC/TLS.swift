@@ -39,6 +39,13 @@ public final class TLSContexts: Sendable {
     /// A node has all three contexts; a client only the dialer.
     public enum Role: Sendable { case node, client }
 
+    /// How long a close we start waits for the peer's close_notify before it closes the socket
+    /// anyway (swift-nio-ssl's default is 5 s). Our frames carry their own lengths, so a cut
+    /// stream is seen without it; waiting only held a stopping node up: a client that had
+    /// stopped reading (an idle Python client does) kept a removed node alive for 5 s per
+    /// connection (docs/RELIABILITY.md "Membership").
+    public static let closeNotifyWait: TimeAmount = .milliseconds(500)
+
     struct Contexts {
         /// The client port's: a client certificate verified when presented, or required.
         var clientPort: NIOSSLContext?
@@ -132,6 +139,7 @@ public final class TLSContexts: Sendable {
         }
         var dialer = TLSConfiguration.makeClientConfiguration()
         dialer.minimumTLSVersion = .tlsv13
+        dialer.shutdownTimeout = Self.closeNotifyWait
         dialer.trustRoots = .certificates(ca)
         // The node's identity is checked by name after the handshake (peer links) or by the CA
         // and the certificate's purpose (clients), not by host name: nodes are often reached
@@ -143,6 +151,7 @@ public final class TLSContexts: Sendable {
         if role == .node, let key {
             var server = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
             server.minimumTLSVersion = .tlsv13
+            server.shutdownTimeout = Self.closeNotifyWait
             server.trustRoots = .certificates(ca)
             // A server's `.noHostnameVerification` requires the peer's certificate.
             server.certificateVerification = .optionalVerification

@@ -4,6 +4,8 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import Testing
 
 /// Certificates made by `tools/tls-certs` (the openssl command) in a temporary directory.
@@ -167,6 +169,59 @@ struct TestPKI {
                 group: group, logger: logs.logger)
         } throws: { ($0 as? RPCClientError)?.code == .connectFailed }
         try await dropper.close()
+    }
+
+    /// Closing the server closes its connections without waiting long for TLS clients that
+    /// never answer its close_notify (they stopped reading, as an idle client of another
+    /// library does). With swift-nio-ssl's default (5 s each, one after another) three such
+    /// clients held a stopping node for 15 s; a removed member outlived the chaos harness's
+    /// 5 s wait (docs/RELIABILITY.md "Membership").
+    @Test func closingDoesNotWaitForClientsThatStoppedReading() async throws {
+        let root = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let pki = try await TestPKI.issue(root, "pki", nodes: ["n2"])
+        let logs = CapturedLogs()
+        let server = try await Self.server(logs, tls: try TLSContexts(files: TestPKI.node(pki, "n2"), role: .node))
+        let target = try endpoint(of: server)
+        var clients: [any Channel] = []
+        for _ in 0..<3 { clients.append(try await Self.idleTLSClient(to: target, ca: "\(pki)/ca.crt")) }
+        #expect(await eventually { server.connectionCount == 3 })
+        let start = ContinuousClock.now
+        try await server.close()
+        let took = ContinuousClock.now - start
+        #expect(took < .seconds(4), "closing took \(took) with 3 idle TLS clients")
+        for c in clients { try? await c.close() }
+    }
+
+    /// A TLS client that completes its handshake and then stops reading.
+    static func idleTLSClient(to target: Endpoint, ca: String) async throws -> any Channel {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv13
+        tls.trustRoots = .file(ca)
+        tls.certificateVerification = .noHostnameVerification
+        let context = try NIOSSLContext(configuration: tls)
+        let handshake = group.next().makePromise(of: Void.self)
+        let channel = try await ClientBootstrap(group: group).channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil))
+                try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(done: handshake))
+            }
+        }.connect(host: target.host, port: Int(target.port)).get()
+        try await handshake.futureResult.get()
+        try await channel.setOption(ChannelOptions.autoRead, value: false).get()
+        return channel
+    }
+
+    /// Completes `done` when the TLS handshake completes.
+    final class HandshakeWatcher: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let done: EventLoopPromise<Void>
+        init(done: EventLoopPromise<Void>) { self.done = done }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case TLSUserEvent.handshakeCompleted? = event as? TLSUserEvent { done.succeed(()) }
+            context.fireUserInboundEventTriggered(event)
+        }
+        func handlerRemoved(context: ChannelHandlerContext) { done.fail(ChannelError.ioOnClosedChannel) }
     }
 
     @Test func thePeerPortBindsTheHelloToTheCertificate() async throws {
