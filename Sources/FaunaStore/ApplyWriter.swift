@@ -2,8 +2,9 @@ import Foundation
 
 /// The second thread of a pipelined apply (`Store.apply` with more entries than one chunk):
 /// it completes chunk n's WriteBatch (the audit chain's hashing and encoding, `ChunkAudit`) and
-/// writes it while the applying thread runs the state machine over chunk n + 1. One slot: at most one batch in flight, so the applying thread's overlay
-/// is always just the previous chunk's writes.
+/// writes it while the applying thread runs the state machine over chunk n + 1. One slot: at
+/// most one batch in flight, so the applying thread's overlay is always just the previous
+/// chunk's writes.
 ///
 /// Started on first use; a store that only ever applies small groups never starts it.
 /// `@unchecked Sendable`: all mutable state is guarded by `condition`.
