@@ -41,7 +41,7 @@ struct RecordPrefetch {
             if let cache, cache.contains(put.key) { continue }
             let key = HashedBytes(put.key)
             guard pending?.records.index(forKey: key) == nil else { continue }
-            // Each key once: the placeholder is replaced by what the read finds.
+            // Each key once: the placeholder (absent) stays unless the read finds a record.
             guard records.updateValue(KVRecord?.none, forKey: key) == nil else { continue }
             missing.append(key)
         }
