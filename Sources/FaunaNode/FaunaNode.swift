@@ -120,7 +120,9 @@ public final class FaunaNode: @unchecked Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.eventLoopThreads ?? settings.eventLoopThreadsDefault)
         let identity = PeerIdentity(clusterName: settings.cluster.name, nodeID: settings.nodeID, publicKey: publicKey)
         let events = EventQueue<NodeEvent>(capacity: settings.eventsMax)
-        let transport = PeerTransport(identity: identity, members: members, group: group, tls: settings.tls, logger: logger)
+        let transport = PeerTransport(identity: identity, members: members, group: group, tls: settings.tls, logger: logger) {
+            peer, reason in events.offer(.removedByPeer(peer, reason))  // full: the link dials again and hears it again
+        }
         let inbox = SnapshotInbox(dataDirectory: settings.dataDirectory, masterKey: settings.storeOptions.masterKey, logger: logger)
         let shipper = SnapshotShipper(
             sender: SnapshotSender(identity: identity, group: group, tls: settings.tls, logger: logger), inbox: inbox, members: members,
@@ -167,6 +169,7 @@ public final class FaunaNode: @unchecked Sendable {
                         connectionsMax: 64, idleTimeout: nil)
                     configuration.tls = settings.tls
                     configuration.onPeerKey = { [members] node, key in members.recordKey(key, for: node) }
+                    configuration.removedPeer = { [members] node, key in members.removalReason(of: node, key: key) }
                     return configuration
                 }(),
                 group: group, logger: logger

@@ -18,13 +18,19 @@ final class PeerTransport: PeerSender, @unchecked Sendable {
     private let group: any EventLoopGroup
     private let tls: TLSContexts?
     private let logger: Logger
+    /// Told when a peer refuses our hello because it has applied this node's removal.
+    private let onRemoved: @Sendable (NodeID, String) -> Void
 
-    init(identity: PeerIdentity, members: MemberDirectory, group: any EventLoopGroup, tls: TLSContexts?, logger: Logger) {
+    init(
+        identity: PeerIdentity, members: MemberDirectory, group: any EventLoopGroup, tls: TLSContexts?, logger: Logger,
+        onRemoved: @escaping @Sendable (NodeID, String) -> Void
+    ) {
         self.identity = identity
         self.members = members
         self.group = group
         self.tls = tls
         self.logger = logger
+        self.onRemoved = onRemoved
     }
 
     /// Sends each message on its destination's link, keeping the order per destination.
@@ -48,6 +54,7 @@ final class PeerTransport: PeerSender, @unchecked Sendable {
         var configuration = PeerLinkConfiguration()
         configuration.client.onPeerKey = { [members] node, key in members.recordKey(key, for: node) }
         configuration.client.tls = tls
+        configuration.onRemoved = onRemoved
         let link = PeerLink(
             to: peer, at: addresses.peer, identity: identity, group: group, configuration: configuration, logger: logger)
         link.start()
@@ -58,11 +65,15 @@ final class PeerTransport: PeerSender, @unchecked Sendable {
     /// Opens a link to every member that has none (a full mesh, as etcd keeps: the handshake
     /// tells each node every member's public key, which `members` reports, even between two
     /// followers that exchange no Raft messages) and closes links to nodes that are no longer
-    /// members.
+    /// members, whose hellos `members` refuses from now on (by the key they last presented).
     func reconcile(with conf: ConfState, me: NodeID) {
-        for member in conf.members where member != me { _ = link(for: member) }
+        for member in conf.members where member != me {
+            members.recordMembership(of: member)
+            _ = link(for: member)
+        }
         for (peer, link) in links where !conf.isMember(peer) {
             links[peer] = nil
+            members.recordRemoval(of: peer)
             logger.info("closing the link to a removed member", metadata: ["peer": "\(peer)"])
             // Not at once: the messages already queued on it (the append or heartbeat that
             // carries the commit of the removal) are what tell the removed node to stop, and

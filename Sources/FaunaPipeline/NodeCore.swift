@@ -20,6 +20,9 @@ public enum NodeEvent: Sendable {
     /// Another thread met a fail-stop store error (a record that does not decode, a failed
     /// read) while doing the described work: the node stops (docs/RELIABILITY.md).
     case storeFailed(StoreError, String)
+    /// A peer refused this node's hello because it has applied this node's removal from the
+    /// cluster (its reason): the node stops, as when it applies its removal itself.
+    case removedByPeer(NodeID, String)
     /// Stop: finish what is in flight, then return.
     case stop
 }
@@ -297,6 +300,13 @@ public final class NodeCore: @unchecked Sendable {
             transport.send([Message(type: .snapshot, from: id, to: peer, term: raft.term, snapshot: Snapshot(metadata: meta))])
         case .storeFailed(let error, let doing):
             failStop(error, while: doing)
+        case .removedByPeer(let peer, let reason):
+            guard !isStopping else { return }
+            // Only a node that has applied the removal refuses this way, so the removal is
+            // committed: this node missed the entry (down or cut off when it committed).
+            logger.notice("this node was removed from the cluster (peer \(peer) has applied its removal): stopping",
+                          metadata: ["reason": "\(reason)"])
+            isStopping = true
         case .stop:
             isStopping = true
         }

@@ -151,6 +151,9 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let authFailed = RPCErrorCode(rawValue: 15)
     /// The connection's user may not do this (message says what it lacks).
     public static let permissionDenied = RPCErrorCode(rawValue: 16)
+    /// A peer hello from a node whose removal from the cluster the answering node has applied
+    /// (same node ID, same public key): the dialler was removed and should stop.
+    public static let memberRemoved = RPCErrorCode(rawValue: 17)
 
     public var description: String {
         switch self {
@@ -170,6 +173,7 @@ public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, CustomStringCo
         case .authRequired: "authRequired"
         case .authFailed: "authFailed"
         case .permissionDenied: "permissionDenied"
+        case .memberRemoved: "memberRemoved"
         default: "code\(rawValue)"
         }
     }

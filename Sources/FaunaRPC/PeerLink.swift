@@ -17,6 +17,10 @@ public struct PeerLinkConfiguration: Sendable {
     public var backoffMax: TimeAmount
     /// Connection settings (the hello is set by the link).
     public var client: RPCClientConfiguration
+    /// Called (from the link's task) with the peer and its reason each time the peer refuses
+    /// the hello with `memberRemoved`: it has applied this node's removal from the cluster.
+    /// The link keeps dialling with backoff, so a caller that missed one hears it again.
+    public var onRemoved: (@Sendable (NodeID, String) -> Void)?
 
     /// Defaults: 4096 messages / 64 MiB queued, 1 MiB frames, 50 ms … 2 s backoff.
     public init(
@@ -234,7 +238,10 @@ public final class PeerLink: Sendable {
                 logger.info("peer link disconnected", metadata: ["endpoint": "\(endpoint)"])
             } catch {
                 logger.debug("peer link connect failed", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
-                if error.code == .handshakeRejected {
+                if error.code == .handshakeRejected, let refusal = error.response, refusal.code == .memberRemoved {
+                    logger.warning("peer refused our hello: it has applied this node's removal", metadata: ["reason": "\(refusal.message)"])
+                    configuration.onRemoved?(peer, refusal.message)
+                } else if error.code == .handshakeRejected {
                     logger.error("peer refused our hello; check cluster.toml", metadata: ["reason": "\(error.reason)"])
                 }
             }

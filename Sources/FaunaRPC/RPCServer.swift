@@ -43,6 +43,12 @@ public struct RPCServerConfiguration: Sendable {
     /// On a peer port: called (on an event loop) with the node and key of every accepted hello
     /// that carries a public key.
     public var onPeerKey: (@Sendable (NodeID, [UInt8]) -> Void)?
+    /// On a peer port: asked (on an event loop) with the node and key of every hello, and of
+    /// the sender of every `raftMessages` frame. A reason means this node has applied that
+    /// node's removal from the cluster: its hello is refused `memberRemoved` with the reason
+    /// (the removed node then stops), and an open connection from it is closed, so that it
+    /// dials again and hears the same. Nil: nobody is refused for this.
+    public var removedPeer: (@Sendable (NodeID, [UInt8]) -> String?)?
     /// Told of the final answer to every request (a node's metrics). Nil: nothing is timed.
     public var observer: (any RPCServerObserver)?
     /// Bytes of partial frames all connections together may buffer beyond
@@ -352,6 +358,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     private let meter: InboundFrameMeter
     /// The peer after its accepted hello (peer port only).
     private var peer: NodeID?
+    /// The public key the peer's hello carried (empty if none).
+    private var peerKey: [UInt8] = []
     /// This connection's reply channel, shared by its requests (answers batch per connection).
     private var reply: NIOReplyChannel?
     /// Requests handed to the node and not answered yet.
@@ -483,16 +491,22 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         } else if let missing = PeerFeatures.problem(hello.features, of: "\(hello.from)") {
             problem = missing
         }
+        var code = RPCErrorCode.peerRejected
+        if problem == nil, let removed = configuration.removedPeer?(hello.from, hello.publicKey) {
+            problem = removed
+            code = .memberRemoved
+        }
         if let problem {
             // Answer first, then close once the answer is written, so the dialler logs why.
             isClosing = true
             logger.warning("closing rpc connection", metadata: ["reason": "rejected peer: \(problem)"])
-            let reply = Frame(.error(RPCErrorResponse(.peerRejected, problem)), requestID: frame.requestID)
+            let reply = Frame(.error(RPCErrorResponse(code, problem)), requestID: frame.requestID)
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
             return
         }
         peer = hello.from
+        peerKey = hello.publicKey
         logger.debug("peer connected", metadata: ["peer": "\(hello.from)"])
         if !hello.publicKey.isEmpty { configuration.onPeerKey?(hello.from, hello.publicKey) }
         let welcome = RPCMessage.peerWelcome(
@@ -508,6 +522,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
             }
             for m in messages where m.from != peer || m.to != identity.nodeID {
                 return close(context, "raft message \(m.type) from \(m.from) to \(m.to): want from \(peer) to \(identity.nodeID)")
+            }
+            if let removed = configuration.removedPeer?(peer, peerKey) {
+                // Connected before this node applied its removal: it dials again, and its
+                // hello is refused with the reason.
+                return close(context, "raft messages from a removed member: \(removed)", level: .info)
             }
             handler(message, RPCRequestContext(requestID: .none, peer: peer, remoteAddress: context.channel.remoteAddress, reply: replyChannel(context)))
         case .snapshotOffer, .snapshotChunk:

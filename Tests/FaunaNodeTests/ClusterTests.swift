@@ -182,4 +182,35 @@ extension ClusterTests {
         #expect(Set(reports.values.map(\.treeRoot)).count == 1)
         #expect(await cluster.read("n4", key: [UInt8]("r9"))?.records.first?.record.value == [UInt8]("2"))
     }
+
+    /// A member removed while it was down never receives its removal once started again (the
+    /// leader sends it nothing): the members that applied the removal refuse its hellos by its
+    /// key, also after their own restart (`<data>/members`), and it stops by itself.
+    @Test func memberRemovedWhileDownStopsWhenStartedAgain() async throws {
+        let cluster = try ProcessCluster(names: Self.names)
+        defer { Task { await cluster.shutdown() } }
+        for n in Self.names { try cluster.start(n) }
+        let leader = try await cluster.waitForLeader(among: Self.names)
+        var session = ClientSession(clientID: ClientID(23), sequence: .first)
+        for i in 0..<5 {
+            _ = try await cluster.write(.put(KVPut(key: [UInt8]("d\(i)"), value: [UInt8]("1"))), session: &session, via: [leader])
+        }
+        _ = try await cluster.waitConverged(Self.names)  // every node has dialled every other: keys known
+        let removed = Self.names.first { $0 != leader }!
+        let remaining = Self.names.filter { $0 != removed }
+        await cluster.kill(removed)
+        guard let after = await cluster.changeMembership(.remove(cluster.nodes[removed]!.id), via: leader) else { return }
+        #expect(after.count == 2)
+        // Both remaining members restart: only what they kept on disk can refuse the node now.
+        for n in remaining { await cluster.kill(n, signal: SIGTERM) }
+        for n in remaining { try cluster.start(n) }
+        _ = try await cluster.waitForLeader(among: remaining)
+        #expect(try String(contentsOfFile: cluster.dataDirectory(of: remaining[0]) + "/members", encoding: .utf8)
+            .contains("removed \(cluster.nodes[removed]!.id.rawValue) "))
+        try cluster.start(removed)
+        let exit = await cluster.waitForExit(removed, seconds: 30)
+        #expect(exit?.reason == .exit && exit?.status == 0, "a member removed while down stops when started again")
+        #expect(cluster.log(of: removed).contains("has applied its removal"))
+        _ = try await cluster.write(.put(KVPut(key: [UInt8]("d9"), value: [UInt8]("2"))), session: &session, via: remaining)
+    }
 }

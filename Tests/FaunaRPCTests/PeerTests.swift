@@ -114,6 +114,61 @@ func heartbeat(_ i: Int) -> Message {
         #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .peerWelcome, body: zeroFeatures) }
     }
 
+    /// A node that has applied a peer's removal refuses that peer's hello (same key) with
+    /// `memberRemoved`, and closes a connection the peer opened before, so that the peer's
+    /// link dials again and hears it. Another key under the same ID is still welcomed.
+    @Test func removedPeerIsRefusedAndTold() async throws {
+        let logs = CapturedLogs()
+        let oldKey = [UInt8](repeating: 0x31, count: 32), newKey = [UInt8](repeating: 0x32, count: 32)
+        let removed = NIOLockedValueBox(false)
+        let received = NIOLockedValueBox(0)
+        var configuration = RPCServerConfiguration(peerIdentity: PeerIdentity(clusterName: "test", nodeID: NodeID(2)))
+        configuration.removedPeer = { node, key in
+            removed.withLockedValue { $0 } && node == NodeID(1) && key == oldKey ? "node 1 was removed" : nil
+        }
+        let server = try await RPCServer.start(configuration: configuration, group: group, logger: logs.logger) { message, _ in
+            if case .raftMessages(let messages) = message { received.withLockedValue { $0 += messages.count } }
+        }
+        let told = NIOLockedValueBox<[String]>([])
+        var link = PeerLinkConfiguration(backoffInitial: .milliseconds(10), backoffMax: .milliseconds(50))
+        link.onRemoved = { peer, reason in told.withLockedValue { $0.append("\(peer): \(reason)") } }
+        let peer = PeerLink(
+            to: NodeID(2), at: try endpoint(of: server),
+            identity: PeerIdentity(clusterName: "test", nodeID: NodeID(1), publicKey: oldKey), group: group,
+            configuration: link, logger: logs.logger)
+        peer.start()
+        #expect(await eventually { peer.stats.isConnected })
+        peer.send([heartbeat(1)])
+        #expect(await eventually { received.withLockedValue { $0 } == 1 })
+        // The server applies the removal; the open connection's next frame closes it, and the
+        // hello on the next connect is refused with the reason.
+        removed.withLockedValue { $0 = true }
+        peer.send([heartbeat(2)])
+        #expect(await eventually { !told.withLockedValue { $0 }.isEmpty })
+        #expect(told.withLockedValue { $0 }.first == "n2: node 1 was removed")
+        #expect(received.withLockedValue { $0 } == 1)
+        #expect(!peer.stats.isConnected)
+        await peer.shutdown()
+
+        await #expect {
+            try await RPCClient.connect(
+                to: try endpoint(of: server),
+                configuration: RPCClientConfiguration(hello: PeerHello(clusterName: "test", from: NodeID(1), to: NodeID(2), publicKey: oldKey)),
+                group: group, logger: logs.logger)
+        } throws: { error in
+            guard let error = error as? RPCClientError else { return false }
+            return error.code == .handshakeRejected && error.response?.code == .memberRemoved
+                && error.response?.message == "node 1 was removed"
+        }
+        // Node 1 added again with a new data directory presents a new key: welcomed.
+        let readded = try await RPCClient.connect(
+            to: try endpoint(of: server),
+            configuration: RPCClientConfiguration(hello: PeerHello(clusterName: "test", from: NodeID(1), to: NodeID(2), publicKey: newKey)),
+            group: group, logger: logs.logger)
+        await readded.close()
+        try await server.close()
+    }
+
     @Test func linkBatchesMessagesPerFlush() async throws {
         let logs = CapturedLogs()
         let (server, received, frames) = try await peerServer(logs: logs)
