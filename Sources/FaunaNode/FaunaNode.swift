@@ -81,7 +81,10 @@ public final class FaunaNode: @unchecked Sendable {
         }
         let signer: TreeHeadSigner
         do {
-            signer = try NodeKey.loadOrCreate(dataDirectory: settings.dataDirectory)
+            signer = try NodeKey.loadOrCreate(
+                dataDirectory: settings.dataDirectory, master: settings.storeOptions.masterKey,
+                previous: settings.storeOptions.previousMasterKey
+            ) { logger.notice("\($0)", metadata: ["file": "\(settings.dataDirectory)/\(NodeKey.fileName)"]) }
         } catch {
             store.close()
             throw error

@@ -65,6 +65,55 @@ public struct MasterKey: Sendable {
         }
         return MasterKey(bytes: key, path: path)
     }
+
+    // MARK: Secrets kept in files of their own
+
+    /// The first bytes of a file `sealFile` wrote.
+    static let sealedFileMagic = Array("FNS1".utf8)
+
+    /// Seals a secret the node keeps in a file of its own (the tree-head signing key,
+    /// `node.key`): `"FNS1" | 8-byte master fingerprint | AES-256-GCM combined box (12-byte
+    /// nonce, ciphertext, 16-byte tag)`, authenticated with `context`, so a file sealed for
+    /// another purpose does not open as this one.
+    public func sealFile(_ secret: [UInt8], context: String) throws(StoreError) -> [UInt8] {
+        do {
+            let box = try AES.GCM.seal(secret, using: key, authenticating: Array(context.utf8))
+            guard let combined = box.combined else { throw StoreError(.encryptionKey, "sealing \(context) gave no combined box") }
+            return Self.sealedFileMagic + fingerprint + Array(combined)
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError(.encryptionKey, "sealing \(context): \(error)")
+        }
+    }
+
+    /// The fingerprint (hex) of the master key that sealed `file` (what `sealFile` wrote), or
+    /// nil if `file` is not a sealed file.
+    public static func sealedFileFingerprint(_ file: [UInt8]) -> String? {
+        guard file.count > sealedFileMagic.count + 8 + 28, file.starts(with: sealedFileMagic) else { return nil }
+        return Keyring.hex(Array(file[sealedFileMagic.count..<sealedFileMagic.count + 8]))
+    }
+
+    /// Opens what `sealFile` sealed with this key for `context`.
+    ///
+    /// - Throws: `StoreError(.encryptionKey)` if `file` is not a sealed file, another master key
+    ///   sealed it (both fingerprints named), or it does not open (changed, or sealed for
+    ///   another purpose).
+    public func openFile(_ file: [UInt8], context: String) throws(StoreError) -> [UInt8] {
+        guard let sealedBy = Self.sealedFileFingerprint(file) else {
+            throw StoreError(.encryptionKey, "\(context): not a sealed file")
+        }
+        guard sealedBy == fingerprintHex else {
+            throw StoreError(
+                .encryptionKey, "\(context): sealed by master key \(sealedBy), the configured one (\(path)) is \(fingerprintHex)")
+        }
+        do {
+            let box = try AES.GCM.SealedBox(combined: file[(Self.sealedFileMagic.count + 8)...])
+            return Array(try AES.GCM.open(box, using: key, authenticating: Array(context.utf8)))
+        } catch {
+            throw StoreError(.encryptionKey, "\(context): does not open with master key \(fingerprintHex) (changed on disk?)")
+        }
+    }
 }
 
 /// The data keys of one data directory, each wrapped by the master key, kept in group 0's

@@ -73,6 +73,11 @@ import Glibc
         let files = (FileManager.default.enumerator(atPath: dataRoot)?.allObjects as? [String]) ?? []
         #expect(files.contains { $0.hasSuffix(".sst") } && files.contains { $0.hasSuffix(".log") } && files.contains { $0.contains("MANIFEST") }, "\(files)")
         #expect(Self.filesContaining(needle, under: dataRoot) == [])
+        // Each node's signing key is sealed by the master key too (NodeKeyTests has the rest).
+        for n in Self.names {
+            let key = [UInt8](FileManager.default.contents(atPath: "\(cluster.dataDirectory(of: n))/node.key") ?? Data())
+            #expect(key.starts(with: Array("FNS1".utf8)), "\(n)/node.key is sealed")
+        }
         #expect(Self.filesContaining(needle, under: archive).isEmpty && (try? Data(contentsOf: URL(fileURLWithPath: archive)))?.range(of: Data(needle)) == nil)
 
         // Restarted, the value reads back from the sealed SSTs.
