@@ -33,6 +33,9 @@ extension NodeCore {
             // A connection bound to no user is refused here when auth is on; everything else is
             // decided when the entry applies, against the auth state at its own index.
             if let refusal = auth.checkBound(context) { return context.respond(refusal) }
+            if let refusal = Self.refusalOfRootsLastPassword(request.proposal.command, authEnabled: auth.isEnabled, context) {
+                return context.respond(refusal)
+            }
             // The entry names who asked: the state machine checks the user's permissions.
             guard let bytes = KVProposal.adding(principal: context.principal, to: request.proposalBytes) else {
                 return context.respond(.error(RPCErrorResponse(.invalidRequest, "write: the proposal cannot take a principal")))
@@ -340,5 +343,20 @@ extension NodeCore {
                 shipping.stream(checkpoint, to: context, slot: slot)
             }
         })
+    }
+
+    /// Removing root's password while auth is enabled leaves root a client certificate naming
+    /// it as its only credential; if none exists, nobody can administer the cluster again. The
+    /// state machine cannot see certificates, so the leader admits the change only over a
+    /// connection whose certificate names root, which shows one exists. (Checked against the
+    /// applied auth state: an `auth enable` still in flight is not seen.)
+    static func refusalOfRootsLastPassword(_ command: KVCommand, authEnabled: Bool, _ context: RPCRequestContext) -> RPCMessage? {
+        guard authEnabled, case .auth(.userPassword(let name, nil)) = command, name == KVAuthLimits.root,
+            context.identity?.certificateName != KVAuthLimits.root
+        else { return nil }
+        return .error(RPCErrorResponse(
+            .invalidRequest,
+            "user passwd root --no-password: with auth enabled, a client certificate whose common name is root would be "
+                + "root's only credential; send this over a connection with such a certificate, or set a new password instead"))
     }
 }

@@ -24,7 +24,6 @@ import Testing
         // alice's fctl is bound by a certificate naming her: a password check is scrypt, 0.65 s
         // of CPU in a debug build, which starved the other end-to-end tests run beside this one.
         // Her password is checked once below (`expectEntryAccess`), and a wrong one once.
-        try Self.issueClientCertificate(cluster, commonName: "alice")
         let aliceConfig = "\(cluster.root)/alice.toml"
         try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "tls/client.", with: "alice/client.")
             .write(toFile: aliceConfig, atomically: false, encoding: .utf8)
@@ -48,6 +47,16 @@ import Testing
         expectOK(try await root(["auth", "enable"]), "auth enable")
         run = try await root(["auth", "status"])
         #expect(run.stdout == "auth enabled\n", "\(run.stdout) \(run.stderr)")
+        // Root's password may be removed only over a connection whose certificate names root:
+        // otherwise nothing may be left to administer the cluster with.
+        expectOK(try await root(["user", "passwd", "root", "--password-stdin"], stdin: "root-pass\n"), "root's password")
+        let rootPasswordFile = "\(cluster.root)/root.password"
+        try "root-pass\n".write(toFile: rootPasswordFile, atomically: false, encoding: .utf8)
+        try Self.issueClientCertificate(cluster, commonName: "alice")
+        let rootByPassword = ["--user", "root", "--password-file", rootPasswordFile, "--endpoints", "127.0.0.1:\(cluster.nodes["n1"]!.client)", "--ca", "\(cluster.root)/tls/ca.crt", "--cert", "\(cluster.root)/alice/client.crt", "--key", "\(cluster.root)/alice/client.key"]
+        run = try await ClientAndCLITests.fctl(["user", "passwd", "root", "--no-password"] + rootByPassword, config: config)
+        #expect(run.status == 4 && run.stderr.contains("whose common name is root"), "\(run.status) \(run.stderr)")
+        expectOK(try await root(["user", "passwd", "root", "--no-password"]), "root's password removed by root's certificate")
 
         // alice: app/ yes, other/ no (read, write, nor its journal entry or proof).
         expectOK(try await alice(["put", "app/x", "1"]), "alice put app/x")
@@ -91,7 +100,8 @@ import Testing
         let lines = run.stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
         #expect(lines.map { $0.count > 2 ? $0[2] : "?" } == [
             "user add root (no password)", "user grant-role root root", "user add alice (password)", "role add app-rw",
-            "role grant app-rw readwrite [app/, app0)", "user grant-role alice app-rw", "auth enable", "role revoke app-rw [app/, app0)",
+            "role grant app-rw readwrite [app/, app0)", "user grant-role alice app-rw", "auth enable", "user passwd root",
+            "user passwd root (removed)", "role revoke app-rw [app/, app0)",
         ], "\(run.stdout) \(run.stderr)")
         // Even before the user root existed, the changes were made by a connection whose
         // certificate names root: that is who the log names.
