@@ -106,7 +106,12 @@ let package = Package(
         // Test helper for the crash-kill and EIO tests: applies entries, prints each durable index.
         .executableTarget(name: "store-crash-helper", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV"]),
         // Storage benchmark (docs/PERFORMANCE.md "Storage"); run in release.
-        .executableTarget(name: "store-bench", dependencies: ["FaunaStore", "FaunaRaft", "FaunaKV", .product(name: "Crypto", package: "swift-crypto")]),
+        .executableTarget(
+            name: "store-bench",
+            dependencies: [
+                "FaunaStore", "FaunaRaft", "FaunaKV", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .testTarget(
             name: "FaunaStoreTests",
             // The helper is a dependency so that `swift build --build-tests` builds it.

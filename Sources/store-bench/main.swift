@@ -1,66 +1,93 @@
 // store-bench: FaunaStore throughput on this machine's disk (docs/PERFORMANCE.md "Storage").
 //
-//   flock /tmp/fauna-build.lock swift run -c release --scratch-path .build-release store-bench \
-//       [--dir DIR] [--seconds S] [--snapshot-mib N] [--only PART] [--apply-batch N] [--record-cache-mib N] [--encrypt]
-//       [--no-prefetch]
+//   flock /tmp/fauna-build.lock swift run -c release --scratch-path .build-release store-bench [OPTIONS]
 //
-// `--no-prefetch`: the apply stores read each replaced record when the state machine reaches
-// it, not in one batch per chunk (`Store.Options.prefetchRecordsFrom`). `--only seal`: what sealing
-// and opening one value costs (encryption at rest); `--encrypt`: the apply stores seal their
-// values.
-//
-// Measures, in one run on one disk: the raw fsync rate (write 128 B + fdatasync), synced Raft
-// log appends with group commit under 1/16/256 concurrent appenders, the write path of
-// single-put entries (the log append, synced per batch, then the unsynced apply: kv, history,
-// journal, effects, Merkle tree, applied index), point gets, range scans, and snapshot
-// create/stream/install time.
+// `store-bench --help` lists the options.
+import ArgumentParser
 import Crypto
 import FaunaKV
 import FaunaRaft
 import FaunaStore
 import Foundation
 
-struct Config {
-    var dir = FileManager.default.temporaryDirectory.path + "/fauna-store-bench"
-    var seconds = 3.0
-    var snapshotMiB = 256
-    /// Run only this part: "fsync", "log", "apply" (apply + reads) or "snapshot"; nil: all.
-    var only: String? = nil
-    /// Entries per apply call.
-    /// Entries per `Store.apply` call (groups above `Store.Options.applyChunkEntries` are pipelined).
-    var applyBatch: UInt64 = 4096
-    /// `Store.Options.recordCacheBytes` of the apply stores, in MiB (0: off).
-    var recordCacheMiB = Store.Options().recordCacheBytes >> 20
-    /// The apply stores seal values at rest (a random master key; docs/SECURITY.md).
-    var encrypt = false
-    /// Whether the apply stores read records ahead (`Store.Options.prefetchRecordsFrom`).
-    var prefetch = true
+/// The parts `--only` picks.
+enum Part: String, CaseIterable, ExpressibleByArgument {
+    case fsync, log, apply, snapshot, seal
 }
 
-func parse(_ args: [String]) -> Config {
-    var c = Config()
-    var i = 1
-    while i < args.count {
-        let v = i + 1 < args.count ? args[i + 1] : ""
-        if args[i] == "--encrypt" || args[i] == "--no-prefetch" {
-            if args[i] == "--encrypt" { c.encrypt = true } else { c.prefetch = false }
-            i += 1
-            continue
-        }
-        switch args[i] {
-        case "--dir": c.dir = v
-        case "--seconds": c.seconds = Double(v) ?? c.seconds
-        case "--snapshot-mib": c.snapshotMiB = Int(v) ?? c.snapshotMiB
-        case "--only": c.only = v
-        case "--apply-batch": c.applyBatch = max(1, UInt64(v) ?? c.applyBatch)
-        case "--record-cache-mib": c.recordCacheMiB = max(0, Int(v) ?? c.recordCacheMiB)
-        default:
-            print("usage: store-bench [--dir DIR] [--seconds S] [--snapshot-mib N] [--only fsync|log|apply|snapshot|seal] [--apply-batch N] [--record-cache-mib N] [--encrypt] [--no-prefetch]")
-            exit(2)
-        }
-        i += 2
+struct Config {
+    /// The run's own directory (made empty, removed at the end).
+    var dir: String
+    var seconds: Double
+    var snapshotMiB: Int
+    /// Run only this part; nil: all but `seal`.
+    var only: Part?
+    /// Entries per `Store.apply` call (groups above `Store.Options.applyChunkEntries` are pipelined).
+    var applyBatch: UInt64
+    /// `Store.Options.recordCacheBytes` of the apply stores, in MiB (0: off).
+    var recordCacheMiB: Int
+    /// The apply stores seal values at rest (a random master key; docs/SECURITY.md).
+    var encrypt: Bool
+    /// Whether the apply stores read records ahead (`Store.Options.prefetchRecordsFrom`).
+    var prefetch: Bool
+}
+
+struct StoreBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store-bench",
+        abstract: "FaunaStore throughput on this machine's disk (docs/PERFORMANCE.md \"Storage\").",
+        discussion: """
+            Measures, in one run on one disk: the raw fsync rate (write 128 B + fdatasync); synced \
+            Raft log appends with group commit under 1/16/256 concurrent appenders (log); the write \
+            path of single-put entries (apply: the log append, synced per batch, then the unsynced \
+            apply of kv, history, journal, effects, Merkle tree and applied index; fresh keys, then \
+            the same keys overwritten, then without the audit chain), point gets and range scans; \
+            snapshot create, stream and install time (snapshot). Without --only, all but seal run. \
+            Build in release mode to measure.
+            """)
+
+    @Option(help: "Runs in DIR/store-bench-<pid> (removed at the end); DIR itself is left alone.")
+    var dir: String = FileManager.default.temporaryDirectory.path
+
+    @Option(help: "Seconds per timed measurement (fsync, log appends).")
+    var seconds: Double = 3.0
+
+    @Option(name: .customLong("snapshot-mib"), help: "MiB of values in the snapshot part's store.")
+    var snapshotMiB: Int = 256
+
+    @Option(help: "Run only this part (apply includes the reads; seal: what sealing and opening one value costs, encryption at rest).")
+    var only: Part?
+
+    @Option(name: .customLong("apply-batch"), help: "Entries per Store.apply call; above \(Store.Options().applyChunkEntries) they are applied in pipelined chunks.")
+    var applyBatch: UInt64 = 4096
+
+    @Option(name: .customLong("record-cache-mib"), help: "The apply stores' record cache, in MiB (0: off).")
+    var recordCacheMiB: Int = Store.Options().recordCacheBytes >> 20
+
+    @Flag(help: "The apply stores seal their values (a random master key).")
+    var encrypt = false
+
+    @Flag(name: .customLong("no-prefetch"), help: "The apply stores read each replaced record when the state machine reaches it, not in one batch per chunk.")
+    var noPrefetch = false
+
+    func validate() throws {
+        guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds \(seconds): want 0 < S <= 3600") }
+        guard (1...65536).contains(snapshotMiB) else { throw ValidationError("--snapshot-mib \(snapshotMiB): want 1...65536") }
+        guard (1...1_000_000).contains(applyBatch) else { throw ValidationError("--apply-batch \(applyBatch): want 1...1000000") }
+        guard (0...65536).contains(recordCacheMiB) else { throw ValidationError("--record-cache-mib \(recordCacheMiB): want 0...65536") }
     }
-    return c
+
+    func run() throws {
+        let config = Config(
+            dir: "\(dir)/store-bench-\(getpid())", seconds: seconds, snapshotMiB: snapshotMiB, only: only,
+            applyBatch: applyBatch, recordCacheMiB: recordCacheMiB, encrypt: encrypt, prefetch: !noPrefetch)
+        do {
+            try runBench(config)
+        } catch {
+            print("store-bench failed: \(error)")
+            throw ExitCode(1)
+        }
+    }
 }
 
 func now() -> Double { Date().timeIntervalSinceReferenceDate }
@@ -159,18 +186,17 @@ func putEntry(_ index: UInt64, key k: [UInt8], value: [UInt8]) -> Entry {
     Entry(term: Term(1), index: LogIndex(index), data: KVProposal(command: .put(KVPut(key: k, value: value))).encoded())
 }
 
-func run() throws {
-    let c = parse(CommandLine.arguments)
-    try? FileManager.default.removeItem(atPath: c.dir)
+func runBench(_ c: Config) throws {
+    try? FileManager.default.removeItem(atPath: c.dir)  // its own: DIR/store-bench-<pid>
     try FileManager.default.createDirectory(atPath: c.dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: c.dir) }
     print("store-bench: dir \(c.dir), \(c.seconds) s per measurement")
 
-    func wants(_ part: String) -> Bool { c.only == nil || c.only == part }
+    func wants(_ part: Part) -> Bool { c.only == nil || c.only == part }
     let fsyncRate = rawFsyncRate(dir: c.dir, seconds: c.seconds)
     print("raw fsync (write 128 B + fdatasync): \(fmt(fsyncRate))/s")
 
-    if wants("log") {
+    if wants(.log) {
         let store = try Store(path: c.dir + "/log")
         defer { store.close() }
         for appenders in [1, 16, 256] {
@@ -181,9 +207,9 @@ func run() throws {
         }
     }
 
-    if c.only == "seal" { try sealBench() }
-    if wants("apply") { try applyAndReadBench(c) }
-    if wants("snapshot") { try snapshotBench(c) }
+    if c.only == .seal { try sealBench() }
+    if wants(.apply) { try applyAndReadBench(c) }
+    if wants(.snapshot) { try snapshotBench(c) }
 }
 
 /// What sealing and opening one value costs (encryption at rest): 120-byte values bound to a
@@ -313,6 +339,8 @@ func applyAndReadBench(_ c: Config) throws {
           + "\(fmt(Double(applyCount) / plainElapsed))/s; the audit chain costs "
           + "\(fmt((1 - plainElapsed / elapsed) * 100))% of apply throughput (with/without = \(fmt(plainElapsed / elapsed)))")
 
+    try overlappedBench(c, options: options, count: applyCount, value: value)
+
     let backend = store.makeKVBackend()
     let sm = store.kvStateMachine
     var rng = SystemRandomNumberGenerator()
@@ -351,6 +379,43 @@ func applyAndReadBench(_ c: Config) throws {
 }
 
 /// The record cache's counters so far (cumulative over the store's applies).
+/// The fresh-key pass again, on a new store, with the log written as a node writes it: a node's
+/// log writer thread persists the entries it receives while its apply thread applies those
+/// already committed, so here a thread of its own persists batch k + 1 (at most two ahead)
+/// while this one applies batch k. The same work as the serial pass; only the threads differ.
+func overlappedBench(_ c: Config, options: Store.Options, count: UInt64, value: [UInt8]) throws {
+    let store = try Store(path: c.dir + "/apply-overlapped", options: options)
+    defer { store.close() }
+    let batches = applyBatches(count: count, perBatch: c.applyBatch, value: value)
+    let persisted = DispatchSemaphore(value: 0), room = DispatchSemaphore(value: 2)
+    let cpuStart = threadCPU(), processStart = processCPU()
+    let start = now()
+    let logWriter = Thread {
+        for batch in batches {
+            room.wait()
+            do {
+                try store.raftLog.persist(RaftLogUpdate(entries: batch))
+            } catch {
+                print("store-bench failed: the overlapped pass's log write: \(error)")
+                exit(1)
+            }
+            persisted.signal()
+        }
+    }
+    logWriter.start()
+    for batch in batches {
+        persisted.wait()
+        try store.apply(batch, sync: false)
+        room.signal()
+    }
+    let elapsed = now() - start
+    let cpu = threadCPU() - cpuStart, processCPUUsed = processCPU() - processStart
+    print("log and apply overlapped, as in a node (a log writer thread persists the next batch, at most 2 ahead, "
+          + "while this one applies), fresh keys, \(c.applyBatch) per apply call: \(fmt(Double(count) / elapsed))/s "
+          + "(\(fmt(Double(count) / cpu)) per CPU-second of the applying thread, "
+          + "\(fmt(Double(count) / processCPUUsed)) per CPU-second of all threads)")
+}
+
 func printCacheStats(_ store: Store, after what: String) {
     let s = store.recordCacheStats
     guard s.budgetBytes > 0 else { return print("record cache after \(what): off") }
@@ -406,9 +471,4 @@ func snapshotBench(_ c: Config) throws {
     print("snapshot install swap + reopen: \(fmt(reopen)) s; digest and tree root equal: \(same)")
 }
 
-do {
-    try run()
-} catch {
-    print("store-bench failed: \(error)")
-    exit(1)
-}
+StoreBench.main()
