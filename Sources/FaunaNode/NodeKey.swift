@@ -59,7 +59,8 @@ enum NodeKey {
                     "\(path): the signing key is sealed by master key \(sealedBy) and this node has no master key: "
                         + "configure [encryption] (docs/SECURITY.md)")
             }
-            let opener = sealedBy != master.fingerprintHex && sealedBy == previous?.fingerprintHex ? previous! : master
+            // The previous master key only for a key it sealed (a change of master key under way).
+            let opener = previous.flatMap { sealedBy != master.fingerprintHex && sealedBy == $0.fingerprintHex ? $0 : nil } ?? master
             do {
                 seed = try opener.openFile(file, context: sealContext)
             } catch {
