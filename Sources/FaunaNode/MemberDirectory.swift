@@ -24,7 +24,7 @@ final class MemberDirectory: MemberBook {
     /// Tree-head public keys: this node's, and each peer's from its last handshake (in memory:
     /// peers present them again on every connection).
     private let keys: NIOLockedValueBox<[NodeID: [UInt8]]>
-    /// Removed members remembered at most (the oldest IDs go first).
+    /// Removed members remembered at most (beyond it the lowest node IDs are forgotten first).
     static let removedMax = 1024
 
     init(seed: [NodeID: MemberAddresses], dataDirectory: String, me: NodeID, publicKey: [UInt8]) {
