@@ -66,6 +66,30 @@ public struct MasterKey: Sendable {
         return MasterKey(bytes: key, path: path)
     }
 
+    /// AES-256-GCM under the master key, authenticated with `context`: the combined box (12-byte
+    /// nonce, ciphertext, 16-byte tag). What wraps the data keys and seals `node.key`.
+    /// `what` names the secret in errors.
+    func wrap(_ secret: [UInt8], authenticating context: [UInt8], what: String) throws(StoreError) -> [UInt8] {
+        do {
+            let box = try AES.GCM.seal(secret, using: key, authenticating: context)
+            guard let combined = box.combined else { throw StoreError(.encryptionKey, "wrapping \(what) gave no combined box") }
+            return Array(combined)
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError(.encryptionKey, "wrapping \(what): \(error)")
+        }
+    }
+
+    /// What `wrap` wrapped with this key for `context`, or nil if `combined` does not open
+    /// (changed, wrapped by another key or for another context).
+    func unwrap(_ combined: some DataProtocol, authenticating context: [UInt8]) -> [UInt8]? {
+        guard let box = try? AES.GCM.SealedBox(combined: combined),
+            let secret = try? AES.GCM.open(box, using: key, authenticating: context)
+        else { return nil }
+        return Array(secret)
+    }
+
     // MARK: Secrets kept in files of their own
 
     /// The first bytes of a file `sealFile` wrote.
@@ -76,15 +100,7 @@ public struct MasterKey: Sendable {
     /// nonce, ciphertext, 16-byte tag)`, authenticated with `context`, so a file sealed for
     /// another purpose does not open as this one.
     public func sealFile(_ secret: [UInt8], context: String) throws(StoreError) -> [UInt8] {
-        do {
-            let box = try AES.GCM.seal(secret, using: key, authenticating: Array(context.utf8))
-            guard let combined = box.combined else { throw StoreError(.encryptionKey, "sealing \(context) gave no combined box") }
-            return Self.sealedFileMagic + fingerprint + Array(combined)
-        } catch let e as StoreError {
-            throw e
-        } catch {
-            throw StoreError(.encryptionKey, "sealing \(context): \(error)")
-        }
+        Self.sealedFileMagic + fingerprint + (try wrap(secret, authenticating: Array(context.utf8), what: context))
     }
 
     /// The fingerprint (hex) of the master key that sealed `file` (what `sealFile` wrote), or
@@ -107,12 +123,10 @@ public struct MasterKey: Sendable {
             throw StoreError(
                 .encryptionKey, "\(context): sealed by master key \(sealedBy), the configured one (\(path)) is \(fingerprintHex)")
         }
-        do {
-            let box = try AES.GCM.SealedBox(combined: file[(Self.sealedFileMagic.count + 8)...])
-            return Array(try AES.GCM.open(box, using: key, authenticating: Array(context.utf8)))
-        } catch {
+        guard let secret = unwrap(file[(Self.sealedFileMagic.count + 8)...], authenticating: Array(context.utf8)) else {
             throw StoreError(.encryptionKey, "\(context): does not open with master key \(fingerprintHex) (changed on disk?)")
         }
+        return secret
     }
 }
 
@@ -217,15 +231,7 @@ public final class Keyring: @unchecked Sendable {
     private static func wrapContext(_ id: UInt32) -> [UInt8] { Array("fauna data key v1".utf8) + bigEndianBytes32(id) }
 
     private static func wrap(_ raw: [UInt8], id: UInt32, master: MasterKey) throws(StoreError) -> [UInt8] {
-        do {
-            let box = try AES.GCM.seal(raw, using: master.key, authenticating: wrapContext(id))
-            guard let combined = box.combined else { throw StoreError(.encryptionKey, "wrapping a data key gave no combined box") }
-            return Array(combined)
-        } catch let e as StoreError {
-            throw e
-        } catch {
-            throw StoreError(.encryptionKey, "wrapping a data key: \(error)")
-        }
+        try master.wrap(raw, authenticating: wrapContext(id), what: "a data key")
     }
 
     // MARK: The keyring record
@@ -277,10 +283,7 @@ public final class Keyring: @unchecked Sendable {
                 let n = Int(try r.u32())
                 guard n == 12 + 32 + 16 else { throw DecodeError(reason: "wrapped key \(id) of \(n) bytes, want 60") }
                 let wrapped = try r.raw(n)
-                let raw: [UInt8]
-                do {
-                    raw = Array(try AES.GCM.open(AES.GCM.SealedBox(combined: wrapped), using: master.key, authenticating: wrapContext(id)))
-                } catch {
+                guard let raw = master.unwrap(wrapped, authenticating: wrapContext(id)) else {
                     throw DecodeError(reason: "data key \(id) does not unwrap with the master key (damaged record)")
                 }
                 keys.append(try DataKey(id: id, createdUnixSeconds: created, key: SymmetricKey(data: raw), wrapped: wrapped))
