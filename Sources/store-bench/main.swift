@@ -15,23 +15,6 @@ enum Part: String, CaseIterable, ExpressibleByArgument {
     case fsync, log, apply, snapshot, seal
 }
 
-struct Config {
-    /// The run's own directory (made empty, removed at the end).
-    var dir: String
-    var seconds: Double
-    var snapshotMiB: Int
-    /// Run only this part; nil: all but `seal`.
-    var only: Part?
-    /// Entries per `Store.apply` call (groups above `Store.Options.applyChunkEntries` are pipelined).
-    var applyBatch: UInt64
-    /// `Store.Options.recordCacheBytes` of the apply stores, in MiB (0: off).
-    var recordCacheMiB: Int
-    /// The apply stores seal values at rest (a random master key; docs/SECURITY.md).
-    var encrypt: Bool
-    /// Whether the apply stores read records ahead (`Store.Options.prefetchRecordsFrom`).
-    var prefetch: Bool
-}
-
 struct StoreBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store-bench",
@@ -77,12 +60,12 @@ struct StoreBench: ParsableCommand {
         guard (0...65536).contains(recordCacheMiB) else { throw ValidationError("--record-cache-mib \(recordCacheMiB): want 0...65536") }
     }
 
+    /// The run's own directory (made empty, removed at the end).
+    var runDir: String { "\(dir)/store-bench-\(getpid())" }
+
     func run() throws {
-        let config = Config(
-            dir: "\(dir)/store-bench-\(getpid())", seconds: seconds, snapshotMiB: snapshotMiB, only: only,
-            applyBatch: applyBatch, recordCacheMiB: recordCacheMiB, encrypt: encrypt, prefetch: !noPrefetch)
         do {
-            try runBench(config)
+            try runBench(self)
         } catch {
             print("store-bench failed: \(error)")
             throw ExitCode(1)
@@ -186,18 +169,18 @@ func putEntry(_ index: UInt64, key k: [UInt8], value: [UInt8]) -> Entry {
     Entry(term: Term(1), index: LogIndex(index), data: KVProposal(command: .put(KVPut(key: k, value: value))).encoded())
 }
 
-func runBench(_ c: Config) throws {
-    try? FileManager.default.removeItem(atPath: c.dir)  // its own: DIR/store-bench-<pid>
-    try FileManager.default.createDirectory(atPath: c.dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: c.dir) }
-    print("store-bench: dir \(c.dir), \(c.seconds) s per measurement")
+func runBench(_ c: StoreBench) throws {
+    try? FileManager.default.removeItem(atPath: c.runDir)  // its own: DIR/store-bench-<pid>
+    try FileManager.default.createDirectory(atPath: c.runDir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: c.runDir) }
+    print("store-bench: dir \(c.runDir), \(c.seconds) s per measurement")
 
     func wants(_ part: Part) -> Bool { c.only == nil || c.only == part }
-    let fsyncRate = rawFsyncRate(dir: c.dir, seconds: c.seconds)
+    let fsyncRate = rawFsyncRate(dir: c.runDir, seconds: c.seconds)
     print("raw fsync (write 128 B + fdatasync): \(fmt(fsyncRate))/s")
 
     if wants(.log) {
-        let store = try Store(path: c.dir + "/log")
+        let store = try Store(path: c.runDir + "/log")
         defer { store.close() }
         for appenders in [1, 16, 256] {
             let r = try groupCommitRate(store: store, appenders: appenders, seconds: c.seconds)
@@ -276,19 +259,19 @@ func applyBatches(count: UInt64, after: UInt64 = 0, perBatch: UInt64, value: [UI
     return batches
 }
 
-func applyAndReadBench(_ c: Config) throws {
+func applyAndReadBench(_ c: StoreBench) throws {
     let chunk = UInt64(min(Int(c.applyBatch), Store.Options().applyChunkEntries))
-    let rawRate = try rawRocksDBPutRate(dir: c.dir, count: 300_000, perBatch: chunk)
+    let rawRate = try rawRocksDBPutRate(dir: c.runDir, count: 300_000, perBatch: chunk)
     print("baseline: raw RocksDB puts, unsynced, \(chunk) per WriteBatch, 1 CF, 16 B random-order keys, "
           + "100 B values: \(fmt(rawRate))/s")
     var options = Store.Options()
     options.recordCacheBytes = c.recordCacheMiB << 20
-    if !c.prefetch { options.prefetchRecordsFrom = .max }
+    if c.noPrefetch { options.prefetchRecordsFrom = .max }
     if c.encrypt {
         options.masterKey = MasterKey(bytes: (0..<32).map { _ in UInt8.random(in: 0 ... 255) })
         print("encryption at rest: on (values of log, kv, history, effects and meta sealed with AES-256-GCM)")
     }
-    let store = try Store(path: c.dir + "/apply", options: options)
+    let store = try Store(path: c.runDir + "/apply", options: options)
     defer { store.close() }
     let applyCount: UInt64 = 300_000, batchEntries = c.applyBatch
     let value = [UInt8](repeating: 0x5A, count: 100)
@@ -329,7 +312,7 @@ func applyAndReadBench(_ c: Config) throws {
     // The audit chain's cost: the same entries into a store without journal and tree.
     var plainOptions = options
     plainOptions.auditChain = false
-    let plain = try Store(path: c.dir + "/apply-no-audit", options: plainOptions)
+    let plain = try Store(path: c.runDir + "/apply-no-audit", options: plainOptions)
     let plainBatches = applyBatches(count: applyCount, perBatch: batchEntries, value: value)
     let plainStart = now()
     for batch in plainBatches { try plain.apply(batch, sync: false) }
@@ -383,8 +366,8 @@ func applyAndReadBench(_ c: Config) throws {
 /// log writer thread persists the entries it receives while its apply thread applies those
 /// already committed, so here a thread of its own persists batch k + 1 (at most two ahead)
 /// while this one applies batch k. The same work as the serial pass; only the threads differ.
-func overlappedBench(_ c: Config, options: Store.Options, count: UInt64, value: [UInt8]) throws {
-    let store = try Store(path: c.dir + "/apply-overlapped", options: options)
+func overlappedBench(_ c: StoreBench, options: Store.Options, count: UInt64, value: [UInt8]) throws {
+    let store = try Store(path: c.runDir + "/apply-overlapped", options: options)
     defer { store.close() }
     let batches = applyBatches(count: count, perBatch: c.applyBatch, value: value)
     let persisted = DispatchSemaphore(value: 0), room = DispatchSemaphore(value: 2)
@@ -423,8 +406,8 @@ func printCacheStats(_ store: Store, after what: String) {
           + "\(s.entries) entries, \(fmt(Double(s.bytes) / 1048576)) of \(fmt(Double(s.budgetBytes) / 1048576)) MiB")
 }
 
-func snapshotBench(_ c: Config) throws {
-    let sender = try Store(path: c.dir + "/snap-sender")
+func snapshotBench(_ c: StoreBench) throws {
+    let sender = try Store(path: c.runDir + "/snap-sender")
     defer { sender.close() }
     let valueBytes = 64 << 10
     let entriesCount = UInt64(c.snapshotMiB << 20 / valueBytes)
@@ -447,7 +430,7 @@ func snapshotBench(_ c: Config) throws {
     var transfer = 0.0
     do {
         // The receiver's old store must be dropped (RocksDB closed) before the swap on reopen.
-        let receiver = try Store(path: c.dir + "/snap-receiver")
+        let receiver = try Store(path: c.runDir + "/snap-receiver")
         defer { receiver.close() }
         start = now()
         let install = try SnapshotReceiver(store: receiver, manifest: try SnapshotManifest(decoding: source.manifest.encoded))
@@ -459,7 +442,7 @@ func snapshotBench(_ c: Config) throws {
         transfer = now() - start
     }
     start = now()
-    let installed = try Store(path: c.dir + "/snap-receiver")
+    let installed = try Store(path: c.runDir + "/snap-receiver")
     defer { installed.close() }
     let reopen = now() - start
     let same = try installed.stateDigest() == sender.stateDigest() && installed.treeHead.rootHash == sender.treeHead.rootHash
