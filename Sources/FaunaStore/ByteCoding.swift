@@ -51,6 +51,11 @@ struct ByteReader {
         return Array(bytes[offset..<offset + count])
     }
 
+    mutating func skip(_ count: Int) throws(DecodeError) {
+        guard count >= 0, remaining >= count else { throw DecodeError(reason: "truncated: got \(remaining) bytes, want \(count)") }
+        offset += count
+    }
+
     mutating func rest() -> [UInt8] {
         defer { offset = bytes.count }
         return Array(bytes[offset...])

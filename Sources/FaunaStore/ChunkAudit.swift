@@ -19,6 +19,10 @@ struct ChunkAudit: Sendable {
     let merkleFamily: RocksDBColumnFamily
     let diskGuard: DiskSpaceGuard
     let auditChain: Bool
+    /// A group record of effects is closed once it holds this many bytes: a verified read
+    /// decodes one group to find its entry's effects (a chunk of single puts with 16-byte keys
+    /// makes about 55 KiB).
+    static let effectsGroupBytes = 64 << 10
 
     init(entries: ArraySlice<Entry>, families: Store.ColumnFamilies, diskGuard: DiskSpaceGuard, auditChain: Bool) {
         self.entries = entries
@@ -38,14 +42,24 @@ struct ChunkAudit: Sendable {
         var (frontier, tiles) = tree
         if auditChain {
             precondition(effects.count == entries.count, "audit: \(effects.count) effects for \(entries.count) entries")
+            // The effects are kept beside the entries, which the entry log already holds: one
+            // group record per run of v2 leaves, at most `effectsGroupBytes` each.
+            var group = RaftLogCodec.EffectsGroupWriter()
+            func put(_ group: inout RaftLogCodec.EffectsGroupWriter) {
+                guard let (first, record) = group.take() else { return }
+                batch.put(effectsFamily, bigEndianBytes(first.rawValue), record)
+            }
             for (entry, kv) in zip(entries, effects) {
-                // The effects are kept beside the entry, which the entry log already holds.
                 let record = JournalRecord(entry: entry, effects: kv.map(JournalEffects.init))
                 if let recorded = record.effects {
-                    batch.put(effectsFamily, bigEndianBytes(entry.index.rawValue), RaftLogCodec.encode(effects: recorded))
+                    group.add(recorded, at: entry.index)
+                    if group.bytes >= Self.effectsGroupBytes { put(&group) }
+                } else {
+                    put(&group)
                 }
                 frontier.append(record.leaf.leafHash, to: &tiles)
             }
+            put(&group)
             // The frontier records nodes as they complete, in post-order: the tiles they fill
             // come in ascending key order, after every tile already stored but the last, which
             // they rewrite (docs/STORAGE.md "Merkle tiles").

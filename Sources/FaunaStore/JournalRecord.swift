@@ -77,6 +77,89 @@ extension RaftLogCodec {
         return effects
     }
 
+    /// An `effects` group record (schema 8): the effects of consecutive entries, kept under the
+    /// index of the first: `u8 version=2 | u32 count | count × (u32 bytes | effects as in a
+    /// version 1 record, after its version byte)`. A version 1 record is a group of one.
+    /// One key per group instead of one per entry: a key, a memtable insert and a block entry
+    /// per applied chunk, not per put (docs/STORAGE.md "Effects").
+    struct EffectsGroupWriter {
+        /// The index of the group's first entry (nil: empty).
+        private(set) var first: LogIndex?
+        private(set) var count = 0
+        private var body = ByteWriter(capacity: 4096)
+
+        /// Bytes of the records so far.
+        var bytes: Int { body.bytes.count }
+
+        /// Adds the effects of the entry at `index`, which must follow the group's last.
+        mutating func add(_ effects: JournalEffects, at index: LogIndex) {
+            precondition(first.map { index == $0 + UInt64(count) } ?? true, "effects group: \(index) does not follow")
+            if first == nil { first = index }
+            let start = body.bytes.count
+            body.u32(0)
+            appendEffects(effects, to: &body)
+            let length = UInt32(body.bytes.count - start - 4)
+            for i in 0..<4 { body.bytes[start + i] = UInt8(truncatingIfNeeded: length >> UInt32(24 - 8 * i)) }
+            count += 1
+        }
+
+        /// The group's key (its first index) and record, and an empty writer; nil when empty.
+        mutating func take() -> (first: LogIndex, record: [UInt8])? {
+            guard let first else { return nil }
+            var w = ByteWriter(capacity: 5 + body.bytes.count)
+            w.u8(2)
+            w.u32(UInt32(count))
+            w.raw(body.bytes)
+            self = EffectsGroupWriter()
+            return (first, w.bytes)
+        }
+    }
+
+    /// Every entry's effects in an `effects` record of either version, in index order from the
+    /// record's key. Validates each length against what is left (the bytes come from disk).
+    static func decodeEffectsGroup(_ bytes: [UInt8]) throws(DecodeError) -> [JournalEffects] {
+        guard bytes.first == 2 else { return [try decodeEffects(bytes)] }
+        var r = ByteReader(bytes)
+        let count = try groupCount(&r)
+        var out: [JournalEffects] = []
+        out.reserveCapacity(count)
+        for _ in 0..<count { out.append(try groupMember(&r)) }
+        try r.end()
+        return out
+    }
+
+    /// The effects of the entry `offset` places after the record's first (nil if the record
+    /// holds fewer), decoding that one only.
+    static func decodeEffects(_ bytes: [UInt8], offset: UInt64) throws(DecodeError) -> JournalEffects? {
+        guard bytes.first == 2 else { return offset == 0 ? try decodeEffects(bytes) : nil }
+        var r = ByteReader(bytes)
+        let count = try groupCount(&r)
+        guard offset < UInt64(count) else { return nil }
+        for _ in 0..<offset { try r.skip(Int(try r.u32())) }
+        return try groupMember(&r)
+    }
+
+    private static func groupCount(_ r: inout ByteReader) throws(DecodeError) -> Int {
+        try r.version(2)
+        let count = try r.u32()
+        // Each member takes at least its length and 10 bytes of effects (none of them).
+        guard count >= 1, count <= UInt32(r.remaining / 14) else {
+            throw DecodeError(reason: "effects group: got count \(count), want 1...\(r.remaining / 14)")
+        }
+        return Int(count)
+    }
+
+    private static func groupMember(_ r: inout ByteReader) throws(DecodeError) -> JournalEffects {
+        let length = Int(try r.u32())
+        guard length <= r.remaining else { throw DecodeError(reason: "effects group member: got \(r.remaining) bytes, want \(length)") }
+        let start = r.offset
+        let effects = try readEffects(&r)
+        guard r.offset - start == length else {
+            throw DecodeError(reason: "effects group member: read \(r.offset - start) bytes, its length says \(length)")
+        }
+        return effects
+    }
+
     /// The schema 2 journal record with effects: `u8 version=2 | u64 term | u8 type | effects
     /// (as above, after its version byte) | payload`. Without effects, the v1 entry encoding.
     /// Written only by tests now (schema 2 fixtures); read by `StoreUpgrade`.

@@ -363,13 +363,59 @@ extension Store {
             throw StoreError.corrupt(cfs.log, key: key, error.reason)
         }
         guard let v2From, index >= v2From else { return JournalRecord(entry: entry, effects: nil) }
-        let effectsKey = bigEndianBytes(index.rawValue)
-        guard let recorded = try rocks({ () throws(RocksDBError) in try db.get(cfs.effects, effectsKey) }) else {
-            throw StoreError.corrupt(cfs.effects, key: effectsKey, "effects of a v2 leaf missing")
+        // The group holding `index` is the last record at or before it.
+        let groups = db.makeIterator(
+            cfs.effects, lowerBound: bigEndianBytes(v2From.rawValue), upperBound: bigEndianBytes(index.rawValue + 1))
+        groups.seekToLast()
+        return JournalRecord(entry: entry, effects: try Self.effects(at: index, in: groups, cfs.effects))
+    }
+
+    /// The group record `groups` is at, decoded whole, if it holds `index` (and starts there,
+    /// if `startingThere`).
+    /// - Throws: `.corruptRecord` if it does not, or does not decode.
+    private static func effectsGroup(
+        at groups: RocksDBIterator, holding index: LogIndex, startingThere: Bool, _ cf: RocksDBColumnFamily
+    ) throws(StoreError) -> (first: UInt64, effects: [JournalEffects]) {
+        let (key, first, bytes) = try groupRecord(at: groups, for: index, startingThere: startingThere, cf)
+        let effects: [JournalEffects]
+        do { effects = try RaftLogCodec.decodeEffectsGroup(bytes) } catch {
+            throw StoreError.corrupt(cf, key: key, error.reason)
         }
-        do { return JournalRecord(entry: entry, effects: try RaftLogCodec.decodeEffects(recorded)) } catch {
-            throw StoreError.corrupt(cfs.effects, key: effectsKey, error.reason)
+        guard index.rawValue - first < UInt64(effects.count) else { throw effectsMissing(index, cf) }
+        return (first, effects)
+    }
+
+    /// The effects of the entry at `index` from the group record `groups` is at (the last at
+    /// or before `index`), decoding only that entry's.
+    /// - Throws: `.corruptRecord` if that record does not hold `index` or does not decode.
+    private static func effects(at index: LogIndex, in groups: RocksDBIterator, _ cf: RocksDBColumnFamily) throws(StoreError) -> JournalEffects {
+        let (key, first, bytes) = try groupRecord(at: groups, for: index, startingThere: false, cf)
+        let found: JournalEffects?
+        do { found = try RaftLogCodec.decodeEffects(bytes, offset: index.rawValue - first) } catch {
+            throw StoreError.corrupt(cf, key: key, error.reason)
         }
+        guard let found else { throw effectsMissing(index, cf) }
+        return found
+    }
+
+    /// The key, first index and value of the group record `groups` is at, checked to start at
+    /// or before `index` (at it, if `startingThere`).
+    private static func groupRecord(
+        at groups: RocksDBIterator, for index: LogIndex, startingThere: Bool, _ cf: RocksDBColumnFamily
+    ) throws(StoreError) -> (key: [UInt8], first: UInt64, value: [UInt8]) {
+        guard groups.isValid else {
+            try rocks { () throws(RocksDBError) in try groups.checkError() }
+            throw effectsMissing(index, cf)
+        }
+        let key = groups.key
+        guard let first = uint64(bigEndian: key[...]), startingThere ? first == index.rawValue : first <= index.rawValue else {
+            throw StoreError.corrupt(cf, key: key, "effects group key: want \(startingThere ? "" : "one at or before ")\(index)")
+        }
+        return (key, first, try groups.storeValue)
+    }
+
+    private static func effectsMissing(_ index: LogIndex, _ cf: RocksDBColumnFamily) -> StoreError {
+        StoreError.corrupt(cf, key: bigEndianBytes(index.rawValue), "effects of a v2 leaf missing")
     }
 
     /// Committed entries `[low, high)` from the journal, stopping once `maxBytes` is exceeded
@@ -402,9 +448,10 @@ extension Store {
         let entries = db.makeIterator(cfs.log, lowerBound: RaftKey.entry(low), upperBound: RaftKey.entry(high))
         entries.seekToFirst()
         let effectsFrom = max(low, v2From ?? high)
+        // Group records, from the one holding `effectsFrom` (which may start before it).
         let effects = db.makeIterator(
-            cfs.effects, lowerBound: bigEndianBytes(effectsFrom.rawValue), upperBound: bigEndianBytes(high.rawValue))
-        effects.seekToFirst()
+            cfs.effects, lowerBound: bigEndianBytes((v2From ?? high).rawValue), upperBound: bigEndianBytes(high.rawValue))
+        var group: (first: UInt64, effects: [JournalEffects])?
         while entries.isValid {
             let key = entries.key
             guard RaftKey.index(ofEntryKey: key) == expected else {
@@ -417,16 +464,16 @@ extension Store {
             }
             var recorded: JournalEffects?
             if expected >= effectsFrom {
-                let want = bigEndianBytes(expected.rawValue)
-                guard effects.isValid, effects.key == want else {
-                    try rocks { () throws(RocksDBError) in try effects.checkError() }
-                    throw StoreError.corrupt(cfs.effects, key: want, "effects of a v2 leaf missing")
+                if let g = group, expected.rawValue - g.first < UInt64(g.effects.count) {
+                    recorded = g.effects[Int(expected.rawValue - g.first)]
+                } else {
+                    // The next group must start where the last one ended; the first one read
+                    // is the last at or before `effectsFrom`.
+                    if group == nil { effects.seekForPrev(bigEndianBytes(expected.rawValue)) } else { effects.next() }
+                    let g = try Self.effectsGroup(at: effects, holding: expected, startingThere: group != nil, cfs.effects)
+                    group = g
+                    recorded = g.effects[Int(expected.rawValue - g.first)]
                 }
-                let effectsBytes = try effects.storeValue
-                do { recorded = try RaftLogCodec.decodeEffects(effectsBytes) } catch {
-                    throw StoreError.corrupt(cfs.effects, key: want, error.reason)
-                }
-                effects.next()
             }
             bytes += entry.sizeBytes
             if !out.isEmpty && bytes > maxBytes { return out }

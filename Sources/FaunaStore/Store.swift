@@ -232,6 +232,7 @@ public final class Store: @unchecked Sendable {
         if let schema, schema < 5 { try StoreUpgrade.appendOnlyKeys(db: db, cfs: cfs, diskGuard: diskGuard) }
         if let schema, schema < 6 { try StoreUpgrade.merkleTiles(db: db, cfs: cfs, diskGuard: diskGuard) }
         if let schema, schema < 7 { try StoreUpgrade.sessionsFamily(db: db, cfs: cfs, diskGuard: diskGuard) }
+        if let schema, schema < 8 { try StoreUpgrade.effectsGroups(db: db, cfs: cfs, diskGuard: diskGuard) }
         let applied = try Self.loadAppliedState(db: db, meta: cfs.meta)
         self.applied = applied
         self.historyPurge = try Self.pendingHistoryPurge(db: db, cfs: cfs, kv: kvStateMachine)
@@ -327,7 +328,8 @@ public final class Store: @unchecked Sendable {
 
     /// Writes the schema version of a new directory, or checks that of an existing one (1
     /// and 2 were already copied into 3 by `StoreUpgrade`). Returns nil for a new directory,
-    /// else the stored version: this one's, or 3 to 5 (which the caller upgrades in place).
+    /// else the stored version: this one's, or an earlier one from 3 on (which the caller
+    /// upgrades in place).
     private static func checkSchema(db: RocksDB, nodeMeta meta: RocksDBColumnFamily) throws(StoreError) -> UInt32? {
         let stored = try rocks { () throws(RocksDBError) in try db.get(meta, MetaKey.schema) }
         guard let stored else {

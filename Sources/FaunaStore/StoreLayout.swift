@@ -113,6 +113,10 @@ enum MetaKey {
 }
 
 /// The schema version this code writes and reads. Bumped on any incompatible layout change.
+/// 8: effects in group records, one per run of a chunk's entries keyed by the first index
+///    (`RaftLogCodec.EffectsGroupWriter`), instead of one record per entry; a schema 7 record
+///    reads as a group of one, so 7 is upgraded on open by recording 8
+///    (`StoreUpgrade.effectsGroups`): older versions cannot read the groups.
 /// 7: client sessions (`kv/session/…`) in their own family, `sessions`, updated in place;
 ///    6 is upgraded in place on open (`StoreUpgrade.sessionsFamily`).
 /// 6: Merkle nodes in tiles of 32 post-order positions (`MerkleTile`), one record per tile
@@ -125,4 +129,4 @@ enum MetaKey {
 /// 3: one `log` of entries (Raft log and journal), effects beside it, state without the WAL,
 ///    group IDs in every key (ADR 0010); 2 and 1 are copied into 3 on open (`StoreUpgrade`).
 /// 2: history holds only versions that are no longer current (ADR 0008).
-let storeSchemaVersion: UInt32 = 7
+let storeSchemaVersion: UInt32 = 8

@@ -276,6 +276,16 @@ enum StoreUpgrade {
         writes.batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(7))
         try writes.write(sync: true)
     }
+
+    /// Schema 7 → 8: effects move into group records (docs/STORAGE.md "Effects"). A schema 7
+    /// record is a version 1 record under its entry's index, which the group reader takes as a
+    /// group of one, so nothing is rewritten: recording schema 8 (synced) keeps older versions,
+    /// which cannot read groups, from opening the directory once new applies have written some.
+    static func effectsGroups(db: RocksDB, cfs: Store.ColumnFamilies, diskGuard: DiskSpaceGuard) throws(StoreError) {
+        let writes = InPlaceWrites(db: db, diskGuard: diskGuard, schema: 8)
+        writes.batch.put(cfs.nodeMeta, MetaKey.schema, bigEndianBytes32(8))
+        try writes.write(sync: true)
+    }
 }
 
 /// The writes of an in-place upgrade to `schema`: each batch through the WAL (so a synced

@@ -83,13 +83,83 @@ import Testing
         let store = try Store(path: dir.sub("n1"))
         defer { store.close() }
         try store.applyLogged([Self.upgradeEntry(1), putEntry(2, key: "k", value: "v")])
-        var record = try #require(try store.journalRecord(at: LogIndex(2)))
-        record.effects?.effects[0].valueHash = Effect.valueHash(bytes("w"))
+        // Entries 1 and 2 were applied together: one group record, under index 1.
+        #expect(try StoreLayoutTests.keys(store, store.cfs.effects) == [bigEndianBytes(1)])
+        var group = try RaftLogCodec.decodeEffectsGroup(try #require(try store.db.get(store.cfs.effects, bigEndianBytes(1))))
+        #expect(group.count == 2)
+        group[1].effects[0].valueHash = Effect.valueHash(bytes("w"))
+        var writer = RaftLogCodec.EffectsGroupWriter()
+        for (offset, e) in group.enumerated() { writer.add(e, at: LogIndex(1 + UInt64(offset))) }
         let batch = store.db.makeWriteBatch()
-        batch.put(store.cfs.effects, bigEndianBytes(2), RaftLogCodec.encode(effects: try #require(record.effects)))
+        let taken = writer.take()
+        batch.put(store.cfs.effects, bigEndianBytes(1), try #require(taken).record)
         try store.db.write(batch, sync: false)
+        #expect(try store.journalRecord(at: LogIndex(2))?.effects == group[1], "a verified read sees the edit too")
         let audit = try store.auditJournal()
         #expect(audit.problem?.contains("journal entry 2") == true, "\(String(describing: audit.problem))")
+    }
+
+    @Test("effects group records decode what they encode, one member or all, and refuse damage without trapping")
+    func effectsGroupCodec() throws {
+        let members = (0..<5).map { i in
+            JournalEffects(
+                outcome: i == 3 ? .alreadyExists : .success, branch: i == 1 ? .then : .none,
+                effects: i == 3 ? [] : (0...i).map { Effect.put(key: bytes("k\(i)-\($0)"), value: bytes("v\($0)")) })
+        }
+        var writer = RaftLogCodec.EffectsGroupWriter()
+        for (i, m) in members.enumerated() { writer.add(m, at: LogIndex(10 + UInt64(i))) }
+        #expect(writer.count == 5)
+        let taken = writer.take()
+        let (first, record) = try #require(taken)
+        #expect(first == LogIndex(10))
+        #expect(writer.take() == nil, "take leaves an empty writer")
+        #expect(try RaftLogCodec.decodeEffectsGroup(record) == members)
+        for (i, m) in members.enumerated() { #expect(try RaftLogCodec.decodeEffects(record, offset: UInt64(i)) == m) }
+        #expect(try RaftLogCodec.decodeEffects(record, offset: 5) == nil)
+        // A version 1 record is a group of one.
+        let single = RaftLogCodec.encode(effects: members[2])
+        #expect(try RaftLogCodec.decodeEffectsGroup(single) == [members[2]])
+        #expect(try RaftLogCodec.decodeEffects(single, offset: 0) == members[2])
+        #expect(try RaftLogCodec.decodeEffects(single, offset: 1) == nil)
+        for cut in 0..<record.count {
+            #expect(throws: DecodeError.self) { try RaftLogCodec.decodeEffectsGroup(Array(record.prefix(cut))) }
+            _ = try? RaftLogCodec.decodeEffects(Array(record.prefix(cut)), offset: 4)
+        }
+        var hugeCount = record
+        hugeCount[1] = 0xFF
+        #expect(throws: DecodeError.self) { try RaftLogCodec.decodeEffectsGroup(hugeCount) }
+        var longMember = record
+        longMember[8] = 0x7F  // the first member's length
+        #expect(throws: DecodeError.self) { try RaftLogCodec.decodeEffectsGroup(longMember) }
+        _ = try? RaftLogCodec.decodeEffects(longMember, offset: 2)
+        #expect(throws: DecodeError.self) { try RaftLogCodec.decodeEffectsGroup(record + [0]) }
+    }
+
+    @Test("a chunk's effects are split into groups of at most effectsGroupBytes, read back across their edges")
+    func effectsGroupsAreBounded() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var options = Store.Options()
+        options.applyChunkEntries = 1024
+        let store = try Store(path: dir.sub("n1"), options: options)
+        defer { store.close() }
+        // 2 KiB keys: about 32 effects per 64 KiB group, so one 200-entry chunk makes several.
+        let long = String(repeating: "x", count: 2048)
+        let entries = [Self.upgradeEntry(1)] + (2...200).map { putEntry(UInt64($0), key: "\(long)\($0)", value: "v") }
+        try store.applyLogged(entries)
+        let keys = try StoreLayoutTests.keys(store, store.cfs.effects)
+        #expect(keys.count >= 5 && keys.count <= 8, "\(keys.count) group records")
+        for key in keys {
+            let record = try #require(try store.db.get(store.cfs.effects, key))
+            #expect(record.count < ChunkAudit.effectsGroupBytes + 4096, "a group ends at the first member past the bound")
+        }
+        let records = try store.journalRecords(from: LogIndex(1), to: LogIndex(201), maxBytes: .max)
+        #expect(records.count == 200)
+        for r in records.dropFirst() {
+            #expect(r.effects?.effects.map(\.key) == [bytes("\(long)\(r.entry.index.rawValue)")])
+            #expect(try store.journalRecord(at: r.entry.index) == r)
+        }
+        #expect(try store.auditJournal().problem == nil)
     }
 
     @Test("journal records decode what they encode and refuse damage without trapping")

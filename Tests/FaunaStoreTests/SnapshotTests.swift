@@ -65,10 +65,11 @@ struct SnapshotTests {
     }
 
     /// A checkpoint of a node still on schema 3 (its sessions with their order index, schema
-    /// 4's keys), 5 (a key per Merkle node, the hard state in `meta`) or 6 (sessions in
-    /// `meta`) installs on a schema 7 node, which upgrades it when it opens the result and then
-    /// evicts as the sender does; a checkpoint of an unknown schema is refused.
-    @Test(arguments: [3, 5, 6])
+    /// 4's keys), 5 (a key per Merkle node, the hard state in `meta`), 6 (sessions in `meta`)
+    /// or 7 (a record of effects per entry) installs on a schema 8 node, which upgrades it when
+    /// it opens the result and then evicts as the sender does; a checkpoint of an unknown
+    /// schema is refused.
+    @Test(arguments: [3, 5, 6, 7])
     func anOlderSchemaCheckpointInstallsAndIsUpgraded(schema: Int) throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -85,8 +86,10 @@ struct SnapshotTests {
             #expect(try StoreLayoutTests.legacyOrderKeys(sender) == 4)
         } else if schema == 5 {
             try StoreLayoutTests.makeSchemaFive(sender)
-        } else {
+        } else if schema == 6 {
             try StoreLayoutTests.makeSchemaSix(sender)
+        } else {
+            try StoreLayoutTests.makeSchemaSeven(sender)
         }
         do {
             let source = try sender.makeSnapshotSource()
@@ -99,7 +102,7 @@ struct SnapshotTests {
         }
         let installed = try Store(path: dir.sub("receiver"), options: options)
         defer { installed.close() }
-        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+        #expect(try installed.db.get(installed.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 8])
         #expect(try StoreLayoutTests.keys(installed, installed.cfs.meta).filter(KVSessionRecency.isSessionKey).isEmpty)
         #expect(try !StoreLayoutTests.keys(installed, installed.cfs.sessions).isEmpty)
         #expect(installed.treeHead == sender.treeHead)

@@ -90,19 +90,46 @@ struct StoreLayoutTests {
             let store = try Store(path: dir.sub("n1"))
             defer { store.close() }
             try store.applyLogged(workload(1...5), sync: true)
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
-            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 8], sync: true)
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 8])
+            try store.db.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 9], sync: true)
         }
         #expect {
             _ = try Store(path: dir.sub("n1"))
         } throws: { error in
-            "\(error)".contains("got 8, want 7") && "\(error)".contains("newer Fauna")
+            "\(error)".contains("got 9, want 8") && "\(error)".contains("newer Fauna")
         }
     }
 
-    /// Turns `store`'s directory into what schema 6 stored: the client sessions in `meta`
-    /// instead of `sessions`, and schema version 6. Call it just before closing the store.
+    /// Turns `store`'s directory into what schema 7 stored: each entry's effects in a version
+    /// 1 record under its own index instead of group records, and schema version 7. Call it
+    /// just before closing the store. Returns how many group records it split.
+    @discardableResult
+    static func makeSchemaSeven(_ store: Store) throws -> Int {
+        let batch = store.db.makeWriteBatch()
+        let it = store.db.makeIterator(store.cfs.effects)
+        it.seekToFirst()
+        var groups = 0
+        while it.isValid {
+            let first = try #require(uint64(bigEndian: it.key[...]))
+            let effects = try RaftLogCodec.decodeEffectsGroup(try it.value)
+            if effects.count > 1 { groups += 1 }
+            batch.delete(store.cfs.effects, it.key)
+            for (offset, e) in effects.enumerated() {
+                batch.put(store.cfs.effects, bigEndianBytes(first + UInt64(offset)), RaftLogCodec.encode(effects: e))
+            }
+            it.next()
+        }
+        try it.checkError()
+        batch.put(store.cfs.nodeMeta, MetaKey.schema, [0, 0, 0, 7])
+        try store.db.write(batch, sync: true)
+        return groups
+    }
+
+    /// Turns `store`'s directory into what schema 6 stored: schema 7's (`makeSchemaSeven`)
+    /// with the client sessions in `meta` instead of `sessions`, and schema version 6. Call it
+    /// just before closing the store.
     static func makeSchemaSix(_ store: Store) throws {
+        try makeSchemaSeven(store)
         let batch = store.db.makeWriteBatch()
         for key in try keys(store, store.cfs.sessions) {
             batch.put(store.cfs.meta, key, try #require(try store.db.get(store.cfs.sessions, key)))
@@ -226,7 +253,7 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"), options: options)
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 8])
         #expect(upgraded.treeHead == fresh.treeHead)
         #expect(try Self.legacyOrderKeys(upgraded) == 0)
         #expect(try upgraded.stateDigest() == digest)
@@ -273,7 +300,7 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"))
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 8])
         #expect(try Self.keys(upgraded, upgraded.cfs.merkle) == Self.tileKeys(treeSize: 300))
         #expect(try Self.keys(upgraded, upgraded.cfs.log) == (1...310).map { RaftKey.entry(LogIndex(UInt64($0))) })
         #expect(try upgraded.stateDigest() == digest)
@@ -337,7 +364,7 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"))
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 8])
         #expect(try Self.keys(upgraded, upgraded.cfs.meta).filter(KVSessionRecency.isSessionKey).isEmpty)
         #expect(try Self.keys(upgraded, upgraded.cfs.sessions).count == Int(count))
         #expect(try Self.keys(upgraded, upgraded.cfs.sessions) == Self.keys(fresh, fresh.cfs.sessions))
@@ -353,6 +380,48 @@ struct StoreLayoutTests {
         }
         #expect(try upgraded.stateDigest() == fresh.stateDigest())
         #expect(try StoreSessionOrderTests.sessions(upgraded.makeKVBackend()) == StoreSessionOrderTests.sessions(fresh.makeKVBackend()))
+    }
+
+    /// A schema 7 directory (a record of effects per entry) opens as schema 8: its records read
+    /// as groups of one, new applies write groups after them, and the journal, its audit and
+    /// the tree agree with a store that always had groups.
+    @Test func aSchemaSevenDirectoryKeepsItsEffects() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var options = Store.Options()
+        options.applyChunkEntries = 64
+        let first = [LeafV2Tests.upgradeEntry(1)] + (2...300).map { putEntry(UInt64($0), key: "k\($0 % 40)", value: "v\($0)") }
+        let then = (301...500).map { putEntry(UInt64($0), key: "k\($0 % 40)", value: "w\($0)") }
+        let fresh = try Store(path: dir.sub("fresh"), options: options)
+        defer { fresh.close() }
+        try fresh.applyLogged(first)
+        do {
+            let old = try Store(path: dir.sub("old"), options: options)
+            defer { old.close() }
+            try old.applyLogged(first, sync: true)
+            #expect(try Self.makeSchemaSeven(old) > 1, "chunks of 64 entries made groups to split")
+            #expect(try Self.keys(old, old.cfs.effects).count == 300)
+        }
+        let upgraded = try Store(path: dir.sub("old"), options: options)
+        defer { upgraded.close() }
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 8])
+        #expect(try upgraded.journalRecords(from: LogIndex(1), to: LogIndex(301), maxBytes: .max)
+            == fresh.journalRecords(from: LogIndex(1), to: LogIndex(301), maxBytes: .max))
+        try upgraded.applyLogged(then)
+        try fresh.applyLogged(then)
+        // 300 records of one, then the new entries in groups.
+        #expect(try Self.keys(upgraded, upgraded.cfs.effects).count < 300 + then.count)
+        // Ranges that start inside a group and cross from single records into groups.
+        for (low, high) in [(1, 501), (150, 420), (299, 302), (333, 334), (301, 501)] {
+            #expect(try upgraded.journalRecords(from: LogIndex(UInt64(low)), to: LogIndex(UInt64(high)), maxBytes: .max)
+                == fresh.journalRecords(from: LogIndex(UInt64(low)), to: LogIndex(UInt64(high)), maxBytes: .max), "[\(low), \(high))")
+        }
+        for i in [1, 2, 299, 300, 301, 302, 365, 366, 500] as [UInt64] {
+            #expect(try upgraded.journalRecord(at: LogIndex(i)) == fresh.journalRecord(at: LogIndex(i)), "record \(i)")
+        }
+        #expect(upgraded.treeHead == fresh.treeHead)
+        #expect(try upgraded.auditJournal().problem == nil)
+        #expect(try upgraded.stateDigest() == fresh.stateDigest())
     }
 
     /// Meta keys live in two families (the sessions in `sessions`, the rest in `meta`) and read
@@ -441,7 +510,7 @@ struct StoreLayoutTests {
         }
         let upgraded = try Store(path: dir.sub("old"))
         defer { upgraded.close() }
-        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+        #expect(try upgraded.db.get(upgraded.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 8])
         #expect(try Self.keys(upgraded, upgraded.cfs.merkle) == Self.tileKeys(treeSize: size))
         #expect(try upgraded.stateDigest() == digest)
         #expect(upgraded.treeHead == fresh.treeHead)
@@ -518,8 +587,9 @@ struct StoreUpgradeTests {
             #expect(store.leafV2From != nil)
             // Copied into schema 3, then upgraded in place to 4 (no sessions' order index), 5
             // (append-only keys: entries only in `log`, post-order keys in `merkle`), 6
-            // (those nodes in tiles of 32) and 7 (sessions in their own family).
-            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 7])
+            // (those nodes in tiles of 32), 7 (sessions in their own family) and 8 (effects in
+            // groups: nothing rewritten).
+            #expect(try store.db.get(store.cfs.nodeMeta, MetaKey.schema) == [0, 0, 0, 8])
             #expect(try StoreLayoutTests.legacyOrderKeys(store) == 0)
             #expect(try StoreLayoutTests.keys(store, store.cfs.log).allSatisfy { RaftKey.index(ofEntryKey: $0) != nil })
             #expect(try StoreLayoutTests.keys(store, store.cfs.merkle) == StoreLayoutTests.tileKeys(treeSize: 69))
