@@ -185,11 +185,11 @@ final class RaftLogWriter: @unchecked Sendable {
         var view = storage.currentView
         let batch = storage.db.makeWriteBatch()
         do {
-            var batchTerms: [LogIndex: Term] = [:]
+            var batchEntries = BatchEntries()
             var sync = false
             for p in group {
                 sync = sync || Self.mustSync(p.operation, after: view)
-                try add(p.operation, to: batch, view: &view, batchTerms: &batchTerms)
+                try add(p.operation, to: batch, view: &view, batchEntries: &batchEntries)
             }
             try storage.diskGuard.check(adding: batch.dataBytes, operation: "raft log write")
             try storage.db.write(batch, sync: sync)
@@ -241,7 +241,7 @@ final class RaftLogWriter: @unchecked Sendable {
 
     private func add(
         _ op: Operation, to batch: RocksDBWriteBatch, view v: inout RaftLogStorage.View,
-        batchTerms: inout [LogIndex: Term]
+        batchEntries: inout BatchEntries
     ) throws {
         let cf = storage.cf
         let meta = storage.meta
@@ -253,7 +253,7 @@ final class RaftLogWriter: @unchecked Sendable {
                 // whose checkpoint brings the sender's journal; this path serves tests).
                 batch.deleteRange(cf, from: RaftKey.entry(.zero), to: RaftKey.entriesEnd)
                 batch.put(meta, MetaKey.raftSnapshot, RaftLogCodec.encode(snapshot: s))
-                batchTerms.removeAll()
+                batchEntries.runs.removeAll()
                 v.snapshot = s
                 v.lastIndex = s.index
                 v.lastTerm = s.term
@@ -264,11 +264,8 @@ final class RaftLogWriter: @unchecked Sendable {
                 if last.index < v.lastIndex {
                     batch.deleteRange(cf, from: RaftKey.entry(last.index + 1), to: RaftKey.entry(v.lastIndex + 1))
                 }
-                if first.index <= v.lastIndex { batchTerms = batchTerms.filter { $0.key < first.index } }
-                for e in entries {
-                    batch.put(cf, RaftKey.entry(e.index), RaftLogCodec.encode(entry: e))
-                    batchTerms[e.index] = e.term
-                }
+                for e in entries { batch.put(cf, RaftKey.entry(e.index), RaftLogCodec.encode(entry: e)) }
+                batchEntries.runs.append(entries)
                 v.lastIndex = last.index
                 v.lastTerm = last.term
             }
@@ -279,12 +276,33 @@ final class RaftLogWriter: @unchecked Sendable {
         case .compact(let index, let conf):
             guard index > v.snapshot.index else { return }
             precondition(index <= v.lastIndex, "compact passed submit: \(index) > \(v.lastIndex)")
-            let term = try batchTerms[index] ?? (index == v.lastIndex ? v.lastTerm : storage.storedTerm(at: index, view: v))
+            let term = try batchEntries.term(at: index) ?? (index == v.lastIndex ? v.lastTerm : storage.storedTerm(at: index, view: v))
             // Nothing is deleted: the entries are the journal (ADR 0010).
             let point = SnapshotMetadata(index: index, term: term, confState: conf)
             batch.put(meta, MetaKey.raftSnapshot, RaftLogCodec.encode(snapshot: point))
             v.snapshot = point
         }
+    }
+}
+
+/// The entries a batch being built has put so far, for the term of a compaction point inside
+/// them (not yet readable from RocksDB). Kept as the updates' own runs of entries: a
+/// dictionary of index → term cost a hash insert per entry written.
+struct BatchEntries {
+    /// In the order they were added; a later run replaces what it overlaps of earlier ones
+    /// (a conflicting suffix) and what lies after it (its update truncated the log there).
+    var runs: [ArraySlice<Entry>] = []
+
+    /// The term of the entry at `index` as this batch leaves it; nil if it did not put one.
+    func term(at index: LogIndex) -> Term? {
+        for run in runs.reversed() {
+            guard let first = run.first?.index, first <= index else { continue }
+            // The latest run starting at or before `index` decides: it holds it, or it ended
+            // the log before it.
+            guard index.rawValue - first.rawValue < UInt64(run.count) else { return nil }
+            return run[run.startIndex + Int(index.rawValue - first.rawValue)].term
+        }
+        return nil
     }
 }
 

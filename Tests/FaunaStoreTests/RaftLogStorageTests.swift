@@ -293,6 +293,35 @@ struct RaftLogStorageTests {
         #expect(RaftLogWriter.mustSync(.compact(LogIndex(3), ConfState()), after: view))
     }
 
+    /// The term of a compaction point inside entries the same write group puts: the latest
+    /// run of entries at or before the index decides, a conflicting suffix replaces what it
+    /// overlaps, and one that ends the log earlier leaves nothing after it.
+    @Test func batchEntriesAnswerTermsAsTheWriteLeavesThem() {
+        var b = BatchEntries()
+        #expect(b.term(at: LogIndex(1)) == nil)
+        b.runs.append((1...10).map { entry(UInt64($0), term: 1) }[...])
+        #expect(b.term(at: LogIndex(1)) == Term(1))
+        #expect(b.term(at: LogIndex(10)) == Term(1))
+        #expect(b.term(at: LogIndex(11)) == nil)
+        // A conflicting suffix from 6 on, shorter than what it replaces.
+        b.runs.append((6...8).map { entry(UInt64($0), term: 2) }[...])
+        #expect(b.term(at: LogIndex(5)) == Term(1))
+        #expect(b.term(at: LogIndex(6)) == Term(2))
+        #expect(b.term(at: LogIndex(8)) == Term(2))
+        #expect(b.term(at: LogIndex(9)) == nil, "truncated by the later run")
+        // Appended after it again.
+        b.runs.append((9...12).map { entry(UInt64($0), term: 3) }[...])
+        #expect(b.term(at: LogIndex(9)) == Term(3))
+        #expect(b.term(at: LogIndex(7)) == Term(2))
+        #expect(b.term(at: LogIndex(2)) == Term(1))
+        // A slice that does not start at 0 (what `drop` leaves).
+        var c = BatchEntries()
+        c.runs.append((1...6).map { entry(UInt64($0), term: 4) }.dropFirst(3))
+        #expect(c.term(at: LogIndex(3)) == nil)
+        #expect(c.term(at: LogIndex(4)) == Term(4))
+        #expect(c.term(at: LogIndex(6)) == Term(4))
+    }
+
     @Test func asyncPersist() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
