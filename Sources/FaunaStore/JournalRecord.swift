@@ -81,37 +81,41 @@ extension RaftLogCodec {
     /// index of the first: `u8 version=2 | u32 count | count × (u32 bytes | effects as in a
     /// version 1 record, after its version byte)`. A version 1 record is a group of one.
     /// One key per group instead of one per entry: a key, a memtable insert and a block entry
-    /// per applied chunk, not per put (docs/STORAGE.md "Effects").
+    /// per applied chunk, not per put (docs/STORAGE.md "Effects in groups").
     struct EffectsGroupWriter {
         /// The index of the group's first entry (nil: empty).
         private(set) var first: LogIndex?
         private(set) var count = 0
-        private var body = ByteWriter(capacity: 4096)
+        /// The record being built: its header, with the count written by `take`, then the members.
+        private var record = Self.header()
 
-        /// Bytes of the records so far.
-        var bytes: Int { body.bytes.count }
+        private static func header() -> ByteWriter {
+            var w = ByteWriter(capacity: 4096)
+            w.u8(2)
+            w.u32(0)
+            return w
+        }
+
+        /// Bytes of the members so far.
+        var bytes: Int { record.bytes.count - 5 }
 
         /// Adds the effects of the entry at `index`, which must follow the group's last.
         mutating func add(_ effects: JournalEffects, at index: LogIndex) {
             precondition(first.map { index == $0 + UInt64(count) } ?? true, "effects group: \(index) does not follow")
             if first == nil { first = index }
-            let start = body.bytes.count
-            body.u32(0)
-            appendEffects(effects, to: &body)
-            let length = UInt32(body.bytes.count - start - 4)
-            for i in 0..<4 { body.bytes[start + i] = UInt8(truncatingIfNeeded: length >> UInt32(24 - 8 * i)) }
+            let start = record.bytes.count
+            record.u32(0)
+            appendEffects(effects, to: &record)
+            record.setU32(UInt32(record.bytes.count - start - 4), at: start)
             count += 1
         }
 
         /// The group's key (its first index) and record, and an empty writer; nil when empty.
         mutating func take() -> (first: LogIndex, record: [UInt8])? {
             guard let first else { return nil }
-            var w = ByteWriter(capacity: 5 + body.bytes.count)
-            w.u8(2)
-            w.u32(UInt32(count))
-            w.raw(body.bytes)
-            self = EffectsGroupWriter()
-            return (first, w.bytes)
+            record.setU32(UInt32(count), at: 1)
+            defer { self = EffectsGroupWriter() }
+            return (first, record.bytes)
         }
     }
 

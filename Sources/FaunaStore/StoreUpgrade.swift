@@ -277,7 +277,7 @@ enum StoreUpgrade {
         try writes.write(sync: true)
     }
 
-    /// Schema 7 → 8: effects move into group records (docs/STORAGE.md "Effects"). A schema 7
+    /// Schema 7 → 8: effects move into group records (docs/STORAGE.md "Effects in groups"). A schema 7
     /// record is a version 1 record under its entry's index, which the group reader takes as a
     /// group of one, so nothing is rewritten: recording schema 8 (synced) keeps older versions,
     /// which cannot read groups, from opening the directory once new applies have written some.
