@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "FaunaStore",
             dependencies: [
-                "CRocksDB", "CRocksDBFlush", "CAESGCM", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
+                "CRocksDB", "CRocksDBFlush", "CAESGCM", "CSHA256", "FaunaRaft", "FaunaKV", "FaunaAudit", "FaunaVerify",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["README.md"]
@@ -129,6 +129,9 @@ let package = Package(
         // AES-256-GCM for encryption at rest over the system libcrypto (Debian libssl-dev):
         // contexts that keep their key schedule (ADR 0013). Only FaunaStore's Encryption.swift.
         .target(name: "CAESGCM", linkerSettings: [.linkedLibrary("crypto")]),
+        // SHA-256 over the system libcrypto with the context on the stack, for the audit chain
+        // of the apply path (Sources/FaunaStore/SHA256Parts+libcrypto.swift). Only FaunaStore.
+        .target(name: "CSHA256", linkerSettings: [.linkedLibrary("crypto")]),
         // Wire protocol: frames, message codecs, SwiftNIO transport (docs/PROTOCOL.md, ADR 0005).
         .target(
             name: "FaunaRPC",

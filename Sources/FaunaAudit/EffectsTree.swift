@@ -8,20 +8,23 @@ public enum EffectsTree {
     /// The effects of one entry as the leaf commits to them: sorted by key, one per key.
     /// - Precondition: `effects` is sorted by key bytes with no key twice (the state machine's
     ///   final write per key).
-    public static func summary(outcome: EntryOutcome, branch: TxnBranch, effects: [Effect]) -> EffectsSummary {
+    public static func summary(
+        outcome: EntryOutcome, branch: TxnBranch, effects: [Effect], using sha: SHA256Parts = .swiftCrypto
+    ) -> EffectsSummary {
         // One effect (a put or a delete) is the common case: its leaf is the root, no array.
-        let top = effects.count == 1 ? effects[0].leafHash : root(effects.map(\.leafHash)[...])
+        let top = effects.count == 1
+            ? effects[0].leafHash(using: sha) : root(effects.map { $0.leafHash(using: sha) }[...], using: sha)
         return EffectsSummary(outcome: outcome, branch: branch, count: UInt64(effects.count), root: top)
     }
 
     /// RFC 9162 MTH over `leaves` (`MerkleHasher.emptyRoot` for none).
-    public static func root(_ leaves: ArraySlice<MerkleHash>) -> MerkleHash {
+    public static func root(_ leaves: ArraySlice<MerkleHash>, using sha: SHA256Parts = .swiftCrypto) -> MerkleHash {
         switch leaves.count {
         case 0: return MerkleHasher.emptyRoot
         case 1: return leaves[leaves.startIndex]
         default:
             let k = leaves.startIndex + largestPowerOfTwo(below: leaves.count)
-            return MerkleHasher.nodeHash(root(leaves[..<k]), root(leaves[k...]))
+            return MerkleHasher.nodeHash(root(leaves[..<k], using: sha), root(leaves[k...], using: sha), using: sha)
         }
     }
 

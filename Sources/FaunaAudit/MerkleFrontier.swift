@@ -17,15 +17,17 @@ public struct MerkleFrontier: Hashable, Sendable {
     public init() {}
 
     /// Appends one leaf hash and records every complete subtree it completes: the leaf itself
-    /// at level 0, then one node per trailing 1 bit of the old size.
-    public mutating func append<Writer: MerkleNodeWriter>(_ leafHash: MerkleHash, to writer: inout Writer) {
+    /// at level 0, then one node per trailing 1 bit of the old size, hashed by `sha`.
+    public mutating func append<Writer: MerkleNodeWriter>(
+        _ leafHash: MerkleHash, to writer: inout Writer, using sha: SHA256Parts = .swiftCrypto
+    ) {
         precondition(treeSize < UInt64.max, "tree size \(treeSize) cannot grow")
         var hash = leafHash
         var index = treeSize
         var level = 0
         writer.recordHash(hash, at: NodeAddress(level: 0, index: index))
         while index & 1 == 1 {
-            hash = MerkleHasher.nodeHash(rightEdge[level], hash)
+            hash = MerkleHasher.nodeHash(rightEdge[level], hash, using: sha)
             index >>= 1
             level += 1
             writer.recordHash(hash, at: NodeAddress(level: UInt8(level), index: index))

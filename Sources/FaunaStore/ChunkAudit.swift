@@ -57,7 +57,7 @@ struct ChunkAudit: Sendable {
                 } else {
                     put(&group)
                 }
-                frontier.append(record.leaf.leafHash, to: &tiles)
+                frontier.append(record.leafHash, to: &tiles, using: .libcrypto)
             }
             put(&group)
             // The frontier records nodes as they complete, in post-order: the tiles they fill

@@ -24,11 +24,13 @@ public struct JournalEffects: Hashable, Sendable {
         self.init(
             outcome: EntryOutcome(rawValue: kv.outcome.rawValue),
             branch: TxnBranch(rawValue: kv.branch.rawValue) ?? .none,
-            effects: kv.writes.map { Effect(key: $0.key, valueHash: $0.value.map(Effect.valueHash)) })
+            effects: kv.writes.map { w in Effect(key: w.key, valueHash: w.value.map { Effect.valueHash($0, using: .libcrypto) }) })
     }
 
     /// The summary the v2 leaf commits to.
-    public var summary: EffectsSummary { EffectsTree.summary(outcome: outcome, branch: branch, effects: effects) }
+    public var summary: EffectsSummary {
+        EffectsTree.summary(outcome: outcome, branch: branch, effects: effects, using: .libcrypto)
+    }
 
     /// The proof that `key`'s effect is among these (nil if the entry did not write `key`).
     public func proof(forKey key: [UInt8]) -> (effect: Effect, proof: EffectProof)? {
@@ -57,6 +59,9 @@ public struct JournalRecord: Hashable, Sendable {
             index: entry.index.rawValue, term: entry.term.rawValue, type: entry.type.rawValue, payload: entry.data,
             effects: effects?.summary)
     }
+
+    /// The leaf's hash, as the store computes it (`SHA256Parts.libcrypto`).
+    var leafHash: MerkleHash { leaf.leafHash(using: .libcrypto) }
 }
 
 extension RaftLogCodec {

@@ -73,7 +73,7 @@ extension Store {
             let entries = try journalRecords(from: LogIndex(next), to: LogIndex(high), maxBytes: Int.max)
             var writes = NodeWrites()
             // v2 records are re-hashed from their stored effects, without the state machine.
-            for record in entries { frontier.append(record.leaf.leafHash, to: &writes) }
+            for record in entries { frontier.append(record.leafHash, to: &writes, using: .libcrypto) }
             let stored: [MerkleHash?]
             do { stored = try reader.hashes(at: writes.writes.map(\.address)) } catch {
                 throw Self.storeError(error, "reading the merkle column family")

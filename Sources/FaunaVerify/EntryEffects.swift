@@ -1,5 +1,3 @@
-import Crypto
-
 /// Leaf v2 (docs/AUDIT.md §1, ADR 0009): what applying an entry did, as the leaf commits to it.
 ///
 /// A v1 leaf commits to the entry as proposed, so a committed put that wrote nothing (a
@@ -99,10 +97,8 @@ public struct Effect: Hashable, Sendable {
     }
 
     /// SHA-256 of a value, as a put's effect holds it.
-    public static func valueHash(_ value: [UInt8]) -> MerkleHash {
-        var sha = SHA256()
-        value.withUnsafeBytes { sha.update(bufferPointer: $0) }
-        return MerkleHash(sha.finalize())
+    public static func valueHash(_ value: [UInt8], using sha: SHA256Parts = .swiftCrypto) -> MerkleHash {
+        value.withUnsafeBytes { sha($0) }
     }
 
     /// `u8(kind: 1 put, 2 delete) ‖ u32BE(len(key)) ‖ key ‖ valueHash (puts only)`.
@@ -118,16 +114,18 @@ public struct Effect: Hashable, Sendable {
 
     /// RFC 9162 leaf hash of `leafData`: the effects tree is an RFC 9162 tree of its own.
     /// Hashed without building `leafData` (one per put on the apply path).
-    public var leafHash: MerkleHash {
+    public var leafHash: MerkleHash { leafHash(using: .swiftCrypto) }
+
+    /// `leafHash` computed by `sha`.
+    public func leafHash(using sha: SHA256Parts) -> MerkleHash {
         withUnsafeTemporaryAllocation(byteCount: 6, alignment: 8) { header in
             header[0] = 0x00
             header[1] = valueHash == nil ? 2 : 1
             header.storeBytes(of: UInt32(truncatingIfNeeded: key.count).bigEndian, toByteOffset: 2, as: UInt32.self)
-            var sha = SHA256()
-            sha.update(bufferPointer: UnsafeRawBufferPointer(header))
-            key.withUnsafeBytes { sha.update(bufferPointer: $0) }
-            if let valueHash { valueHash.withUnsafeBytes { sha.update(bufferPointer: $0) } }
-            return MerkleHash(sha.finalize())
+            return key.withUnsafeBytes { key in
+                guard let valueHash else { return sha.hash(UnsafeRawBufferPointer(header), key, SHA256Parts.nothing) }
+                return valueHash.withUnsafeBytes { sha.hash(UnsafeRawBufferPointer(header), key, $0) }
+            }
         }
     }
 }
@@ -169,7 +167,9 @@ extension JournalEntry {
     /// u64BE(count) ‖ effectsRoot ‖ payload`, hashed as `SHA256(0x02 ‖ leafData)`.
     /// The 0x02 prefix keeps v2 leaves apart from v1 leaves (0x00) and interior nodes (0x01),
     /// so a leaf's version is fixed by its hash: no v1 reading of a v2 leaf can verify.
-    static func leafHashV2(index: UInt64, term: UInt64, type: UInt8, payload: [UInt8], effects: EffectsSummary) -> MerkleHash {
+    static func leafHashV2(
+        index: UInt64, term: UInt64, type: UInt8, payload: [UInt8], effects: EffectsSummary, using sha: SHA256Parts
+    ) -> MerkleHash {
         MerkleHasher.hash(headerBytes: 1 + 17 + EffectsSummary.sizeBytes, { header in
             header[0] = 0x02
             storeBigEndian(index, into: header, at: 1)
@@ -179,6 +179,6 @@ extension JournalEntry {
             header[19] = effects.branch.rawValue
             storeBigEndian(effects.count, into: header, at: 20)
             effects.root.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: header[28..<60]).copyMemory(from: $0) }
-        }, then: payload)
+        }, then: payload, using: sha)
     }
 }

@@ -26,6 +26,12 @@ public struct MerkleHash: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Creates a hash from the 32 bytes `fill` writes (a SHA-256 implementation's output).
+    public init(writing fill: (UnsafeMutableRawBufferPointer) -> Void) {
+        (w0, w1, w2, w3) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &self) { fill($0) }
+    }
+
     /// The 32 bytes of the hash.
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 

@@ -19,40 +19,33 @@ public enum MerkleHasher {
         prefixedHash(0x02, leafData)
     }
 
-    /// `SHA256(prefix ‖ data)` through `update(bufferPointer:)`: the generic `update(data:)`
-    /// (and the array a literal prefix makes) cost as much as the hashing of short leaves.
-    static func prefixedHash(_ prefix: UInt8, _ data: [UInt8]) -> MerkleHash {
-        var sha = SHA256()
-        withUnsafeBytes(of: prefix) { sha.update(bufferPointer: $0) }
-        data.withUnsafeBytes { sha.update(bufferPointer: $0) }
-        return MerkleHash(sha.finalize())
+    /// `SHA256(prefix ‖ data)`, each part hashed in place: the generic `update(data:)` (and
+    /// the array a literal prefix makes) cost as much as the hashing of short leaves.
+    static func prefixedHash(_ prefix: UInt8, _ data: [UInt8], using sha: SHA256Parts = .swiftCrypto) -> MerkleHash {
+        withUnsafeBytes(of: prefix) { p in data.withUnsafeBytes { sha(p, $0) } }
     }
 
     /// `SHA256(header ‖ payload)`, the header (at most 64 bytes) written by `fill` into a
     /// buffer on the stack: a leaf's fixed fields are hashed without an array of their own.
     static func hash(
-        headerBytes: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void, then payload: [UInt8]
+        headerBytes: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void, then payload: [UInt8],
+        using sha: SHA256Parts = .swiftCrypto
     ) -> MerkleHash {
         precondition(headerBytes <= 64, "leaf header of \(headerBytes) bytes")
         return withUnsafeTemporaryAllocation(byteCount: headerBytes, alignment: 8) { header in
             fill(header)
-            var sha = SHA256()
-            sha.update(bufferPointer: UnsafeRawBufferPointer(header))
-            payload.withUnsafeBytes { sha.update(bufferPointer: $0) }
-            return MerkleHash(sha.finalize())
+            return payload.withUnsafeBytes { sha(UnsafeRawBufferPointer(header), $0) }
         }
     }
 
     /// `SHA256(0x01 ‖ left ‖ right)`. The hot path of appends and proofs: one contiguous
-    /// 65-byte buffer on the stack, one `update`.
-    public static func nodeHash(_ left: MerkleHash, _ right: MerkleHash) -> MerkleHash {
+    /// 65-byte buffer on the stack, one part.
+    public static func nodeHash(_ left: MerkleHash, _ right: MerkleHash, using sha: SHA256Parts = .swiftCrypto) -> MerkleHash {
         withUnsafeTemporaryAllocation(byteCount: 65, alignment: 8) { buffer in
             buffer[0] = 0x01
             left.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[1..<33]).copyMemory(from: $0) }
             right.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[33..<65]).copyMemory(from: $0) }
-            var sha = SHA256()
-            sha.update(bufferPointer: UnsafeRawBufferPointer(buffer))
-            return MerkleHash(sha.finalize())
+            return sha(UnsafeRawBufferPointer(buffer))
         }
     }
 }
@@ -108,16 +101,19 @@ public struct JournalEntry: Hashable, Sendable {
 
     /// The leaf hash: v2 (`SHA256(0x02 ‖ …)`, see `leafHashV2`) when `effects` is set, else
     /// v1 `SHA256(0x00 ‖ leafData)`, hashed without building `leafData`.
-    /// Both parts go through `update(bufferPointer:)`: the generic `update(data:)` cost as much
-    /// as the hashing on the apply path.
-    public var leafHash: MerkleHash {
-        if let effects { return Self.leafHashV2(index: index, term: term, type: type, payload: payload, effects: effects) }
+    public var leafHash: MerkleHash { leafHash(using: .swiftCrypto) }
+
+    /// `leafHash` computed by `sha`.
+    public func leafHash(using sha: SHA256Parts) -> MerkleHash {
+        if let effects {
+            return Self.leafHashV2(index: index, term: term, type: type, payload: payload, effects: effects, using: sha)
+        }
         return MerkleHasher.hash(headerBytes: 18, { header in
             header[0] = 0x00
             storeBigEndian(index, into: header, at: 1)
             storeBigEndian(term, into: header, at: 9)
             header[17] = type
-        }, then: payload)
+        }, then: payload, using: sha)
     }
 }
 
