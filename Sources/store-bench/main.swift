@@ -41,8 +41,11 @@ struct StoreBench: ParsableCommand {
     @Option(help: "Run only this part (apply includes the reads; seal: what sealing and opening one value costs, encryption at rest).")
     var only: Part?
 
-    @Option(name: .customLong("apply-batch"), help: "Entries per Store.apply call; above \(Store.Options().applyChunkEntries) they are applied in pipelined chunks.")
+    @Option(name: .customLong("apply-batch"), help: "Entries per Store.apply call; above --apply-chunk they are applied in pipelined chunks.")
     var applyBatch: UInt64 = 4096
+
+    @Option(name: .customLong("apply-chunk"), help: "The apply stores' entries per WriteBatch (Store.Options.applyChunkEntries).")
+    var applyChunk: Int = Store.Options().applyChunkEntries
 
     @Option(name: .customLong("record-cache-mib"), help: "The apply stores' record cache, in MiB (0: off).")
     var recordCacheMiB: Int = Store.Options().recordCacheBytes >> 20
@@ -57,6 +60,7 @@ struct StoreBench: ParsableCommand {
         guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds \(seconds): want 0 < S <= 3600") }
         guard (1...65536).contains(snapshotMiB) else { throw ValidationError("--snapshot-mib \(snapshotMiB): want 1...65536") }
         guard (1...1_000_000).contains(applyBatch) else { throw ValidationError("--apply-batch \(applyBatch): want 1...1000000") }
+        guard (1...65536).contains(applyChunk) else { throw ValidationError("--apply-chunk \(applyChunk): want 1...65536") }
         guard (0...65536).contains(recordCacheMiB) else { throw ValidationError("--record-cache-mib \(recordCacheMiB): want 0...65536") }
     }
 
@@ -260,12 +264,13 @@ func applyBatches(count: UInt64, after: UInt64 = 0, perBatch: UInt64, value: [UI
 }
 
 func applyAndReadBench(_ c: StoreBench) throws {
-    let chunk = UInt64(min(Int(c.applyBatch), Store.Options().applyChunkEntries))
+    let chunk = UInt64(min(Int(c.applyBatch), c.applyChunk))
     let rawRate = try rawRocksDBPutRate(dir: c.runDir, count: 300_000, perBatch: chunk)
     print("baseline: raw RocksDB puts, unsynced, \(chunk) per WriteBatch, 1 CF, 16 B random-order keys, "
           + "100 B values: \(fmt(rawRate))/s")
     var options = Store.Options()
     options.recordCacheBytes = c.recordCacheMiB << 20
+    options.applyChunkEntries = c.applyChunk
     if c.noPrefetch { options.prefetchRecordsFrom = .max }
     if c.encrypt {
         options.masterKey = MasterKey(bytes: (0..<32).map { _ in UInt8.random(in: 0 ... 255) })
