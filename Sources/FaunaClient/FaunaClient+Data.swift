@@ -46,15 +46,16 @@ extension FaunaClient {
                 lease = SessionPool.fresh()
                 continue
             }
-            sessions.giveBack(lease)
             // A write the state machine refused for its user is an error, not an outcome:
-            // nothing was written, and retrying cannot help.
-            if case .invalid(let e) = result.outcome {
-                switch e.code {
-                case .authRequired: throw FaunaClientError(.authRequired, e.reason)
-                case .permissionDenied: throw FaunaClientError(.permissionDenied, e.reason)
-                default: break
-                }
+            // nothing was written, and retrying cannot help. A refused session is not
+            // returned to the pool: the refusal may be the session's own (another user owns
+            // it: docs/KV-COMMANDS.md "Sessions"), and the next write takes a fresh one.
+            if case .invalid(let e) = result.outcome, e.code == .permissionDenied {
+                throw FaunaClientError(.permissionDenied, e.reason)
+            }
+            sessions.giveBack(lease)
+            if case .invalid(let e) = result.outcome, e.code == .authRequired {
+                throw FaunaClientError(.authRequired, e.reason)
             }
             return result
         }

@@ -468,6 +468,7 @@ public enum EntryPayload {
         case .compact: return .failure(EntryPayloadMismatch("entry \(entry.index) is a compaction"))
         case .initCluster: return .failure(EntryPayloadMismatch("entry \(entry.index) records the cluster ID"))
         case .upgradeLeaves: return .failure(EntryPayloadMismatch("entry \(entry.index) starts leaf v2"))
+        case .upgradeState(let level): return .failure(EntryPayloadMismatch("entry \(entry.index) takes the state to level \(level)"))
         case .leaseGrant, .leaseRevoke, .leaseCheckpoint: return .failure(EntryPayloadMismatch("entry \(entry.index) is a lease command"))
         case .auth: return .failure(EntryPayloadMismatch("entry \(entry.index) changes users or roles"))
         }

@@ -21,6 +21,19 @@ public struct KVProposal: Hashable, Sendable {
     }
 }
 
+/// The rules an applied state follows, each from the entry that recorded it onwards: an entry
+/// applies the same way on every replica and in every replay because the level it applies
+/// under is in the state, set by a committed entry (docs/KV-COMMANDS.md "State levels").
+public enum KVStateLevel {
+    /// Leaves commit to what each entry did (leaf v2, ADR 0009); recorded in `kv/leaf-v2-from`.
+    public static let leafV2: UInt32 = 1
+    /// A client session belongs to the user whose write opened it: another user's write under
+    /// it is refused (docs/KV-COMMANDS.md "Sessions"); recorded in `kv/sessions-bound-from`.
+    public static let sessionsBound: UInt32 = 2
+    /// The level this version's leaders take a cluster to.
+    public static let current: UInt32 = sessionsBound
+}
+
 /// A state-changing command. Reads outside transactions do not go through the log (they use
 /// ReadIndex and `KVStateMachine.range`), so the only read here is inside `txn`.
 public enum KVCommand: Hashable, Sendable {
@@ -40,6 +53,12 @@ public enum KVCommand: Hashable, Sendable {
     /// what each entry did (docs/AUDIT.md §1). Later ones change nothing. A new leader proposes
     /// it, like `initCluster`, while the state has no boundary (ADR 0009).
     case upgradeLeaves
+    /// Takes the applied state to `level` (`KVStateLevel`): records, for each level up to it
+    /// not recorded yet, that its rules hold from this entry on. Level 1 is what
+    /// `upgradeLeaves` records; level 2 binds client sessions to users. Later ones change
+    /// nothing. A new leader proposes it, like `initCluster`, while the state is below
+    /// `KVStateLevel.current` (docs/KV-COMMANDS.md "State levels").
+    case upgradeState(UInt32)
     /// Creates a lease (docs/KV-COMMANDS.md "Leases").
     case leaseGrant(KVLeaseGrant)
     /// Deletes a lease and every key attached to it.
@@ -66,7 +85,7 @@ public enum KVCommand: Hashable, Sendable {
     var writesOnlyAfterChecks: Bool {
         switch self {
         case .put, .deleteRange: true
-        case .txn, .compact, .initCluster, .upgradeLeaves, .leaseGrant, .leaseRevoke, .leaseCheckpoint, .auth: false
+        case .txn, .compact, .initCluster, .upgradeLeaves, .upgradeState, .leaseGrant, .leaseRevoke, .leaseCheckpoint, .auth: false
         }
     }
 }

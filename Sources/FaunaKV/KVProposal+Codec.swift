@@ -72,7 +72,7 @@ extension KVProposal {
 extension KVCommand {
     enum Tag: UInt8 {
         case put = 1, deleteRange = 2, txn = 3, compact = 4, initCluster = 5, upgradeLeaves = 6
-        case leaseGrant = 7, leaseRevoke = 8, leaseCheckpoint = 9, auth = 10
+        case leaseGrant = 7, leaseRevoke = 8, leaseCheckpoint = 9, auth = 10, upgradeState = 11
     }
 
     func encode(into w: inout ByteWriter) {
@@ -94,6 +94,9 @@ extension KVCommand {
             w.bytes.append(contentsOf: id)
         case .upgradeLeaves:
             w.u8(Tag.upgradeLeaves.rawValue)
+        case .upgradeState(let level):
+            w.u8(Tag.upgradeState.rawValue)
+            w.u32(level)
         case .leaseGrant(let grant):
             w.u8(Tag.leaseGrant.rawValue)
             w.u64(grant.id)
@@ -126,6 +129,7 @@ extension KVCommand {
             for _ in 0..<KVLimits.clusterIDBytes { id.append(try r.u8("cluster ID")) }
             self = .initCluster(id)
         case .upgradeLeaves: self = .upgradeLeaves
+        case .upgradeState: self = .upgradeState(try r.u32("state level"))
         case .leaseGrant: self = .leaseGrant(KVLeaseGrant(id: try r.u64("lease ID"), ttlSeconds: try r.u64("lease TTL")))
         case .leaseRevoke: self = .leaseRevoke(try r.u64("lease ID"))
         case .leaseCheckpoint:

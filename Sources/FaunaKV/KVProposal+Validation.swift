@@ -38,6 +38,10 @@ extension KVCommand {
                 throw KVCommandError(.invalidField, "cluster ID: got \(id.count) bytes, want \(KVLimits.clusterIDBytes)")
             }
         case .upgradeLeaves: break
+        case .upgradeState(let level):
+            guard (1...KVStateLevel.current).contains(level) else {
+                throw KVCommandError(.invalidField, "state level: got \(level), want 1...\(KVStateLevel.current)")
+            }
         case .leaseGrant(let grant):
             guard (1...KVLimits.leaseTTLSecondsMax).contains(grant.ttlSeconds) else {
                 throw KVCommandError(.invalidField, "lease TTL: got \(grant.ttlSeconds) s, want 1...\(KVLimits.leaseTTLSecondsMax)")

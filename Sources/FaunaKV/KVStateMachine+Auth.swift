@@ -251,7 +251,7 @@ extension KVStateMachine {
                 return denied == nil
             }
             return denied
-        case .initCluster, .upgradeLeaves, .leaseCheckpoint: return access.checkRoot("a command the leader proposes itself")
+        case .initCluster, .upgradeLeaves, .upgradeState, .leaseCheckpoint: return access.checkRoot("a command the leader proposes itself")
         }
     }
 

@@ -25,9 +25,12 @@ extension KVStateMachine {
                 if try view.metaValue(forKey: KVMetaKey.clusterID) == nil { view.setMeta(id, forKey: KVMetaKey.clusterID) }
                 return .success(succeeded: true, results: [])
             case .upgradeLeaves:
-                if try view.metaValue(forKey: KVMetaKey.leafV2From) == nil {
-                    view.setMeta(encodeUInt64(revision.rawValue), forKey: KVMetaKey.leafV2From)
-                    view.startsLeafV2 = true
+                try Self.recordLevel(KVStateLevel.leafV2, at: revision, &view)
+                return .success(succeeded: true, results: [])
+            case .upgradeState(let level):
+                // Validation keeps `level` in 1...current; `stride` stays empty for anything else.
+                for l in stride(from: KVStateLevel.leafV2, through: min(level, KVStateLevel.current), by: 1) {
+                    try Self.recordLevel(l, at: revision, &view)
                 }
                 return .success(succeeded: true, results: [])
             case .leaseGrant(let grant):
@@ -43,6 +46,14 @@ extension KVStateMachine {
         } catch let abort as AbortOutcome {
             return abort.outcome
         }
+    }
+
+    /// Records that `level`'s rules hold from `revision` on, unless an earlier entry did.
+    private static func recordLevel(_ level: UInt32, at revision: Revision, _ view: inout KVReadView) throws {
+        let key = level == KVStateLevel.leafV2 ? KVMetaKey.leafV2From : KVMetaKey.sessionsBoundFrom
+        guard try view.metaValue(forKey: key) == nil else { return }
+        view.setMeta(encodeUInt64(revision.rawValue), forKey: key)
+        if level == KVStateLevel.leafV2 { view.startsLeafV2 = true }
     }
 
     func put(_ put: KVPut, at revision: Revision, _ view: inout KVReadView) throws -> KVOperationResult {

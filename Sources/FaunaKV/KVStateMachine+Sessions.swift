@@ -2,40 +2,56 @@
 // result, so that a retried proposal is answered, not applied again. Layout and eviction rule:
 // docs/KV-COMMANDS.md "Sessions".
 
-/// What is stored per client under `kv/session/ ‖ u64 clientID`.
+/// What is stored per client under `kv/session/ ‖ u64 clientID`. Format 1 has no owner; from
+/// the sessions-bound level on (`KVStateLevel.sessionsBound`) the state machine writes format
+/// 2, which names the user whose writes may use the session. Both share the fixed head
+/// (format, sequence, last-used revision) that `KVSessionRecency.lastUsed(ofStored:)` reads.
 struct StoredSession {
-    static let formatVersion: UInt8 = 1
+    static let unownedFormat: UInt8 = 1
+    static let ownedFormat: UInt8 = 2
     var sequence: SequenceNumber
     /// The revision of the entry that last used the session: the eviction order.
     var lastUsedRevision: Revision
     /// The result of `sequence`, without read data.
     var result: KVApplyResult
+    /// The principal of the writes that may use the session (empty: no user); nil in a
+    /// session recorded before sessions were bound, which the next write claims.
+    var owner: [UInt8]?
 
     var encoded: [UInt8] {
         var w = ByteWriter()
-        w.u8(StoredSession.formatVersion)
+        w.u8(owner == nil ? StoredSession.unownedFormat : StoredSession.ownedFormat)
         w.u64(sequence.rawValue)
         w.u64(lastUsedRevision.rawValue)
+        if let owner { w.lengthPrefixed(owner) }
         w.bytes.append(contentsOf: result.encoded())
         return w.bytes
     }
 
-    init(sequence: SequenceNumber, lastUsedRevision: Revision, result: KVApplyResult) {
+    init(sequence: SequenceNumber, lastUsedRevision: Revision, result: KVApplyResult, owner: [UInt8]?) {
         self.sequence = sequence
         self.lastUsedRevision = lastUsedRevision
         self.result = result
+        self.owner = owner
     }
 
     init(decoding bytes: [UInt8]) throws(KVDecodingError) {
         var r = ByteReader(bytes, context: "session")
-        let format = try r.u8("format version")
-        guard format == StoredSession.formatVersion else {
-            throw KVDecodingError(.unsupportedVersion, "session format version: got \(format), want \(StoredSession.formatVersion)")
-        }
+        let format = try Self.format(&r)
         sequence = SequenceNumber(try r.u64("sequence"))
         lastUsedRevision = Revision(try r.u64("last used revision"))
+        owner = format == Self.ownedFormat ? try r.lengthPrefixed("owner", max: KVAuthLimits.nameBytesMax) : nil
         result = try KVApplyResult(from: &r)
         try r.finish()
+    }
+
+    /// Reads the format version: 1 or 2.
+    static func format(_ r: inout ByteReader) throws(KVDecodingError) -> UInt8 {
+        let format = try r.u8("format version")
+        guard format == unownedFormat || format == ownedFormat else {
+            throw KVDecodingError(.unsupportedVersion, "session format version: got \(format), want \(unownedFormat) or \(ownedFormat)")
+        }
+        return format
     }
 
     static func key(_ clientID: ClientID) -> [UInt8] { KVMetaKey.sessionPrefix + encodeUInt64(clientID.rawValue) }
@@ -73,10 +89,7 @@ public enum KVSessionRecency {
     /// The last-used revision of a stored session (its fixed-size head only).
     public static func lastUsed(ofStored bytes: [UInt8]) throws(KVDecodingError) -> Revision {
         var r = ByteReader(bytes, context: "session")
-        let format = try r.u8("format version")
-        guard format == StoredSession.formatVersion else {
-            throw KVDecodingError(.unsupportedVersion, "session format version: got \(format), want \(StoredSession.formatVersion)")
-        }
+        _ = try StoredSession.format(&r)
         _ = try r.u64("sequence")
         return Revision(try r.u64("last used revision"))
     }
@@ -107,16 +120,31 @@ extension KVBackend {
 }
 
 extension KVStateMachine {
+    /// Who owns the session `proposal` writes under, once sessions are bound to users
+    /// (`KVStateLevel.sessionsBound`): its principal (empty: no user). nil without a session
+    /// or before the level.
+    func sessionOwner(of proposal: KVProposal, _ view: KVReadView) throws -> [UInt8]? {
+        guard proposal.session != nil, try view.metaValue(forKey: KVMetaKey.sessionsBoundFrom) != nil else { return nil }
+        return proposal.principal ?? []
+    }
+
     /// The result for a proposal the session already decided: the stored result of a retry
-    /// (`isReplay`), or `.sessionExpired` for an older or forgotten sequence. nil: apply it.
+    /// (`isReplay`), or `.sessionExpired` for an older or forgotten sequence. With `owner`
+    /// (sessions are bound), a session another user owns refuses the proposal with
+    /// `permissionDenied` and stays as it was: its owner's retries and next writes are not
+    /// disturbed, and its results are not shown to anyone else. nil: apply it.
     func sessionOutcome(
-        _ session: ClientSession, at revision: Revision, _ view: KVReadView
+        _ session: ClientSession, owner: [UInt8]?, at revision: Revision, _ view: KVReadView
     ) throws -> KVApplyResult? {
         guard let bytes = try view.metaValue(forKey: StoredSession.key(session.clientID)) else {
             if session.sequence == .first { return nil }
             return KVApplyResult(revision: revision, outcome: .sessionExpired(sequence: session.sequence, lastApplied: nil))
         }
         let stored = try StoredSession(decoding: bytes)
+        if let owner, let storedOwner = stored.owner, storedOwner != owner {
+            return KVApplyResult(revision: revision, outcome: .invalid(KVCommandError(
+                .permissionDenied, "client session \(session.clientID.rawValue) belongs to another user; a client writes under a session of its own")))
+        }
         if session.sequence == stored.sequence {
             var replay = stored.result
             replay.isReplay = true
@@ -129,10 +157,11 @@ extension KVStateMachine {
         return nil
     }
 
-    /// Stores `result` as the session's latest and moves the session to the newest end of the
-    /// eviction order; a new session beyond `sessionsMax` evicts the least recently used ones.
+    /// Stores `result` as the session's latest, owned by `owner` (nil: before sessions were
+    /// bound, format 1), and moves the session to the newest end of the eviction order; a new
+    /// session beyond `sessionsMax` evicts the least recently used ones.
     func recordSession(
-        _ session: ClientSession, _ result: KVApplyResult, at revision: Revision, _ view: inout KVReadView
+        _ session: ClientSession, _ result: KVApplyResult, owner: [UInt8]?, at revision: Revision, _ view: inout KVReadView
     ) throws {
         let key = StoredSession.key(session.clientID)
         if try view.metaValue(forKey: key) == nil {
@@ -149,7 +178,8 @@ extension KVStateMachine {
         var stored = result
         stored.outcome = result.outcome.withoutReadData
         // The stored last-used revision is the session's place in the eviction order.
-        view.setMeta(StoredSession(sequence: session.sequence, lastUsedRevision: revision, result: stored).encoded, forKey: key)
+        let record = StoredSession(sequence: session.sequence, lastUsedRevision: revision, result: stored, owner: owner)
+        view.setMeta(record.encoded, forKey: key)
     }
 
     /// Deletes the session that comes first in eviction order (smallest last-used revision,

@@ -125,7 +125,8 @@ public struct KVStateMachine: Sendable {
         if let invalid {
             result = KVApplyResult(revision: revision, outcome: .invalid(invalid))
         } else if let proposal {
-            if let session = proposal.session, let early = try sessionOutcome(session, at: revision, view) {
+            let owner = try sessionOwner(of: proposal, view)
+            if let session = proposal.session, let early = try sessionOutcome(session, owner: owner, at: revision, view) {
                 result = early
             } else {
                 // A client's command (it has a principal) stops below the system key space and
@@ -139,7 +140,7 @@ public struct KVStateMachine: Sendable {
                 }
                 if case .success = outcome {} else { view.staged = KVWriteBatch() }
                 result = KVApplyResult(revision: revision, outcome: outcome)
-                if let session = proposal.session { try recordSession(session, result, at: revision, &view) }
+                if let session = proposal.session { try recordSession(session, result, owner: owner, at: revision, &view) }
             }
         } else {
             preconditionFailure("applyChecked: neither a proposal nor an invalid reason")
@@ -161,6 +162,14 @@ public struct KVStateMachine: Sendable {
             return nil
         }
         return Revision(try decodeUInt64(bytes, "kv/leaf-v2-from"))
+    }
+
+    /// The highest `KVStateLevel` the applied state has recorded (0: none).
+    public func stateLevel(on backend: some KVBackend) throws -> UInt32 {
+        let view = KVReadView(backend: backend, base: KVWriteBatch())
+        guard try view.metaValue(forKey: KVMetaKey.leafV2From) != nil else { return 0 }
+        guard try view.metaValue(forKey: KVMetaKey.sessionsBoundFrom) != nil else { return KVStateLevel.leafV2 }
+        return KVStateLevel.sessionsBound
     }
 
     /// The meta key of `leafV2From` (u64 BE), for a store that loads it with its applied state.
@@ -202,6 +211,8 @@ enum KVMetaKey {
     static let clusterID = Array("kv/cluster-id".utf8)
     /// The index of the first entry whose leaf is v2 (set once by `upgradeLeaves`).
     static let leafV2From = Array("kv/leaf-v2-from".utf8)
+    /// The index from which client sessions belong to users (set once by `upgradeState(2)`).
+    static let sessionsBoundFrom = Array("kv/sessions-bound-from".utf8)
     static let sessionCount = Array("kv/session-count".utf8)
     static let sessionPrefix = Array("kv/session/".utf8)
     static let sessionLRUPrefix = Array("kv/session-lru/".utf8)

@@ -99,13 +99,14 @@ public final class FaunaNode: @unchecked Sendable {
         let raft: RaftNode
         let raftStorage = RaftStorageMonitor(store.raftLog)
         let hasClusterID: Bool
+        let stateStore = RocksStateStore(store, options: settings.storeOptions)
         let metrics = NodeMetrics()
         var pipeline = settings.pipeline
         pipeline.metrics = metrics.pipeline
         do {
             raft = try NodeCore.makeRaftNode(settings: pipeline, applied: store.appliedIndex, storage: raftStorage)
             // Not `try?`: a cluster ID that does not decode is a corrupt record (fail-stop).
-            hasClusterID = try store.clusterID() != nil && store.leafV2From != nil
+            hasClusterID = try stateStore.isFounded()
         } catch {
             store.close()
             throw NodeStartError("cannot start Raft on \(settings.dataDirectory): \(error)")
@@ -130,7 +131,6 @@ public final class FaunaNode: @unchecked Sendable {
         let shipper = SnapshotShipper(
             sender: SnapshotSender(identity: identity, group: group, tls: settings.tls, logger: logger), inbox: inbox, members: members,
             logger: logger)
-        let stateStore = RocksStateStore(store, options: settings.storeOptions)
         let core = NodeCore(
             settings: pipeline, store: stateStore, raft: raft, raftStorage: raftStorage, events: events, members: members,
             transport: transport, snapshots: shipper, clock: MonotonicClock(), decorator: decorator,

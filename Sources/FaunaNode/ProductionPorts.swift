@@ -44,6 +44,7 @@ final class RocksStateStore: StateStore, @unchecked Sendable {
     var leafV2From: LogIndex? { store.leafV2From }
     var auditChain: Bool { store.auditChain }
     func clusterID() throws(StoreError) -> ClusterID? { try store.clusterID() }
+    func stateLevel() throws(StoreError) -> UInt32 { try store.stateLevel() }
 
     func apply(_ entries: [Entry], confState: ConfState?) throws(StoreError) -> [AppliedEntry] {
         try store.apply(entries, confState: confState)

@@ -186,7 +186,7 @@ public final class ApplyStage: @unchecked Sendable {
                 let applied = try store.apply(entries, confState: confState)
                 metrics.applyBatch.record(ContinuousClock.now - started)
                 metrics.appliedEntries.increment(by: applied.count)
-                if !hasClusterID { hasClusterID = try store.clusterID() != nil && store.leafV2From != nil }
+                if !hasClusterID { hasClusterID = try store.isFounded() }
                 var settled: [ProposalRegistry.Applied] = []
                 settled.reserveCapacity(applied.count)
                 // `apply` skips entries already applied and answers the rest in order: they are

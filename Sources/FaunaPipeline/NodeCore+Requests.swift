@@ -21,9 +21,9 @@ extension NodeCore {
         case .write(let request):
             guard raft.isLeader else { return context.respond(notLeaderError("writes go to the leader")) }
             switch request.proposal.command {
-            case .initCluster, .upgradeLeaves, .leaseCheckpoint:
+            case .initCluster, .upgradeLeaves, .upgradeState, .leaseCheckpoint:
                 return context.respond(.error(RPCErrorResponse(
-                    .invalidRequest, "initCluster, upgradeLeaves and leaseCheckpoint are proposed by the leader itself, not by clients")))
+                    .invalidRequest, "initCluster, upgradeLeaves, upgradeState and leaseCheckpoint are proposed by the leader itself, not by clients")))
             default: break
             }
             let inFlight = proposals.count
@@ -174,12 +174,13 @@ extension NodeCore {
         }
     }
 
-    /// A leader whose state has no cluster ID or no leaf v2 boundary proposes them, once per
-    /// term: an `upgradeLeaves` entry, then 16 random bytes in an `initCluster` entry.
-    /// Whichever of each commits first takes effect on every replica (docs/AUDIT.md "Cluster
-    /// ID", ADR 0009); later ones change nothing. In a new cluster the boundary comes first, so
-    /// every entry from the cluster ID on has a v2 leaf; a cluster created before leaf v2 gets
-    /// its boundary at its first leader on this version.
+    /// A leader whose state has no cluster ID or is below `KVStateLevel.current` proposes
+    /// them, once per term: an `upgradeState` entry, then 16 random bytes in an `initCluster`
+    /// entry. Whichever of each commits first takes effect on every replica (docs/AUDIT.md
+    /// "Cluster ID", docs/KV-COMMANDS.md "State levels"); later ones change nothing. In a new
+    /// cluster the levels come first, so every entry from the cluster ID on has a v2 leaf and
+    /// sessions bound to users; a cluster created by an earlier version gets them at its first
+    /// leader on this version.
     func proposeClusterIDIfNeeded() {
         guard !hasClusterID, raft.isLeader, clusterIDProposedTerm != raft.term else { return }
         var id: [UInt8] = []
@@ -190,7 +191,9 @@ extension NodeCore {
             for _ in 0..<KVLimits.clusterIDBytes { id.append(UInt8.random(in: 0...255, using: &rng)) }
         }
         do {
-            _ = try raft.propose(batch: [KVProposal(command: .upgradeLeaves).encoded(), KVProposal(command: .initCluster(id)).encoded()])
+            _ = try raft.propose(batch: [
+                KVProposal(command: .upgradeState(KVStateLevel.current)).encoded(), KVProposal(command: .initCluster(id)).encoded(),
+            ])
             // Only once proposed: a refusal (overloaded, a transfer) is retried next round.
             clusterIDProposedTerm = raft.term
             logger.info("proposed a cluster ID", metadata: ["id": "\(ClusterID(bytes: id).map { "\($0)" } ?? "?")"])

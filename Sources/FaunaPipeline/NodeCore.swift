@@ -104,7 +104,8 @@ public final class NodeCore: @unchecked Sendable {
     /// request holds while it is queued, so none is queued after the owner went on to stop the
     /// apply stage (its queue drops what arrives once closed).
     let directRouteClosed = NIOLockedValueBox<String?>(nil)
-    /// Whether the applied state holds a cluster ID; until it does, a leader proposes one.
+    /// Whether the applied state holds a cluster ID and is at the current state level
+    /// (`StateStore.isFounded`); until it does, a leader proposes them.
     var hasClusterID: Bool
     /// The leases of the applied state, and the leader's timers for them.
     var lessor: Lessor

@@ -60,6 +60,8 @@ public protocol StateStore: AnyObject, Sendable {
     var auditChain: Bool { get }
     /// The cluster ID, once applied. A record that does not decode is fail-stop.
     func clusterID() throws(StoreError) -> ClusterID?
+    /// The highest `KVStateLevel` the applied state has recorded (0: none).
+    func stateLevel() throws(StoreError) -> UInt32
 
     /// Applies committed entries in order (entries at or below the applied index are skipped)
     /// and answers one result per entry applied. Any error but `.invalidRequest` is fail-stop.
@@ -113,6 +115,13 @@ public protocol StateStore: AnyObject, Sendable {
 }
 
 extension StateStore {
+    /// Whether a leader has nothing to found: the cluster ID is recorded and the state is at
+    /// `KVStateLevel.current` (else a new leader proposes them, `NodeCore`).
+    public func isFounded() throws(StoreError) -> Bool {
+        guard try clusterID() != nil else { return false }
+        return try stateLevel() >= KVStateLevel.current
+    }
+
     /// An in-memory store has no RocksDB and no disk of its own.
     public var storageStats: StorageStats { StorageStats() }
     /// A store whose applies leave no work behind.

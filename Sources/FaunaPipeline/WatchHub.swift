@@ -493,7 +493,7 @@ enum WatchStoreReader {
         guard entry.type == .normal, !entry.data.isEmpty else { return true }
         guard let proposal = try? KVProposal(decoding: entry.data) else { return true }  // applied as `invalid`
         switch proposal.command {
-        case .compact, .initCluster, .upgradeLeaves, .leaseGrant, .leaseCheckpoint: return true
+        case .compact, .initCluster, .upgradeLeaves, .upgradeState, .leaseGrant, .leaseCheckpoint: return true
         case .put, .deleteRange, .txn, .leaseRevoke, .auth: return false
         }
     }

@@ -38,16 +38,24 @@ public struct PeerFeatures: OptionSet, Hashable, Sendable {
 
     /// Proposals may name a principal and carry auth commands (users and roles, KV-COMMANDS.md).
     public static let principals = PeerFeatures(rawValue: 1 << 0)
+    /// Entries may raise the state level (`upgradeState`, KV-COMMANDS.md "State levels"),
+    /// after which sessions belong to users.
+    public static let stateLevels = PeerFeatures(rawValue: 1 << 1)
 
     /// What this build's entries may use.
-    public static let current: PeerFeatures = [.principals]
+    public static let current: PeerFeatures = [.principals, .stateLevels]
     /// What a peer must have for this node to exchange entries with it.
-    public static let required: PeerFeatures = [.principals]
+    public static let required: PeerFeatures = [.principals, .stateLevels]
 
     /// Nil if `features` (a peer's) has every required one, else why not.
     public static func problem(_ features: PeerFeatures, of peer: String) -> String? {
         guard !features.isSuperset(of: required) else { return nil }
-        return "\(peer) runs a version without users and roles (features 0x\(String(features.rawValue, radix: 16)), want 0x\(String(required.rawValue, radix: 16))): upgrade it; until then it is left out"
+        let missing = required.subtracting(features)
+        var names: [String] = []
+        if missing.contains(.principals) { names.append("users and roles") }
+        if missing.contains(.stateLevels) { names.append("state levels") }
+        return "\(peer) runs an earlier version, without \(names.joined(separator: " and ")) "
+            + "(features 0x\(String(features.rawValue, radix: 16)), want 0x\(String(required.rawValue, radix: 16))): upgrade it; until then it is left out"
     }
 }
 

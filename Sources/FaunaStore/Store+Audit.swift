@@ -32,6 +32,11 @@ extension Store {
         return id
     }
 
+    /// The highest `KVStateLevel` the applied state has recorded (0: none).
+    public func stateLevel() throws(StoreError) -> UInt32 {
+        do { return try kvStateMachine.stateLevel(on: makeKVBackend()) } catch { throw Self.storeError(error, "state level") }
+    }
+
     /// The digest of the key-value state as of `revision` (a log index ≤ the applied index; 0:
     /// the applied index), comparable across replicas that applied different amounts beyond it
     /// (docs/KV-COMMANDS.md "Digest stream").

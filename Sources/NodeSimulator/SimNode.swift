@@ -75,7 +75,7 @@ final class SimNode {
         }
         let storage = RaftStorageMonitor(store.entryLog)
         let raft = try NodeCore.makeRaftNode(settings: settings, applied: store.appliedIndex, storage: storage)
-        let hasClusterID = try store.clusterID() != nil && store.leafV2From != nil
+        let hasClusterID = try store.isFounded()
         let events = SimEventQueue(capacity: 4096)
         let applyQueue = SimApplyQueue(capacity: 2048)
         let shipping = SimShipping(node: id, sim: sim)

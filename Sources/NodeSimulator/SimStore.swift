@@ -182,6 +182,10 @@ public final class SimStore: StateStore, @unchecked Sendable {
     public var leafV2From: LogIndex? { data.applied.leafV2From }
     public var auditChain: Bool { true }
 
+    public func stateLevel() throws(StoreError) -> UInt32 {
+        do { return try kvStateMachine.stateLevel(on: data.kv) } catch { throw StoreError(wrapping: error, "state level") }
+    }
+
     public func clusterID() throws(StoreError) -> ClusterID? {
         let bytes: [UInt8]?
         do { bytes = try kvStateMachine.clusterID(on: data.kv) } catch { throw StoreError(wrapping: error, "cluster ID") }

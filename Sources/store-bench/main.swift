@@ -252,9 +252,9 @@ func applyBatches(count: UInt64, after: UInt64 = 0, perBatch: UInt64, value: [UI
     var index: UInt64 = after + 1
     while index <= after + count {
         let batch = (index..<min(index + perBatch, after + count + 1)).map { i in
-            // Entry 1 records the leaf v2 boundary, as in a cluster: every later leaf commits
-            // to its effects (two more SHA-256 per put: the value's and the effect leaf's).
-            i == 1 ? Entry(term: Term(1), index: LogIndex(1), type: .normal, data: KVProposal(command: .upgradeLeaves).encoded())
+            // Entry 1 takes the state to the current level, as in a cluster: every later leaf
+            // commits to its effects (two more SHA-256 per put: the value's and the effect leaf's).
+            i == 1 ? Entry(term: Term(1), index: LogIndex(1), type: .normal, data: KVProposal(command: .upgradeState(KVStateLevel.current)).encoded())
                 : putEntry(i, key: key((i &* 2_654_435_761) % count), value: value)
         }
         batches.append(batch)

@@ -121,6 +121,33 @@ func fast(deadline: Duration = .seconds(60), requestTimeout: Duration = .seconds
         await node.close()
     }
 
+    @Test func aSessionRefusedForItsUserIsNotReused() async throws {
+        // Request 2 is refused as another user's session would be; request 3 as a lease
+        // refusal, which leaves the session usable.
+        let node = try await FakeNode { message, n in
+            guard case .write = message else { return nil }
+            switch n {
+            case 2: return .writeResponse(KVApplyResult(revision: Revision(3), outcome: .invalid(KVCommandError(.permissionDenied, "client session belongs to another user"))))
+            case 4: return .writeResponse(KVApplyResult(revision: Revision(5), outcome: .invalid(KVCommandError(.leaseNotFound, "no lease 9"))))
+            default: return success(UInt64(n))
+            }
+        }
+        let client = FaunaClient(endpoints: [node.endpoint], configuration: fast(), group: group)
+        _ = try await client.put(Array("k".utf8), Array("v".utf8))
+        await #expect(throws: FaunaClientError.self) { _ = try await client.put(Array("k".utf8), Array("v".utf8)) }
+        _ = try await client.put(Array("k".utf8), Array("v".utf8))
+        _ = try await client.put(Array("k".utf8), Array("v".utf8))  // leaseNotFound: an outcome
+        _ = try await client.put(Array("k".utf8), Array("v".utf8))
+        let seen = node.seen
+        try #require(seen.count == 5)
+        #expect(seen[1] == ClientSession(clientID: seen[0].clientID, sequence: SequenceNumber(2)))
+        #expect(seen[2].clientID != seen[0].clientID && seen[2].sequence == .first, "a fresh session after the refusal")
+        #expect(seen[3] == ClientSession(clientID: seen[2].clientID, sequence: SequenceNumber(2)))
+        #expect(seen[4] == ClientSession(clientID: seen[2].clientID, sequence: SequenceNumber(3)), "kept after another refusal")
+        await client.close()
+        await node.close()
+    }
+
     @Test func expiredSessionAfterAnUnknownResultIsReported() async throws {
         let node = try await FakeNode { message, n in
             guard case .write = message else { return nil }

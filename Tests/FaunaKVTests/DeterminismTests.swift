@@ -44,7 +44,7 @@ struct DeterminismTests {
                 case .deleteRange(let d) = t.failure[0]
             else { preconditionFailure("workload txn shape") }
             if (next[p.key]?.version ?? 0) > v { put(p) } else { next = next.filter { !d.range.contains($0.key) } }
-        case .compact, .initCluster, .upgradeLeaves, .leaseGrant, .leaseRevoke, .leaseCheckpoint, .auth: break
+        case .compact, .initCluster, .upgradeLeaves, .upgradeState, .leaseGrant, .leaseRevoke, .leaseCheckpoint, .auth: break
         }
         return next
     }

@@ -70,6 +70,47 @@ import Testing
         let decoded = try KVProposal(decoding: KVProposal(command: .upgradeLeaves).encoded())
         #expect(decoded.command == .upgradeLeaves)
     }
+
+    @Test("upgradeState records each level up to its own once; levels outside 1...current are invalid")
+    func upgradeState() throws {
+        var h = Harness()
+        try h.succeed(.put(KVPut(key: k, value: a)))
+        #expect(try h.machine.stateLevel(on: h.backend) == 0)
+        try h.succeed(.upgradeState(KVStateLevel.leafV2))
+        #expect(h.lastEffects.startsLeafV2)
+        #expect(try h.machine.stateLevel(on: h.backend) == KVStateLevel.leafV2)
+        try h.succeed(.upgradeState(KVStateLevel.sessionsBound))
+        #expect(!h.lastEffects.startsLeafV2, "the boundary stays at the first entry that recorded it")
+        #expect(try h.machine.leafV2From(on: h.backend) == Revision(2))
+        #expect(try h.machine.stateLevel(on: h.backend) == KVStateLevel.sessionsBound)
+
+        // A fresh state taken to the current level at once: both levels at the same entry.
+        var fresh = Harness()
+        try fresh.succeed(.upgradeState(KVStateLevel.current))
+        #expect(fresh.lastEffects.startsLeafV2)
+        #expect(try fresh.machine.stateLevel(on: fresh.backend) == KVStateLevel.current)
+        #expect(try fresh.machine.leafV2From(on: fresh.backend) == Revision(1))
+        // After upgradeLeaves, upgradeState adds only the levels above it.
+        var old = Harness()
+        try old.succeed(.upgradeLeaves)
+        #expect(try old.machine.stateLevel(on: old.backend) == KVStateLevel.leafV2)
+        try old.succeed(.upgradeState(KVStateLevel.current))
+        #expect(!old.lastEffects.startsLeafV2)
+        #expect(try old.machine.stateLevel(on: old.backend) == KVStateLevel.current)
+
+        let decoded = try KVProposal(decoding: KVProposal(command: .upgradeState(2)).encoded())
+        #expect(decoded.command == .upgradeState(2))
+        for level: UInt32 in [0, KVStateLevel.current + 1, .max] {
+            #expect(throws: KVDecodingError.self) { try KVProposal(decoding: KVProposal(command: .upgradeState(level)).encoded()) }
+            var other = Harness()
+            guard case .invalid(let e) = try other.apply(.upgradeState(level)).outcome else {
+                Issue.record("level \(level): want invalid")
+                continue
+            }
+            #expect(e.code == .malformed)
+            #expect(try other.machine.stateLevel(on: other.backend) == 0)
+        }
+    }
 }
 
 /// What a leaf commits to of an entry's effects: outcome, branch, and each key's new value

@@ -98,6 +98,18 @@ func heartbeat(_ i: Int) -> Message {
             guard let error = error as? RPCClientError else { return false }
             return error.code == .handshakeRejected && error.response?.code == .peerRejected && error.reason.contains("upgrade it")
         }
+        // Nor is one of the version before state levels (users and roles only): its nodes
+        // would apply an `upgradeState` entry as malformed.
+        await #expect {
+            try await RPCClient.connect(
+                to: try endpoint(of: server),
+                configuration: RPCClientConfiguration(
+                    hello: PeerHello(clusterName: "test", from: NodeID(3), to: NodeID(2), publicKey: clientKey, features: [.principals])),
+                group: group, logger: logs.logger)
+        } throws: { error in
+            guard let error = error as? RPCClientError else { return false }
+            return error.response?.code == .peerRejected && error.reason.contains("without state levels")
+        }
         try await server.close()
 
         // Encoded: `[bytes key [varint features]]`, the key left out when empty and without
@@ -105,7 +117,7 @@ func heartbeat(_ i: Int) -> Message {
         let plain = try RPCMessage(Frame(.peerHello(PeerHello(clusterName: "t", from: NodeID(1), to: NodeID(2), features: [])), requestID: RequestID(1)))
         #expect(plain == .peerHello(PeerHello(clusterName: "t", from: NodeID(1), to: NodeID(2), features: [])))
         let withKey = Frame(.peerWelcome(PeerWelcome(clusterName: "t", nodeID: NodeID(2), publicKey: serverKey)), requestID: RequestID(1))
-        #expect(withKey.body.suffix(34) == [32] + serverKey + [1])
+        #expect(withKey.body.suffix(34) == [32] + serverKey + [3], "key, then features principals | stateLevels")
         var emptyKey = Frame(.peerWelcome(PeerWelcome(clusterName: "t", nodeID: NodeID(2), features: [])), requestID: RequestID(1)).body
         emptyKey.append(0)
         #expect(throws: RPCDecodingError.self) { try RPCMessage(kind: .peerWelcome, body: emptyKey) }

@@ -154,6 +154,7 @@ func expectSameState(_ real: Store, _ sim: SimStore, _ sourceLocation: SourceLoc
     #expect(sim.treeHead.rootHash == real.treeHead.rootHash, sourceLocation: sourceLocation)
     #expect(sim.leafV2From == real.leafV2From, sourceLocation: sourceLocation)
     #expect(answer { try sim.clusterID() } == answer { try real.clusterID() }, sourceLocation: sourceLocation)
+    #expect(answer { try sim.stateLevel() } == answer { try real.stateLevel() }, sourceLocation: sourceLocation)
     let backend = real.makeKVBackend()
     #expect(
         answer { try sim.compactedRevision() } == answer { try real.kvStateMachine.compactedRevision(on: backend) },

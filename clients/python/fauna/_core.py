@@ -27,7 +27,7 @@ from .errors import (
     ProtocolError, RequestTimeout, ServerError, SessionExpired, Timeout, TLSError, TooManyInFlight, Unavailable,
 )
 from .wire import (
-    ApplyResult, Command, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, Kind, Member,
+    INVALID_CODES, ApplyResult, Command, Compact, DeleteOpResult, DeleteRange, Endpoint, HashKVResult, KeyRange, Kind, Member,
     MemberChange, NodeStatus, Outcome, Proposal, Put, PutOpResult, RangeRequest, RangeResult, ReadRequest, Record,
     Txn, TxnOp, Compare, apply_result_error, as_bytes, check_key, decode_apply_result, decode_error, decode_hashkv,
     decode_members, decode_range_result, decode_status, LeaseGrant, LeaseOpResult, LeaseRevoke,
@@ -420,6 +420,7 @@ def write(core: Core, command: Command, budget: Budget) -> Op[ApplyResult]:
     session; otherwise the outcome is unknown: SessionExpired."""
     lease = core.sessions.take()
     used = False
+    keep = True
     try:
         while True:
             body = Proposal(command, lease.client_id, lease.next).encode()
@@ -437,13 +438,18 @@ def write(core: Core, command: Command, budget: Budget) -> Op[ApplyResult]:
                 lease = core.sessions.fresh()  # the old one is useless: not given back
                 used = False
                 continue
+            if res.outcome == Outcome.INVALID and INVALID_CODES.get(res.invalid_code or 0) == "permissionDenied":
+                # The refusal may be the session's own (another user owns it: KV-COMMANDS.md
+                # "Sessions"): the next write takes a fresh session.
+                keep = False
             return res
     except BaseException as e:
         if budget.ambiguous or isinstance(e, GeneratorExit):
             used = True  # an attempt may still apply: never reuse its sequence
         raise
     finally:
-        core.sessions.give_back(lease, used)
+        if keep:
+            core.sessions.give_back(lease, used)
 
 
 def _applied(core: Core, command: Command, timeout: Optional[float]) -> Op[ApplyResult]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from . import merkle
 from .codec import kvbytes, u64
 from .errors import ProtocolError
-from .wire import Auth, Compact, DeleteRange, InitCluster, Put, Txn, UpgradeLeaves, decode_proposal
+from .wire import Auth, Compact, DeleteRange, InitCluster, Put, Txn, UpgradeLeaves, UpgradeState, decode_proposal
 
 ENTRY_NORMAL = 0
 ENTRY_CONF_CHANGE = 1
@@ -182,7 +182,7 @@ def check_proposes(entry: JournalEntry, key: bytes, value: bytes) -> str:
             return "txn (branch taken not proven)"
         raise EntryMismatch(f"entry {entry.index} is a txn that puts no such value under this key")
     what = {DeleteRange: "a delete", Compact: "a compaction", InitCluster: "records the cluster ID",
-            UpgradeLeaves: "starts leaf v2", Auth: "changes users or roles"}.get(type(command), "a lease command")
+            UpgradeLeaves: "starts leaf v2", UpgradeState: "raises the state level", Auth: "changes users or roles"}.get(type(command), "a lease command")
     raise EntryMismatch(f"entry {entry.index} {'is ' if what.startswith('a ') else ''}{what}")
 
 

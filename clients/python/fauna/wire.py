@@ -26,7 +26,7 @@ __all__ = [
     "VALUE_BYTES_MAX", "TXN_COMPARES_MAX", "TXN_OPERATIONS_MAX", "PROPOSAL_BYTES_MAX", "Endpoint", "KeyRange",
     "prefix_end", "Record", "RangeResult", "PutOpResult", "DeleteOpResult", "OpResult", "Outcome", "ApplyResult",
     "Put", "DeleteRange", "RangeRequest", "Compare", "Target", "CompareOp", "Txn", "Compact", "InitCluster",
-    "UpgradeLeaves", "Auth", "Command", "TxnOp", "Proposal", "ReadRequest", "NodeStatus", "Member", "MemberChange",
+    "UpgradeLeaves", "UpgradeState", "Auth", "Command", "TxnOp", "Proposal", "ReadRequest", "NodeStatus", "Member", "MemberChange",
     "HashKVResult", "ROLE_NAMES", "value", "version", "create_revision", "mod_revision",
     "decode_proposal", "decode_apply_result", "decode_range_result", "decode_read_request", "decode_error",
     "encode_error", "decode_status", "decode_members", "encode_members", "decode_member_change",
@@ -778,6 +778,32 @@ class UpgradeLeaves:
         return cls()
 
 
+#: The state level this version's leaders propose (KV-COMMANDS.md "State levels"): 1 leaf v2,
+#: 2 client sessions bound to users.
+STATE_LEVEL_CURRENT = 2
+
+
+@dataclass(frozen=True)
+class UpgradeState:
+    """upgradeState (tag 11): proposed by leaders only; decoded from journal entries. Records
+    each state level up to `level` not recorded yet."""
+    level: int
+
+    def validate(self) -> None:
+        if not 1 <= self.level <= STATE_LEVEL_CURRENT:
+            raise InvalidArgument(f"state level: got {self.level}, want 1...{STATE_LEVEL_CURRENT}")
+
+    def encode_body(self) -> bytes:
+        return u32(self.level)
+
+    @classmethod
+    def read(cls, rd: Reader) -> "UpgradeState":
+        level = rd.u32()
+        if not 1 <= level <= STATE_LEVEL_CURRENT:
+            raise ProtocolError(f"state level {level}, want 1...{STATE_LEVEL_CURRENT}")
+        return cls(level)
+
+
 LEASE_TTL_MAX = 31_536_000
 LEASE_CHECKPOINTS_MAX = 4096
 
@@ -910,11 +936,13 @@ class Auth:
 #: User and role names: 1...64 bytes (KV-COMMANDS.md "Users and roles").
 NAME_BYTES_MAX = 64
 
-Command = Union[Put, DeleteRange, Txn, Compact, InitCluster, UpgradeLeaves, LeaseGrant, LeaseRevoke, LeaseCheckpoint, Auth]
+Command = Union[Put, DeleteRange, Txn, Compact, InitCluster, UpgradeLeaves, LeaseGrant, LeaseRevoke, LeaseCheckpoint, Auth,
+                UpgradeState]
 _COMMAND_TAGS: dict[type, int] = {Put: 1, DeleteRange: 2, Txn: 3, Compact: 4, InitCluster: 5, UpgradeLeaves: 6,
-                                  LeaseGrant: 7, LeaseRevoke: 8, LeaseCheckpoint: 9, Auth: 10}
+                                  LeaseGrant: 7, LeaseRevoke: 8, LeaseCheckpoint: 9, Auth: 10, UpgradeState: 11}
 _COMMAND_READERS = {1: Put.read, 2: DeleteRange.read, 3: Txn.read, 4: Compact.read, 5: InitCluster.read,
-                    6: UpgradeLeaves.read, 7: LeaseGrant.read, 8: LeaseRevoke.read, 9: LeaseCheckpoint.read, 10: Auth.read}
+                    6: UpgradeLeaves.read, 7: LeaseGrant.read, 8: LeaseRevoke.read, 9: LeaseCheckpoint.read, 10: Auth.read,
+                    11: UpgradeState.read}
 
 
 @dataclass(frozen=True)
@@ -968,7 +996,7 @@ def decode_proposal(body: bytes) -> Proposal:
     tag = rd.u8()
     reader = _COMMAND_READERS.get(tag)
     if reader is None:
-        raise ProtocolError(f"command tag {tag}, want 1...10")
+        raise ProtocolError(f"command tag {tag}, want 1...11")
     cmd = reader(rd)
     rd.done()
     return Proposal(cmd, client_id, sequence, principal)  # type: ignore[arg-type]

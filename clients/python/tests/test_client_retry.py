@@ -203,3 +203,21 @@ def test_a_wrong_answer_kind_is_a_protocol_error() -> None:
     c = core()
     with pytest.raises(fauna.ProtocolError, match="want write_response"):
         run(put_op(c), lambda s: (Kind.READ_RESPONSE, b""))
+
+
+def test_a_write_refused_for_its_user_leaves_its_session_out_of_the_pool() -> None:
+    # permissionDenied may be the session's own refusal (another user owns it): the next write
+    # must not reuse it, while other refusals keep the session for the next sequence.
+    c = core()
+    denied = wire.ApplyResult(9, False, wire.Outcome.INVALID, invalid_code=10, reason="client session 7 belongs to another user")
+    _, first, _ = run(put_op(c), lambda s: ok_write())
+    with pytest.raises(fauna.PermissionDenied):
+        run(put_op(c), lambda s: (Kind.WRITE_RESPONSE, denied.encode()))
+    assert c.sessions.idle == 0
+    _, after, _ = run(put_op(c), lambda s: ok_write())
+    assert session(after[0])[0] != session(first[0])[0] and session(after[0])[1] == 1
+    leases = wire.ApplyResult(11, False, wire.Outcome.INVALID, invalid_code=6, reason="no lease 5")
+    with pytest.raises(errors.ServerError):
+        run(put_op(c), lambda s: (Kind.WRITE_RESPONSE, leases.encode()))
+    _, again, _ = run(put_op(c), lambda s: ok_write())
+    assert session(again[0]) == (session(after[0])[0], 3)

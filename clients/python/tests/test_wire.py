@@ -393,3 +393,16 @@ def test_journal_proposals_with_a_principal_and_auth_commands_decode() -> None:
         wire.decode_proposal(bytes([1, 0x04]) + put[2:])
     with pytest.raises(errors.InvalidArgument):
         wire.Proposal(wire.Put(b"k", b"v"), principal=b"alice").encode()
+
+
+def test_the_leaders_state_level_entry_decodes() -> None:
+    # What a new leader proposes first: flags 0, tag 11 upgradeState, u32 level 2 (KV-COMMANDS.md).
+    p = wire.decode_proposal(bytes([1, 0, 11, 0, 0, 0, 2]))
+    assert p.command == wire.UpgradeState(2) and p.client_id is None and p.principal is None
+    for level in (0, 3):
+        with pytest.raises(errors.ProtocolError):
+            wire.decode_proposal(bytes([1, 0, 11]) + level.to_bytes(4, "big"))
+    with pytest.raises(errors.ProtocolError):
+        wire.decode_proposal(bytes([1, 0, 11, 0, 0, 2]))
+    with pytest.raises(errors.ProtocolError):
+        wire.decode_proposal(bytes([1, 0, 12]))
