@@ -196,7 +196,10 @@ extension NodeCore {
             ])
             // Only once proposed: a refusal (overloaded, a transfer) is retried next round.
             clusterIDProposedTerm = raft.term
-            logger.info("proposed a cluster ID", metadata: ["id": "\(ClusterID(bytes: id).map { "\($0)" } ?? "?")"])
+            // Either may already be recorded (an upgraded cluster has its ID): that one changes nothing.
+            logger.info(
+                "proposed the state level and a cluster ID; each takes effect only if none is recorded yet",
+                metadata: ["level": "\(KVStateLevel.current)", "id": "\(ClusterID(bytes: id).map { "\($0)" } ?? "?")"])
         } catch {
             logger.debug("could not propose a cluster ID this term: \(error)")
         }
