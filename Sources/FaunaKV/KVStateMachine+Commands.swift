@@ -50,7 +50,7 @@ extension KVStateMachine {
 
     /// Records that `level`'s rules hold from `revision` on, unless an earlier entry did.
     private static func recordLevel(_ level: UInt32, at revision: Revision, _ view: inout KVReadView) throws {
-        let key = level == KVStateLevel.leafV2 ? KVMetaKey.leafV2From : KVMetaKey.sessionsBoundFrom
+        let key = KVMetaKey.levelStart(level)
         guard try view.metaValue(forKey: key) == nil else { return }
         view.setMeta(encodeUInt64(revision.rawValue), forKey: key)
         if level == KVStateLevel.leafV2 { view.startsLeafV2 = true }

@@ -167,9 +167,9 @@ public struct KVStateMachine: Sendable {
     /// The highest `KVStateLevel` the applied state has recorded (0: none).
     public func stateLevel(on backend: some KVBackend) throws -> UInt32 {
         let view = KVReadView(backend: backend, base: KVWriteBatch())
-        guard try view.metaValue(forKey: KVMetaKey.leafV2From) != nil else { return 0 }
-        guard try view.metaValue(forKey: KVMetaKey.sessionsBoundFrom) != nil else { return KVStateLevel.leafV2 }
-        return KVStateLevel.sessionsBound
+        var level: UInt32 = 0
+        while level < KVStateLevel.current, try view.metaValue(forKey: KVMetaKey.levelStart(level + 1)) != nil { level += 1 }
+        return level
     }
 
     /// The meta key of `leafV2From` (u64 BE), for a store that loads it with its applied state.
@@ -213,6 +213,8 @@ enum KVMetaKey {
     static let leafV2From = Array("kv/leaf-v2-from".utf8)
     /// The index from which client sessions belong to users (set once by `upgradeState(2)`).
     static let sessionsBoundFrom = Array("kv/sessions-bound-from".utf8)
+    /// The key that records where `level` (1...`KVStateLevel.current`) starts.
+    static func levelStart(_ level: UInt32) -> [UInt8] { level == KVStateLevel.leafV2 ? leafV2From : sessionsBoundFrom }
     static let sessionCount = Array("kv/session-count".utf8)
     static let sessionPrefix = Array("kv/session/".utf8)
     static let sessionLRUPrefix = Array("kv/session-lru/".utf8)
